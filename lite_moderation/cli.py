@@ -1,0 +1,383 @@
+"""The ``lite-moderation`` command: a thin shell over the library, one library call per command.
+
+Exit codes: 0 success; 1 something was flagged (only with ``score --fail-on-flagged``); 2 bad input,
+bad usage or an unusable model. Machine output (JSON, JSONL, CSV) goes to stdout or ``--output``;
+messages and progress go to stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .data import DataError, load_dataset
+from .evaluation import count_seen_prompts, cross_validate, evaluate
+from .features import split_fields
+from .output import FORMATS, RowWriter, atomic_text_writer, format_detail, write_json
+from .persistence import ModelFormatError, load, read_card, save
+from .scoring import score_file
+from .taxonomy import CATEGORIES, LABELS, short_name
+from .training import BEAVERTAILS_LICENSE, default_estimator, train
+
+EXIT_FLAGGED = 1
+EXIT_BAD_INPUT = 2
+
+
+class InputError(click.ClickException):
+    """A problem with the user's data, options or model: one line on stderr, exit code 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+def _friendly_errors(command: Callable) -> Callable:
+    """Turn library errors into one-line messages (no traceback) with exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (DataError, ModelFormatError) as exc:
+            raise InputError(str(exc)) from None
+        except (ValueError, TypeError, OSError) as exc:
+            raise InputError(f"{type(exc).__name__}: {exc}") from None
+
+    return wrapper
+
+
+def _note(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _report_skipped(errors: list[DataError], limit: int = 20) -> None:
+    """Every skipped row is named on stderr (the first ``limit`` in full, then a count)."""
+    for error in errors[:limit]:
+        _note(f"skipped: {error}")
+    if len(errors) > limit:
+        _note(f"skipped: ... and {len(errors) - limit} more bad rows")
+
+
+# ------------------------------------------------------------------------------------------------ options
+
+model_option = click.option(
+    "--model", "model_path", type=click.Path(path_type=Path), default=None,
+    help="Model directory (default: the shipped model).",
+)
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
+
+
+def on_error_option(default: str) -> Callable:
+    return click.option(
+        "--on-error", type=click.Choice(["fail", "skip"]), default=default, show_default=True,
+        help="On a malformed record: stop (fail) or report it on stderr and go on (skip).",
+    )
+
+
+def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None or value.lower() == "none":
+        return None
+    try:
+        low, high = (int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected two integers like 1,2 (or none), got {value!r}") from None
+    if not 1 <= low <= high:
+        raise click.BadParameter(f"expected 1 <= low <= high, got {value!r}")
+    return low, high
+
+
+def recipe_options(command: Callable) -> Callable:
+    """Options of the training recipe, shared by ``train`` and ``cv``."""
+    options = [
+        click.option("--C", "C", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
+                     help="Inverse regularisation strength of each logistic regression."),
+        click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True),
+        click.option("--word-ngrams", callback=_parse_range, default="1,2", show_default=True,
+                     help="Word n-gram range, e.g. 1,2."),
+        click.option("--char-ngrams", callback=_parse_range, default="2,5", show_default=True,
+                     help="Character n-gram range of the response, or 'none' to turn them off."),
+        click.option("--min-df", type=click.IntRange(min=1), default=2, show_default=True,
+                     help="Minimum number of documents a term must appear in."),
+        click.option("--max-features", type=click.IntRange(min=1), default=None,
+                     help="Cap on each vocabulary block (most frequent terms kept)."),
+        click.option("--threshold-folds", type=click.IntRange(min=0), default=5, show_default=True,
+                     help="Grouped folds for tuning per-label thresholds (0: keep 0.5)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _estimator_from_options(options: dict, verbose: int = 0):
+    params: dict[str, Any] = {
+        "C": options["C"],
+        "class_weight": None if options["class_weight"] == "none" else options["class_weight"],
+        "min_df": options["min_df"],
+        "max_features": options["max_features"],
+        "threshold_folds": options["threshold_folds"],
+    }
+    if options["word_ngrams"] is None:
+        params["word_fields"] = ()
+    else:
+        params["word_ngram_range"] = options["word_ngrams"]
+    if options["char_ngrams"] is None:
+        params["char_fields"] = ()
+    else:
+        params["char_ngram_range"] = options["char_ngrams"]
+    return default_estimator(verbose=verbose, **params)
+
+
+def _load_model(model_path: Path | None):
+    return load(model_path)
+
+
+# ------------------------------------------------------------------------------------------------ commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lite-moderation")
+def main() -> None:
+    """Moderate text and question-answer pairs on CPU with TF-IDF + linear models (BeaverTails labels)."""
+
+
+@main.command()
+@click.argument("texts", nargs=-1)
+@click.option("--prompt", help="Prompt of a question-answer pair (use with --response).")
+@click.option("--response", help="Response of a question-answer pair (use with --prompt).")
+@click.option("--input", "-i", "input_path", help="File of records to score, or - for stdin.")
+@click.option("--input-format", type=click.Choice(["auto", "jsonl", "json", "csv", "text"]), default="auto",
+              show_default=True, help="Format of --input (auto: from the suffix, or sniffed for stdin).")
+@click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
+              help="Write results to this file (atomically) instead of stdout.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="Output format [default: table for a terminal, jsonl otherwise].")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Override the unsafe threshold tuned into the model.")
+@click.option("--fail-on-flagged", is_flag=True, help="Exit with code 1 when any item is flagged.")
+@on_error_option("skip")
+@model_option
+@quiet_option
+@_friendly_errors
+def score(texts: tuple[str, ...], prompt: str | None, response: str | None, input_path: str | None,
+          input_format: str, output_path: Path | None, fmt: str | None, threshold: float | None,
+          fail_on_flagged: bool, on_error: str, model_path: Path | None, quiet: bool) -> None:
+    """Score TEXTS, a --prompt/--response pair, or every record of --input.
+
+    Output rows come in input order, one per input row; a row that cannot be read is reported on
+    stderr (with its line) and skipped, or stops the command with --on-error fail.
+    """
+    sources = sum([bool(texts), prompt is not None or response is not None, input_path is not None])
+    if sources != 1:
+        raise click.UsageError("give exactly one of: TEXTS, --prompt/--response, or --input FILE")
+    fmt = fmt or ("table" if output_path is None and sys.stdout.isatty() else "jsonl")
+    model = _load_model(model_path)
+    if input_path is not None:
+        flagged = _score_input(model, input_path, input_format, output_path, fmt, on_error, threshold, quiet)
+    else:
+        items = _items_from_arguments(texts, prompt, response)
+        flagged = _score_items(model, items, output_path, fmt, threshold)
+    if fail_on_flagged and flagged:
+        sys.exit(EXIT_FLAGGED)
+
+
+def _items_from_arguments(texts: tuple[str, ...], prompt: str | None, response: str | None) -> list:
+    if prompt is not None or response is not None:
+        if prompt is None or response is None:
+            raise click.UsageError("--prompt and --response go together")
+        if not prompt.strip() and not response.strip():
+            raise InputError("--prompt and --response are both empty: nothing to score")
+        return [(prompt, response)]
+    for i, text in enumerate(texts, 1):
+        if not text.strip():
+            raise InputError(f"text argument {i} is empty or only whitespace: nothing to score")
+    return list(texts)
+
+
+def _score_items(model, items: list, output_path: Path | None, fmt: str,
+                 threshold: float | None) -> int:
+    split_fields(items)
+    results = model.moderate(items, threshold=threshold)
+    with atomic_text_writer(output_path) as stream:
+        if fmt == "table" and len(results) == 1:
+            cuts = dict(zip(LABELS, model.thresholds_))
+            if threshold is not None:
+                cuts["unsafe"] = threshold
+            stream.write(format_detail(results[0], cuts))
+        else:
+            writer = RowWriter(stream, fmt)
+            for result in results:
+                writer.write(result)
+            writer.close()
+    return sum(r["flagged"] for r in results)
+
+
+def _score_input(model, input_path: str, input_format: str, output_path: Path | None, fmt: str,
+                 on_error: str, threshold: float | None, quiet: bool) -> int:
+    summary = score_file(model, input_path, output_path, fmt, on_error=on_error, threshold=threshold,
+                         input_format=input_format, progress=not quiet)
+    _report_skipped(summary.errors)
+    _note(f"rows in: {summary.rows_in}, scored: {summary.scored}, skipped: {summary.rejected}, "
+          f"flagged: {summary.flagged}")
+    return summary.flagged
+
+
+@main.command("train")
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
+              help="Labelled BeaverTails-format file (.jsonl[.gz|.xz], .json, .csv).")
+@click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path),
+              help="Directory to write the model to (replaced atomically).")
+@click.option("--cv-folds", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also run grouped cross-validation first and record it in the model card (0: skip).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold shuffles.")
+@click.option("--license", "license_text", default=BEAVERTAILS_LICENSE, help="License statement for the card.")
+@recipe_options
+@on_error_option("fail")
+@quiet_option
+@_friendly_errors
+def train_command(data_path: Path, output_dir: Path, cv_folds: int, seed: int, license_text: str,
+                  on_error: str, quiet: bool, **recipe: Any) -> None:
+    """Train a model on labelled records and save it to --output."""
+    dataset = _load_labelled(data_path, on_error, require="categories")
+    estimator = _estimator_from_options(recipe)
+    command = _training_command(data_path, cv_folds, seed, recipe)
+    model, card = train(dataset, estimator, data_path, cv_folds=cv_folds, seed=seed,
+                        license_text=license_text, command=command, progress=not quiet)
+    save(model, output_dir, card)
+    _note(f"saved model to {output_dir} ({len(dataset)} rows, {model.coef_.shape[0]} features)")
+    if cv_folds:
+        _print_metrics(card["metrics"]["cv"], err=True)
+
+
+def _training_command(data_path: Path, cv_folds: int, seed: int, recipe: dict) -> str:
+    """The command line that reproduces a model, recorded in its card (data by file name only)."""
+    parts = ["lite-moderation", "train", "--data", data_path.name, "--output", "MODEL_DIR"]
+    if cv_folds:
+        parts += ["--cv-folds", str(cv_folds), "--seed", str(seed)]
+    defaults = {"C": 4.0, "class_weight": "none", "word_ngrams": (1, 2), "char_ngrams": (2, 5), "min_df": 2,
+                "max_features": None, "threshold_folds": 5}
+    for key, value in recipe.items():
+        if value != defaults.get(key):
+            text = "none" if value is None else ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            parts += [f"--{key.replace('_', '-')}", text]
+    return shlex.join(parts)
+
+
+def _load_labelled(data_path: Path, on_error: str, require: str = "labels"):
+    errors: list[DataError] = []
+    dataset = load_dataset(data_path, on_error=on_error, errors=errors, require=require)
+    _report_skipped(errors)
+    return dataset
+
+
+@main.command("evaluate")
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
+              help="Labelled file: is_safe and/or the 14 categories.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON (- for stdout).")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None, help="Override the unsafe threshold.")
+@model_option
+@on_error_option("fail")
+@_friendly_errors
+def evaluate_command(data_path: Path, json_path: Path | None, threshold: float | None,
+                     model_path: Path | None, on_error: str) -> None:
+    """Print a model's metrics on labelled data (and warn when it saw these prompts in training)."""
+    model = _load_model(model_path)
+    dataset = _load_labelled(data_path, on_error)
+    _warn_on_leak(model, dataset.prompts)
+    metrics = evaluate(model, dataset, threshold=threshold)
+    _emit_metrics(metrics, json_path)
+
+
+def _warn_on_leak(model, prompts: list[str]) -> None:
+    seen = count_seen_prompts(model, prompts)
+    total = len({" ".join(p.split()).lower() for p in prompts})
+    _note(f"leak check: {seen} of {total} distinct evaluation prompts were in the model's training data")
+    if seen:
+        _note(f"WARNING: {seen} evaluation prompts were seen in training: these metrics overstate quality "
+              "(for honest numbers on training data, use `lite-moderation cv`).")
+
+
+@main.command("cv")
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
+              help="Labelled file with the 14 categories (or is_safe only).")
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON (- for stdout).")
+@recipe_options
+@on_error_option("fail")
+@quiet_option
+@_friendly_errors
+def cv_command(data_path: Path, folds: int, seed: int, json_path: Path | None, on_error: str, quiet: bool,
+               **recipe: Any) -> None:
+    """Cross-validate the training recipe, folds grouped by prompt; metrics on out-of-fold predictions."""
+    dataset = _load_labelled(data_path, on_error)
+    result = cross_validate(dataset, folds, seed, estimator=_estimator_from_options(recipe), progress=not quiet)
+    _emit_metrics(result.metrics, json_path)
+
+
+def _emit_metrics(metrics: dict, json_path: Path | None) -> None:
+    if json_path is not None:
+        write_json(metrics, json_path)
+    if json_path is None or str(json_path) != "-":
+        _print_metrics(metrics)
+
+
+def _fmt(value: float | None) -> str:
+    return "  n/a" if value is None else f"{value:.3f}"
+
+
+def _print_metrics(metrics: dict, err: bool = False) -> None:
+    lines = [f"rows: {metrics['n']}", "unsafe: " + "  ".join(
+        f"{k} {_fmt(metrics['unsafe'][k])}" for k in ("f1", "precision", "recall", "fpr", "accuracy", "auprc", "auroc")
+    )]
+    if "categories" in metrics:
+        cats = metrics["categories"]
+        lines.append(f"categories: macro-F1 {cats['macro_f1']:.3f}  micro-F1 {cats['micro_f1']:.3f}")
+        lines.append(f"  {'category':<32} {'f1':>6} {'prec':>6} {'recall':>6} {'auprc':>6} {'support':>7}")
+        for name in CATEGORIES:
+            m = cats["per_category"][name]
+            lines.append(f"  {short_name(name):<32} {_fmt(m['f1']):>6} {_fmt(m['precision']):>6} "
+                         f"{_fmt(m['recall']):>6} {_fmt(m['auprc']):>6} {m['support']:>7}")
+    click.echo("\n".join(lines), err=err)
+
+
+@main.command("info")
+@model_option
+@click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
+@_friendly_errors
+def info(model_path: Path | None, as_json: bool) -> None:
+    """Print the model card: data, recipe, labels, thresholds, metrics, license, format, path, size."""
+    card = read_card(model_path)
+    if as_json:
+        click.echo(json.dumps(card, indent=2))
+        return
+    click.echo(_card_text(card))
+
+
+def _card_text(card: dict) -> str:
+    data = card.get("training_data", {})
+    lines = [
+        f"model: {card['path']} ({card['size_bytes'] / 1e6:.2f} MB, format version {card['format_version']})",
+        (f"trained on: {data.get('file')} ({data.get('rows')} rows, {data.get('distinct_prompts')} prompts, "
+        f"sha256 {data.get('sha256')})"),
+        f"recipe: {card.get('recipe', {}).get('command', '')}",
+        f"license: {card.get('license', '')}",
+    ]
+    lines += [f"note: {note}" for note in card.get("notes", [])]
+    cv = card.get("metrics", {}).get("cv")
+    if cv:
+        unsafe = cv["unsafe"]
+        macro = f"  macro-F1 {cv['categories']['macro_f1']:.3f}" if "categories" in cv else ""
+        lines.append(f"cv ({cv['folds']} folds grouped by prompt, seed {cv['seed']}): unsafe F1 {unsafe['f1']:.3f}"
+                     f"  AUPRC {unsafe['auprc']:.3f}  AUROC {unsafe['auroc']:.3f}{macro}")
+    lines.append("thresholds: " + ", ".join(f"{short_name(k)} {v:.3f}" for k, v in card["thresholds"].items()))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

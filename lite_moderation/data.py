@@ -1,0 +1,672 @@
+"""Read moderation data (BeaverTails JSONL, JSON lists, CSV, plain text) into validated records.
+
+Every bad record becomes a :class:`DataError` that names the file, line and field, so a user can fix it;
+with ``on_error="skip"`` the errors are collected instead of raised, never dropped silently. Line-based
+formats are streamed (the 330k BeaverTails split does not need to fit in memory as text), and bytes are
+decoded per line so one non-UTF-8 line costs one record, not the whole file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import hashlib
+import itertools
+import json
+import lzma
+import os
+import sys
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Union
+
+import numpy as np
+
+from .taxonomy import CATEGORIES
+
+__all__ = ["DataError", "Dataset", "Record", "load_dataset", "read_records", "sha256_file"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+FORMATS = ("auto", "jsonl", "json", "csv", "text")
+REQUIRE = ("none", "labels", "categories")
+ON_ERROR = ("fail", "skip")
+
+_CATEGORY_SET = frozenset(CATEGORIES)
+_BOM = b"\xef\xbb\xbf"
+_FIX_HINT = "Fix the record or pass --on-error skip."
+_KEYS_HINT = "Category keys are the 14 BeaverTails keys listed in lite_moderation.taxonomy.CATEGORIES."
+_LABELS_HINT = "This step needs labelled data: add 'is_safe' or a full 'category' object to every record."
+_CATEGORIES_HINT = "This step needs the 14 harm categories: add a full 'category' object to every record."
+_CSV_COLUMNS_HINT = (
+    "The first row must be a header: prompt,response[,is_safe][,category or the 14 category key columns]."
+)
+_CSV_BOOLS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+_SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".txt": "text"}
+_COMPRESSIONS = {".gz": "gzip", ".xz": "xz"}
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "xz"))
+_READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
+
+
+class DataError(ValueError):
+    """One bad record or file problem, located precisely enough for the user to fix it.
+
+    Attributes: ``path`` (str), ``line`` (1-based int or None), ``field`` (str or None), ``message`` (str),
+    ``hint`` (str or None). ``str(e)`` is one line: ``path:line: field 'f': message. hint``.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        line: int | None = None,
+        field: str | None = None,
+        message: str = "",
+        hint: str | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        self.message = message
+        self.hint = hint
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        text = f"field '{self.field}': {self.message}" if self.field else self.message
+        if self.hint:
+            text = f"{text.rstrip('.')}. {self.hint}"
+        text = f"{where}: {text}" if where else text
+        return " ".join(text.splitlines())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Keep the attributes when pickled (e.g. errors sent back from worker processes)."""
+        return (type(self), (self.path, self.line, self.field, self.message, self.hint))
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One validated record. ``response`` is None for a plain single text."""
+
+    prompt: str
+    response: str | None
+    categories: tuple[bool, ...] | None
+    is_safe: bool | None
+    line: int
+
+    @property
+    def pair(self) -> tuple[str, str] | str:
+        """What a model scores: the (prompt, response) pair, or the plain text."""
+        return self.prompt if self.response is None else (self.prompt, self.response)
+
+
+@dataclass
+class Dataset:
+    """Records as parallel lists/arrays, ready for vectorising and training."""
+
+    pairs: list
+    categories: np.ndarray | None
+    unsafe: np.ndarray | None
+    lines: list[int]
+    prompts: list[str]
+    path: str = ""
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def y(self) -> np.ndarray:
+        """(n, 15) bool targets in taxonomy.LABELS order: the 14 categories, then unsafe."""
+        if self.categories is None:
+            raise DataError(
+                self.path, field="category", message="the data has no category labels for every record",
+                hint="Load it with require='categories'.",
+            )
+        unsafe = self.unsafe if self.unsafe is not None else self.categories.any(axis=1)
+        return np.column_stack([self.categories, unsafe]).astype(bool)
+
+
+class _Bad(Exception):
+    """A record problem before the file and line are attached (becomes a DataError)."""
+
+    def __init__(self, field: str | None, message: str, hint: str | None = _FIX_HINT) -> None:
+        super().__init__(message)
+        self.field, self.message, self.hint = field, message, hint
+
+
+@dataclass(frozen=True)
+class _Source:
+    display: str
+    path: Path | None  # None means stdin
+    fmt: str | None  # None means peek at the content
+    compression: str | None
+
+    def error(self, line: int | None, bad: _Bad) -> DataError:
+        return DataError(self.display, line, bad.field, bad.message, bad.hint)
+
+    def fatal(self, message: str, line: int | None = None, field: str | None = None,
+              hint: str | None = None) -> DataError:
+        return DataError(self.display, line, field, message, hint)
+
+
+# ----------------------------------------------------------------------------------------------- public API
+
+
+def read_records(
+    path: PathLike,
+    *,
+    on_error: str = "fail",
+    errors: list[DataError] | None = None,
+    require: str = "none",
+    fmt: str = "auto",
+) -> Iterator[Record]:
+    """Yield validated records from a file ("-" = stdin), streaming line-based formats.
+
+    ``on_error="fail"`` raises the first bad record; ``"skip"`` appends it to ``errors`` and goes on.
+    Whole-file problems (missing file, bad CSV header, no records) raise in both modes.
+    ``require``: "none" (anything scorable), "labels" (is_safe, derived from categories if absent),
+    "categories" (the full category object). Options are checked here, before iteration starts.
+    """
+    _check_options(on_error, errors, require, fmt)
+    source = _resolve(path, fmt)
+    return _drive(_items(source, require), source, on_error, errors)
+
+
+def load_dataset(
+    path: PathLike,
+    *,
+    on_error: str = "fail",
+    errors: list[DataError] | None = None,
+    require: str = "labels",
+) -> Dataset:
+    """Load a whole file into a :class:`Dataset` (arrays are None when any record lacks those labels)."""
+    errors_before = len(errors) if errors is not None else 0
+    pairs: list = []
+    prompts: list[str] = []
+    lines: list[int] = []
+    cats: list[tuple[bool, ...] | None] = []
+    safes: list[bool | None] = []
+    for rec in read_records(path, on_error=on_error, errors=errors, require=require):
+        pairs.append(rec.pair)
+        prompts.append(rec.prompt)
+        lines.append(rec.line)
+        cats.append(rec.categories)
+        safes.append(rec.is_safe)
+    display = _display(path)
+    if not pairs:
+        skipped = len(errors) - errors_before if errors is not None else 0
+        raise DataError(display, message=f"no valid records ({skipped} skipped as bad)")
+    return Dataset(pairs, _category_array(cats), _unsafe_array(safes), lines, prompts, display)
+
+
+def sha256_file(path: PathLike) -> str:
+    """Hex sha256 of a file, read in chunks so large data files are not loaded whole."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except FileNotFoundError:
+        raise DataError(str(path), message="no such file") from None
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ options, sources
+
+
+def _check_options(on_error: str, errors: list | None, require: str, fmt: str) -> None:
+    """Reject bad options eagerly, so a typo fails at the call, not at the first record."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    if on_error == "skip" and errors is None:
+        raise ValueError("on_error='skip' needs an errors list to collect the bad records in")
+    if require not in REQUIRE:
+        raise ValueError(f"require must be one of {REQUIRE}, got {require!r}")
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+
+
+def _display(path: PathLike) -> str:
+    return "<stdin>" if str(path) == "-" else str(path)
+
+
+def _resolve(path: PathLike, fmt: str) -> _Source:
+    """Work out format and compression from the name; check the file exists before iterating."""
+    if str(path) == "-":
+        return _Source("<stdin>", None, None if fmt == "auto" else fmt, None)
+    p = Path(path)
+    if not p.exists():
+        raise DataError(str(path), message="no such file")
+    if p.is_dir():
+        raise DataError(str(path), message="is a directory, not a data file")
+    name = p.name.lower()
+    compression = next((c for s, c in _COMPRESSIONS.items() if name.endswith(s)), None)
+    if compression:
+        name = name.rsplit(".", 1)[0]
+    guessed = next((f for s, f in _SUFFIX_FORMATS.items() if name.endswith(s)), None)
+    return _Source(str(path), p, guessed if fmt == "auto" else fmt, compression)
+
+
+def _sniff_compression(raw: IO[bytes]) -> str | None:
+    """Recognise gzip/xz by magic bytes when the name does not say (stdin, odd suffixes)."""
+    peek = getattr(raw, "peek", None)
+    head = peek(8)[:8] if peek else b""
+    return next((c for magic, c in _MAGIC if head.startswith(magic)), None)
+
+
+@contextlib.contextmanager
+def _open_stream(source: _Source) -> Iterator[IO[bytes]]:
+    """Open the (possibly compressed) byte stream; never close stdin."""
+    with contextlib.ExitStack() as stack:
+        if source.path is None:
+            raw: IO[bytes] = sys.stdin.buffer
+        else:
+            try:
+                raw = stack.enter_context(open(source.path, "rb"))
+            except OSError as exc:
+                raise source.fatal(f"cannot open: {exc.strerror or exc}") from None
+        compression = source.compression or _sniff_compression(raw)
+        if compression == "gzip":
+            yield stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+        elif compression == "xz":
+            yield stack.enter_context(lzma.LZMAFile(raw, "rb"))
+        else:
+            yield raw
+
+
+# ---------------------------------------------------------------------------------------------- iteration
+
+
+def _drive(items: Iterable[Record | DataError], source: _Source, on_error: str,
+           errors: list[DataError] | None) -> Iterator[Record]:
+    """Apply the on_error policy; a file with no records at all (good or bad) is an error."""
+    seen = 0
+    for item in items:
+        seen += 1
+        if isinstance(item, DataError):
+            if on_error == "fail":
+                raise item
+            assert errors is not None  # checked by _check_options
+            errors.append(item)
+            continue
+        yield item
+    if seen == 0:
+        raise source.fatal("file has no records")
+
+
+def _items(source: _Source, require: str) -> Iterator[Record | DataError]:
+    """Records and per-record errors of one source, in file order."""
+    with _open_stream(source) as stream:
+        if source.fmt == "json":
+            yield from _json_items(stream, source, require)
+            return
+        lines = _raw_lines(stream, source)
+        fmt = source.fmt
+        if fmt is None:
+            fmt, lines = _sniff_format(lines)
+        if fmt == "csv":
+            yield from _csv_items(lines, source, require)
+        elif fmt == "jsonl":
+            yield from _jsonl_items(lines, source, require)
+        else:
+            yield from _text_items(lines, source, require)
+
+
+def _raw_lines(stream: IO[bytes], source: _Source) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, raw bytes) pairs; a corrupt or truncated stream is a whole-file error."""
+    n = 0
+    try:
+        for raw in stream:
+            n += 1
+            yield n, raw
+    except _READ_ERRORS as exc:
+        raise source.fatal(f"cannot read the file: {exc}", line=n + 1) from None
+
+
+def _sniff_format(lines: Iterator[tuple[int, bytes]]) -> tuple[str, Iterator[tuple[int, bytes]]]:
+    """Peek at the first non-blank line: "{" means JSONL, anything else plain text lines."""
+    buffered = []
+    fmt = "text"
+    for n, raw in lines:
+        buffered.append((n, raw))
+        head = raw[len(_BOM):] if n == 1 and raw.startswith(_BOM) else raw
+        head = head.lstrip()
+        if head:
+            fmt = "jsonl" if head.startswith(b"{") else "text"
+            break
+    return fmt, itertools.chain(buffered, lines)
+
+
+def _try_decode(raw: bytes, n: int) -> tuple[str, int | None]:
+    """Strict UTF-8 for one line (a BOM is allowed on line 1): (text, None) or (lossy text, byte offset)."""
+    skip = len(_BOM) if n == 1 and raw.startswith(_BOM) else 0
+    try:
+        return raw[skip:].decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return raw[skip:].decode("utf-8", errors="replace"), exc.start + skip
+
+
+def _decode(raw: bytes, n: int) -> str:
+    text, offset = _try_decode(raw, n)
+    if offset is not None:
+        raise _Bad(None, f"not valid UTF-8 (byte offset {offset})")
+    return text
+
+
+def _strip_newline(text: str) -> str:
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+def _jsonl_items(lines: Iterable[tuple[int, bytes]], source: _Source,
+                 require: str) -> Iterator[Record | DataError]:
+    for n, raw in lines:
+        try:
+            text = _decode(raw, n)
+            if not text.strip():
+                continue
+            yield _record_from_object(_parse_json(text), require, n)
+        except _Bad as bad:
+            yield source.error(n, bad)
+
+
+def _text_items(lines: Iterable[tuple[int, bytes]], source: _Source,
+                require: str) -> Iterator[Record | DataError]:
+    for n, raw in lines:
+        try:
+            text = _strip_newline(_decode(raw, n))
+            if not text.strip():
+                continue
+            yield _finish(text, None, "text", None, None, require, n)
+        except _Bad as bad:
+            yield source.error(n, bad)
+
+
+def _json_items(stream: IO[bytes], source: _Source, require: str) -> Iterator[Record | DataError]:
+    """A .json file holds one list of record objects; it is loaded whole. Line = index + 1."""
+    try:
+        data = stream.read()
+    except _READ_ERRORS as exc:
+        raise source.fatal(f"cannot read the file: {exc}") from None
+    skip = len(_BOM) if data.startswith(_BOM) else 0
+    try:
+        text = data[skip:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise source.fatal(f"not valid UTF-8 (byte offset {exc.start + skip})") from None
+    if not text.strip():
+        return
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        hint = "One JSON object per line? Name the file .jsonl or pass fmt='jsonl'." if exc.msg == "Extra data" else None
+        raise source.fatal(f"not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})", hint=hint) from None
+    if not isinstance(value, list):
+        raise source.fatal(f"expected a JSON list of records, got {_json_type(value)}",
+                           hint="For one record per line use a .jsonl file.")
+    for i, obj in enumerate(value, 1):
+        try:
+            yield _record_from_object(obj, require, i)
+        except _Bad as bad:
+            yield source.error(i, bad)
+
+
+# -------------------------------------------------------------------------------------------- validation
+
+
+def _json_type(value: Any) -> str:
+    """JSON's name for a value's type (bool before int: bool is an int subclass)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return "number"
+    names = {str: "string", list: "array", dict: "object"}
+    return next((name for t, name in names.items() if isinstance(value, t)), type(value).__name__)
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _Bad(None, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+
+
+def _string(value: Any, field: str) -> str:
+    """A text field must be a str that can be encoded again (no lone surrogates from \\ud800 escapes)."""
+    if not isinstance(value, str):
+        raise _Bad(field, f"expected a string, got {_json_type(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _Bad(field, f"contains an unpaired surrogate escape at character {exc.start}") from None
+    return value
+
+
+def _name_keys(keys: list[str], limit: int = 3) -> str:
+    """At most ``limit`` keys, quoted and shortened (keys may come from untrusted data)."""
+    shown = ", ".join(repr(k if len(k) <= 60 else k[:57] + "...") for k in keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _categories(value: Any) -> tuple[bool, ...]:
+    """The BeaverTails category object: exactly the 14 keys, each true/false, in taxonomy order."""
+    if not isinstance(value, dict):
+        raise _Bad("category", f"expected an object of 14 true/false flags, got {_json_type(value)}")
+    unknown = [str(k) for k in value if k not in _CATEGORY_SET]
+    missing = [k for k in CATEGORIES if k not in value]
+    problems = []
+    if unknown:
+        problems.append(f"unknown key{'s' * (len(unknown) > 1)} {_name_keys(unknown)}")
+    if missing:
+        problems.append(f"missing key{'s' * (len(missing) > 1)} {_name_keys(missing)}")
+    if problems:
+        raise _Bad("category", "; ".join(problems), _KEYS_HINT)
+    for key in CATEGORIES:
+        if not isinstance(value[key], bool):
+            raise _Bad("category", f"key '{key}': expected true/false, got {_json_type(value[key])}")
+    return tuple(value[key] for key in CATEGORIES)
+
+
+def _record_from_object(obj: Any, require: str, line: int) -> Record:
+    """Validate one JSON record: {"prompt", "response"?, "category"?, "is_safe"?} or {"text"}."""
+    if not isinstance(obj, dict):
+        raise _Bad(None, f"expected a JSON object, got {_json_type(obj)}")
+    if "prompt" in obj:
+        text_field, prompt = "prompt", _string(obj["prompt"], "prompt")
+        response = obj.get("response")
+        response = None if response is None else _string(response, "response")
+    elif "text" in obj:
+        text_field, prompt, response = "text", _string(obj["text"], "text"), None
+    else:
+        raise _Bad("prompt", "missing: a record needs 'prompt' (with an optional 'response') or 'text'")
+    raw_categories = obj.get("category")
+    categories = None if raw_categories is None else _categories(raw_categories)
+    is_safe = obj.get("is_safe")
+    if is_safe is not None and not isinstance(is_safe, bool):
+        raise _Bad("is_safe", f"expected true/false, got {_json_type(is_safe)}")
+    return _finish(prompt, response, text_field, categories, is_safe, require, line)
+
+
+def _finish(prompt: str, response: str | None, text_field: str, categories: tuple[bool, ...] | None,
+            is_safe: bool | None, require: str, line: int) -> Record:
+    """Checks shared by every format: non-empty text, consistent labels, and what ``require`` asks for."""
+    if response is None and not prompt.strip():
+        raise _Bad(text_field, "text is empty")
+    if response is not None and not prompt.strip() and not response.strip():
+        raise _Bad("prompt", "prompt and response are both empty")
+    if is_safe is True and categories is not None and any(categories):
+        flagged = [key for key, flag in zip(CATEGORIES, categories) if flag]
+        raise _Bad("is_safe", f"is true but category {_name_keys(flagged)} is flagged (unsafe)")
+    if require == "categories" and categories is None:
+        raise _Bad("category", "missing (this step needs the 14 harm categories)", _CATEGORIES_HINT)
+    if require != "none" and is_safe is None:
+        if categories is None:
+            raise _Bad("is_safe", "missing (this step needs labelled data)", _LABELS_HINT)
+        is_safe = not any(categories)
+    return Record(prompt, response, categories, is_safe, line)
+
+
+# ----------------------------------------------------------------------------------------------------- CSV
+
+
+@dataclass(frozen=True)
+class _CsvColumns:
+    """Column indices of a CSV header (None = absent)."""
+
+    text: int
+    text_field: str
+    response: int | None
+    is_safe: int | None
+    category_json: int | None
+    category_cols: tuple[int, ...] | None
+    width: int
+
+
+def _raise_csv_field_limit() -> None:
+    """csv's default 128 KiB field limit would reject long responses (1 MB records must load)."""
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+
+
+def _csv_text(lines: Iterable[tuple[int, bytes]], bad: dict[int, int]) -> Iterator[str]:
+    """Decoded lines for csv.reader; undecodable lines are noted in ``bad`` (line -> byte offset)."""
+    for n, raw in lines:
+        text, offset = _try_decode(raw, n)
+        if offset is not None:
+            bad[n] = offset
+        yield text
+
+
+def _column_label(name: str) -> str:
+    return repr(name) if len(name) <= 40 else f"<a {len(name)}-character name>"
+
+
+def _csv_columns(header: list[str], source: _Source, require: str, line: int) -> _CsvColumns:
+    """Map header names to indices; missing needed columns is a whole-file error."""
+    names = [h.strip() for h in header]
+    index = {name: i for i, name in reversed(list(enumerate(names)))}
+    found = ", ".join(_column_label(n) for n in names[:20]) + (" ..." if len(names) > 20 else "")
+
+    def missing(field: str, what: str) -> DataError:
+        return source.fatal(f"missing column {what}; found columns: {found}", line, field, _CSV_COLUMNS_HINT)
+
+    text_field = "prompt" if "prompt" in index else "text" if "text" in index else None
+    if text_field is None:
+        raise missing("prompt", "'prompt' (or 'text')")
+    category_cols = None
+    if "category" not in index:
+        present = [k for k in CATEGORIES if k in index]
+        absent = [k for k in CATEGORIES if k not in index]
+        if present and absent:
+            raise missing("category", f"{'s' * (len(absent) > 1)} {_name_keys(absent)}".lstrip())
+        category_cols = tuple(index[k] for k in CATEGORIES) if present else None
+    has_categories = "category" in index or category_cols is not None
+    if require == "categories" and not has_categories:
+        raise missing("category", "'category' (or the 14 category key columns)")
+    if require == "labels" and not has_categories and "is_safe" not in index:
+        raise missing("is_safe", "'is_safe' (or category columns)")
+    return _CsvColumns(index[text_field], text_field, index.get("response") if text_field == "prompt" else None,
+                       index.get("is_safe"), index.get("category"), category_cols, len(names))
+
+
+def _describe_cell(cell: str) -> str:
+    """Show a short cell value, but only the length of a long one (it may be harmful text)."""
+    value = cell.strip()
+    return repr(value) if len(value) <= 12 else f"{len(value)} characters of text"
+
+
+def _csv_bool(cell: str, field: str) -> bool | None:
+    value = cell.strip().lower()
+    if not value:
+        return None
+    if value not in _CSV_BOOLS:
+        raise _Bad(field, f"expected true/false (or 1/0, yes/no), got {_describe_cell(cell)}")
+    return _CSV_BOOLS[value]
+
+
+def _csv_categories(row: list[str], cols: _CsvColumns) -> tuple[bool, ...] | None:
+    """Categories from a JSON `category` cell or from 14 columns; all-empty means absent."""
+    if cols.category_json is not None:
+        cell = row[cols.category_json].strip()
+        if not cell:
+            return None
+        try:
+            return _categories(json.loads(cell))
+        except json.JSONDecodeError as exc:
+            raise _Bad("category", f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+    if cols.category_cols is None:
+        return None
+    flags = [_csv_bool(row[i], key) for i, key in zip(cols.category_cols, CATEGORIES)]
+    if all(flag is None for flag in flags):
+        return None
+    empty = next((key for key, flag in zip(CATEGORIES, flags) if flag is None), None)
+    if empty is not None:
+        raise _Bad(empty, "empty cell: fill all 14 category columns or leave them all empty")
+    return tuple(bool(flag) for flag in flags)
+
+
+def _csv_record(row: list[str], cols: _CsvColumns, require: str, line: int) -> Record:
+    if len(row) != cols.width:
+        raise _Bad(None, f"row has {len(row)} fields but the header has {cols.width} columns")
+    response = None if cols.response is None else row[cols.response]
+    is_safe = None if cols.is_safe is None else _csv_bool(row[cols.is_safe], "is_safe")
+    categories = _csv_categories(row, cols)
+    return _finish(row[cols.text], response, cols.text_field, categories, is_safe, require, line)
+
+
+def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
+               require: str) -> Iterator[Record | DataError]:
+    """CSV rows as records; a record's line is the physical line its row starts on (header = 1)."""
+    _raise_csv_field_limit()
+    bad: dict[int, int] = {}
+    reader = csv.reader(_csv_text(lines, bad))
+    rows = _csv_rows(reader, source)
+    header = next(rows, None)
+    if header is None:
+        return
+    header_start, header_row = header
+    if bad:
+        line = min(bad)
+        raise source.fatal(f"header is not valid UTF-8 (byte offset {bad[line]})", line)
+    cols = _csv_columns(header_row, source, require, header_start)
+    for start, row in rows:
+        lines_bad = [n for n in range(start, reader.line_num + 1) if n in bad]
+        try:
+            if lines_bad:
+                raise _Bad(None, f"not valid UTF-8 (byte offset {bad[lines_bad[0]]})")
+            yield _csv_record(row, cols, require, start)
+        except _Bad as problem:
+            yield source.error(lines_bad[0] if lines_bad else start, problem)
+        for n in lines_bad:
+            del bad[n]
+
+
+def _csv_rows(reader: Any, source: _Source) -> Iterator[tuple[int, list[str]]]:
+    """Non-blank rows with the line each starts on; a CSV syntax error is a whole-file error."""
+    previous = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise source.fatal(f"not valid CSV: {exc}", reader.line_num) from None
+        start, previous = previous + 1, reader.line_num
+        if any(cell.strip() for cell in row):
+            yield start, row
+
+
+# ------------------------------------------------------------------------------------------------- arrays
+
+
+def _category_array(cats: list[tuple[bool, ...] | None]) -> np.ndarray | None:
+    if any(c is None for c in cats):
+        return None
+    return np.array(cats, dtype=bool).reshape(len(cats), len(CATEGORIES))
+
+
+def _unsafe_array(safes: list[bool | None]) -> np.ndarray | None:
+    if any(s is None for s in safes):
+        return None
+    return ~np.array(safes, dtype=bool)

@@ -1,0 +1,157 @@
+"""TF-IDF features for question-answer pairs, with the prompt and the response featurised separately.
+
+Why separately: the same question is safe or unsafe depending on the answer, so a term means something
+different in the prompt than in the response. Each (field, analyzer) block is its own TF-IDF vocabulary
+and the blocks are stacked side by side; the linear model then weighs "how to" in a question apart from
+"how to" in an answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = ["FIELDS", "QAVectorizer", "split_fields"]
+
+#: Which text a feature block reads: the prompt, the response, or both joined.
+FIELDS = ("prompt", "response", "joint")
+
+#: What joins prompt and response in the "joint" field (a token no real text produces).
+JOINT_SEPARATOR = " \n qqaasep \n "
+
+
+def split_fields(X: Sequence) -> tuple[list[str], list[str]]:
+    """Prompts and responses of X, a sequence of (prompt, response) pairs or of single texts.
+
+    A single text is moderated as a response to an empty prompt: the labels judge content, and content
+    is what a single text is.
+    """
+    if isinstance(X, str):
+        raise TypeError("X must be a list of texts or of (prompt, response) pairs, not a single string")
+    prompts: list[str] = []
+    responses: list[str] = []
+    for i, item in enumerate(X):
+        if isinstance(item, str):
+            prompts.append("")
+            responses.append(item)
+        elif isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(s, str) for s in item):
+            prompts.append(item[0])
+            responses.append(item[1])
+        else:
+            raise TypeError(
+                f"X[{i}] is a {type(item).__name__}: expected a string or a (prompt, response) pair of strings"
+            )
+    return prompts, responses
+
+
+def _field_texts(field: str, prompts: list[str], responses: list[str]) -> list[str]:
+    if field == "prompt":
+        return prompts
+    if field == "response":
+        return responses
+    return [p + JOINT_SEPARATOR + r for p, r in zip(prompts, responses)]
+
+
+class QAVectorizer(TransformerMixin, BaseEstimator):
+    """Stacked TF-IDF blocks over the prompt, the response, or both joined.
+
+    Parameters
+    ----------
+    word_fields : fields that get a word n-gram block ("prompt", "response", "joint").
+    word_ngram_range : n-gram range of the word blocks.
+    char_fields : fields that get a character n-gram block (empty tuple: none).
+    char_ngram_range : n-gram range of the character blocks (``char_wb`` analyzer).
+    min_df : minimum document frequency of a term, per block.
+    max_features : cap on the vocabulary of each block (most frequent terms kept), None for no cap.
+    sublinear_tf : use 1 + log(tf), which keeps long texts from dominating.
+    dtype : float dtype of the output matrix.
+    """
+
+    def __init__(
+        self,
+        word_fields: tuple[str, ...] = ("prompt", "response"),
+        word_ngram_range: tuple[int, int] = (1, 2),
+        char_fields: tuple[str, ...] = ("response",),
+        char_ngram_range: tuple[int, int] = (2, 5),
+        min_df: float = 2,
+        max_features: int | None = None,
+        sublinear_tf: bool = True,
+        dtype: type = np.float32,
+    ) -> None:
+        self.word_fields = word_fields
+        self.word_ngram_range = word_ngram_range
+        self.char_fields = char_fields
+        self.char_ngram_range = char_ngram_range
+        self.min_df = min_df
+        self.max_features = max_features
+        self.sublinear_tf = sublinear_tf
+        self.dtype = dtype
+
+    def block_specs(self) -> list[tuple[str, str]]:
+        """The (field, analyzer) of each block, in column order."""
+        for field in (*self.word_fields, *self.char_fields):
+            if field not in FIELDS:
+                raise ValueError(f"unknown field {field!r}: expected one of {FIELDS}")
+        specs = [(f, "word") for f in self.word_fields] + [(f, "char_wb") for f in self.char_fields]
+        if not specs:
+            raise ValueError("QAVectorizer needs at least one word or char field")
+        return specs
+
+    def make_block(self, analyzer: str) -> TfidfVectorizer:
+        """An unfitted TF-IDF vectorizer for one block (also used to rebuild a saved one)."""
+        ngram_range = tuple(self.word_ngram_range if analyzer == "word" else self.char_ngram_range)
+        return TfidfVectorizer(
+            analyzer=analyzer,
+            ngram_range=ngram_range,
+            min_df=self.min_df,
+            max_features=self.max_features,
+            sublinear_tf=self.sublinear_tf,
+            dtype=self.dtype,
+        )
+
+    def fit(self, X: Sequence, y: object = None) -> QAVectorizer:
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X: Sequence, y: object = None) -> sp.csr_matrix:
+        prompts, responses = split_fields(X)
+        self.blocks_ = []
+        matrices = []
+        for field, analyzer in self.block_specs():
+            block = self.make_block(analyzer)
+            texts = _field_texts(field, prompts, responses)
+            matrices.append(_fit_block(block, texts, field, analyzer))
+            self.blocks_.append((field, analyzer, block))
+        self.n_features_out_ = sum(m.shape[1] for m in matrices)
+        return sp.hstack(matrices, format="csr")
+
+    def transform(self, X: Sequence) -> sp.csr_matrix:
+        check_is_fitted(self, "blocks_")
+        prompts, responses = split_fields(X)
+        matrices = [block.transform(_field_texts(field, prompts, responses)) for field, _, block in self.blocks_]
+        return sp.hstack(matrices, format="csr")
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        check_is_fitted(self, "blocks_")
+        names = [
+            f"{field}:{analyzer}:{term}"
+            for field, analyzer, block in self.blocks_
+            for term in block.get_feature_names_out()
+        ]
+        return np.asarray(names, dtype=object)
+
+
+def _fit_block(block: TfidfVectorizer, texts: list[str], field: str, analyzer: str) -> sp.csr_matrix:
+    """Fit one block; a block left with no terms (tiny data, high min_df) gets a clear error."""
+    try:
+        return block.fit_transform(texts)
+    except ValueError as exc:
+        raise ValueError(
+            f"the {analyzer} block on the {field} has no terms after min_df/max_df pruning ({exc}); "
+            "train on more data or lower min_df"
+        ) from exc

@@ -1,0 +1,104 @@
+"""The metrics published moderators report, in the one JSON shape benchmarks and checks read.
+
+Shape (``categories`` only when the data has the 14 categories)::
+
+    {"n": int,
+     "unsafe": {"f1", "precision", "recall", "fpr", "accuracy", "auprc", "auroc"},
+     "categories": {"macro_f1", "micro_f1",
+                    "per_category": {NAME: {"f1", "precision", "recall", "auprc", "support"}}}}
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from .taxonomy import CATEGORIES
+
+__all__ = ["binary_metrics", "category_metrics", "moderation_metrics"]
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator / denominator) if denominator else 0.0
+
+
+def _counts(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[int, int, int, int]:
+    tp = int(np.sum(y_true & y_pred))
+    fp = int(np.sum(~y_true & y_pred))
+    fn = int(np.sum(y_true & ~y_pred))
+    tn = int(np.sum(~y_true & ~y_pred))
+    return tp, fp, fn, tn
+
+
+def _f1(tp: int, fp: int, fn: int) -> float:
+    return _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+def _auprc(y_true: np.ndarray, scores: np.ndarray) -> float | None:
+    """Average precision; None when there are no positives (undefined)."""
+    return float(average_precision_score(y_true, scores)) if y_true.any() else None
+
+
+def binary_metrics(y_true: np.ndarray, scores: np.ndarray, y_pred: np.ndarray) -> dict[str, float | None]:
+    """F1, precision, recall, false-positive rate, accuracy, AUPRC and AUROC of one binary head.
+
+    AUPRC/AUROC are None when only one class is present (they are undefined there).
+    """
+    y_true = np.asarray(y_true, dtype=bool)
+    y_pred = np.asarray(y_pred, dtype=bool)
+    tp, fp, fn, tn = _counts(y_true, y_pred)
+    both_classes = y_true.any() and not y_true.all()
+    return {
+        "f1": _f1(tp, fp, fn),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "fpr": _ratio(fp, fp + tn),
+        "accuracy": _ratio(tp + tn, len(y_true)),
+        "auprc": _auprc(y_true, scores),
+        "auroc": float(roc_auc_score(y_true, scores)) if both_classes else None,
+    }
+
+
+def category_metrics(Y_true: np.ndarray, scores: np.ndarray, Y_pred: np.ndarray) -> dict:
+    """Per-category F1/precision/recall/AUPRC/support plus macro and micro F1 over the 14 categories."""
+    Y_true = np.asarray(Y_true, dtype=bool)
+    Y_pred = np.asarray(Y_pred, dtype=bool)
+    per_category = {}
+    totals = np.zeros(3, dtype=np.int64)
+    for j, name in enumerate(CATEGORIES):
+        tp, fp, fn, _ = _counts(Y_true[:, j], Y_pred[:, j])
+        totals += (tp, fp, fn)
+        per_category[name] = {
+            "f1": _f1(tp, fp, fn),
+            "precision": _ratio(tp, tp + fp),
+            "recall": _ratio(tp, tp + fn),
+            "auprc": _auprc(Y_true[:, j], scores[:, j]),
+            "support": int(Y_true[:, j].sum()),
+        }
+    return {
+        "macro_f1": float(np.mean([m["f1"] for m in per_category.values()])),
+        "micro_f1": _f1(*totals),
+        "per_category": per_category,
+    }
+
+
+def moderation_metrics(
+    unsafe_true: np.ndarray,
+    proba: np.ndarray,
+    predicted: np.ndarray,
+    categories_true: np.ndarray | None = None,
+) -> dict:
+    """All metrics of a model's (n, 15) scores and decisions against the truth.
+
+    ``categories_true`` is the (n, 14) category truth, or None for data labelled only safe/unsafe.
+    """
+    proba = np.asarray(proba)
+    predicted = np.asarray(predicted, dtype=bool)
+    result: dict = {
+        "n": len(unsafe_true),
+        "unsafe": binary_metrics(unsafe_true, proba[:, -1], predicted[:, -1]),
+    }
+    if categories_true is not None:
+        n_cat = len(CATEGORIES)
+        result["categories"] = category_metrics(categories_true, proba[:, :n_cat], predicted[:, :n_cat])
+    return result

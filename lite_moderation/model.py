@@ -1,0 +1,228 @@
+"""The moderator: TF-IDF features and one linear classifier per label, with tuned thresholds.
+
+Fourteen BeaverTails categories plus the binary "unsafe" head are each a logistic regression over the same
+features. After fitting, the 15 weight vectors are kept as one (n_features, 15) matrix, so scoring is a
+single sparse product for all labels. Decision thresholds are tuned per label on out-of-fold predictions
+of the training data (folds grouped by prompt), never on data the model is evaluated on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold
+from sklearn.utils.validation import check_is_fitted
+
+from .features import QAVectorizer, split_fields
+from .metrics import binary_metrics
+from .progress import Progress
+from .taxonomy import CATEGORIES, LABELS
+from .thresholds import tune_thresholds
+
+__all__ = ["ModerationClassifier", "as_label_matrix", "hash_prompts", "prompt_groups"]
+
+
+def hash_prompts(prompts: Sequence[str]) -> np.ndarray:
+    """64-bit fingerprints of normalised prompts (case and whitespace folded), for the leak check."""
+    normalised = (" ".join(p.split()).lower().encode("utf-8") for p in prompts)
+    return np.array(
+        [int.from_bytes(hashlib.sha256(p).digest()[:8], "little") for p in normalised], dtype=np.uint64
+    )
+
+
+def prompt_groups(X: Sequence) -> np.ndarray:
+    """Group ids that put every row with the same prompt in the same fold (row-wise splits leak)."""
+    prompts, responses = split_fields(X)
+    keys = [p if p else r for p, r in zip(prompts, responses)]
+    return np.unique(np.asarray(keys, dtype=object).astype(str), return_inverse=True)[1]
+
+
+def as_label_matrix(y: object) -> np.ndarray:
+    """(n, 15) bool targets from (n, 15) or (n, 14) labels (unsafe = any category when absent)."""
+    Y = np.asarray(y)
+    if Y.ndim != 2 or Y.shape[1] not in (len(CATEGORIES), len(LABELS)):
+        raise ValueError(
+            f"y must have shape (n, {len(CATEGORIES)}) (the categories) or (n, {len(LABELS)}) "
+            f"(categories then unsafe), got {Y.shape}"
+        )
+    if not np.isin(Y, (0, 1)).all():
+        raise ValueError("y must hold booleans or 0/1 values")
+    Y = Y.astype(bool)
+    if Y.shape[1] == len(CATEGORIES):
+        Y = np.column_stack([Y, Y.any(axis=1)])
+    return Y
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+class ModerationClassifier(ClassifierMixin, BaseEstimator):
+    """Multi-label moderator for texts or (prompt, response) pairs: 14 categories + "unsafe".
+
+    Parameters
+    ----------
+    vectorizer : the feature extractor (default: ``QAVectorizer()``); cloned at fit.
+    C : inverse regularisation strength of every logistic regression.
+    class_weight : None or "balanced", passed to each logistic regression.
+    threshold_folds : folds (grouped by prompt) of the out-of-fold predictions thresholds are tuned on;
+        0 keeps every threshold at 0.5.
+    max_iter : iteration cap of the solver.
+    random_state : seed of the fold shuffle and the solver.
+    verbose : 1 shows a progress bar on stderr while fitting.
+
+    Attributes
+    ----------
+    vectorizer_ : the fitted vectorizer.
+    coef_ : (n_features, 15) float32 weights, columns ordered as ``labels_``.
+    intercept_ : (15,) float32 biases.
+    thresholds_ : (15,) decision thresholds.
+    labels_ : the 15 label names.
+    train_prompt_hashes_ : sorted 64-bit fingerprints of the training prompts (leak check).
+    """
+
+    def __init__(
+        self,
+        vectorizer: QAVectorizer | None = None,
+        C: float = 4.0,
+        class_weight: str | None = None,
+        threshold_folds: int = 5,
+        max_iter: int = 1000,
+        random_state: int = 0,
+        verbose: int = 0,
+    ) -> None:
+        self.vectorizer = vectorizer
+        self.C = C
+        self.class_weight = class_weight
+        self.threshold_folds = threshold_folds
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------------------------------ fitting
+
+    def fit(self, X: Sequence, y: object, groups: np.ndarray | None = None) -> ModerationClassifier:
+        """Fit on texts or (prompt, response) pairs X and (n, 15) or (n, 14) labels y.
+
+        ``groups`` keeps rows together in the threshold-tuning folds (default: one group per prompt).
+        """
+        Y = as_label_matrix(y)
+        if len(X) != len(Y):
+            raise ValueError(f"X has {len(X)} items but y has {len(Y)} rows")
+        groups = prompt_groups(X) if groups is None else np.asarray(groups)
+        n_folds = self._n_threshold_folds(groups)
+        with Progress("training", total=len(LABELS) * (n_folds + 1), enabled=bool(self.verbose),
+                      unit="fits") as progress:
+            self.vectorizer_ = clone(self.vectorizer if self.vectorizer is not None else QAVectorizer())
+            features = self.vectorizer_.fit_transform(X)
+            self.thresholds_ = self._tuned_thresholds(features, Y, groups, n_folds, progress)
+            coef, intercept = self._fit_labels(features, Y, progress)
+        self.coef_ = coef.astype(np.float32)
+        self.intercept_ = intercept.astype(np.float32)
+        self.labels_ = list(LABELS)
+        prompts, _ = split_fields(X)
+        self.train_prompt_hashes_ = np.unique(hash_prompts(prompts))
+        self.n_features_in_ = 1
+        return self
+
+    def _n_threshold_folds(self, groups: np.ndarray) -> int:
+        n_groups = len(np.unique(groups))
+        return min(self.threshold_folds, n_groups) if self.threshold_folds >= 2 else 0
+
+    def _new_logistic_regression(self) -> LogisticRegression:
+        return LogisticRegression(
+            C=self.C, class_weight=self.class_weight, solver="liblinear", max_iter=self.max_iter,
+            random_state=self.random_state,
+        )
+
+    def _fit_labels(self, features: sp.csr_matrix, Y: np.ndarray,
+                    progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+        """One logistic regression per label, gathered into one weight matrix."""
+        coef = np.zeros((features.shape[1], Y.shape[1]))
+        intercept = np.zeros(Y.shape[1])
+        for j in range(Y.shape[1]):
+            coef[:, j], intercept[j] = self._fit_label(features, Y[:, j])
+            progress.update()
+        return coef, intercept
+
+    def _fit_label(self, features: sp.csr_matrix, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """Weights of one label; a label with one class only gets a constant score (its base rate)."""
+        if y.all() or not y.any():
+            rate = np.clip(y.mean(), 1e-6, 1 - 1e-6)
+            return np.zeros(features.shape[1]), float(np.log(rate / (1 - rate)))
+        model = self._new_logistic_regression().fit(features, y)
+        return model.coef_[0], float(model.intercept_[0])
+
+    def _tuned_thresholds(self, features: sp.csr_matrix, Y: np.ndarray, groups: np.ndarray,
+                          n_folds: int, progress: Progress) -> np.ndarray:
+        """F1-best thresholds on out-of-fold scores of the training data.
+
+        The vectorizer is fitted once on all training rows (unsupervised, no labels seen); only the
+        classifiers are refitted per fold.
+        """
+        if n_folds < 2:
+            return np.full(Y.shape[1], 0.5)
+        oof = np.zeros(Y.shape)
+        splitter = GroupKFold(n_splits=n_folds, shuffle=True, random_state=self.random_state)
+        for train, test in splitter.split(features, groups=groups):
+            coef, intercept = self._fit_labels(features[train], Y[train], progress)
+            oof[test] = _sigmoid(features[test] @ coef + intercept)
+        return tune_thresholds(Y, oof)
+
+    # ------------------------------------------------------------------------------------------ scoring
+
+    def decision_function(self, X: Sequence) -> np.ndarray:
+        """(n, 15) linear scores (log-odds), one sparse product for all labels."""
+        check_is_fitted(self, "coef_")
+        features = self.vectorizer_.transform(X)
+        return np.asarray(features @ self.coef_, dtype=np.float64) + self.intercept_
+
+    def predict_proba(self, X: Sequence) -> np.ndarray:
+        """(n, 15) probabilities, columns ordered as ``labels_`` (14 categories, then unsafe)."""
+        return _sigmoid(self.decision_function(X))
+
+    def predict(self, X: Sequence) -> np.ndarray:
+        """(n, 15) bool decisions at the tuned thresholds."""
+        return self.predict_proba(X) >= self.thresholds_
+
+    def score(self, X: Sequence, y: object, sample_weight: object = None) -> float:
+        """F1 of the unsafe head (what GridSearchCV maximises by default)."""
+        Y = as_label_matrix(y)
+        proba = self.predict_proba(X)
+        return binary_metrics(Y[:, -1], proba[:, -1], proba[:, -1] >= self.thresholds_[-1])["f1"]
+
+    def moderate(self, X: Sequence, threshold: float | None = None) -> list[dict]:
+        """One verdict per item: ``{"flagged", "unsafe_score", "categories", "category_scores"}``.
+
+        ``threshold`` overrides the tuned threshold of the unsafe head.
+        """
+        proba = self.predict_proba(X)
+        return results_from_proba(proba, self.thresholds_, threshold)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        return tags
+
+
+def results_from_proba(proba: np.ndarray, thresholds: np.ndarray, threshold: float | None = None) -> list[dict]:
+    """The JSON verdict of each row of (n, 15) probabilities."""
+    unsafe_cut = thresholds[-1] if threshold is None else threshold
+    n_cat = len(CATEGORIES)
+    flags = proba[:, :n_cat] >= thresholds[:n_cat]
+    return [
+        {
+            "flagged": bool(row[-1] >= unsafe_cut),
+            "unsafe_score": float(row[-1]),
+            "categories": dict(zip(CATEGORIES, map(bool, flag_row))),
+            "category_scores": dict(zip(CATEGORIES, map(float, row[:n_cat]))),
+        }
+        for row, flag_row in zip(proba, flags)
+    ]

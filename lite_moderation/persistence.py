@@ -1,0 +1,266 @@
+"""Save and load models as plain data: JSON metadata + vocabulary, arrays in an ``.npz`` without pickle.
+
+Loading never executes code: ``np.load(..., allow_pickle=False)`` and ``json`` only. Every file's sha256
+is recorded in ``model.json`` (which carries its own checksum too), so a truncated or edited file is caught
+at load with a one-line error, as is a model written by a newer format version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .features import QAVectorizer
+from .model import ModerationClassifier
+from .taxonomy import LABELS
+
+__all__ = [
+    "DEFAULT_MODEL_DIR",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "ModelFormatError",
+    "load",
+    "read_card",
+    "save",
+]
+
+FORMAT_NAME = "lite-moderation-model"
+FORMAT_VERSION = 1
+DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+METADATA_FILE = "model.json"
+VOCABULARY_FILE = "vocabulary.json"
+ARRAYS_FILE = "arrays.npz"
+_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+class ModelFormatError(ValueError):
+    """A model directory that is missing, damaged, or from an unsupported format version."""
+
+
+# ------------------------------------------------------------------------------------------------ saving
+
+
+def save(model: ModerationClassifier, path: str | os.PathLike, card: dict | None = None) -> Path:
+    """Write ``model`` to directory ``path`` atomically (built aside, then renamed into place).
+
+    The bytes depend only on the model and the card, so retraining with the same data and recipe
+    reproduces the files exactly.
+    """
+    target = Path(path)
+    vocabulary, arrays = _model_payload(model)
+    files = {VOCABULARY_FILE: _canonical_json(vocabulary), ARRAYS_FILE: _npz_bytes(arrays)}
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "labels": list(model.labels_),
+        "thresholds": [float(t) for t in model.thresholds_],
+        "params": _model_params(model),
+        "card": card or {},
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
+    }
+    metadata["checksum"] = _metadata_checksum(metadata)
+    files[METADATA_FILE] = _canonical_json(metadata, indent=2)
+    _write_directory_atomically(target, files)
+    return target
+
+
+def _model_payload(model: ModerationClassifier) -> tuple[dict, dict[str, np.ndarray]]:
+    blocks = model.vectorizer_.blocks_
+    vocabulary = {"blocks": [_terms_by_index(block.vocabulary_) for _, _, block in blocks]}
+    arrays = {
+        "coef": np.ascontiguousarray(model.coef_, dtype=np.float32),
+        "intercept": np.asarray(model.intercept_, dtype=np.float32),
+        "train_prompt_hashes": np.asarray(model.train_prompt_hashes_, dtype=np.uint64),
+    }
+    for i, (_, _, block) in enumerate(blocks):
+        arrays[f"idf_{i}"] = np.asarray(block.idf_, dtype=np.float64)
+    return vocabulary, arrays
+
+
+def _terms_by_index(vocabulary: dict[str, int]) -> list[str]:
+    terms = [""] * len(vocabulary)
+    for term, index in vocabulary.items():
+        terms[index] = term
+    return terms
+
+
+def _model_params(model: ModerationClassifier) -> dict[str, Any]:
+    params = {k: v for k, v in model.get_params(deep=False).items() if k not in ("vectorizer", "verbose")}
+    vec_params = model.vectorizer_.get_params()
+    vec_params["dtype"] = np.dtype(vec_params["dtype"]).name
+    return {"classifier": params, "vectorizer": _jsonable(vec_params)}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _canonical_json(obj: Any, indent: int | None = None) -> bytes:
+    return (json.dumps(obj, indent=indent, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _metadata_checksum(metadata: dict) -> str:
+    body = {k: v for k, v in metadata.items() if k != "checksum"}
+    return hashlib.sha256(_canonical_json(body)).hexdigest()
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An ``.npz`` whose bytes depend only on the arrays (fixed zip timestamps, sorted names)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(arrays):
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            array_buffer = io.BytesIO()
+            np.lib.format.write_array(array_buffer, np.asarray(arrays[name]), allow_pickle=False)
+            archive.writestr(info, array_buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _write_directory_atomically(target: Path, files: dict[str, bytes]) -> None:
+    """Write every file into a sibling temp dir, then swap it in: readers never see half a model."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+        if target.exists():
+            backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            os.replace(target, backup / "model")
+            os.replace(staging, target)
+            shutil.rmtree(backup)
+        else:
+            os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def load(path: str | os.PathLike | None = None) -> ModerationClassifier:
+    """Load a saved model directory (default: the shipped model), verifying format and checksums."""
+    directory = _model_directory(path)
+    metadata = read_metadata(directory)
+    vocabulary = json.loads(_verified_bytes(directory, VOCABULARY_FILE, metadata))
+    arrays = _load_arrays(_verified_bytes(directory, ARRAYS_FILE, metadata), directory)
+    model = _rebuild(metadata, vocabulary, arrays, directory)
+    model.card_ = dict(metadata.get("card", {}))
+    model.path_ = str(directory)
+    model.size_bytes_ = sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
+    return model
+
+
+def read_card(path: str | os.PathLike | None = None) -> dict:
+    """The model card plus labels, thresholds, format version, path and size, without loading arrays."""
+    directory = _model_directory(path)
+    metadata = read_metadata(directory)
+    for name in metadata["files"]:
+        _verified_bytes(directory, name, metadata)
+    return {
+        **metadata.get("card", {}),
+        "labels": metadata["labels"],
+        "thresholds": dict(zip(metadata["labels"], metadata["thresholds"])),
+        "params": metadata["params"],
+        "format_version": metadata["format_version"],
+        "path": str(directory),
+        "size_bytes": sum(f.stat().st_size for f in directory.iterdir() if f.is_file()),
+    }
+
+
+def _model_directory(path: str | os.PathLike | None) -> Path:
+    directory = DEFAULT_MODEL_DIR if path is None else Path(path)
+    if directory.is_file() and directory.name == METADATA_FILE:
+        directory = directory.parent
+    if not directory.exists():
+        raise ModelFormatError(f"{directory}: no such model directory")
+    if not directory.is_dir():
+        raise ModelFormatError(f"{directory}: a model is a directory holding {METADATA_FILE}, not a file")
+    return directory
+
+
+def read_metadata(directory: Path) -> dict:
+    """Parse and verify ``model.json``: format name, version, and its own checksum."""
+    meta_path = directory / METADATA_FILE
+    if not meta_path.is_file():
+        raise ModelFormatError(f"{directory}: not a lite-moderation model (no {METADATA_FILE})")
+    try:
+        metadata = json.loads(meta_path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{meta_path}: truncated or corrupt ({exc})") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
+        raise ModelFormatError(f"{meta_path}: not a lite-moderation model file")
+    version = metadata.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{meta_path}: model format version {version!r} is newer than this lite-moderation reads "
+            f"(up to {FORMAT_VERSION}); upgrade lite-moderation"
+        )
+    if metadata.get("checksum") != _metadata_checksum(metadata):
+        raise ModelFormatError(f"{meta_path}: checksum mismatch, the file was edited or damaged")
+    if metadata.get("labels") != list(LABELS):
+        raise ModelFormatError(f"{meta_path}: labels differ from this version's taxonomy")
+    return metadata
+
+
+def _verified_bytes(directory: Path, name: str, metadata: dict) -> bytes:
+    file_path = directory / name
+    if not file_path.is_file():
+        raise ModelFormatError(f"{file_path}: missing from the model directory")
+    data = file_path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != metadata["files"].get(name):
+        raise ModelFormatError(f"{file_path}: sha256 mismatch, the file is truncated, edited or damaged")
+    return data
+
+
+def _load_arrays(data: bytes, directory: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise ModelFormatError(f"{directory / ARRAYS_FILE}: unreadable ({exc})") from None
+
+
+def _rebuild(metadata: dict, vocabulary: dict, arrays: dict[str, np.ndarray],
+             directory: Path) -> ModerationClassifier:
+    params = metadata["params"]
+    vec_params = dict(params["vectorizer"])
+    vec_params["dtype"] = np.dtype(vec_params["dtype"]).type
+    for key in ("word_ngram_range", "char_ngram_range", "word_fields", "char_fields"):
+        vec_params[key] = tuple(vec_params[key])
+    vectorizer = QAVectorizer(**vec_params)
+    specs = vectorizer.block_specs()
+    if len(specs) != len(vocabulary["blocks"]):
+        raise ModelFormatError(f"{directory}: vocabulary has {len(vocabulary['blocks'])} blocks, expected {len(specs)}")
+    vectorizer.blocks_ = []
+    for i, ((field, analyzer), terms) in enumerate(zip(specs, vocabulary["blocks"])):
+        block = vectorizer.make_block(analyzer)
+        block.vocabulary_ = {term: index for index, term in enumerate(terms)}
+        block.idf_ = arrays[f"idf_{i}"]
+        vectorizer.blocks_.append((field, analyzer, block))
+    vectorizer.n_features_out_ = sum(len(terms) for terms in vocabulary["blocks"])
+    model = ModerationClassifier(vectorizer=QAVectorizer(**vec_params), **params["classifier"])
+    model.vectorizer_ = vectorizer
+    model.coef_ = arrays["coef"]
+    model.intercept_ = arrays["intercept"]
+    model.thresholds_ = np.asarray(metadata["thresholds"], dtype=np.float64)
+    model.labels_ = list(metadata["labels"])
+    model.train_prompt_hashes_ = arrays["train_prompt_hashes"]
+    model.n_features_in_ = 1
+    if model.coef_.shape != (vectorizer.n_features_out_, len(LABELS)):
+        raise ModelFormatError(f"{directory}: weight matrix shape {model.coef_.shape} does not match vocabulary")
+    return model

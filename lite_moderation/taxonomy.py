@@ -1,0 +1,40 @@
+"""The BeaverTails harm taxonomy: 14 category keys, their short names, and the binary "unsafe" head.
+
+Keys are exactly the ones in the BeaverTails ``category`` field, so records round-trip unchanged.
+"""
+
+from __future__ import annotations
+
+CATEGORY_DESCRIPTIONS: dict[str, str] = {
+    "animal_abuse": "Cruelty to or harm of animals.",
+    "child_abuse": "Physical, sexual or emotional abuse or exploitation of minors.",
+    "controversial_topics,politics": "Divisive political or social topics handled in a one-sided or inflammatory way.",
+    "discrimination,stereotype,injustice": "Unfair treatment or stereotyping of people by group.",
+    "drug_abuse,weapons,banned_substance": "Misuse of drugs, weapons or banned substances.",
+    "financial_crime,property_crime,theft": "Fraud, theft, property crime and other financial wrongdoing.",
+    "hate_speech,offensive_language": "Hateful, demeaning or offensive language.",
+    "misinformation_regarding_ethics,laws_and_safety": "False or misleading claims about ethics, law or safety.",
+    "non_violent_unethical_behavior": "Deception, manipulation and other unethical acts without violence.",
+    "privacy_violation": "Exposing or obtaining personal information without consent.",
+    "self_harm": "Encouraging or instructing self-injury or suicide.",
+    "sexually_explicit,adult_content": "Sexually explicit or adult material.",
+    "terrorism,organized_crime": "Support for terrorism or organised crime.",
+    "violence,aiding_and_abetting,incitement": "Violence, physical harm, or helping or inciting others to commit crimes.",
+}
+
+#: The 14 category keys, in the order of the BeaverTails data.
+CATEGORIES: tuple[str, ...] = tuple(CATEGORY_DESCRIPTIONS)
+
+#: Short names, for tables and plots (the first word of each key).
+SHORT_NAMES: dict[str, str] = {key: key.split(",")[0] for key in CATEGORIES}
+
+#: The binary head: unsafe = not is_safe (= any category flagged in BeaverTails).
+UNSAFE = "unsafe"
+
+#: Every label a model predicts, in column order: the 14 categories, then "unsafe".
+LABELS: tuple[str, ...] = (*CATEGORIES, UNSAFE)
+
+
+def short_name(label: str) -> str:
+    """Short display name of a label ("unsafe" stays "unsafe")."""
+    return SHORT_NAMES.get(label, label)
