@@ -134,6 +134,7 @@ def _write_directory_atomically(target: Path, files: dict[str, bytes]) -> None:
     """Write every file into a sibling temp dir, then swap it in: readers never see half a model."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; a model dir is ordinary
     try:
         for name, data in files.items():
             (staging / name).write_bytes(data)
@@ -147,6 +148,12 @@ def _write_directory_atomically(target: Path, files: dict[str, bytes]) -> None:
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # ------------------------------------------------------------------------------------------------ loading
