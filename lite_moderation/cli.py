@@ -379,5 +379,37 @@ def _card_text(card: dict) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------------ serve
+
+from .server import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, DEFAULT_THREADS
+
+
+@main.command("serve")
+@model_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 or :: to accept other machines).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on (0: any free port; the log says which).")
+@click.option("--threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True,
+              help="Worker threads: requests served at once (more wait in the listen queue).")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_BODY_BYTES, show_default=True,
+              help="Larger request bodies get 413.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=DEFAULT_MAX_BATCH, show_default=True,
+              help="Most inputs in one request (more get 400).")
+@click.option("--read-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_READ_TIMEOUT,
+              show_default=True, help="Seconds a client may stall on a read, and to send a whole body.")
+@_friendly_errors
+def serve_command(model_path: Path | None, host: str, port: int, threads: int, max_body_bytes: int,
+                  max_batch: int, read_timeout: float) -> None:
+    """Serve an OpenAI-compatible POST /v1/moderations (and GET /healthz, GET /v1/models) until Ctrl-C or SIGTERM.
+
+    Requests are logged on stderr (method, path, status, latency, item count), never their text.
+    """
+    from .server import serve
+
+    serve(model_path, host=host, port=port, threads=threads, max_body_bytes=max_body_bytes, max_batch=max_batch,
+          read_timeout=read_timeout)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,284 @@
+"""The real CLI, driven through click's runner (and a subprocess where stdin/exit codes matter)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lite_moderation.cli import main
+from lite_moderation.taxonomy import CATEGORIES
+
+from conftest import SAFERLHF, synthetic_records, write_jsonl
+
+RESULT_KEYS = {"flagged", "unsafe_score", "categories", "category_scores"}
+
+
+def _jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _assert_clean_failure(result, *fragments: str) -> None:  # noqa: ANN001
+    """Exit code 2, one readable message naming the problem, and no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+# ------------------------------------------------------------------------------------------ score
+
+
+def test_score_text_on_shipped_model_prints_verdict_and_all_categories(runner):
+    result = runner.invoke(main, ["score", "--format", "table", "a text about gardening"])
+    assert result.exit_code == 0, result.output
+    assert "verdict:" in result.stdout
+    assert "unsafe score" in result.stdout
+    assert "violence" in result.stdout and "self_harm" in result.stdout
+
+
+def test_score_pair_json_has_the_documented_shape(runner):
+    result = runner.invoke(main, ["score", "--prompt", "what is a cat", "--response", "a small animal",
+                                  "--format", "json"])
+    assert result.exit_code == 0, result.output
+    [item] = json.loads(result.stdout)
+    assert set(item) == RESULT_KEYS
+    assert set(item["categories"]) == set(CATEGORIES) == set(item["category_scores"])
+    assert 0.0 <= item["unsafe_score"] <= 1.0
+
+
+def test_score_several_texts_keeps_input_order(runner, tiny_model_dir):
+    texts = ["marker3 marker3 river", "kitchen music", "marker5 garden"]
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "--format", "jsonl", *texts])
+    assert result.exit_code == 0, result.output
+    rows = _jsonl(result.stdout)
+    assert len(rows) == 3
+    assert rows[0]["categories"][CATEGORIES[3]] and rows[2]["categories"][CATEGORIES[5]]
+    assert rows[1]["unsafe_score"] < min(rows[0]["unsafe_score"], rows[2]["unsafe_score"])
+
+
+@pytest.mark.parametrize("text", ["", "   \t\n "])
+def test_score_empty_or_blank_text_is_a_clean_error(runner, text):
+    result = runner.invoke(main, ["score", text])
+    _assert_clean_failure(result, "empty")
+
+
+def test_score_one_megabyte_text(runner):
+    text = ("lorem ipsum dolor sit amet " * 40000)[:1_000_000]
+    result = runner.invoke(main, ["score", "--format", "json", text])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == 1
+
+
+def test_score_file_skips_and_reports_bad_lines_one_row_per_good_line(runner, tiny_model_dir, tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(
+        b'{"prompt": "q1", "response": "marker1 river"}\n'
+        b"this is not json\n"
+        b'{"response": "no prompt here"}\n'
+        b'{"text": "marker2 kitchen"}\n'
+        b'{"prompt": "q3", "response": "bad \xff\xfe bytes"}\n'
+        b'{"prompt": "q4", "response": "music"}\n'
+    )
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "--input", str(path),
+                                  "--output", str(out), "--format", "jsonl", "-q"])
+    assert result.exit_code == 0, result.output
+    rows = _jsonl(out.read_text())
+    assert [r["line"] for r in rows] == [1, 4, 6]
+    for bad_line in (2, 3, 5):
+        assert f"in.jsonl:{bad_line}:" in result.stderr
+    assert "rows in: 6, scored: 3, skipped: 3" in result.stderr
+
+
+def test_score_file_fail_mode_stops_with_line_number_and_writes_nothing(runner, tiny_model_dir, tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"prompt": "q", "response": "r"}\n\n{"prompt": 3, "response": "r"}\n')
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "--input", str(path),
+                                  "--output", str(out), "--on-error", "fail"])
+    _assert_clean_failure(result, "in.jsonl:3:", "prompt")
+    assert not out.exists()
+
+
+def test_score_csv_output_and_fail_on_flagged(runner, tiny_model_dir, tmp_path):
+    path = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "q", "response": "marker0 marker0 marker0"},
+                                               {"prompt": "q", "response": "garden river"}])
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(path), "--format", "csv",
+                                  "--fail-on-flagged", "-q"])
+    assert result.exit_code == 1
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["line"] for r in rows] == ["1", "2"]
+    assert rows[0]["flagged"] == "1" and rows[1]["flagged"] == "0"
+    assert set(CATEGORIES) <= set(rows[0])
+
+
+def test_score_threshold_override_changes_the_verdict(runner, tiny_model_dir):
+    args = ["score", "--model", str(tiny_model_dir), "--format", "jsonl", "garden river"]
+    low = _jsonl(runner.invoke(main, [*args, "--threshold", "0"]).stdout)
+    high = _jsonl(runner.invoke(main, [*args, "--threshold", "1"]).stdout)
+    assert low[0]["flagged"] and not high[0]["flagged"]
+
+
+def test_score_stdin_plain_text_lines_via_subprocess(tiny_model_dir):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lite_moderation", "score", "--model", str(tiny_model_dir), "--input", "-",
+         "--format", "jsonl"],
+        input="garden river\n\nmarker4 kitchen\n", capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = _jsonl(proc.stdout)
+    assert [r["line"] for r in rows] == [1, 3]
+    assert rows[1]["categories"][CATEGORIES[4]]
+    assert "Traceback" not in proc.stderr
+
+
+def test_score_needs_exactly_one_input_source(runner):
+    result = runner.invoke(main, ["score", "some text", "--input", "x.jsonl"])
+    assert result.exit_code == 2
+    assert "exactly one" in result.stderr
+
+
+# ------------------------------------------------------------------------------------------ train / evaluate / cv
+
+
+def test_train_then_evaluate_writes_exact_metrics_shape(runner, tiny_data, tiny_eval_data, tmp_path):
+    model_dir = tmp_path / "model"
+    result = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(model_dir),
+                                  "--char-ngrams", "none", "--min-df", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "metrics.json"
+    result = runner.invoke(main, ["evaluate", "--model", str(model_dir), "--data", str(tiny_eval_data),
+                                  "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert set(metrics) == {"n", "unsafe", "categories"}
+    assert set(metrics["unsafe"]) == {"f1", "precision", "recall", "fpr", "accuracy", "auprc", "auroc"}
+    assert set(metrics["categories"]) == {"macro_f1", "micro_f1", "per_category"}
+    assert set(metrics["categories"]["per_category"]) == set(CATEGORIES)
+    for per in metrics["categories"]["per_category"].values():
+        assert set(per) == {"f1", "precision", "recall", "auprc", "support"}
+    assert metrics["n"] == 90
+    assert metrics["unsafe"]["auroc"] > 0.9  # the markers make this synthetic task easy
+    assert "0 of" in result.stderr and "WARNING" not in result.stderr
+
+
+def test_evaluate_warns_loudly_when_prompts_were_seen_in_training(runner, tiny_model_dir, tiny_data):
+    result = runner.invoke(main, ["evaluate", "--model", str(tiny_model_dir), "--data", str(tiny_data)])
+    assert result.exit_code == 0, result.output
+    assert "WARNING" in result.stderr and "seen in training" in result.stderr
+
+
+def test_evaluate_binary_only_data_omits_categories(runner, tmp_path):
+    out = tmp_path / "m.json"
+    result = runner.invoke(main, ["evaluate", "--data", str(SAFERLHF), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert set(metrics) == {"n", "unsafe"} and metrics["n"] == 2000
+    assert 0.5 < metrics["unsafe"]["auroc"] <= 1.0
+
+
+def test_cv_json_on_synthetic_data(runner, tiny_data, tmp_path):
+    out = tmp_path / "cv.json"
+    result = runner.invoke(main, ["cv", "--data", str(tiny_data), "--folds", "3", "--seed", "0",
+                                  "--char-ngrams", "none", "--min-df", "1", "--json", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["n"] == 240 and metrics["unsafe"]["auroc"] > 0.9
+    assert "macro-F1" in result.stdout
+
+
+def test_train_fails_cleanly_on_unlabelled_data(runner, tmp_path):
+    path = write_jsonl(tmp_path / "plain.jsonl", [{"prompt": "q", "response": "r"}] * 5)
+    result = runner.invoke(main, ["train", "--data", str(path), "--output", str(tmp_path / "m")])
+    _assert_clean_failure(result, "plain.jsonl:1:")
+
+
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        ("", ("no records",)),
+        ('{"prompt": "q", "response": "r", "category": {"animal_abuse": false}, "is_safe": true}\n',
+         ("jsonl:1:", "category")),
+        ('{"prompt": "q", "response": "r", "category": {"not_a_category": true}, "is_safe": false}\n',
+         ("jsonl:1:", "not_a_category")),
+        ('{"prompt": "q", "response": "r", "is_safe": "yes"}\n', ("jsonl:1:", "is_safe")),
+    ],
+    ids=["empty-file", "category-missing-key", "category-unknown-key", "is-safe-not-boolean"],
+)
+def test_evaluate_bad_data_files_fail_cleanly(runner, tiny_model_dir, tmp_path, content, fragments):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    result = runner.invoke(main, ["evaluate", "--model", str(tiny_model_dir), "--data", str(path)])
+    _assert_clean_failure(result, *fragments)
+
+
+def test_evaluate_csv_without_needed_columns_fails_cleanly(runner, tiny_model_dir, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("question,answer\nq,r\n")
+    result = runner.invoke(main, ["evaluate", "--model", str(tiny_model_dir), "--data", str(path)])
+    _assert_clean_failure(result, "bad.csv:1:", "prompt")
+
+
+def test_evaluate_csv_with_labels(runner, tiny_model_dir, tmp_path):
+    records = synthetic_records(30, seed=5)
+    path = tmp_path / "labelled.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["prompt", "response", "is_safe"])
+        for r in records:
+            writer.writerow([r["prompt"], r["response"], str(r["is_safe"]).lower()])
+    result = runner.invoke(main, ["evaluate", "--model", str(tiny_model_dir), "--data", str(path), "--json", "-"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == 30
+
+
+# ------------------------------------------------------------------------------------------ info / models
+
+
+def test_info_json_is_the_model_card(runner):
+    result = runner.invoke(main, ["info", "--json"])
+    assert result.exit_code == 0, result.output
+    card = json.loads(result.stdout)
+    for key in ("training_data", "recipe", "labels", "thresholds", "metrics", "license", "format_version",
+                "path", "size_bytes"):
+        assert key in card
+    assert card["training_data"]["sha256"] == "ebc81efa924ce4faf34c984d37c16f942f19825b65e0668ccda4a884fd092b63"
+    assert "CC BY-NC 4.0" in card["license"]
+    assert card["size_bytes"] <= 10_000_000
+
+
+def test_info_text(runner, tiny_model_dir):
+    result = runner.invoke(main, ["info", "--model", str(tiny_model_dir)])
+    assert result.exit_code == 0, result.output
+    assert "tiny_train.jsonl" in result.stdout and "thresholds:" in result.stdout
+
+
+def test_missing_model_directory_fails_cleanly(runner, tmp_path):
+    result = runner.invoke(main, ["score", "--model", str(tmp_path / "nope"), "text"])
+    _assert_clean_failure(result, "no such model directory")
+
+
+def test_json_to_stdout_is_pure_json(runner, tiny_model_dir, tiny_eval_data):
+    result = runner.invoke(main, ["evaluate", "--model", str(tiny_model_dir), "--data", str(tiny_eval_data),
+                                  "--json", "-"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["n"] == 90
+
+
+def test_version_option(runner):
+    assert runner.invoke(main, ["--version"]).exit_code == 0
+
+
+def test_train_writes_a_loadable_model_path(runner, tiny_data, tmp_path):
+    out = Path(tmp_path) / "nested" / "model"
+    result = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(out), "--char-ngrams", "none",
+                                  "--min-df", "1", "--threshold-folds", "0", "-q"])
+    assert result.exit_code == 0, result.output
+    assert (out / "model.json").is_file() and (out / "arrays.npz").is_file()

@@ -1,0 +1,103 @@
+"""ModerationClassifier follows scikit-learn's conventions and the documented Python API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, GroupKFold
+from sklearn.pipeline import Pipeline
+
+import lite_moderation as lm
+from lite_moderation.model import as_label_matrix, prompt_groups
+from lite_moderation.thresholds import best_f1_threshold
+
+from conftest import synthetic_records
+
+
+@pytest.fixture(scope="module")
+def xy():
+    records = synthetic_records(200, seed=3)
+    X = [(r["prompt"], r["response"]) for r in records]
+    Y = np.array([[r["category"][c] for c in lm.CATEGORIES] for r in records])
+    return X, Y
+
+
+def fast_estimator(**params):
+    return lm.default_estimator(char_fields=(), min_df=1, threshold_folds=3, **params)
+
+
+def test_shipped_model_predict_proba_shape_and_label_order():
+    model = lm.load()
+    proba = model.predict_proba(["a text", ("a question", "an answer")])
+    assert proba.shape == (2, 15)
+    assert model.labels_ == [*lm.CATEGORIES, "unsafe"]
+    assert ((proba >= 0) & (proba <= 1)).all()
+    [verdict] = model.moderate([("a question", "an answer")])
+    assert set(verdict) == {"flagged", "unsafe_score", "categories", "category_scores"}
+
+
+def test_fit_learns_the_markers_and_sets_fitted_attributes(xy):
+    X, Y = xy
+    model = fast_estimator().fit(X, Y)
+    assert model.coef_.shape[1] == 15 and model.thresholds_.shape == (15,)
+    pred = model.predict([("q", "marker7 marker7 garden"), ("q", "garden river chess")])
+    assert pred[0, 7] and pred[0, -1]
+    assert not pred[1, 7]
+
+
+def test_unfitted_model_raises_not_fitted():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        lm.ModerationClassifier().predict_proba(["x"])
+
+
+def test_clone_and_params_round_trip():
+    model = fast_estimator(C=2.5)
+    cloned = clone(model)
+    assert cloned.get_params()["C"] == 2.5
+    assert cloned.get_params()["vectorizer__char_fields"] == ()
+
+
+def test_grid_search_with_groups(xy):
+    X, Y = xy
+    groups = prompt_groups(X)
+    search = GridSearchCV(fast_estimator(), {"C": [0.5, 4.0], "vectorizer__min_df": [1, 2]}, cv=GroupKFold(3))
+    search.fit(X, Y, groups=groups)
+    assert set(search.best_params_) == {"C", "vectorizer__min_df"}
+    assert 0.0 <= search.best_score_ <= 1.0
+
+
+def test_inside_a_pipeline(xy):
+    X, Y = xy
+    pipe = Pipeline([("moderator", fast_estimator())]).fit(X, Y)
+    assert pipe.predict_proba(X[:3]).shape == (3, 15)
+
+
+def test_fourteen_category_labels_derive_unsafe():
+    Y = np.zeros((3, 14), dtype=int)
+    Y[0, 2] = 1
+    full = as_label_matrix(Y)
+    assert full.shape == (3, 15) and full[0, -1] and not full[1, -1]
+
+
+@pytest.mark.parametrize("bad", [np.zeros((3, 5)), np.full((3, 15), 2), np.zeros(3)])
+def test_bad_label_shapes_are_rejected(bad):
+    with pytest.raises(ValueError, match="y must"):
+        as_label_matrix(bad)
+
+
+def test_bad_x_items_are_rejected(xy):
+    model = fast_estimator().fit(*xy)
+    with pytest.raises(TypeError, match=r"X\[1\]"):
+        model.predict_proba(["fine", 42])
+    with pytest.raises(TypeError, match="single string"):
+        model.predict_proba("not a list")
+
+
+def test_best_f1_threshold_separates_perfectly_separable_scores():
+    y = np.array([0, 0, 1, 1])
+    cut = best_f1_threshold(y, np.array([0.1, 0.2, 0.7, 0.9]))
+    assert 0.2 < cut <= 0.7
+    assert best_f1_threshold(np.zeros(4), np.array([0.1, 0.2, 0.3, 0.4])) == 0.5
