@@ -19,7 +19,7 @@ def test_documented_command_rebuilds_the_shipped_model_identically(tmp_path):
     command = card["recipe"]["command"].split()
     assert command[:2] == ["lite-moderation", "train"]
     args = [str(BEAVERTAILS_TEST) if a == BEAVERTAILS_TEST.name else str(tmp_path / "m") if a == "MODEL_DIR"
-            else a for a in command[2:]]
+            else a for a in command[1:]]
     proc = subprocess.run([sys.executable, "-m", "lite_moderation", *args, "--quiet"], capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
