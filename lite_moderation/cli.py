@@ -24,6 +24,7 @@ from .features import split_fields
 from .output import FORMATS, RowWriter, atomic_text_writer, format_detail, write_json
 from .persistence import ModelFormatError, load, read_card, save
 from .scoring import score_file
+from .server import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, DEFAULT_THREADS, serve
 from .taxonomy import CATEGORIES, LABELS, short_name
 from .training import BEAVERTAILS_LICENSE, default_estimator, train
 
@@ -381,8 +382,6 @@ def _card_text(card: dict) -> str:
 
 # ------------------------------------------------------------------------------------------------ serve
 
-from .server import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, DEFAULT_THREADS
-
 
 @main.command("serve")
 @model_option
@@ -405,8 +404,6 @@ def serve_command(model_path: Path | None, host: str, port: int, threads: int, m
 
     Requests are logged on stderr (method, path, status, latency, item count), never their text.
     """
-    from .server import serve
-
     serve(model_path, host=host, port=port, threads=threads, max_body_bytes=max_body_bytes, max_batch=max_batch,
           read_timeout=read_timeout)
 

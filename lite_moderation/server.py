@@ -45,6 +45,7 @@ DEFAULT_MAX_BATCH = 256
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_THREADS = 8
 MODEL_ENV = "LITE_MODERATION_MODEL"
+READ_TIMEOUT_KEY = "lite_moderation.read_timeout"
 _CHUNK = 64 * 1024
 _LINGER_SECONDS = 1.0
 _JSON = [("Content-Type", "application/json")]
@@ -78,13 +79,11 @@ class ModerationApp:
     """
 
     def __init__(self, model: ModerationClassifier, *, model_name: str | None = None,
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
-                 read_timeout: float = DEFAULT_READ_TIMEOUT) -> None:
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         self.model = model
         self.model_name = model_name or _model_name(model)
         self.max_body_bytes = max_body_bytes
         self.max_batch = max_batch
-        self.read_timeout = read_timeout
         self._model_entry = _model_entry(model, self.model_name)
         self._routes: dict[str, dict[str, Callable[[dict], tuple[dict, int]]]] = {
             "/v1/moderations": {"POST": self._moderations},
@@ -145,12 +144,17 @@ class ModerationApp:
     # -------------------------------------------------------------------------------------- body
 
     def _read_body(self, environ: dict) -> bytes:
-        """The request body, refused early when too large and cut off when the client stalls."""
+        """The request body, refused early when too large and cut off when the client stalls.
+
+        The deadline is the server's read timeout (``ModerationServer`` puts it in the environ), so one
+        setting bounds both each socket read and the whole body.
+        """
         length = _content_length(environ.get("CONTENT_LENGTH"))
         if length > self.max_body_bytes:
             raise ApiError(413, f"request body is {length} bytes; the limit is {self.max_body_bytes}",
                            code="body_too_large")
-        return _read_exactly(environ["wsgi.input"], length, self.read_timeout)
+        timeout = environ.get(READ_TIMEOUT_KEY, DEFAULT_READ_TIMEOUT)
+        return _read_exactly(environ["wsgi.input"], length, timeout)
 
 
 def _content_length(value: str | None) -> int:
@@ -301,11 +305,10 @@ def _loggable_path(path: str, routes: dict) -> str:
 
 
 def make_app(model: ModerationClassifier | None = None, *, model_name: str | None = None,
-             max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
-             read_timeout: float = DEFAULT_READ_TIMEOUT) -> ModerationApp:
+             max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch: int = DEFAULT_MAX_BATCH) -> ModerationApp:
     """The WSGI app around ``model`` (default: the shipped model)."""
     return ModerationApp(load() if model is None else model, model_name=model_name, max_body_bytes=max_body_bytes,
-                         max_batch=max_batch, read_timeout=read_timeout)
+                         max_batch=max_batch)
 
 
 def create_app() -> ModerationApp:
@@ -415,6 +418,7 @@ class ModerationServer(WSGIServer):
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
         self.setup_environ()
+        self.base_environ[READ_TIMEOUT_KEY] = self.read_timeout
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:
         self._slots.acquire()
@@ -446,19 +450,18 @@ def serve(model_path: str | os.PathLike | None = None, host: str = "127.0.0.1", 
           max_batch: int = DEFAULT_MAX_BATCH, read_timeout: float = DEFAULT_READ_TIMEOUT) -> None:
     """Load the model and serve until Ctrl-C or SIGTERM, then return after requests in flight finish."""
     configure_logging()
-    app = make_app(load(model_path), max_body_bytes=max_body_bytes, max_batch=max_batch,
-                   read_timeout=read_timeout)
+    app = make_app(load(model_path), max_body_bytes=max_body_bytes, max_batch=max_batch)
     server = make_server(app, host, port, threads=threads, read_timeout=read_timeout)
     shown_host = f"[{host}]" if ":" in host else host
-    logger.info("serving %s on http://%s:%d (threads=%d); stop with Ctrl-C or SIGTERM", app.model_name,
-                shown_host, server.server_port, threads)
-    try:
-        with _interrupt_on_sigterm():
+    with _interrupt_on_sigterm():  # before the "serving" line: a signal right after it must stop cleanly
+        try:
+            logger.info("serving %s on http://%s:%d (threads=%d); stop with Ctrl-C or SIGTERM", app.model_name,
+                        shown_host, server.server_port, threads)
             server.serve_forever()
-    except KeyboardInterrupt:
-        logger.info("shutting down")
-    finally:
-        server.server_close()
+        except KeyboardInterrupt:
+            logger.info("shutting down (a second Ctrl-C or SIGTERM aborts)")
+        finally:
+            server.server_close()
     logger.info("stopped")
 
 

@@ -18,8 +18,8 @@ BEAVERTAILS_TEST = SHARED_DATA / "beavertails" / "30k_test.jsonl"
 SAFERLHF = SHARED_DATA / "external" / "saferlhf_2000.jsonl"
 XSTEST = SHARED_DATA / "external" / "xstest_response_harmful.jsonl"
 
-_FILLER = "the a of to and in is it that for on with as was at by an be this from or have are".split()
-_TOPICS = "garden river kitchen music travel planet museum library bicycle weather cooking chess".split()
+_FILLER = ["the", "a", "of", "to", "and", "in", "is", "it", "that", "for", "on", "with", "as", "was", "at", "by", "an", "be", "this", "from", "or", "have", "are"]
+_TOPICS = ["garden", "river", "kitchen", "music", "travel", "planet", "museum", "library", "bicycle", "weather", "cooking", "chess"]
 
 
 def synthetic_records(n: int = 240, seed: int = 0) -> list[dict]:

@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SAFERLHF, synthetic_records, write_jsonl
 
 from lite_moderation.cli import main
 from lite_moderation.taxonomy import CATEGORIES
-
-from conftest import SAFERLHF, synthetic_records, write_jsonl
 
 RESULT_KEYS = {"flagged", "unsafe_score", "categories", "category_scores"}
 
@@ -23,7 +22,7 @@ def _jsonl(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def _assert_clean_failure(result, *fragments: str) -> None:  # noqa: ANN001
+def _assert_clean_failure(result, *fragments: str) -> None:
     """Exit code 2, one readable message naming the problem, and no traceback."""
     assert result.exit_code == 2, (result.exit_code, result.output)
     assert "Traceback" not in result.output
@@ -130,7 +129,7 @@ def test_score_stdin_plain_text_lines_via_subprocess(tiny_model_dir):
     proc = subprocess.run(
         [sys.executable, "-m", "lite_moderation", "score", "--model", str(tiny_model_dir), "--input", "-",
          "--format", "jsonl"],
-        input="garden river\n\nmarker4 kitchen\n", capture_output=True, text=True, timeout=120,
+        input="garden river\n\nmarker4 kitchen\n", capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
     rows = _jsonl(proc.stdout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import synthetic_records
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import Pipeline
@@ -11,8 +12,6 @@ from sklearn.pipeline import Pipeline
 import lite_moderation as lm
 from lite_moderation.model import as_label_matrix, prompt_groups
 from lite_moderation.thresholds import best_f1_threshold
-
-from conftest import synthetic_records
 
 
 @pytest.fixture(scope="module")

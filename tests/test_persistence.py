@@ -37,7 +37,7 @@ def test_saved_arrays_hold_no_pickled_objects(tiny_model_dir):
             assert npz[name].dtype != object
 
 
-def _assert_cli_reports(model_dir: Path, runner, *fragments: str) -> None:  # noqa: ANN001
+def _assert_cli_reports(model_dir: Path, runner, *fragments: str) -> None:
     result = runner.invoke(main, ["score", "--model", str(model_dir), "some text"])
     assert result.exit_code == 2
     assert "Traceback" not in result.output

@@ -1,0 +1,445 @@
+"""Tests for lite_moderation.server: real HTTP servers on 127.0.0.1, the real openai client, and the real CLI.
+
+Most tests talk to servers started in this process (one thread each, free ports); the CLI and signal tests
+start ``lite-moderation serve`` as a subprocess. Texts are harmless made-up sentences.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import lite_moderation as lm
+from lite_moderation.cli import main
+from lite_moderation.persistence import DEFAULT_MODEL_DIR
+from lite_moderation.server import MODEL_ENV, ModerationServer, create_app, make_app, make_server
+from lite_moderation.taxonomy import CATEGORIES
+
+TEXTS = ["The weather is lovely today.", "Please pass the salt and pepper."]
+PAIR = {"prompt": "How do I water a cactus?", "response": "Sparingly, about once a month."}
+GUARD = 30  # seconds: a socket guard so a broken server fails the test instead of hanging it
+
+
+@pytest.fixture(scope="module")
+def model():
+    return lm.load()
+
+
+@pytest.fixture(scope="module")
+def start(model) -> Iterator[Callable[..., ModerationServer]]:
+    """Start in-process servers around the shipped model; all are stopped when the module ends."""
+    running: list[tuple[ModerationServer, threading.Thread]] = []
+
+    def _start(threads: int = 4, read_timeout: float = 5.0, **app_options) -> ModerationServer:
+        server = make_server(make_app(model, **app_options), "127.0.0.1", 0, threads=threads,
+                             read_timeout=read_timeout)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        return server
+
+    yield _start
+    for server, thread in running:
+        server.shutdown()
+        server.server_close()
+        thread.join(GUARD)
+
+
+@pytest.fixture(scope="module")
+def port(start) -> int:
+    return start().server_port
+
+
+def call(port: int, method: str, path: str, body: bytes | dict | None = None,
+         headers: dict | None = None) -> tuple[int, dict, object]:
+    """One HTTP request; returns status, headers and the parsed JSON body."""
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=GUARD)
+    try:
+        conn.request(method, path, body=data, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def raw_exchange(port: int, payload: bytes, read_timeout: float = GUARD) -> bytes:
+    """Send raw bytes (possibly an incomplete request), then read until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=read_timeout) as sock:
+        sock.sendall(payload)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def moderate(port: int, body: dict) -> dict:
+    status, _, answer = call(port, "POST", "/v1/moderations", body)
+    assert status == 200, answer
+    return answer
+
+
+# ------------------------------------------------------------------------------------------------ the API
+
+
+def test_single_text_has_openai_shape_and_matches_the_library(port, model):
+    answer = moderate(port, {"input": TEXTS[0]})
+    assert answer["id"].startswith("modr-")
+    assert answer["model"] == "lite-moderation-default"
+    [result] = answer["results"]
+    expected = model.moderate([TEXTS[0]])[0]
+    assert list(result["categories"]) == list(CATEGORIES)
+    assert list(result["category_scores"]) == list(CATEGORIES)
+    assert all(isinstance(v, bool) for v in result["categories"].values())
+    assert result["flagged"] is expected["flagged"]
+    assert result["categories"] == expected["categories"]
+    assert result["category_scores"] == pytest.approx(expected["category_scores"])
+    assert result["unsafe_score"] == pytest.approx(expected["unsafe_score"])
+
+
+def test_batch_of_texts_pairs_and_text_parts_keeps_order(port, model):
+    body = {"input": [TEXTS[0], PAIR, {"type": "text", "text": TEXTS[1]}], "model": "omni-moderation-latest"}
+    answer = moderate(port, body)
+    expected = model.moderate([TEXTS[0], (PAIR["prompt"], PAIR["response"]), TEXTS[1]])
+    assert answer["model"] == "lite-moderation-default"
+    assert [r["unsafe_score"] for r in answer["results"]] == pytest.approx([e["unsafe_score"] for e in expected])
+    assert [r["flagged"] for r in answer["results"]] == [e["flagged"] for e in expected]
+
+
+def test_ids_are_unique(port):
+    assert moderate(port, {"input": "a"})["id"] != moderate(port, {"input": "a"})["id"]
+
+
+def test_flagged_follows_the_model_on_real_rows(port, model):
+    """Rows of the shared BeaverTails file, by index (their text stays out of the test output)."""
+    path = Path(__file__).parent.parent.parent / "shared" / "data" / "beavertails" / "30k_test.jsonl"
+    if not path.exists():
+        pytest.skip("shared BeaverTails data not available")
+    with open(path, encoding="utf-8") as fh:
+        rows = [json.loads(next(fh)) for _ in range(40)]
+    items = [(r["prompt"], r["response"]) for r in rows]
+    answer = moderate(port, {"input": [{"prompt": p, "response": r} for p, r in items]})
+    assert [r["flagged"] for r in answer["results"]] == [e["flagged"] for e in model.moderate(items)]
+    assert any(r["flagged"] for r in answer["results"]) and not all(r["flagged"] for r in answer["results"])
+
+
+def test_openai_client_parses_the_answer(port):
+    from openai import BadRequestError, OpenAI
+
+    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=GUARD)
+    response = client.moderations.create(input=TEXTS, model="omni-moderation-latest")
+    assert response.id.startswith("modr-")
+    assert response.model == "lite-moderation-default"
+    assert len(response.results) == 2
+    result = response.results[0]
+    assert isinstance(result.flagged, bool)
+    # BeaverTails names arrive as extras, except self_harm: the SDK reads that field from OpenAI's "self-harm"
+    assert set(result.categories.model_extra) == set(CATEGORIES) - {"self_harm"}
+    assert all(0.0 <= s <= 1.0 for s in result.category_scores.model_extra.values())
+    raw = client.moderations.with_raw_response.create(input=TEXTS[0]).http_response.json()
+    assert list(raw["results"][0]["categories"]) == list(CATEGORIES)
+    single = client.moderations.create(input=TEXTS[0])
+    assert len(single.results) == 1
+    assert [m.id for m in client.models.list().data] == ["lite-moderation-default"]
+    with pytest.raises(BadRequestError, match="empty list"):
+        client.moderations.create(input=[])
+
+
+def test_healthz(port):
+    status, headers, answer = call(port, "GET", "/healthz")
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    assert answer == {"status": "ok", "model": "lite-moderation-default"}
+
+
+def test_models_lists_the_model_and_its_card(port):
+    status, _, answer = call(port, "GET", "/v1/models")
+    assert status == 200
+    [entry] = answer["data"]
+    assert entry["id"] == "lite-moderation-default" and entry["object"] == "model"
+    assert entry["card"]["labels"] == [*CATEGORIES, "unsafe"]
+    assert set(entry["card"]["thresholds"]) == {*CATEGORIES, "unsafe"}
+    assert "license" in entry["card"]
+    assert call(port, "GET", "/v1/models/lite-moderation-default")[2] == entry
+
+
+# ------------------------------------------------------------------------------------------------ limits and bad input
+
+
+def assert_error(reply: tuple[int, dict, object], expected_status: int, fragment: str) -> None:
+    """``reply`` is what ``call`` returns: an OpenAI-style JSON error with this status and message."""
+    status, _, answer = reply
+    assert status == expected_status, answer
+    assert isinstance(answer, dict) and answer["error"]["type"] == "invalid_request_error"
+    assert fragment in answer["error"]["message"]
+
+
+BAD_BODIES = {
+    "malformed-json": (b'{"input": "a",', "not valid JSON"),
+    "invalid-utf8": (b'{"input": "caf\xe9"}', "not valid UTF-8 (byte offset 14)"),
+    "top-level-list": (b'["a"]', "must be a JSON object, got array"),
+    "missing-input": (b'{"model": "x"}', "missing required field 'input'"),
+    "input-number": (b'{"input": 3}', "'input' must be a string or a list, got number"),
+    "input-null": (b'{"input": null}', "got null"),
+    "empty-list": (b'{"input": []}', "empty list"),
+    "item-number": (b'{"input": ["a", 7]}', "input[1] must be a string or an object, got number"),
+    "item-nested-list": (b'{"input": [["a"]]}', "input[0] must be a string or an object, got array"),
+    "pair-missing-response": (b'{"input": [{"prompt": "a"}]}', "input[0].response must be a string, got null"),
+    "pair-wrong-type": (b'{"input": [{"prompt": "a", "response": false}]}', "got boolean"),
+    "image-part": (b'{"input": [{"type": "image_url", "image_url": {"url": "x"}}]}', "only text inputs"),
+    "unknown-object": (b'{"input": [{"foo": "a"}]}', "input[0] must be a string, a"),
+    "model-not-string": (b'{"input": "a", "model": 5}', "'model' must be a string"),
+    "lone-surrogate": (b'{"input": "a\\ud800b"}', "unpaired surrogate at character 1"),
+    "deep-nesting": (b'{"input": ' + b"[" * 100_000 + b"}", "not valid JSON"),
+    "empty-body": (b"", "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_BODIES))
+def test_bad_bodies_get_400_with_a_json_message(port, name):
+    body, fragment = BAD_BODIES[name]
+    assert_error(call(port, "POST", "/v1/moderations", body, {"Content-Type": "application/json"}), 400, fragment)
+
+
+def test_body_over_the_limit_gets_413(start):
+    small = start(max_body_bytes=100_000).server_port
+    body = json.dumps({"input": ["word " * 100] * 2000}).encode()
+    assert len(body) > 1_000_000
+    assert_error(call(small, "POST", "/v1/moderations", body), 413, "limit is 100000")
+    assert moderate(small, {"input": TEXTS})["results"]
+
+
+def test_default_body_limit_is_1_mb(port):
+    body = json.dumps({"input": "x" * 1_000_000}).encode()
+    assert_error(call(port, "POST", "/v1/moderations", body), 413, "limit is 1000000")
+
+
+def test_batch_over_the_limit_gets_400(start):
+    limited = start(max_batch=4).server_port
+    reply = call(limited, "POST", "/v1/moderations", {"input": ["a"] * 5})
+    assert_error(reply, 400, "5 items; the limit is 4")
+    assert reply[2]["error"]["code"] == "batch_too_large"
+    assert len(moderate(limited, {"input": ["a"] * 4})["results"]) == 4
+
+
+def test_unknown_path_gets_404(port):
+    assert_error(call(port, "GET", "/v1/completions"), 404, "no such endpoint")
+    assert_error(call(port, "POST", "/moderations", {"input": "a"}), 404, "no such endpoint")
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("GET", "/v1/moderations", "POST"), ("PUT", "/v1/moderations", "POST"), ("POST", "/healthz", "GET"),
+    ("DELETE", "/v1/models", "GET"),
+])
+def test_wrong_method_gets_405_with_allow(port, method, path, allowed):
+    reply = call(port, method, path, b"{}")
+    assert_error(reply, 405, f"method {method} not allowed")
+    assert reply[1]["Allow"] == allowed
+
+
+def test_missing_or_bad_content_length(port):
+    request = b"POST /v1/moderations HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert raw_exchange(port, request).startswith(b"HTTP/1.0 411 ")
+    request = b"POST /v1/moderations HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n"
+    reply = raw_exchange(port, request)
+    assert reply.startswith(b"HTTP/1.0 400 ") and b"Content-Length is not an integer" in reply
+
+
+def test_stalled_body_is_cut_off_and_frees_the_thread(start):
+    """Half a body, then silence: the single worker answers 408 and is free again."""
+    server = start(threads=1, read_timeout=0.3)
+    body = json.dumps({"input": TEXTS}).encode()
+    head = f"POST /v1/moderations HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    reply = raw_exchange(server.server_port, head + body[: len(body) // 2])
+    assert reply.startswith(b"HTTP/1.0 408 ")
+    assert b"timed out reading the body" in reply
+    assert len(moderate(server.server_port, {"input": TEXTS})["results"]) == 2
+
+
+def test_trickling_body_is_cut_off_by_the_whole_body_deadline(start):
+    """A client sending a byte at a time, each within the per-read timeout, still gets 408."""
+    server = start(threads=1, read_timeout=0.5)
+    body = json.dumps({"input": TEXTS}).encode()
+    head = f"POST /v1/moderations HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=GUARD) as sock:
+        sock.sendall(head)
+        reply = b""
+        for byte in body:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                break
+            sock.settimeout(0.2)
+            try:
+                reply = sock.recv(65536)
+            except TimeoutError:
+                continue
+            break
+    assert reply.startswith(b"HTTP/1.0 408 ")
+    assert len(moderate(server.server_port, {"input": TEXTS})["results"]) == 2
+
+
+def test_silent_connections_do_not_hold_the_workers(start):
+    """Clients that connect and never send a request line are closed after the read timeout."""
+    server = start(threads=2, read_timeout=0.3)
+    idle = [socket.create_connection(("127.0.0.1", server.server_port), timeout=GUARD) for _ in range(3)]
+    try:
+        assert moderate(server.server_port, {"input": TEXTS[0]})["results"]
+        assert idle[0].recv(1) == b""  # closed by the server
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_good_requests_succeed_after_a_barrage_of_bad_ones(start, model):
+    server = start(threads=2, read_timeout=0.3, max_body_bytes=10_000, max_batch=8)
+    p = server.server_port
+    for round_ in range(10):
+        for body, _ in BAD_BODIES.values():
+            call(p, "POST", "/v1/moderations", body[:20_000])
+        call(p, "POST", "/v1/moderations", b"x" * 50_000)
+        call(p, "POST", "/v1/moderations", {"input": ["a"] * 9})
+        call(p, "GET", "/nowhere")
+        raw_exchange(p, b"\x00\xff garbage that is not HTTP\r\n\r\n")
+        raw_exchange(p, b"POST /v1/moderations HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"in")
+        with socket.create_connection(("127.0.0.1", p)) as sock:  # hang up mid-request
+            sock.sendall(b"POST /v1/moderations HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+    expected = model.moderate(TEXTS)
+    for _ in range(10):
+        answer = moderate(p, {"input": TEXTS})
+        assert [r["unsafe_score"] for r in answer["results"]] == pytest.approx([e["unsafe_score"] for e in expected])
+    assert call(p, "GET", "/healthz")[0] == 200
+
+
+# ------------------------------------------------------------------------------------------------ logging
+
+
+def test_requests_are_logged_without_their_text(port, caplog):
+    marker = "zebra-marker-7f3a"
+    with caplog.at_level(logging.INFO, logger="lite_moderation.server"):
+        moderate(port, {"input": [f"{marker} one", {"prompt": marker, "response": f"{marker} two"}]})
+        call(port, "POST", "/v1/moderations", {"input": [marker, 5]})
+        call(port, "GET", f"/{marker}")
+    messages = [r.getMessage() for r in caplog.records if r.name == "lite_moderation.server"]
+    assert any(m.startswith("POST /v1/moderations 200 ") and m.endswith("items=2") for m in messages), messages
+    assert any(m.startswith("POST /v1/moderations 400 ") for m in messages), messages
+    assert any(" 404 " in m for m in messages), messages
+    assert all("ms items=" in m for m in messages)
+    assert not any(marker in m and "404" not in m for m in messages)
+
+
+# ------------------------------------------------------------------------------------------------ WSGI factory
+
+
+def test_create_app_reads_the_model_from_the_environment(monkeypatch, model):
+    monkeypatch.setenv(MODEL_ENV, str(DEFAULT_MODEL_DIR))
+    monkeypatch.setenv("LITE_MODERATION_MAX_BATCH", "3")
+    app = create_app()
+    assert app.max_batch == 3 and app.model_name == "lite-moderation-default"
+    server = make_server(app, "127.0.0.1", 0, threads=2)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert len(moderate(server.server_port, {"input": TEXTS})["results"]) == 2
+        assert call(server.server_port, "POST", "/v1/moderations", {"input": ["a"] * 4})[0] == 400
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(GUARD)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+class ServeProcess:
+    """``lite-moderation serve`` in a subprocess; stderr lines are collected by a reader thread."""
+
+    def __init__(self, *args: str) -> None:
+        command = [sys.executable, "-m", "lite_moderation.cli", "serve", "--port", "0", *args]
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.port = int(self.wait_for("serving ").split("http://127.0.0.1:")[1].split()[0])
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.put(line)
+
+    def wait_for(self, fragment: str) -> str:
+        while True:
+            line = self.lines.get(timeout=60)
+            self.seen.append(line)
+            if fragment in line:
+                return line
+
+    def stop(self, signum: int) -> int:
+        self.process.send_signal(signum)
+        code = self.process.wait(timeout=60)
+        self.reader.join(GUARD)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return code
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_cli_serves_and_stops_cleanly_on_signal(signum):
+    marker = "zebra-marker-cli"
+    server = ServeProcess("--threads", "2", "--max-batch", "2")
+    try:
+        assert moderate(server.port, {"input": [f"{marker} a", f"{marker} b"]})["results"]
+        assert call(server.port, "POST", "/v1/moderations", {"input": ["a"] * 3})[0] == 400
+        server.wait_for("items=2")
+    finally:
+        code = server.stop(signum)
+    assert code == 0
+    log = "".join(server.seen)
+    assert "POST /v1/moderations 200" in log and "stopped" in log
+    assert marker not in log
+    assert "Traceback" not in log
+
+
+def test_cli_stops_cleanly_with_a_stalled_client_connected():
+    server = ServeProcess("--threads", "1", "--read-timeout", "0.5")
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=GUARD)
+    try:
+        sock.sendall(b"POST /v1/moderations HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+    finally:
+        code = server.stop(signal.SIGTERM)
+        sock.close()
+    assert code == 0
+
+
+def test_cli_bad_model_exits_2_with_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["serve", "--model", str(tmp_path / "missing"), "--port", "0"])
+    assert result.exit_code == 2
+    assert "no such model directory" in result.output
+
+
+def test_cli_port_in_use_exits_2():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = CliRunner().invoke(main, ["serve", "--port", str(taken.getsockname()[1])])
+    assert result.exit_code == 2
+    assert "Address already in use" in result.output
+
+
+def test_cli_help_lists_the_limits():
+    result = CliRunner().invoke(main, ["serve", "--help"])
+    assert result.exit_code == 0
+    for option in ("--host", "--port", "--threads", "--max-body-bytes", "--max-batch", "--read-timeout", "--model"):
+        assert option in result.output
