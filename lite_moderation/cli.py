@@ -21,6 +21,7 @@ from . import __version__
 from .data import DataError, load_dataset
 from .evaluation import count_seen_prompts, cross_validate, evaluate
 from .features import split_fields
+from .hub import REVISION, SPLITS, DownloadError, download
 from .output import FORMATS, RowWriter, atomic_text_writer, format_detail, write_json
 from .persistence import ModelFormatError, load, read_card, save
 from .scoring import score_file
@@ -378,6 +379,30 @@ def _card_text(card: dict) -> str:
                      f"  AUPRC {unsafe['auprc']:.3f}  AUROC {unsafe['auroc']:.3f}{macro}")
     lines.append("thresholds: " + ", ".join(f"{short_name(k)} {v:.3f}" for k, v in card["thresholds"].items()))
     return "\n".join(lines)
+
+
+@main.command("download")
+@click.option("--split", required=True, type=click.Choice(list(SPLITS)), help="BeaverTails file to fetch.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Where to keep downloads [default: $XDG_CACHE_HOME/lite-moderation].")
+@click.option("--revision", default=REVISION, show_default=True, help="Hub revision (commit) to fetch.")
+@click.option("--sha256", default=None, help="Expected sha256 (default: the known one for this split, if any).")
+@click.option("--force", is_flag=True, help="Download again even when cached.")
+@quiet_option
+@_friendly_errors
+def download_command(split: str, cache_dir: Path | None, revision: str, sha256: str | None, force: bool,
+                     quiet: bool) -> None:
+    """Fetch a BeaverTails split from the Hugging Face hub (HF_ENDPOINT honoured) and print its local path.
+
+    Downloads resume where they stopped and are verified against a known sha256 where one is known.
+    """
+    try:
+        path = download(split, cache_dir, revision=revision, sha256=sha256, force=force, progress=not quiet)
+    except DownloadError as exc:
+        raise InputError(str(exc)) from None
+    if SPLITS[split].sha256 is None and sha256 is None:
+        _note(f"note: no trusted sha256 is known for {split}; the file was not verified")
+    click.echo(str(path))
 
 
 # ------------------------------------------------------------------------------------------------ serve
