@@ -28,7 +28,7 @@ from sklearn.model_selection import GroupKFold
 
 from lite_moderation import QAVectorizer, load_dataset
 from lite_moderation.evaluation import grouped_folds
-from lite_moderation.metrics import moderation_metrics
+from lite_moderation.metrics import binary_metrics, moderation_metrics
 from lite_moderation.model import prompt_groups
 from lite_moderation.taxonomy import CATEGORIES, LABELS
 from lite_moderation.thresholds import best_f1_threshold, tune_thresholds
@@ -38,6 +38,10 @@ DATA = ROOT.parent / "shared" / "data" / "beavertails" / "30k_test.jsonl"
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = RESULTS / "accuracy_runs.jsonl"
 CACHE = Path("/tmp/lite_moderation_accuracy_cache")
+EXTERNAL = {
+    "saferlhf": ROOT.parent / "shared" / "data" / "external" / "saferlhf_2000.jsonl",
+    "xstest": ROOT.parent / "shared" / "data" / "external" / "xstest_response_harmful.jsonl",
+}
 N_FOLDS, SEED, INNER_FOLDS = 5, 0, 5
 N_CAT = len(CATEGORIES)
 
@@ -81,7 +85,7 @@ class Head:
     class_weight: str | None = None
     nb: bool = False            # NB-LR: scale features by the label's log-count ratio (folds into coef)
     nb_alpha: float = 1.0
-    nb_interp: float = 1.0      # r**interp... 1 = full NB scaling, 0 = plain LR
+    nb_interp: float = 1.0      # |r| ** interp: 1 = full NB scaling, 0 = plain LR
     conditional: bool = False   # categories trained on unsafe rows only; P(cat) = P(unsafe) * P(cat | unsafe)
     c_unsafe: float | None = None
 
@@ -94,8 +98,8 @@ class Head:
             rows = unsafe_rows if (self.conditional and j < N_CAT) else slice(None)
             Fj, yj = F[rows], Y[rows, j]
             if self.nb and yj.any() and not yj.all():
-                r = np.abs(nb_ratio(Fj, yj, self.nb_alpha)) ** self.nb_interp * np.sign(nb_ratio(Fj, yj, self.nb_alpha))
-                r = np.abs(r)  # scale only (sign is learnt by the LR); keeps the transform a feature weighting
+                # scale only (the sign is learnt by the LR), so the transform folds into the weights
+                r = np.abs(nb_ratio(Fj, yj, self.nb_alpha)) ** self.nb_interp
                 w, b = fit_lr(Fj @ sp.diags(r), yj, C, self.class_weight)
                 coef[:, j], intercept[j] = w * r, b
             else:
@@ -153,7 +157,7 @@ class Experiment:
             return train
         groups = prompt_groups([self.pairs[i] for i in train])
         uniq = np.random.default_rng(SEED).permutation(np.unique(groups))
-        keep = set(uniq[: max(2, int(round(self.fraction * len(uniq))))])
+        keep = set(uniq[: max(2, round(self.fraction * len(uniq)))])
         return train[np.array([g in keep for g in groups])]
 
     def scores(self, vec_params: dict, head: Head) -> list[FoldScores]:
@@ -181,6 +185,31 @@ class Experiment:
         np.savez(path, **{f"{n}{k}": getattr(s, a) for k, s in enumerate(out)
                           for n, a in (("tr", "train"), ("te", "test"), ("oof", "oof"), ("tl", "test_logits"))})
         return out
+
+
+    def external(self, vec_params: dict, head: Head) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Fit on all rows (thresholds from inner grouped OOF) and score the external sets:
+        name -> (truth, unsafe probability, unsafe threshold)."""
+        key = hashlib.sha1(json.dumps(["ext", vec_params, head.__dict__], sort_keys=True,
+                                      default=str).encode()).hexdigest()[:16]
+        path = CACHE / f"{key}.npz"
+        if not path.exists():
+            vec = QAVectorizer(**vec_params)
+            F = vec.fit_transform(self.pairs)
+            groups = prompt_groups(self.pairs)
+            oof = np.zeros(self.Y.shape)
+            for itr, ite in GroupKFold(n_splits=INNER_FOLDS, shuffle=True, random_state=0).split(F, groups=groups):
+                coef, b = head.fit(F[itr], self.Y[itr])
+                oof[ite] = head.logits(coef, b, F[ite])
+            coef, b = head.fit(F, self.Y)
+            arrays = {"oof": oof}
+            for name, ext in EXTERNAL.items():
+                ds = load_dataset(ext)
+                arrays[f"{name}_y"] = ds.unsafe
+                arrays[f"{name}_z"] = head.logits(coef, b, vec.transform(ds.pairs))[:, -1]
+            np.savez(path, **arrays)
+        z = np.load(path)
+        return {name: (z[f"{name}_y"], z[f"{name}_z"], z["oof"]) for name in EXTERNAL}
 
 
 # --------------------------------------------------------------------------------- post-processing rules
@@ -297,9 +326,10 @@ class Variant:
     post: Post = post_identity
     thresholds: Callable = thr_f1
     c_choice: tuple[float, ...] = ()   # nested per-label C choice by inner out-of-fold log-loss
+    blend: tuple = ()  # extra (vectorizer params, Head) members whose logits are averaged in
 
 
-def run_variant(exp: Experiment, v: Variant) -> dict:
+def run_variant(exp: Experiment, v: Variant, with_external: bool = False) -> dict:
     """Out-of-fold scores and decisions over the outer folds, then the library's metrics."""
     n = len(exp.pairs)
     proba = np.zeros((n, len(LABELS)))
@@ -309,6 +339,10 @@ def run_variant(exp: Experiment, v: Variant) -> dict:
         per_c = [exp.scores(v.vec, Head(**{**v.head.__dict__, "C": c})) for c in v.c_choice]
     else:
         per_c = [exp.scores(v.vec, v.head)]
+    if v.blend:
+        members = [per_c[0]] + [exp.scores(vec, head) for vec, head in v.blend]
+        per_c = [[FoldScores(m[0].train, m[0].test, np.mean([x.oof for x in m], axis=0),
+                             np.mean([x.test_logits for x in m], axis=0)) for m in zip(*members)]]
     for k in range(N_FOLDS):
         fs = _choose_c(per_c, k, exp.Y, chosen)
         Ytr = exp.Y[fs.train]
@@ -318,6 +352,13 @@ def run_variant(exp: Experiment, v: Variant) -> dict:
         proba[fs.test] = s_te
         pred[fs.test] = s_te >= thr
     m = moderation_metrics(exp.Y[:, -1], proba, pred, exp.dataset.categories)
+    if with_external and not v.c_choice:
+        m["external"] = {}
+        for name, (y, z, oof) in exp.external(v.vec, v.head).items():
+            groups = prompt_groups(exp.pairs)
+            s_tr, _ = v.post(oof, exp.Y, oof, groups)
+            thr = v.thresholds(exp.Y, s_tr)[-1]
+            m["external"][name] = binary_metrics(y, sigmoid(z), sigmoid(z) >= thr)
     if chosen:
         m["chosen_C"] = chosen
     return m, proba, pred
@@ -354,6 +395,7 @@ def summary(m: dict) -> dict:
         "micro_f1": round(m["categories"]["micro_f1"], 4),
         "mean_cat_auprc": round(float(np.mean([v["auprc"] for v in cats.values()])), 4),
         "below_0.35_with_40+": low,
+        **{f"{k}_{n}": round(v[n], 3) for k, v in m.get("external", {}).items() for n in ("auroc", "f1", "fpr")},
     }
 
 
@@ -378,6 +420,16 @@ register(
     Variant("base-stack", "shipped + per-label stacking LR on the 15 logits", post=post_stack()),
     Variant("cond", "categories trained on unsafe rows, P(cat)=P(unsafe)P(cat|unsafe)", head=Head("cond", conditional=True)),
     Variant("nb-c4", "NB-LR (log-count ratio scaling), C=4", head=Head("nb", nb=True)),
+    Variant("nb-c1", "NB-LR, C=1", head=Head("nb", nb=True, C=1.0)),
+    Variant("nb-c16", "NB-LR, C=16", head=Head("nb", nb=True, C=16.0)),
+    Variant("blend-lr-nb", "mean logit of LR C=4 and NB-LR C=4", blend=(({}, Head("nb", nb=True)),)),
+    Variant("feat-promptchar", "+ char_wb 2-5 of the prompt", vec={"char_fields": ["prompt", "response"]}),
+    Variant("feat-joint", "+ word 1-2 of joint prompt+response", vec={"word_fields": ["prompt", "response", "joint"]}),
+    Variant("feat-mindf1", "min_df=1", vec={"min_df": 1}),
+    Variant("feat-word13", "word 1-3 grams", vec={"word_ngram_range": [1, 3]}),
+    Variant("feat-response-only", "response blocks only (no prompt)", vec={"word_fields": ["response"]}),
+    Variant("word-c4", "screen: word 1-2 prompt+response only, C=4", vec=WORD_ONLY),
+    Variant("word-nb-c4", "screen: word-only NB-LR C=4", vec=WORD_ONLY, head=Head("nb", nb=True)),
 )
 
 
@@ -386,6 +438,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("variants", nargs="*")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--fraction", type=float, default=1.0)
+    ap.add_argument("--external", action="store_true", help="also fit on all rows and score the external sets")
     args = ap.parse_args(argv)
     if args.list:
         for v in VARIANTS.values():
@@ -396,7 +449,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.variants:
         v = VARIANTS[name]
         t0 = time.perf_counter()
-        m, _, _ = run_variant(exp, v)
+        m, _, _ = run_variant(exp, v, args.external)
         row = {"variant": name, "note": v.note, "fraction": args.fraction, **summary(m),
                "seconds": round(time.perf_counter() - t0, 1)}
         print(json.dumps(row), flush=True)
