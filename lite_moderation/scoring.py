@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
+import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .data import DataError, Record, read_records
-from .model import ModerationClassifier
+from .model import ModerationClassifier, results_from_proba
 from .output import RowWriter, atomic_text_writer
 from .progress import Progress
 
@@ -34,28 +38,72 @@ class ScoreSummary:
         return self.scored + self.rejected
 
 
-def iter_scores(model: ModerationClassifier, records: Iterable[Record], threshold: float | None = None,
-                chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[Record, dict]]:
-    """(record, verdict) for each record, scored a chunk at a time so memory stays bounded."""
+def _chunks(records: Iterable[Record], chunk_size: int) -> Iterator[list[Record]]:
     iterator = iter(records)
     while chunk := list(itertools.islice(iterator, chunk_size)):
-        results = model.moderate([r.pair for r in chunk], threshold=threshold)
-        yield from zip(chunk, results)
+        yield chunk
+
+
+def iter_scores(model: ModerationClassifier, records: Iterable[Record], threshold: float | None = None,
+                chunk_size: int = CHUNK_SIZE, jobs: int = 1) -> Iterator[tuple[Record, dict]]:
+    """(record, verdict) for each record, in input order, scored a chunk at a time so memory stays bounded.
+
+    ``jobs`` > 1 scores chunks in that many worker processes (forked, so the model is shared, never
+    pickled), with at most ``2 * jobs`` chunks in flight.
+    """
+    chunks = _chunks(records, chunk_size)
+    probas = _parallel_probas(model, chunks, jobs) if jobs > 1 else _serial_probas(model, chunks)
+    for chunk, proba in probas:
+        yield from zip(chunk, results_from_proba(proba, model.thresholds_, threshold))
+
+
+def _serial_probas(model: ModerationClassifier,
+                   chunks: Iterator[list[Record]]) -> Iterator[tuple[list[Record], np.ndarray]]:
+    for chunk in chunks:
+        yield chunk, model.predict_proba([r.pair for r in chunk])
+
+
+_WORKER_MODEL: ModerationClassifier | None = None
+
+
+def _worker_proba(pairs: list) -> np.ndarray:
+    return _WORKER_MODEL.predict_proba(pairs)
+
+
+def _parallel_probas(model: ModerationClassifier, chunks: Iterator[list[Record]],
+                     jobs: int) -> Iterator[tuple[list[Record], np.ndarray]]:
+    """Chunk probabilities from a pool of forked workers, in order, with a bounded window of pending chunks."""
+    global _WORKER_MODEL
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise ValueError("--jobs > 1 needs the 'fork' start method (Linux, macOS); use --jobs 1 here")
+    _WORKER_MODEL = model
+    pending: collections.deque = collections.deque()
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        for chunk in chunks:
+            pending.append((chunk, pool.apply_async(_worker_proba, ([r.pair for r in chunk],))))
+            if len(pending) >= 2 * jobs:
+                done_chunk, result = pending.popleft()
+                yield done_chunk, result.get()
+        while pending:
+            done_chunk, result = pending.popleft()
+            yield done_chunk, result.get()
 
 
 def score_file(model: ModerationClassifier, input_path: str | os.PathLike, output_path: str | os.PathLike | None,
                fmt: str = "jsonl", on_error: str = "skip", threshold: float | None = None,
-               input_format: str = "auto", progress: bool = False) -> ScoreSummary:
+               input_format: str = "auto", progress: bool = False, jobs: int = 1,
+               chunk_size: int = CHUNK_SIZE) -> ScoreSummary:
     """Score every record of ``input_path`` into ``output_path`` (atomic; None or "-" = stdout).
 
     Bad records raise (``on_error="fail"``) or land in ``summary.errors`` (``"skip"``); each output row
-    carries the input ``line`` so skipped rows never shift the alignment.
+    carries the input ``line`` so skipped rows never shift the alignment. ``jobs`` worker processes score
+    chunks in parallel; output order is still input order.
     """
     summary = ScoreSummary()
     records = read_records(input_path, on_error=on_error, errors=summary.errors, fmt=input_format)
     with atomic_text_writer(output_path) as stream, Progress("scoring", enabled=progress, unit="rows") as bar:
         writer = RowWriter(stream, fmt)
-        for record, result in iter_scores(model, records, threshold):
+        for record, result in iter_scores(model, records, threshold, chunk_size=chunk_size, jobs=jobs):
             writer.write(result, line=record.line)
             summary.scored += 1
             summary.flagged += result["flagged"]
