@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -160,7 +161,6 @@ class _WordTerms:
     def __init__(self, vocabulary: dict[str, int], ngram_range: tuple[int, int], token_pattern: str) -> None:
         self.findall = re.compile(token_pattern).findall
         self.min_n, self.max_n = ngram_range
-        self.vocabulary = vocabulary
         tokens: dict[str, int] = {}
         grams = [term.split(" ") for term in vocabulary]
         for parts in grams:
@@ -444,6 +444,7 @@ class FastScorer:
         self.blocks = blocks
         self.weights = weights
         self.batch_size = BATCH_SIZE
+        self._lock = threading.Lock()  # the word caches grow while scoring: one call at a time per scorer
         self.offsets = np.cumsum([0] + [block.n_terms for block in blocks])[:-1].tolist()
         self.intercept_ = np.asarray(intercept, dtype=np.float64)
         self.thresholds_ = np.asarray(thresholds, dtype=np.float64)
@@ -480,9 +481,22 @@ class FastScorer:
         """Per block, "fast" or "sklearn" (the fallback analyser) — for diagnostics."""
         return ["fast" if block.fast else "sklearn" for block in self.blocks]
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def decision_function(self, X: Sequence) -> np.ndarray:
-        """(n, 15) log-odds of texts or (prompt, response) pairs."""
+        """(n, 15) log-odds of texts or (prompt, response) pairs; safe to call from several threads."""
         prompts, responses = split_fields(X)
+        with self._lock:
+            return self._decision(prompts, responses)
+
+    def _decision(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         n = len(prompts)
         if n == 1:
             return self._decision_one(prompts[0], responses[0])[None, :]

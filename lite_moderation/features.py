@@ -8,6 +8,7 @@ and the blocks are stacked side by side; the linear model then weighs "how to" i
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -120,6 +121,7 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, X: Sequence, y: object = None) -> sp.csr_matrix:
         prompts, responses = split_fields(X)
+        self.__dict__.pop("_blocks_by_dtype", None)
         self.blocks_ = []
         matrices = []
         for field, analyzer in self.block_specs():
@@ -130,11 +132,20 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
         self.n_features_out_ = sum(m.shape[1] for m in matrices)
         return sp.hstack(matrices, format="csr")
 
-    def transform(self, X: Sequence) -> sp.csr_matrix:
+    def transform(self, X: Sequence, dtype: type | None = None) -> sp.csr_matrix:
+        """Features of X; ``dtype`` overrides the output dtype (scoring uses float64, training float32)."""
         check_is_fitted(self, "blocks_")
         prompts, responses = split_fields(X)
-        matrices = [block.transform(_field_texts(field, prompts, responses)) for field, _, block in self.blocks_]
+        blocks = self.blocks_ if dtype is None else self._blocks_as(np.dtype(dtype))
+        matrices = [block.transform(_field_texts(field, prompts, responses)) for field, _, block in blocks]
         return sp.hstack(matrices, format="csr")
+
+    def _blocks_as(self, dtype: np.dtype) -> list[tuple[str, str, TfidfVectorizer]]:
+        """Shallow copies of the fitted blocks that output ``dtype`` (shared vocabulary and idf; thread-safe)."""
+        cache = self.__dict__.setdefault("_blocks_by_dtype", {})
+        if dtype not in cache:
+            cache[dtype] = [(f, a, copy.copy(b).set_params(dtype=dtype.type)) for f, a, b in self.blocks_]
+        return cache[dtype]
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         check_is_fitted(self, "blocks_")
