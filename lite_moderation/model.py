@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
@@ -74,6 +75,8 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         0 keeps every threshold at 0.5.
     max_iter : iteration cap of the solver.
     random_state : seed of the fold shuffle and the solver.
+    n_jobs : threads fitting labels in parallel (liblinear releases the GIL, so the features are shared,
+        not copied); None or 1 for one.
     verbose : 1 shows a progress bar on stderr while fitting.
 
     Attributes
@@ -94,6 +97,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         threshold_folds: int = 5,
         max_iter: int = 1000,
         random_state: int = 0,
+        n_jobs: int | None = None,
         verbose: int = 0,
     ) -> None:
         self.vectorizer = vectorizer
@@ -102,6 +106,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         self.threshold_folds = threshold_folds
         self.max_iter = max_iter
         self.random_state = random_state
+        self.n_jobs = n_jobs
         self.verbose = verbose
 
     # ------------------------------------------------------------------------------------------ fitting
@@ -143,11 +148,14 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit_labels(self, features: sp.csr_matrix, Y: np.ndarray,
                     progress: Progress) -> tuple[np.ndarray, np.ndarray]:
-        """One logistic regression per label, gathered into one weight matrix."""
+        """One logistic regression per label (in parallel threads with n_jobs), gathered into one matrix."""
         coef = np.zeros((features.shape[1], Y.shape[1]))
         intercept = np.zeros(Y.shape[1])
-        for j in range(Y.shape[1]):
-            coef[:, j], intercept[j] = self._fit_label(features, Y[:, j])
+        fits = Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(
+            delayed(self._fit_label)(features, Y[:, j]) for j in range(Y.shape[1])
+        )
+        for j, (weights, bias) in enumerate(fits):
+            coef[:, j], intercept[j] = weights, bias
             progress.update()
         return coef, intercept
 

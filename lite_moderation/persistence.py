@@ -94,7 +94,7 @@ def _terms_by_index(vocabulary: dict[str, int]) -> list[str]:
 
 
 def _model_params(model: ModerationClassifier) -> dict[str, Any]:
-    params = {k: v for k, v in model.get_params(deep=False).items() if k not in ("vectorizer", "verbose")}
+    params = {k: v for k, v in model.get_params(deep=False).items() if k not in ("vectorizer", "verbose", "n_jobs")}
     vec_params = model.vectorizer_.get_params()
     vec_params["dtype"] = np.dtype(vec_params["dtype"]).name
     return {"classifier": params, "vectorizer": _jsonable(vec_params)}
