@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -152,35 +153,59 @@ def main() -> None:
 @click.argument("texts", nargs=-1)
 @click.option("--prompt", help="Prompt of a question-answer pair (use with --response).")
 @click.option("--response", help="Response of a question-answer pair (use with --prompt).")
-@click.option("--input", "-i", "input_path", help="File of records to score, or - for stdin.")
+@click.option("--input", "-i", "input_path",
+              help="File of records to score, or - for stdin (with --engine dask: a quoted glob of files).")
 @click.option("--input-format", type=click.Choice(["auto", "jsonl", "json", "csv", "text"]), default="auto",
               show_default=True, help="Format of --input (auto: from the suffix, or sniffed for stdin).")
 @click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
-              help="Write results to this file (atomically) instead of stdout.")
+              help="Write results to this file (atomically) instead of stdout (with --engine dask: a directory).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Output format [default: table for a terminal, jsonl otherwise].")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Override the unsafe threshold tuned into the model.")
 @click.option("--fail-on-flagged", is_flag=True, help="Exit with code 1 when any item is flagged.")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local: this process. dask: every file matching --input (a quoted glob) on a Dask cluster, "
+                   "one output file per input in the --output directory (pip install 'lite-moderation[dask]').")
+@click.option("--scheduler", metavar="tcp://HOST:PORT", default=None,
+              help="With --engine dask: the scheduler of a running cluster (paths must be shared with its workers).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="With --engine dask: start a local cluster of N worker processes [default: one per core].")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --input: worker processes scoring chunks in parallel (output order is kept).")
 @on_error_option("skip")
 @model_option
 @quiet_option
 @_friendly_errors
 def score(texts: tuple[str, ...], prompt: str | None, response: str | None, input_path: str | None,
           input_format: str, output_path: Path | None, fmt: str | None, threshold: float | None,
-          fail_on_flagged: bool, on_error: str, model_path: Path | None, quiet: bool) -> None:
+          fail_on_flagged: bool, engine: str, scheduler: str | None, workers: int | None, jobs: int,
+          on_error: str, model_path: Path | None, quiet: bool) -> None:
     """Score TEXTS, a --prompt/--response pair, or every record of --input.
 
     Output rows come in input order, one per input row; a row that cannot be read is reported on
     stderr (with its line) and skipped, or stops the command with --on-error fail.
+
+    With --engine dask, --input is a glob ('corpus/*.jsonl.gz') and --output a directory that receives
+    OUT/<input stem>.scores.<format> per input file, each written atomically.
     """
+    if engine == "dask":
+        if texts or prompt is not None or response is not None:
+            raise click.UsageError("--engine dask scores files: give --input 'GLOB' and --output DIR")
+        flagged = _score_on_dask(input_path, input_format, output_path, fmt, threshold, on_error, model_path,
+                                 scheduler, workers, quiet)
+        if fail_on_flagged and flagged:
+            sys.exit(EXIT_FLAGGED)
+        return
+    if scheduler is not None or workers is not None:
+        raise click.UsageError("--scheduler and --workers go with --engine dask")
     sources = sum([bool(texts), prompt is not None or response is not None, input_path is not None])
     if sources != 1:
         raise click.UsageError("give exactly one of: TEXTS, --prompt/--response, or --input FILE")
     fmt = fmt or ("table" if output_path is None and sys.stdout.isatty() else "jsonl")
     model = _load_model(model_path)
     if input_path is not None:
-        flagged = _score_input(model, input_path, input_format, output_path, fmt, on_error, threshold, quiet)
+        flagged = _score_input(model, input_path, input_format, output_path, fmt, on_error, threshold, quiet, jobs)
     else:
         items = _items_from_arguments(texts, prompt, response)
         flagged = _score_items(model, items, output_path, fmt, threshold)
@@ -220,12 +245,45 @@ def _score_items(model, items: list, output_path: Path | None, fmt: str,
 
 
 def _score_input(model, input_path: str, input_format: str, output_path: Path | None, fmt: str,
-                 on_error: str, threshold: float | None, quiet: bool) -> int:
+                 on_error: str, threshold: float | None, quiet: bool, jobs: int = 1) -> int:
     summary = score_file(model, input_path, output_path, fmt, on_error=on_error, threshold=threshold,
-                         input_format=input_format, progress=not quiet)
+                         input_format=input_format, progress=not quiet, jobs=jobs)
     _report_skipped(summary.errors)
     _note(f"rows in: {summary.rows_in}, scored: {summary.scored}, skipped: {summary.rejected}, "
           f"flagged: {summary.flagged}")
+    return summary.flagged
+
+
+def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path | None, fmt: str | None,
+                   threshold: float | None, on_error: str, model_path: Path | None, scheduler: str | None,
+                   workers: int | None, quiet: bool) -> int:
+    """Every file of the --input glob on a Dask cluster; a summary on stderr; exit 2 if a file was unreadable."""
+    from . import distributed
+
+    if input_path is None or output_dir is None or input_path == "-":
+        raise click.UsageError("--engine dask needs --input 'GLOB' (files, not stdin) and --output DIR")
+    if scheduler is not None and workers is not None:
+        raise click.UsageError("give --scheduler (a running cluster) or --workers (a local one), not both")
+    fmt = fmt or "jsonl"
+    if fmt not in distributed.OUTPUT_FORMATS:
+        raise click.UsageError(f"--engine dask writes files: --format must be one of {distributed.OUTPUT_FORMATS}")
+    on_file = None if quiet else (lambda done: _note(distributed.file_line(done)))
+    if scheduler is None and workers is None:
+        workers = os.cpu_count() or 1
+    try:
+        summary = distributed.score_corpus(input_path, output_dir, model_path, scheduler=scheduler, workers=workers,
+                                           on_file=on_file, fmt=fmt, on_error=on_error, threshold=threshold,
+                                           input_format=input_format)
+    except distributed.DaskMissingError as exc:
+        raise InputError(str(exc)) from None
+    for error in summary.examples[:20]:
+        _note(f"skipped: {error}")
+    if summary.rejected > len(summary.examples[:20]):
+        _note(f"skipped: ... and {summary.rejected - len(summary.examples[:20])} more bad rows")
+    for line in summary.report_lines():
+        _note(line)
+    if summary.failed:
+        raise InputError(f"{len(summary.failed)} of {len(summary.files)} input files could not be read")
     return summary.flagged
 
 

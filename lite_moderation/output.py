@@ -33,6 +33,7 @@ def atomic_text_writer(path: str | os.PathLike | None) -> Iterator[TextIO]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp makes it private; results are ordinary files
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             yield fh
@@ -43,6 +44,13 @@ def atomic_text_writer(path: str | os.PathLike | None) -> Iterator[TextIO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it: there is no getter)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(obj: object, path: str | os.PathLike | None) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from .features import QAVectorizer
 from .model import ModerationClassifier
+from .output import current_umask
 from .taxonomy import LABELS
 
 __all__ = [
@@ -134,7 +135,7 @@ def _write_directory_atomically(target: Path, files: dict[str, bytes]) -> None:
     """Write every file into a sibling temp dir, then swap it in: readers never see half a model."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    staging.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; a model dir is ordinary
+    staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; a model dir is ordinary
     try:
         for name, data in files.items():
             (staging / name).write_bytes(data)
@@ -148,12 +149,6 @@ def _write_directory_atomically(target: Path, files: dict[str, bytes]) -> None:
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # ------------------------------------------------------------------------------------------------ loading

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SAFERLHF, synthetic_records, write_jsonl
+from conftest import BEAVERTAILS_TEST, SAFERLHF, synthetic_records, write_jsonl
 
 from lite_moderation.cli import main
 from lite_moderation.taxonomy import CATEGORIES
@@ -104,6 +104,20 @@ def test_score_file_fail_mode_stops_with_line_number_and_writes_nothing(runner, 
                                   "--output", str(out), "--on-error", "fail"])
     _assert_clean_failure(result, "in.jsonl:3:", "prompt")
     assert not out.exists()
+
+
+def test_score_file_with_jobs_matches_one_process(runner, tmp_path):
+    lines = BEAVERTAILS_TEST.read_text(encoding="utf-8").splitlines()[:300]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    outputs = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out{jobs}.jsonl"
+        result = runner.invoke(main, ["score", "-i", str(source), "-o", str(out), "--jobs", jobs, "-q"])
+        assert result.exit_code == 0, result.output
+        outputs.append(out.read_text())
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0].splitlines()) == 300
 
 
 def test_score_csv_output_and_fail_on_flagged(runner, tiny_model_dir, tmp_path):

@@ -1,0 +1,508 @@
+"""Score corpora on Dask: many files, or a user's ``dask.bag`` / ``dask.dataframe``, over processes or machines.
+
+Why Dask: data teams already run it, and it brings scheduling, retries on worker death and multi-machine
+clusters, so this module only says what one task does. Dask is an optional extra, imported lazily:
+without it, every entry point raises :class:`DaskMissingError` saying ``pip install 'lite-moderation[dask]'``.
+
+- The model travels as the bytes of its own files (a :class:`ModelPayload`), one graph key per model, so
+  each worker receives it once, not once per task. A worker writes the files to a temp dir and rebuilds
+  the model with :func:`lite_moderation.load` (checksums verified, no pickle), cached per process by the
+  model's checksum.
+- Each input file is one task that writes one output file through a temp file renamed into place: a task
+  retried after a worker died never leaves half a file or duplicated rows.
+- Row accounting per file and in total: rows_in == scored + rejected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import tempfile
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .data import DataError
+from .model import ModerationClassifier
+from .persistence import DEFAULT_MODEL_DIR, METADATA_FILE, ModelFormatError, load, read_card, read_metadata
+from .scoring import CHUNK_SIZE, score_file
+from .taxonomy import CATEGORIES
+
+__all__ = [
+    "INSTALL_HINT", "CorpusSummary", "DaskMissingError", "FileSummary", "ModelPayload", "dask_client",
+    "model_from_payload", "model_payload", "output_path_for", "resolve_inputs", "score_bag", "score_corpus",
+    "score_dataframe", "score_files",
+]
+
+INSTALL_HINT = "pip install 'lite-moderation[dask]'"
+OUTPUT_FORMATS = ("jsonl", "csv", "json")
+#: Rejected rows kept in full per file (the rest are only counted by reason), so a corpus of bad rows
+#: does not ship millions of errors back to the client.
+MAX_EXAMPLES = 20
+_COMPRESSION_SUFFIXES = (".gz", ".xz")
+_SCORE_COLUMNS = ("flagged", "unsafe_score", *(f"{c}_score" for c in CATEGORIES))
+
+
+class DaskMissingError(ImportError):
+    """The dask engine was asked for but Dask is not installed."""
+
+
+def _require_dask() -> Any:
+    """Import dask (and check distributed) only when used, with an install hint when missing."""
+    try:
+        import dask
+        import dask.delayed
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        raise DaskMissingError(f"the dask engine needs Dask ({exc}); install it with: {INSTALL_HINT}") from None
+    return dask
+
+
+# ------------------------------------------------------------------------------------------ model shipping
+
+
+@dataclass(frozen=True)
+class ModelPayload:
+    """A saved model as plain bytes (its directory's files), keyed by the checksum in its ``model.json``."""
+
+    checksum: str
+    files: dict[str, bytes]
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(len(data) for data in self.files.values())
+
+
+def model_payload(path: str | os.PathLike | None = None) -> ModelPayload:
+    """Read a model directory (default: the shipped model) as bytes, after verifying its checksums here."""
+    directory = DEFAULT_MODEL_DIR if path is None else Path(path)
+    card = read_card(directory)  # fails early, on the client, for a missing or damaged model
+    directory = Path(card["path"])
+    metadata = read_metadata(directory)
+    names = [METADATA_FILE, *metadata["files"]]
+    return ModelPayload(metadata["checksum"], {name: (directory / name).read_bytes() for name in names})
+
+
+_MODELS: dict[str, ModerationClassifier] = {}
+_MODELS_LOCK = threading.Lock()
+#: How many times this process rebuilt each model from its bytes (1 per worker process is the contract).
+LOAD_COUNTS: Counter[str] = Counter()
+
+
+def model_from_payload(payload: ModelPayload) -> ModerationClassifier:
+    """The model of ``payload``, rebuilt once per process and then served from a cache keyed by checksum."""
+    with _MODELS_LOCK:
+        model = _MODELS.get(payload.checksum)
+        if model is None:
+            model = _MODELS[payload.checksum] = _load_payload(payload)
+            LOAD_COUNTS[payload.checksum] += 1
+    return model
+
+
+def _load_payload(payload: ModelPayload) -> ModerationClassifier:
+    """Write the files to a private temp dir and load them with the safe loader (which checks every sha256)."""
+    with tempfile.TemporaryDirectory(prefix="lite-moderation-model-", dir=_worker_scratch()) as tmp:
+        for name, data in payload.files.items():
+            if Path(name).name != name or name in ("", ".", ".."):
+                raise ModelFormatError(f"model payload holds a file name that is not a plain name: {name!r}")
+            (Path(tmp) / name).write_bytes(data)
+        if read_metadata(Path(tmp))["checksum"] != payload.checksum:
+            raise ModelFormatError("model payload: model.json does not match the payload's checksum")
+        return load(tmp)
+
+
+def _worker_scratch() -> str | None:
+    """The Dask worker's own scratch dir (purged by Dask even if the worker is killed mid-load), else None."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().local_directory
+    except (ImportError, ValueError):
+        return None
+
+
+def _as_payload(model: ModelPayload | str | os.PathLike | None) -> ModelPayload:
+    return model if isinstance(model, ModelPayload) else model_payload(model)
+
+
+def _model_node(payload: ModelPayload) -> Any:
+    """One graph key holding the payload: Dask sends it to each worker once and tasks share it."""
+    dask = _require_dask()
+    return dask.delayed(payload, name=f"lite-moderation-model-{payload.checksum[:16]}", traverse=False)
+
+
+# ------------------------------------------------------------------------------------------ bags and frames
+
+
+def score_bag(bag: Any, model: ModelPayload | str | os.PathLike | None = None, *, threshold: float | None = None,
+              on_error: str = "fail", chunk_size: int = CHUNK_SIZE) -> Any:
+    """A lazy ``dask.bag`` of dicts: each item of ``bag`` with its verdict added, in the same order.
+
+    Items are texts (``{"text", ...verdict}``), (prompt, response) pairs (``{"prompt", "response", ...}``) or
+    dicts with ``prompt`` [+ ``response``] or ``text`` (kept whole, verdict keys added). The verdict keys are
+    those of ``ModerationClassifier.moderate``. A bad item raises a DataError (``on_error="fail"``) or comes
+    out with an ``"error"`` message and no scores (``"mark"``), so the output always has one row per input.
+    """
+    if on_error not in ("fail", "mark"):
+        raise ValueError(f"on_error must be 'fail' or 'mark', got {on_error!r}")
+    node = _model_node(_as_payload(model))
+    return bag.map_partitions(_score_bag_partition, node, threshold, on_error, chunk_size)
+
+
+def _score_bag_partition(items: Iterable, payload: ModelPayload, threshold: float | None, on_error: str,
+                         chunk_size: int) -> list[dict]:
+    model = model_from_payload(payload)
+    rows: list[dict] = []
+    iterator = iter(items)
+    position = 0
+    while chunk := _take(iterator, chunk_size):
+        parsed = [_parse_item(item, position + k + 1, on_error) for k, item in enumerate(chunk)]
+        position += len(chunk)
+        good = [p for p in parsed if "error" not in p[0]]
+        verdicts = iter(model.moderate([pair for _, pair in good], threshold=threshold) if good else [])
+        rows.extend(row if "error" in row else {**row, **next(verdicts)} for row, _ in parsed)
+    return rows
+
+
+def _take(iterator: Iterator, n: int) -> list:
+    return [item for _, item in zip(range(n), iterator)]
+
+
+def _parse_item(item: Any, position: int, on_error: str) -> tuple[dict, Any]:
+    """(output row without scores, what the model scores) for one bag item; bad items raise or are marked."""
+    try:
+        return _row_and_pair(item)
+    except ValueError as exc:
+        error = DataError("dask bag partition", position, getattr(exc, "field", None), str(exc))
+        if on_error == "fail":
+            raise error from None
+        return {**_unscored_row(item), "error": str(error)}, None
+
+
+def _unscored_row(item: Any) -> dict:
+    """The output row of a bad item, shaped like a good one so rows stay aligned with the input."""
+    if isinstance(item, dict):
+        return dict(item)
+    if isinstance(item, str):
+        return {"text": item}
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        return {"prompt": item[0], "response": item[1]}
+    return {"item": item}
+
+
+class _BadItem(ValueError):
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _row_and_pair(item: Any) -> tuple[dict, Any]:
+    if isinstance(item, str):
+        return {"text": item}, _text(item, "text")
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        prompt, response = item
+        return {"prompt": prompt, "response": response}, _pair(prompt, response)
+    if isinstance(item, dict):
+        if "prompt" in item:
+            return dict(item), _pair(item["prompt"], item.get("response"))
+        if "text" in item:
+            return dict(item), _text(item["text"], "text")
+        raise _BadItem("missing: an item needs 'prompt' (with an optional 'response') or 'text'", "prompt")
+    raise _BadItem(f"expected a text, a (prompt, response) pair or a dict, got {type(item).__name__}")
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise _BadItem(f"expected a string, got {type(value).__name__}", name)
+    if not value.strip():
+        raise _BadItem("text is empty", name)
+    return value
+
+
+def _pair(prompt: Any, response: Any) -> tuple[str, str] | str:
+    if response is None:
+        return _text(prompt, "prompt")
+    for value, name in ((prompt, "prompt"), (response, "response")):
+        if not isinstance(value, str):
+            raise _BadItem(f"expected a string, got {type(value).__name__}", name)
+    if not prompt.strip() and not response.strip():
+        raise _BadItem("prompt and response are both empty", "prompt")
+    return prompt, response
+
+
+def score_dataframe(df: Any, model: ModelPayload | str | os.PathLike | None = None, *,
+                    threshold: float | None = None) -> Any:
+    """A lazy ``dask.dataframe`` with score columns added: ``flagged``, ``unsafe_score`` and ``<category>_score``.
+
+    Rows are scored from ``prompt`` [+ ``response``; a missing response scores the prompt alone] or ``text``.
+    A row that cannot be scored (non-string or empty text) raises a DataError naming its index.
+    """
+    columns = list(df.columns)
+    fields = ("prompt", "response") if "prompt" in columns else ("text",) if "text" in columns else None
+    if fields is None:
+        raise ValueError(f"the dataframe needs a 'prompt' (+ 'response') or a 'text' column; it has {columns}")
+    fields = tuple(f for f in fields if f in columns)
+    clashes = [c for c in _SCORE_COLUMNS if c in columns]
+    if clashes:
+        raise ValueError(f"the dataframe already has score columns {clashes}: rename them first")
+    meta = _frame_meta(df._meta)
+    node = _model_node(_as_payload(model))
+    return df.map_partitions(_score_frame, node, threshold, fields, meta=meta)
+
+
+def _frame_meta(meta: Any) -> Any:
+    """The empty frame describing the output: the input columns, then the score columns."""
+    import numpy as np
+
+    out = meta.copy()
+    out["flagged"] = np.zeros(len(out), dtype=bool)
+    for name in _SCORE_COLUMNS[1:]:
+        out[name] = np.zeros(len(out), dtype=np.float64)
+    return out
+
+
+def _score_frame(frame: Any, payload: ModelPayload, threshold: float | None, fields: tuple[str, ...]) -> Any:
+    import numpy as np
+
+    model = model_from_payload(payload)
+    pairs = [_frame_pair(frame, row, fields) for row in range(len(frame))]
+    proba_rows = model.moderate(pairs, threshold=threshold) if pairs else []
+    out = frame.copy()
+    out["flagged"] = np.array([r["flagged"] for r in proba_rows], dtype=bool)
+    out["unsafe_score"] = np.array([r["unsafe_score"] for r in proba_rows], dtype=np.float64)
+    for name in CATEGORIES:
+        out[f"{name}_score"] = np.array([r["category_scores"][name] for r in proba_rows], dtype=np.float64)
+    return out
+
+
+def _frame_pair(frame: Any, row: int, fields: tuple[str, ...]) -> tuple[str, str] | str:
+    values = [frame[f].iat[row] for f in fields]
+    values = [v if isinstance(v, str) or not _is_missing(v) else None for v in values]
+    try:
+        return _pair(values[0], values[1] if len(values) > 1 else None)
+    except _BadItem as exc:
+        raise DataError("dask dataframe", None, exc.field, f"row {frame.index[row]!r}: {exc}") from None
+
+
+def _is_missing(value: Any) -> bool:
+    """None, NaN or pandas NA (a missing response in a frame)."""
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+# ------------------------------------------------------------------------------------------ corpora of files
+
+
+@dataclass
+class FileSummary:
+    """What happened to one input file. ``error`` set means a whole-file problem: nothing was written."""
+
+    input: str
+    output: str | None
+    rows_in: int = 0
+    scored: int = 0
+    flagged: int = 0
+    rejected: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    examples: list[DataError] = field(default_factory=list)
+    error: DataError | None = None
+
+
+@dataclass
+class CorpusSummary:
+    """Row accounting of a corpus run, per file (input order) and in total: rows_in == scored + rejected."""
+
+    files: list[FileSummary]
+
+    def _total(self, name: str) -> int:
+        return sum(getattr(f, name) for f in self.files)
+
+    rows_in = property(lambda self: self._total("rows_in"))
+    scored = property(lambda self: self._total("scored"))
+    flagged = property(lambda self: self._total("flagged"))
+    rejected = property(lambda self: self._total("rejected"))
+
+    @property
+    def failed(self) -> list[FileSummary]:
+        return [f for f in self.files if f.error is not None]
+
+    @property
+    def reasons(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for f in self.files:
+            total.update(f.reasons)
+        return total
+
+    @property
+    def examples(self) -> list[DataError]:
+        return [e for f in self.files for e in f.examples]
+
+    def report_lines(self) -> list[str]:
+        """The human summary: totals, rejected rows by reason, files that could not be read."""
+        lines = [(f"files: {len(self.files)} ({len(self.failed)} failed), rows in: {self.rows_in}, "
+                  f"scored: {self.scored}, rejected: {self.rejected}, flagged: {self.flagged}")]
+        lines += [f"rejected: {count} x {reason}" for reason, count in self.reasons.most_common()]
+        lines += [f"failed file (nothing written): {f.error}" for f in self.failed]
+        return lines
+
+
+def file_line(summary: FileSummary) -> str:
+    """One line per finished file, for progress on stderr."""
+    if summary.error is not None:
+        return f"failed: {summary.error}"
+    return (f"{summary.input}: rows in {summary.rows_in}, scored {summary.scored}, rejected {summary.rejected}, "
+            f"flagged {summary.flagged} -> {summary.output}")
+
+
+def resolve_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """Input files from a glob (``'corpus/*.jsonl.gz'``, ``**`` allowed), a path, or a list of them; sorted."""
+    patterns = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    paths: list[Path] = []
+    for pattern in map(str, patterns):
+        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        matches = [m for m in matches if not Path(m).is_dir()]
+        if not matches:
+            raise DataError(pattern, message="no files match this pattern")
+        paths.extend(Path(m) for m in matches)
+    return list(dict.fromkeys(paths))
+
+
+def output_path_for(input_path: str | os.PathLike, output_dir: str | os.PathLike, fmt: str = "jsonl") -> Path:
+    """``OUT_DIR/<input stem>.scores.<fmt>``: compression and format suffixes dropped (a.jsonl.gz -> a)."""
+    name = Path(input_path).name
+    for suffix in _COMPRESSION_SUFFIXES:
+        name = name.removesuffix(suffix)
+    stem = Path(name).stem if Path(name).suffix else name
+    return Path(output_dir) / f"{stem}.scores.{fmt}"
+
+
+def _outputs(paths: list[Path], output_dir: str | os.PathLike, fmt: str) -> list[Path]:
+    outputs = [output_path_for(p, output_dir, fmt) for p in paths]
+    seen: dict[Path, Path] = {}
+    for path, out in zip(paths, outputs):
+        if out in seen:
+            raise ValueError(f"{seen[out]} and {path} would both write {out}: rename one of them")
+        seen[out] = path
+    return outputs
+
+
+def score_files(inputs: str | os.PathLike | Sequence[str | os.PathLike], output_dir: str | os.PathLike,
+                model: ModelPayload | str | os.PathLike | None = None, *, fmt: str = "jsonl",
+                on_error: str = "skip", threshold: float | None = None, input_format: str = "auto") -> list[Any]:
+    """Lazy: one ``dask.delayed`` :class:`FileSummary` per input file, each writing its own output file.
+
+    ``on_error="skip"`` counts bad rows (and records a file that cannot be read at all as failed);
+    ``"fail"`` raises the first DataError. Paths must be reachable by every worker (shared storage).
+    """
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"output format must be one of {OUTPUT_FORMATS} for a corpus, got {fmt!r}")
+    if on_error not in ("fail", "skip"):
+        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+    dask = _require_dask()
+    paths = [path.absolute() for path in resolve_inputs(inputs)]  # workers may run in another directory
+    outputs = _outputs(paths, Path(output_dir).absolute(), fmt)
+    node = _model_node(_as_payload(model))
+    task = dask.delayed(_score_file_task, pure=False)
+    return [
+        task(node, str(path), str(out), fmt, on_error, threshold, input_format,
+             dask_key_name=f"lite-moderation-score-{out.name}-{uuid.uuid4().hex[:8]}")
+        for path, out in zip(paths, outputs)
+    ]
+
+
+def _score_file_task(payload: ModelPayload, input_path: str, output_path: str, fmt: str, on_error: str,
+                     threshold: float | None, input_format: str) -> FileSummary:
+    """One input file -> one output file (atomic), on a worker."""
+    model = model_from_payload(payload)
+    _remove_stale_temp_files(Path(output_path))
+    try:
+        summary = score_file(model, input_path, output_path, fmt, on_error=on_error, threshold=threshold,
+                             input_format=input_format)
+    except DataError as exc:
+        if on_error == "fail":
+            raise
+        return FileSummary(input_path, None, error=exc)
+    reasons = Counter(_reason(e) for e in summary.errors)
+    return FileSummary(input_path, output_path, summary.rows_in, summary.scored, summary.flagged,
+                       summary.rejected, dict(reasons), summary.errors[:MAX_EXAMPLES])
+
+
+def _remove_stale_temp_files(output: Path) -> None:
+    """Temp files of an attempt whose worker was killed mid-write (the retry writes a fresh one)."""
+    for stale in output.parent.glob(f".{glob.escape(output.name)}.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+
+
+def _reason(error: DataError) -> str:
+    """A bad row's reason without its specifics (column numbers, offsets), so equal reasons add up."""
+    message = error.message.split(" (")[0]
+    return f"field '{error.field}': {message}" if error.field else message
+
+
+def score_corpus(inputs: str | os.PathLike | Sequence[str | os.PathLike], output_dir: str | os.PathLike,
+                 model: ModelPayload | str | os.PathLike | None = None, *, client: Any = None,
+                 scheduler: str | None = None, workers: int | None = None,
+                 on_file: Callable[[FileSummary], None] | None = None, **options: Any) -> CorpusSummary:
+    """Score every input file and wait; per-file and total row accounting.
+
+    Runs on ``client``, else on the cluster at ``scheduler`` or a local cluster of ``workers`` processes
+    (started for this call, after inputs and model are checked), else on the current Dask client or
+    scheduler. ``on_file`` gets each file's summary as it finishes; ``options`` go to :func:`score_files`.
+    """
+    dask = _require_dask()
+    tasks = score_files(inputs, output_dir, model, **options)
+    if client is None and (scheduler is not None or workers is not None):
+        with dask_client(scheduler, workers) as own_client:
+            return CorpusSummary(_gather_in_order(own_client, tasks, on_file))
+    if client is None:
+        from distributed import default_client
+
+        with contextlib.suppress(ValueError):
+            client = default_client()
+    if client is not None:
+        return CorpusSummary(_gather_in_order(client, tasks, on_file))
+    results = list(dask.compute(*tasks))
+    for summary in results if on_file is not None else []:
+        on_file(summary)
+    return CorpusSummary(results)
+
+
+def _gather_in_order(client: Any, tasks: list[Any], on_file: Callable[[FileSummary], None] | None) -> list:
+    from distributed import as_completed
+
+    futures = client.compute(tasks)
+    if on_file is not None:
+        for future in as_completed(futures):
+            if future.status == "finished":
+                on_file(future.result())
+    return client.gather(futures)
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
+    """A client of the cluster at ``scheduler`` (tcp://HOST:PORT), or of a local cluster of ``workers`` processes.
+
+    A local cluster (one thread per worker process: scoring holds the GIL) lives as long as the block.
+    """
+    _require_dask()
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None and workers is not None:
+        raise ValueError("give a scheduler address or a number of local workers, not both")
+    if scheduler is not None:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                      host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client

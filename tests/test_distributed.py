@@ -1,0 +1,287 @@
+"""Scoring on Dask: a real LocalCluster of 2 worker processes on 127.0.0.1, real files, the real CLI.
+
+Every distributed output is compared with the single-process scorer (``score_file``) row for row.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dask.bag as db
+import dask.dataframe as dd
+import pandas as pd
+import pytest
+from conftest import synthetic_records, write_jsonl
+from distributed import Client, LocalCluster
+
+import lite_moderation as lm
+from lite_moderation import distributed as dist
+from lite_moderation.cli import main
+from lite_moderation.data import DataError
+from lite_moderation.scoring import score_file
+from lite_moderation.taxonomy import CATEGORIES
+
+# A file with bad rows: invalid JSON, empty text, a number as prompt, a record without text, invalid UTF-8.
+MALFORMED = (
+    b'{"prompt": "tell me about the garden please", "response": "marker1 marker1 the river"}\n'
+    b"this is not json\n"
+    b'{"text": "   "}\n'
+    b'{"prompt": 3, "response": "x"}\n'
+    b'{"response": "no prompt"}\n'
+    b'{"text": "bad byte \xff here"}\n'
+    b'{"text": "a plain text about chess"}\n'
+)
+
+
+@pytest.fixture(scope="module")
+def client() -> Client:
+    """One cluster for the module: 2 worker processes, 1 thread each, on 127.0.0.1."""
+    with LocalCluster(processes=True, n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as dask_client:
+        yield dask_client
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Several small files in the formats a corpus has: JSONL, gzipped JSONL, CSV, text, and one with bad rows."""
+    root = tmp_path_factory.mktemp("corpus")
+    write_jsonl(root / "part-0.jsonl", synthetic_records(300, seed=10))
+    records = synthetic_records(250, seed=11)
+    (root / "part-1.jsonl.gz").write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode()))
+    rows = synthetic_records(120, seed=12)
+    (root / "part-2.csv").write_text("prompt,response\n" + "".join(f"{r['prompt']},{r['response']}\n" for r in rows))
+    (root / "part-3.txt").write_text("".join(r["response"] + "\n" for r in synthetic_records(80, seed=13)))
+    (root / "part-4.jsonl").write_bytes(MALFORMED)
+    return root
+
+
+def _reference(model: lm.ModerationClassifier, input_path: Path, out_dir: Path) -> tuple[str, object]:
+    """Output text and summary of the single-process scorer."""
+    out = out_dir / (input_path.name + ".ref.jsonl")
+    summary = score_file(model, input_path, out)
+    return out.read_text(), summary
+
+
+def _lines_of(path: Path) -> list[int]:
+    return [json.loads(row)["line"] for row in path.read_text().splitlines()]
+
+
+# --------------------------------------------------------------------------------------- corpus of files
+
+
+def test_corpus_equals_single_process_scorer_row_for_row(client, corpus, tiny_model_dir, tmp_path):
+    out_dir = tmp_path / "out"
+    done = []
+    summary = dist.score_corpus(str(corpus / "part-*"), out_dir, tiny_model_dir, client=client, on_file=done.append)
+    model = lm.load(tiny_model_dir)
+    inputs = sorted(corpus.glob("part-*"))
+    assert [Path(f.input) for f in summary.files] == inputs  # summaries come back in input order
+    assert sorted(f.input for f in done) == sorted(map(str, inputs))
+    for input_path, file_summary in zip(inputs, summary.files):
+        expected_text, expected = _reference(model, input_path, tmp_path)
+        output = out_dir / Path(file_summary.output).name
+        assert output == dist.output_path_for(input_path, out_dir)
+        assert output.read_text() == expected_text
+        assert (file_summary.rows_in, file_summary.scored, file_summary.rejected) == (
+            expected.rows_in, expected.scored, expected.rejected)
+        assert file_summary.rows_in == file_summary.scored + file_summary.rejected
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "part-0.scores.jsonl", "part-1.scores.jsonl", "part-2.scores.jsonl", "part-3.scores.jsonl",
+        "part-4.scores.jsonl",
+    ]
+    assert summary.rows_in == summary.scored + summary.rejected == 300 + 250 + 120 + 80 + 7
+    assert summary.rejected == 5 and not summary.failed
+    assert _lines_of(out_dir / "part-4.scores.jsonl") == [1, 7]
+    assert [e.line for e in summary.examples] == [2, 3, 4, 5, 6]
+    assert summary.reasons["field 'text': text is empty"] == 1
+    assert sum(summary.reasons.values()) == 5
+
+
+def test_model_is_loaded_once_per_worker_process(client, corpus, tiny_model_dir, tmp_path):
+    payload = dist.model_payload(tiny_model_dir)
+    for run in range(2):
+        dist.score_corpus(str(corpus / "part-*"), tmp_path / f"out{run}", payload, client=client)
+    loads = client.run(lambda: dict(dist.LOAD_COUNTS))
+    assert len(loads) == 2
+    assert all(counts.get(payload.checksum, 0) <= 1 for counts in loads.values())
+    assert sum(counts.get(payload.checksum, 0) for counts in loads.values()) >= 1
+
+
+def test_fail_mode_raises_the_first_bad_row_through_the_cluster(client, corpus, tiny_model_dir, tmp_path):
+    with pytest.raises(DataError) as info:
+        dist.score_corpus([corpus / "part-4.jsonl"], tmp_path / "out", tiny_model_dir, client=client,
+                          on_error="fail")
+    assert info.value.line == 2 and info.value.path.endswith("part-4.jsonl")
+    assert not list((tmp_path / "out").glob("*.jsonl"))
+
+
+def test_unreadable_file_is_reported_and_the_others_are_written(client, corpus, tiny_model_dir, tmp_path):
+    data = gzip.compress((corpus / "part-0.jsonl").read_bytes())
+    (tmp_path / "cut.jsonl.gz").write_bytes(data[: len(data) // 2])
+    summary = dist.score_corpus([tmp_path / "cut.jsonl.gz", corpus / "part-2.csv"], tmp_path / "out",
+                                tiny_model_dir, client=client)
+    assert [f.error is not None for f in summary.files] == [True, False]
+    assert "cannot read the file" in str(summary.failed[0].error)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["part-2.scores.jsonl"]
+    assert summary.rows_in == summary.scored == 120
+
+
+def test_inputs_that_would_share_an_output_file_are_refused(tmp_path, tiny_model_dir):
+    write_jsonl(tmp_path / "a.jsonl", synthetic_records(3))
+    write_jsonl(tmp_path / "a.json", synthetic_records(3))
+    with pytest.raises(ValueError, match="would both write"):
+        dist.score_files(str(tmp_path / "a.*"), tmp_path / "out", tiny_model_dir)
+    with pytest.raises(DataError, match="no files match"):
+        dist.score_files(str(tmp_path / "nothing-*.jsonl"), tmp_path / "out", tiny_model_dir)
+
+
+# --------------------------------------------------------------------------------------- bags and frames
+
+
+def test_bag_of_texts_pairs_and_dicts_gets_the_same_scores_lazily(client, tiny_model_dir):
+    items = ["a text about the garden", ("tell me about chess", "marker2 marker2 marker5"),
+             {"prompt": "tell me about music", "response": "marker7 marker7", "id": 3}, {"text": "marker0 river"}]
+    items = items * 6
+    bag = dist.score_bag(db.from_sequence(items, npartitions=4), tiny_model_dir)
+    assert isinstance(bag, db.Bag)  # lazy: nothing computed yet
+    rows = bag.compute()
+    model = lm.load(tiny_model_dir)
+    pairs = [i if isinstance(i, (str, tuple)) else (i["prompt"], i["response"]) if "prompt" in i else i["text"]
+             for i in items]
+    expected = model.moderate(pairs)
+    assert len(rows) == len(items)
+    for row, item, verdict in zip(rows, items, expected):
+        assert {k: row[k] for k in verdict} == verdict
+        if isinstance(item, dict):
+            assert {k: row[k] for k in item} == item
+
+
+def test_bad_bag_items_are_marked_in_place_or_raise(client, tiny_model_dir):
+    items = ["fine text", "   ", 5, {"no": "text"}, ("a question", "an answer")]
+    rows = dist.score_bag(db.from_sequence(items, npartitions=2), tiny_model_dir, on_error="mark").compute()
+    assert ["error" in row for row in rows] == [False, True, True, True, False]
+    assert "unsafe_score" in rows[0] and "unsafe_score" not in rows[1]
+    with pytest.raises(DataError):
+        dist.score_bag(db.from_sequence(items, npartitions=2), tiny_model_dir).compute()
+
+
+def test_dataframe_gets_score_columns_equal_to_moderate(client, tiny_model_dir):
+    records = synthetic_records(60, seed=20)
+    frame = pd.DataFrame({"prompt": [r["prompt"] for r in records], "response": [r["response"] for r in records]})
+    frame.loc[5, "response"] = None  # a missing response scores the prompt alone
+    result = dist.score_dataframe(dd.from_pandas(frame, npartitions=3), tiny_model_dir)
+    assert list(result.columns[:4]) == ["prompt", "response", "flagged", "unsafe_score"]
+    computed = result.compute()
+    pairs = [(p, r) if isinstance(r, str) else p for p, r in zip(frame["prompt"], frame["response"])]
+    expected = lm.load(tiny_model_dir).moderate(pairs)
+    assert computed["flagged"].tolist() == [v["flagged"] for v in expected]
+    assert computed["unsafe_score"].tolist() == [v["unsafe_score"] for v in expected]
+    for name in CATEGORIES:
+        assert computed[f"{name}_score"].tolist() == [v["category_scores"][name] for v in expected]
+
+
+# --------------------------------------------------------------------------------------------- the CLI
+
+
+def test_cli_dask_engine_writes_one_file_per_input_and_a_summary(corpus, tiny_model_dir, tmp_path, runner):
+    out_dir = tmp_path / "scores"
+    result = runner.invoke(main, ["score", "--engine", "dask", "--workers", "2", "--model", str(tiny_model_dir),
+                                  "--input", str(corpus / "part-*"), "--output", str(out_dir)])
+    assert result.exit_code == 0, result.output
+    model = lm.load(tiny_model_dir)
+    for input_path in sorted(corpus.glob("part-*")):
+        expected_text, _ = _reference(model, input_path, tmp_path)
+        assert dist.output_path_for(input_path, out_dir).read_text() == expected_text
+    assert "files: 5 (0 failed), rows in: 757, scored: 752, rejected: 5" in result.stderr
+    assert "rejected: 1 x field 'text': text is empty" in result.stderr
+    assert "skipped: " in result.stderr and "part-4.jsonl:2" in result.stderr
+    assert result.stdout == ""
+
+
+def test_cli_dask_engine_on_a_running_cluster_via_scheduler_address(client, corpus, tiny_model_dir, tmp_path,
+                                                                     runner):
+    address = client.scheduler.address
+    assert address.startswith("tcp://127.0.0.1:")
+    result = runner.invoke(main, ["score", "--engine", "dask", "--scheduler", address, "--model", str(tiny_model_dir),
+                                  "--input", str(corpus / "part-[01].*"), "--output", str(tmp_path / "out"),
+                                  "--format", "csv", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["part-0.scores.csv", "part-1.scores.csv"]
+    model = lm.load(tiny_model_dir)
+    expected = tmp_path / "ref.csv"
+    score_file(model, corpus / "part-1.jsonl.gz", expected, fmt="csv")
+    assert (tmp_path / "out" / "part-1.scores.csv").read_text() == expected.read_text()
+    assert "files: 2 (0 failed), rows in: 550, scored: 550, rejected: 0" in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["--workers", "2", "some text"],
+    ["--engine", "dask", "some text"],
+    ["--engine", "dask", "--input", "x*.jsonl"],
+    ["--engine", "dask", "--input", "x*.jsonl", "--output", "o", "--format", "table"],
+    ["--engine", "dask", "--input", "x*.jsonl", "--output", "o", "--workers", "2", "--scheduler", "tcp://h:1"],
+])
+def test_cli_dask_engine_usage_errors(runner, args):
+    result = runner.invoke(main, ["score", *args])
+    assert result.exit_code == 2, result.output
+
+
+def test_cli_without_dask_installed_says_how_to_get_it(tmp_path):
+    code = (
+        "import sys; sys.modules['dask'] = None; sys.modules['distributed'] = None\n"
+        "import lite_moderation.cli, lite_moderation.distributed\n"
+        "lite_moderation.cli.main(['score', '--engine', 'dask', '--input', 'x*', '--output', 'o'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          check=False)
+    assert done.returncode == 2
+    assert "pip install 'lite-moderation[dask]'" in done.stderr
+
+
+def test_importing_the_cli_does_not_import_dask():
+    code = "import sys, lite_moderation.cli, lite_moderation.distributed; print('dask' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------------------------- failures
+
+
+def test_worker_killed_mid_run_loses_and_duplicates_nothing(client, tmp_path):
+    """SIGKILL the worker running a task: Dask retries it, the atomic output holds every row exactly once."""
+    sizes = [3000 + 100 * i for i in range(8)]
+    inputs = [write_jsonl(tmp_path / f"shard-{i}.jsonl", synthetic_records(n, seed=30 + i))
+              for i, n in enumerate(sizes)]
+    futures = client.compute(dist.score_files(inputs, tmp_path / "out", None))  # the shipped model: slower
+    keys = [f.key for f in futures]
+    pids = client.run(os.getpid)
+    victim = _first_busy_worker(client, keys)
+    os.kill(pids[victim], signal.SIGKILL)
+    summaries = client.gather(futures)
+    suspicious = client.run_on_scheduler(lambda dask_scheduler: sum(dask_scheduler.tasks[k].suspicious for k in keys))
+    assert suspicious >= 1  # the kill hit at least one task that was then retried
+    for path, n, summary in zip(inputs, sizes, summaries):
+        output = dist.output_path_for(path, tmp_path / "out")
+        assert _lines_of(output) == list(range(1, n + 1))
+        assert summary.rows_in == summary.scored == n
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        dist.output_path_for(p, tmp_path / "out").name for p in inputs)  # no temp files left behind
+    client.wait_for_workers(2, timeout=60)
+
+
+def _first_busy_worker(client: Client, keys: list, timeout: float = 60.0) -> str:
+    """The address of a worker running one of ``keys`` (polls the scheduler; no timing assumption)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = [worker for worker, running in client.processing().items() if set(running) & set(keys)]
+        if busy:
+            return busy[0]
+        time.sleep(0.02)
+    raise AssertionError("no worker started a task")
