@@ -289,6 +289,15 @@ def thr_shrunk(k: float = 50.0) -> Callable[[np.ndarray, np.ndarray], np.ndarray
     return rule
 
 
+def thr_shrunk_categories(k: float = 50.0) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """:func:`thr_shrunk` on the 14 categories; the unsafe head keeps its F1-best cut-off."""
+    def rule(Ytr, S):
+        out = thr_shrunk(k)(Ytr, S)
+        out[-1] = best_f1_threshold(Ytr[:, -1], S[:, -1])
+        return out
+    return rule
+
+
 def thr_prevalence(Ytr, S):
     return thr_shrunk(1e9)(Ytr, S)
 
@@ -415,6 +424,8 @@ register(
     Variant("base-prev", "shipped, prevalence-matching thresholds", thresholds=thr_prevalence),
     Variant("base-shrunk50", "shipped, F1 threshold shrunk to prevalence (k=50)", thresholds=thr_shrunk(50)),
     Variant("base-shrunk200", "shipped, F1 threshold shrunk to prevalence (k=200)", thresholds=thr_shrunk(200)),
+    *[Variant(f"base-shrunkcat{k}", f"shipped, category thresholds shrunk to prevalence (k={k}), unsafe F1-best",
+              thresholds=thr_shrunk_categories(k)) for k in (25, 50, 100)],
     Variant("base-smooth", "shipped, smoothed F1 curve threshold", thresholds=thr_smoothed()),
     Variant("base-gate", "shipped, category prob x unsafe prob", post=post_gate),
     Variant("base-stack", "shipped + per-label stacking LR on the 15 logits", post=post_stack()),
@@ -430,16 +441,43 @@ register(
     Variant("feat-response-only", "response blocks only (no prompt)", vec={"word_fields": ["response"]}),
     Variant("word-c4", "screen: word 1-2 prompt+response only, C=4", vec=WORD_ONLY),
     Variant("word-nb-c4", "screen: word-only NB-LR C=4", vec=WORD_ONLY, head=Head("nb", nb=True)),
+    Variant("word-c4-shrunkcat50", "screen: word-only LR C=4, category thresholds shrunk (k=50)", vec=WORD_ONLY,
+            thresholds=thr_shrunk_categories(50)),
+    Variant("word-nb-c4-shrunkcat50", "screen: word-only NB-LR C=4, category thresholds shrunk (k=50)",
+            vec=WORD_ONLY, head=Head("nb", nb=True), thresholds=thr_shrunk_categories(50)),
 )
+
+
+def report_table() -> str:
+    """Markdown table of the latest run of every variant in runs.jsonl (the experiment log's numbers)."""
+    latest: dict[str, dict] = {}
+    for line in RUNS.read_text().splitlines():
+        row = json.loads(line)
+        latest[(row["variant"], row["fraction"])] = row
+    head = ("| variant | change | unsafe F1 | AUPRC | AUROC | macro-F1 | micro-F1 | mean cat AUPRC | "
+            "F1 < 0.35 (>= 40 positives) | SafeRLHF AUROC | XSTest F1 / FPR |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for row in latest.values():
+        low = ", ".join(f"{k} {v:.2f}" for k, v in row["below_0.35_with_40+"].items()) or "none"
+        ext = (f"{row['saferlhf_auroc']:.3f} | {row['xstest_f1']:.3f} / {row['xstest_fpr']:.3f}"
+               if "saferlhf_auroc" in row else " | ")
+        lines.append(f"| {row['variant']} | {row['note']} | {row['unsafe_f1']:.3f} | {row['unsafe_auprc']:.3f} | "
+                     f"{row['unsafe_auroc']:.3f} | {row['macro_f1']:.3f} | {row['micro_f1']:.3f} | "
+                     f"{row['mean_cat_auprc']:.3f} | {low} | {ext} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("variants", nargs="*")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--table", action="store_true", help="print the Markdown table of every logged run")
     ap.add_argument("--fraction", type=float, default=1.0)
     ap.add_argument("--external", action="store_true", help="also fit on all rows and score the external sets")
     args = ap.parse_args(argv)
+    if args.table:
+        print(report_table())
+        return
     if args.list:
         for v in VARIANTS.values():
             print(f"{v.name:20s} {v.note}")

@@ -28,7 +28,7 @@ from .persistence import ModelFormatError, load, read_card, save
 from .scoring import score_file
 from .server import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, DEFAULT_THREADS, serve
 from .taxonomy import CATEGORIES, LABELS, short_name
-from .training import BEAVERTAILS_LICENSE, default_estimator, train
+from .training import BEAVERTAILS_LICENSE, DEFAULT_THRESHOLD_SHRINKAGE, default_estimator, train
 
 EXIT_FLAGGED = 1
 EXIT_BAD_INPUT = 2
@@ -111,6 +111,8 @@ def recipe_options(command: Callable) -> Callable:
                      help="Cap on each vocabulary block (most frequent terms kept)."),
         click.option("--threshold-folds", type=click.IntRange(min=0), default=5, show_default=True,
                      help="Grouped folds for tuning per-label thresholds (0: keep 0.5)."),
+        click.option("--threshold-shrinkage", type=click.FloatRange(min=0), default=DEFAULT_THRESHOLD_SHRINKAGE,
+                     show_default=True, help="Pull of rare categories' thresholds toward prevalence (0: plain F1)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -124,6 +126,7 @@ def _estimator_from_options(options: dict, verbose: int = 0):
         "min_df": options["min_df"],
         "max_features": options["max_features"],
         "threshold_folds": options["threshold_folds"],
+        "threshold_shrinkage": options["threshold_shrinkage"],
     }
     if options["word_ngrams"] is None:
         params["word_fields"] = ()
@@ -320,7 +323,7 @@ def _training_command(data_path: Path, cv_folds: int, seed: int, recipe: dict) -
     if cv_folds:
         parts += ["--cv-folds", str(cv_folds), "--seed", str(seed)]
     defaults = {"C": 4.0, "class_weight": "none", "word_ngrams": (1, 2), "char_ngrams": (2, 5), "min_df": 2,
-                "max_features": None, "threshold_folds": 5}
+                "max_features": None, "threshold_folds": 5, "threshold_shrinkage": DEFAULT_THRESHOLD_SHRINKAGE}
     for key, value in recipe.items():
         if value != defaults.get(key):
             text = "none" if value is None else ",".join(map(str, value)) if isinstance(value, tuple) else str(value)

@@ -69,7 +69,10 @@ def cross_validate(dataset: Dataset, n_folds: int = 5, seed: int = 0,
 
     Each fold's model tunes its thresholds inside its own training part, so the test fold stays unseen.
     """
-    estimator = estimator if estimator is not None else ModerationClassifier()
+    if estimator is None:
+        from .training import default_estimator  # training builds on this module
+
+        estimator = default_estimator()
     Y = dataset.y if dataset.categories is not None else None
     unsafe = _unsafe_truth(dataset)
     target = Y if Y is not None else np.column_stack([np.zeros((len(unsafe), 14), bool), unsafe])

@@ -73,6 +73,8 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     class_weight : None or "balanced", passed to each logistic regression.
     threshold_folds : folds (grouped by prompt) of the out-of-fold predictions thresholds are tuned on;
         0 keeps every threshold at 0.5.
+    threshold_shrinkage : k of the category thresholds' pull toward the prevalence cut-off (weight
+        k / (n_pos + k)); 0 keeps the plain F1-best cut-offs. The unsafe head always keeps its F1-best one.
     max_iter : iteration cap of the solver.
     random_state : seed of the fold shuffle and the solver.
     n_jobs : threads fitting labels in parallel (liblinear releases the GIL, so the features are shared,
@@ -95,6 +97,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         C: float = 4.0,
         class_weight: str | None = None,
         threshold_folds: int = 5,
+        threshold_shrinkage: float = 0.0,
         max_iter: int = 1000,
         random_state: int = 0,
         n_jobs: int | None = None,
@@ -104,6 +107,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         self.C = C
         self.class_weight = class_weight
         self.threshold_folds = threshold_folds
+        self.threshold_shrinkage = threshold_shrinkage
         self.max_iter = max_iter
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -181,7 +185,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         for train, test in splitter.split(features, groups=groups):
             coef, intercept = self._fit_labels(features[train], Y[train], progress)
             oof[test] = _sigmoid(features[test] @ coef + intercept)
-        return tune_thresholds(Y, oof)
+        return tune_thresholds(Y, oof, self.threshold_shrinkage, shrink_columns=range(len(CATEGORIES)))
 
     # ------------------------------------------------------------------------------------------ scoring
 

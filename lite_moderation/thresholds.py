@@ -7,9 +7,11 @@ predictions of the training data only, never on the data being evaluated.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-__all__ = ["DEFAULT_THRESHOLD", "best_f1_threshold", "tune_thresholds"]
+__all__ = ["DEFAULT_THRESHOLD", "best_f1_threshold", "prevalence_threshold", "shrunk_threshold", "tune_thresholds"]
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -38,10 +40,44 @@ def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float((sorted_scores[best] + lower) / 2)
 
 
-def tune_thresholds(Y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """One F1-maximising threshold per column of Y_true / scores."""
+def prevalence_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """The cut-off that flags as many rows as there are positives (stable even with few positives)."""
+    n_pos = int(np.sum(y_true))
+    if n_pos == 0:
+        return DEFAULT_THRESHOLD
+    return float(np.sort(np.asarray(scores, dtype=np.float64))[::-1][n_pos - 1])
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-7), 1 - 1e-7)
+    return float(np.log(p / (1 - p)))
+
+
+def shrunk_threshold(y_true: np.ndarray, scores: np.ndarray, shrinkage: float) -> float:
+    """The F1-best cut-off pulled, in logit space, toward the prevalence cut-off with weight k / (n_pos + k).
+
+    Why: with a few dozen positives the F1-best cut-off is noisy (one lucky example moves it a lot); a label
+    with many positives keeps nearly its F1-best cut-off. Measured in benchmarks/results/accuracy.md.
+    """
+    y_true = np.asarray(y_true, dtype=bool)
+    f1_cut = best_f1_threshold(y_true, scores)
+    n_pos = int(y_true.sum())
+    if shrinkage <= 0 or n_pos == 0 or n_pos == len(y_true):
+        return f1_cut
+    weight = n_pos / (n_pos + shrinkage)
+    mixed = weight * _logit(f1_cut) + (1 - weight) * _logit(prevalence_threshold(y_true, scores))
+    return float(1 / (1 + np.exp(-mixed)))
+
+
+def tune_thresholds(Y_true: np.ndarray, scores: np.ndarray, shrinkage: float = 0.0,
+                    shrink_columns: Sequence[int] = ()) -> np.ndarray:
+    """One threshold per column: F1-best, or shrunk toward prevalence (``shrinkage``) in ``shrink_columns``."""
     Y_true = np.asarray(Y_true)
     scores = np.asarray(scores)
     if Y_true.shape != scores.shape:
         raise ValueError(f"labels have shape {Y_true.shape} but scores have shape {scores.shape}")
-    return np.array([best_f1_threshold(Y_true[:, j], scores[:, j]) for j in range(Y_true.shape[1])])
+    shrunk = set(shrink_columns)
+    return np.array([
+        shrunk_threshold(Y_true[:, j], scores[:, j], shrinkage if j in shrunk else 0.0)
+        for j in range(Y_true.shape[1])
+    ])

@@ -21,17 +21,21 @@ BEAVERTAILS_LICENSE = (
     "and is for non-commercial use under the same terms. The lite-moderation code is MIT-licensed."
 )
 
+DEFAULT_THRESHOLD_SHRINKAGE = 50.0
+
 
 def default_estimator(verbose: int = 0, **params: object) -> ModerationClassifier:
     """The default recipe: word 1-2 grams of prompt and response, char 2-5 grams of the response,
-    sublinear TF-IDF, one L2 logistic regression (C=4) per label, thresholds tuned on 5 grouped folds.
+    sublinear TF-IDF, one L2 logistic regression (C=4) per label, thresholds tuned on 5 grouped folds
+    (category thresholds shrunk toward prevalence with k=50; see benchmarks/results/accuracy.md).
 
     ``params`` override vectorizer parameters (``vectorizer__*``-free names such as ``min_df``) or
     classifier parameters (``C``, ``class_weight``...).
     """
     vec_names = set(QAVectorizer().get_params())
     vec_params = {k: v for k, v in params.items() if k in vec_names}
-    clf_params = {k: v for k, v in params.items() if k not in vec_names}
+    clf_params = {"threshold_shrinkage": DEFAULT_THRESHOLD_SHRINKAGE}
+    clf_params.update({k: v for k, v in params.items() if k not in vec_names})
     return ModerationClassifier(vectorizer=QAVectorizer(**vec_params), verbose=verbose, **clf_params)
 
 

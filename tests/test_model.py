@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 
 import lite_moderation as lm
 from lite_moderation.model import as_label_matrix, prompt_groups
-from lite_moderation.thresholds import best_f1_threshold
+from lite_moderation.thresholds import best_f1_threshold, shrunk_threshold, tune_thresholds
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +100,18 @@ def test_best_f1_threshold_separates_perfectly_separable_scores():
     cut = best_f1_threshold(y, np.array([0.1, 0.2, 0.7, 0.9]))
     assert 0.2 < cut <= 0.7
     assert best_f1_threshold(np.zeros(4), np.array([0.1, 0.2, 0.3, 0.4])) == 0.5
+
+
+def test_shrinkage_pulls_rare_label_thresholds_toward_prevalence():
+    rng = np.random.default_rng(0)
+    y = np.zeros(1000, dtype=bool)
+    y[:12] = True
+    scores = np.clip(rng.normal(0.2, 0.1, 1000) + 0.3 * y, 0.001, 0.999)
+    plain = best_f1_threshold(y, scores)
+    prevalence = np.sort(scores)[::-1][11]
+    shrunk = shrunk_threshold(y, scores, 50.0)
+    assert min(plain, prevalence) <= shrunk <= max(plain, prevalence)
+    assert shrunk_threshold(y, scores, 0.0) == plain
+    Y = np.column_stack([y, y])
+    both = tune_thresholds(Y, np.column_stack([scores, scores]), 50.0, shrink_columns=[0])
+    assert both[0] == shrunk and both[1] == plain
