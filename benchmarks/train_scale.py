@@ -1,0 +1,106 @@
+"""Training time and peak memory at growing (SYNTHETIC) training-set sizes, for the presets.
+
+The rows are BeaverTails 30k_test pairs resampled by index and perturbed (words dropped and swapped, tokens
+appended) so vocabularies grow with size like real data; the set measures speed and memory only, never
+quality. Each training run is the real CLI in a subprocess; peak RSS is that child's ru_maxrss.
+
+    python benchmarks/train_scale.py --sizes 10000 30000 --timeout 900
+
+Writes benchmarks/results/train_scale.json and train_scale.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "beavertails" / "30k_test.jsonl"
+RESULTS = ROOT / "benchmarks" / "results"
+PRESETS = {"default": [], "word-only": ["--char-ngrams", "none"]}
+
+
+def synthetic_file(rows: int, directory: Path, seed: int = 0) -> Path:
+    """Resampled, perturbed BeaverTails rows (labels kept), written as JSONL."""
+    source = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()]
+    rng = random.Random(seed)
+    path = directory / f"synthetic_{rows}.jsonl"
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(rows):
+            record = dict(source[rng.randrange(len(source))])
+            words = [w for w in record["response"].split() if rng.random() > 0.1] or record["response"].split()
+            if len(words) > 2:
+                k = rng.randrange(len(words) - 1)
+                words[k], words[k + 1] = words[k + 1], words[k]
+            record["response"] = " ".join(words) + f" v{rng.randrange(100_000)}"
+            record["prompt"] = f"{record['prompt']} p{i % 60_000}"
+            out.write(json.dumps(record) + "\n")
+    return path
+
+
+def timed_training(data: Path, extra: list[str], output: Path, timeout: float) -> dict:
+    """Wall seconds and peak RSS of one `lite-moderation train` subprocess (None when it timed out)."""
+    wrapper = (
+        "import json, resource, subprocess, sys, time\n"
+        "t = time.perf_counter()\n"
+        "code = subprocess.call(sys.argv[1:])\n"
+        "print(json.dumps({'code': code, 'seconds': time.perf_counter() - t,"
+        " 'peak_rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))\n"
+    )
+    command = [sys.executable, "-m", "lite_moderation", "train", "--data", str(data), "--output", str(output),
+               "--quiet", *extra]
+    try:
+        proc = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"code": None, "seconds": None, "peak_rss_mb": None, "timed_out_after_s": timeout}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000])
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    parser.add_argument("--timeout", type=float, default=900.0, help="Seconds before a run is given up.")
+    args = parser.parse_args()
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rows in args.sizes:
+            data = synthetic_file(rows, Path(tmp))
+            for preset in args.presets:
+                result = timed_training(data, PRESETS[preset], Path(tmp) / f"model_{preset}_{rows}", args.timeout)
+                runs.append({"preset": preset, "rows": rows, **result})
+                print(json.dumps(runs[-1]), file=sys.stderr)
+    write_results(runs, args)
+
+
+def write_results(runs: list[dict], args: argparse.Namespace) -> None:
+    command = "python benchmarks/train_scale.py " + shlex.join(
+        ["--sizes", *map(str, args.sizes), "--presets", *args.presets, "--timeout", str(int(args.timeout))])
+    meta = {"command": command, "machine": f"{platform.platform()}, {os.cpu_count()} cores",
+            "load_average_after": os.getloadavg(), "python": platform.python_version(), "synthetic": True}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "train_scale.json").write_text(json.dumps({**meta, "runs": runs}, indent=2) + "\n")
+    lines = [
+        "# Training time and memory (SYNTHETIC data: speed only, never quality)", "",
+        f"Command: `{command}`. Machine: {meta['machine']}. Each run: `lite-moderation train` with 5 grouped",
+        "threshold folds (6 fits of 15 labels), one process; rows are resampled, perturbed 30k_test pairs.", "",
+        "| preset | rows | seconds | peak RSS MB |", "|---|---:|---:|---:|",
+    ]
+    for run in runs:
+        seconds = f"{run['seconds']:.1f}" if run["seconds"] is not None else f"> {run['timed_out_after_s']:.0f} (stopped)"
+        rss = f"{run['peak_rss_mb']:.0f}" if run["peak_rss_mb"] is not None else "-"
+        lines.append(f"| {run['preset']} | {run['rows']:,} | {seconds} | {rss} |")
+    (RESULTS / "train_scale.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
