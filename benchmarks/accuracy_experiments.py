@@ -18,7 +18,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -336,6 +336,7 @@ class Variant:
     thresholds: Callable = thr_f1
     c_choice: tuple[float, ...] = ()   # nested per-label C choice by inner out-of-fold log-loss
     blend: tuple = ()  # extra (vectorizer params, Head) members whose logits are averaged in
+    cats_from: tuple = ()  # (vectorizer params, Head) whose logits replace the 14 category columns
 
 
 def run_variant(exp: Experiment, v: Variant, with_external: bool = False) -> dict:
@@ -352,8 +353,12 @@ def run_variant(exp: Experiment, v: Variant, with_external: bool = False) -> dic
         members = [per_c[0]] + [exp.scores(vec, head) for vec, head in v.blend]
         per_c = [[FoldScores(m[0].train, m[0].test, np.mean([x.oof for x in m], axis=0),
                              np.mean([x.test_logits for x in m], axis=0)) for m in zip(*members)]]
+    cats = exp.scores(*v.cats_from) if v.cats_from else None
     for k in range(N_FOLDS):
         fs = _choose_c(per_c, k, exp.Y, chosen)
+        if cats is not None:
+            fs = FoldScores(fs.train, fs.test, np.hstack([cats[k].oof[:, :N_CAT], fs.oof[:, N_CAT:]]),
+                            np.hstack([cats[k].test_logits[:, :N_CAT], fs.test_logits[:, N_CAT:]]))
         Ytr = exp.Y[fs.train]
         groups = prompt_groups([exp.pairs[i] for i in fs.train])
         s_tr, s_te = v.post(fs.oof, Ytr, fs.test_logits, groups)
@@ -418,7 +423,7 @@ def register(*vs: Variant) -> None:
 
 register(
     Variant("base-c4", "shipped recipe: word 1-2 prompt+response, char_wb 2-5 response, LR C=4, F1 thresholds"),
-    *[Variant(f"base-c{c:g}", f"shipped features, C={c:g}", head=Head("lr", C=c)) for c in (1, 2, 8, 16, 32)],
+    *[Variant(f"base-c{c:g}", f"shipped features, C={c:g}", head=Head("lr", C=float(c))) for c in (1, 2, 8, 16, 32)],
     Variant("base-balanced", "shipped, class_weight=balanced", head=Head("lr", class_weight="balanced")),
     Variant("base-cnested", "shipped, C per label from {1,4,16} by inner OOF log-loss", c_choice=(1.0, 4.0, 16.0)),
     Variant("base-prev", "shipped, prevalence-matching thresholds", thresholds=thr_prevalence),
@@ -446,6 +451,16 @@ register(
     Variant("word-nb-c4-shrunkcat50", "screen: word-only NB-LR C=4, category thresholds shrunk (k=50)",
             vec=WORD_ONLY, head=Head("nb", nb=True), thresholds=thr_shrunk_categories(50)),
 )
+# The shipped threshold rule on each candidate base model: reuses the cached logits, so it costs ~0.1 s once
+# the plain variant has run.
+SHRUNK_COUNTERPARTS = ("base-c1", "base-c16", "base-balanced", "base-cnested", "feat-promptchar", "feat-joint",
+                       "feat-mindf1", "feat-word13")
+register(Variant("mix-promptchar-cats-shrunkcat50", "categories from feat-promptchar, unsafe head from base-c4; "
+                 "category thresholds shrunk (k=50)", cats_from=({"char_fields": ["prompt", "response"]}, Head("lr")),
+                 thresholds=thr_shrunk_categories(50)))
+register(*[replace(VARIANTS[name], name=f"{name}-shrunkcat50", thresholds=thr_shrunk_categories(50),
+                   note=f"{VARIANTS[name].note}; category thresholds shrunk (k=50)")
+           for name in SHRUNK_COUNTERPARTS])
 
 
 def report_table() -> str:
