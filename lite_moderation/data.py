@@ -402,7 +402,7 @@ def _json_items(stream: IO[bytes], source: _Source, require: str) -> Iterator[Re
         hint = "One JSON object per line? Name the file .jsonl or pass fmt='jsonl'." if exc.msg == "Extra data" else None
         raise source.fatal(f"not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})", hint=hint) from None
     if not isinstance(value, list):
-        raise source.fatal(f"expected a JSON list of records, got {_json_type(value)}",
+        raise source.fatal(f"expected a JSON list of records, got {json_type(value)}",
                            hint="For one record per line use a .jsonl file.")
     for i, obj in enumerate(value, 1):
         try:
@@ -414,7 +414,7 @@ def _json_items(stream: IO[bytes], source: _Source, require: str) -> Iterator[Re
 # -------------------------------------------------------------------------------------------- validation
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     """JSON's name for a value's type (bool before int: bool is an int subclass)."""
     if isinstance(value, bool):
         return "boolean"
@@ -436,7 +436,7 @@ def _parse_json(text: str) -> Any:
 def _string(value: Any, field: str) -> str:
     """A text field must be a str that can be encoded again (no lone surrogates from \\ud800 escapes)."""
     if not isinstance(value, str):
-        raise _Bad(field, f"expected a string, got {_json_type(value)}")
+        raise _Bad(field, f"expected a string, got {json_type(value)}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -453,7 +453,7 @@ def _name_keys(keys: list[str], limit: int = 3) -> str:
 def _categories(value: Any) -> tuple[bool, ...]:
     """The BeaverTails category object: exactly the 14 keys, each true/false, in taxonomy order."""
     if not isinstance(value, dict):
-        raise _Bad("category", f"expected an object of 14 true/false flags, got {_json_type(value)}")
+        raise _Bad("category", f"expected an object of 14 true/false flags, got {json_type(value)}")
     unknown = [str(k) for k in value if k not in _CATEGORY_SET]
     missing = [k for k in CATEGORIES if k not in value]
     problems = []
@@ -465,14 +465,14 @@ def _categories(value: Any) -> tuple[bool, ...]:
         raise _Bad("category", "; ".join(problems), _KEYS_HINT)
     for key in CATEGORIES:
         if not isinstance(value[key], bool):
-            raise _Bad("category", f"key '{key}': expected true/false, got {_json_type(value[key])}")
+            raise _Bad("category", f"key '{key}': expected true/false, got {json_type(value[key])}")
     return tuple(value[key] for key in CATEGORIES)
 
 
 def _record_from_object(obj: Any, require: str, line: int) -> Record:
     """Validate one JSON record: {"prompt", "response"?, "category"?, "is_safe"?} or {"text"}."""
     if not isinstance(obj, dict):
-        raise _Bad(None, f"expected a JSON object, got {_json_type(obj)}")
+        raise _Bad(None, f"expected a JSON object, got {json_type(obj)}")
     if "prompt" in obj:
         text_field, prompt = "prompt", _string(obj["prompt"], "prompt")
         response = obj.get("response")
@@ -485,7 +485,7 @@ def _record_from_object(obj: Any, require: str, line: int) -> Record:
     categories = None if raw_categories is None else _categories(raw_categories)
     is_safe = obj.get("is_safe")
     if is_safe is not None and not isinstance(is_safe, bool):
-        raise _Bad("is_safe", f"expected true/false, got {_json_type(is_safe)}")
+        raise _Bad("is_safe", f"expected true/false, got {json_type(is_safe)}")
     return _finish(prompt, response, text_field, categories, is_safe, require, line)
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
+from .data import json_type
 from .model import ModerationClassifier
 from .persistence import load
 
@@ -221,17 +222,17 @@ def parse_moderation_request(request: Any, max_batch: int) -> list[str | tuple[s
     ``model`` may name any model (clients often send OpenAI's names); this server answers with its own.
     """
     if not isinstance(request, dict):
-        raise ApiError(400, f"body must be a JSON object, got {_json_type(request)}")
+        raise ApiError(400, f"body must be a JSON object, got {json_type(request)}")
     if "input" not in request:
         raise ApiError(400, "missing required field 'input' (a string or a list)", param="input")
     model = request.get("model")
     if model is not None and not isinstance(model, str):
-        raise ApiError(400, f"'model' must be a string, got {_json_type(model)}", param="model")
+        raise ApiError(400, f"'model' must be a string, got {json_type(model)}", param="model")
     raw = request["input"]
     if isinstance(raw, str):
         return [_text(raw, "input")]
     if not isinstance(raw, list):
-        raise ApiError(400, f"'input' must be a string or a list, got {_json_type(raw)}", param="input")
+        raise ApiError(400, f"'input' must be a string or a list, got {json_type(raw)}", param="input")
     if not raw:
         raise ApiError(400, "'input' is an empty list: nothing to moderate", param="input")
     if len(raw) > max_batch:
@@ -244,7 +245,7 @@ def _item(value: Any, param: str) -> str | tuple[str, str]:
     if isinstance(value, str):
         return _text(value, param)
     if not isinstance(value, dict):
-        raise ApiError(400, f"{param} must be a string or an object, got {_json_type(value)}", param=param)
+        raise ApiError(400, f"{param} must be a string or an object, got {json_type(value)}", param=param)
     if "prompt" in value or "response" in value:
         return _text(value.get("prompt"), f"{param}.prompt"), _text(value.get("response"), f"{param}.response")
     if value.get("type") == "text":
@@ -258,22 +259,12 @@ def _item(value: Any, param: str) -> str | tuple[str, str]:
 def _text(value: Any, param: str) -> str:
     """A text must be a string that encodes to UTF-8 (no lone surrogates from \\ud800 escapes)."""
     if not isinstance(value, str):
-        raise ApiError(400, f"{param} must be a string, got {_json_type(value)}", param=param)
+        raise ApiError(400, f"{param} must be a string, got {json_type(value)}", param=param)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ApiError(400, f"{param} contains an unpaired surrogate at character {exc.start}", param=param) from None
     return value
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if value is None:
-        return "null"
-    if isinstance(value, (int, float)):
-        return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
 
 
 def _openai_result(result: dict) -> dict:
