@@ -27,7 +27,7 @@ import numpy as np
 
 from .taxonomy import CATEGORIES
 
-__all__ = ["DataError", "Dataset", "Record", "load_dataset", "read_records", "sha256_file"]
+__all__ = ["DataError", "Dataset", "Record", "load_dataset", "read_records", "record_from_object", "sha256_file"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -199,6 +199,18 @@ def load_dataset(
         skipped = len(errors) - errors_before if errors is not None else 0
         raise DataError(display, message=f"no valid records ({skipped} skipped as bad)")
     return Dataset(pairs, _category_array(cats), _unsafe_array(safes), lines, prompts, display)
+
+
+def record_from_object(obj: Any, source: str = "<object>", line: int | None = None,
+                       require: str = "none") -> Record:
+    """Validate one record object (already parsed, e.g. a Dask bag item) exactly as a JSONL line is.
+
+    Raises a DataError naming ``source``, ``line`` and the field, so every input path reports alike.
+    """
+    try:
+        return _record_from_object(obj, require, line or 0)
+    except _Bad as bad:
+        raise DataError(source, line, bad.field, bad.message, bad.hint) from None
 
 
 def sha256_file(path: PathLike) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data import DataError
+from .data import DataError, record_from_object
 from .model import ModerationClassifier
 from .persistence import DEFAULT_MODEL_DIR, METADATA_FILE, ModelFormatError, load, read_card, read_metadata
 from .scoring import CHUNK_SIZE, score_file
@@ -175,64 +175,36 @@ def _take(iterator: Iterator, n: int) -> list:
 
 def _parse_item(item: Any, position: int, on_error: str) -> tuple[dict, Any]:
     """(output row without scores, what the model scores) for one bag item; bad items raise or are marked."""
+    obj = _as_record_object(item)
     try:
-        return _row_and_pair(item)
-    except ValueError as exc:
-        error = DataError("dask bag partition", position, getattr(exc, "field", None), str(exc))
+        if obj is None:
+            raise DataError(_BAG_SOURCE, position, None,
+                            f"expected a text, a (prompt, response) pair or a dict, got {type(item).__name__}")
+        return dict(obj), record_from_object(obj, _BAG_SOURCE, position).pair
+    except DataError as error:
         if on_error == "fail":
-            raise error from None
+            raise
         return {**_unscored_row(item), "error": str(error)}, None
 
 
-def _unscored_row(item: Any) -> dict:
-    """The output row of a bad item, shaped like a good one so rows stay aligned with the input."""
+_BAG_SOURCE = "dask bag partition"
+
+
+def _as_record_object(item: Any) -> dict | None:
+    """A bag item as the record object the data reader validates (None when it cannot be one)."""
     if isinstance(item, dict):
-        return dict(item)
+        return item
     if isinstance(item, str):
         return {"text": item}
     if isinstance(item, (tuple, list)) and len(item) == 2:
         return {"prompt": item[0], "response": item[1]}
-    return {"item": item}
+    return None
 
 
-class _BadItem(ValueError):
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def _row_and_pair(item: Any) -> tuple[dict, Any]:
-    if isinstance(item, str):
-        return {"text": item}, _text(item, "text")
-    if isinstance(item, (tuple, list)) and len(item) == 2:
-        prompt, response = item
-        return {"prompt": prompt, "response": response}, _pair(prompt, response)
-    if isinstance(item, dict):
-        if "prompt" in item:
-            return dict(item), _pair(item["prompt"], item.get("response"))
-        if "text" in item:
-            return dict(item), _text(item["text"], "text")
-        raise _BadItem("missing: an item needs 'prompt' (with an optional 'response') or 'text'", "prompt")
-    raise _BadItem(f"expected a text, a (prompt, response) pair or a dict, got {type(item).__name__}")
-
-
-def _text(value: Any, name: str) -> str:
-    if not isinstance(value, str):
-        raise _BadItem(f"expected a string, got {type(value).__name__}", name)
-    if not value.strip():
-        raise _BadItem("text is empty", name)
-    return value
-
-
-def _pair(prompt: Any, response: Any) -> tuple[str, str] | str:
-    if response is None:
-        return _text(prompt, "prompt")
-    for value, name in ((prompt, "prompt"), (response, "response")):
-        if not isinstance(value, str):
-            raise _BadItem(f"expected a string, got {type(value).__name__}", name)
-    if not prompt.strip() and not response.strip():
-        raise _BadItem("prompt and response are both empty", "prompt")
-    return prompt, response
+def _unscored_row(item: Any) -> dict:
+    """The output row of a bad item, shaped like a good one so rows stay aligned with the input."""
+    obj = _as_record_object(item)
+    return dict(obj) if obj is not None else {"item": item}
 
 
 def score_dataframe(df: Any, model: ModelPayload | str | os.PathLike | None = None, *,
@@ -281,12 +253,9 @@ def _score_frame(frame: Any, payload: ModelPayload, threshold: float | None, fie
 
 
 def _frame_pair(frame: Any, row: int, fields: tuple[str, ...]) -> tuple[str, str] | str:
-    values = [frame[f].iat[row] for f in fields]
-    values = [v if isinstance(v, str) or not _is_missing(v) else None for v in values]
-    try:
-        return _pair(values[0], values[1] if len(values) > 1 else None)
-    except _BadItem as exc:
-        raise DataError("dask dataframe", None, exc.field, f"row {frame.index[row]!r}: {exc}") from None
+    values = {f: frame[f].iat[row] for f in fields}
+    obj = {f: v if isinstance(v, str) or not _is_missing(v) else None for f, v in values.items()}
+    return record_from_object(obj, f"dask dataframe row {frame.index[row]!r}").pair
 
 
 def _is_missing(value: Any) -> bool:
