@@ -21,7 +21,6 @@ import argparse
 import gzip
 import json
 import os
-import platform
 import shlex
 import shutil
 import sys
@@ -30,15 +29,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import DATA, RESULTS, machine
 from distributed import Client, LocalCluster
 
 import lite_moderation as lm
 from lite_moderation import distributed as dist
 from lite_moderation.data import load_dataset
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data" / "beavertails" / "30k_test.jsonl"
-RESULTS = ROOT / "benchmarks" / "results"
+MACHINE_NOTE = "2 cores shared with other engineers' jobs while this ran"
 
 
 def parse_args() -> argparse.Namespace:
@@ -96,14 +94,6 @@ def run(inputs: list[Path], model_dir: Path | None, workers: int, out_dir: Path)
             "output_mb": round(output_bytes / 1e6, 1), "load_average_at_start": round(load_before, 2)}
 
 
-def machine() -> dict:
-    return {
-        "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-        "load_average_before": [round(x, 2) for x in os.getloadavg()],
-        "note": "2 cores shared with other engineers' jobs while this ran",
-    }
-
-
 def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
@@ -140,7 +130,8 @@ def main() -> int:
 
     workers = [int(w) for w in args.workers.split(",")]
     lines = [line for line in args.data.read_bytes().splitlines(keepends=True) if line.strip()]
-    report = {"command": shlex.join(["python", "benchmarks/scale.py", *sys.argv[1:]]), "machine": machine(),
+    report = {"command": shlex.join(["python", "benchmarks/scale.py", *sys.argv[1:]]),
+              "machine": machine(MACHINE_NOTE),
               "dask_version": dask.__version__, "files": args.files, "synthetic": True,
               "source": f"{args.data.name}, {len(lines)} rows resampled by index, seed {args.seed}", "models": {}}
     with tempfile.TemporaryDirectory(prefix="lite-moderation-scale-") as tmp:

@@ -18,7 +18,6 @@ import http.client
 import itertools
 import json
 import os
-import platform
 import re
 import shlex
 import signal
@@ -30,10 +29,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import DATA, RESULTS, machine
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data" / "beavertails" / "30k_test.jsonl"
-RESULTS = ROOT / "benchmarks" / "results"
+MACHINE_NOTE = 'client threads and server share the machine (loopback, 127.0.0.1)'
 
 
 def parse_args() -> argparse.Namespace:
@@ -161,14 +159,6 @@ def run_phase(port: int, texts: list[str], n_requests: int, batch_size: int, cli
 # ------------------------------------------------------------------------------------------------ report
 
 
-def machine() -> dict:
-    return {
-        "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-        "load_average_before": [round(x, 2) for x in os.getloadavg()],
-        "note": "client threads and server share the machine (loopback, 127.0.0.1)",
-    }
-
-
 def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
@@ -203,7 +193,8 @@ def markdown(report: dict) -> str:
 def main() -> int:
     args = parse_args()
     texts = read_texts(args.data)
-    report = {"command": shlex.join(["python", "benchmarks/serve_load.py", *sys.argv[1:]]), "machine": machine(),
+    report = {"command": shlex.join(["python", "benchmarks/serve_load.py", *sys.argv[1:]]),
+              "machine": machine(MACHINE_NOTE),
               "clients": args.clients, "server_threads": args.threads, "phases": {}}
     server = Server(args.threads)
     try:

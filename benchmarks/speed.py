@@ -41,10 +41,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from _common import DATA, RESULTS
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data" / "beavertails" / "30k_test.jsonl"
-RESULTS = ROOT / "benchmarks" / "results"
 WARMUP = 100
 CLI = str(Path(sys.executable).with_name("lite-moderation")) if Path(sys.executable).with_name(
     "lite-moderation").exists() else "lite-moderation"

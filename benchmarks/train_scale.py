@@ -22,9 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data" / "beavertails" / "30k_test.jsonl"
-RESULTS = ROOT / "benchmarks" / "results"
+from _common import DATA, RESULTS
+
 PRESETS = {"default": [], "word-only": ["--char-ngrams", "none"]}
 
 
