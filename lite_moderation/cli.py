@@ -139,10 +139,6 @@ def _estimator_from_options(options: dict, verbose: int = 0):
     return default_estimator(verbose=verbose, **params)
 
 
-def _load_model(model_path: Path | None):
-    return load(model_path)
-
-
 # ------------------------------------------------------------------------------------------------ commands
 
 
@@ -206,7 +202,7 @@ def score(texts: tuple[str, ...], prompt: str | None, response: str | None, inpu
     if sources != 1:
         raise click.UsageError("give exactly one of: TEXTS, --prompt/--response, or --input FILE")
     fmt = fmt or ("table" if output_path is None and sys.stdout.isatty() else "jsonl")
-    model = _load_model(model_path)
+    model = load(model_path)
     if input_path is not None:
         flagged = _score_input(model, input_path, input_format, output_path, fmt, on_error, threshold, quiet, jobs)
     else:
@@ -349,7 +345,7 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels"):
 def evaluate_command(data_path: Path, json_path: Path | None, threshold: float | None,
                      model_path: Path | None, on_error: str) -> None:
     """Print a model's metrics on labelled data (and warn when it saw these prompts in training)."""
-    model = _load_model(model_path)
+    model = load(model_path)
     dataset = _load_labelled(data_path, on_error)
     _warn_on_leak(model, dataset.prompts)
     metrics = evaluate(model, dataset, threshold=threshold)
