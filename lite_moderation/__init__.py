@@ -3,20 +3,57 @@
 >>> import lite_moderation as lm
 >>> model = lm.load()                      # the shipped default model, offline
 >>> model.moderate(["some text", ("a question", "an answer")])
+>>> scorer = lm.load_scorer()              # scoring only: same scores, scikit-learn never imported
+
+Names are imported on first use, so ``import lite_moderation`` stays cheap and scoring-only processes
+never load scikit-learn.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .data import DataError, Dataset, Record, load_dataset, read_records
-from .evaluation import cross_validate, evaluate
-from .features import QAVectorizer
-from .model import ModerationClassifier
-from .persistence import ModelFormatError, load, read_card, save
-from .taxonomy import CATEGORIES, LABELS, UNSAFE
-from .training import default_estimator, train
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "DataError": "data", "Dataset": "data", "Record": "data", "load_dataset": "data", "read_records": "data",
+    "cross_validate": "evaluation", "evaluate": "evaluation",
+    "FastScorer": "fast",
+    "QAVectorizer": "features",
+    "ModerationClassifier": "model",
+    "ModelFormatError": "persistence", "load": "persistence", "load_scorer": "persistence",
+    "read_card": "persistence", "save": "persistence",
+    "CATEGORIES": "taxonomy", "LABELS": "taxonomy", "UNSAFE": "taxonomy",
+    "default_estimator": "training", "train": "training",
+}
 
 __all__ = [
-    "CATEGORIES", "LABELS", "UNSAFE", "DataError", "Dataset", "ModelFormatError", "ModerationClassifier",
-    "QAVectorizer", "Record", "cross_validate", "default_estimator", "evaluate", "load", "load_dataset",
-    "read_card", "read_records", "save", "train",
+    "CATEGORIES", "LABELS", "UNSAFE", "DataError", "Dataset", "FastScorer", "ModelFormatError",
+    "ModerationClassifier", "QAVectorizer", "Record", "cross_validate", "default_estimator", "evaluate", "load",
+    "load_dataset", "load_scorer", "read_card", "read_records", "save", "train",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from .data import DataError, Dataset, Record, load_dataset, read_records
+    from .evaluation import cross_validate, evaluate
+    from .fast import FastScorer
+    from .features import QAVectorizer
+    from .model import ModerationClassifier
+    from .persistence import ModelFormatError, load, load_scorer, read_card, save
+    from .taxonomy import CATEGORIES, LABELS, UNSAFE
+    from .training import default_estimator, train

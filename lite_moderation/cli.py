@@ -20,14 +20,13 @@ import click
 
 from . import __version__
 from .data import DataError, load_dataset
-from .evaluation import count_seen_prompts, cross_validate, evaluate
-from .features import split_fields
 from .hub import REVISION, SPLITS, DownloadError, download
 from .output import FORMATS, RowWriter, atomic_text_writer, format_detail, write_json
-from .persistence import ModelFormatError, load, read_card, save
+from .persistence import ModelFormatError, load, load_scorer, read_card, save
 from .scoring import score_file
 from .server import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, DEFAULT_THREADS, serve
 from .taxonomy import CATEGORIES, LABELS, short_name
+from .texts import split_fields
 from .training import BEAVERTAILS_LICENSE, DEFAULT_THRESHOLD_SHRINKAGE, default_estimator, train
 
 EXIT_FLAGGED = 1
@@ -202,7 +201,7 @@ def score(texts: tuple[str, ...], prompt: str | None, response: str | None, inpu
     if sources != 1:
         raise click.UsageError("give exactly one of: TEXTS, --prompt/--response, or --input FILE")
     fmt = fmt or ("table" if output_path is None and sys.stdout.isatty() else "jsonl")
-    model = load(model_path)
+    model = load_scorer(model_path)
     if input_path is not None:
         flagged = _score_input(model, input_path, input_format, output_path, fmt, on_error, threshold, quiet, jobs)
     else:
@@ -345,6 +344,8 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels"):
 def evaluate_command(data_path: Path, json_path: Path | None, threshold: float | None,
                      model_path: Path | None, on_error: str) -> None:
     """Print a model's metrics on labelled data (and warn when it saw these prompts in training)."""
+    from .evaluation import evaluate
+
     model = load(model_path)
     dataset = _load_labelled(data_path, on_error)
     _warn_on_leak(model, dataset.prompts)
@@ -353,6 +354,8 @@ def evaluate_command(data_path: Path, json_path: Path | None, threshold: float |
 
 
 def _warn_on_leak(model, prompts: list[str]) -> None:
+    from .evaluation import count_seen_prompts
+
     seen = count_seen_prompts(model, prompts)
     total = len({" ".join(p.split()).lower() for p in prompts})
     _note(f"leak check: {seen} of {total} distinct evaluation prompts were in the model's training data")
@@ -374,6 +377,8 @@ def _warn_on_leak(model, prompts: list[str]) -> None:
 def cv_command(data_path: Path, folds: int, seed: int, json_path: Path | None, on_error: str, quiet: bool,
                **recipe: Any) -> None:
     """Cross-validate the training recipe, folds grouped by prompt; metrics on out-of-fold predictions."""
+    from .evaluation import cross_validate
+
     dataset = _load_labelled(data_path, on_error)
     result = cross_validate(dataset, folds, seed, estimator=_estimator_from_options(recipe), progress=not quiet)
     _emit_metrics(result.metrics, json_path)

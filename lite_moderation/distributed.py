@@ -6,7 +6,7 @@ without it, every entry point raises :class:`DaskMissingError` saying ``pip inst
 
 - The model travels as the bytes of its own files (a :class:`ModelPayload`), one graph key per model, so
   each worker receives it once, not once per task. A worker writes the files to a temp dir and rebuilds
-  the model with :func:`lite_moderation.load` (checksums verified, no pickle), cached per process by the
+  the model with :func:`lite_moderation.load_scorer` (checksums verified, no pickle), cached per process by the
   model's checksum.
 - Each input file is one task that writes one output file through a temp file renamed into place: a task
   retried after a worker died never leaves half a file or duplicated rows.
@@ -25,13 +25,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .data import DataError, record_from_object
-from .model import ModerationClassifier
-from .persistence import DEFAULT_MODEL_DIR, METADATA_FILE, ModelFormatError, load, read_card, read_metadata
+from .persistence import DEFAULT_MODEL_DIR, METADATA_FILE, ModelFormatError, load_scorer, read_card, read_metadata
 from .scoring import CHUNK_SIZE, score_file
 from .taxonomy import CATEGORIES
+
+if TYPE_CHECKING:
+    from .fast import FastScorer
 
 __all__ = [
     "INSTALL_HINT", "CorpusSummary", "DaskMissingError", "FileSummary", "ModelPayload", "dask_client",
@@ -88,13 +90,13 @@ def model_payload(path: str | os.PathLike | None = None) -> ModelPayload:
     return ModelPayload(metadata["checksum"], {name: (directory / name).read_bytes() for name in names})
 
 
-_MODELS: dict[str, ModerationClassifier] = {}
+_MODELS: dict[str, FastScorer] = {}
 _MODELS_LOCK = threading.Lock()
 #: How many times this process rebuilt each model from its bytes (1 per worker process is the contract).
 LOAD_COUNTS: Counter[str] = Counter()
 
 
-def model_from_payload(payload: ModelPayload) -> ModerationClassifier:
+def model_from_payload(payload: ModelPayload) -> FastScorer:
     """The model of ``payload``, rebuilt once per process and then served from a cache keyed by checksum."""
     with _MODELS_LOCK:
         model = _MODELS.get(payload.checksum)
@@ -104,7 +106,7 @@ def model_from_payload(payload: ModelPayload) -> ModerationClassifier:
     return model
 
 
-def _load_payload(payload: ModelPayload) -> ModerationClassifier:
+def _load_payload(payload: ModelPayload) -> FastScorer:
     """Write the files to a private temp dir and load them with the safe loader (which checks every sha256)."""
     with tempfile.TemporaryDirectory(prefix="lite-moderation-model-", dir=_worker_scratch()) as tmp:
         for name, data in payload.files.items():
@@ -113,7 +115,7 @@ def _load_payload(payload: ModelPayload) -> ModerationClassifier:
             (Path(tmp) / name).write_bytes(data)
         if read_metadata(Path(tmp))["checksum"] != payload.checksum:
             raise ModelFormatError("model payload: model.json does not match the payload's checksum")
-        return load(tmp)
+        return load_scorer(tmp)
 
 
 def _worker_scratch() -> str | None:

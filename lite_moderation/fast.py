@@ -25,28 +25,25 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
-from .features import JOINT_SEPARATOR, split_fields
-from .model import ModerationClassifier, results_from_proba
+from .taxonomy import results_from_proba, sigmoid
+from .texts import JOINT_SEPARATOR, WORD_TOKEN_PATTERN, split_fields
+
+if TYPE_CHECKING:
+    from .model import ModerationClassifier
 
 __all__ = ["FastScorer"]
 
-#: The default word token pattern of scikit-learn, the one the fast word analyser reproduces.
-DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 #: Distinct words cached per field (about 300 bytes each); a full cache is emptied and refilled.
 DEFAULT_CACHE_SIZE = 100_000
 #: Texts vectorised together: bounds the temporary arrays (about 40 MB per 1,000 texts with char n-grams).
 BATCH_SIZE = 1024
 _MISSING = -1
 _SEPARATOR = -2
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    """The model's own sigmoid formula, so both paths agree to the last bits."""
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
 # ------------------------------------------------------------------------------------------------ analysers
@@ -326,24 +323,25 @@ class _AnalyzerTerms:
 class _Block:
     """One TF-IDF block: field, analyser, idf-folded weights, and the TF-IDF settings it reproduces."""
 
-    def __init__(self, field: str, vectorizer: object, weights: np.ndarray) -> None:
-        params = vectorizer.get_params()
-        if params["norm"] not in ("l2", None):
-            raise ValueError(f"FastScorer supports norm='l2' or None, not {params['norm']!r}")
+    def __init__(self, field: str, settings: dict, vocabulary: dict[str, int], idf: np.ndarray,
+                 weights: np.ndarray, analyzer: Callable[[], Callable[[str], list[str]]]) -> None:
+        """``settings``: the TfidfVectorizer parameters; ``analyzer()`` builds scikit-learn's analyser,
+        called only when no fast analyser reproduces the settings."""
+        if settings["norm"] not in ("l2", None):
+            raise ValueError(f"FastScorer supports norm='l2' or None, not {settings['norm']!r}")
         self.field = field
-        self.sublinear = bool(params["sublinear_tf"])
-        self.binary = bool(params["binary"])
-        self.norm = params["norm"] is not None
-        vocabulary = vectorizer.vocabulary_
+        self.sublinear = bool(settings["sublinear_tf"])
+        self.binary = bool(settings["binary"])
+        self.norm = settings["norm"] is not None
         self.n_terms = len(vocabulary)
-        self.idf = np.asarray(vectorizer.idf_, dtype=np.float64) if params["use_idf"] else np.ones(self.n_terms)
+        self.idf = np.asarray(idf, dtype=np.float64) if settings["use_idf"] else np.ones(self.n_terms)
         weights *= self.idf[:, None]  # a view into the scorer's weight matrix: idf folded in once
         self.weights = weights
-        self.terms = _make_terms(vectorizer, params, vocabulary)
+        self.terms = _fast_terms(settings, vocabulary) or _AnalyzerTerms(analyzer(), vocabulary)
         self.fast = not isinstance(self.terms, _AnalyzerTerms)
         # scikit-learn's own analyser lowercases by itself; the fast ones read pre-lowercased texts
-        self.lowercase = self.fast and bool(params["lowercase"])
-        self.cache: _WordCache | None = None  # set by FastScorer.from_model for the fast analysers
+        self.lowercase = self.fast and bool(settings["lowercase"])
+        self.cache: _WordCache | None = None  # set by FastScorer for the fast analysers
 
     def scores(self, texts: _FieldTexts) -> np.ndarray:
         """(n, 15) contribution: sum over terms of tf'(t) * idf(t) * coef(t), over the text's l2 norm."""
@@ -389,20 +387,20 @@ class _Block:
         return cols, tf
 
 
-def _make_terms(vectorizer: object, params: dict, vocabulary: dict[str, int]) -> object:
-    """The fastest exact analyser for a block's settings."""
-    plain = (params["preprocessor"] is None and params["tokenizer"] is None and params["strip_accents"] is None
-             and params["input"] == "content")
-    analyzer = params["analyzer"]
+def _fast_terms(settings: dict, vocabulary: dict[str, int]) -> _WordTerms | _CharWbTerms | None:
+    """The fast exact analyser for a block's settings, or None when only scikit-learn's reproduces them."""
+    plain = (settings["preprocessor"] is None and settings["tokenizer"] is None
+             and settings["strip_accents"] is None and settings["input"] == "content")
+    analyzer = settings["analyzer"]
     if plain and analyzer == "char_wb":
-        return _CharWbTerms(vocabulary, tuple(params["ngram_range"]))
-    if plain and analyzer == "word" and params["stop_words"] is None \
-            and params["token_pattern"] == DEFAULT_TOKEN_PATTERN:
+        return _CharWbTerms(vocabulary, tuple(settings["ngram_range"]))
+    if plain and analyzer == "word" and settings["stop_words"] is None \
+            and settings["token_pattern"] == WORD_TOKEN_PATTERN:
         try:
-            return _WordTerms(vocabulary, tuple(params["ngram_range"]), params["token_pattern"])
+            return _WordTerms(vocabulary, tuple(settings["ngram_range"]), settings["token_pattern"])
         except ValueError:
             pass
-    return _AnalyzerTerms(vectorizer.build_analyzer(), vocabulary)
+    return None
 
 
 def _count(cols: np.ndarray, indptr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -453,28 +451,41 @@ class FastScorer:
     @classmethod
     def from_model(cls, model: ModerationClassifier, cache_size: int = DEFAULT_CACHE_SIZE) -> FastScorer:
         """Precompute the fast tables of a fitted model (the model itself is not changed)."""
-        weights = np.array(model.coef_, dtype=np.float64, order="C")
-        blocks = []
+        blocks = [(field, vectorizer.get_params(), vectorizer.vocabulary_, vectorizer.idf_, vectorizer.build_analyzer)
+                  for field, _, vectorizer in model.vectorizer_.blocks_]
+        return cls.from_parts(blocks, model.coef_, model.intercept_, model.thresholds_, model.labels_, cache_size)
+
+    @classmethod
+    def from_parts(cls, blocks: list[tuple], coef: np.ndarray, intercept: np.ndarray, thresholds: np.ndarray,
+                   labels: list[str], cache_size: int = DEFAULT_CACHE_SIZE) -> FastScorer:
+        """A scorer from plain fitted state: per block (field, TfidfVectorizer settings, vocabulary, idf,
+        analyser factory), then the (n_features, 15) weights, biases, thresholds and label names."""
+        weights = np.array(coef, dtype=np.float64, order="C")
+        built = []
         caches: dict[tuple[str, bool], _WordCache] = {}
         start = 0
-        for field, _, vectorizer in model.vectorizer_.blocks_:
-            stop = start + len(vectorizer.vocabulary_)
-            block = _Block(field, vectorizer, weights[start:stop])
+        for field, settings, vocabulary, idf, analyzer in blocks:
+            stop = start + len(vocabulary)
+            block = _Block(field, settings, vocabulary, idf, weights[start:stop], analyzer)
             if block.fast:
                 block.cache = caches.setdefault((field, block.lowercase), _WordCache(cache_size))
                 block.cache.register(block.terms)
-            blocks.append(block)
+            built.append(block)
             start = stop
         if start != weights.shape[0]:
             raise ValueError(f"the model's blocks have {start} terms but coef_ has {weights.shape[0]} rows")
-        return cls(blocks, weights, model.intercept_, model.thresholds_, model.labels_)
+        return cls(built, weights, intercept, thresholds, labels)
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, cache_size: int = DEFAULT_CACHE_SIZE) -> FastScorer:
-        """Load a saved model directory (default: the shipped model) straight into a fast scorer."""
-        from .persistence import load
+        """Load a saved model directory (default: the shipped model) straight into a fast scorer.
 
-        return cls.from_model(load(path), cache_size=cache_size)
+        Reads the files with json and numpy only: scikit-learn is not imported unless a block needs its
+        analyser (never for the recipes ``QAVectorizer`` saves).
+        """
+        from .persistence import load_scorer
+
+        return load_scorer(path, cache_size=cache_size)
 
     @property
     def exact_analyzers(self) -> list[str]:
@@ -534,7 +545,7 @@ class FastScorer:
 
     def predict_proba(self, X: Sequence) -> np.ndarray:
         """(n, 15) probabilities, columns ordered as ``labels_`` (14 categories, then unsafe)."""
-        return _sigmoid(self.decision_function(X))
+        return sigmoid(self.decision_function(X))
 
     def predict(self, X: Sequence) -> np.ndarray:
         """(n, 15) bool decisions at the model's tuned thresholds."""

@@ -17,46 +17,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["FIELDS", "QAVectorizer", "split_fields"]
+from .texts import FIELDS, JOINT_SEPARATOR, block_settings, block_specs, field_texts, split_fields
 
-#: Which text a feature block reads: the prompt, the response, or both joined.
-FIELDS = ("prompt", "response", "joint")
-
-#: What joins prompt and response in the "joint" field (a token no real text produces).
-JOINT_SEPARATOR = " \n qqaasep \n "
-
-
-def split_fields(X: Sequence) -> tuple[list[str], list[str]]:
-    """Prompts and responses of X, a sequence of (prompt, response) pairs or of single texts.
-
-    A single text is moderated as a response to an empty prompt: the labels judge content, and content
-    is what a single text is.
-    """
-    if isinstance(X, str):
-        raise TypeError("X must be a list of texts or of (prompt, response) pairs, not a single string")
-    prompts: list[str] = []
-    responses: list[str] = []
-    for i, item in enumerate(X):
-        if isinstance(item, str):
-            prompts.append("")
-            responses.append(item)
-        elif isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(s, str) for s in item):
-            prompts.append(item[0])
-            responses.append(item[1])
-        else:
-            raise TypeError(
-                f"X[{i}] is a {type(item).__name__}: expected a string or a (prompt, response) pair of strings"
-            )
-    return prompts, responses
-
-
-def _field_texts(field: str, prompts: list[str], responses: list[str]) -> list[str]:
-    if field == "prompt":
-        return prompts
-    if field == "response":
-        return responses
-    return [p + JOINT_SEPARATOR + r for p, r in zip(prompts, responses)]
-
+__all__ = ["FIELDS", "JOINT_SEPARATOR", "QAVectorizer", "split_fields"]
 
 class QAVectorizer(TransformerMixin, BaseEstimator):
     """Stacked TF-IDF blocks over the prompt, the response, or both joined.
@@ -95,25 +58,16 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
 
     def block_specs(self) -> list[tuple[str, str]]:
         """The (field, analyzer) of each block, in column order."""
-        for field in (*self.word_fields, *self.char_fields):
-            if field not in FIELDS:
-                raise ValueError(f"unknown field {field!r}: expected one of {FIELDS}")
-        specs = [(f, "word") for f in self.word_fields] + [(f, "char_wb") for f in self.char_fields]
-        if not specs:
-            raise ValueError("QAVectorizer needs at least one word or char field")
-        return specs
+        return block_specs(self.word_fields, self.char_fields)
 
     def make_block(self, analyzer: str) -> TfidfVectorizer:
         """An unfitted TF-IDF vectorizer for one block (also used to rebuild a saved one)."""
-        ngram_range = tuple(self.word_ngram_range if analyzer == "word" else self.char_ngram_range)
-        return TfidfVectorizer(
-            analyzer=analyzer,
-            ngram_range=ngram_range,
-            min_df=self.min_df,
-            max_features=self.max_features,
-            sublinear_tf=self.sublinear_tf,
-            dtype=self.dtype,
-        )
+        return TfidfVectorizer(**self.block_settings(analyzer))
+
+    def block_settings(self, analyzer: str) -> dict:
+        """All ``TfidfVectorizer`` parameters of one block (see :func:`lite_moderation.texts.block_settings`)."""
+        ngram_range = self.word_ngram_range if analyzer == "word" else self.char_ngram_range
+        return block_settings(analyzer, ngram_range, self.min_df, self.max_features, self.sublinear_tf, self.dtype)
 
     def fit(self, X: Sequence, y: object = None) -> QAVectorizer:
         self.fit_transform(X)
@@ -126,7 +80,7 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
         matrices = []
         for field, analyzer in self.block_specs():
             block = self.make_block(analyzer)
-            texts = _field_texts(field, prompts, responses)
+            texts = field_texts(field, prompts, responses)
             matrices.append(_fit_block(block, texts, field, analyzer))
             self.blocks_.append((field, analyzer, block))
         self.n_features_out_ = sum(m.shape[1] for m in matrices)
@@ -137,7 +91,7 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "blocks_")
         prompts, responses = split_fields(X)
         blocks = self.blocks_ if dtype is None else self._blocks_as(np.dtype(dtype))
-        matrices = [block.transform(_field_texts(field, prompts, responses)) for field, _, block in blocks]
+        matrices = [block.transform(field_texts(field, prompts, responses)) for field, _, block in blocks]
         return sp.hstack(matrices, format="csr")
 
     def _blocks_as(self, dtype: np.dtype) -> list[tuple[str, str, TfidfVectorizer]]:

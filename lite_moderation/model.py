@@ -19,10 +19,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.utils.validation import check_is_fitted
 
-from .features import QAVectorizer, split_fields
+from .features import QAVectorizer
 from .metrics import binary_metrics
 from .progress import Progress
-from .taxonomy import CATEGORIES, LABELS
+from .taxonomy import CATEGORIES, LABELS, results_from_proba, sigmoid
+from .texts import split_fields
 from .thresholds import tune_thresholds
 
 __all__ = ["ModerationClassifier", "as_label_matrix", "hash_prompts", "prompt_groups"]
@@ -57,10 +58,6 @@ def as_label_matrix(y: object) -> np.ndarray:
     if Y.shape[1] == len(CATEGORIES):
         Y = np.column_stack([Y, Y.any(axis=1)])
     return Y
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
 class ModerationClassifier(ClassifierMixin, BaseEstimator):
@@ -184,7 +181,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         splitter = GroupKFold(n_splits=n_folds, shuffle=True, random_state=self.random_state)
         for train, test in splitter.split(features, groups=groups):
             coef, intercept = self._fit_labels(features[train], Y[train], progress)
-            oof[test] = _sigmoid(features[test] @ coef + intercept)
+            oof[test] = sigmoid(features[test] @ coef + intercept)
         return tune_thresholds(Y, oof, self.threshold_shrinkage, shrink_columns=range(len(CATEGORIES)))
 
     # ------------------------------------------------------------------------------------------ scoring
@@ -223,7 +220,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: Sequence) -> np.ndarray:
         """(n, 15) probabilities, columns ordered as ``labels_`` (14 categories, then unsafe)."""
-        return _sigmoid(self.decision_function(X))
+        return sigmoid(self.decision_function(X))
 
     def predict(self, X: Sequence) -> np.ndarray:
         """(n, 15) bool decisions at the tuned thresholds."""
@@ -250,18 +247,3 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.string = True
         return tags
 
-
-def results_from_proba(proba: np.ndarray, thresholds: np.ndarray, threshold: float | None = None) -> list[dict]:
-    """The JSON verdict of each row of (n, 15) probabilities."""
-    unsafe_cut = thresholds[-1] if threshold is None else threshold
-    n_cat = len(CATEGORIES)
-    flags = proba[:, :n_cat] >= thresholds[:n_cat]
-    return [
-        {
-            "flagged": bool(row[-1] >= unsafe_cut),
-            "unsafe_score": float(row[-1]),
-            "categories": dict(zip(CATEGORIES, map(bool, flag_row))),
-            "category_scores": dict(zip(CATEGORIES, map(float, row[:n_cat]))),
-        }
-        for row, flag_row in zip(proba, flags)
-    ]

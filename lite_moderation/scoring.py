@@ -8,11 +8,16 @@ import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .data import DataError, Record, read_records
-from .model import ModerationClassifier, results_from_proba
+from .taxonomy import results_from_proba
+
+if TYPE_CHECKING:
+    from .fast import FastScorer
+    from .model import ModerationClassifier
 from .output import RowWriter, atomic_text_writer
 from .progress import Progress
 
@@ -44,7 +49,7 @@ def _chunks(records: Iterable[Record], chunk_size: int) -> Iterator[list[Record]
         yield chunk
 
 
-def iter_scores(model: ModerationClassifier, records: Iterable[Record], threshold: float | None = None,
+def iter_scores(model: ModerationClassifier | FastScorer, records: Iterable[Record], threshold: float | None = None,
                 chunk_size: int = CHUNK_SIZE, jobs: int = 1) -> Iterator[tuple[Record, dict]]:
     """(record, verdict) for each record, in input order, scored a chunk at a time so memory stays bounded.
 
@@ -57,7 +62,7 @@ def iter_scores(model: ModerationClassifier, records: Iterable[Record], threshol
         yield from zip(chunk, results_from_proba(proba, model.thresholds_, threshold))
 
 
-def _serial_probas(model: ModerationClassifier,
+def _serial_probas(model: ModerationClassifier | FastScorer,
                    chunks: Iterator[list[Record]]) -> Iterator[tuple[list[Record], np.ndarray]]:
     for chunk in chunks:
         yield chunk, model.predict_proba([r.pair for r in chunk])
@@ -70,7 +75,7 @@ def _worker_proba(pairs: list) -> np.ndarray:
     return _WORKER_MODEL.predict_proba(pairs)
 
 
-def _parallel_probas(model: ModerationClassifier, chunks: Iterator[list[Record]],
+def _parallel_probas(model: ModerationClassifier | FastScorer, chunks: Iterator[list[Record]],
                      jobs: int) -> Iterator[tuple[list[Record], np.ndarray]]:
     """Chunk probabilities from a pool of forked workers, in order, with a bounded window of pending chunks."""
     global _WORKER_MODEL
@@ -89,7 +94,7 @@ def _parallel_probas(model: ModerationClassifier, chunks: Iterator[list[Record]]
             yield done_chunk, result.get()
 
 
-def score_file(model: ModerationClassifier, input_path: str | os.PathLike, output_path: str | os.PathLike | None,
+def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.PathLike, output_path: str | os.PathLike | None,
                fmt: str = "jsonl", on_error: str = "skip", threshold: float | None = None,
                input_format: str = "auto", progress: bool = False, jobs: int = 1,
                chunk_size: int = CHUNK_SIZE) -> ScoreSummary:

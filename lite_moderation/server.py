@@ -27,12 +27,15 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from .data import json_type
-from .model import ModerationClassifier
-from .persistence import load
+from .persistence import load_scorer
+
+if TYPE_CHECKING:
+    from .fast import FastScorer
+    from .model import ModerationClassifier
 
 __all__ = [
     "DEFAULT_MAX_BATCH", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_READ_TIMEOUT", "DEFAULT_THREADS", "ModerationApp",
@@ -79,7 +82,7 @@ class ModerationApp:
     One instance is shared by every worker thread: scoring only reads the model.
     """
 
-    def __init__(self, model: ModerationClassifier, *, model_name: str | None = None,
+    def __init__(self, model: ModerationClassifier | FastScorer, *, model_name: str | None = None,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         self.model = model
         self.model_name = model_name or _model_name(model)
@@ -273,12 +276,12 @@ def _openai_result(result: dict) -> dict:
             "category_scores": result["category_scores"], "unsafe_score": result["unsafe_score"]}
 
 
-def _model_name(model: ModerationClassifier) -> str:
+def _model_name(model: ModerationClassifier | FastScorer) -> str:
     path = getattr(model, "path_", None)
     return f"lite-moderation-{Path(path).name}" if path else "lite-moderation"
 
 
-def _model_entry(model: ModerationClassifier, name: str) -> dict:
+def _model_entry(model: ModerationClassifier | FastScorer, name: str) -> dict:
     """The /v1/models entry: OpenAI's fields plus the model card (no file-system path)."""
     card = {**getattr(model, "card_", {}), "labels": list(model.labels_),
             "thresholds": dict(zip(model.labels_, map(float, model.thresholds_)))}
@@ -295,10 +298,10 @@ def _loggable_path(path: str, routes: dict) -> str:
 # ------------------------------------------------------------------------------------------------ factories
 
 
-def make_app(model: ModerationClassifier | None = None, *, model_name: str | None = None,
+def make_app(model: ModerationClassifier | FastScorer | None = None, *, model_name: str | None = None,
              max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch: int = DEFAULT_MAX_BATCH) -> ModerationApp:
     """The WSGI app around ``model`` (default: the shipped model)."""
-    return ModerationApp(load() if model is None else model, model_name=model_name, max_body_bytes=max_body_bytes,
+    return ModerationApp(load_scorer() if model is None else model, model_name=model_name, max_body_bytes=max_body_bytes,
                          max_batch=max_batch)
 
 
@@ -311,7 +314,7 @@ def create_app() -> ModerationApp:
     configure_logging()
     model_path = os.environ.get(MODEL_ENV) or None
     return make_app(
-        load(model_path),
+        load_scorer(model_path),
         max_body_bytes=int(os.environ.get("LITE_MODERATION_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
         max_batch=int(os.environ.get("LITE_MODERATION_MAX_BATCH", DEFAULT_MAX_BATCH)),
     )
@@ -441,7 +444,7 @@ def serve(model_path: str | os.PathLike | None = None, host: str = "127.0.0.1", 
           max_batch: int = DEFAULT_MAX_BATCH, read_timeout: float = DEFAULT_READ_TIMEOUT) -> None:
     """Load the model and serve until Ctrl-C or SIGTERM, then return after requests in flight finish."""
     configure_logging()
-    app = make_app(load(model_path), max_body_bytes=max_body_bytes, max_batch=max_batch)
+    app = make_app(load_scorer(model_path), max_body_bytes=max_body_bytes, max_batch=max_batch)
     server = make_server(app, host, port, threads=threads, read_timeout=read_timeout)
     shown_host = f"[{host}]" if ":" in host else host
     with _interrupt_on_sigterm():  # before the "serving" line: a signal right after it must stop cleanly

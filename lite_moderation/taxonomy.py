@@ -5,6 +5,8 @@ Keys are exactly the ones in the BeaverTails ``category`` field, so records roun
 
 from __future__ import annotations
 
+import numpy as np
+
 CATEGORY_DESCRIPTIONS: dict[str, str] = {
     "animal_abuse": "Cruelty to or harm of animals.",
     "child_abuse": "Physical, sexual or emotional abuse or exploitation of minors.",
@@ -38,3 +40,24 @@ LABELS: tuple[str, ...] = (*CATEGORIES, UNSAFE)
 def short_name(label: str) -> str:
     """Short display name of a label ("unsafe" stays "unsafe")."""
     return SHORT_NAMES.get(label, label)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Probabilities from log-odds; one formula for every scoring path, so they agree to the last bit."""
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def results_from_proba(proba: np.ndarray, thresholds: np.ndarray, threshold: float | None = None) -> list[dict]:
+    """The JSON verdict of each row of (n, 15) probabilities (``threshold`` overrides the unsafe cut-off)."""
+    unsafe_cut = thresholds[-1] if threshold is None else threshold
+    n_cat = len(CATEGORIES)
+    flags = proba[:, :n_cat] >= thresholds[:n_cat]
+    return [
+        {
+            "flagged": bool(row[-1] >= unsafe_cut),
+            "unsafe_score": float(row[-1]),
+            "categories": dict(zip(CATEGORIES, map(bool, flag_row))),
+            "category_scores": dict(zip(CATEGORIES, map(float, row[:n_cat]))),
+        }
+        for row, flag_row in zip(proba, flags)
+    ]

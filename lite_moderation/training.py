@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import __version__
 from .data import Dataset, sha256_file
-from .evaluation import cross_validate
-from .features import QAVectorizer
-from .model import ModerationClassifier
 from .taxonomy import LABELS
+
+if TYPE_CHECKING:  # scikit-learn is imported when a model is built, not when the CLI starts
+    from .model import ModerationClassifier
 
 __all__ = ["BEAVERTAILS_LICENSE", "build_card", "default_estimator", "train"]
 
@@ -32,6 +33,9 @@ def default_estimator(verbose: int = 0, **params: object) -> ModerationClassifie
     ``params`` override vectorizer parameters (``vectorizer__*``-free names such as ``min_df``) or
     classifier parameters (``C``, ``class_weight``...).
     """
+    from .features import QAVectorizer
+    from .model import ModerationClassifier
+
     vec_names = set(QAVectorizer().get_params())
     vec_params = {k: v for k, v in params.items() if k in vec_names}
     clf_params = {"threshold_shrinkage": DEFAULT_THRESHOLD_SHRINKAGE}
@@ -44,6 +48,8 @@ def train(dataset: Dataset, estimator: ModerationClassifier | None = None, data_
           command: str = "", progress: bool = False) -> tuple[ModerationClassifier, dict]:
     """Fit ``estimator`` (default recipe) on all of ``dataset``; with ``cv_folds`` >= 2 also measure it
     by grouped cross-validation first, so the card carries honest metrics. Returns (model, card)."""
+    from .evaluation import cross_validate
+
     estimator = estimator if estimator is not None else default_estimator()
     cv_metrics = None
     if cv_folds:

@@ -20,7 +20,7 @@ import lite_moderation as lm
 from lite_moderation.data import load_dataset
 from lite_moderation.fast import FastScorer
 from lite_moderation.features import QAVectorizer
-from lite_moderation.model import results_from_proba
+from lite_moderation.taxonomy import results_from_proba
 
 SHARED = Path(__file__).parent.parent.parent / "shared" / "data"
 BEAVERTAILS = SHARED / "beavertails" / "30k_test.jsonl"

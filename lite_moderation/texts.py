@@ -1,0 +1,81 @@
+"""What a moderator reads: single texts or (prompt, response) pairs, and the fields features are built from.
+
+Kept apart from the feature extractors so the scoring path can read its input without importing
+scikit-learn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["FIELDS", "JOINT_SEPARATOR", "WORD_TOKEN_PATTERN", "block_settings", "block_specs", "field_texts", "split_fields"]
+
+#: Which text a feature block reads: the prompt, the response, or both joined.
+FIELDS = ("prompt", "response", "joint")
+
+#: What joins prompt and response in the "joint" field (a token no real text produces).
+JOINT_SEPARATOR = " \n qqaasep \n "
+
+
+def split_fields(X: Sequence) -> tuple[list[str], list[str]]:
+    """Prompts and responses of X, a sequence of (prompt, response) pairs or of single texts.
+
+    A single text is moderated as a response to an empty prompt: the labels judge content, and content
+    is what a single text is.
+    """
+    if isinstance(X, str):
+        raise TypeError("X must be a list of texts or of (prompt, response) pairs, not a single string")
+    prompts: list[str] = []
+    responses: list[str] = []
+    for i, item in enumerate(X):
+        if isinstance(item, str):
+            prompts.append("")
+            responses.append(item)
+        elif isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(s, str) for s in item):
+            prompts.append(item[0])
+            responses.append(item[1])
+        else:
+            raise TypeError(
+                f"X[{i}] is a {type(item).__name__}: expected a string or a (prompt, response) pair of strings"
+            )
+    return prompts, responses
+
+
+def field_texts(field: str, prompts: list[str], responses: list[str]) -> list[str]:
+    """The texts one feature block reads."""
+    if field == "prompt":
+        return prompts
+    if field == "response":
+        return responses
+    return [p + JOINT_SEPARATOR + r for p, r in zip(prompts, responses)]
+
+
+def block_specs(word_fields: Sequence[str], char_fields: Sequence[str]) -> list[tuple[str, str]]:
+    """The (field, analyzer) of each feature block, in column order: word blocks, then char_wb blocks."""
+    for field in (*word_fields, *char_fields):
+        if field not in FIELDS:
+            raise ValueError(f"unknown field {field!r}: expected one of {FIELDS}")
+    specs = [(f, "word") for f in word_fields] + [(f, "char_wb") for f in char_fields]
+    if not specs:
+        raise ValueError("QAVectorizer needs at least one word or char field")
+    return specs
+
+
+#: The scikit-learn word token pattern (its default), the one the fast scorer reproduces.
+WORD_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+
+
+def block_settings(analyzer: str, ngram_range: tuple[int, int], min_df: float, max_features: int | None,
+                   sublinear_tf: bool, dtype: type) -> dict:
+    """Every parameter of one block's ``TfidfVectorizer``, spelled out.
+
+    The single source of a block's settings: ``QAVectorizer`` builds its blocks from it, and a saved model
+    is rebuilt for scoring from it without importing scikit-learn.
+    """
+    return {
+        "input": "content", "encoding": "utf-8", "decode_error": "strict", "strip_accents": None,
+        "lowercase": True, "preprocessor": None, "tokenizer": None, "analyzer": analyzer, "stop_words": None,
+        "token_pattern": WORD_TOKEN_PATTERN, "ngram_range": tuple(ngram_range), "max_df": 1.0, "min_df": min_df,
+        "max_features": max_features, "vocabulary": None, "binary": False, "dtype": dtype, "norm": "l2",
+        "use_idf": True, "smooth_idf": True, "sublinear_tf": sublinear_tf,
+    }
