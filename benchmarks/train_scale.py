@@ -1,10 +1,14 @@
-"""Training time and peak memory at growing (SYNTHETIC) training-set sizes, for the presets.
+"""Training time and peak memory at growing (SYNTHETIC) training-set sizes, for the presets and settings.
 
 The rows are BeaverTails 30k_test pairs resampled by index and perturbed (words dropped and swapped, tokens
 appended) so vocabularies grow with size like real data; the set measures speed and memory only, never
 quality. Each training run is the real CLI in a subprocess; peak RSS is that child's ru_maxrss.
 
-    python benchmarks/train_scale.py --sizes 10000 30000 --timeout 900
+    python benchmarks/train_scale.py --sizes 30000 300000 --setups fast-holdout-2jobs accurate-holdout-2jobs
+
+Setups: a preset (accurate = the default recipe, fast = word n-grams only) with either 5 grouped threshold
+folds (6 fits per label, one thread: how the shipped models are trained) or a 10% grouped holdout (one fit
+per label) with 2 threads (``--threshold-holdout 0.1 --jobs 2``: the full-scale setting).
 
 Writes benchmarks/results/train_scale.json and train_scale.md.
 """
@@ -24,7 +28,13 @@ from pathlib import Path
 
 from _common import DATA, RESULTS
 
-PRESETS = {"default": [], "word-only": ["--char-ngrams", "none"]}
+SCALE_OPTIONS = ["--threshold-holdout", "0.1", "--jobs", "2"]
+SETUPS = {
+    "accurate-5folds": ["--preset", "accurate"],
+    "fast-5folds": ["--preset", "fast"],
+    "accurate-holdout-2jobs": ["--preset", "accurate", *SCALE_OPTIONS],
+    "fast-holdout-2jobs": ["--preset", "fast", *SCALE_OPTIONS],
+}
 
 
 def synthetic_file(rows: int, directory: Path, seed: int = 0) -> Path:
@@ -66,38 +76,41 @@ def timed_training(data: Path, extra: list[str], output: Path, timeout: float) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000])
-    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[30_000, 300_000])
+    parser.add_argument("--setups", nargs="+", default=["fast-holdout-2jobs", "accurate-holdout-2jobs"],
+                        choices=list(SETUPS))
     parser.add_argument("--timeout", type=float, default=900.0, help="Seconds before a run is given up.")
     args = parser.parse_args()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for rows in args.sizes:
             data = synthetic_file(rows, Path(tmp))
-            for preset in args.presets:
-                result = timed_training(data, PRESETS[preset], Path(tmp) / f"model_{preset}_{rows}", args.timeout)
-                runs.append({"preset": preset, "rows": rows, **result})
+            for setup in args.setups:
+                result = timed_training(data, SETUPS[setup], Path(tmp) / f"model_{setup}_{rows}", args.timeout)
+                runs.append({"setup": setup, "options": shlex.join(SETUPS[setup]), "rows": rows, **result})
                 print(json.dumps(runs[-1]), file=sys.stderr)
     write_results(runs, args)
 
 
 def write_results(runs: list[dict], args: argparse.Namespace) -> None:
     command = "python benchmarks/train_scale.py " + shlex.join(
-        ["--sizes", *map(str, args.sizes), "--presets", *args.presets, "--timeout", str(int(args.timeout))])
+        ["--sizes", *map(str, args.sizes), "--setups", *args.setups, "--timeout", str(int(args.timeout))])
     meta = {"command": command, "machine": f"{platform.platform()}, {os.cpu_count()} cores",
             "load_average_after": os.getloadavg(), "python": platform.python_version(), "synthetic": True}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "train_scale.json").write_text(json.dumps({**meta, "runs": runs}, indent=2) + "\n")
     lines = [
         "# Training time and memory (SYNTHETIC data: speed only, never quality)", "",
-        f"Command: `{command}`. Machine: {meta['machine']}. Each run: `lite-moderation train` with 5 grouped",
-        "threshold folds (6 fits of 15 labels), one process; rows are resampled, perturbed 30k_test pairs.", "",
-        "| preset | rows | seconds | peak RSS MB |", "|---|---:|---:|---:|",
+        (f"Command: `{command}`. Machine: {meta['machine']}, load average after the runs "
+         f"{', '.join(f'{x:.1f}' for x in meta['load_average_after'])}."),
+        "Each run is `lite-moderation train --data SYNTHETIC.jsonl --output DIR --quiet OPTIONS` in a subprocess;",
+        "rows are resampled, perturbed 30k_test pairs; peak RSS is the training process's.", "",
+        "| setup | options | rows | seconds | peak RSS MB |", "|---|---|---:|---:|---:|",
     ]
     for run in runs:
         seconds = f"{run['seconds']:.1f}" if run["seconds"] is not None else f"> {run['timed_out_after_s']:.0f} (stopped)"
         rss = f"{run['peak_rss_mb']:.0f}" if run["peak_rss_mb"] is not None else "-"
-        lines.append(f"| {run['preset']} | {run['rows']:,} | {seconds} | {rss} |")
+        lines.append(f"| {run['setup']} | `{run['options']}` | {run['rows']:,} | {seconds} | {rss} |")
     (RESULTS / "train_scale.md").write_text("\n".join(lines) + "\n")
 
 

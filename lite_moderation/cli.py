@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from . import __version__
 from .data import DataError, load_dataset
@@ -27,7 +28,14 @@ from .scoring import score_file
 from .server import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, DEFAULT_THREADS, serve
 from .taxonomy import CATEGORIES, LABELS, short_name
 from .texts import split_fields
-from .training import BEAVERTAILS_LICENSE, DEFAULT_THRESHOLD_SHRINKAGE, default_estimator, train
+from .training import (
+    BEAVERTAILS_LICENSE,
+    DEFAULT_PRESET,
+    DEFAULT_THRESHOLD_SHRINKAGE,
+    PRESETS,
+    default_estimator,
+    train,
+)
 
 EXIT_FLAGGED = 1
 EXIT_BAD_INPUT = 2
@@ -70,7 +78,7 @@ def _report_skipped(errors: list[DataError], limit: int = 20) -> None:
 
 model_option = click.option(
     "--model", "model_path", type=click.Path(path_type=Path), default=None,
-    help="Model directory (default: the shipped model).",
+    help="Model directory, or a shipped model: default (the accurate preset) or fast [default: default].",
 )
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
 
@@ -95,47 +103,65 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 def recipe_options(command: Callable) -> Callable:
-    """Options of the training recipe, shared by ``train`` and ``cv``."""
+    """Options of the training recipe, shared by ``train`` and ``cv``.
+
+    Only the options a user gives override the preset; the defaults shown in --help are the library's
+    (``training.default_estimator``), which stays the one source of the recipe.
+    """
     options = [
+        click.option("--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET, show_default=True,
+                     help="Named recipe: accurate (word + response char n-grams) or fast (word n-grams only)."),
         click.option("--C", "C", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
                      help="Inverse regularisation strength of each logistic regression."),
         click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True),
         click.option("--word-ngrams", callback=_parse_range, default="1,2", show_default=True,
-                     help="Word n-gram range, e.g. 1,2."),
-        click.option("--char-ngrams", callback=_parse_range, default="2,5", show_default=True,
+                     help="Word n-gram range, e.g. 1,2, or 'none' to turn them off."),
+        click.option("--char-ngrams", callback=_parse_range, default="2,5", show_default="2,5; none with --preset fast",
                      help="Character n-gram range of the response, or 'none' to turn them off."),
         click.option("--min-df", type=click.IntRange(min=1), default=2, show_default=True,
                      help="Minimum number of documents a term must appear in."),
         click.option("--max-features", type=click.IntRange(min=1), default=None,
                      help="Cap on each vocabulary block (most frequent terms kept)."),
         click.option("--threshold-folds", type=click.IntRange(min=0), default=5, show_default=True,
-                     help="Grouped folds for tuning per-label thresholds (0: keep 0.5)."),
+                     help="Grouped folds for tuning per-label thresholds (0: keep 0.5); costs folds + 1 fits per label."),
+        click.option("--threshold-holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+                     help="Instead of folds: hold out this fraction of prompts to tune thresholds on and fit once "
+                          "on the rest (one fit per label; for large data, e.g. 0.1)."),
         click.option("--threshold-shrinkage", type=click.FloatRange(min=0), default=DEFAULT_THRESHOLD_SHRINKAGE,
                      show_default=True, help="Pull of rare categories' thresholds toward prevalence (0: plain F1)."),
+        click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+                     help="Stopping tolerance of the solver (larger: faster, less exact)."),
+        click.option("--jobs", "-j", "n_jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Threads fitting labels in parallel (memory grows with each)."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
+def _given_options(options: dict) -> dict:
+    """The recipe options the user gave on the command line (defaults left to the library)."""
+    ctx = click.get_current_context()
+    return {k: v for k, v in options.items() if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
+
+
 def _estimator_from_options(options: dict, verbose: int = 0):
-    params: dict[str, Any] = {
-        "C": options["C"],
-        "class_weight": None if options["class_weight"] == "none" else options["class_weight"],
-        "min_df": options["min_df"],
-        "max_features": options["max_features"],
-        "threshold_folds": options["threshold_folds"],
-        "threshold_shrinkage": options["threshold_shrinkage"],
-    }
-    if options["word_ngrams"] is None:
-        params["word_fields"] = ()
-    else:
-        params["word_ngram_range"] = options["word_ngrams"]
-    if options["char_ngrams"] is None:
-        params["char_fields"] = ()
-    else:
-        params["char_ngram_range"] = options["char_ngrams"]
-    return default_estimator(verbose=verbose, **params)
+    given = _given_options(options)
+    params: dict[str, Any] = {k: v for k, v in given.items()
+                              if k not in ("preset", "class_weight", "word_ngrams", "char_ngrams")}
+    if "class_weight" in given:
+        params["class_weight"] = None if given["class_weight"] == "none" else given["class_weight"]
+    for option, field_key, range_key in (("word_ngrams", "word_fields", "word_ngram_range"),
+                                         ("char_ngrams", "char_fields", "char_ngram_range")):
+        if option not in given:
+            continue
+        if given[option] is None:
+            params[field_key] = ()
+        else:
+            params[range_key] = given[option]
+            if option == "char_ngrams":
+                params.setdefault("char_fields", ("response",))
+    return default_estimator(verbose=verbose, preset=options["preset"], **params)
 
 
 # ------------------------------------------------------------------------------------------------ commands
@@ -313,16 +339,18 @@ def train_command(data_path: Path, output_dir: Path, cv_folds: int, seed: int, l
 
 
 def _training_command(data_path: Path, cv_folds: int, seed: int, recipe: dict) -> str:
-    """The command line that reproduces a model, recorded in its card (data by file name only)."""
+    """The command line that reproduces a model, recorded in its card (data by file name only).
+
+    Options left at their defaults are omitted, and so is ``--jobs``, which changes speed, not the model.
+    """
     parts = ["lite-moderation", "train", "--data", data_path.name, "--output", "MODEL_DIR"]
     if cv_folds:
         parts += ["--cv-folds", str(cv_folds), "--seed", str(seed)]
-    defaults = {"C": 4.0, "class_weight": "none", "word_ngrams": (1, 2), "char_ngrams": (2, 5), "min_df": 2,
-                "max_features": None, "threshold_folds": 5, "threshold_shrinkage": DEFAULT_THRESHOLD_SHRINKAGE}
-    for key, value in recipe.items():
-        if value != defaults.get(key):
-            text = "none" if value is None else ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-            parts += [f"--{key.replace('_', '-')}", text]
+    given = _given_options(recipe)
+    given.pop("n_jobs", None)
+    for key, value in given.items():
+        text = "none" if value is None else ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        parts += [f"--{key.replace('_', '-')}", text]
     return shlex.join(parts)
 
 

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GroupKFold
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 from sklearn.utils.validation import check_is_fitted
 
 from .features import QAVectorizer
@@ -69,10 +69,15 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     C : inverse regularisation strength of every logistic regression.
     class_weight : None or "balanced", passed to each logistic regression.
     threshold_folds : folds (grouped by prompt) of the out-of-fold predictions thresholds are tuned on;
-        0 keeps every threshold at 0.5.
+        0 keeps every threshold at 0.5. Costs ``threshold_folds + 1`` fits per label.
+    threshold_holdout : if set, a fraction of the prompt groups held out instead: the labels are fitted once
+        on the rest and the thresholds tuned on the held-out rows (one fit per label, for large data sets
+        where a tenth of the rows is plenty to tune on and refitting costs minutes). Overrides
+        ``threshold_folds``.
     threshold_shrinkage : k of the category thresholds' pull toward the prevalence cut-off (weight
         k / (n_pos + k)); 0 keeps the plain F1-best cut-offs. The unsafe head always keeps its F1-best one.
     max_iter : iteration cap of the solver.
+    tol : stopping tolerance of the solver.
     random_state : seed of the fold shuffle and the solver.
     n_jobs : threads fitting labels in parallel (liblinear releases the GIL, so the features are shared,
         not copied); None or 1 for one.
@@ -95,7 +100,9 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         class_weight: str | None = None,
         threshold_folds: int = 5,
         threshold_shrinkage: float = 0.0,
+        threshold_holdout: float | None = None,
         max_iter: int = 1000,
+        tol: float = 1e-4,
         random_state: int = 0,
         n_jobs: int | None = None,
         verbose: int = 0,
@@ -105,7 +112,9 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.threshold_folds = threshold_folds
         self.threshold_shrinkage = threshold_shrinkage
+        self.threshold_holdout = threshold_holdout
         self.max_iter = max_iter
+        self.tol = tol
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
@@ -122,13 +131,16 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         if len(X) != len(Y):
             raise ValueError(f"X has {len(X)} items but y has {len(Y)} rows")
         groups = prompt_groups(X) if groups is None else np.asarray(groups)
-        n_folds = self._n_threshold_folds(groups)
+        n_folds = 0 if self.threshold_holdout else self._n_threshold_folds(groups)
         with Progress("training", total=len(LABELS) * (n_folds + 1), enabled=bool(self.verbose),
                       unit="fits") as progress:
             self.vectorizer_ = clone(self.vectorizer if self.vectorizer is not None else QAVectorizer())
             features = self.vectorizer_.fit_transform(X)
-            self.thresholds_ = self._tuned_thresholds(features, Y, groups, n_folds, progress)
-            coef, intercept = self._fit_labels(features, Y, progress)
+            if self.threshold_holdout:
+                coef, intercept, self.thresholds_ = self._fit_with_holdout(features, Y, groups, progress)
+            else:
+                self.thresholds_ = self._tuned_thresholds(features, Y, groups, n_folds, progress)
+                coef, intercept = self._fit_labels(features, Y, progress)
         self.coef_ = coef.astype(np.float32)
         self.intercept_ = intercept.astype(np.float32)
         self.labels_ = list(LABELS)
@@ -143,7 +155,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
 
     def _new_logistic_regression(self) -> LogisticRegression:
         return LogisticRegression(
-            C=self.C, class_weight=self.class_weight, solver="liblinear", max_iter=self.max_iter,
+            C=self.C, class_weight=self.class_weight, solver="liblinear", max_iter=self.max_iter, tol=self.tol,
             random_state=self.random_state,
         )
 
@@ -183,6 +195,19 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
             coef, intercept = self._fit_labels(features[train], Y[train], progress)
             oof[test] = sigmoid(features[test] @ coef + intercept)
         return tune_thresholds(Y, oof, self.threshold_shrinkage, shrink_columns=range(len(CATEGORIES)))
+
+    def _fit_with_holdout(self, features: sp.csr_matrix, Y: np.ndarray, groups: np.ndarray,
+                          progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Weights fitted on all but a held-out fraction of the prompt groups, thresholds tuned on that fraction."""
+        if not 0 < self.threshold_holdout < 1:
+            raise ValueError(f"threshold_holdout must be a fraction between 0 and 1, got {self.threshold_holdout!r}")
+        splitter = GroupShuffleSplit(n_splits=1, test_size=self.threshold_holdout, random_state=self.random_state)
+        train, held_out = next(splitter.split(features, groups=groups))
+        coef, intercept = self._fit_labels(features[train], Y[train], progress)
+        proba = sigmoid(features[held_out] @ coef + intercept)
+        thresholds = tune_thresholds(Y[held_out], proba, self.threshold_shrinkage,
+                                     shrink_columns=range(len(CATEGORIES)))
+        return coef, intercept, thresholds
 
     # ------------------------------------------------------------------------------------------ scoring
 

@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_MODEL_DIR",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "SHIPPED_MODELS",
     "ModelFormatError",
     "load",
     "load_scorer",
@@ -40,7 +41,10 @@ __all__ = [
 
 FORMAT_NAME = "lite-moderation-model"
 FORMAT_VERSION = 1
-DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+MODELS_DIR = Path(__file__).parent / "models"
+DEFAULT_MODEL_DIR = MODELS_DIR / "default"
+#: Shipped models by name (``--model fast``): "default" (= the "accurate" preset) and "fast" (word n-grams only).
+SHIPPED_MODELS = {"default": DEFAULT_MODEL_DIR, "accurate": DEFAULT_MODEL_DIR, "fast": MODELS_DIR / "fast"}
 METADATA_FILE = "model.json"
 VOCABULARY_FILE = "vocabulary.json"
 ARRAYS_FILE = "arrays.npz"
@@ -237,11 +241,16 @@ def read_card(path: str | os.PathLike | None = None) -> dict:
 
 
 def _model_directory(path: str | os.PathLike | None) -> Path:
+    """The directory of ``path``: a model directory, its model.json, or a shipped model's name."""
     directory = DEFAULT_MODEL_DIR if path is None else Path(path)
+    if not directory.exists() and str(path) in SHIPPED_MODELS:
+        directory = SHIPPED_MODELS[str(path)]
     if directory.is_file() and directory.name == METADATA_FILE:
         directory = directory.parent
     if not directory.exists():
-        raise ModelFormatError(f"{directory}: no such model directory")
+        raise ModelFormatError(
+            f"{directory}: no such model directory (shipped models: {', '.join(sorted(SHIPPED_MODELS))})"
+        )
     if not directory.is_dir():
         raise ModelFormatError(f"{directory}: a model is a directory holding {METADATA_FILE}, not a file")
     return directory

@@ -15,7 +15,7 @@ from .taxonomy import LABELS
 if TYPE_CHECKING:  # scikit-learn is imported when a model is built, not when the CLI starts
     from .model import ModerationClassifier
 
-__all__ = ["BEAVERTAILS_LICENSE", "build_card", "default_estimator", "train"]
+__all__ = ["BEAVERTAILS_LICENSE", "DEFAULT_PRESET", "PRESETS", "build_card", "default_estimator", "train"]
 
 BEAVERTAILS_LICENSE = (
     "Trained on BeaverTails (PKU-Alignment), licensed CC BY-NC 4.0: the model is derived from that data "
@@ -24,18 +24,30 @@ BEAVERTAILS_LICENSE = (
 
 DEFAULT_THRESHOLD_SHRINKAGE = 50.0
 
+#: Named recipes: parameter overrides of the default recipe. "accurate" is the default and the shipped
+#: model (best CV quality); "fast" drops the response's character n-grams for about 1.6x the scoring
+#: speed and 5x faster training, at -0.016 unsafe F1 (numbers: README, benchmarks/results/speed.md).
+PRESETS: dict[str, dict[str, object]] = {
+    "accurate": {},
+    "fast": {"char_fields": ()},
+}
+DEFAULT_PRESET = "accurate"
 
-def default_estimator(verbose: int = 0, **params: object) -> ModerationClassifier:
+
+def default_estimator(verbose: int = 0, preset: str = DEFAULT_PRESET, **params: object) -> ModerationClassifier:
     """The default recipe: word 1-2 grams of prompt and response, char 2-5 grams of the response,
     sublinear TF-IDF, one L2 logistic regression (C=4) per label, thresholds tuned on 5 grouped folds
     (category thresholds shrunk toward prevalence with k=50; see benchmarks/results/accuracy.md).
 
-    ``params`` override vectorizer parameters (``vectorizer__*``-free names such as ``min_df``) or
-    classifier parameters (``C``, ``class_weight``...).
+    ``preset`` picks a named variant (:data:`PRESETS`); ``params`` override vectorizer parameters
+    (``vectorizer__*``-free names such as ``min_df``) or classifier parameters (``C``, ``n_jobs``...).
     """
     from .features import QAVectorizer
     from .model import ModerationClassifier
 
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}: expected one of {sorted(PRESETS)}")
+    params = {**PRESETS[preset], **params}
     vec_names = set(QAVectorizer().get_params())
     vec_params = {k: v for k, v in params.items() if k in vec_names}
     clf_params = {"threshold_shrinkage": DEFAULT_THRESHOLD_SHRINKAGE}

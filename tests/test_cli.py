@@ -295,3 +295,39 @@ def test_train_writes_a_loadable_model_path(runner, tiny_data, tmp_path):
                                   "--min-df", "1", "--threshold-folds", "0", "-q"])
     assert result.exit_code == 0, result.output
     assert (out / "model.json").is_file() and (out / "arrays.npz").is_file()
+
+
+def test_train_records_only_the_options_given_and_presets_apply(runner, tiny_data, tmp_path):
+    out = tmp_path / "fast"
+    result = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(out), "--preset", "fast",
+                                  "--min-df", "1", "--threshold-holdout", "0.25", "--jobs", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    metadata = json.loads((out / "model.json").read_text())
+    assert metadata["card"]["recipe"]["command"] == (
+        f"lite-moderation train --data {tiny_data.name} --output MODEL_DIR --preset fast --min-df 1 "
+        "--threshold-holdout 0.25")  # --jobs changes speed, not the model
+    assert metadata["params"]["vectorizer"]["char_fields"] == []
+    assert metadata["params"]["classifier"]["threshold_holdout"] == 0.25
+
+
+def test_char_ngrams_option_turns_them_back_on_in_the_fast_preset(runner, tiny_data, tmp_path):
+    out = tmp_path / "m"
+    result = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(out), "--preset", "fast",
+                                  "--char-ngrams", "3,4", "--min-df", "1", "--threshold-folds", "0", "-q"])
+    assert result.exit_code == 0, result.output
+    vectorizer = json.loads((out / "model.json").read_text())["params"]["vectorizer"]
+    assert vectorizer["char_fields"] == ["response"] and vectorizer["char_ngram_range"] == [3, 4]
+
+
+@pytest.mark.parametrize("name", ["default", "accurate", "fast"])
+def test_shipped_models_by_name(runner, name):
+    result = runner.invoke(main, ["score", "--model", name, "--format", "jsonl", "a text"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["unsafe_score"] >= 0
+    card = json.loads(runner.invoke(main, ["info", "--model", name, "--json"]).stdout)
+    assert Path(card["path"]).name == ("fast" if name == "fast" else "default")
+
+
+def test_unknown_model_name_lists_the_shipped_ones(runner):
+    result = runner.invoke(main, ["score", "--model", "nonexistent-model", "a text"])
+    assert result.exit_code == 2 and "shipped models: accurate, default, fast" in result.stderr

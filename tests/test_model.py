@@ -115,3 +115,28 @@ def test_shrinkage_pulls_rare_label_thresholds_toward_prevalence():
     Y = np.column_stack([y, y])
     both = tune_thresholds(Y, np.column_stack([scores, scores]), 50.0, shrink_columns=[0])
     assert both[0] == shrunk and both[1] == plain
+
+
+def test_threshold_holdout_fits_once_and_tunes_on_held_out_prompts(xy):
+    X, Y = xy
+    model = fast_estimator(threshold_holdout=0.25).fit(X, Y)
+    pred = model.predict([("q", "marker7 marker7 garden"), ("q", "garden river chess")])
+    assert pred[0, 7] and pred[0, -1] and not pred[1, 7]
+    assert not np.array_equal(model.thresholds_, fast_estimator().fit(X, Y).thresholds_)
+    with pytest.raises(ValueError, match="threshold_holdout must be a fraction"):
+        fast_estimator(threshold_holdout=1.5).fit(X, Y)
+
+
+def test_presets_are_named_overrides_of_the_default_recipe():
+    assert lm.default_estimator(preset="fast").vectorizer.char_fields == ()
+    assert lm.default_estimator().vectorizer.char_fields == ("response",)
+    assert lm.default_estimator(preset="fast", char_fields=("response",)).vectorizer.char_fields == ("response",)
+    with pytest.raises(ValueError, match="unknown preset 'tiny'"):
+        lm.default_estimator(preset="tiny")
+
+
+def test_label_threads_give_the_same_model(xy):
+    X, Y = xy
+    one, two = fast_estimator().fit(X, Y), fast_estimator(n_jobs=2).fit(X, Y)
+    np.testing.assert_array_equal(one.coef_, two.coef_)
+    np.testing.assert_array_equal(one.thresholds_, two.thresholds_)
