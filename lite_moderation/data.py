@@ -464,6 +464,10 @@ def _name_keys(keys: list[str], limit: int = 3) -> str:
 
 def _categories(value: Any) -> tuple[bool, ...]:
     """The BeaverTails category object: exactly the 14 keys, each true/false, in taxonomy order."""
+    if isinstance(value, dict) and value.keys() == _CATEGORY_SET:  # the common case, checked fast
+        flags = tuple(map(value.__getitem__, CATEGORIES))
+        if all(flag is True or flag is False for flag in flags):
+            return flags
     if not isinstance(value, dict):
         raise _Bad("category", f"expected an object of 14 true/false flags, got {json_type(value)}")
     unknown = [str(k) for k in value if k not in _CATEGORY_SET]
