@@ -161,7 +161,12 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit_labels(self, features: sp.csr_matrix, Y: np.ndarray,
                     progress: Progress) -> tuple[np.ndarray, np.ndarray]:
-        """One logistic regression per label (in parallel threads with n_jobs), gathered into one matrix."""
+        """One logistic regression per label (in parallel threads with n_jobs), gathered into one matrix.
+
+        The threads share ``features``; scikit-learn sorts a non-canonical CSR matrix *in place* when it
+        validates it, so it is made canonical here first (two threads sorting one matrix crash the process).
+        """
+        features.sum_duplicates()
         coef = np.zeros((features.shape[1], Y.shape[1]))
         intercept = np.zeros(Y.shape[1])
         fits = Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(
