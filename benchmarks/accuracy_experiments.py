@@ -55,6 +55,43 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+# ------------------------------------------------------------------------------------------------ features
+
+
+class BlockWeighted:
+    """A fitted-on-demand QAVectorizer whose blocks' columns are multiplied by fixed weights after transform.
+
+    Why: with L2-regularised LR, scaling a block by ``a`` equals penalising its weights by ``1 / a**2``, a clean
+    knob for how much the classifier may lean on that block (``a = 0``: the block is ignored). Experiment
+    only; the library's QAVectorizer has no such parameter.
+    """
+
+    def __init__(self, vec: QAVectorizer, weights: dict[tuple[str, str], float]) -> None:
+        self.vec = vec
+        self.weights = weights
+
+    def _scale(self, X: sp.csr_matrix) -> sp.csr_matrix:
+        scale = np.concatenate([np.full(len(block.vocabulary_), self.weights.get((f, a), 1.0), dtype=X.dtype)
+                                for f, a, block in self.vec.blocks_])
+        out = (X @ sp.diags(scale)).tocsr()
+        out.eliminate_zeros()
+        return out
+
+    def fit_transform(self, X: list) -> sp.csr_matrix:
+        return self._scale(self.vec.fit_transform(X))
+
+    def transform(self, X: list) -> sp.csr_matrix:
+        return self._scale(self.vec.transform(X))
+
+
+def make_vectorizer(vec_params: dict) -> QAVectorizer | BlockWeighted:
+    """QAVectorizer from harness params; the harness-only key ``prompt_weight`` scales the prompt word block."""
+    params = dict(vec_params)
+    weight = params.pop("prompt_weight", None)
+    vec = QAVectorizer(**params)
+    return vec if weight is None else BlockWeighted(vec, {("prompt", "word"): float(weight)})
+
+
 # ---------------------------------------------------------------------------------------------- base heads
 
 
@@ -145,7 +182,7 @@ class Experiment:
             out = []
             for train, test in self.folds:
                 train = self.subsample(train)
-                vec = QAVectorizer(**vec_params)
+                vec = make_vectorizer(vec_params)
                 out.append((vec.fit_transform([self.pairs[i] for i in train]),
                             vec.transform([self.pairs[i] for i in test])))
             self._features[key] = out
@@ -194,7 +231,7 @@ class Experiment:
                                       default=str).encode()).hexdigest()[:16]
         path = CACHE / f"{key}.npz"
         if not path.exists():
-            vec = QAVectorizer(**vec_params)
+            vec = make_vectorizer(vec_params)
             F = vec.fit_transform(self.pairs)
             groups = prompt_groups(self.pairs)
             oof = np.zeros(self.Y.shape)
@@ -294,6 +331,32 @@ def thr_shrunk_categories(k: float = 50.0) -> Callable[[np.ndarray, np.ndarray],
     def rule(Ytr, S):
         out = thr_shrunk(k)(Ytr, S)
         out[-1] = best_f1_threshold(Ytr[:, -1], S[:, -1])
+        return out
+    return rule
+
+
+def best_fbeta_threshold(y: np.ndarray, s: np.ndarray, beta: float) -> float:
+    """:func:`best_f1_threshold` for F-beta (beta < 1 weighs precision more: fewer flags)."""
+    y = np.asarray(y, dtype=bool)
+    order = np.argsort(-s, kind="stable")
+    ss = s[order]
+    tp = np.cumsum(y[order])
+    distinct = np.r_[ss[1:] != ss[:-1], True]
+    b2 = beta * beta
+    f = np.where(distinct, (1 + b2) * tp / (np.arange(1, len(s) + 1) + b2 * y.sum()), -1.0)
+    best = int(np.argmax(f))
+    return float((ss[best] + (ss[best + 1] if best + 1 < len(ss) else 0.0)) / 2)
+
+
+def thr_shrunk_categories_fbeta(k: float = 50.0, beta: float = 0.5) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """:func:`thr_shrunk_categories` with the unsafe cut-off at the best F-beta instead of F1.
+
+    Why: the F1-best cut-off at BeaverTails' 57% unsafe rate flags ~half of the safe rows, which on
+    out-of-domain sets with fewer unsafe rows (XSTest: 17%) becomes the false-positive rate.
+    """
+    def rule(Ytr, S):
+        out = thr_shrunk(k)(Ytr, S)
+        out[-1] = best_fbeta_threshold(Ytr[:, -1], S[:, -1], beta)
         return out
     return rule
 
@@ -406,10 +469,12 @@ def summary(m: dict) -> dict:
     return {
         "unsafe_f1": round(m["unsafe"]["f1"], 4), "unsafe_auprc": round(m["unsafe"]["auprc"], 4),
         "unsafe_auroc": round(m["unsafe"]["auroc"], 4), "macro_f1": round(m["categories"]["macro_f1"], 4),
+        **{f"unsafe_{n}": round(m["unsafe"][n], 4) for n in ("precision", "recall", "fpr")},
         "micro_f1": round(m["categories"]["micro_f1"], 4),
         "mean_cat_auprc": round(float(np.mean([v["auprc"] for v in cats.values()])), 4),
         "below_0.35_with_40+": low,
-        **{f"{k}_{n}": round(v[n], 3) for k, v in m.get("external", {}).items() for n in ("auroc", "f1", "fpr")},
+        **{f"{k}_{n}": round(v[n], 3) for k, v in m.get("external", {}).items() for n in ("auroc", "auprc", "f1", "fpr",
+                                                                                 "precision", "recall")},
     }
 
 
@@ -462,6 +527,59 @@ register(*[replace(VARIANTS[name], name=f"{name}-shrunkcat50", thresholds=thr_sh
                    note=f"{VARIANTS[name].note}; category thresholds shrunk (k=50)")
            for name in SHRUNK_COUNTERPARTS])
 
+# Prompt down-weighting (session 2): the prompt word block scaled by alpha, shipped threshold rule. BeaverTails
+# prompts are all red-team questions, so prompt n-grams push every answer toward "unsafe"; alpha = 1 is
+# base-shrunkcat50, alpha = 0 is the response-only feature set.
+PROMPT_WEIGHTS = (0.5, 0.25, 0.0)
+register(*[Variant(f"pw{a:g}-shrunkcat50", f"prompt word block x {a:g}; category thresholds shrunk (k=50)",
+                   vec={"prompt_weight": a}, thresholds=thr_shrunk_categories(50)) for a in PROMPT_WEIGHTS])
+# Only the unsafe head down-weights the prompt; the 14 category heads keep the shipped features (a harm category
+# is largely the topic of the question). Folds into the (n_features, 15) weights, so the model format would not
+# change.
+register(Variant("pw0.5-unsafe-shrunkcat50", "unsafe head: prompt word block x 0.5; categories: shipped features; "
+                 "category thresholds shrunk (k=50)", vec={"prompt_weight": 0.5}, cats_from=({}, Head("lr")),
+                 thresholds=thr_shrunk_categories(50)))
+# Control for the prompt-weight result: the shipped features with a precision-leaning unsafe cut-off (F0.5).
+register(Variant("base-f0.5-shrunkcat50", "shipped features; unsafe threshold F0.5-best; category thresholds "
+                 "shrunk (k=50)", thresholds=thr_shrunk_categories_fbeta(50, 0.5)))
+
+
+def operating_points(exp: Experiment, names: list[str]) -> None:
+    """Separate ranking from cut-off on the external sets: the unsafe threshold each variant tunes, the FPR at a
+    recall shared by all variants, and the best F1 any cut-off reaches with FPR <= 0.15 (hindsight, on the
+    external labels: a ceiling, not a result). Plus the unsafe AUPRC of each outer fold (its spread is the noise)."""
+    for name in names:
+        v = VARIANTS[name]
+        ext = exp.external(v.vec, v.head)
+        oof = next(iter(ext.values()))[2]
+        s_tr, _ = v.post(oof, exp.Y, oof, prompt_groups(exp.pairs))
+        thr = v.thresholds(exp.Y, s_tr)[-1]
+        row = {"variant": name, "unsafe_threshold": round(float(thr), 3)}
+        for set_name, (y, z, _) in ext.items():
+            row[set_name] = _external_operating_points(y.astype(bool), sigmoid(z), 0.82 if set_name == "xstest" else 0.70)
+        row["fold_auprc"] = [round(float(_auprc(exp.Y[f.test, -1], f.test_logits[:, -1])), 3)
+                             for f in exp.scores(v.vec, v.head)]
+        print(json.dumps(row))
+
+
+def _auprc(y: np.ndarray, s: np.ndarray) -> float:
+    return binary_metrics(y, s, s >= 0)["auprc"]
+
+
+def _external_operating_points(y: np.ndarray, p: np.ndarray, recall: float) -> dict:
+    order = np.sort(p[y])[::-1]
+    cut = order[int(np.ceil(recall * y.sum())) - 1]
+    best_f1, best_fpr = 0.0, None
+    for t in np.unique(p):
+        flag = p >= t
+        fpr = (flag & ~y).sum() / (~y).sum()
+        f1 = 2 * (flag & y).sum() / (flag.sum() + y.sum())
+        if fpr <= 0.15 and f1 > best_f1:
+            best_f1, best_fpr = f1, fpr
+    return {f"fpr_at_recall_{recall}": round(float(((p >= cut) & ~y).sum() / (~y).sum()), 3),
+            "hindsight_best_f1_fpr_le_0.15": round(float(best_f1), 3),
+            "its_fpr": None if best_fpr is None else round(float(best_fpr), 3)}
+
 
 def report_table() -> str:
     """Markdown table of the latest run of every variant in runs.jsonl (the experiment log's numbers)."""
@@ -489,6 +607,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--table", action="store_true", help="print the Markdown table of every logged run")
     ap.add_argument("--fraction", type=float, default=1.0)
     ap.add_argument("--external", action="store_true", help="also fit on all rows and score the external sets")
+    ap.add_argument("--operating-points", action="store_true",
+                    help="external-set threshold diagnostics of the given variants (prints, logs nothing)")
     args = ap.parse_args(argv)
     if args.table:
         print(report_table())
@@ -498,6 +618,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{v.name:20s} {v.note}")
         return
     exp = Experiment(fraction=args.fraction)
+    if args.operating_points:
+        operating_points(exp, args.variants)
+        return
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in args.variants:
         v = VARIANTS[name]
