@@ -141,7 +141,7 @@ def _model_node(payload: ModelPayload) -> Any:
 # ------------------------------------------------------------------------------------------ bags and frames
 
 
-def score_bag(bag: Any, model: ModelPayload | str | os.PathLike | None = None, *, threshold: float | None = None,
+def score_bag(bag: Any, model: ModelPayload | str | os.PathLike | None = None, *, threshold: float | str | None = None,
               on_error: str = "fail", chunk_size: int = CHUNK_SIZE) -> Any:
     """A lazy ``dask.bag`` of dicts: each item of ``bag`` with its verdict added, in the same order.
 
@@ -156,7 +156,7 @@ def score_bag(bag: Any, model: ModelPayload | str | os.PathLike | None = None, *
     return bag.map_partitions(_score_bag_partition, node, threshold, on_error, chunk_size)
 
 
-def _score_bag_partition(items: Iterable, payload: ModelPayload, threshold: float | None, on_error: str,
+def _score_bag_partition(items: Iterable, payload: ModelPayload, threshold: float | str | None, on_error: str,
                          chunk_size: int) -> list[dict]:
     model = model_from_payload(payload)
     rows: list[dict] = []
@@ -210,7 +210,7 @@ def _unscored_row(item: Any) -> dict:
 
 
 def score_dataframe(df: Any, model: ModelPayload | str | os.PathLike | None = None, *,
-                    threshold: float | None = None) -> Any:
+                    threshold: float | str | None = None) -> Any:
     """A lazy ``dask.dataframe`` with score columns added: ``flagged``, ``unsafe_score`` and ``<category>_score``.
 
     Rows are scored from ``prompt`` [+ ``response``; a missing response scores the prompt alone] or ``text``.
@@ -240,7 +240,7 @@ def _frame_meta(meta: Any) -> Any:
     return out
 
 
-def _score_frame(frame: Any, payload: ModelPayload, threshold: float | None, fields: tuple[str, ...]) -> Any:
+def _score_frame(frame: Any, payload: ModelPayload, threshold: float | str | None, fields: tuple[str, ...]) -> Any:
     import numpy as np
 
     model = model_from_payload(payload)
@@ -368,7 +368,7 @@ def _outputs(paths: list[Path], output_dir: str | os.PathLike, fmt: str) -> list
 
 def score_files(inputs: str | os.PathLike | Sequence[str | os.PathLike], output_dir: str | os.PathLike,
                 model: ModelPayload | str | os.PathLike | None = None, *, fmt: str = "jsonl",
-                on_error: str = "skip", threshold: float | None = None, input_format: str = "auto") -> list[Any]:
+                on_error: str = "skip", threshold: float | str | None = None, input_format: str = "auto") -> list[Any]:
     """Lazy: one ``dask.delayed`` :class:`FileSummary` per input file, each writing its own output file.
 
     ``on_error="skip"`` counts bad rows (and records a file that cannot be read at all as failed);
@@ -391,7 +391,7 @@ def score_files(inputs: str | os.PathLike | Sequence[str | os.PathLike], output_
 
 
 def _score_file_task(payload: ModelPayload, input_path: str, output_path: str, fmt: str, on_error: str,
-                     threshold: float | None, input_format: str) -> FileSummary:
+                     threshold: float | str | None, input_format: str) -> FileSummary:
     """One input file -> one output file (atomic), on a worker."""
     model = model_from_payload(payload)
     _remove_stale_temp_files(Path(output_path))

@@ -13,6 +13,7 @@ from .data import Dataset
 from .metrics import moderation_metrics
 from .model import ModerationClassifier, hash_prompts, prompt_groups
 from .progress import Progress
+from .thresholds import resolve_threshold
 
 __all__ = ["CVResult", "count_seen_prompts", "cross_validate", "evaluate", "grouped_folds"]
 
@@ -23,15 +24,16 @@ def count_seen_prompts(model: ModerationClassifier, prompts: Sequence[str]) -> i
     return int(np.isin(distinct, model.train_prompt_hashes_).sum())
 
 
-def evaluate(model: ModerationClassifier, dataset: Dataset, threshold: float | None = None) -> dict:
+def evaluate(model: ModerationClassifier, dataset: Dataset, threshold: float | str | None = None) -> dict:
     """Metrics of ``model`` on labelled ``dataset`` (categories included when the data has them).
 
-    ``threshold`` overrides the unsafe head's tuned threshold.
+    ``threshold`` overrides the unsafe head's tuned threshold (a probability or an operating point's name).
     """
+    cut = resolve_threshold(threshold, model)
     proba = model.predict_proba(dataset.pairs)
     thresholds = np.array(model.thresholds_, dtype=np.float64)
-    if threshold is not None:
-        thresholds[-1] = threshold
+    if cut is not None:
+        thresholds[-1] = cut
     return moderation_metrics(_unsafe_truth(dataset), proba, proba >= thresholds, dataset.categories)
 
 

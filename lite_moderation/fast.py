@@ -32,6 +32,7 @@ import scipy.sparse as sp
 
 from .taxonomy import results_from_proba, sigmoid
 from .texts import JOINT_SEPARATOR, WORD_TOKEN_PATTERN, split_fields
+from .thresholds import resolve_threshold
 
 if TYPE_CHECKING:
     from .model import ModerationClassifier
@@ -447,13 +448,16 @@ class FastScorer:
         self.intercept_ = np.asarray(intercept, dtype=np.float64)
         self.thresholds_ = np.asarray(thresholds, dtype=np.float64)
         self.labels_ = list(labels)
+        self.operating_points_: dict[str, float] = {}  # named unsafe cut-offs, set by from_model / load_scorer
 
     @classmethod
     def from_model(cls, model: ModerationClassifier, cache_size: int = DEFAULT_CACHE_SIZE) -> FastScorer:
         """Precompute the fast tables of a fitted model (the model itself is not changed)."""
         blocks = [(field, vectorizer.get_params(), vectorizer.vocabulary_, vectorizer.idf_, vectorizer.build_analyzer)
                   for field, _, vectorizer in model.vectorizer_.blocks_]
-        return cls.from_parts(blocks, model.coef_, model.intercept_, model.thresholds_, model.labels_, cache_size)
+        scorer = cls.from_parts(blocks, model.coef_, model.intercept_, model.thresholds_, model.labels_, cache_size)
+        scorer.operating_points_ = dict(getattr(model, "operating_points_", {}))
+        return scorer
 
     @classmethod
     def from_parts(cls, blocks: list[tuple], coef: np.ndarray, intercept: np.ndarray, thresholds: np.ndarray,
@@ -551,9 +555,10 @@ class FastScorer:
         """(n, 15) bool decisions at the model's tuned thresholds."""
         return self.predict_proba(X) >= self.thresholds_
 
-    def moderate(self, X: Sequence, threshold: float | None = None) -> list[dict]:
-        """The same verdicts as :meth:`ModerationClassifier.moderate`."""
-        return results_from_proba(self.predict_proba(X), self.thresholds_, threshold)
+    def moderate(self, X: Sequence, threshold: float | str | None = None) -> list[dict]:
+        """The same verdicts as :meth:`ModerationClassifier.moderate` (``threshold``: a probability or a name of
+        ``operating_points_``)."""
+        return results_from_proba(self.predict_proba(X), self.thresholds_, resolve_threshold(threshold, self))
 
 
 class _FieldTexts:

@@ -24,7 +24,7 @@ from .metrics import binary_metrics
 from .progress import Progress
 from .taxonomy import CATEGORIES, LABELS, results_from_proba, sigmoid
 from .texts import split_fields
-from .thresholds import tune_thresholds
+from .thresholds import DEFAULT_THRESHOLD, best_fbeta_threshold, resolve_threshold, tune_thresholds
 
 __all__ = ["ModerationClassifier", "as_label_matrix", "hash_prompts", "prompt_groups"]
 
@@ -41,7 +41,10 @@ def prompt_groups(X: Sequence) -> np.ndarray:
     """Group ids that put every row with the same prompt in the same fold (row-wise splits leak)."""
     prompts, responses = split_fields(X)
     keys = [p if p else r for p, r in zip(prompts, responses)]
-    return np.unique(np.asarray(keys, dtype=object).astype(str), return_inverse=True)[1]
+    # ids in sorted order of the keys, like np.unique, without its fixed-width string array (which takes
+    # rows x longest prompt x 4 bytes: gigabytes at 300k rows)
+    rank = {key: i for i, key in enumerate(sorted(set(keys)))}
+    return np.fromiter(map(rank.__getitem__, keys), dtype=np.intp, count=len(keys))
 
 
 def as_label_matrix(y: object) -> np.ndarray:
@@ -76,8 +79,12 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         ``threshold_folds``.
     threshold_shrinkage : k of the category thresholds' pull toward the prevalence cut-off (weight
         k / (n_pos + k)); 0 keeps the plain F1-best cut-offs. The unsafe head always keeps its F1-best one.
+    strict_beta : beta of the unsafe head's "strict" operating point, the cut-off with the best F-beta on
+        the same tuning predictions (beta < 1 favours precision: fewer false flags, lower recall).
     max_iter : iteration cap of the solver.
     tol : stopping tolerance of the solver.
+    dual : solve liblinear's dual problem (coordinate descent) instead of the primal (trust-region Newton):
+        about twice as fast on large sparse data, the same optimum to within the tolerance.
     random_state : seed of the fold shuffle and the solver.
     n_jobs : threads fitting labels in parallel (liblinear releases the GIL, so the features are shared,
         not copied); None or 1 for one.
@@ -89,6 +96,8 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     coef_ : (n_features, 15) float32 weights, columns ordered as ``labels_``.
     intercept_ : (15,) float32 biases.
     thresholds_ : (15,) decision thresholds.
+    operating_points_ : named cut-offs of the unsafe head: "default" (= ``thresholds_[-1]``, best F1) and
+        "strict" (best F-beta with ``strict_beta``); pass a name as ``moderate(X, threshold="strict")``.
     labels_ : the 15 label names.
     train_prompt_hashes_ : sorted 64-bit fingerprints of the training prompts (leak check).
     """
@@ -101,8 +110,10 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         threshold_folds: int = 5,
         threshold_shrinkage: float = 0.0,
         threshold_holdout: float | None = None,
+        strict_beta: float = 0.5,
         max_iter: int = 1000,
         tol: float = 1e-4,
+        dual: bool = False,
         random_state: int = 0,
         n_jobs: int | None = None,
         verbose: int = 0,
@@ -113,8 +124,10 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         self.threshold_folds = threshold_folds
         self.threshold_shrinkage = threshold_shrinkage
         self.threshold_holdout = threshold_holdout
+        self.strict_beta = strict_beta
         self.max_iter = max_iter
         self.tol = tol
+        self.dual = dual
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
@@ -137,10 +150,11 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
             self.vectorizer_ = clone(self.vectorizer if self.vectorizer is not None else QAVectorizer())
             features = self.vectorizer_.fit_transform(X)
             if self.threshold_holdout:
-                coef, intercept, self.thresholds_ = self._fit_with_holdout(features, Y, groups, progress)
+                coef, intercept, tuning = self._fit_with_holdout(features, Y, groups, progress)
             else:
-                self.thresholds_ = self._tuned_thresholds(features, Y, groups, n_folds, progress)
+                tuning = self._out_of_fold(features, Y, groups, n_folds, progress)
                 coef, intercept = self._fit_labels(features, Y, progress)
+        self._tune_thresholds(*tuning)
         self.coef_ = coef.astype(np.float32)
         self.intercept_ = intercept.astype(np.float32)
         self.labels_ = list(LABELS)
@@ -155,7 +169,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
 
     def _new_logistic_regression(self) -> LogisticRegression:
         return LogisticRegression(
-            C=self.C, class_weight=self.class_weight, solver="liblinear", max_iter=self.max_iter, tol=self.tol,
+            C=self.C, class_weight=self.class_weight, solver="liblinear", max_iter=self.max_iter, tol=self.tol, dual=self.dual,
             random_state=self.random_state,
         )
 
@@ -185,34 +199,43 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         model = self._new_logistic_regression().fit(features, y)
         return model.coef_[0], float(model.intercept_[0])
 
-    def _tuned_thresholds(self, features: sp.csr_matrix, Y: np.ndarray, groups: np.ndarray,
-                          n_folds: int, progress: Progress) -> np.ndarray:
-        """F1-best thresholds on out-of-fold scores of the training data.
+    def _out_of_fold(self, features: sp.csr_matrix, Y: np.ndarray, groups: np.ndarray, n_folds: int,
+                     progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and out-of-fold probabilities of the training data, to tune thresholds on (none without folds).
 
         The vectorizer is fitted once on all training rows (unsupervised, no labels seen); only the
         classifiers are refitted per fold.
         """
         if n_folds < 2:
-            return np.full(Y.shape[1], 0.5)
+            return Y[:0], np.zeros((0, Y.shape[1]))
         oof = np.zeros(Y.shape)
         splitter = GroupKFold(n_splits=n_folds, shuffle=True, random_state=self.random_state)
         for train, test in splitter.split(features, groups=groups):
             coef, intercept = self._fit_labels(features[train], Y[train], progress)
             oof[test] = sigmoid(features[test] @ coef + intercept)
-        return tune_thresholds(Y, oof, self.threshold_shrinkage, shrink_columns=range(len(CATEGORIES)))
+        return Y, oof
+
+    def _tune_thresholds(self, Y: np.ndarray, proba: np.ndarray) -> None:
+        """Per-label F1 thresholds and the unsafe head's operating points (all 0.5 with nothing to tune on)."""
+        if not len(Y):
+            self.thresholds_ = np.full(Y.shape[1], DEFAULT_THRESHOLD)
+            strict = DEFAULT_THRESHOLD
+        else:
+            self.thresholds_ = tune_thresholds(Y, proba, self.threshold_shrinkage,
+                                               shrink_columns=range(len(CATEGORIES)))
+            strict = best_fbeta_threshold(Y[:, -1], proba[:, -1], self.strict_beta)
+        self.operating_points_ = {"default": float(self.thresholds_[-1]), "strict": float(strict)}
 
     def _fit_with_holdout(self, features: sp.csr_matrix, Y: np.ndarray, groups: np.ndarray,
-                          progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Weights fitted on all but a held-out fraction of the prompt groups, thresholds tuned on that fraction."""
+                          progress: Progress) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """Weights fitted on all but a held-out fraction of the prompt groups, and the held-out rows' labels and
+        probabilities (what the thresholds are tuned on)."""
         if not 0 < self.threshold_holdout < 1:
             raise ValueError(f"threshold_holdout must be a fraction between 0 and 1, got {self.threshold_holdout!r}")
         splitter = GroupShuffleSplit(n_splits=1, test_size=self.threshold_holdout, random_state=self.random_state)
         train, held_out = next(splitter.split(features, groups=groups))
         coef, intercept = self._fit_labels(features[train], Y[train], progress)
-        proba = sigmoid(features[held_out] @ coef + intercept)
-        thresholds = tune_thresholds(Y[held_out], proba, self.threshold_shrinkage,
-                                     shrink_columns=range(len(CATEGORIES)))
-        return coef, intercept, thresholds
+        return coef, intercept, (Y[held_out], sigmoid(features[held_out] @ coef + intercept))
 
     # ------------------------------------------------------------------------------------------ scoring
 
@@ -262,13 +285,14 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)
         return binary_metrics(Y[:, -1], proba[:, -1], proba[:, -1] >= self.thresholds_[-1])["f1"]
 
-    def moderate(self, X: Sequence, threshold: float | None = None) -> list[dict]:
+    def moderate(self, X: Sequence, threshold: float | str | None = None) -> list[dict]:
         """One verdict per item: ``{"flagged", "unsafe_score", "categories", "category_scores"}``.
 
-        ``threshold`` overrides the tuned threshold of the unsafe head.
+        ``threshold`` overrides the tuned cut-off of the unsafe head: a probability, or the name of one of
+        ``operating_points_`` ("strict": fewer false flags, lower recall).
         """
         proba = self.predict_proba(X)
-        return results_from_proba(proba, self.thresholds_, threshold)
+        return results_from_proba(proba, self.thresholds_, resolve_threshold(threshold, self))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

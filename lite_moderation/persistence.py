@@ -72,6 +72,7 @@ def save(model: ModerationClassifier, path: str | os.PathLike, card: dict | None
         "format_version": FORMAT_VERSION,
         "labels": list(model.labels_),
         "thresholds": [float(t) for t in model.thresholds_],
+        "operating_points": dict(getattr(model, "operating_points_", {})),
         "params": _model_params(model),
         "card": card or {},
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
@@ -217,7 +218,8 @@ def _read_model(path: str | os.PathLike | None) -> tuple[Path, dict, dict, dict[
 
 
 def _describe(model: object, directory: Path, metadata: dict) -> None:
-    """Where a loaded model came from: its card, path and size on disk."""
+    """Where a loaded model came from (its card, path and size on disk) and its named unsafe cut-offs."""
+    model.operating_points_ = dict(metadata.get("operating_points", {}))
     model.card_ = dict(metadata.get("card", {}))
     model.path_ = str(directory)
     model.size_bytes_ = sum(f.stat().st_size for f in directory.iterdir() if f.is_file())

@@ -14,6 +14,7 @@ import numpy as np
 
 from .data import DataError, Record, read_records
 from .taxonomy import results_from_proba
+from .thresholds import resolve_threshold
 
 if TYPE_CHECKING:
     from .fast import FastScorer
@@ -49,17 +50,18 @@ def _chunks(records: Iterable[Record], chunk_size: int) -> Iterator[list[Record]
         yield chunk
 
 
-def iter_scores(model: ModerationClassifier | FastScorer, records: Iterable[Record], threshold: float | None = None,
+def iter_scores(model: ModerationClassifier | FastScorer, records: Iterable[Record], threshold: float | str | None = None,
                 chunk_size: int = CHUNK_SIZE, jobs: int = 1) -> Iterator[tuple[Record, dict]]:
     """(record, verdict) for each record, in input order, scored a chunk at a time so memory stays bounded.
 
     ``jobs`` > 1 scores chunks in that many worker processes (forked, so the model is shared, never
     pickled), with at most ``2 * jobs`` chunks in flight.
     """
+    cut = resolve_threshold(threshold, model)
     chunks = _chunks(records, chunk_size)
     probas = _parallel_probas(model, chunks, jobs) if jobs > 1 else _serial_probas(model, chunks)
     for chunk, proba in probas:
-        yield from zip(chunk, results_from_proba(proba, model.thresholds_, threshold))
+        yield from zip(chunk, results_from_proba(proba, model.thresholds_, cut))
 
 
 def _serial_probas(model: ModerationClassifier | FastScorer,
@@ -95,7 +97,7 @@ def _parallel_probas(model: ModerationClassifier | FastScorer, chunks: Iterator[
 
 
 def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.PathLike, output_path: str | os.PathLike | None,
-               fmt: str = "jsonl", on_error: str = "skip", threshold: float | None = None,
+               fmt: str = "jsonl", on_error: str = "skip", threshold: float | str | None = None,
                input_format: str = "auto", progress: bool = False, jobs: int = 1,
                chunk_size: int = CHUNK_SIZE) -> ScoreSummary:
     """Score every record of ``input_path`` into ``output_path`` (atomic; None or "-" = stdout).

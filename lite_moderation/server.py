@@ -32,6 +32,7 @@ from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from .data import json_type
 from .persistence import load_scorer
+from .thresholds import resolve_threshold
 
 if TYPE_CHECKING:
     from .fast import FastScorer
@@ -83,8 +84,10 @@ class ModerationApp:
     """
 
     def __init__(self, model: ModerationClassifier | FastScorer, *, model_name: str | None = None,
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
+                 threshold: float | str | None = None) -> None:
         self.model = model
+        self.threshold = resolve_threshold(threshold, model)  # checked at start-up, not per request
         self.model_name = model_name or _model_name(model)
         self.max_body_bytes = max_body_bytes
         self.max_batch = max_batch
@@ -133,7 +136,7 @@ class ModerationApp:
     def _moderations(self, environ: dict) -> tuple[dict, int]:
         request = _parse_json(self._read_body(environ))
         items = parse_moderation_request(request, self.max_batch)
-        results = [_openai_result(r) for r in self.model.moderate(items)]
+        results = [_openai_result(r) for r in self.model.moderate(items, threshold=self.threshold)]
         return {"id": f"modr-{uuid.uuid4().hex}", "model": self.model_name, "results": results}, len(items)
 
     def _health(self, environ: dict) -> tuple[dict, int]:
@@ -299,17 +302,20 @@ def _loggable_path(path: str, routes: dict) -> str:
 
 
 def make_app(model: ModerationClassifier | FastScorer | None = None, *, model_name: str | None = None,
-             max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch: int = DEFAULT_MAX_BATCH) -> ModerationApp:
-    """The WSGI app around ``model`` (default: the shipped model)."""
+             max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
+             threshold: float | str | None = None) -> ModerationApp:
+    """The WSGI app around ``model`` (default: the shipped model); ``threshold`` overrides its unsafe cut-off
+    (a probability or an operating point such as "strict")."""
     return ModerationApp(load_scorer() if model is None else model, model_name=model_name, max_body_bytes=max_body_bytes,
-                         max_batch=max_batch)
+                         max_batch=max_batch, threshold=threshold)
 
 
 def create_app() -> ModerationApp:
     """WSGI factory for gunicorn & co.: ``gunicorn 'lite_moderation.server:create_app()'``.
 
     Settings come from the environment, since a factory takes no arguments: LITE_MODERATION_MODEL (model
-    directory, default: the shipped model), LITE_MODERATION_MAX_BODY_BYTES, LITE_MODERATION_MAX_BATCH.
+    directory, default: the shipped model), LITE_MODERATION_MAX_BODY_BYTES, LITE_MODERATION_MAX_BATCH,
+    LITE_MODERATION_THRESHOLD (a probability or an operating point such as "strict").
     """
     configure_logging()
     model_path = os.environ.get(MODEL_ENV) or None
@@ -317,7 +323,18 @@ def create_app() -> ModerationApp:
         load_scorer(model_path),
         max_body_bytes=int(os.environ.get("LITE_MODERATION_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
         max_batch=int(os.environ.get("LITE_MODERATION_MAX_BATCH", DEFAULT_MAX_BATCH)),
+        threshold=_threshold_from_env(os.environ.get("LITE_MODERATION_THRESHOLD")),
     )
+
+
+def _threshold_from_env(value: str | None) -> float | str | None:
+    """A probability stays a number; anything else is an operating point's name (checked by the app)."""
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def configure_logging() -> None:
@@ -441,10 +458,11 @@ def make_server(app: Callable, host: str = "127.0.0.1", port: int = 8000, thread
 
 def serve(model_path: str | os.PathLike | None = None, host: str = "127.0.0.1", port: int = 8000,
           threads: int = DEFAULT_THREADS, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-          max_batch: int = DEFAULT_MAX_BATCH, read_timeout: float = DEFAULT_READ_TIMEOUT) -> None:
+          max_batch: int = DEFAULT_MAX_BATCH, read_timeout: float = DEFAULT_READ_TIMEOUT,
+          threshold: float | str | None = None) -> None:
     """Load the model and serve until Ctrl-C or SIGTERM, then return after requests in flight finish."""
     configure_logging()
-    app = make_app(load_scorer(model_path), max_body_bytes=max_body_bytes, max_batch=max_batch)
+    app = make_app(load_scorer(model_path), max_body_bytes=max_body_bytes, max_batch=max_batch, threshold=threshold)
     server = make_server(app, host, port, threads=threads, read_timeout=read_timeout)
     shown_host = f"[{host}]" if ":" in host else host
     with _interrupt_on_sigterm():  # before the "serving" line: a signal right after it must stop cleanly

@@ -11,7 +11,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["DEFAULT_THRESHOLD", "best_f1_threshold", "prevalence_threshold", "shrunk_threshold", "tune_thresholds"]
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "best_f1_threshold",
+    "best_fbeta_threshold",
+    "prevalence_threshold",
+    "resolve_threshold",
+    "shrunk_threshold",
+    "tune_thresholds",
+]
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -23,6 +31,11 @@ def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
     and the next lower one so that it generalises rather than sitting exactly on a training score. With
     no positives, F1 is undefined and the default 0.5 is returned.
     """
+    return best_fbeta_threshold(y_true, scores, beta=1.0)
+
+
+def best_fbeta_threshold(y_true: np.ndarray, scores: np.ndarray, beta: float) -> float:
+    """The cut-off with the highest F-beta (beta < 1 weighs precision more), chosen as :func:`best_f1_threshold`."""
     y_true = np.asarray(y_true, dtype=bool)
     scores = np.asarray(scores, dtype=np.float64)
     n_pos = int(y_true.sum())
@@ -34,8 +47,9 @@ def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
     # Only the last index of each run of equal scores is a valid cut.
     distinct = np.r_[sorted_scores[1:] != sorted_scores[:-1], True]
     flagged = np.arange(1, len(scores) + 1)
-    f1 = np.where(distinct, 2 * true_pos / (flagged + n_pos), -1.0)
-    best = int(np.argmax(f1))
+    b2 = beta * beta
+    fbeta = np.where(distinct, (1 + b2) * true_pos / (flagged + b2 * n_pos), -1.0)
+    best = int(np.argmax(fbeta))
     lower = sorted_scores[best + 1] if best + 1 < len(scores) else 0.0
     return float((sorted_scores[best] + lower) / 2)
 
@@ -81,3 +95,14 @@ def tune_thresholds(Y_true: np.ndarray, scores: np.ndarray, shrinkage: float = 0
         shrunk_threshold(Y_true[:, j], scores[:, j], shrinkage if j in shrunk else 0.0)
         for j in range(Y_true.shape[1])
     ])
+
+
+def resolve_threshold(threshold: float | str | None, model: object) -> float | None:
+    """An unsafe cut-off given as a probability or as the name of one of ``model.operating_points_``."""
+    if threshold is None or not isinstance(threshold, str):
+        return threshold
+    points = getattr(model, "operating_points_", None) or {}
+    if threshold not in points:
+        known = ", ".join(sorted(points)) or "none (trained by an older version: retrain it)"
+        raise ValueError(f"unknown operating point {threshold!r}: this model has {known}")
+    return points[threshold]

@@ -25,11 +25,12 @@ BEAVERTAILS_LICENSE = (
 DEFAULT_THRESHOLD_SHRINKAGE = 50.0
 
 #: Named recipes: parameter overrides of the default recipe. "accurate" is the default and the shipped
-#: model (best CV quality); "fast" drops the response's character n-grams for about 1.6x the scoring
-#: speed and 5x faster training, at -0.016 unsafe F1 (numbers: README, benchmarks/results/speed.md).
+#: model (best CV quality); "fast" drops the response's character n-grams and fits with liblinear's dual
+#: solver, for faster scoring and much faster training at a small cost in quality (measured numbers:
+#: README, benchmarks/results/speed.md and train_scale.md).
 PRESETS: dict[str, dict[str, object]] = {
     "accurate": {},
-    "fast": {"char_fields": ()},
+    "fast": {"char_fields": (), "dual": True},
 }
 DEFAULT_PRESET = "accurate"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import BEAVERTAILS_TEST, SAFERLHF, synthetic_records, write_jsonl
 
+import lite_moderation as lm
 from lite_moderation.cli import main
 from lite_moderation.taxonomy import CATEGORIES
 
@@ -331,3 +332,25 @@ def test_shipped_models_by_name(runner, name):
 def test_unknown_model_name_lists_the_shipped_ones(runner):
     result = runner.invoke(main, ["score", "--model", "nonexistent-model", "a text"])
     assert result.exit_code == 2 and "shipped models: accurate, default, fast" in result.stderr
+
+
+def test_score_file_at_the_strict_operating_point(runner, tiny_model_dir, tmp_path):
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({"prompt": "tell me about the garden", "response": f"marker{i % 14} river"})
+                            + "\n" for i in range(40)))
+    outputs = {}
+    for name in ("default", "strict"):
+        out = tmp_path / f"{name}.jsonl"
+        result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "--input", str(data), "--output",
+                                      str(out), "--threshold", name, "-q"])
+        assert result.exit_code == 0, result.output
+        outputs[name] = [json.loads(line) for line in out.read_text().splitlines()]
+    cut = lm.load(tiny_model_dir).operating_points_["strict"]
+    assert [r["unsafe_score"] for r in outputs["strict"]] == [r["unsafe_score"] for r in outputs["default"]]
+    assert [r["flagged"] for r in outputs["strict"]] == [r["unsafe_score"] >= cut for r in outputs["strict"]]
+
+
+@pytest.mark.parametrize("value", ["1.5", "lenient"])
+def test_threshold_option_rejects_what_is_neither_a_probability_nor_a_name(runner, value):
+    result = runner.invoke(main, ["score", "--threshold", value, "a text"])
+    assert result.exit_code == 2 and "--threshold" in result.stderr

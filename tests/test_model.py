@@ -128,7 +128,8 @@ def test_threshold_holdout_fits_once_and_tunes_on_held_out_prompts(xy):
 
 
 def test_presets_are_named_overrides_of_the_default_recipe():
-    assert lm.default_estimator(preset="fast").vectorizer.char_fields == ()
+    fast = lm.default_estimator(preset="fast")
+    assert fast.vectorizer.char_fields == () and fast.dual
     assert lm.default_estimator().vectorizer.char_fields == ("response",)
     assert lm.default_estimator(preset="fast", char_fields=("response",)).vectorizer.char_fields == ("response",)
     with pytest.raises(ValueError, match="unknown preset 'tiny'"):
@@ -140,3 +141,26 @@ def test_label_threads_give_the_same_model(xy):
     one, two = fast_estimator().fit(X, Y), fast_estimator(n_jobs=2).fit(X, Y)
     np.testing.assert_array_equal(one.coef_, two.coef_)
     np.testing.assert_array_equal(one.thresholds_, two.thresholds_)
+
+
+def test_fbeta_threshold_with_beta_one_is_the_f1_threshold_and_smaller_beta_is_stricter():
+    from lite_moderation.thresholds import best_fbeta_threshold
+
+    rng = np.random.default_rng(0)
+    y = rng.random(500) < 0.5
+    scores = np.clip(y * 0.3 + rng.random(500) * 0.7, 0, 1)
+    assert best_fbeta_threshold(y, scores, 1.0) == best_f1_threshold(y, scores)
+    assert best_fbeta_threshold(y, scores, 0.5) > best_f1_threshold(y, scores)
+
+
+def test_operating_points_are_learned_and_selectable_by_name(xy):
+    X, Y = xy
+    model = fast_estimator().fit(X, Y)
+    assert model.operating_points_["default"] == model.thresholds_[-1]
+    strict = model.operating_points_["strict"]
+    proba = model.predict_proba(X)[:, -1]
+    assert [v["flagged"] for v in model.moderate(X, threshold="strict")] == list(proba >= strict)
+    with pytest.raises(ValueError, match="unknown operating point 'lenient': this model has default, strict"):
+        model.moderate(X, threshold="lenient")
+    untuned = lm.default_estimator(char_fields=(), min_df=1, threshold_folds=0).fit(X, Y)
+    assert untuned.operating_points_ == {"default": 0.5, "strict": 0.5}

@@ -113,3 +113,23 @@ def test_save_replaces_an_existing_model_atomically(tiny_model_dir, tmp_path):
     assert lm.read_card(target)["version"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no staging or backup left behind
     assert zipfile.is_zipfile(target / "arrays.npz")
+
+
+def test_operating_points_survive_saving_and_scoring_only_loading(tiny_model_dir):
+    model = lm.load(tiny_model_dir)
+    assert set(model.operating_points_) == {"default", "strict"}
+    assert lm.load_scorer(tiny_model_dir).operating_points_ == model.operating_points_
+
+
+def test_a_model_saved_without_operating_points_explains_what_to_do(model_copy, runner):
+    """Models written before operating points existed still load; asking for 'strict' says to retrain."""
+    from lite_moderation.persistence import _metadata_checksum
+
+    meta_path = model_copy / "model.json"
+    metadata = json.loads(meta_path.read_text())
+    del metadata["operating_points"]
+    metadata["checksum"] = _metadata_checksum(metadata)
+    meta_path.write_text(json.dumps(metadata))
+    assert runner.invoke(main, ["score", "--model", str(model_copy), "some text"]).exit_code == 0
+    result = runner.invoke(main, ["score", "--model", str(model_copy), "--threshold", "strict", "some text"])
+    assert result.exit_code == 2 and "retrain" in result.stderr

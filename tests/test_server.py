@@ -443,3 +443,21 @@ def test_cli_help_lists_the_limits():
     assert result.exit_code == 0
     for option in ("--host", "--port", "--threads", "--max-body-bytes", "--max-batch", "--read-timeout", "--model"):
         assert option in result.output
+
+
+def test_strict_threshold_flags_only_scores_above_the_strict_cut(start, model):
+    """--threshold strict on the server: the same scores, judged at the model's strict operating point."""
+    strict_port = start(threshold="strict").server_port
+    texts = [f"a made-up sentence number {i} about gardens and rivers" for i in range(12)]
+    status, _, default_body = call(start().server_port, "POST", "/v1/moderations", {"input": texts})
+    status_strict, _, strict_body = call(strict_port, "POST", "/v1/moderations", {"input": texts})
+    assert status == status_strict == 200
+    cut = model.operating_points_["strict"]
+    for plain, strict in zip(default_body["results"], strict_body["results"]):
+        assert strict["unsafe_score"] == plain["unsafe_score"]
+        assert strict["flagged"] == (strict["unsafe_score"] >= cut)
+
+
+def test_unknown_operating_point_is_refused_at_start_up(model):
+    with pytest.raises(ValueError, match="unknown operating point 'lenient'"):
+        make_app(model, threshold="lenient")
