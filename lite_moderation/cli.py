@@ -421,17 +421,20 @@ def _warn_on_leak(model, prompts: list[str]) -> None:
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON (- for stdout).")
+@click.option("--threshold", type=ThresholdType(), default=None,
+              help="Judge the unsafe head at a probability or at each fold model's 'strict' operating point.")
 @recipe_options
 @on_error_option("fail")
 @quiet_option
 @_friendly_errors
-def cv_command(data_path: Path, folds: int, seed: int, json_path: Path | None, on_error: str, quiet: bool,
-               **recipe: Any) -> None:
+def cv_command(data_path: Path, folds: int, seed: int, json_path: Path | None, threshold: float | str | None,
+               on_error: str, quiet: bool, **recipe: Any) -> None:
     """Cross-validate the training recipe, folds grouped by prompt; metrics on out-of-fold predictions."""
     from .evaluation import cross_validate
 
     dataset = _load_labelled(data_path, on_error)
-    result = cross_validate(dataset, folds, seed, estimator=_estimator_from_options(recipe), progress=not quiet)
+    result = cross_validate(dataset, folds, seed, estimator=_estimator_from_options(recipe), progress=not quiet,
+                            threshold=threshold)
     _emit_metrics(result.metrics, json_path)
 
 

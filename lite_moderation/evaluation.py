@@ -29,12 +29,17 @@ def evaluate(model: ModerationClassifier, dataset: Dataset, threshold: float | s
 
     ``threshold`` overrides the unsafe head's tuned threshold (a probability or an operating point's name).
     """
-    cut = resolve_threshold(threshold, model)
     proba = model.predict_proba(dataset.pairs)
-    thresholds = np.array(model.thresholds_, dtype=np.float64)
+    return moderation_metrics(_unsafe_truth(dataset), proba, proba >= _cut_offs(model, threshold), dataset.categories)
+
+
+def _cut_offs(model: ModerationClassifier, threshold: float | str | None) -> np.ndarray:
+    """The model's thresholds, the unsafe one overridden by ``threshold`` when given."""
+    cuts = np.array(model.thresholds_, dtype=np.float64)
+    cut = resolve_threshold(threshold, model)
     if cut is not None:
-        thresholds[-1] = cut
-    return moderation_metrics(_unsafe_truth(dataset), proba, proba >= thresholds, dataset.categories)
+        cuts[-1] = cut
+    return cuts
 
 
 def _unsafe_truth(dataset: Dataset) -> np.ndarray:
@@ -66,10 +71,13 @@ class CVResult:
 
 
 def cross_validate(dataset: Dataset, n_folds: int = 5, seed: int = 0,
-                   estimator: ModerationClassifier | None = None, progress: bool = False) -> CVResult:
+                   estimator: ModerationClassifier | None = None, progress: bool = False,
+                   threshold: float | str | None = None) -> CVResult:
     """k-fold cross-validation grouped by prompt; every row is predicted by a model that never saw it.
 
     Each fold's model tunes its thresholds inside its own training part, so the test fold stays unseen.
+    ``threshold`` overrides the unsafe cut-off: a probability, or an operating point ("strict") that each
+    fold's model learned from its own training part.
     """
     if estimator is None:
         from .training import default_estimator  # training builds on this module
@@ -86,7 +94,7 @@ def cross_validate(dataset: Dataset, n_folds: int = 5, seed: int = 0,
         for k, (train, test) in enumerate(grouped_folds(pairs, n_folds, seed)):
             model = clone(estimator).fit([pairs[i] for i in train], target[train])
             proba[test] = model.predict_proba([pairs[i] for i in test])
-            predicted[test] = proba[test] >= model.thresholds_
+            predicted[test] = proba[test] >= _cut_offs(model, threshold)
             fold_of_row[test] = k
             bar.update()
     metrics = moderation_metrics(unsafe, proba, predicted, dataset.categories)

@@ -354,3 +354,16 @@ def test_score_file_at_the_strict_operating_point(runner, tiny_model_dir, tmp_pa
 def test_threshold_option_rejects_what_is_neither_a_probability_nor_a_name(runner, value):
     result = runner.invoke(main, ["score", "--threshold", value, "a text"])
     assert result.exit_code == 2 and "--threshold" in result.stderr
+
+
+def test_cv_at_a_fixed_threshold_and_at_the_strict_operating_point(runner, tiny_data, tmp_path):
+    metrics = {}
+    for value in ("1.0", "strict"):
+        out = tmp_path / f"cv-{value}.json"
+        result = runner.invoke(main, ["cv", "--data", str(tiny_data), "--folds", "3", "--char-ngrams", "none",
+                                      "--min-df", "1", "--threshold", value, "--json", str(out), "-q"])
+        assert result.exit_code == 0, result.output
+        metrics[value] = json.loads(out.read_text())
+    assert metrics["1.0"]["unsafe"]["recall"] < 0.05  # almost nothing scores >= 1.0
+    assert metrics["strict"]["unsafe"]["precision"] > 0.9  # the markers make the strict point easy
+    assert metrics["strict"]["unsafe"]["auroc"] == metrics["1.0"]["unsafe"]["auroc"]  # same scores, other cut
