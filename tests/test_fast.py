@@ -179,3 +179,19 @@ def test_a_scorer_survives_pickle_and_deepcopy(scorer, beavertails_pairs) -> Non
     expected = scorer.predict_proba(pairs)
     for clone in (pickle.loads(pickle.dumps(scorer)), copy.deepcopy(scorer)):
         np.testing.assert_allclose(clone.predict_proba(pairs), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_keys", [0, 1, 7, 5000])
+def test_key_table_finds_every_key_and_only_those(n_keys: int) -> None:
+    from lite_moderation.fast import _KeyTable
+
+    rng = np.random.default_rng(n_keys)
+    keys = np.unique(rng.integers(0, 2**62, size=n_keys))
+    keys = np.concatenate([keys, np.arange(64, dtype=np.int64) * 2**40])  # clustered keys collide more
+    values = rng.integers(0, 10**6, size=len(keys))
+    table = _KeyTable(keys, values)
+    absent = rng.integers(0, 2**62, size=2000)
+    absent = absent[~np.isin(absent, keys)]
+    np.testing.assert_array_equal(table.lookup(keys), values)
+    np.testing.assert_array_equal(table.lookup(absent), -1)
+    assert table.lookup(np.empty(0, dtype=np.int64)).shape == (0,)
