@@ -41,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--clients", type=int, default=16, help="Concurrent client threads.")
     parser.add_argument("--threads", type=int, default=8, help="Server worker threads (serve --threads).")
+    parser.add_argument("--model", default="default", help="serve --model: a shipped name (default, fast) or a directory.")
     parser.add_argument("--max-seconds", type=float, default=600, help="Hard stop of each phase.")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -58,10 +59,10 @@ def read_texts(path: Path) -> list[str]:
 class Server:
     """``lite-moderation serve`` in a subprocess; its log goes to a temp file, parsed for the port."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, model: str) -> None:
         fd, self.log_path = tempfile.mkstemp(prefix="serve-load-", suffix=".log")
         command = [sys.executable, "-m", "lite_moderation.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-                   "--threads", str(threads)]
+                   "--threads", str(threads), "--model", model]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=fd)
         os.close(fd)
         self.port = self._wait_for_port()
@@ -168,7 +169,7 @@ def markdown(report: dict) -> str:
         "",
         (f"Machine: {m['cpus']} CPU cores, {m['platform']}, Python {m['python']}; load average before the run "
          f"{m['load_average_before']}. Client ({report['clients']} threads, one process) and server "
-         f"(`lite-moderation serve --threads {report['server_threads']}`, a subprocess) share these cores over "
+         f"(`lite-moderation serve --threads {report['server_threads']} --model {report.get('model', 'default')}`, a subprocess) share these cores over "
          "loopback" + (", and other jobs were running (see the load average)" if m["load_average_before"][0] >= 1
                        else "") + ": a server with the machine to itself does better."),
         "",
@@ -195,8 +196,8 @@ def main() -> int:
     texts = read_texts(args.data)
     report = {"command": shlex.join(["python", "benchmarks/serve_load.py", *sys.argv[1:]]),
               "machine": machine(MACHINE_NOTE),
-              "clients": args.clients, "server_threads": args.threads, "phases": {}}
-    server = Server(args.threads)
+              "clients": args.clients, "server_threads": args.threads, "model": args.model, "phases": {}}
+    server = Server(args.threads, args.model)
     try:
         run_phase(server.port, texts, 50, 1, 2, args.max_seconds)  # warm-up, not reported
         phases = {"single text": (args.single, 1), f"batch of {args.batch_size}": (args.batch, args.batch_size)}
