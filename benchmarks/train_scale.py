@@ -108,13 +108,17 @@ def write_results(runs: list[dict], args: argparse.Namespace) -> None:
     command = "python benchmarks/train_scale.py " + shlex.join(
         ["--sizes", *map(str, args.sizes), "--setups", *args.setups, "--timeout", str(int(args.timeout))]
         + (["--merge"] * args.merge))
-    meta = {"command": command, "machine": f"{platform.platform()}, {os.cpu_count()} cores",
+    earlier = json.loads((RESULTS / "train_scale.json").read_text()) if args.merge and (RESULTS / "train_scale.json").exists() else {}
+    commands = [c for c in earlier.get("commands", [earlier["command"]] if "command" in earlier else []) if c != command]
+    meta = {"command": command, "commands": [*commands, command],
+            "machine": f"{platform.platform()}, {os.cpu_count()} cores",
             "load_average_after": os.getloadavg(), "python": platform.python_version(), "synthetic": True}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "train_scale.json").write_text(json.dumps({**meta, "runs": runs}, indent=2) + "\n")
     lines = [
         "# Training time and memory (SYNTHETIC data: speed only, never quality)", "",
-        f"Command (latest): `{command}`. Machine: {meta['machine']}.",
+        "Commands (a later `--merge` run replaces the same setup and size): "
+        + "; ".join(f"`{c}`" for c in meta["commands"]) + f". Machine: {meta['machine']}.",
         "Each run is `lite-moderation train --data SYNTHETIC.jsonl --output DIR --quiet OPTIONS` in a subprocess;",
         "rows are resampled, perturbed 30k_test pairs; peak RSS is the training process's.", "",
         "| setup | options | rows | seconds | peak RSS MB | load average after |", "|---|---|---:|---:|---:|---:|",
