@@ -108,8 +108,9 @@ def write_results(runs: list[dict], args: argparse.Namespace) -> None:
     command = "python benchmarks/train_scale.py " + shlex.join(
         ["--sizes", *map(str, args.sizes), "--setups", *args.setups, "--timeout", str(int(args.timeout))]
         + (["--merge"] * args.merge))
-    earlier = json.loads((RESULTS / "train_scale.json").read_text()) if args.merge and (RESULTS / "train_scale.json").exists() else {}
-    commands = [c for c in earlier.get("commands", [earlier["command"]] if "command" in earlier else []) if c != command]
+    path = RESULTS / "train_scale.json"
+    earlier = json.loads(path.read_text()) if args.merge and path.exists() else {}
+    commands = [c for c in earlier.get("commands", [earlier.get("command")]) if c and c != command]
     meta = {"command": command, "commands": [*commands, command],
             "machine": f"{platform.platform()}, {os.cpu_count()} cores",
             "load_average_after": os.getloadavg(), "python": platform.python_version(), "synthetic": True}
