@@ -142,7 +142,8 @@ def recipe_options(command: Callable) -> Callable:
         click.option("--max-features", type=click.IntRange(min=1), default=None,
                      help="Cap on each vocabulary block (most frequent terms kept)."),
         click.option("--threshold-folds", type=click.IntRange(min=0), default=5, show_default=True,
-                     help="Grouped folds for tuning per-label thresholds (0: keep 0.5); costs folds + 1 fits per label."),
+                     help="Grouped folds for tuning per-label thresholds (0: keep 0.5); costs folds + 1 fits "
+                          "per label."),
         click.option("--threshold-holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
                      help="Instead of folds: hold out this fraction of prompts to tune thresholds on and fit once "
                           "on the rest (one fit per label; for large data, e.g. 0.1)."),

@@ -169,7 +169,8 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
 
     def _new_logistic_regression(self) -> LogisticRegression:
         return LogisticRegression(
-            C=self.C, class_weight=self.class_weight, solver="liblinear", max_iter=self.max_iter, tol=self.tol, dual=self.dual,
+            C=self.C, class_weight=self.class_weight, solver="liblinear", max_iter=self.max_iter, tol=self.tol,
+            dual=self.dual,
             random_state=self.random_state,
         )
 

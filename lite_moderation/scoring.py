@@ -50,7 +50,8 @@ def _chunks(records: Iterable[Record], chunk_size: int) -> Iterator[list[Record]
         yield chunk
 
 
-def iter_scores(model: ModerationClassifier | FastScorer, records: Iterable[Record], threshold: float | str | None = None,
+def iter_scores(model: ModerationClassifier | FastScorer, records: Iterable[Record],
+                threshold: float | str | None = None,
                 chunk_size: int = CHUNK_SIZE, jobs: int = 1) -> Iterator[tuple[Record, dict]]:
     """(record, verdict) for each record, in input order, scored a chunk at a time so memory stays bounded.
 
@@ -96,7 +97,8 @@ def _parallel_probas(model: ModerationClassifier | FastScorer, chunks: Iterator[
             yield done_chunk, result.get()
 
 
-def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.PathLike, output_path: str | os.PathLike | None,
+def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.PathLike,
+               output_path: str | os.PathLike | None,
                fmt: str = "jsonl", on_error: str = "skip", threshold: float | str | None = None,
                input_format: str = "auto", progress: bool = False, jobs: int = 1,
                chunk_size: int = CHUNK_SIZE) -> ScoreSummary:

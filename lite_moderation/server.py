@@ -306,8 +306,8 @@ def make_app(model: ModerationClassifier | FastScorer | None = None, *, model_na
              threshold: float | str | None = None) -> ModerationApp:
     """The WSGI app around ``model`` (default: the shipped model); ``threshold`` overrides its unsafe cut-off
     (a probability or an operating point such as "strict")."""
-    return ModerationApp(load_scorer() if model is None else model, model_name=model_name, max_body_bytes=max_body_bytes,
-                         max_batch=max_batch, threshold=threshold)
+    return ModerationApp(load_scorer() if model is None else model, model_name=model_name,
+                         max_body_bytes=max_body_bytes, max_batch=max_batch, threshold=threshold)
 
 
 def create_app() -> ModerationApp:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["FIELDS", "JOINT_SEPARATOR", "WORD_TOKEN_PATTERN", "block_settings", "block_specs", "field_texts", "split_fields"]
+__all__ = [
+    "FIELDS", "JOINT_SEPARATOR", "WORD_TOKEN_PATTERN", "block_settings", "block_specs", "field_texts", "split_fields",
+]
 
 #: Which text a feature block reads: the prompt, the response, or both joined.
 FIELDS = ("prompt", "response", "joint")
