@@ -8,6 +8,8 @@ It measures (all with the library's own ``grouped_folds`` / ``cross_validate`` /
 - 5-fold CV grouped by prompt (seed 0): unsafe F1/precision/recall/FPR/AUPRC/AUROC and per-category F1;
 - the external sets (SafeRLHF-2000, XSTest-response) with the model trained on all of 30k_test, at its
   tuned thresholds;
+- operating points and presets: the unsafe head at each fold model's "strict" cut-off (best F0.5) beside its
+  default (best F1), for this recipe and for the shipped "fast" preset, in CV and on the external sets;
 - a learning curve: the same CV with 10%..100% of each training fold (whole prompt groups kept);
 - all-MiniLM-L6-v2 + LR on the same folds and sets, read from ``minilm.json`` (benchmarks/minilm_baseline.py).
 """
@@ -27,7 +29,7 @@ from sklearn.metrics import precision_recall_curve
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recipes import build
 
-from lite_moderation import cross_validate, evaluate, load_dataset
+from lite_moderation import cross_validate, default_estimator, evaluate, load_dataset
 from lite_moderation.evaluation import grouped_folds
 from lite_moderation.metrics import moderation_metrics
 from lite_moderation.model import prompt_groups
@@ -180,6 +182,24 @@ def plots(cv, curve, minilm, extrap) -> list[str]:
     return names
 
 
+def operating_point_rows(name: str, estimator, dataset, cv=None) -> list[dict]:
+    """The unsafe head of ``estimator`` at its "default" and "strict" cut-offs: grouped CV (each row judged at its
+    own fold model's cut-off) and the external sets (model trained on all of 30k_test)."""
+    cv = cv if cv is not None else cross_validate(dataset, FOLDS, SEED, estimator=estimator)
+    model = clone(estimator).fit(dataset.pairs, dataset.y)
+    rows = []
+    for point in ("default", "strict"):
+        cut = np.array([cv.operating_points[k][point] for k in cv.fold_of_row])
+        predicted = cv.predicted.copy()
+        predicted[:, -1] = cv.proba[:, -1] >= cut
+        metrics = moderation_metrics(dataset.y[:, -1], cv.proba, predicted, dataset.categories)
+        external = {set_name: evaluate(model, load_dataset(path), threshold=point)["unsafe"]
+                    for set_name, path in EXTERNAL.items()}
+        rows.append({"preset": name, "operating_point": point, "threshold_all_rows": model.operating_points_[point],
+                     "cv_unsafe": metrics["unsafe"], "external": external})
+    return rows
+
+
 def fmt(x) -> str:
     return "" if x is None else f"{x:.3f}"
 
@@ -238,6 +258,7 @@ def markdown(result: dict) -> str:
             me = mini["external"][_minilm_key(name)]
             row += f" {me['f1']:.3f} / {me['fpr']:.3f} / {me['auroc']:.3f} |"
         lines.append(row)
+    lines += operating_points_markdown(result.get("operating_points", []))
     if not result["learning_curve"]:
         return "\n".join(lines + ["", "(learning curve skipped: --no-learning-curve)", ""])
     lines += ["", "## Learning curve (what more data buys)", "",
@@ -254,6 +275,24 @@ def markdown(result: dict) -> str:
               "and the 30k_test rows are not the train split's distribution, so treat these as optimistic bounds.",
               "", "![learning curve](quality_learning_curve.png)", ""]
     return "\n".join(lines)
+
+
+def operating_points_markdown(points: list[dict]) -> list[str]:
+    if not points:
+        return []
+    lines = ["", "## Operating points and presets (unsafe head)", "",
+             ("`default` = the F1-best cut-off, `strict` = the F0.5-best one (precision weighs more), both tuned on "
+             "out-of-fold predictions of the training data (`--threshold strict`). CV rows: each row judged at its own "
+             "fold model's cut-off; external rows: the model trained on all of 30k_test."), "",
+             ("| preset | point | cut-off (all rows) | CV F1 | CV precision | CV recall | CV FPR | SafeRLHF F1 / FPR "
+             "| XSTest F1 / FPR |"), "|---|---|---|---|---|---|---|---|---|"]
+    for row in points:
+        u, ext = row["cv_unsafe"], row["external"]
+        s, x = ext["SafeRLHF-2000"], ext["XSTest-response"]
+        lines.append(f"| {row['preset']} | {row['operating_point']} | {row['threshold_all_rows']:.3f} | {u['f1']:.3f} "
+                     f"| {u['precision']:.3f} | {u['recall']:.3f} | {u['fpr']:.3f} | {s['f1']:.3f} / {s['fpr']:.3f} "
+                     f"| {x['f1']:.3f} / {x['fpr']:.3f} |")
+    return lines
 
 
 def _minilm_key(name: str) -> str:
@@ -274,6 +313,9 @@ def main(argv: list[str] | None = None) -> None:
     print("training on all rows...", file=sys.stderr, flush=True)
     model = clone(estimator).fit(dataset.pairs, dataset.y)
     external = {name: evaluate(model, load_dataset(path)) for name, path in EXTERNAL.items()}
+    print("operating points and the fast preset...", file=sys.stderr, flush=True)
+    points = (operating_point_rows(args.recipe, estimator, dataset, cv)
+              + operating_point_rows("fast preset", default_estimator(preset="fast"), dataset))
     curve = learning_curve(estimator, dataset, folds, cv) if not args.no_learning_curve else []
     extrap = {k: {"27k": extrapolate(curve, k, 27186), "300k": extrapolate(curve, k, 300567)}
               for k in ("unsafe_f1", "macro_f1")} if curve else {}
@@ -285,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
         "command": command, "recipe": args.recipe, "recipe_params": {**params,
                                                                       "vectorizer": repr(estimator.vectorizer)},
         "n_features": int(model.coef_.shape[0]), "folds": FOLDS, "seed": SEED, "cv": cv.metrics,
-        "external": external, "learning_curve": curve, "extrapolation": extrap, "thresholds": model.thresholds_.tolist(),
+        "external": external, "operating_points": points, "learning_curve": curve, "extrapolation": extrap, "thresholds": model.thresholds_.tolist(),
         "minilm": {k: minilm[k] for k in ("cv", "external", "model")} if minilm else None,
         "published": [dict(zip(("model", "params", "f1", "fpr", "auc", "source", "setup"), row)) for row in PUBLISHED],
     }

@@ -68,6 +68,7 @@ class CVResult:
     proba: np.ndarray      # (n, 15) out-of-fold probabilities
     predicted: np.ndarray  # (n, 15) decisions, each row at its own fold model's thresholds
     fold_of_row: np.ndarray
+    operating_points: list[dict]  # per fold, its model's named unsafe cut-offs ("default", "strict")
 
 
 def cross_validate(dataset: Dataset, n_folds: int = 5, seed: int = 0,
@@ -89,6 +90,7 @@ def cross_validate(dataset: Dataset, n_folds: int = 5, seed: int = 0,
     proba = np.zeros(target.shape)
     predicted = np.zeros(target.shape, dtype=bool)
     fold_of_row = np.zeros(len(unsafe), dtype=np.int64)
+    operating_points = []
     pairs = dataset.pairs
     with Progress("cross-validation", total=n_folds, enabled=progress, unit="folds") as bar:
         for k, (train, test) in enumerate(grouped_folds(pairs, n_folds, seed)):
@@ -96,6 +98,7 @@ def cross_validate(dataset: Dataset, n_folds: int = 5, seed: int = 0,
             proba[test] = model.predict_proba([pairs[i] for i in test])
             predicted[test] = proba[test] >= _cut_offs(model, threshold)
             fold_of_row[test] = k
+            operating_points.append(dict(model.operating_points_))
             bar.update()
     metrics = moderation_metrics(unsafe, proba, predicted, dataset.categories)
-    return CVResult(metrics, proba, predicted, fold_of_row)
+    return CVResult(metrics, proba, predicted, fold_of_row, operating_points)

@@ -164,3 +164,18 @@ def test_operating_points_are_learned_and_selectable_by_name(xy):
         model.moderate(X, threshold="lenient")
     untuned = lm.default_estimator(char_fields=(), min_df=1, threshold_folds=0).fit(X, Y)
     assert untuned.operating_points_ == {"default": 0.5, "strict": 0.5}
+
+
+def test_cross_validation_keeps_each_fold_models_operating_points(tmp_path):
+    from conftest import write_jsonl
+
+    path = tmp_path / "data.jsonl"
+    write_jsonl(path, synthetic_records(240, seed=5))
+    data = lm.load_dataset(path, require="categories")
+    cv = lm.cross_validate(data, n_folds=3, seed=0, estimator=fast_estimator())
+    assert len(cv.operating_points) == 3
+    cut = np.array([cv.operating_points[k]["default"] for k in cv.fold_of_row])
+    np.testing.assert_array_equal(cv.predicted[:, -1], cv.proba[:, -1] >= cut)
+    strict = lm.cross_validate(data, n_folds=3, seed=0, estimator=fast_estimator(), threshold="strict")
+    strict_cut = np.array([cv.operating_points[k]["strict"] for k in cv.fold_of_row])
+    np.testing.assert_array_equal(strict.predicted[:, -1], cv.proba[:, -1] >= strict_cut)
