@@ -192,6 +192,9 @@ def test_key_table_finds_every_key_and_only_those(n_keys: int) -> None:
     table = _KeyTable(keys, values)
     absent = rng.integers(0, 2**62, size=2000)
     absent = absent[~np.isin(absent, keys)]
+    for start in range(0, len(keys), 97):  # short queries (one request) take the binary-search path
+        np.testing.assert_array_equal(table.lookup(keys[start:start + 97]), values[start:start + 97])
     np.testing.assert_array_equal(table.lookup(keys), values)
     np.testing.assert_array_equal(table.lookup(absent), -1)
+    np.testing.assert_array_equal(table.lookup(absent[:5]), -1)
     assert table.lookup(np.empty(0, dtype=np.int64)).shape == (0,)
