@@ -465,7 +465,7 @@ def serve(model_path: str | os.PathLike | None = None, host: str = "127.0.0.1", 
     app = make_app(load_scorer(model_path), max_body_bytes=max_body_bytes, max_batch=max_batch, threshold=threshold)
     server = make_server(app, host, port, threads=threads, read_timeout=read_timeout)
     shown_host = f"[{host}]" if ":" in host else host
-    with _interrupt_on_sigterm():  # before the "serving" line: a signal right after it must stop cleanly
+    with _interrupt_on_signals():  # before the "serving" line: a signal right after it must stop cleanly
         try:
             logger.info("serving %s on http://%s:%d (threads=%d); stop with Ctrl-C or SIGTERM", app.model_name,
                         shown_host, server.server_port, threads)
@@ -478,8 +478,9 @@ def serve(model_path: str | os.PathLike | None = None, host: str = "127.0.0.1", 
 
 
 @contextlib.contextmanager
-def _interrupt_on_sigterm() -> Iterator[None]:
-    """SIGTERM stops the server the way Ctrl-C does (only the main thread can install handlers)."""
+def _interrupt_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT stop the server the way Ctrl-C does, even when SIGINT was inherited as ignored
+    (a process started in the background by a shell ignores it); only the main thread can install handlers."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -487,8 +488,9 @@ def _interrupt_on_sigterm() -> Iterator[None]:
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -366,8 +366,12 @@ def test_create_app_reads_the_model_from_the_environment(monkeypatch, model):
 class ServeProcess:
     """``lite-moderation serve`` in a subprocess; stderr lines are collected by a reader thread."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, sigint_ignored: bool = False) -> None:
         command = [sys.executable, "-m", "lite_moderation.cli", "serve", "--port", "0", *args]
+        if sigint_ignored:  # as a shell's background job: SIGINT ignored, kept across exec
+            keep_ignored = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); " \
+                           "os.execv(sys.argv[1], sys.argv[1:])"
+            command = [sys.executable, "-c", keep_ignored, *command]
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
@@ -410,6 +414,15 @@ def test_cli_serves_and_stops_cleanly_on_signal(signum):
     assert "POST /v1/moderations 200" in log and "stopped" in log
     assert marker not in log
     assert "Traceback" not in log
+
+
+def test_cli_stops_on_sigint_even_when_started_with_sigint_ignored():
+    server = ServeProcess("--threads", "1", sigint_ignored=True)
+    try:
+        assert moderate(server.port, {"input": ["a made-up sentence"]})["results"]
+    finally:
+        code = server.stop(signal.SIGINT)
+    assert code == 0 and "stopped" in "".join(server.seen)
 
 
 def test_cli_stops_cleanly_with_a_stalled_client_connected():
