@@ -495,6 +495,10 @@ def _card_text(card: dict) -> str:
         lines.append(f"cv ({cv['folds']} folds grouped by prompt, seed {cv['seed']}): unsafe F1 {unsafe['f1']:.3f}"
                      f"  AUPRC {unsafe['auprc']:.3f}  AUROC {unsafe['auroc']:.3f}{macro}")
     lines.append("thresholds: " + ", ".join(f"{short_name(k)} {v:.3f}" for k, v in card["thresholds"].items()))
+    points = card.get("operating_points", {})
+    if points:
+        lines.append("unsafe operating points (--threshold NAME): "
+                     + ", ".join(f"{name} {value:.3f}" for name, value in points.items()))
     return "\n".join(lines)
 
 

@@ -235,6 +235,7 @@ def read_card(path: str | os.PathLike | None = None) -> dict:
         **metadata.get("card", {}),
         "labels": metadata["labels"],
         "thresholds": dict(zip(metadata["labels"], metadata["thresholds"])),
+        "operating_points": dict(metadata.get("operating_points", {})),
         "params": metadata["params"],
         "format_version": metadata["format_version"],
         "path": str(directory),

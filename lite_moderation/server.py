@@ -287,7 +287,8 @@ def _model_name(model: ModerationClassifier | FastScorer) -> str:
 def _model_entry(model: ModerationClassifier | FastScorer, name: str) -> dict:
     """The /v1/models entry: OpenAI's fields plus the model card (no file-system path)."""
     card = {**getattr(model, "card_", {}), "labels": list(model.labels_),
-            "thresholds": dict(zip(model.labels_, map(float, model.thresholds_)))}
+            "thresholds": dict(zip(model.labels_, map(float, model.thresholds_))),
+            "operating_points": dict(getattr(model, "operating_points_", {}))}
     path = getattr(model, "path_", None)
     created = int(os.stat(Path(path) / "model.json").st_mtime) if path else 0
     return {"id": name, "object": "model", "created": created, "owned_by": "lite-moderation", "card": card}

@@ -263,6 +263,8 @@ def test_info_json_is_the_model_card(runner):
     for key in ("training_data", "recipe", "labels", "thresholds", "metrics", "license", "format_version",
                 "path", "size_bytes"):
         assert key in card
+    assert card["operating_points"]["default"] == card["thresholds"]["unsafe"]
+    assert card["operating_points"]["strict"] > card["operating_points"]["default"]
     assert card["training_data"]["sha256"] == "ebc81efa924ce4faf34c984d37c16f942f19825b65e0668ccda4a884fd092b63"
     assert "CC BY-NC 4.0" in card["license"]
     assert card["size_bytes"] <= 10_000_000
@@ -272,6 +274,7 @@ def test_info_text(runner, tiny_model_dir):
     result = runner.invoke(main, ["info", "--model", str(tiny_model_dir)])
     assert result.exit_code == 0, result.output
     assert "tiny_train.jsonl" in result.stdout and "thresholds:" in result.stdout
+    assert "unsafe operating points (--threshold NAME): default " in result.stdout and ", strict " in result.stdout
 
 
 def test_missing_model_directory_fails_cleanly(runner, tmp_path):

@@ -171,6 +171,7 @@ def test_models_lists_the_model_and_its_card(port):
     assert entry["id"] == "lite-moderation-default" and entry["object"] == "model"
     assert entry["card"]["labels"] == [*CATEGORIES, "unsafe"]
     assert set(entry["card"]["thresholds"]) == {*CATEGORIES, "unsafe"}
+    assert set(entry["card"]["operating_points"]) == {"default", "strict"}
     assert "license" in entry["card"]
     assert call(port, "GET", "/v1/models/lite-moderation-default")[2] == entry
 
