@@ -66,8 +66,7 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
 
     def block_settings(self, analyzer: str) -> dict:
         """All ``TfidfVectorizer`` parameters of one block (see :func:`lite_moderation.texts.block_settings`)."""
-        ngram_range = self.word_ngram_range if analyzer == "word" else self.char_ngram_range
-        return block_settings(analyzer, ngram_range, self.min_df, self.max_features, self.sublinear_tf, self.dtype)
+        return block_settings(self.get_params(), analyzer)
 
     def fit(self, X: Sequence, y: object = None) -> QAVectorizer:
         self.fit_transform(X)

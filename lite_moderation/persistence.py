@@ -184,9 +184,7 @@ def load_scorer(path: str | os.PathLike | None = None, cache_size: int | None = 
     specs = _checked_specs(vec_params, vocabulary, directory)
     blocks = []
     for i, ((field, analyzer), terms) in enumerate(zip(specs, vocabulary["blocks"])):
-        ngram_range = vec_params["word_ngram_range" if analyzer == "word" else "char_ngram_range"]
-        settings = block_settings(analyzer, ngram_range, vec_params["min_df"], vec_params["max_features"],
-                                  vec_params["sublinear_tf"], vec_params["dtype"])
+        settings = block_settings(vec_params, analyzer)
         blocks.append((field, settings, _vocabulary_dict(terms), arrays[f"idf_{i}"], _sklearn_analyzer(settings)))
     n_terms = sum(len(terms) for terms in vocabulary["blocks"])
     _check_weights(arrays["coef"], n_terms, directory)

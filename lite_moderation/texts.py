@@ -67,17 +67,19 @@ def block_specs(word_fields: Sequence[str], char_fields: Sequence[str]) -> list[
 WORD_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 
 
-def block_settings(analyzer: str, ngram_range: tuple[int, int], min_df: float, max_features: int | None,
-                   sublinear_tf: bool, dtype: type) -> dict:
-    """Every parameter of one block's ``TfidfVectorizer``, spelled out.
+def block_settings(params: dict, analyzer: str) -> dict:
+    """Every parameter of the ``TfidfVectorizer`` of one block (analyzer "word" or "char_wb"), spelled out,
+    from the ``QAVectorizer`` parameters ``params``.
 
     The single source of a block's settings: ``QAVectorizer`` builds its blocks from it, and a saved model
     is rebuilt for scoring from it without importing scikit-learn.
     """
+    ngram_range = params["word_ngram_range" if analyzer == "word" else "char_ngram_range"]
     return {
         "input": "content", "encoding": "utf-8", "decode_error": "strict", "strip_accents": None,
         "lowercase": True, "preprocessor": None, "tokenizer": None, "analyzer": analyzer, "stop_words": None,
-        "token_pattern": WORD_TOKEN_PATTERN, "ngram_range": tuple(ngram_range), "max_df": 1.0, "min_df": min_df,
-        "max_features": max_features, "vocabulary": None, "binary": False, "dtype": dtype, "norm": "l2",
-        "use_idf": True, "smooth_idf": True, "sublinear_tf": sublinear_tf,
+        "token_pattern": WORD_TOKEN_PATTERN, "ngram_range": tuple(ngram_range), "max_df": 1.0,
+        "min_df": params["min_df"], "max_features": params["max_features"], "vocabulary": None, "binary": False,
+        "dtype": params["dtype"], "norm": "l2", "use_idf": True, "smooth_idf": True,
+        "sublinear_tf": params["sublinear_tf"],
     }

@@ -78,7 +78,9 @@ def test_load_scorer_scores_exactly_like_load(beavertails_pairs) -> None:
 
 def test_block_settings_spell_out_every_tfidf_parameter() -> None:
     """A saved model is rebuilt from block_settings alone; a parameter it missed would be silently default."""
-    settings = block_settings("char_wb", (2, 5), 2, None, True, np.float32)
+    params = {"word_ngram_range": (1, 2), "char_ngram_range": (2, 5), "min_df": 2, "max_features": None,
+              "sublinear_tf": True, "dtype": np.float32}
+    settings = block_settings(params, "char_wb")
     assert set(settings) == set(TfidfVectorizer().get_params())
     assert TfidfVectorizer(**settings).get_params() == settings
 
