@@ -28,7 +28,7 @@ from .scoring import score_file
 from .server import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, DEFAULT_THREADS, serve
 from .taxonomy import CATEGORIES, LABELS, short_name
 from .texts import split_fields
-from .thresholds import resolve_threshold
+from .thresholds import OPERATING_POINTS, resolve_threshold
 from .training import (
     BEAVERTAILS_LICENSE,
     DEFAULT_PRESET,
@@ -38,7 +38,6 @@ from .training import (
     train,
 )
 
-OPERATING_POINTS = ("default", "strict")
 EXIT_FLAGGED = 1
 EXIT_BAD_INPUT = 2
 
@@ -98,7 +97,7 @@ class ThresholdType(click.ParamType):
     name = "PROBABILITY|strict"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | str:
-        if isinstance(value, (float, str)) and value in OPERATING_POINTS:
+        if value in OPERATING_POINTS:
             return value
         try:
             number = float(value)

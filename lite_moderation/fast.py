@@ -494,7 +494,7 @@ class FastScorer:
     """
 
     def __init__(self, blocks: list[_Block], weights: np.ndarray, intercept: np.ndarray, thresholds: np.ndarray,
-                 labels: list[str]) -> None:
+                 labels: list[str], operating_points: dict[str, float]) -> None:
         self.blocks = blocks
         self.weights = weights
         self.batch_size = BATCH_SIZE
@@ -503,20 +503,20 @@ class FastScorer:
         self.intercept_ = np.asarray(intercept, dtype=np.float64)
         self.thresholds_ = np.asarray(thresholds, dtype=np.float64)
         self.labels_ = list(labels)
-        self.operating_points_: dict[str, float] = {}  # named unsafe cut-offs, set by from_model / load_scorer
+        self.operating_points_ = dict(operating_points)  # named unsafe cut-offs (see ModerationClassifier)
 
     @classmethod
     def from_model(cls, model: ModerationClassifier, cache_size: int = DEFAULT_CACHE_SIZE) -> FastScorer:
         """Precompute the fast tables of a fitted model (the model itself is not changed)."""
         blocks = [(field, vectorizer.get_params(), vectorizer.vocabulary_, vectorizer.idf_, vectorizer.build_analyzer)
                   for field, _, vectorizer in model.vectorizer_.blocks_]
-        scorer = cls.from_parts(blocks, model.coef_, model.intercept_, model.thresholds_, model.labels_, cache_size)
-        scorer.operating_points_ = dict(getattr(model, "operating_points_", {}))
-        return scorer
+        return cls.from_parts(blocks, model.coef_, model.intercept_, model.thresholds_, model.labels_,
+                              getattr(model, "operating_points_", {}), cache_size)
 
     @classmethod
     def from_parts(cls, blocks: list[tuple], coef: np.ndarray, intercept: np.ndarray, thresholds: np.ndarray,
-                   labels: list[str], cache_size: int = DEFAULT_CACHE_SIZE) -> FastScorer:
+                   labels: list[str], operating_points: dict[str, float],
+                   cache_size: int = DEFAULT_CACHE_SIZE) -> FastScorer:
         """A scorer from plain fitted state: per block (field, TfidfVectorizer settings, vocabulary, idf,
         analyser factory), then the (n_features, 15) weights, biases, thresholds and label names."""
         weights = np.array(coef, dtype=np.float64, order="C")
@@ -533,7 +533,7 @@ class FastScorer:
             start = stop
         if start != weights.shape[0]:
             raise ValueError(f"the model's blocks have {start} terms but coef_ has {weights.shape[0]} rows")
-        return cls(built, weights, intercept, thresholds, labels)
+        return cls(built, weights, intercept, thresholds, labels, operating_points)
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, cache_size: int = DEFAULT_CACHE_SIZE) -> FastScorer:

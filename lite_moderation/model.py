@@ -24,7 +24,13 @@ from .metrics import binary_metrics
 from .progress import Progress
 from .taxonomy import CATEGORIES, LABELS, results_from_proba, sigmoid
 from .texts import split_fields
-from .thresholds import DEFAULT_THRESHOLD, best_fbeta_threshold, resolve_threshold, tune_thresholds
+from .thresholds import (
+    DEFAULT_THRESHOLD,
+    OPERATING_POINTS,
+    best_fbeta_threshold,
+    resolve_threshold,
+    tune_thresholds,
+)
 
 __all__ = ["ModerationClassifier", "as_label_matrix", "hash_prompts", "prompt_groups"]
 
@@ -225,7 +231,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
             self.thresholds_ = tune_thresholds(Y, proba, self.threshold_shrinkage,
                                                shrink_columns=range(len(CATEGORIES)))
             strict = best_fbeta_threshold(Y[:, -1], proba[:, -1], self.strict_beta)
-        self.operating_points_ = {"default": float(self.thresholds_[-1]), "strict": float(strict)}
+        self.operating_points_ = dict(zip(OPERATING_POINTS, (float(self.thresholds_[-1]), float(strict))))
 
     def _fit_with_holdout(self, features: sp.csr_matrix, Y: np.ndarray, groups: np.ndarray,
                           progress: Progress) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:

@@ -188,8 +188,8 @@ def load_scorer(path: str | os.PathLike | None = None, cache_size: int | None = 
         blocks.append((field, settings, _vocabulary_dict(terms), arrays[f"idf_{i}"], _sklearn_analyzer(settings)))
     n_terms = sum(len(terms) for terms in vocabulary["blocks"])
     _check_weights(arrays["coef"], n_terms, directory)
-    scorer = FastScorer.from_parts(blocks, arrays["coef"], arrays["intercept"],
-                                   np.asarray(metadata["thresholds"], dtype=np.float64), list(metadata["labels"]),
+    scorer = FastScorer.from_parts(blocks, arrays["coef"], arrays["intercept"], _thresholds(metadata),
+                                   list(metadata["labels"]), _operating_points(metadata),
                                    cache_size=DEFAULT_CACHE_SIZE if cache_size is None else cache_size)
     _describe(scorer, directory, metadata)
     return scorer
@@ -216,8 +216,7 @@ def _read_model(path: str | os.PathLike | None) -> tuple[Path, dict, dict, dict[
 
 
 def _describe(model: object, directory: Path, metadata: dict) -> None:
-    """Where a loaded model came from (its card, path and size on disk) and its named unsafe cut-offs."""
-    model.operating_points_ = dict(metadata.get("operating_points", {}))
+    """Where a loaded model came from: its card, path and size on disk."""
     model.card_ = dict(metadata.get("card", {}))
     model.path_ = str(directory)
     model.size_bytes_ = sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
@@ -233,7 +232,7 @@ def read_card(path: str | os.PathLike | None = None) -> dict:
         **metadata.get("card", {}),
         "labels": metadata["labels"],
         "thresholds": dict(zip(metadata["labels"], metadata["thresholds"])),
-        "operating_points": dict(metadata.get("operating_points", {})),
+        "operating_points": _operating_points(metadata),
         "params": metadata["params"],
         "format_version": metadata["format_version"],
         "path": str(directory),
@@ -318,6 +317,15 @@ def _vocabulary_dict(terms: list[str]) -> dict[str, int]:
     return {term: index for index, term in enumerate(terms)}
 
 
+def _thresholds(metadata: dict) -> np.ndarray:
+    return np.asarray(metadata["thresholds"], dtype=np.float64)
+
+
+def _operating_points(metadata: dict) -> dict[str, float]:
+    """Named unsafe cut-offs; models saved before operating points existed have none."""
+    return dict(metadata.get("operating_points", {}))
+
+
 def _check_weights(coef: np.ndarray, n_terms: int, directory: Path) -> None:
     if coef.shape != (n_terms, len(LABELS)):
         raise ModelFormatError(f"{directory}: weight matrix shape {coef.shape} does not match vocabulary")
@@ -343,7 +351,8 @@ def _rebuild(metadata: dict, vocabulary: dict, arrays: dict[str, np.ndarray],
     model.vectorizer_ = vectorizer
     model.coef_ = arrays["coef"]
     model.intercept_ = arrays["intercept"]
-    model.thresholds_ = np.asarray(metadata["thresholds"], dtype=np.float64)
+    model.thresholds_ = _thresholds(metadata)
+    model.operating_points_ = _operating_points(metadata)
     model.labels_ = list(metadata["labels"])
     model.train_prompt_hashes_ = arrays["train_prompt_hashes"]
     model.n_features_in_ = 1

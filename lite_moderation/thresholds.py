@@ -13,6 +13,7 @@ import numpy as np
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "OPERATING_POINTS",
     "best_f1_threshold",
     "best_fbeta_threshold",
     "prevalence_threshold",
@@ -22,6 +23,10 @@ __all__ = [
 ]
 
 DEFAULT_THRESHOLD = 0.5
+
+#: Names of the unsafe head's operating points, in the order models store them: the F1-best cut-off, then
+#: the precision-favouring F-beta one.
+OPERATING_POINTS = ("default", "strict")
 
 
 def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
