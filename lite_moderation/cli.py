@@ -108,6 +108,13 @@ class ThresholdType(click.ParamType):
         return number
 
 
+threshold_option = click.option(
+    "--threshold", type=ThresholdType(), default=None,
+    help="Override the unsafe threshold tuned into the model: a probability, or 'strict' (its precision-favouring "
+         "operating point: fewer false flags on everyday text, lower recall; in cv, each fold model's own).",
+)
+
+
 def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
     if value is None or value.lower() == "none":
         return None
@@ -206,9 +213,7 @@ def main() -> None:
               help="Write results to this file (atomically) instead of stdout (with --engine dask: a directory).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Output format [default: table for a terminal, jsonl otherwise].")
-@click.option("--threshold", type=ThresholdType(), default=None,
-              help="Override the unsafe threshold tuned into the model: a probability, or 'strict' (the model's "
-                   "precision-favouring operating point: fewer false flags on everyday text, lower recall).")
+@threshold_option
 @click.option("--fail-on-flagged", is_flag=True, help="Exit with code 1 when any item is flagged.")
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
               help="local: this process. dask: every file matching --input (a quoted glob) on a Dask cluster, "
@@ -387,8 +392,7 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels"):
 @click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
               help="Labelled file: is_safe and/or the 14 categories.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON (- for stdout).")
-@click.option("--threshold", type=ThresholdType(), default=None,
-              help="Override the unsafe threshold: a probability, or 'strict' / 'default' (operating points).")
+@threshold_option
 @model_option
 @on_error_option("fail")
 @_friendly_errors
@@ -421,8 +425,7 @@ def _warn_on_leak(model, prompts: list[str]) -> None:
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON (- for stdout).")
-@click.option("--threshold", type=ThresholdType(), default=None,
-              help="Judge the unsafe head at a probability or at each fold model's 'strict' operating point.")
+@threshold_option
 @recipe_options
 @on_error_option("fail")
 @quiet_option
@@ -542,8 +545,7 @@ def download_command(split: str, cache_dir: Path | None, revision: str, sha256: 
               help="Most inputs in one request (more get 400).")
 @click.option("--read-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_READ_TIMEOUT,
               show_default=True, help="Seconds a client may stall on a read, and to send a whole body.")
-@click.option("--threshold", type=ThresholdType(), default=None,
-              help="Override the unsafe threshold: a probability, or 'strict' (fewer false flags, lower recall).")
+@threshold_option
 @_friendly_errors
 def serve_command(model_path: Path | None, host: str, port: int, threads: int, max_body_bytes: int,
                   max_batch: int, read_timeout: float, threshold: float | str | None) -> None:
