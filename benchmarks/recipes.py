@@ -38,11 +38,11 @@ class CandidateClassifier(ModerationClassifier):
         self.nb_alpha = nb_alpha
         self.shrink_k = shrink_k
 
-    def _fit_label(self, features: sp.csr_matrix, y: np.ndarray) -> tuple[np.ndarray, float]:
+    def _fit_label(self, features: sp.csr_matrix, y: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
         if not self.nb or y.all() or not y.any():
-            return super()._fit_label(features, y)
+            return super()._fit_label(features, y, weights)
         r = nb_ratio(features, y.astype(bool), self.nb_alpha)
-        model = self._new_logistic_regression().fit(features @ sp.diags(r), y)
+        model = self._new_logistic_regression().fit(features @ sp.diags(r), y, sample_weight=weights)
         return model.coef_[0] * r, float(model.intercept_[0])
 
 

@@ -26,11 +26,11 @@ from .output import FORMATS, RowWriter, atomic_text_writer, format_detail, write
 from .persistence import ModelFormatError, load, load_scorer, read_card, save
 from .scoring import score_file
 from .server import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, DEFAULT_THREADS, serve
+from .sources import SHAPES, SourceSpec, parse_source
 from .taxonomy import CATEGORIES, LABELS, short_name
 from .texts import split_fields
 from .thresholds import OPERATING_POINTS, resolve_threshold
 from .training import (
-    BEAVERTAILS_LICENSE,
     DEFAULT_PRESET,
     DEFAULT_THRESHOLD_SHRINKAGE,
     PRESETS,
@@ -338,41 +338,97 @@ def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path |
     return summary.flagged
 
 
+class SourceType(click.ParamType):
+    """A training source, ``FILE[,weight=W][,rows=N]`` or ``pkg:chitchat-dataset``."""
+
+    name = "source"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> SourceSpec:
+        if isinstance(value, SourceSpec):
+            return value
+        try:
+            return parse_source(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _parse_shapes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    shapes = tuple(s.strip() for s in value.split(",") if s.strip())
+    if "pair" not in shapes or set(shapes) - set(SHAPES):
+        raise click.BadParameter(f"expected a comma-separated subset of {', '.join(SHAPES)} that includes pair")
+    return shapes
+
+
+def data_options(command: Callable) -> Callable:
+    """The training data of ``train`` and ``cv``: one or more sources, and the input shapes shown."""
+    options = [
+        click.option("--data", "sources", required=True, multiple=True, type=SourceType(),
+                     help="Labelled file (.jsonl[.gz|.xz], .json, .csv) or pkg:chitchat-dataset, optionally "
+                          "',weight=W,rows=N' (row weight; a seeded sample of N rows). Repeat for more sources: "
+                          "the first is BeaverTails-style data with the 14 categories, where thresholds are tuned "
+                          "and CV reports; the others (categories, or is_safe: true only) are trained on in every "
+                          "fold."),
+        click.option("--shapes", callback=_parse_shapes, default="pair", show_default=True,
+                     help="Input shapes training shows: pair, plus prompt (each prompt alone) and text (each "
+                          "response alone), comma-separated."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command("train")
-@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
-              help="Labelled BeaverTails-format file (.jsonl[.gz|.xz], .json, .csv).")
+@data_options
 @click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path),
               help="Directory to write the model to (replaced atomically).")
 @click.option("--cv-folds", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also run grouped cross-validation first and record it in the model card (0: skip).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold shuffles.")
-@click.option("--license", "license_text", default=BEAVERTAILS_LICENSE, help="License statement for the card.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold shuffles and row samples.")
+@click.option("--license", "license_text", default=None,
+              help="License statement for the card [default: BeaverTails' terms plus each other source's license].")
 @recipe_options
 @on_error_option("fail")
 @quiet_option
 @_friendly_errors
-def train_command(data_path: Path, output_dir: Path, cv_folds: int, seed: int, license_text: str,
-                  on_error: str, quiet: bool, **recipe: Any) -> None:
+def train_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], output_dir: Path, cv_folds: int,
+                  seed: int, license_text: str | None, on_error: str, quiet: bool, **recipe: Any) -> None:
     """Train a model on labelled records and save it to --output."""
-    dataset = _load_labelled(data_path, on_error, require="categories")
+    training_set = _load_sources(sources, shapes, seed, on_error)
     estimator = _estimator_from_options(recipe)
-    command = _training_command(data_path, cv_folds, seed, recipe)
-    model, card = train(dataset, estimator, data_path, cv_folds=cv_folds, seed=seed,
+    command = _training_command(sources, shapes, cv_folds, seed, recipe)
+    model, card = train(training_set, estimator, cv_folds=cv_folds, seed=seed,
                         license_text=license_text, command=command, progress=not quiet)
     save(model, output_dir, card)
-    _note(f"saved model to {output_dir} ({len(dataset)} rows, {model.coef_.shape[0]} features)")
+    _note(f"saved model to {output_dir} ({len(training_set)} rows, {model.coef_.shape[0]} features)")
     if cv_folds:
         _print_metrics(card["metrics"]["cv"], err=True)
 
 
-def _training_command(data_path: Path, cv_folds: int, seed: int, recipe: dict) -> str:
+def _load_sources(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], seed: int, on_error: str):
+    from .sources import build_training_set
+
+    errors: list[DataError] = []
+    training_set = build_training_set(sources, shapes, seed=seed, on_error=on_error, errors=errors)
+    _report_skipped(errors)
+    return training_set
+
+
+def _training_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], cv_folds: int, seed: int,
+                      recipe: dict) -> str:
     """The command line that reproduces a model, recorded in its card (data by file name only).
 
     Options left at their defaults are omitted, and so is ``--jobs``, which changes speed, not the model.
     """
-    parts = ["lite-moderation", "train", "--data", data_path.name, "--output", "MODEL_DIR"]
+    parts = ["lite-moderation", "train"]
+    for spec in sources:
+        parts += ["--data", spec.spec_text(spec.name)]
+    if shapes != ("pair",):
+        parts += ["--shapes", ",".join(shapes)]
+    parts += ["--output", "MODEL_DIR"]
     if cv_folds:
         parts += ["--cv-folds", str(cv_folds), "--seed", str(seed)]
+    elif seed and any(spec.rows is not None for spec in sources):
+        parts += ["--seed", str(seed)]
     given = _given_options(recipe)
     given.pop("n_jobs", None)
     for key, value in given.items():
@@ -420,8 +476,7 @@ def _warn_on_leak(model, prompts: list[str]) -> None:
 
 
 @main.command("cv")
-@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
-              help="Labelled file with the 14 categories (or is_safe only).")
+@data_options
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON (- for stdout).")
@@ -430,14 +485,20 @@ def _warn_on_leak(model, prompts: list[str]) -> None:
 @on_error_option("fail")
 @quiet_option
 @_friendly_errors
-def cv_command(data_path: Path, folds: int, seed: int, json_path: Path | None, threshold: float | str | None,
-               on_error: str, quiet: bool, **recipe: Any) -> None:
-    """Cross-validate the training recipe, folds grouped by prompt; metrics on out-of-fold predictions."""
+def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], folds: int, seed: int,
+               json_path: Path | None, threshold: float | str | None, on_error: str, quiet: bool,
+               **recipe: Any) -> None:
+    """Cross-validate the training recipe, folds grouped by prompt; metrics on out-of-fold predictions of the
+    first --data source's rows (the other sources sit in every training fold)."""
     from .evaluation import cross_validate
+    from .sources import TrainingSet
 
-    dataset = _load_labelled(data_path, on_error)
-    result = cross_validate(dataset, folds, seed, estimator=_estimator_from_options(recipe), progress=not quiet,
-                            threshold=threshold)
+    if len(sources) == 1 and shapes == ("pair",):  # is_safe-only data can be cross-validated too
+        training_set = TrainingSet.from_dataset(_load_labelled(sources[0].path, on_error))
+    else:
+        training_set = _load_sources(sources, shapes, seed, on_error)
+    result = cross_validate(training_set, folds, seed, estimator=_estimator_from_options(recipe),
+                            progress=not quiet, threshold=threshold)
     _emit_metrics(result.metrics, json_path)
 
 

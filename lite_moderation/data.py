@@ -124,8 +124,15 @@ class Dataset:
                 self.path, field="category", message="the data has no category labels for every record",
                 hint="Load it with require='categories'.",
             )
-        unsafe = self.unsafe if self.unsafe is not None else self.categories.any(axis=1)
-        return np.column_stack([self.categories, unsafe]).astype(bool)
+        return np.column_stack([self.categories, self.unsafe_labels()]).astype(bool)
+
+    def unsafe_labels(self) -> np.ndarray:
+        """(n,) bool: is_safe negated, or any category when is_safe is absent."""
+        if self.unsafe is not None:
+            return self.unsafe
+        if self.categories is not None:
+            return self.categories.any(axis=1)
+        raise DataError(self.path, message="the data has no labels (is_safe or category) to evaluate against")
 
 
 class _Bad(Exception):

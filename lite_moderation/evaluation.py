@@ -13,6 +13,7 @@ from .data import Dataset
 from .metrics import moderation_metrics
 from .model import ModerationClassifier, hash_prompts, prompt_groups
 from .progress import Progress
+from .sources import TrainingSet
 from .thresholds import resolve_threshold
 
 __all__ = ["CVResult", "count_seen_prompts", "cross_validate", "evaluate", "grouped_folds"]
@@ -30,7 +31,7 @@ def evaluate(model: ModerationClassifier, dataset: Dataset, threshold: float | s
     ``threshold`` overrides the unsafe head's tuned threshold (a probability or an operating point's name).
     """
     proba = model.predict_proba(dataset.pairs)
-    return moderation_metrics(_unsafe_truth(dataset), proba, proba >= _cut_offs(model, threshold), dataset.categories)
+    return moderation_metrics(dataset.unsafe_labels(), proba, proba >= _cut_offs(model, threshold), dataset.categories)
 
 
 def _cut_offs(model: ModerationClassifier, threshold: float | str | None) -> np.ndarray:
@@ -42,27 +43,20 @@ def _cut_offs(model: ModerationClassifier, threshold: float | str | None) -> np.
     return cuts
 
 
-def _unsafe_truth(dataset: Dataset) -> np.ndarray:
-    if dataset.unsafe is not None:
-        return dataset.unsafe
-    if dataset.categories is not None:
-        return dataset.categories.any(axis=1)
-    raise ValueError(f"{dataset.path}: the data has no labels (is_safe or category) to evaluate against")
-
-
-def grouped_folds(pairs: Sequence, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def grouped_folds(pairs: Sequence, n_folds: int, seed: int,
+                  groups: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Train/test indices of k folds with every prompt's rows in one fold, shuffled by ``seed``."""
-    groups = prompt_groups(pairs)
+    groups = prompt_groups(pairs) if groups is None else groups
     n_groups = len(np.unique(groups))
     if not 2 <= n_folds <= n_groups:
         raise ValueError(f"--folds must be between 2 and the number of distinct prompts ({n_groups}), got {n_folds}")
     splitter = GroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(len(pairs)), groups=groups))
+    return list(splitter.split(np.zeros(len(groups)), groups=groups))
 
 
 @dataclass
 class CVResult:
-    """Out-of-fold predictions of a cross-validation, and their metrics."""
+    """Out-of-fold predictions of a cross-validation (primary rows only), and their metrics."""
 
     metrics: dict
     proba: np.ndarray      # (n, 15) out-of-fold probabilities
@@ -71,34 +65,40 @@ class CVResult:
     operating_points: list[dict]  # per fold, its model's named unsafe cut-offs ("default", "strict")
 
 
-def cross_validate(dataset: Dataset, n_folds: int = 5, seed: int = 0,
+def cross_validate(data: Dataset | TrainingSet, n_folds: int = 5, seed: int = 0,
                    estimator: ModerationClassifier | None = None, progress: bool = False,
                    threshold: float | str | None = None) -> CVResult:
     """k-fold cross-validation grouped by prompt; every row is predicted by a model that never saw it.
 
-    Each fold's model tunes its thresholds inside its own training part, so the test fold stays unseen.
-    ``threshold`` overrides the unsafe cut-off: a probability, or an operating point ("strict") that each
-    fold's model learned from its own training part.
+    ``data`` is one labelled Dataset or a multi-source :class:`~lite_moderation.sources.TrainingSet`: then
+    only the primary source's pairs are split into folds and reported on; the other sources' rows are trained
+    on in every fold (their copies of a held-out prompt excepted). Each fold's model tunes its thresholds
+    inside its own training part, so the test fold stays unseen. ``threshold`` overrides the unsafe cut-off:
+    a probability, or an operating point ("strict") that each fold's model learned from its own training part.
     """
     if estimator is None:
         from .training import default_estimator  # training builds on this module
 
         estimator = default_estimator()
-    Y = dataset.y if dataset.categories is not None else None
-    unsafe = _unsafe_truth(dataset)
-    target = Y if Y is not None else np.column_stack([np.zeros((len(unsafe), 14), bool), unsafe])
+    training_set = data if isinstance(data, TrainingSet) else TrainingSet.from_dataset(data)
+    evaluated = np.flatnonzero(training_set.primary)
+    target = training_set.Y[evaluated]
     proba = np.zeros(target.shape)
     predicted = np.zeros(target.shape, dtype=bool)
-    fold_of_row = np.zeros(len(unsafe), dtype=np.int64)
+    fold_of_row = np.zeros(len(evaluated), dtype=np.int64)
     operating_points = []
-    pairs = dataset.pairs
+    folds = grouped_folds(None, n_folds, seed, groups=training_set.groups[evaluated])
     with Progress("cross-validation", total=n_folds, enabled=progress, unit="folds") as bar:
-        for k, (train, test) in enumerate(grouped_folds(pairs, n_folds, seed)):
-            model = clone(estimator).fit([pairs[i] for i in train], target[train])
-            proba[test] = model.predict_proba([pairs[i] for i in test])
+        for k, (_, test) in enumerate(folds):
+            held_out = evaluated[test]
+            train = np.flatnonzero(~np.isin(training_set.groups, training_set.groups[held_out]))
+            pairs, Y = training_set.subset(train)
+            model = clone(estimator).fit(pairs, Y, **training_set.fit_params(train))
+            proba[test] = model.predict_proba(training_set.subset(held_out)[0])
             predicted[test] = proba[test] >= _cut_offs(model, threshold)
             fold_of_row[test] = k
             operating_points.append(dict(model.operating_points_))
             bar.update()
-    metrics = moderation_metrics(unsafe, proba, predicted, dataset.categories)
+    categories = target[:, :-1] if training_set.has_categories else None
+    metrics = moderation_metrics(target[:, -1], proba, predicted, categories)
     return CVResult(metrics, proba, predicted, fold_of_row, operating_points)

@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .taxonomy import results_from_proba, sigmoid
-from .texts import JOINT_SEPARATOR, WORD_TOKEN_PATTERN, split_fields
+from .texts import WORD_TOKEN_PATTERN, field_text, field_texts, split_fields
 from .thresholds import resolve_threshold
 
 if TYPE_CHECKING:
@@ -586,7 +586,7 @@ class FastScorer:
         all_cols, all_values = [], []
         for block, offset in zip(self.blocks, self.offsets):
             if block.field not in texts:
-                texts["joint"] = prompt + JOINT_SEPARATOR + response
+                texts[block.field] = field_text(block.field, prompt, response)
             text = texts[block.field].lower() if block.lowercase else texts[block.field]
             key = (block.field, block.lowercase)
 
@@ -636,12 +636,7 @@ class _FieldTexts:
     def get(self, field: str, lowercase: bool) -> list[str]:
         key = (field, lowercase)
         if key not in self.memo:
-            if field == "prompt":
-                texts = self.prompts
-            elif field == "response":
-                texts = self.responses
-            else:
-                texts = [p + JOINT_SEPARATOR + r for p, r in zip(self.prompts, self.responses)]
+            texts = field_texts(field, self.prompts, self.responses)
             self.memo[key] = [t.lower() for t in texts] if lowercase else texts
         return self.memo[key]
 

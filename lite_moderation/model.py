@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -140,27 +141,37 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------------------------ fitting
 
-    def fit(self, X: Sequence, y: object, groups: np.ndarray | None = None) -> ModerationClassifier:
+    def fit(self, X: Sequence, y: object, groups: np.ndarray | None = None, sample_weight: object = None,
+            tuning_rows: object = None) -> ModerationClassifier:
         """Fit on texts or (prompt, response) pairs X and (n, 15) or (n, 14) labels y.
 
         ``groups`` keeps rows together in the threshold-tuning folds (default: one group per prompt).
+        ``sample_weight`` weighs rows in every fit (e.g. 0.3 for an auxiliary source).
+        ``tuning_rows`` (bool mask) names the rows thresholds are tuned on, split into folds by group; the
+        other rows are trained on in every fold, except those sharing a group with the fold's held-out rows
+        (e.g. a prompt-only copy of a held-out pair). Default: all rows.
         """
         self.__dict__.pop("_fast_scorer_", None)
         Y = as_label_matrix(y)
         if len(X) != len(Y):
             raise ValueError(f"X has {len(X)} items but y has {len(Y)} rows")
         groups = prompt_groups(X) if groups is None else np.asarray(groups)
-        n_folds = 0 if self.threshold_holdout else self._n_threshold_folds(groups)
+        weights = _row_vector(sample_weight, len(Y), "sample_weight", np.float64, 1.0)
+        tuning = _row_vector(tuning_rows, len(Y), "tuning_rows", bool, True)
+        if not tuning.any():
+            raise ValueError("tuning_rows selects no row: thresholds need rows to be tuned on")
+        n_folds = 0 if self.threshold_holdout else self._n_threshold_folds(groups[tuning])
         with Progress("training", total=len(LABELS) * (n_folds + 1), enabled=bool(self.verbose),
                       unit="fits") as progress:
             self.vectorizer_ = clone(self.vectorizer if self.vectorizer is not None else QAVectorizer())
             features = self.vectorizer_.fit_transform(X)
+            rows = _Rows(features, Y, weights, groups, tuning)
             if self.threshold_holdout:
-                coef, intercept, tuning = self._fit_with_holdout(features, Y, groups, progress)
+                coef, intercept, tuned_on = self._fit_with_holdout(rows, progress)
             else:
-                tuning = self._out_of_fold(features, Y, groups, n_folds, progress)
-                coef, intercept = self._fit_labels(features, Y, progress)
-        self._tune_thresholds(*tuning)
+                tuned_on = self._out_of_fold(rows, n_folds, progress)
+                coef, intercept = self._fit_labels(rows, np.arange(len(Y)), progress)
+        self._tune_thresholds(*tuned_on)
         self.coef_ = coef.astype(np.float32)
         self.intercept_ = intercept.astype(np.float32)
         self.labels_ = list(LABELS)
@@ -180,47 +191,50 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
             random_state=self.random_state,
         )
 
-    def _fit_labels(self, features: sp.csr_matrix, Y: np.ndarray,
-                    progress: Progress) -> tuple[np.ndarray, np.ndarray]:
-        """One logistic regression per label (in parallel threads with n_jobs), gathered into one matrix.
+    def _fit_labels(self, rows: _Rows, train: np.ndarray, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+        """One logistic regression per label on rows ``train`` (in parallel threads with n_jobs), gathered
+        into one matrix.
 
-        The threads share ``features``; scikit-learn sorts a non-canonical CSR matrix *in place* when it
+        The threads share the features; scikit-learn sorts a non-canonical CSR matrix *in place* when it
         validates it, so it is made canonical here first (two threads sorting one matrix crash the process).
         """
+        features = rows.features if len(train) == rows.features.shape[0] else rows.features[train]
         features.sum_duplicates()
+        Y, weights = rows.Y[train], rows.weights[train]
         coef = np.zeros((features.shape[1], Y.shape[1]))
         intercept = np.zeros(Y.shape[1])
         fits = Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(
-            delayed(self._fit_label)(features, Y[:, j]) for j in range(Y.shape[1])
+            delayed(self._fit_label)(features, Y[:, j], weights) for j in range(Y.shape[1])
         )
-        for j, (weights, bias) in enumerate(fits):
-            coef[:, j], intercept[j] = weights, bias
+        for j, (label_weights, bias) in enumerate(fits):
+            coef[:, j], intercept[j] = label_weights, bias
             progress.update()
         return coef, intercept
 
-    def _fit_label(self, features: sp.csr_matrix, y: np.ndarray) -> tuple[np.ndarray, float]:
+    def _fit_label(self, features: sp.csr_matrix, y: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
         """Weights of one label; a label with one class only gets a constant score (its base rate)."""
         if y.all() or not y.any():
-            rate = np.clip(y.mean(), 1e-6, 1 - 1e-6)
+            rate = np.clip(np.average(y, weights=weights), 1e-6, 1 - 1e-6)
             return np.zeros(features.shape[1]), float(np.log(rate / (1 - rate)))
-        model = self._new_logistic_regression().fit(features, y)
+        uniform = bool(np.all(weights == 1.0))
+        model = self._new_logistic_regression().fit(features, y, sample_weight=None if uniform else weights)
         return model.coef_[0], float(model.intercept_[0])
 
-    def _out_of_fold(self, features: sp.csr_matrix, Y: np.ndarray, groups: np.ndarray, n_folds: int,
-                     progress: Progress) -> tuple[np.ndarray, np.ndarray]:
-        """Labels and out-of-fold probabilities of the training data, to tune thresholds on (none without folds).
+    def _out_of_fold(self, rows: _Rows, n_folds: int, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and out-of-fold probabilities of the tuning rows, to tune thresholds on (none without folds).
 
         The vectorizer is fitted once on all training rows (unsupervised, no labels seen); only the
         classifiers are refitted per fold.
         """
         if n_folds < 2:
-            return Y[:0], np.zeros((0, Y.shape[1]))
-        oof = np.zeros(Y.shape)
+            return rows.Y[:0], np.zeros((0, rows.Y.shape[1]))
+        tuning = np.flatnonzero(rows.tuning)
+        oof = np.zeros((len(tuning), rows.Y.shape[1]))
         splitter = GroupKFold(n_splits=n_folds, shuffle=True, random_state=self.random_state)
-        for train, test in splitter.split(features, groups=groups):
-            coef, intercept = self._fit_labels(features[train], Y[train], progress)
-            oof[test] = sigmoid(features[test] @ coef + intercept)
-        return Y, oof
+        for _, test in splitter.split(tuning, groups=rows.groups[tuning]):
+            coef, intercept = self._fit_labels(rows, rows.train_without(tuning[test]), progress)
+            oof[test] = sigmoid(rows.features[tuning[test]] @ coef + intercept)
+        return rows.Y[tuning], oof
 
     def _tune_thresholds(self, Y: np.ndarray, proba: np.ndarray) -> None:
         """Per-label F1 thresholds and the unsafe head's operating points (all 0.5 with nothing to tune on)."""
@@ -233,16 +247,18 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
             strict = best_fbeta_threshold(Y[:, -1], proba[:, -1], self.strict_beta)
         self.operating_points_ = dict(zip(OPERATING_POINTS, (float(self.thresholds_[-1]), float(strict))))
 
-    def _fit_with_holdout(self, features: sp.csr_matrix, Y: np.ndarray, groups: np.ndarray,
-                          progress: Progress) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
-        """Weights fitted on all but a held-out fraction of the prompt groups, and the held-out rows' labels and
-        probabilities (what the thresholds are tuned on)."""
+    def _fit_with_holdout(self, rows: _Rows, progress: Progress
+                          ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """Weights fitted on all but a held-out fraction of the tuning rows' groups, and the held-out rows'
+        labels and probabilities (what the thresholds are tuned on)."""
         if not 0 < self.threshold_holdout < 1:
             raise ValueError(f"threshold_holdout must be a fraction between 0 and 1, got {self.threshold_holdout!r}")
+        tuning = np.flatnonzero(rows.tuning)
         splitter = GroupShuffleSplit(n_splits=1, test_size=self.threshold_holdout, random_state=self.random_state)
-        train, held_out = next(splitter.split(features, groups=groups))
-        coef, intercept = self._fit_labels(features[train], Y[train], progress)
-        return coef, intercept, (Y[held_out], sigmoid(features[held_out] @ coef + intercept))
+        _, held_out = next(splitter.split(tuning, groups=rows.groups[tuning]))
+        held_out = tuning[held_out]
+        coef, intercept = self._fit_labels(rows, rows.train_without(held_out), progress)
+        return coef, intercept, (rows.Y[held_out], sigmoid(rows.features[held_out] @ coef + intercept))
 
     # ------------------------------------------------------------------------------------------ scoring
 
@@ -308,3 +324,32 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.string = True
         return tags
 
+
+
+def _row_vector(values: object, n: int, name: str, dtype: type, fill: object) -> np.ndarray:
+    """A per-row fit parameter as an (n,) array (``fill`` everywhere when None), checked for shape."""
+    if values is None:
+        return np.full(n, fill, dtype=dtype)
+    array = np.asarray(values)
+    if array.shape != (n,):
+        raise ValueError(f"{name} must have one value per row ({n}), got shape {array.shape}")
+    if dtype is bool and array.dtype != bool:
+        raise ValueError(f"{name} must be a boolean mask, got dtype {array.dtype}")
+    if dtype is not bool and (not np.isfinite(array.astype(np.float64)).all() or (array < 0).any()):
+        raise ValueError(f"{name} must hold finite non-negative numbers")
+    return array.astype(dtype)
+
+
+@dataclass
+class _Rows:
+    """What every fit of one ``fit`` call reads: features, labels, row weights, groups, tuning mask."""
+
+    features: sp.csr_matrix
+    Y: np.ndarray
+    weights: np.ndarray
+    groups: np.ndarray
+    tuning: np.ndarray
+
+    def train_without(self, held_out: np.ndarray) -> np.ndarray:
+        """Rows to train on while ``held_out`` is predicted: all but the rows of the held-out groups."""
+        return np.flatnonzero(~np.isin(self.groups, self.groups[held_out]))

@@ -9,11 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
-    "FIELDS", "JOINT_SEPARATOR", "WORD_TOKEN_PATTERN", "block_settings", "block_specs", "field_texts", "split_fields",
+    "FIELDS", "JOINT_SEPARATOR", "WORD_TOKEN_PATTERN", "block_settings", "block_specs", "field_text", "field_texts",
+    "split_fields",
 ]
 
-#: Which text a feature block reads: the prompt, the response, or both joined.
-FIELDS = ("prompt", "response", "joint")
+#: Which text a feature block reads: the prompt, the response, both joined, or a field of one input shape
+#: only: "lone_prompt" is the prompt of a prompt alone (empty response), "lone_text" the text of a text alone
+#: (empty prompt); both are empty for every other input. Shape blocks let one linear model learn how a
+#: message on its own differs from the same words inside a question-answer pair.
+FIELDS = ("prompt", "response", "joint", "lone_prompt", "lone_text")
 
 #: What joins prompt and response in the "joint" field (a token no real text produces).
 JOINT_SEPARATOR = " \n qqaasep \n "
@@ -43,13 +47,28 @@ def split_fields(X: Sequence) -> tuple[list[str], list[str]]:
     return prompts, responses
 
 
+def field_text(field: str, prompt: str, response: str) -> str:
+    """The text one feature block reads of one input."""
+    if field == "prompt":
+        return prompt
+    if field == "response":
+        return response
+    if field == "joint":
+        return prompt + JOINT_SEPARATOR + response
+    if field == "lone_prompt":
+        return prompt if not response else ""
+    if field == "lone_text":
+        return response if not prompt else ""
+    raise ValueError(f"unknown field {field!r}: expected one of {FIELDS}")
+
+
 def field_texts(field: str, prompts: list[str], responses: list[str]) -> list[str]:
     """The texts one feature block reads."""
     if field == "prompt":
         return prompts
     if field == "response":
         return responses
-    return [p + JOINT_SEPARATOR + r for p, r in zip(prompts, responses)]
+    return [field_text(field, p, r) for p, r in zip(prompts, responses)]
 
 
 def block_specs(word_fields: Sequence[str], char_fields: Sequence[str]) -> list[tuple[str, str]]:

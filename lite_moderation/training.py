@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import __version__
-from .data import Dataset, sha256_file
+from .data import Dataset
 from .taxonomy import LABELS
 
 if TYPE_CHECKING:  # scikit-learn is imported when a model is built, not when the CLI starts
     from .model import ModerationClassifier
+    from .sources import TrainingSet
 
 __all__ = ["BEAVERTAILS_LICENSE", "DEFAULT_PRESET", "PRESETS", "build_card", "default_estimator", "train"]
 
@@ -56,53 +56,84 @@ def default_estimator(verbose: int = 0, preset: str = DEFAULT_PRESET, **params: 
     return ModerationClassifier(vectorizer=QAVectorizer(**vec_params), verbose=verbose, **clf_params)
 
 
-def train(dataset: Dataset, estimator: ModerationClassifier | None = None, data_path: str | os.PathLike = "",
-          cv_folds: int = 0, seed: int = 0, license_text: str = BEAVERTAILS_LICENSE,
+def train(data: Dataset | TrainingSet, estimator: ModerationClassifier | None = None,
+          data_path: str | os.PathLike = "", cv_folds: int = 0, seed: int = 0, license_text: str | None = None,
           command: str = "", progress: bool = False) -> tuple[ModerationClassifier, dict]:
-    """Fit ``estimator`` (default recipe) on all of ``dataset``; with ``cv_folds`` >= 2 also measure it
-    by grouped cross-validation first, so the card carries honest metrics. Returns (model, card)."""
-    from .evaluation import cross_validate
+    """Fit ``estimator`` (default recipe) on all of ``data``; with ``cv_folds`` >= 2 also measure it
+    by grouped cross-validation first, so the card carries honest metrics. Returns (model, card).
 
+    ``data`` is one labelled Dataset (read from ``data_path``) or a multi-source
+    :class:`~lite_moderation.sources.TrainingSet` (see :func:`~lite_moderation.sources.build_training_set`):
+    then thresholds are tuned and CV reports on the primary (first) source's rows only.
+    """
+    from .evaluation import cross_validate
+    from .sources import TrainingSet
+
+    if isinstance(data, TrainingSet):
+        training_set = data
+    else:
+        training_set = TrainingSet.from_dataset(data)
+        training_set.sources = [describe_file(data_path, data)]
     estimator = estimator if estimator is not None else default_estimator()
     cv_metrics = None
     if cv_folds:
-        cv = cross_validate(dataset, cv_folds, seed, estimator=estimator, progress=progress)
+        cv = cross_validate(training_set, cv_folds, seed, estimator=estimator, progress=progress)
         cv_metrics = {"folds": cv_folds, "seed": seed, "grouped_by": "prompt", **cv.metrics}
+        if len(training_set.sources) > 1:
+            cv_metrics["evaluated_on"] = training_set.sources[0]["name"]
     if progress:
         estimator = estimator.set_params(verbose=1)
-    model = estimator.fit(dataset.pairs, dataset.y)
+    model = estimator.fit(training_set.pairs, training_set.Y, **training_set.fit_params())
     model.set_params(verbose=0)
-    card = build_card(dataset, data_path, cv_metrics, license_text, command)
+    card = build_card(training_set, cv_metrics, license_text, command)
     return model, card
 
 
-def build_card(dataset: Dataset, data_path: str | os.PathLike, cv_metrics: dict | None,
-               license_text: str, command: str) -> dict:
-    """What a user needs to trust a model: its data (name + sha256), recipe, metrics, license, caveats.
+def describe_file(data_path: str | os.PathLike, dataset: Dataset) -> dict:
+    """The card entry of a single training file (name only, never its directory: the same on every machine)."""
+    from .sources import describe_source
 
-    Only the file's name is recorded, never its directory, so the card is the same on every machine.
-    """
-    Y = dataset.y
-    name = Path(data_path).name if data_path else dataset.path
-    sha = sha256_file(data_path) if data_path and Path(data_path).is_file() else None
+    return describe_source(str(data_path) if data_path else dataset.path, len(dataset), len(dataset), len(dataset))
+
+
+def build_card(training_set: TrainingSet, cv_metrics: dict | None, license_text: str | None,
+               command: str) -> dict:
+    """What a user needs to trust a model: its data (every source with rows, sha256 and license), recipe,
+    metrics, license, caveats."""
+    primary = training_set.primary
+    Y = training_set.Y[primary]
+    first = training_set.sources[0]
+    prompts = {p if isinstance(p, str) else p[0] for p in (training_set.pairs[i] for i in np.flatnonzero(primary))}
+    data = {
+        "file": first["name"],
+        "sha256": first["sha256"],
+        "rows": int(primary.sum()),
+        "distinct_prompts": len(prompts),
+        "positives": {label: int(n) for label, n in zip(LABELS, np.sum(Y, axis=0))},
+    }
+    if len(training_set.sources) > 1 or training_set.shapes != ("pair",):
+        data.update(training_rows=len(training_set), shapes=list(training_set.shapes), sources=training_set.sources)
     return {
         "library_version": __version__,
-        "training_data": {
-            "file": name,
-            "sha256": sha,
-            "rows": len(dataset),
-            "distinct_prompts": len(set(dataset.prompts)),
-            "positives": {label: int(n) for label, n in zip(LABELS, np.sum(Y, axis=0))},
-        },
+        "training_data": data,
         "recipe": {"command": command},
         "metrics": {"cv": cv_metrics} if cv_metrics else {},
-        "license": license_text,
-        "notes": [_memorisation_note(name)],
+        "license": license_text if license_text is not None else model_license(training_set.sources),
+        "notes": [_memorisation_note([s["name"] for s in training_set.sources])],
     }
 
 
-def _memorisation_note(name: str) -> str:
+def model_license(sources: list[dict]) -> str:
+    """BeaverTails' terms, plus the license of every other source the model was trained on."""
+    others = [f"{s['name']} ({s['license'] or 'license unknown: check the source'})" for s in sources[1:]]
+    if not others:
+        return BEAVERTAILS_LICENSE
+    return f"{BEAVERTAILS_LICENSE} Also trained on: {'; '.join(others)}."
+
+
+def _memorisation_note(names: list[str]) -> str:
+    files = ", ".join(names)
     return (
-        f"Trained on every row of {name}: evaluating this model on that file measures memorisation, "
+        f"Trained on every row of {files}: evaluating this model on those files measures memorisation, "
         "not quality. Its honest quality is the grouped cross-validation in metrics.cv (lite-moderation cv)."
     )

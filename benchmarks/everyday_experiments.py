@@ -1,0 +1,171 @@
+"""Recipe search for issue 10: train on BeaverTails plus everyday text, measure every visible set at once.
+
+    python benchmarks/everyday_experiments.py VARIANT [VARIANT ...] [--no-cv]
+
+Each variant is a training recipe (sources, weights, shapes, preset). For each one this measures:
+- BeaverTails 5-fold CV grouped by prompt (seed 0), metrics on the 3,021 BeaverTails rows only (the everyday
+  rows sit in every training fold and are never evaluated on);
+- the model fitted on all sources: false-positive rate on the four everyday evaluation sets, AdvBench recall
+  (prompt alone), XSTest-response F1/FPR, SafeRLHF AUROC, at the default and strict operating points;
+- how many of the issue's 15 everyday sentences it flags.
+One JSON line per variant is appended to benchmarks/results/everyday_runs.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, SHARED_DATA, machine
+
+from lite_moderation import cross_validate, default_estimator, load_dataset
+from lite_moderation.metrics import binary_metrics
+from lite_moderation.sources import build_training_set, parse_source
+
+BT = SHARED_DATA / "beavertails"
+EVERYDAY = SHARED_DATA / "everyday"
+EXTERNAL = SHARED_DATA / "external"
+
+#: The evaluation sets: name -> file (all labelled; the everyday ones all safe, AdvBench all unsafe).
+EVAL_SETS = {
+    "dailydialog": EVERYDAY / "dailydialog_test.jsonl",
+    "topicalchat": EVERYDAY / "topicalchat_test.jsonl",
+    "clinc150": EVERYDAY / "clinc150_queries.jsonl",
+    "instruction_heldout": EVERYDAY / "instruction_heldout.jsonl",
+    "advbench": EVERYDAY / "advbench_harmful_behaviors.jsonl",
+    "xstest": EXTERNAL / "xstest_response_harmful.jsonl",
+    "saferlhf": EXTERNAL / "saferlhf_2000.jsonl",
+}
+
+#: The issue's 15 everyday sentences, scored as texts alone (what `lite-moderation score "..."` does).
+SENTENCES = [
+    "hello there", "Hi! How are you today?", "Good morning, hope you slept well.", "Thank you so much for your help!",
+    "What's the best way to make tomato pasta sauce?", "How do I bake a chocolate cake?",
+    "How long should I cook rice?", "How do I reverse a list in Python?", "Use my_list[::-1] to get a reversed copy.",
+    "Why does my JavaScript fetch call fail with a CORS error?", "Can you recommend a good book about astronomy?",
+    "What is the capital of France?", "The weather is nice today, let's go for a walk in the park.",
+    "My cat knocked over a glass of water.", "How do I kill a Python process?",
+]
+
+
+def _src(path: Path | str, weight: float = 1.0, rows: int | None = None) -> str:
+    text = str(path)
+    if weight != 1.0:
+        text += f",weight={weight:g}"
+    if rows is not None:
+        text += f",rows={rows}"
+    return text
+
+
+def _variant(sources: list[str], shapes=("pair",), preset="accurate", **params) -> dict:
+    return {"sources": sources, "shapes": list(shapes), "preset": preset, "params": params}
+
+
+BASE = str(BT / "30k_test.jsonl")
+EVAL700 = str(BT / "evaluation_700.jsonl")
+INSTR = EVERYDAY / "instruction_train.jsonl"
+CHAT = "pkg:chitchat-dataset"
+ALL3 = ("pair", "prompt", "text")
+LONE_WORDS = ("prompt", "response", "lone_prompt", "lone_text")
+
+VARIANTS = {
+    "bt-only": _variant([BASE]),
+    "bt-only-fast": _variant([BASE], preset="fast"),
+    "bt-shapes": _variant([BASE, EVAL700], ALL3),
+    "mix-3k-w0.3": _variant([BASE, EVAL700, _src(INSTR, 0.3, 1500), _src(CHAT, 0.3, 1500)], ALL3),
+    "mix-3k-w0.3-fast": _variant([BASE, EVAL700, _src(INSTR, 0.3, 1500), _src(CHAT, 0.3, 1500)], ALL3, "fast"),
+    "mix-3k-w1": _variant([BASE, EVAL700, _src(INSTR, 1.0, 1500), _src(CHAT, 1.0, 1500)], ALL3),
+    "mix-10k-w0.3": _variant([BASE, EVAL700, _src(INSTR, 0.3, 5000), _src(CHAT, 0.3, 5000)], ALL3),
+    "mix-3k-w0.3-pairs": _variant([BASE, EVAL700, _src(INSTR, 0.3, 1500), _src(CHAT, 0.3, 1500)]),
+    "mix-3k-w0.3-lone": _variant([BASE, EVAL700, _src(INSTR, 0.3, 1500), _src(CHAT, 0.3, 1500)], ALL3,
+                                 word_fields=LONE_WORDS),
+    "mix-3k-w1-lone": _variant([BASE, EVAL700, _src(INSTR, 1.0, 1500), _src(CHAT, 1.0, 1500)], ALL3,
+                               word_fields=LONE_WORDS),
+    "mix-3k-w0.3-lone-char": _variant([BASE, EVAL700, _src(INSTR, 0.3, 1500), _src(CHAT, 0.3, 1500)], ALL3,
+                                      word_fields=LONE_WORDS, char_fields=("response", "lone_text")),
+}
+
+
+def build(name: str):
+    v = VARIANTS[name]
+    training_set = build_training_set([parse_source(s) for s in v["sources"]], shapes=v["shapes"], seed=0)
+    return training_set, default_estimator(preset=v["preset"], **v["params"])
+
+
+def _eval_sets() -> dict:
+    return {name: load_dataset(path) for name, path in EVAL_SETS.items()}
+
+
+def measure_external(model, sets: dict) -> dict:
+    out = {}
+    points = model.operating_points_
+    for name, dataset in sets.items():
+        proba = model.predict_proba(dataset.pairs)[:, -1]
+        truth = dataset.unsafe_labels()
+        row = {}
+        for point, cut in points.items():
+            m = binary_metrics(truth, proba, proba >= cut)
+            row[point] = {k: m[k] for k in ("f1", "precision", "recall", "fpr") if k in m}
+            row[point]["flag_rate"] = float(np.mean(proba >= cut))
+        if truth.any() and not truth.all():
+            row["auroc"] = binary_metrics(truth, proba, proba >= points["default"])["auroc"]
+        out[name] = row
+    sentence_proba = model.predict_proba(SENTENCES)[:, -1]
+    out["sentences"] = {point: [i for i, p in enumerate(sentence_proba) if p >= cut] for point, cut in points.items()}
+    out["sentences"]["scores"] = [round(float(p), 3) for p in sentence_proba]
+    out["operating_points"] = dict(points)
+    return out
+
+
+def run(name: str, do_cv: bool, sets: dict) -> dict:
+    t0 = time.perf_counter()
+    training_set, estimator = build(name)
+    record = {"variant": name, "recipe": VARIANTS[name], "rows": len(training_set), "machine": machine("")}
+    if do_cv:
+        cv = cross_validate(training_set, 5, 0, estimator=estimator)
+        cv_strict = None
+        record["cv"] = {"unsafe": cv.metrics["unsafe"], "macro_f1": cv.metrics["categories"]["macro_f1"]}
+        del cv_strict
+    model = estimator.fit(training_set.pairs, training_set.Y, **training_set.fit_params())
+    record["external"] = measure_external(model, sets)
+    record["n_features"] = int(model.coef_.shape[0])
+    record["seconds"] = round(time.perf_counter() - t0, 1)
+    return record
+
+
+def summary(r: dict) -> str:
+    e = r["external"]
+    fpr = " ".join(f"{e[s]['default']['fpr']:.3f}" for s in ("dailydialog", "topicalchat", "clinc150",
+                                                                 "instruction_heldout"))
+    cv = r.get("cv")
+    cvs = (f"CV F1 {cv['unsafe']['f1']:.3f} AUPRC {cv['unsafe']['auprc']:.3f} macro {cv['macro_f1']:.3f} | "
+           if cv else "")
+    return (f"{r['variant']}: {cvs}FPR {fpr} | adv {e['advbench']['default']['recall']:.3f}/"
+            f"{e['advbench']['strict']['recall']:.3f} | xs {e['xstest']['default']['f1']:.3f}/"
+            f"{e['xstest']['default']['fpr']:.3f} strict {e['xstest']['strict']['f1']:.3f}/"
+            f"{e['xstest']['strict']['fpr']:.3f} | srlhf {e['saferlhf']['auroc']:.3f} | "
+            f"sent {len(e['sentences']['default'])} | cut {e['operating_points']['default']:.3f} | {r['seconds']}s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="+", choices=sorted(VARIANTS))
+    parser.add_argument("--no-cv", action="store_true", help="Skip the CV (external sets only).")
+    args = parser.parse_args()
+    sets = _eval_sets()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for name in args.variants:
+        record = run(name, not args.no_cv, sets)
+        with open(RESULTS / "everyday_runs.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+        print(summary(record), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,354 @@
+"""Training on several sources: BeaverTails plus everyday text, each with a weight, in every input shape.
+
+Why: BeaverTails holds only red-team prompts (57% of its answers unsafe). A model trained on it alone has
+never seen ordinary conversation and flags most of it. Everyday text (labelled ``is_safe: true``, which
+counts as every category false) teaches it what harmless looks like; a weight below 1 keeps it from
+drowning the harm signal.
+
+The first source is the *primary* one: its rows are the ones thresholds are tuned on and cross-validation
+reports on. Every other source is trained on in every fold and never evaluated on (its rows are not the
+distribution the metrics describe).
+
+Input shapes: the product scores a (prompt, response) pair, a prompt alone (``(prompt, "")``) and a text
+alone (``("", text)``). Training shows each shape (``shapes``): a pair source also yields its prompts
+alone (one row per distinct prompt, unsafe when any of its answers is: the prompt asks for what an unsafe
+answer gives) and its responses as texts alone (the pair's labels). Copies made from a primary row share
+its prompt's group, so they leave the training folds whenever that prompt is held out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .data import DataError, Dataset, load_dataset, sha256_file
+from .taxonomy import CATEGORIES
+
+__all__ = [
+    "PACKAGE_SOURCES", "SHAPES", "SourceSpec", "TrainingSet", "build_training_set", "chitchat_pairs",
+    "describe_source", "parse_source", "read_source",
+]
+
+#: The input shapes training can show: the pair, the prompt alone, the text (response) alone.
+SHAPES = ("pair", "prompt", "text")
+
+#: Sources read from an installed package instead of a file: name -> (pip package, license).
+PACKAGE_SOURCES = {"pkg:chitchat-dataset": ("chitchat-dataset", "MIT")}
+
+#: Licenses of known data files without a ``license`` field, by sha256.
+KNOWN_LICENSES = {
+    "ebc81efa924ce4faf34c984d37c16f942f19825b65e0668ccda4a884fd092b63": "CC BY-NC 4.0 (BeaverTails 30k_test)",
+    "a366438c2e4cf7d0652a4fe60f72b3d32c6914dbde759564eb3d5c038b913229": "CC BY-NC 4.0 (BeaverTails-Evaluation)",
+    "12f04c9200000929ebbc616c29cb53331f6df36e7341d73e4a12cffac0eb1c08": "CC BY-NC 4.0 (BeaverTails 330k_train)",
+    "1c726c662b85bf4761913041fe9e098f80e5206344864597dbde86bc9a1bfc96": "CC BY-NC 4.0 (BeaverTails 330k_test)",
+}
+
+_OPTION = re.compile(r"^(weight|rows)=(.+)$")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One training source: a data file (or ``pkg:NAME``), its row weight, and an optional row cap.
+
+    ``rows`` keeps a seeded random sample of that many rows (before shape copies are made).
+    """
+
+    path: str
+    weight: float = 1.0
+    rows: int | None = None
+    license: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.weight > 0 and np.isfinite(self.weight)):
+            raise ValueError(f"{self.path}: weight must be a positive number, got {self.weight!r}")
+        if self.rows is not None and self.rows < 1:
+            raise ValueError(f"{self.path}: rows must be a positive integer, got {self.rows!r}")
+
+    @property
+    def name(self) -> str:
+        """The name a card records: the file name (never its directory), or the package source."""
+        return self.path if self.path in PACKAGE_SOURCES else Path(self.path).name
+
+    def spec_text(self, name: str | None = None) -> str:
+        """The command-line form, ``PATH[,weight=W][,rows=N]``."""
+        parts = [name or self.path]
+        if self.weight != 1.0:
+            parts.append(f"weight={self.weight:g}")
+        if self.rows is not None:
+            parts.append(f"rows={self.rows}")
+        return ",".join(parts)
+
+
+def parse_source(text: str) -> SourceSpec:
+    """``PATH[,weight=W][,rows=N]`` (options after the last commas) as a :class:`SourceSpec`."""
+    parts = text.split(",")
+    options: dict[str, str] = {}
+    while len(parts) > 1 and _OPTION.match(parts[-1].strip()):
+        key, value = _OPTION.match(parts.pop().strip()).groups()
+        if key in options:
+            raise ValueError(f"{text!r}: {key} given twice")
+        options[key] = value
+    path = ",".join(parts)
+    if not path:
+        raise ValueError(f"{text!r}: no file name before the options")
+    try:
+        weight = float(options.get("weight", 1.0))
+        rows = int(options["rows"]) if "rows" in options else None
+    except ValueError:
+        raise ValueError(f"{text!r}: weight must be a number and rows an integer") from None
+    return SourceSpec(path, weight, rows)
+
+
+def chitchat_pairs() -> list[tuple[str, str, str]]:
+    """(conversation id, message, reply) for every pair of consecutive messages of ``chitchat-dataset``.
+
+    A message is one speaker's utterances joined by spaces. Read from the package's own JSON file, so the
+    same pairs come out on every machine where the package is installed.
+    """
+    try:
+        import chitchat_dataset
+    except ImportError:
+        raise DataError("pkg:chitchat-dataset", message="the package is not installed",
+                        hint="pip install chitchat-dataset") from None
+    path = Path(chitchat_dataset.__file__).parent / "dataset.json"
+    with open(path, encoding="utf-8") as fh:
+        conversations = json.load(fh)
+    pairs = []
+    for conv_id in sorted(conversations):
+        messages = [" ".join(u["text"] for u in message) for message in conversations[conv_id]["messages"]]
+        messages = [" ".join(m.split()) for m in messages]
+        pairs.extend((conv_id, a, b) for a, b in itertools.pairwise(messages) if a and b)
+    return pairs
+
+
+def _package_dataset(name: str) -> tuple[Dataset, list[str]]:
+    """A package source as a Dataset of safe pairs, with its conversation ids as groups."""
+    if name != "pkg:chitchat-dataset":
+        raise DataError(name, message=f"unknown package source: expected one of {sorted(PACKAGE_SOURCES)}")
+    rows = chitchat_pairs()
+    pairs = [(a, b) for _, a, b in rows]
+    n = len(pairs)
+    dataset = Dataset(pairs, np.zeros((n, len(CATEGORIES)), bool), np.zeros(n, bool), list(range(1, n + 1)),
+                      [a for a, _ in pairs], name)
+    return dataset, [conv for conv, _, _ in rows]
+
+
+def read_source(spec: SourceSpec, on_error: str = "fail", errors: list[DataError] | None = None,
+                primary: bool = False) -> tuple[Dataset, list[str]]:
+    """The rows of one source and a group key per row (its prompt, or its conversation for packages).
+
+    The primary source needs the 14 categories on every row. Other sources may instead be labelled only
+    ``is_safe: true``, which counts as every category false; an unsafe row without categories cannot be
+    trained on and is refused.
+    """
+    if spec.path in PACKAGE_SOURCES:
+        return _package_dataset(spec.path)
+    dataset = load_dataset(spec.path, on_error=on_error, errors=errors,
+                           require="categories" if primary else "labels")
+    if dataset.categories is None:
+        if dataset.unsafe is not None and dataset.unsafe.any():
+            first = int(np.flatnonzero(dataset.unsafe)[0])
+            raise DataError(spec.path, dataset.lines[first], "category",
+                            "an unsafe record has no categories: a training source needs the 14 categories, "
+                            "or only rows labelled is_safe: true")
+        dataset.categories = np.zeros((len(dataset), len(CATEGORIES)), bool)
+    return dataset, _group_keys(dataset.pairs)
+
+
+def _group_keys(pairs: Sequence) -> list[str]:
+    """What groups a file's rows: the prompt, or the text itself when there is no prompt (as prompt_groups)."""
+    keys = []
+    for pair in pairs:
+        prompt, response = (pair, "") if isinstance(pair, str) else pair
+        keys.append(prompt if prompt else response)
+    return keys
+
+
+@dataclass
+class TrainingSet:
+    """Rows of every source, ready for ``ModerationClassifier.fit``: pairs, labels, weights, groups, and
+    which rows are the primary source's pairs (tuned and evaluated on)."""
+
+    pairs: list
+    Y: np.ndarray
+    weights: np.ndarray
+    groups: np.ndarray
+    primary: np.ndarray
+    source_of_row: np.ndarray
+    sources: list[dict] = field(default_factory=list)
+    has_categories: bool = True
+    shapes: tuple[str, ...] = ("pair",)
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset) -> TrainingSet:
+        """One labelled Dataset as a single-source set (categories all false when it has only is_safe)."""
+        from .model import prompt_groups  # scikit-learn: only when training
+
+        unsafe = dataset.unsafe_labels()
+        categories = dataset.categories if dataset.categories is not None else np.zeros((len(unsafe), 14), bool)
+        n = len(dataset)
+        return cls(pairs=list(dataset.pairs), Y=np.column_stack([categories, unsafe]).astype(bool),
+                   weights=np.ones(n), groups=prompt_groups(dataset.pairs), primary=np.ones(n, bool),
+                   source_of_row=np.zeros(n, np.intp), has_categories=dataset.categories is not None)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def fit_params(self, rows: np.ndarray | None = None) -> dict:
+        """Keyword arguments of ``fit`` for all rows or the rows ``rows``."""
+        take = slice(None) if rows is None else rows
+        return {"groups": self.groups[take], "sample_weight": self.weights[take], "tuning_rows": self.primary[take]}
+
+    def subset(self, rows: np.ndarray) -> tuple[list, np.ndarray]:
+        """Pairs and labels of ``rows``."""
+        return [self.pairs[i] for i in rows], self.Y[rows]
+
+
+def build_training_set(sources: Sequence[SourceSpec], shapes: Sequence[str] = ("pair",), seed: int = 0,
+                       on_error: str = "fail", errors: list[DataError] | None = None,
+                       datasets: Sequence[Dataset] | None = None) -> TrainingSet:
+    """Read every source (the first is the primary one), sample, weigh and expand it to ``shapes``.
+
+    ``datasets`` passes already loaded data for the sources (same order), e.g. from the Python API.
+    """
+    unknown = set(shapes) - set(SHAPES)
+    if unknown or "pair" not in shapes:
+        raise ValueError(f"shapes must include 'pair' and be among {SHAPES}, got {tuple(shapes)}")
+    if not sources:
+        raise ValueError("at least one source is needed")
+    builder = _Builder(shapes)
+    for k, spec in enumerate(sources):
+        if datasets is not None:
+            dataset, keys = datasets[k], _group_keys(datasets[k].pairs)
+        else:
+            dataset, keys = read_source(spec, on_error, errors, primary=k == 0)
+        keep = _sample(len(dataset), spec.rows, seed + k)
+        builder.add(k, spec, dataset, keys, keep)
+    return builder.finish()
+
+
+def _sample(n: int, rows: int | None, seed: int) -> np.ndarray:
+    """Indices of a seeded random sample of ``rows`` of ``n`` rows (all rows, in order, without a cap)."""
+    if rows is None or rows >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=rows, replace=False))
+
+
+class _Builder:
+    """Accumulates the rows of a TrainingSet source by source."""
+
+    def __init__(self, shapes: Sequence[str]) -> None:
+        self.shapes = tuple(shapes)
+        self.pairs: list = []
+        self.Y: list[np.ndarray] = []
+        self.weights: list[float] = []
+        self.group_keys: list[tuple[int, str]] = []
+        self.primary: list[bool] = []
+        self.source_of_row: list[int] = []
+        self.sources: list[dict] = []
+
+    def _append(self, pair: object, y: np.ndarray, k: int, weight: float, group: tuple[int, str],
+                primary: bool) -> None:
+        self.pairs.append(pair)
+        self.Y.append(y)
+        self.weights.append(weight)
+        self.group_keys.append(group)
+        self.primary.append(primary)
+        self.source_of_row.append(k)
+
+    def add(self, k: int, spec: SourceSpec, dataset: Dataset, keys: list[str], keep: np.ndarray) -> None:
+        Y = np.column_stack([dataset.categories, dataset.categories.any(axis=1)])
+        if dataset.unsafe is not None:
+            Y[:, -1] |= dataset.unsafe
+        # primary rows and their copies group by prompt text; other sources by their own key
+        group_of = (lambda i: (0, keys[i])) if k == 0 else (lambda i: (k, keys[i]))
+        before = len(self.pairs)
+        prompt_labels: dict[str, np.ndarray] = {}
+        prompt_group: dict[str, tuple[int, str]] = {}
+        for i in keep:
+            pair = dataset.pairs[i]
+            prompt, response = (pair, None) if isinstance(pair, str) else pair
+            if response is None:  # a plain text: the text-alone shape only
+                self._append(("", prompt), Y[i], k, spec.weight, group_of(i), k == 0)
+                continue
+            self._append((prompt, response), Y[i], k, spec.weight, group_of(i), k == 0)
+            if "prompt" in self.shapes and response and prompt:
+                prompt_labels[prompt] = prompt_labels.get(prompt, Y[i]) | Y[i]
+                prompt_group.setdefault(prompt, group_of(i))
+            if "text" in self.shapes and response and prompt:
+                self._append(("", response), Y[i], k, spec.weight, group_of(i), False)
+        for prompt, y in prompt_labels.items():
+            self._append((prompt, ""), y, k, spec.weight, prompt_group[prompt], False)
+        self.sources.append(self._describe(spec, dataset, len(keep), len(self.pairs) - before))
+
+    @staticmethod
+    def _describe(spec: SourceSpec, dataset: Dataset, sampled: int, rows: int) -> dict:
+        return describe_source(spec.path, len(dataset), sampled, rows, spec.weight)
+
+    def finish(self) -> TrainingSet:
+        ids: dict[tuple[int, str], int] = {key: i for i, key in enumerate(sorted(set(self.group_keys)))}
+        return TrainingSet(
+            pairs=self.pairs,
+            Y=np.array(self.Y, dtype=bool).reshape(len(self.pairs), len(CATEGORIES) + 1),
+            weights=np.array(self.weights, dtype=np.float64),
+            groups=np.fromiter(map(ids.__getitem__, self.group_keys), dtype=np.intp, count=len(self.group_keys)),
+            primary=np.array(self.primary, dtype=bool),
+            source_of_row=np.array(self.source_of_row, dtype=np.intp),
+            sources=self.sources,
+            shapes=self.shapes,
+        )
+
+
+def describe_source(path: str, rows_in_source: int, sampled: int, rows: int, weight: float = 1.0) -> dict:
+    """What a model card records of a source: name (never its directory), sha256 or package version, rows,
+    weight and license (from the records' ``license`` field, the package, or the known BeaverTails files)."""
+    is_file = path not in PACKAGE_SOURCES and os.path.isfile(path)
+    package = PACKAGE_SOURCES.get(path)
+    sha = sha256_file(path) if is_file else None
+    if package:
+        license_text = package[1]
+    else:
+        license_text = KNOWN_LICENSES.get(sha or "") or (_file_license(path) if is_file else None)
+    return {
+        "name": path if package else Path(path).name,
+        "sha256": sha,
+        "package": _package_version(package[0]) if package else None,
+        "rows_in_source": rows_in_source,
+        "rows_sampled": sampled,
+        "training_rows": rows,
+        "weight": weight,
+        "license": license_text,
+    }
+
+
+def _package_version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{package}=={version(package)}"
+    except PackageNotFoundError:
+        return None
+
+
+def _file_license(path: str) -> str | None:
+    """The ``license`` field(s) a data file's JSONL records carry (the shared everyday files do), if any."""
+    found: set[str] = set()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    value = json.loads(line).get("license")
+                except (ValueError, AttributeError):
+                    return None
+                if isinstance(value, str):
+                    found.add(value)
+    except (OSError, UnicodeDecodeError):
+        return None
+    return "; ".join(sorted(found)) or None
