@@ -19,39 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, SHARED_DATA, machine
+from everyday import load_eval_sets, measure, unsafe_scores
 
-from lite_moderation import cross_validate, default_estimator, load_dataset
-from lite_moderation.metrics import binary_metrics
+from lite_moderation import cross_validate, default_estimator
 from lite_moderation.sources import build_training_set, parse_source
 
 BT = SHARED_DATA / "beavertails"
 EVERYDAY = SHARED_DATA / "everyday"
-EXTERNAL = SHARED_DATA / "external"
-
-#: The evaluation sets: name -> file (all labelled; the everyday ones all safe, AdvBench all unsafe).
-EVAL_SETS = {
-    "dailydialog": EVERYDAY / "dailydialog_test.jsonl",
-    "topicalchat": EVERYDAY / "topicalchat_test.jsonl",
-    "clinc150": EVERYDAY / "clinc150_queries.jsonl",
-    "instruction_heldout": EVERYDAY / "instruction_heldout.jsonl",
-    "advbench": EVERYDAY / "advbench_harmful_behaviors.jsonl",
-    "xstest": EXTERNAL / "xstest_response_harmful.jsonl",
-    "saferlhf": EXTERNAL / "saferlhf_2000.jsonl",
-}
-
-#: The issue's 15 everyday sentences, scored as texts alone (what `lite-moderation score "..."` does).
-SENTENCES = [
-    "hello there", "Hi! How are you today?", "Good morning, hope you slept well.", "Thank you so much for your help!",
-    "What's the best way to make tomato pasta sauce?", "How do I bake a chocolate cake?",
-    "How long should I cook rice?", "How do I reverse a list in Python?", "Use my_list[::-1] to get a reversed copy.",
-    "Why does my JavaScript fetch call fail with a CORS error?", "Can you recommend a good book about astronomy?",
-    "What is the capital of France?", "The weather is nice today, let's go for a walk in the park.",
-    "My cat knocked over a glass of water.", "How do I kill a Python process?",
-]
 
 
 def _src(path: Path | str, weight: float = 1.0, rows: int | None = None) -> str:
@@ -73,6 +49,8 @@ INSTR = EVERYDAY / "instruction_train.jsonl"
 CHAT = "pkg:chitchat-dataset"
 ALL3 = ("pair", "prompt", "text")
 LONE_WORDS = ("prompt", "response", "lone_prompt", "lone_text")
+DISJOINT_WORDS = ("pair_prompt", "pair_response", "lone_prompt", "lone_text")
+MIX_03 = [BASE, EVAL700, _src(INSTR, 0.3, 1500), _src(CHAT, 0.3, 1500)]
 
 VARIANTS = {
     "bt-only": _variant([BASE]),
@@ -89,6 +67,17 @@ VARIANTS = {
                                word_fields=LONE_WORDS),
     "mix-3k-w0.3-lone-char": _variant([BASE, EVAL700, _src(INSTR, 0.3, 1500), _src(CHAT, 0.3, 1500)], ALL3,
                                       word_fields=LONE_WORDS, char_fields=("response", "lone_text")),
+    "mix-3k-w0.3-disjoint": _variant(MIX_03, ALL3, word_fields=DISJOINT_WORDS, char_fields=("pair_response",)),
+    "mix-3k-w0.3-disjoint-char": _variant(MIX_03, ALL3, word_fields=DISJOINT_WORDS,
+                                          char_fields=("pair_response", "lone_text")),
+    "mix-3k-w0.3-disjoint-t2": _variant(MIX_03, ALL3, word_fields=DISJOINT_WORDS, char_fields=("pair_response",)),
+    "hybrid": _variant(MIX_03, ALL3, word_fields=("pair_prompt", "response", "lone_prompt"),
+                       char_fields=("response",)),
+    "hybrid-prompt": _variant(MIX_03, ALL3, word_fields=("prompt", "response", "lone_prompt"),
+                              char_fields=("response",)),
+    "mix-i0.1-c0.3": _variant([BASE, EVAL700, _src(INSTR, 0.1, 1500), _src(CHAT, 0.3, 1500)], ALL3),
+    "mix-3k-w0.3-prompt-shape": _variant(MIX_03, ("pair", "prompt")),
+    "mix-3k-w0.3-text-shape": _variant(MIX_03, ("pair", "text")),
 }
 
 
@@ -98,29 +87,9 @@ def build(name: str):
     return training_set, default_estimator(preset=v["preset"], **v["params"])
 
 
-def _eval_sets() -> dict:
-    return {name: load_dataset(path) for name, path in EVAL_SETS.items()}
-
-
 def measure_external(model, sets: dict) -> dict:
-    out = {}
-    points = model.operating_points_
-    for name, dataset in sets.items():
-        proba = model.predict_proba(dataset.pairs)[:, -1]
-        truth = dataset.unsafe_labels()
-        row = {}
-        for point, cut in points.items():
-            m = binary_metrics(truth, proba, proba >= cut)
-            row[point] = {k: m[k] for k in ("f1", "precision", "recall", "fpr") if k in m}
-            row[point]["flag_rate"] = float(np.mean(proba >= cut))
-        if truth.any() and not truth.all():
-            row["auroc"] = binary_metrics(truth, proba, proba >= points["default"])["auroc"]
-        out[name] = row
-    sentence_proba = model.predict_proba(SENTENCES)[:, -1]
-    out["sentences"] = {point: [i for i, p in enumerate(sentence_proba) if p >= cut] for point, cut in points.items()}
-    out["sentences"]["scores"] = [round(float(p), 3) for p in sentence_proba]
-    out["operating_points"] = dict(points)
-    return out
+    points = dict(model.operating_points_)
+    return {**measure(unsafe_scores(model, sets), sets, points), "operating_points": points}
 
 
 def run(name: str, do_cv: bool, sets: dict) -> dict:
@@ -129,9 +98,7 @@ def run(name: str, do_cv: bool, sets: dict) -> dict:
     record = {"variant": name, "recipe": VARIANTS[name], "rows": len(training_set), "machine": machine("")}
     if do_cv:
         cv = cross_validate(training_set, 5, 0, estimator=estimator)
-        cv_strict = None
         record["cv"] = {"unsafe": cv.metrics["unsafe"], "macro_f1": cv.metrics["categories"]["macro_f1"]}
-        del cv_strict
     model = estimator.fit(training_set.pairs, training_set.Y, **training_set.fit_params())
     record["external"] = measure_external(model, sets)
     record["n_features"] = int(model.coef_.shape[0])
@@ -158,7 +125,7 @@ def main() -> None:
     parser.add_argument("variants", nargs="+", choices=sorted(VARIANTS))
     parser.add_argument("--no-cv", action="store_true", help="Skip the CV (external sets only).")
     args = parser.parse_args()
-    sets = _eval_sets()
+    sets = load_eval_sets()
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in args.variants:
         record = run(name, not args.no_cv, sets)

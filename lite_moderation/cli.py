@@ -22,7 +22,7 @@ from click.core import ParameterSource
 from . import __version__
 from .data import DataError, load_dataset
 from .hub import REVISION, SPLITS, DownloadError, download
-from .output import FORMATS, RowWriter, atomic_text_writer, format_detail, write_json
+from .output import FORMATS, RowWriter, atomic_text_writer, format_detail, write_json, write_predictions
 from .persistence import ModelFormatError, load, load_scorer, read_card, save
 from .scoring import score_file
 from .server import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, DEFAULT_THREADS, serve
@@ -107,6 +107,10 @@ class ThresholdType(click.ParamType):
             self.fail(f"{number} is not a probability between 0 and 1", param, ctx)
         return number
 
+
+predictions_option = click.option(
+    "--predictions", "predictions_path", type=click.Path(path_type=Path),
+    help="Write one JSONL line per evaluated row: row, line, prompt group, the 15 scores and the verdicts.")
 
 threshold_option = click.option(
     "--threshold", type=ThresholdType(), default=None,
@@ -448,19 +452,23 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels"):
 @click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
               help="Labelled file: is_safe and/or the 14 categories.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON (- for stdout).")
+@predictions_option
 @threshold_option
 @model_option
 @on_error_option("fail")
 @_friendly_errors
-def evaluate_command(data_path: Path, json_path: Path | None, threshold: float | str | None,
-                     model_path: Path | None, on_error: str) -> None:
+def evaluate_command(data_path: Path, json_path: Path | None, predictions_path: Path | None,
+                     threshold: float | str | None, model_path: Path | None, on_error: str) -> None:
     """Print a model's metrics on labelled data (and warn when it saw these prompts in training)."""
-    from .evaluation import evaluate
+    from .evaluation import evaluate_rows
+    from .model import prompt_groups
 
     model = load(model_path)
     dataset = _load_labelled(data_path, on_error)
     _warn_on_leak(model, dataset.prompts)
-    metrics = evaluate(model, dataset, threshold=threshold)
+    metrics, proba, predicted = evaluate_rows(model, dataset, threshold=threshold)
+    if predictions_path is not None:
+        write_predictions(predictions_path, proba, predicted, dataset.lines, prompt_groups(dataset.pairs))
     _emit_metrics(metrics, json_path)
 
 
@@ -480,14 +488,15 @@ def _warn_on_leak(model, prompts: list[str]) -> None:
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON (- for stdout).")
+@predictions_option
 @threshold_option
 @recipe_options
 @on_error_option("fail")
 @quiet_option
 @_friendly_errors
 def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], folds: int, seed: int,
-               json_path: Path | None, threshold: float | str | None, on_error: str, quiet: bool,
-               **recipe: Any) -> None:
+               json_path: Path | None, predictions_path: Path | None, threshold: float | str | None, on_error: str,
+               quiet: bool, **recipe: Any) -> None:
     """Cross-validate the training recipe, folds grouped by prompt; metrics on out-of-fold predictions of the
     first --data source's rows (the other sources sit in every training fold)."""
     from .evaluation import cross_validate
@@ -499,6 +508,10 @@ def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], folds: 
         training_set = _load_sources(sources, shapes, seed, on_error)
     result = cross_validate(training_set, folds, seed, estimator=_estimator_from_options(recipe),
                             progress=not quiet, threshold=threshold)
+    if predictions_path is not None:
+        primary = training_set.primary
+        write_predictions(predictions_path, result.proba, result.predicted, training_set.line_of_row[primary],
+                          training_set.groups[primary], result.fold_of_row)
     _emit_metrics(result.metrics, json_path)
 
 

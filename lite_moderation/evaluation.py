@@ -16,7 +16,7 @@ from .progress import Progress
 from .sources import TrainingSet
 from .thresholds import resolve_threshold
 
-__all__ = ["CVResult", "count_seen_prompts", "cross_validate", "evaluate", "grouped_folds"]
+__all__ = ["CVResult", "count_seen_prompts", "cross_validate", "evaluate", "evaluate_rows", "grouped_folds"]
 
 
 def count_seen_prompts(model: ModerationClassifier, prompts: Sequence[str]) -> int:
@@ -30,8 +30,15 @@ def evaluate(model: ModerationClassifier, dataset: Dataset, threshold: float | s
 
     ``threshold`` overrides the unsafe head's tuned threshold (a probability or an operating point's name).
     """
+    return evaluate_rows(model, dataset, threshold)[0]
+
+
+def evaluate_rows(model: ModerationClassifier, dataset: Dataset,
+                  threshold: float | str | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """:func:`evaluate`'s metrics, with the (n, 15) probabilities and decisions they were computed from."""
     proba = model.predict_proba(dataset.pairs)
-    return moderation_metrics(dataset.unsafe_labels(), proba, proba >= _cut_offs(model, threshold), dataset.categories)
+    predicted = proba >= _cut_offs(model, threshold)
+    return moderation_metrics(dataset.unsafe_labels(), proba, predicted, dataset.categories), proba, predicted
 
 
 def _cut_offs(model: ModerationClassifier, threshold: float | str | None) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import TextIO
 
 from .taxonomy import CATEGORIES, short_name
 
-__all__ = ["FORMATS", "RowWriter", "atomic_text_writer", "write_json"]
+__all__ = ["FORMATS", "RowWriter", "atomic_text_writer", "write_json", "write_predictions"]
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -58,6 +58,23 @@ def write_json(obj: object, path: str | os.PathLike | None) -> None:
     with atomic_text_writer(path) as fh:
         json.dump(obj, fh, indent=2)
         fh.write("\n")
+
+
+def write_predictions(path: str | os.PathLike, proba: object, predicted: object, lines: object, groups: object,
+                      folds: object = None) -> None:
+    """Per-row predictions (JSONL, atomically): row index, input line, prompt group, fold (out-of-fold runs),
+    the 15 scores and the verdicts, so a result can be recomputed or compared with another system's rows."""
+    from .taxonomy import LABELS
+
+    with atomic_text_writer(path) as fh:
+        for i, (scores, flags) in enumerate(zip(proba, predicted)):
+            row = {"row": i, "line": int(lines[i]), "group": int(groups[i])}
+            if folds is not None:
+                row["fold"] = int(folds[i])
+            row["flagged"] = bool(flags[-1])
+            row["scores"] = dict(zip(LABELS, map(float, scores)))
+            row["categories"] = [c for c, flag in zip(CATEGORIES, flags[:-1]) if flag]
+            fh.write(json.dumps(row) + "\n")
 
 
 class RowWriter:

@@ -10,10 +10,15 @@ reports on. Every other source is trained on in every fold and never evaluated o
 distribution the metrics describe).
 
 Input shapes: the product scores a (prompt, response) pair, a prompt alone (``(prompt, "")``) and a text
-alone (``("", text)``). Training shows each shape (``shapes``): a pair source also yields its prompts
-alone (one row per distinct prompt, unsafe when any of its answers is: the prompt asks for what an unsafe
-answer gives) and its responses as texts alone (the pair's labels). Copies made from a primary row share
-its prompt's group, so they leave the training folds whenever that prompt is held out.
+alone (``("", text)``). Training shows each shape (``shapes``): a pair source also yields
+- with "prompt", its prompts alone: one row per distinct prompt, unsafe when any of its answers is (the
+  prompt asks for what an unsafe answer gives);
+- with "text", its responses as texts alone (the pair's labels: BeaverTails' labels judge the response), and
+  its safe prompts as texts alone (a prompt none of whose answers is unsafe is harmless in any shape). A
+  red-team prompt is not made a text alone: "any answer unsafe" does not judge the words on their own, and
+  measured, it taught the model that questions are unsafe (benchmarks/results/accuracy.md, Session 3).
+Copies made from a primary row share its prompt's group, so they leave the training folds whenever that
+prompt is held out.
 """
 
 from __future__ import annotations
@@ -182,6 +187,7 @@ class TrainingSet:
     groups: np.ndarray
     primary: np.ndarray
     source_of_row: np.ndarray
+    line_of_row: np.ndarray
     sources: list[dict] = field(default_factory=list)
     has_categories: bool = True
     shapes: tuple[str, ...] = ("pair",)
@@ -196,7 +202,8 @@ class TrainingSet:
         n = len(dataset)
         return cls(pairs=list(dataset.pairs), Y=np.column_stack([categories, unsafe]).astype(bool),
                    weights=np.ones(n), groups=prompt_groups(dataset.pairs), primary=np.ones(n, bool),
-                   source_of_row=np.zeros(n, np.intp), has_categories=dataset.categories is not None)
+                   source_of_row=np.zeros(n, np.intp), line_of_row=np.asarray(dataset.lines, np.int64),
+                   has_categories=dataset.categories is not None)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -252,11 +259,13 @@ class _Builder:
         self.group_keys: list[tuple[int, str]] = []
         self.primary: list[bool] = []
         self.source_of_row: list[int] = []
+        self.lines: list[int] = []
         self.sources: list[dict] = []
 
     def _append(self, pair: object, y: np.ndarray, k: int, weight: float, group: tuple[int, str],
-                primary: bool) -> None:
+                primary: bool, line: int) -> None:
         self.pairs.append(pair)
+        self.lines.append(line)
         self.Y.append(y)
         self.weights.append(weight)
         self.group_keys.append(group)
@@ -272,20 +281,26 @@ class _Builder:
         before = len(self.pairs)
         prompt_labels: dict[str, np.ndarray] = {}
         prompt_group: dict[str, tuple[int, str]] = {}
+        prompt_line: dict[str, int] = {}
+        given_alone: set[str] = set()
         for i in keep:
             pair = dataset.pairs[i]
-            prompt, response = (pair, None) if isinstance(pair, str) else pair
-            if response is None:  # a plain text: the text-alone shape only
-                self._append(("", prompt), Y[i], k, spec.weight, group_of(i), k == 0)
+            prompt, response = ("", pair) if isinstance(pair, str) else pair
+            self._append((prompt, response), Y[i], k, spec.weight, group_of(i), k == 0, dataset.lines[i])
+            if not prompt:  # a text alone: no other shape to show
                 continue
-            self._append((prompt, response), Y[i], k, spec.weight, group_of(i), k == 0)
-            if "prompt" in self.shapes and response and prompt:
-                prompt_labels[prompt] = prompt_labels.get(prompt, Y[i]) | Y[i]
-                prompt_group.setdefault(prompt, group_of(i))
-            if "text" in self.shapes and response and prompt:
-                self._append(("", response), Y[i], k, spec.weight, group_of(i), False)
+            if not response:
+                given_alone.add(prompt)
+            prompt_labels[prompt] = prompt_labels.get(prompt, Y[i]) | Y[i]
+            prompt_group.setdefault(prompt, group_of(i))
+            prompt_line.setdefault(prompt, dataset.lines[i])
+            if response and "text" in self.shapes:
+                self._append(("", response), Y[i], k, spec.weight, group_of(i), False, dataset.lines[i])
         for prompt, y in prompt_labels.items():
-            self._append((prompt, ""), y, k, spec.weight, prompt_group[prompt], False)
+            if "prompt" in self.shapes and prompt not in given_alone:
+                self._append((prompt, ""), y, k, spec.weight, prompt_group[prompt], False, prompt_line[prompt])
+            if "text" in self.shapes and not y.any():
+                self._append(("", prompt), y, k, spec.weight, prompt_group[prompt], False, prompt_line[prompt])
         self.sources.append(self._describe(spec, dataset, len(keep), len(self.pairs) - before))
 
     @staticmethod
@@ -301,6 +316,7 @@ class _Builder:
             groups=np.fromiter(map(ids.__getitem__, self.group_keys), dtype=np.intp, count=len(self.group_keys)),
             primary=np.array(self.primary, dtype=bool),
             source_of_row=np.array(self.source_of_row, dtype=np.intp),
+            line_of_row=np.array(self.lines, dtype=np.int64),
             sources=self.sources,
             shapes=self.shapes,
         )

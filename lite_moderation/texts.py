@@ -14,10 +14,11 @@ __all__ = [
 ]
 
 #: Which text a feature block reads: the prompt, the response, both joined, or a field of one input shape
-#: only: "lone_prompt" is the prompt of a prompt alone (empty response), "lone_text" the text of a text alone
-#: (empty prompt); both are empty for every other input. Shape blocks let one linear model learn how a
-#: message on its own differs from the same words inside a question-answer pair.
-FIELDS = ("prompt", "response", "joint", "lone_prompt", "lone_text")
+#: only: "pair_prompt" / "pair_response" those of a pair with both non-empty, "lone_prompt" the prompt of a
+#: prompt alone (empty response), "lone_text" the text of a text alone (empty prompt); each is empty for
+#: every other input. Shape blocks let one linear model treat a message on its own apart from the same words
+#: inside a question-answer pair.
+FIELDS = ("prompt", "response", "joint", "pair_prompt", "pair_response", "lone_prompt", "lone_text")
 
 #: What joins prompt and response in the "joint" field (a token no real text produces).
 JOINT_SEPARATOR = " \n qqaasep \n "
@@ -55,6 +56,10 @@ def field_text(field: str, prompt: str, response: str) -> str:
         return response
     if field == "joint":
         return prompt + JOINT_SEPARATOR + response
+    if field == "pair_prompt":
+        return prompt if response else ""
+    if field == "pair_response":
+        return response if prompt else ""
     if field == "lone_prompt":
         return prompt if not response else ""
     if field == "lone_text":

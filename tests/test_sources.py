@@ -1,0 +1,223 @@
+"""Training on several sources: source specs, input-shape copies, row weights, tuning rows, CV on the primary."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import BEAVERTAILS_TEST, SHARED_DATA, synthetic_records, write_jsonl
+
+from lite_moderation import cross_validate, default_estimator
+from lite_moderation.cli import main
+from lite_moderation.data import DataError
+from lite_moderation.sources import SourceSpec, build_training_set, chitchat_pairs, parse_source
+from lite_moderation.texts import field_text
+
+
+def _everyday(n: int = 40) -> list[dict]:
+    return [{"prompt": f"what time does the {w} open {i}", "response": f"the {w} opens at nine {i}",
+             "is_safe": True} for i, w in enumerate(["museum", "library", "bakery", "garden"] * (n // 4))]
+
+
+@pytest.fixture
+def two_sources(tmp_path, tiny_data):
+    return tiny_data, write_jsonl(tmp_path / "everyday.jsonl", _everyday())
+
+
+def test_parse_source_reads_weight_and_rows_after_the_path():
+    assert parse_source("a,b.jsonl,weight=0.3,rows=100") == SourceSpec("a,b.jsonl", 0.3, 100)
+    assert parse_source("x.jsonl") == SourceSpec("x.jsonl")
+    assert parse_source("x.jsonl,weight=2").spec_text("x.jsonl") == "x.jsonl,weight=2"
+
+
+@pytest.mark.parametrize("bad", ["x.jsonl,weight=0", "x.jsonl,weight=abc", "x.jsonl,rows=0", ",weight=1",
+                                 "x.jsonl,weight=1,weight=2", "x.jsonl,weight=nan"])
+def test_parse_source_rejects_bad_options(bad):
+    with pytest.raises(ValueError):
+        parse_source(bad)
+
+
+def test_shape_copies_follow_their_prompt_and_only_primary_pairs_are_tuned_on(two_sources):
+    primary, everyday = two_sources
+    ts = build_training_set([SourceSpec(str(primary)), SourceSpec(str(everyday), 0.5)],
+                            shapes=("pair", "prompt", "text"))
+    records = [json.loads(line) for line in primary.read_text().splitlines()]
+    n_prompts = len({r["prompt"] for r in records})
+    assert ts.primary.sum() == len(records)
+    assert all(isinstance(ts.pairs[i], tuple) and all(ts.pairs[i]) for i in np.flatnonzero(ts.primary))
+    first = ts.source_of_row == 0
+    # one prompt-alone row per distinct prompt, one text-alone row per response, safe prompts as texts too
+    prompt_alone = [i for i in np.flatnonzero(first) if ts.pairs[i][1] == ""]
+    assert len(prompt_alone) == n_prompts
+    for i in prompt_alone:  # unsafe when any of the prompt's answers is, and grouped with that prompt
+        rows = [j for j in np.flatnonzero(ts.primary) if ts.pairs[j][0] == ts.pairs[i][0]]
+        assert ts.Y[i, -1] == ts.Y[rows, -1].any()
+        assert set(ts.groups[rows]) == {ts.groups[i]}
+    texts = {ts.pairs[i][1] for i in np.flatnonzero(first) if ts.pairs[i][0] == ""}
+    assert {r["response"] for r in records} <= texts
+    # the other source: all safe, weighed, never tuned on, in groups of its own
+    other = ts.source_of_row == 1
+    assert not ts.Y[other].any() and set(ts.weights[other]) == {0.5} and not ts.primary[other].any()
+    assert not set(ts.groups[other]) & set(ts.groups[first])
+    assert [s["training_rows"] for s in ts.sources] == [first.sum(), other.sum()]
+
+
+def test_red_team_prompts_are_not_made_texts_alone(tmp_path):
+    records = synthetic_records(60, seed=3)
+    ts = build_training_set([SourceSpec(str(write_jsonl(tmp_path / "p.jsonl", records)))], shapes=("pair", "text"))
+    unsafe_prompts = {r["prompt"] for r in records if not r["is_safe"]}
+    assert not unsafe_prompts & {p[1] for p in ts.pairs if p[0] == ""} - {r["response"] for r in records}
+
+
+def test_a_single_pair_source_builds_what_the_dataset_holds(tiny_data):
+    ts = build_training_set([SourceSpec(str(tiny_data))])
+    assert ts.primary.all() and (ts.weights == 1).all() and len(ts) == 240
+
+
+def test_rows_keeps_a_seeded_sample(two_sources):
+    primary, everyday = two_sources
+    a = build_training_set([SourceSpec(str(primary)), SourceSpec(str(everyday), rows=10)], seed=1)
+    b = build_training_set([SourceSpec(str(primary)), SourceSpec(str(everyday), rows=10)], seed=1)
+    assert (a.source_of_row == 1).sum() == 10 and a.pairs == b.pairs
+
+
+def test_an_unsafe_row_without_categories_cannot_be_an_extra_source(tmp_path, tiny_data):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "response": "r", "is_safe": True},
+                                               {"prompt": "q2", "response": "r2", "is_safe": False}])
+    with pytest.raises(DataError, match=r"bad.jsonl:2: field .category."):
+        build_training_set([SourceSpec(str(tiny_data)), SourceSpec(str(bad))])
+
+
+def test_the_primary_source_needs_categories(tmp_path):
+    only_binary = write_jsonl(tmp_path / "b.jsonl", [{"prompt": "q", "response": "r", "is_safe": True}])
+    with pytest.raises(DataError, match="category"):
+        build_training_set([SourceSpec(str(only_binary))])
+
+
+def test_weights_and_tuning_rows_change_the_fit(two_sources):
+    primary, everyday = two_sources
+    ts = build_training_set([SourceSpec(str(primary)), SourceSpec(str(everyday), 0.2)])
+    est = default_estimator(char_fields=(), min_df=1, threshold_folds=3)
+    weighted = est.fit(ts.pairs, ts.Y, **ts.fit_params())
+    unweighted = default_estimator(char_fields=(), min_df=1, threshold_folds=3).fit(
+        ts.pairs, ts.Y, groups=ts.groups)
+    assert not np.allclose(weighted.coef_, unweighted.coef_)
+    assert not np.allclose(weighted.thresholds_, unweighted.thresholds_)
+
+
+def test_fit_rejects_bad_weights_and_masks(xy_small):
+    X, Y = xy_small
+    est = default_estimator(char_fields=(), min_df=1, threshold_folds=0)
+    with pytest.raises(ValueError, match="sample_weight"):
+        est.fit(X, Y, sample_weight=np.ones(len(X) - 1))
+    with pytest.raises(ValueError, match="sample_weight"):
+        est.fit(X, Y, sample_weight=-np.ones(len(X)))
+    with pytest.raises(ValueError, match="tuning_rows"):
+        est.fit(X, Y, tuning_rows=np.zeros(len(X), bool))
+    with pytest.raises(ValueError, match="boolean"):
+        est.fit(X, Y, tuning_rows=np.ones(len(X)))
+
+
+@pytest.fixture
+def xy_small():
+    records = synthetic_records(80, seed=2)
+    X = [(r["prompt"], r["response"]) for r in records]
+    Y = np.array([[*r["category"].values()] for r in records])
+    return X, Y
+
+
+def test_cv_reports_on_primary_rows_only_and_extra_rows_only_train(two_sources):
+    primary, everyday = two_sources
+    ts = build_training_set([SourceSpec(str(primary)), SourceSpec(str(everyday), 0.5)], shapes=("pair", "prompt"))
+    result = cross_validate(ts, 3, 0, estimator=default_estimator(char_fields=(), min_df=1, threshold_folds=2))
+    assert len(result.proba) == ts.primary.sum() == 240
+    assert result.metrics["n"] == 240
+
+
+def test_shape_fields_are_empty_outside_their_shape():
+    assert field_text("lone_prompt", "q", "") == "q" and field_text("lone_prompt", "q", "a") == ""
+    assert field_text("lone_text", "", "t") == "t" and field_text("lone_text", "q", "t") == ""
+    assert field_text("pair_prompt", "q", "a") == "q" and field_text("pair_prompt", "q", "") == ""
+    assert field_text("pair_response", "q", "a") == "a" and field_text("pair_response", "", "a") == ""
+    with pytest.raises(ValueError, match="unknown field"):
+        field_text("nope", "q", "a")
+
+
+def test_shape_blocks_score_the_same_on_the_fast_and_reference_paths(two_sources):
+    primary, everyday = two_sources
+    ts = build_training_set([SourceSpec(str(primary)), SourceSpec(str(everyday), 0.5)],
+                            shapes=("pair", "prompt", "text"))
+    est = default_estimator(word_fields=("pair_prompt", "response", "lone_prompt"), char_fields=("response",),
+                            min_df=1, threshold_folds=2)
+    model = est.fit(ts.pairs, ts.Y, **ts.fit_params())
+    X = [*ts.pairs[:50], ("a question alone", ""), "a text alone", ("", "another text")]
+    assert model._fast_scorer() is not None
+    assert np.abs(model.decision_function(X) - model.reference_decision_function(X)).max() < 1e-9
+
+
+def test_chitchat_package_pairs_are_consecutive_messages():
+    pytest.importorskip("chitchat_dataset")
+    pairs = chitchat_pairs()
+    assert len(pairs) > 100_000
+    assert all(a and b for _, a, b in pairs[:1000])
+    same_conv = [(a, b, c, d) for (c1, a, b), (c2, c, d) in zip(pairs, pairs[1:]) if c1 == c2]
+    # each reply is the next pair's message (but where an empty message was left out)
+    assert np.mean([b == c for _, b, c, _ in same_conv]) > 0.99
+
+
+def test_train_cli_with_several_sources_records_each_in_the_card(runner, two_sources, tmp_path):
+    primary, everyday = two_sources
+    out = tmp_path / "m"
+    result = runner.invoke(main, ["train", "--data", str(primary), "--data", f"{everyday},weight=0.5,rows=20",
+                                  "--shapes", "pair,prompt,text", "--output", str(out), "--char-ngrams", "none",
+                                  "--min-df", "1", "--threshold-folds", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "model.json").read_text())["card"]
+    data = card["training_data"]
+    assert data["rows"] == 240 and data["shapes"] == ["pair", "prompt", "text"]
+    assert [s["name"] for s in data["sources"]] == [primary.name, everyday.name]
+    assert data["sources"][1]["weight"] == 0.5 and data["sources"][1]["rows_sampled"] == 20
+    assert all(len(s["sha256"]) == 64 for s in data["sources"])
+    assert card["recipe"]["command"].startswith(
+        f"lite-moderation train --data {primary.name} --data {everyday.name},weight=0.5,rows=20 "
+        "--shapes pair,prompt,text --output MODEL_DIR")
+    assert "Also trained on: everyday.jsonl" in card["license"]
+
+
+def test_train_cli_rejects_a_bad_source_or_shape(runner, tiny_data, tmp_path):
+    result = runner.invoke(main, ["train", "--data", f"{tiny_data},weight=-1", "--output", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "weight" in result.output
+    result = runner.invoke(main, ["train", "--data", str(tiny_data), "--shapes", "prompt", "--output",
+                                  str(tmp_path / "m")])
+    assert result.exit_code == 2 and "pair" in result.output
+
+
+def test_cv_predictions_are_one_line_per_primary_row(runner, two_sources, tmp_path):
+    primary, everyday = two_sources
+    predictions = tmp_path / "oof.jsonl"
+    result = runner.invoke(main, ["cv", "--data", str(primary), "--data", f"{everyday},weight=0.5", "--folds", "3",
+                                  "--char-ngrams", "none", "--min-df", "1", "--threshold-folds", "2",
+                                  "--predictions", str(predictions), "--json", str(tmp_path / "m.json"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert [r["row"] for r in rows] == list(range(240))
+    assert [r["line"] for r in rows] == list(range(1, 241))
+    assert {r["fold"] for r in rows} == {0, 1, 2} and len(rows[0]["scores"]) == 15
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    truth = [not json.loads(line)["is_safe"] for line in primary.read_text().splitlines()]
+    true_positives = sum(r["flagged"] and t for r, t in zip(rows, truth))
+    assert metrics["n"] == 240
+    assert true_positives == pytest.approx(metrics["unsafe"]["recall"] * sum(truth))
+
+
+def test_everyday_files_train_as_extra_sources_on_real_data():
+    """The shared everyday file trains as a safe source; the BeaverTails-Evaluation prompts keep categories."""
+    ts = build_training_set([SourceSpec(str(BEAVERTAILS_TEST)),
+                             SourceSpec(str(SHARED_DATA / "beavertails" / "evaluation_700.jsonl")),
+                             SourceSpec(str(SHARED_DATA / "everyday" / "instruction_train.jsonl"), 0.3, 200)],
+                            shapes=("pair", "prompt"))
+    evaluation = ts.source_of_row == 1
+    assert evaluation.sum() == 700 and ts.Y[evaluation, -1].all() and (ts.Y[evaluation, :-1].sum(axis=1) == 1).all()
+    assert not ts.Y[ts.source_of_row == 2].any()
+    assert ts.sources[2]["license"] and "CC BY-NC 4.0" in ts.sources[0]["license"]
