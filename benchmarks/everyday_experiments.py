@@ -50,6 +50,7 @@ CHAT = "pkg:chitchat-dataset"
 ALL3 = ("pair", "prompt", "text")
 LONE_WORDS = ("prompt", "response", "lone_prompt", "lone_text")
 DISJOINT_WORDS = ("pair_prompt", "pair_response", "lone_prompt", "lone_text")
+HYBRID = {"word_fields": ("pair_prompt", "response", "lone_prompt"), "char_fields": ("response",)}
 MIX_03 = [BASE, EVAL700, _src(INSTR, 0.3, 1500), _src(CHAT, 0.3, 1500)]
 
 VARIANTS = {
@@ -75,6 +76,10 @@ VARIANTS = {
                        char_fields=("response",)),
     "hybrid-prompt": _variant(MIX_03, ALL3, word_fields=("prompt", "response", "lone_prompt"),
                               char_fields=("response",)),
+    "hybrid-i0.1": _variant([BASE, EVAL700, _src(INSTR, 0.1, 1500), _src(CHAT, 0.3, 1500)], ALL3, **HYBRID),
+    "hybrid-chat-only": _variant([BASE, EVAL700, _src(CHAT, 0.3, 1500)], ALL3, **HYBRID),
+    "hybrid-w0.2": _variant([BASE, EVAL700, _src(INSTR, 0.2, 1500), _src(CHAT, 0.2, 1500)], ALL3, **HYBRID),
+    "hybrid-6k-w0.15": _variant([BASE, EVAL700, _src(INSTR, 0.15, 3000), _src(CHAT, 0.15, 3000)], ALL3, **HYBRID),
     "mix-i0.1-c0.3": _variant([BASE, EVAL700, _src(INSTR, 0.1, 1500), _src(CHAT, 0.3, 1500)], ALL3),
     "mix-3k-w0.3-prompt-shape": _variant(MIX_03, ("pair", "prompt")),
     "mix-3k-w0.3-text-shape": _variant(MIX_03, ("pair", "text")),

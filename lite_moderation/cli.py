@@ -207,8 +207,8 @@ def main() -> None:
 
 @main.command()
 @click.argument("texts", nargs=-1)
-@click.option("--prompt", help="Prompt of a question-answer pair (use with --response).")
-@click.option("--response", help="Response of a question-answer pair (use with --prompt).")
+@click.option("--prompt", help="Prompt of a question-answer pair; alone, a prompt alone (a user message).")
+@click.option("--response", help="Response of a question-answer pair; alone, a text alone (as a TEXTS argument).")
 @click.option("--input", "-i", "input_path",
               help="File of records to score, or - for stdin (with --engine dask: a quoted glob of files).")
 @click.option("--input-format", type=click.Choice(["auto", "jsonl", "json", "csv", "text"]), default="auto",
@@ -270,8 +270,7 @@ def score(texts: tuple[str, ...], prompt: str | None, response: str | None, inpu
 
 def _items_from_arguments(texts: tuple[str, ...], prompt: str | None, response: str | None) -> list:
     if prompt is not None or response is not None:
-        if prompt is None or response is None:
-            raise click.UsageError("--prompt and --response go together")
+        prompt, response = prompt or "", response or ""
         if not prompt.strip() and not response.strip():
             raise InputError("--prompt and --response are both empty: nothing to score")
         return [(prompt, response)]

@@ -88,7 +88,8 @@ class DataError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One validated record. ``response`` is None for a plain single text."""
+    """One validated record. ``response`` is None for a text alone ("text" field, or a text line), "" for a
+    prompt alone (a "prompt" without a "response")."""
 
     prompt: str
     response: str | None
@@ -528,6 +529,8 @@ def _finish(prompt: str, response: str | None, text_field: str, categories: tupl
         if categories is None:
             raise _Bad("is_safe", "missing (this step needs labelled data)", _LABELS_HINT)
         is_safe = not any(categories)
+    if response is None and text_field == "prompt":
+        response = ""  # a prompt without a response is a prompt alone (a user message), not a text alone
     return Record(prompt, response, categories, is_safe, line)
 
 

@@ -252,8 +252,12 @@ def _item(value: Any, param: str) -> str | tuple[str, str]:
         return _text(value, param)
     if not isinstance(value, dict):
         raise ApiError(400, f"{param} must be a string or an object, got {json_type(value)}", param=param)
-    if "prompt" in value or "response" in value:
-        return _text(value.get("prompt"), f"{param}.prompt"), _text(value.get("response"), f"{param}.response")
+    if "prompt" in value or "response" in value:  # either alone: a prompt alone, or a text alone
+        prompt = _text(value.get("prompt", ""), f"{param}.prompt")
+        response = _text(value.get("response", ""), f"{param}.response")
+        if not prompt.strip() and not response.strip():
+            raise ApiError(400, f"{param}: prompt and response are both empty: nothing to moderate", param=param)
+        return prompt, response
     if value.get("type") == "text":
         return _text(value.get("text"), f"{param}.text")
     if "type" in value:

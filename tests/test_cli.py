@@ -53,6 +53,20 @@ def test_score_pair_json_has_the_documented_shape(runner):
     assert 0.0 <= item["unsafe_score"] <= 1.0
 
 
+def test_score_a_prompt_alone_and_a_response_alone(runner):
+    from lite_moderation import load_scorer
+
+    scorer = load_scorer()
+    for args, item in ((["--prompt", "what is a cat"], ("what is a cat", "")),
+                       (["--response", "a small animal"], ("", "a small animal"))):
+        result = runner.invoke(main, ["score", *args, "--format", "json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)[0]["unsafe_score"] == pytest.approx(
+            scorer.moderate([item])[0]["unsafe_score"])
+    result = runner.invoke(main, ["score", "text", "--prompt", "what is a cat"])
+    assert result.exit_code == 2 and "exactly one of" in result.output
+
+
 def test_score_several_texts_keeps_input_order(runner, tiny_model_dir):
     texts = ["marker3 marker3 river", "kitchen music", "marker5 garden"]
     result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "--format", "jsonl", *texts])

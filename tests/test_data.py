@@ -272,6 +272,13 @@ def test_csv_happy_path(tmp_path):
     assert records[1].categories[CATEGORIES.index(SELF_HARM)] and sum(records[1].categories) == 1
 
 
+def test_a_prompt_without_response_is_a_prompt_alone_and_a_text_is_a_text_alone(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "where is the station"}, {"text": "where is the station"}])
+    assert [r.pair for r in read_records(path)] == [("where is the station", ""), "where is the station"]
+    csv_path = write_csv(tmp_path / "d.csv", ["prompt"], [["where is the station"]])
+    assert [r.pair for r in read_records(csv_path)] == [("where is the station", "")]
+
+
 def test_csv_category_json_column_and_text_column(tmp_path):
     cat = json.dumps({key: key == VIOLENCE for key in CATEGORIES})
     path = write_csv(tmp_path / "d.csv", ["prompt", "response", "category"], [["q", "a", cat]])

@@ -179,7 +179,7 @@ def test_dataframe_gets_score_columns_equal_to_moderate(client, tiny_model_dir):
     result = dist.score_dataframe(dd.from_pandas(frame, npartitions=3), tiny_model_dir)
     assert list(result.columns[:4]) == ["prompt", "response", "flagged", "unsafe_score"]
     computed = result.compute()
-    pairs = [(p, r) if isinstance(r, str) else p for p, r in zip(frame["prompt"], frame["response"])]
+    pairs = [(p, r if isinstance(r, str) else "") for p, r in zip(frame["prompt"], frame["response"])]
     expected = lm.load(tiny_model_dir).moderate(pairs)
     assert computed["flagged"].tolist() == [v["flagged"] for v in expected]
     assert computed["unsafe_score"].tolist() == [v["unsafe_score"] for v in expected]

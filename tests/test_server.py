@@ -118,6 +118,13 @@ def test_batch_of_texts_pairs_and_text_parts_keeps_order(port, model):
     assert [r["flagged"] for r in answer["results"]] == [e["flagged"] for e in expected]
 
 
+def test_a_prompt_or_a_response_alone_is_that_input_shape(port, model):
+    body = {"input": [{"prompt": PAIR["prompt"]}, {"response": PAIR["response"]}]}
+    answer = moderate(port, body)
+    expected = model.moderate([(PAIR["prompt"], ""), ("", PAIR["response"])])
+    assert [r["unsafe_score"] for r in answer["results"]] == pytest.approx([e["unsafe_score"] for e in expected])
+
+
 def test_ids_are_unique(port):
     assert moderate(port, {"input": "a"})["id"] != moderate(port, {"input": "a"})["id"]
 
@@ -197,7 +204,9 @@ BAD_BODIES = {
     "empty-list": (b'{"input": []}', "empty list"),
     "item-number": (b'{"input": ["a", 7]}', "input[1] must be a string or an object, got number"),
     "item-nested-list": (b'{"input": [["a"]]}', "input[0] must be a string or an object, got array"),
-    "pair-missing-response": (b'{"input": [{"prompt": "a"}]}', "input[0].response must be a string, got null"),
+    "pair-null-response": (b'{"input": [{"prompt": "a", "response": null}]}',
+                           "input[0].response must be a string, got null"),
+    "pair-both-empty": (b'{"input": [{"prompt": " ", "response": ""}]}', "both empty"),
     "pair-wrong-type": (b'{"input": [{"prompt": "a", "response": false}]}', "got boolean"),
     "image-part": (b'{"input": [{"type": "image_url", "image_url": {"url": "x"}}]}', "only text inputs"),
     "unknown-object": (b'{"input": [{"foo": "a"}]}', "input[0] must be a string, a"),
