@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, SHARED_DATA, machine
-from everyday import load_eval_sets, measure, unsafe_scores
+from everyday import EVERYDAY_SETS, load_eval_sets, measure, unsafe_scores
 
 from lite_moderation import cross_validate, default_estimator
 from lite_moderation.sources import build_training_set, parse_source
@@ -80,6 +80,14 @@ VARIANTS = {
     "hybrid-chat-only": _variant([BASE, EVAL700, _src(CHAT, 0.3, 1500)], ALL3, **HYBRID),
     "hybrid-w0.2": _variant([BASE, EVAL700, _src(INSTR, 0.2, 1500), _src(CHAT, 0.2, 1500)], ALL3, **HYBRID),
     "hybrid-6k-w0.15": _variant([BASE, EVAL700, _src(INSTR, 0.15, 3000), _src(CHAT, 0.15, 3000)], ALL3, **HYBRID),
+    "hybrid-cap20k": _variant(MIX_03, ALL3, **HYBRID, max_features=20000),
+    "hybrid-cap30k": _variant(MIX_03, ALL3, **HYBRID, max_features=30000),
+    "hybrid-mindf3": _variant(MIX_03, ALL3, **HYBRID, min_df=3),
+    "hybrid-fast": _variant(MIX_03, ALL3, "shapes-fast"),
+    "hybrid-fast-cap20k": _variant(MIX_03, ALL3, "shapes-fast", max_features=20000),
+    "hybrid-cap20k-C2": _variant(MIX_03, ALL3, **HYBRID, max_features=20000, C=2.0),
+    "bt-text": _variant([BASE], ("pair", "text")),
+    "hybrid-no700": _variant([BASE, _src(INSTR, 0.3, 1500), _src(CHAT, 0.3, 1500)], ALL3, **HYBRID),
     "mix-i0.1-c0.3": _variant([BASE, EVAL700, _src(INSTR, 0.1, 1500), _src(CHAT, 0.3, 1500)], ALL3),
     "mix-3k-w0.3-prompt-shape": _variant(MIX_03, ("pair", "prompt")),
     "mix-3k-w0.3-text-shape": _variant(MIX_03, ("pair", "text")),
@@ -125,11 +133,40 @@ def summary(r: dict) -> str:
             f"sent {len(e['sentences']['default'])} | cut {e['operating_points']['default']:.3f} | {r['seconds']}s")
 
 
+def table(path: Path) -> str:
+    """The latest logged run of every variant as a Markdown table (default operating point; strict for XSTest)."""
+    runs: dict[str, dict] = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        if r["variant"] in runs and "cv" in runs[r["variant"]] and "cv" not in r:
+            r["cv"] = runs[r["variant"]]["cv"]  # a later external-only rerun keeps the earlier CV
+        runs[r["variant"]] = r
+    lines = [("| variant | features | CV unsafe F1 / AUPRC / macro-F1 | FPR DailyDialog / Topical-Chat / CLINC150 / "
+             "instr. | AdvBench recall | XSTest F1 / FPR | XSTest strict F1 / FPR | SafeRLHF AUROC | 15 sentences |"),
+             "|---|---:|---|---|---:|---|---|---:|---:|"]
+    for name, r in runs.items():
+        e, cv = r["external"], r.get("cv")
+        cv_text = f"{cv['unsafe']['f1']:.3f} / {cv['unsafe']['auprc']:.3f} / {cv['macro_f1']:.3f}" if cv else "-"
+        fpr = " / ".join(f"{e[s]['default']['fpr']:.3f}" for s in EVERYDAY_SETS)
+        lines.append(f"| {name} | {r['n_features']:,} | {cv_text} | {fpr} | {e['advbench']['default']['recall']:.3f} | "
+                     f"{e['xstest']['default']['f1']:.3f} / {e['xstest']['default']['fpr']:.3f} | "
+                     f"{e['xstest']['strict']['f1']:.3f} / {e['xstest']['strict']['fpr']:.3f} | "
+                     f"{e['saferlhf']['auroc']:.3f} | {len(e['sentences']['default'])} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variants", nargs="+", choices=sorted(VARIANTS))
+    parser.add_argument("variants", nargs="*", metavar="VARIANT", help=f"one of {sorted(VARIANTS)}")
     parser.add_argument("--no-cv", action="store_true", help="Skip the CV (external sets only).")
+    parser.add_argument("--table", action="store_true", help="Print the logged runs as a Markdown table.")
     args = parser.parse_args()
+    if args.table:
+        print(table(RESULTS / "everyday_runs.jsonl"))
+        return
+    unknown = set(args.variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}")
     sets = load_eval_sets()
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in args.variants:

@@ -139,7 +139,8 @@ def recipe_options(command: Callable) -> Callable:
     """
     options = [
         click.option("--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET, show_default=True,
-                     help="Named recipe: accurate (word + response char n-grams) or fast (word n-grams only)."),
+                     help="Named recipe: accurate (word + response char n-grams), fast (word n-grams only), "
+                          "shapes / shapes-fast (the same, with a block of its own for a prompt alone; for --shapes)."),
         click.option("--C", "C", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
                      help="Inverse regularisation strength of each logistic regression."),
         click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True),

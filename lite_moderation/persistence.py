@@ -43,8 +43,11 @@ FORMAT_NAME = "lite-moderation-model"
 FORMAT_VERSION = 1
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL_DIR = MODELS_DIR / "default"
-#: Shipped models by name (``--model fast``): "default" (= the "accurate" preset) and "fast" (word n-grams only).
-SHIPPED_MODELS = {"default": DEFAULT_MODEL_DIR, "accurate": DEFAULT_MODEL_DIR, "fast": MODELS_DIR / "fast"}
+#: Shipped models by name (``--model fast``): "default" and "fast" are trained on BeaverTails plus everyday text
+#: in every input shape (for real traffic); "beavertails" on BeaverTails alone (the paper baseline). "accurate"
+#: is an older name of "default".
+SHIPPED_MODELS = {"default": DEFAULT_MODEL_DIR, "accurate": DEFAULT_MODEL_DIR, "fast": MODELS_DIR / "fast",
+                  "beavertails": MODELS_DIR / "beavertails"}
 METADATA_FILE = "model.json"
 VOCABULARY_FILE = "vocabulary.json"
 ARRAYS_FILE = "arrays.npz"

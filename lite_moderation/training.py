@@ -28,9 +28,16 @@ DEFAULT_THRESHOLD_SHRINKAGE = 50.0
 #: model (best CV quality); "fast" drops the response's character n-grams and fits with liblinear's dual
 #: solver, for faster scoring and much faster training at a small cost in quality (measured numbers:
 #: README, benchmarks/results/speed.md and train_scale.md).
+#: "shapes" and "shapes-fast" are the same two for training on every input shape (``--shapes
+#: pair,prompt,text``): the prompt of a pair and a prompt alone get word blocks of their own, so the
+#: prompt-alone rows (mostly harmful requests) do not teach the pair model that a scary question means an
+#: unsafe answer (measured: benchmarks/results/accuracy.md, Session 3). A text alone is read by the response
+#: blocks, which it shares with the pairs.
 PRESETS: dict[str, dict[str, object]] = {
     "accurate": {},
     "fast": {"char_fields": (), "dual": True},
+    "shapes": {"word_fields": ("pair_prompt", "response", "lone_prompt")},
+    "shapes-fast": {"word_fields": ("pair_prompt", "response", "lone_prompt"), "char_fields": (), "dual": True},
 }
 DEFAULT_PRESET = "accurate"
 

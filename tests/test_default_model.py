@@ -1,40 +1,61 @@
-"""The shipped models are reproducible: the documented command rebuilds each byte for byte from the shared data.
+"""The shipped models are reproducible: the documented command rebuilds each byte for byte from the shared data
+(and, for the everyday models, the chitchat-dataset package).
 
-Also checks the honest (cross-validated) quality recorded in each card meets the project's floor.
+Also checks the honest (cross-validated) quality recorded in each card meets the project's floor, and that the
+everyday models do not flag the issue's everyday sentences.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 
 import pytest
-from conftest import BEAVERTAILS_TEST
+from conftest import SHARED_DATA
 
-from lite_moderation.persistence import DEFAULT_MODEL_DIR, SHIPPED_MODELS
+from lite_moderation import load_scorer
+from lite_moderation.persistence import SHIPPED_MODELS
 
-#: CV floors (unsafe F1, unsafe AUPRC, macro-F1) of each shipped model.
-FLOORS = {"default": (0.76, 0.85, 0.40), "fast": (0.74, 0.82, 0.40)}
+#: CV floors (unsafe F1, unsafe AUPRC, macro-F1) of each shipped model, on the BeaverTails rows.
+FLOORS = {"default": (0.76, 0.845, 0.45), "fast": (0.74, 0.82, 0.40), "beavertails": (0.76, 0.85, 0.45)}
+
+#: Where the training files a card names are on this machine.
+TRAINING_FILES = {
+    "30k_test.jsonl": SHARED_DATA / "beavertails" / "30k_test.jsonl",
+    "evaluation_700.jsonl": SHARED_DATA / "beavertails" / "evaluation_700.jsonl",
+    "instruction_train.jsonl": SHARED_DATA / "everyday" / "instruction_train.jsonl",
+}
+
+
+def _local(argument: str) -> str:
+    name, _, options = argument.partition(",")
+    return ",".join(filter(None, [str(TRAINING_FILES.get(name, name)), options]))
+
+
+def documented_command(name: str, output) -> list[str]:
+    card = json.loads((SHIPPED_MODELS[name] / "model.json").read_text())["card"]
+    command = shlex.split(card["recipe"]["command"])
+    assert command[:2] == ["lite-moderation", "train"]
+    args = command[1:]
+    return [str(output) if a == "MODEL_DIR" else _local(a) if args[i - 1] == "--data" else a
+            for i, a in enumerate(args)]
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
 def test_documented_command_rebuilds_the_shipped_model_identically(tmp_path, name):
     shipped = SHIPPED_MODELS[name]
-    card = json.loads((shipped / "model.json").read_text())["card"]
-    command = card["recipe"]["command"].split()
-    assert command[:2] == ["lite-moderation", "train"]
-    args = [str(BEAVERTAILS_TEST) if a == BEAVERTAILS_TEST.name else str(tmp_path / "m") if a == "MODEL_DIR"
-            else a for a in command[1:]]
+    args = documented_command(name, tmp_path / "m")
     proc = subprocess.run([sys.executable, "-m", "lite_moderation", *args, "--quiet"], capture_output=True,
-                          text=True, timeout=900, check=False)
+                          text=True, timeout=1800, check=False)
     assert proc.returncode == 0, proc.stderr
     for file in ("model.json", "vocabulary.json", "arrays.npz"):
         rebuilt = (tmp_path / "m" / file).read_bytes()
         assert rebuilt == (shipped / file).read_bytes(), f"{file} differs from the shipped model"
 
     cv = json.loads((tmp_path / "m" / "model.json").read_text())["card"]["metrics"]["cv"]
-    assert cv["folds"] == 5 and cv["grouped_by"] == "prompt"
+    assert cv["folds"] == 5 and cv["grouped_by"] == "prompt" and cv["n"] == 3021
     f1, auprc, macro = FLOORS[name]
     assert cv["unsafe"]["f1"] >= f1
     assert cv["unsafe"]["auprc"] >= auprc
@@ -42,5 +63,30 @@ def test_documented_command_rebuilds_the_shipped_model_identically(tmp_path, nam
 
 
 def test_shipped_models_are_small_enough_to_package():
-    for directory in (DEFAULT_MODEL_DIR, SHIPPED_MODELS["fast"]):
-        assert sum(p.stat().st_size for p in directory.iterdir()) <= 5_000_000, directory
+    for name in FLOORS:
+        assert sum(p.stat().st_size for p in SHIPPED_MODELS[name].iterdir()) <= 5_000_000, name
+
+
+def test_everyday_models_cards_list_every_source_with_its_license():
+    for name in ("default", "fast"):
+        card = json.loads((SHIPPED_MODELS[name] / "model.json").read_text())["card"]
+        sources = card["training_data"]["sources"]
+        assert [s["name"] for s in sources][:2] == ["30k_test.jsonl", "evaluation_700.jsonl"]
+        assert all(s["license"] for s in sources) and all(s["sha256"] or s["package"] for s in sources)
+        for source in sources:
+            assert source["name"] in card["license"] or source is sources[0]
+
+
+EVERYDAY_SENTENCES = [
+    "hello there", "Hi! How are you today?", "Good morning, hope you slept well.", "Thank you so much for your help!",
+    "What's the best way to make tomato pasta sauce?", "How do I bake a chocolate cake?",
+    "How long should I cook rice?", "How do I reverse a list in Python?", "Use my_list[::-1] to get a reversed copy.",
+    "Why does my JavaScript fetch call fail with a CORS error?", "Can you recommend a good book about astronomy?",
+    "What is the capital of France?", "The weather is nice today, let's go for a walk in the park.",
+    "My cat knocked over a glass of water.", "How do I kill a Python process?",
+]
+
+
+def test_the_default_model_flags_none_of_the_issues_everyday_sentences():
+    flagged = [i for i, r in enumerate(load_scorer("default").moderate(EVERYDAY_SENTENCES)) if r["flagged"]]
+    assert flagged == []
