@@ -1,16 +1,19 @@
 """The ``lite-moderation`` command: a thin shell over the library, one library call per command.
 
-Exit codes: 0 success; 1 something was flagged (only with ``score --fail-on-flagged``); 2 bad input,
-bad usage or an unusable model. Machine output (JSON, JSONL, CSV) goes to stdout or ``--output``;
-messages and progress go to stderr.
+Exit codes are defined in :mod:`lite_moderation.exits`: 0 success; 1 something was flagged (only with
+``score --fail-on-flagged``); 2 bad input, bad usage, a refused output or an unusable model; 130 SIGINT;
+143 SIGTERM. Machine output (JSON, JSONL, CSV) goes to stdout or ``--output``; messages and progress go
+to stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,11 +22,28 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from . import __version__
+from . import __version__, exits
 from .data import DataError, load_dataset
 from .hub import REVISION, SPLITS, DownloadError, download
-from .output import FORMATS, RowWriter, atomic_text_writer, format_detail, write_json
-from .persistence import ModelFormatError, load, load_scorer, read_card, save
+from .output import (
+    FORMATS,
+    OutputError,
+    RowWriter,
+    atomic_text_writer,
+    check_output_file,
+    format_detail,
+    write_json,
+)
+from .persistence import (
+    DEFAULT_MODEL_DIR,
+    SHIPPED_MODELS,
+    ModelFormatError,
+    check_model_target,
+    load,
+    load_scorer,
+    read_card,
+    save,
+)
 from .scoring import score_file
 from .server import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, DEFAULT_THREADS, serve
 from .sources import SHAPES, SourceSpec, parse_source
@@ -38,8 +58,8 @@ from .training import (
     train,
 )
 
-EXIT_FLAGGED = 1
-EXIT_BAD_INPUT = 2
+EXIT_FLAGGED = exits.FLAGGED
+EXIT_BAD_INPUT = exits.BAD_INPUT
 
 
 class InputError(click.ClickException):
@@ -55,12 +75,103 @@ def _friendly_errors(command: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (DataError, ModelFormatError) as exc:
+        except (DataError, ModelFormatError, OutputError) as exc:
             raise InputError(str(exc)) from None
+        except BrokenPipeError:
+            raise  # the reader went away: the group ends quietly
         except (ValueError, TypeError, OSError) as exc:
             raise InputError(f"{type(exc).__name__}: {exc}") from None
 
     return wrapper
+
+
+def _check_outputs(command: Callable) -> Callable:
+    """Refuse, before any work, every output path that would replace an input or something not ours."""
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        inputs = _input_paths(kwargs)
+        if kwargs.get("output_dir") is not None:
+            target = check_model_target(kwargs["output_dir"], kwargs.get("overwrite", False))
+            _refuse_inputs_inside(target, inputs)
+        if kwargs.get("output_path") is not None and kwargs.get("engine") != "dask":
+            check_output_file(kwargs["output_path"], inputs, "--output")
+        if kwargs.get("json_path") is not None:
+            check_output_file(kwargs["json_path"], inputs, "--json")
+        return command(**kwargs)
+
+    return wrapper
+
+
+def _input_paths(kwargs: dict) -> dict[str, list]:
+    """The files a command reads, by option: data, input and the model's own files."""
+    inputs: dict[str, list] = {
+        "--input": [kwargs.get("input_path")],
+        "--data": [kwargs.get("data_path"), *(spec.path for spec in kwargs.get("sources") or ())],
+    }
+    if "model_path" in kwargs:
+        model = Path(kwargs["model_path"] or DEFAULT_MODEL_DIR)
+        model = model if model.is_dir() else SHIPPED_MODELS.get(str(model), model)
+        inputs["--model"] = [model / name for name in ("model.json", "vocabulary.json", "arrays.npz")]
+    return inputs
+
+
+def _refuse_inputs_inside(target: Path, inputs: dict[str, list]) -> None:
+    """A model directory to be replaced must not hold any input of the command."""
+    if not target.exists():
+        return
+    for option, paths in inputs.items():
+        for path in paths:
+            if path is not None and str(path) != "-" and _inside(Path(path), target):
+                raise OutputError(f"--output {target}: holds {option} {path}; replacing it would delete that input")
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    return path.exists() and directory.resolve() in path.resolve().parents
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that temp files are removed on the way out."""
+
+
+@contextlib.contextmanager
+def _signals_as_exceptions():
+    def terminate(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the flush at exit does not fail again on a closed pipe."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+class _Group(click.Group):
+    """The command group: signals and a closed stdout end a command with its documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _signals_as_exceptions():
+            try:
+                return super().invoke(ctx)
+            except KeyboardInterrupt:
+                _note("interrupted")
+                raise click.exceptions.Exit(exits.INTERRUPTED) from None
+            except _Terminated:
+                _note("terminated")
+                raise click.exceptions.Exit(exits.TERMINATED) from None
+            except BrokenPipeError:
+                _silence_stdout()
+                raise click.exceptions.Exit(exits.OK) from None
 
 
 def _note(message: str) -> None:
@@ -195,7 +306,7 @@ def _estimator_from_options(options: dict, verbose: int = 0):
 # ------------------------------------------------------------------------------------------------ commands
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lite-moderation")
 def main() -> None:
     """Moderate text and question-answer pairs on CPU with TF-IDF + linear models (BeaverTails labels)."""
@@ -228,6 +339,7 @@ def main() -> None:
 @model_option
 @quiet_option
 @_friendly_errors
+@_check_outputs
 def score(texts: tuple[str, ...], prompt: str | None, response: str | None, input_path: str | None,
           input_format: str, output_path: Path | None, fmt: str | None, threshold: float | str | None,
           fail_on_flagged: bool, engine: str, scheduler: str | None, workers: int | None, jobs: int,
@@ -380,25 +492,28 @@ def data_options(command: Callable) -> Callable:
 @main.command("train")
 @data_options
 @click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path),
-              help="Directory to write the model to (replaced atomically).")
+              help="Directory to write the model to: a new or empty one, or an existing model with --overwrite.")
 @click.option("--cv-folds", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also run grouped cross-validation first and record it in the model card (0: skip).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold shuffles and row samples.")
 @click.option("--license", "license_text", default=None,
               help="License statement for the card [default: BeaverTails' terms plus each other source's license].")
+@click.option("--overwrite", is_flag=True, help="Replace --output if it is an existing model.")
 @recipe_options
 @on_error_option("fail")
 @quiet_option
 @_friendly_errors
+@_check_outputs
 def train_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], output_dir: Path, cv_folds: int,
-                  seed: int, license_text: str | None, on_error: str, quiet: bool, **recipe: Any) -> None:
+                  seed: int, license_text: str | None, overwrite: bool, on_error: str, quiet: bool,
+                  **recipe: Any) -> None:
     """Train a model on labelled records and save it to --output."""
     training_set = _load_sources(sources, shapes, seed, on_error)
     estimator = _estimator_from_options(recipe)
     command = _training_command(sources, shapes, cv_folds, seed, recipe)
     model, card = train(training_set, estimator, cv_folds=cv_folds, seed=seed,
                         license_text=license_text, command=command, progress=not quiet)
-    save(model, output_dir, card)
+    save(model, output_dir, card, overwrite=overwrite)
     _note(f"saved model to {output_dir} ({len(training_set)} rows, {model.coef_.shape[0]} features)")
     if cv_folds:
         _print_metrics(card["metrics"]["cv"], err=True)
@@ -452,6 +567,7 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels"):
 @model_option
 @on_error_option("fail")
 @_friendly_errors
+@_check_outputs
 def evaluate_command(data_path: Path, json_path: Path | None, threshold: float | str | None,
                      model_path: Path | None, on_error: str) -> None:
     """Print a model's metrics on labelled data (and warn when it saw these prompts in training)."""
@@ -485,6 +601,7 @@ def _warn_on_leak(model, prompts: list[str]) -> None:
 @on_error_option("fail")
 @quiet_option
 @_friendly_errors
+@_check_outputs
 def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], folds: int, seed: int,
                json_path: Path | None, threshold: float | str | None, on_error: str, quiet: bool,
                **recipe: Any) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .output import current_umask
+from .output import OutputError, current_umask, remove_stale_temps, temp_prefix
 from .taxonomy import LABELS
 from .texts import block_settings, block_specs
 
@@ -33,6 +33,7 @@ __all__ = [
     "FORMAT_VERSION",
     "SHIPPED_MODELS",
     "ModelFormatError",
+    "check_model_target",
     "load",
     "load_scorer",
     "read_card",
@@ -48,6 +49,8 @@ SHIPPED_MODELS = {"default": DEFAULT_MODEL_DIR, "accurate": DEFAULT_MODEL_DIR, "
 METADATA_FILE = "model.json"
 VOCABULARY_FILE = "vocabulary.json"
 ARRAYS_FILE = "arrays.npz"
+_MODEL_FILES = frozenset({METADATA_FILE, VOCABULARY_FILE, ARRAYS_FILE})
+_MAX_METADATA_BYTES = 16 * 1024 * 1024
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
@@ -58,13 +61,15 @@ class ModelFormatError(ValueError):
 # ------------------------------------------------------------------------------------------------ saving
 
 
-def save(model: ModerationClassifier, path: str | os.PathLike, card: dict | None = None) -> Path:
+def save(model: ModerationClassifier, path: str | os.PathLike, card: dict | None = None, *,
+         overwrite: bool = False) -> Path:
     """Write ``model`` to directory ``path`` atomically (built aside, then renamed into place).
 
-    The bytes depend only on the model and the card, so retraining with the same data and recipe
-    reproduces the files exactly.
+    ``path`` must be new, an empty directory, or (with ``overwrite=True``) an existing model: anything
+    else is refused (see :func:`check_model_target`). The bytes depend only on the model and the card,
+    so retraining with the same data and recipe reproduces the files exactly.
     """
-    target = Path(path)
+    target = check_model_target(path, overwrite)
     vocabulary, arrays = _model_payload(model)
     files = {VOCABULARY_FILE: _canonical_json(vocabulary), ARRAYS_FILE: _npz_bytes(arrays)}
     metadata = {
@@ -81,6 +86,51 @@ def save(model: ModerationClassifier, path: str | os.PathLike, card: dict | None
     files[METADATA_FILE] = _canonical_json(metadata, indent=2)
     _write_directory_atomically(target, files)
     return target
+
+
+def check_model_target(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``path`` as a place a model may be saved to, or an :class:`OutputError` saying why not.
+
+    Allowed: a new path, an empty directory, and an existing model directory (only its own files) when
+    ``overwrite`` is true. Refused: files, symbolic links and directories holding anything else.
+    """
+    target = Path(path)
+    if not target.exists() and not target.is_symlink():
+        return target
+    if target.is_symlink():
+        raise OutputError(f"{path}: is a symbolic link; give the directory it points to, or a new path")
+    if not target.is_dir():
+        raise OutputError(f"{path}: exists and is not a model directory; choose a new path (it is never replaced)")
+    entries = sorted(p.name for p in target.iterdir())
+    if not entries:
+        return target
+    if not _is_model_directory(target):
+        raise OutputError(f"{path}: is a directory that is not a lite-moderation model (holds "
+                          f"{_name_files(entries)}); choose a new or empty directory (it is never replaced)")
+    others = [name for name in entries if name not in _MODEL_FILES]
+    if others:
+        raise OutputError(f"{path}: is a model directory that also holds other files ({_name_files(others)}); "
+                          f"move them away or choose another path")
+    if not overwrite:
+        raise OutputError(f"{path}: is an existing model; pass --overwrite (overwrite=True in Python) to replace it")
+    return target
+
+
+def _is_model_directory(directory: Path) -> bool:
+    """Whether ``directory`` holds a ``model.json`` of this format (damaged models count: they may be replaced)."""
+    meta_path = directory / METADATA_FILE
+    try:
+        if not meta_path.is_file() or meta_path.stat().st_size > _MAX_METADATA_BYTES:
+            return False
+        metadata = json.loads(meta_path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(metadata, dict) and metadata.get("format") == FORMAT_NAME
+
+
+def _name_files(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _model_payload(model: ModerationClassifier) -> tuple[dict, dict[str, np.ndarray]]:
@@ -143,15 +193,21 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 def _write_directory_atomically(target: Path, files: dict[str, bytes]) -> None:
     """Write every file into a sibling temp dir, then swap it in: readers never see half a model."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    remove_stale_temps(target)
+    staging = Path(tempfile.mkdtemp(prefix=temp_prefix(target), dir=target.parent))
     staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; a model dir is ordinary
     try:
         for name, data in files.items():
             (staging / name).write_bytes(data)
         if target.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            backup = Path(tempfile.mkdtemp(prefix=temp_prefix(target) + "old.", dir=target.parent))
             os.replace(target, backup / "model")
-            os.replace(staging, target)
+            try:
+                os.replace(staging, target)
+            except BaseException:
+                os.replace(backup / "model", target)  # put the old model back
+                backup.rmdir()
+                raise
             shutil.rmtree(backup)
         else:
             os.replace(staging, target)

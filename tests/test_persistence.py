@@ -109,7 +109,7 @@ def test_save_replaces_an_existing_model_atomically(tiny_model_dir, tmp_path):
     model = lm.load(tiny_model_dir)
     target = tmp_path / "m"
     lm.save(model, target, {"version": 1})
-    lm.save(model, target, {"version": 2})
+    lm.save(model, target, {"version": 2}, overwrite=True)  # replacing a model is asked for explicitly
     assert lm.read_card(target)["version"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no staging or backup left behind
     assert zipfile.is_zipfile(target / "arrays.npz")
