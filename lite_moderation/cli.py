@@ -32,6 +32,7 @@ from .output import (
     atomic_text_writer,
     check_output_file,
     format_detail,
+    output_format,
     write_json,
 )
 from .persistence import (
@@ -178,12 +179,12 @@ def _note(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _report_skipped(errors: list[DataError], limit: int = 20) -> None:
+def _report_skipped(errors: list[DataError], limit: int = 20, what: str = "skipped", rows: str = "bad rows") -> None:
     """Every skipped row is named on stderr (the first ``limit`` in full, then a count)."""
     for error in errors[:limit]:
-        _note(f"skipped: {error}")
+        _note(f"{what}: {error}")
     if len(errors) > limit:
-        _note(f"skipped: ... and {len(errors) - limit} more bad rows")
+        _note(f"{what}: ... and {len(errors) - limit} more {rows}")
 
 
 # ------------------------------------------------------------------------------------------------ options
@@ -325,7 +326,8 @@ def main() -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Output format [default: table for a terminal, jsonl otherwise].")
 @threshold_option
-@click.option("--fail-on-flagged", is_flag=True, help="Exit with code 1 when any item is flagged.")
+@click.option("--fail-on-flagged", is_flag=True,
+              help="Exit with code 1 when any item is flagged, and 2 when any row could not be scored (fails closed).")
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
               help="local: this process. dask: every file matching --input (a quoted glob) on a Dask cluster, "
                    "one output file per input in the --output directory (pip install 'lite-moderation[dask]').")
@@ -355,24 +357,42 @@ def score(texts: tuple[str, ...], prompt: str | None, response: str | None, inpu
     if engine == "dask":
         if texts or prompt is not None or response is not None:
             raise click.UsageError("--engine dask scores files: give --input 'GLOB' and --output DIR")
-        flagged = _score_on_dask(input_path, input_format, output_path, fmt, threshold, on_error, model_path,
-                                 scheduler, workers, quiet)
-        if fail_on_flagged and flagged:
-            sys.exit(EXIT_FLAGGED)
+        flagged, rejected = _score_on_dask(input_path, input_format, output_path, fmt, threshold, on_error,
+                                           model_path, scheduler, workers, quiet)
+        _gate(fail_on_flagged, flagged, rejected)
         return
     if scheduler is not None or workers is not None:
         raise click.UsageError("--scheduler and --workers go with --engine dask")
     sources = sum([bool(texts), prompt is not None or response is not None, input_path is not None])
     if sources != 1:
         raise click.UsageError("give exactly one of: TEXTS, --prompt/--response, or --input FILE")
-    fmt = fmt or ("table" if output_path is None and sys.stdout.isatty() else "jsonl")
+    fmt = output_format(output_path, fmt, "table" if output_path is None and sys.stdout.isatty() else "jsonl")
     model = load_scorer(model_path)
-    if input_path is not None:
-        flagged = _score_input(model, input_path, input_format, output_path, fmt, on_error, threshold, quiet, jobs)
-    else:
-        items = _items_from_arguments(texts, prompt, response)
-        flagged = _score_items(model, items, output_path, fmt, threshold)
-    if fail_on_flagged and flagged:
+    rejected = 0
+    try:
+        if input_path is not None:
+            flagged, rejected = _score_input(model, input_path, input_format, output_path, fmt, on_error, threshold,
+                                             quiet, jobs)
+        else:
+            items = _items_from_arguments(texts, prompt, response)
+            flagged = _score_items(model, items, output_path, fmt, threshold)
+    except BrokenPipeError:  # `| head`: fine, unless a gate was asked to vouch for every row
+        if not fail_on_flagged:
+            raise
+        _silence_stdout()
+        raise InputError("stdout was closed before every row was written, so --fail-on-flagged cannot pass "
+                         "the rest") from None
+    _gate(fail_on_flagged, flagged, rejected)
+
+
+def _gate(fail_on_flagged: bool, flagged: int, rejected: int) -> None:
+    """The exit code of ``--fail-on-flagged``: it fails closed, so a row it could not score fails too."""
+    if not fail_on_flagged:
+        return
+    if rejected:
+        raise InputError(f"{rejected} rows could not be scored, so --fail-on-flagged cannot pass them; "
+                         "fix or remove them")
+    if flagged:
         sys.exit(EXIT_FLAGGED)
 
 
@@ -408,18 +428,21 @@ def _score_items(model, items: list, output_path: Path | None, fmt: str,
 
 
 def _score_input(model, input_path: str, input_format: str, output_path: Path | None, fmt: str,
-                 on_error: str, threshold: float | str | None, quiet: bool, jobs: int = 1) -> int:
+                 on_error: str, threshold: float | str | None, quiet: bool, jobs: int = 1) -> tuple[int, int]:
+    """Score a file; (flagged, rejected) rows."""
     summary = score_file(model, input_path, output_path, fmt, on_error=on_error, threshold=threshold,
                          input_format=input_format, progress=not quiet, jobs=jobs)
     _report_skipped(summary.errors)
+    _report_skipped(summary.warnings, what="warning", rows="rows with ignored label problems")
+    warned = f", label warnings: {len(summary.warnings)}" if summary.warnings else ""
     _note(f"rows in: {summary.rows_in}, scored: {summary.scored}, skipped: {summary.rejected}, "
-          f"flagged: {summary.flagged}")
-    return summary.flagged
+          f"flagged: {summary.flagged}{warned}")
+    return summary.flagged, summary.rejected
 
 
 def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path | None, fmt: str | None,
                    threshold: float | str | None, on_error: str, model_path: Path | None, scheduler: str | None,
-                   workers: int | None, quiet: bool) -> int:
+                   workers: int | None, quiet: bool) -> tuple[int, int]:
     """Every file of the --input glob on a Dask cluster; a summary on stderr; exit 2 if a file was unreadable."""
     from . import distributed
 
@@ -447,7 +470,7 @@ def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path |
         _note(line)
     if summary.failed:
         raise InputError(f"{len(summary.failed)} of {len(summary.files)} input files could not be read")
-    return summary.flagged
+    return summary.flagged, summary.rejected
 
 
 class SourceType(click.ParamType):

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -152,3 +156,121 @@ def test_cv_refuses_json_over_its_data(runner, tiny_data, tmp_path):
     result = runner.invoke(main, ["cv", "--data", str(data), "--json", str(data), "--folds", "2", *FAST_TRAIN])
     _refused(result, "--json")
     assert json.loads(Path(data).read_text().splitlines()[0])
+
+
+# ------------------------------------------------------------------------------------------ failing open
+
+
+def _rows(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_fail_on_flagged_fails_closed_on_a_rejected_row(runner, tiny_model_dir, tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "response": "garden river"}) + "\n" + '{"prompt": 5}\n')
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(path), "--fail-on-flagged",
+                                  "--threshold", "1", "-q"])
+    assert result.exit_code == 2, result.output
+    assert "in.jsonl:2" in result.stderr and "--fail-on-flagged" in result.stderr
+    assert [row["line"] for row in _rows(result.stdout)] == [1]
+    plain = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(path), "--threshold", "1", "-q"])
+    assert plain.exit_code == 0  # without the gate, skipping a bad row is the documented default
+
+
+@pytest.mark.parametrize("suffix, body", [
+    (".jsonl", ('{"prompt": "q", "response": "marker0 marker0", "is_safe": "no"}\n'
+                '{"prompt": "q", "response": "garden", "category": {"bogus": true}}\n')),
+    (".csv", "prompt,response,is_safe\nq,marker0 marker0,maybe\nq,garden,\n"),
+])
+def test_unused_label_fields_do_not_stop_a_row_from_being_scored(runner, tiny_model_dir, tmp_path, suffix, body):
+    path = tmp_path / f"in{suffix}"
+    path.write_text(body)
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(path), "--fail-on-flagged",
+                                  "--threshold", "0", "-q"])
+    assert result.exit_code == 1, result.output  # scored and flagged: not rejected, not passed
+    assert [row["line"] for row in _rows(result.stdout)] == ([1, 2] if suffix == ".jsonl" else [2, 3])
+    assert f"warning: {path}:" in result.stderr and "is_safe" in result.stderr
+    assert "skipped: 0" in result.stderr
+
+
+def test_training_still_refuses_a_malformed_label(runner, tmp_path):
+    path = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "response": "r", "is_safe": "no"}])
+    result = runner.invoke(main, ["evaluate", "--data", str(path)])
+    _refused(result, "bad.jsonl:1", "is_safe")
+
+
+# ------------------------------------------------------------------------------------------ signals and pipes
+
+ROW = b'{"prompt": "q", "response": "garden river kitchen"}\n'
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lite_moderation", *args]
+
+
+def _temps(out: Path) -> list[Path]:
+    return sorted(out.parent.glob(f".{out.name}.*"))
+
+
+def _started_run(model: Path, out: Path, *extra: str) -> subprocess.Popen:
+    """A score run writing ``out`` that has begun (its temp file exists) and waits for more stdin."""
+    proc = subprocess.Popen(_cli("score", "--model", str(model), "-i", "-", "--input-format", "jsonl", "-o", str(out),
+                                 "-q", *extra), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(ROW * 5000)
+    proc.stdin.flush()
+    for _ in range(600):  # the temp file is created before the first row is read
+        if _temps(out) or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert _temps(out), proc.communicate()[1]
+    return proc
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_signal_leaves_no_temp_file_and_its_exit_code(tiny_model_dir, tmp_path, signum, code, jobs):
+    out = tmp_path / "scores.jsonl"
+    proc = _started_run(tiny_model_dir, out, "--jobs", jobs)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    assert b"Traceback" not in stderr and stderr.decode().strip().count("\n") == 0, stderr
+    assert _temps(out) == [] and not out.exists()
+
+
+def test_a_temp_file_left_by_sigkill_is_removed_by_the_next_run(tiny_model_dir, tmp_path):
+    out = tmp_path / "scores.jsonl"
+    proc = _started_run(tiny_model_dir, out)
+    proc.kill()
+    proc.communicate(timeout=120)
+    assert _temps(out)  # SIGKILL cannot be caught
+    data = tmp_path / "in.jsonl"
+    data.write_bytes(ROW * 3)
+    done = subprocess.run(_cli("score", "--model", str(tiny_model_dir), "-i", str(data), "-o", str(out), "-q"),
+                          capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert _temps(out) == [] and len(out.read_text().splitlines()) == 3
+
+
+def _score_into_closed_pipe(model: Path, data: Path, *extra: str) -> tuple[int, bytes, bytes]:
+    proc = subprocess.Popen(_cli("score", "--model", str(model), "-i", str(data), "-q", *extra),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`: the reader goes away long before the 5000 rows are written
+    stderr = proc.stderr.read()
+    return proc.wait(timeout=120), first, stderr
+
+
+def test_score_into_head_ends_quietly(tiny_model_dir, tmp_path):
+    data = tmp_path / "in.jsonl"
+    data.write_bytes(ROW * 5000)
+    code, first, stderr = _score_into_closed_pipe(tiny_model_dir, data)
+    assert json.loads(first)["line"] == 1
+    assert code == 0 and stderr == b"", stderr
+
+
+def test_a_gate_whose_output_is_cut_short_fails_closed(tiny_model_dir, tmp_path):
+    data = tmp_path / "in.jsonl"
+    data.write_bytes(ROW * 5000)
+    code, _, stderr = _score_into_closed_pipe(tiny_model_dir, data, "--fail-on-flagged")
+    assert code == 2 and b"Traceback" not in stderr and b"--fail-on-flagged" in stderr
