@@ -5,7 +5,9 @@ Real CLI runs (click's runner, or a subprocess where signals, pipes and exit cod
 
 from __future__ import annotations
 
+import gzip
 import json
+import lzma
 import shutil
 import signal
 import subprocess
@@ -274,3 +276,44 @@ def test_a_gate_whose_output_is_cut_short_fails_closed(tiny_model_dir, tmp_path)
     data.write_bytes(ROW * 5000)
     code, _, stderr = _score_into_closed_pipe(tiny_model_dir, data, "--fail-on-flagged")
     assert code == 2 and b"Traceback" not in stderr and b"--fail-on-flagged" in stderr
+
+
+# ------------------------------------------------------------------------------------------ output suffixes
+
+
+@pytest.mark.parametrize("name, opener", [("s.jsonl.gz", gzip.open), ("s.jsonl.xz", lzma.open), ("s.jsonl", open)])
+def test_the_output_suffix_decides_the_compression(runner, tiny_model_dir, scored_input, tmp_path, name, opener):
+    out = tmp_path / name
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(scored_input), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with opener(out, "rt", encoding="utf-8") as fh:
+        assert [row["line"] for row in _rows(fh.read())] == [1, 2, 3]
+    again = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(out), "-q"])
+    assert "not valid JSON" not in again.stderr and "skipped: 3" in again.stderr  # parsed: rows lack a prompt
+
+
+def test_the_output_suffix_decides_the_format(runner, tiny_model_dir, scored_input, tmp_path):
+    base = ["score", "--model", str(tiny_model_dir), "-i", str(scored_input), "-q"]
+    assert runner.invoke(main, [*base, "-o", str(tmp_path / "s.csv.gz")]).exit_code == 0
+    with gzip.open(tmp_path / "s.csv.gz", "rt") as fh:
+        assert fh.readline().startswith("line,flagged,unsafe_score")
+    assert runner.invoke(main, [*base, "-o", str(tmp_path / "s.json")]).exit_code == 0
+    assert len(json.loads((tmp_path / "s.json").read_text())) == 3
+
+
+def test_a_format_that_contradicts_the_suffix_is_refused_before_scoring(runner, tiny_model_dir, scored_input,
+                                                                        tmp_path):
+    out = tmp_path / "s.jsonl.gz"
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(scored_input), "-o", str(out),
+                                  "--format", "csv"])
+    _refused(result, "suffix", "csv")
+    assert not out.exists() and _temps(out) == []
+
+
+def test_metrics_json_is_compressed_by_its_suffix(runner, tiny_model_dir, tiny_eval_data, tmp_path):
+    out = tmp_path / "m.json.gz"
+    result = runner.invoke(main, ["evaluate", "--model", str(tiny_model_dir), "--data", str(tiny_eval_data),
+                                  "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    with gzip.open(out, "rt") as fh:
+        assert json.load(fh)["n"] == 90
