@@ -7,6 +7,7 @@ at load with a one-line error, as is a model written by a newer format version.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -14,11 +15,13 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .model_checks import ModelFormatError, check_metadata, check_vocabulary, expected_arrays, load_arrays, parse_json
 from .output import OutputError, current_umask, remove_stale_temps, temp_prefix
 from .taxonomy import LABELS
 from .texts import block_settings, block_specs
@@ -52,10 +55,6 @@ ARRAYS_FILE = "arrays.npz"
 _MODEL_FILES = frozenset({METADATA_FILE, VOCABULARY_FILE, ARRAYS_FILE})
 _MAX_METADATA_BYTES = 16 * 1024 * 1024
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-
-
-class ModelFormatError(ValueError):
-    """A model directory that is missing, damaged, or from an unsupported format version."""
 
 
 # ------------------------------------------------------------------------------------------------ saving
@@ -219,6 +218,24 @@ def _write_directory_atomically(target: Path, files: dict[str, bytes]) -> None:
 # ------------------------------------------------------------------------------------------------ loading
 
 
+def _model_errors(loader: Callable) -> Callable:
+    """Any failure to use a model's content becomes a one-line ModelFormatError naming it (never a traceback)."""
+
+    @functools.wraps(loader)
+    def wrapper(path: str | os.PathLike | None = None, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return loader(path, *args, **kwargs)
+        except ModelFormatError:
+            raise
+        except (KeyError, TypeError, IndexError, AttributeError, ValueError, RecursionError, MemoryError) as exc:
+            problem = f"missing {exc}" if isinstance(exc, KeyError) else str(exc) or "unusable content"
+            raise ModelFormatError(f"{path or DEFAULT_MODEL_DIR}: damaged model ({problem}); retrain or reinstall "
+                                   f"it") from None
+
+    return wrapper
+
+
+@_model_errors
 def load(path: str | os.PathLike | None = None) -> ModerationClassifier:
     """Load a saved model directory (default: the shipped model), verifying format and checksums."""
     directory, metadata, vocabulary, arrays = _read_model(path)
@@ -227,6 +244,7 @@ def load(path: str | os.PathLike | None = None) -> ModerationClassifier:
     return model
 
 
+@_model_errors
 def load_scorer(path: str | os.PathLike | None = None, cache_size: int | None = None) -> FastScorer:
     """Load a saved model straight into a :class:`~lite_moderation.fast.FastScorer`: scoring only.
 
@@ -263,12 +281,17 @@ def _sklearn_analyzer(settings: dict):
 
 
 def _read_model(path: str | os.PathLike | None) -> tuple[Path, dict, dict, dict[str, np.ndarray]]:
-    """The verified metadata, vocabulary and arrays of a model directory."""
+    """The verified metadata, vocabulary and arrays of a model directory, their shapes checked against each other."""
     directory = _model_directory(path)
     metadata = read_metadata(directory)
-    vocabulary = json.loads(_verified_bytes(directory, VOCABULARY_FILE, metadata))
-    arrays = _load_arrays(_verified_bytes(directory, ARRAYS_FILE, metadata), directory)
-    return directory, metadata, vocabulary, arrays
+    vec = metadata["params"]["vectorizer"]
+    n_blocks = len(block_specs(vec["word_fields"], vec["char_fields"]))
+    vocabulary_path = directory / VOCABULARY_FILE
+    blocks = check_vocabulary(parse_json(_verified_bytes(directory, VOCABULARY_FILE, metadata), vocabulary_path),
+                              vocabulary_path, n_blocks)
+    expected = expected_arrays([len(terms) for terms in blocks])
+    arrays = load_arrays(_verified_bytes(directory, ARRAYS_FILE, metadata), directory / ARRAYS_FILE, expected)
+    return directory, metadata, {"blocks": blocks}, arrays
 
 
 def _describe(model: object, directory: Path, metadata: dict) -> None:
@@ -278,12 +301,10 @@ def _describe(model: object, directory: Path, metadata: dict) -> None:
     model.size_bytes_ = sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
 
 
+@_model_errors
 def read_card(path: str | os.PathLike | None = None) -> dict:
-    """The model card plus labels, thresholds, format version, path and size, without loading arrays."""
-    directory = _model_directory(path)
-    metadata = read_metadata(directory)
-    for name in metadata["files"]:
-        _verified_bytes(directory, name, metadata)
+    """The model card plus labels, thresholds, format version, path and size, once every file checked out."""
+    directory, metadata, _, _ = _read_model(path)
     return {
         **metadata.get("card", {}),
         "labels": metadata["labels"],
@@ -317,10 +338,10 @@ def read_metadata(directory: Path) -> dict:
     meta_path = directory / METADATA_FILE
     if not meta_path.is_file():
         raise ModelFormatError(f"{directory}: not a lite-moderation model (no {METADATA_FILE})")
-    try:
-        metadata = json.loads(meta_path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{meta_path}: truncated or corrupt ({exc})") from None
+    if meta_path.stat().st_size > _MAX_METADATA_BYTES:
+        raise ModelFormatError(f"{meta_path}: {meta_path.stat().st_size} bytes, larger than any model.json "
+                               f"({_MAX_METADATA_BYTES} at most)")
+    metadata = parse_json(meta_path.read_bytes(), meta_path)
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
         raise ModelFormatError(f"{meta_path}: not a lite-moderation model file")
     version = metadata.get("format_version")
@@ -333,6 +354,7 @@ def read_metadata(directory: Path) -> dict:
         raise ModelFormatError(f"{meta_path}: checksum mismatch, the file was edited or damaged")
     if metadata.get("labels") != list(LABELS):
         raise ModelFormatError(f"{meta_path}: labels differ from this version's taxonomy")
+    check_metadata(metadata, meta_path, (VOCABULARY_FILE, ARRAYS_FILE))
     return metadata
 
 
@@ -344,14 +366,6 @@ def _verified_bytes(directory: Path, name: str, metadata: dict) -> bytes:
     if hashlib.sha256(data).hexdigest() != metadata["files"].get(name):
         raise ModelFormatError(f"{file_path}: sha256 mismatch, the file is truncated, edited or damaged")
     return data
-
-
-def _load_arrays(data: bytes, directory: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise ModelFormatError(f"{directory / ARRAYS_FILE}: unreadable ({exc})") from None
 
 
 def _vectorizer_params(metadata: dict) -> dict:

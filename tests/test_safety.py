@@ -15,12 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import write_jsonl
 
 import lite_moderation as lm
 from lite_moderation.cli import main
 from lite_moderation.output import OutputError
+from lite_moderation.persistence import ModelFormatError
 
 FAST_TRAIN = ["--char-ngrams", "none", "--min-df", "1", "--threshold-folds", "0", "-q"]
 
@@ -317,3 +319,122 @@ def test_metrics_json_is_compressed_by_its_suffix(runner, tiny_model_dir, tiny_e
     assert result.exit_code == 0, result.output
     with gzip.open(out, "rt") as fh:
         assert json.load(fh)["n"] == 90
+
+
+# ------------------------------------------------------------------------------------------ malformed models
+
+
+def _forge(model: Path, metadata=None, vocabulary=None, arrays=None, raw_vocabulary=None) -> None:
+    """Rewrite model files and recompute every checksum, as a careful attacker (or a buggy tool) would."""
+    import hashlib
+    import io
+
+    from lite_moderation.persistence import _metadata_checksum
+
+    if vocabulary is not None or raw_vocabulary is not None:
+        (model / "vocabulary.json").write_bytes(raw_vocabulary or json.dumps(vocabulary).encode())
+    if arrays is not None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays) if isinstance(arrays, dict) else buffer.write(arrays)
+        (model / "arrays.npz").write_bytes(buffer.getvalue())
+    meta = metadata or json.loads((model / "model.json").read_text())
+    for name in ("vocabulary.json", "arrays.npz"):
+        if isinstance(meta.get("files"), dict):
+            meta["files"][name] = hashlib.sha256((model / name).read_bytes()).hexdigest()
+    meta["checksum"] = _metadata_checksum(meta)
+    (model / "model.json").write_text(json.dumps(meta))
+
+
+def _parts(model: Path) -> tuple[dict, dict, dict]:
+    with np.load(model / "arrays.npz") as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    return (json.loads((model / "model.json").read_text()), json.loads((model / "vocabulary.json").read_text()),
+            arrays)
+
+
+def _huge_hashes_npz(arrays: dict) -> bytes:
+    """An .npz whose hash array header declares 10**12 entries over a few bytes of data."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, array in arrays.items():
+            member = io.BytesIO()
+            if name == "train_prompt_hashes":
+                np.lib.format.write_array_header_1_0(member, {"descr": "<u8", "fortran_order": False,
+                                                              "shape": (10**12,)})
+                member.write(b"\0" * 64)
+            else:
+                np.lib.format.write_array(member, array)
+            archive.writestr(f"{name}.npy", member.getvalue())
+    return buffer.getvalue()
+
+
+def _break(model: Path, how: str) -> None:
+    meta, vocab, arrays = _parts(model)
+    if how == "no params":
+        del meta["params"]
+    elif how == "thresholds not numbers":
+        meta["thresholds"] = ["x"] * 15
+    elif how == "ngram range a string":
+        meta["params"]["vectorizer"]["word_ngram_range"] = "12"
+    elif how == "files a list":
+        meta["files"] = []
+    elif how == "vocabulary a list":
+        vocab = ["a", "b"]
+    elif how == "vocabulary term not a string":
+        vocab["blocks"][0][0] = 7
+    elif how == "truncated vocabulary":
+        vocab["blocks"][0] = vocab["blocks"][0][:-3]
+    elif how == "deep vocabulary":
+        _forge(model, raw_vocabulary=b"[" * 200_000 + b"]" * 200_000)
+        return
+    elif how == "intercept shape":
+        arrays["intercept"] = arrays["intercept"][:3]
+    elif how == "coef nan":
+        arrays["coef"] = np.full_like(arrays["coef"], np.nan)
+    elif how == "huge declared size":
+        _forge(model, arrays=_huge_hashes_npz(arrays))
+        return
+    _forge(model, meta, vocab, arrays)
+
+
+BROKEN = {
+    "no params": ("model.json", "'params' is missing"),
+    "thresholds not numbers": ("model.json", "thresholds"),
+    "ngram range a string": ("model.json", "word_ngram_range"),
+    "files a list": ("model.json", "files"),
+    "vocabulary a list": ("vocabulary.json", "object"),
+    "vocabulary term not a string": ("vocabulary.json", "strings"),
+    "truncated vocabulary": ("arrays.npz", "shape"),
+    "deep vocabulary": ("vocabulary.json", "nested too deeply"),
+    "intercept shape": ("arrays.npz", "intercept"),
+    "coef nan": ("arrays.npz", "NaN"),
+    "huge declared size": ("arrays.npz", "train_prompt_hashes"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(BROKEN))
+def test_a_malformed_model_is_one_line_naming_file_and_problem(runner, tiny_model_dir, tmp_path, how):
+    model = shutil.copytree(tiny_model_dir, tmp_path / "m")
+    _break(model, how)
+    for command in (["score", "some text"], ["info"]):
+        _refused(runner.invoke(main, [command[0], "--model", str(model), *command[1:]]), *BROKEN[how])
+    with pytest.raises(ModelFormatError, match=BROKEN[how][0]):
+        lm.load(model)
+
+
+def test_a_deeply_nested_model_json_is_refused(runner, tiny_model_dir, tmp_path):
+    model = shutil.copytree(tiny_model_dir, tmp_path / "m")
+    (model / "model.json").write_bytes(b"[" * 200_000 + b"]" * 200_000)
+    _refused(runner.invoke(main, ["score", "--model", str(model), "some text"]), "model.json", "nested too deeply")
+
+
+def test_unknown_classifier_parameters_are_a_model_error(tiny_model_dir, tmp_path):
+    model = shutil.copytree(tiny_model_dir, tmp_path / "m")
+    meta, _, _ = _parts(model)
+    meta["params"]["classifier"]["bogus"] = 1
+    _forge(model, meta)
+    with pytest.raises(ModelFormatError, match="damaged model"):
+        lm.load(model)
