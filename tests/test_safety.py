@@ -438,3 +438,51 @@ def test_unknown_classifier_parameters_are_a_model_error(tiny_model_dir, tmp_pat
     _forge(model, meta)
     with pytest.raises(ModelFormatError, match="damaged model"):
         lm.load(model)
+
+
+# ------------------------------------------------------------------------------------------ Python API
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_model_dir):
+    return lm.load_scorer(tiny_model_dir)
+
+
+PAIRS = [("tell me about the garden", "marker1 marker1 river"), ("a question", "an answer about chess")]
+
+
+def test_a_dataframe_scores_its_rows(scorer):
+    pd = pytest.importorskip("pandas")
+    expected = scorer.predict_proba(PAIRS)
+    frame = pd.DataFrame(PAIRS, columns=["prompt", "response"], index=[10, 20])
+    np.testing.assert_array_equal(scorer.predict_proba(frame), expected)
+    texts = pd.DataFrame({"text": [r for _, r in PAIRS], "other": [1, 2]})
+    np.testing.assert_array_equal(scorer.predict_proba(texts), scorer.predict_proba([r for _, r in PAIRS]))
+    np.testing.assert_array_equal(scorer.predict_proba(texts["text"]), scorer.predict_proba(texts))
+    assert len(scorer.moderate(frame)) == 2
+
+
+def test_a_dataframe_with_missing_cells_or_columns_is_a_type_error(scorer):
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(TypeError, match="row 1, column 'response'"):
+        scorer.predict_proba(pd.DataFrame({"prompt": ["q", "q"], "response": ["a", None]}))
+    with pytest.raises(TypeError, match="'prompt' and 'response' columns"):
+        scorer.predict_proba(pd.DataFrame({"body": ["a"]}))
+
+
+def test_a_numpy_n_by_2_string_array_is_n_pairs(scorer, tiny_model_dir):
+    expected = scorer.predict_proba(PAIRS)
+    np.testing.assert_array_equal(scorer.predict_proba(np.array(PAIRS)), expected)
+    np.testing.assert_array_equal(lm.load(tiny_model_dir).predict_proba(np.array(PAIRS)), expected)
+    np.testing.assert_array_equal(scorer.predict_proba(np.array([r for _, r in PAIRS])),
+                                  scorer.predict_proba([r for _, r in PAIRS]))
+    with pytest.raises(TypeError, match="shape"):
+        scorer.predict_proba(np.array([PAIRS[0] + ("third",)]))
+
+
+@pytest.mark.parametrize("bad", [{"a text": "another"}, {"a text"}, (t for t in ["a text"]), b"bytes", 3])
+def test_a_mapping_or_other_non_sequence_is_a_type_error(scorer, tiny_model_dir, bad):
+    with pytest.raises(TypeError, match="X must be a list"):
+        scorer.predict_proba(bad)
+    with pytest.raises(TypeError, match="X must be a list"):
+        lm.load(tiny_model_dir).moderate(bad)
