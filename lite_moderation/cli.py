@@ -80,8 +80,11 @@ def _friendly_errors(command: Callable) -> Callable:
             raise InputError(str(exc)) from None
         except BrokenPipeError:
             raise  # the reader went away: the group ends quietly
-        except (ValueError, TypeError, OSError) as exc:
-            raise InputError(f"{type(exc).__name__}: {exc}") from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise InputError(f"{where}{exc.strerror or exc}") from None
+        except (ValueError, TypeError) as exc:
+            raise InputError(str(exc)) from None
 
     return wrapper
 

@@ -357,11 +357,16 @@ def output_path_for(input_path: str | os.PathLike, output_dir: str | os.PathLike
 
 
 def _outputs(paths: list[Path], output_dir: str | os.PathLike, fmt: str) -> list[Path]:
+    if Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise ValueError(f"--output {output_dir}: is a file; give a directory for the score files")
     outputs = [output_path_for(p, output_dir, fmt) for p in paths]
     seen: dict[Path, Path] = {}
+    inputs = {os.path.realpath(p) for p in paths}
     for path, out in zip(paths, outputs):
         if out in seen:
             raise ValueError(f"{seen[out]} and {path} would both write {out}: rename one of them")
+        if os.path.realpath(out) in inputs:
+            raise ValueError(f"{path} would write {out}, which is also an input: choose another --output directory")
         seen[out] = path
     return outputs
 

@@ -133,7 +133,10 @@ def atomic_text_writer(path: str | os.PathLike | None) -> Iterator[TextIO]:
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(target)
-    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=_TEMP_SUFFIX, dir=target.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=_TEMP_SUFFIX, dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write in {target.parent} ({exc.strerror or exc})") from None
     os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp makes it private; results are ordinary files
     try:
         with _compressed_text(os.fdopen(fd, "wb"), target) as fh:

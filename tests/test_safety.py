@@ -486,3 +486,12 @@ def test_a_mapping_or_other_non_sequence_is_a_type_error(scorer, tiny_model_dir,
         scorer.predict_proba(bad)
     with pytest.raises(TypeError, match="X must be a list"):
         lm.load(tiny_model_dir).moderate(bad)
+
+
+def test_an_unwritable_output_is_one_line_naming_it_not_a_temp_file(runner, tiny_model_dir, scored_input):
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc, where no one may create files")
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(scored_input),
+                                  "-o", "/proc/self/s.jsonl", "-q"])
+    _refused(result, "/proc/self/s.jsonl", "cannot write")
+    assert ".tmp" not in result.stderr and "Error" not in result.stderr.replace("Error: ", "", 1)
