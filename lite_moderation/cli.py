@@ -102,6 +102,8 @@ def _check_outputs(command: Callable) -> Callable:
             check_output_file(kwargs["output_path"], inputs, "--output")
         if kwargs.get("json_path") is not None:
             check_output_file(kwargs["json_path"], inputs, "--json")
+        if "output_dir" not in kwargs and str(kwargs.get("output_path") or "-") == "-":
+            _refuse_stdout_as_input(inputs)
         return command(**kwargs)
 
     return wrapper
@@ -113,11 +115,29 @@ def _input_paths(kwargs: dict) -> dict[str, list]:
         "--input": [kwargs.get("input_path")],
         "--data": [kwargs.get("data_path"), *(spec.path for spec in kwargs.get("sources") or ())],
     }
+    for option, paths in inputs.items():  # "-" reads stdin, which may be redirected from a file
+        inputs[option] = [_STDIN if str(path) == "-" and Path(_STDIN).exists() else path for path in paths]
     if "model_path" in kwargs:
         model = Path(kwargs["model_path"] or DEFAULT_MODEL_DIR)
         model = model if model.is_dir() else SHIPPED_MODELS.get(str(model), model)
         inputs["--model"] = [model / name for name in ("model.json", "vocabulary.json", "arrays.npz")]
     return inputs
+
+
+_STDIN = "/dev/stdin"
+
+
+def _refuse_stdout_as_input(inputs: dict[str, list]) -> None:
+    """``score -i data.jsonl >> data.jsonl`` would grow the input while reading it."""
+    try:
+        out = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (captured, closed)
+        return
+    for option, paths in inputs.items():
+        for path in paths:
+            if path is not None and str(path) != "-" and Path(path).exists() \
+                    and os.path.samestat(out, os.stat(path)):
+                raise OutputError(f"stdout is the file given as {option} {path}; redirect the output elsewhere")
 
 
 def _refuse_inputs_inside(target: Path, inputs: dict[str, list]) -> None:

@@ -495,3 +495,16 @@ def test_an_unwritable_output_is_one_line_naming_it_not_a_temp_file(runner, tiny
                                   "-o", "/proc/self/s.jsonl", "-q"])
     _refused(result, "/proc/self/s.jsonl", "cannot write")
     assert ".tmp" not in result.stderr and "Error" not in result.stderr.replace("Error: ", "", 1)
+
+
+def test_stdout_or_stdin_redirected_to_the_same_file_is_refused(tiny_model_dir, scored_input, tmp_path):
+    before = scored_input.read_bytes()
+    with open(scored_input, "ab") as appended:  # score -i in.jsonl >> in.jsonl
+        done = subprocess.run(_cli("score", "--model", str(tiny_model_dir), "-i", str(scored_input), "-q"),
+                              stdout=appended, stderr=subprocess.PIPE, check=False)
+    assert done.returncode == 2 and b"stdout is the file" in done.stderr, done.stderr
+    with open(scored_input, "rb") as redirected:  # score -i - -o in.jsonl < in.jsonl
+        done = subprocess.run(_cli("score", "--model", str(tiny_model_dir), "-i", "-", "-o", str(scored_input)),
+                              stdin=redirected, capture_output=True, check=False)
+    assert done.returncode == 2 and b"--input" in done.stderr, done.stderr
+    assert scored_input.read_bytes() == before
