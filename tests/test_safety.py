@@ -508,3 +508,13 @@ def test_stdout_or_stdin_redirected_to_the_same_file_is_refused(tiny_model_dir, 
                               stdin=redirected, capture_output=True, check=False)
     assert done.returncode == 2 and b"--input" in done.stderr, done.stderr
     assert scored_input.read_bytes() == before
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), True, "0.5", 0])
+def test_an_api_threshold_follows_the_cli_rule(scorer, tiny_model_dir, bad):
+    if bad == 0 and not isinstance(bad, (bool, str)):  # the boundary is allowed
+        assert len(scorer.moderate(["a text"], threshold=0)) == 1
+        return
+    for model in (scorer, lm.load(tiny_model_dir)):
+        with pytest.raises(ValueError, match="threshold|operating point"):
+            model.moderate(["a text"], threshold=bad)
