@@ -96,7 +96,8 @@ def _parallel_probas(model: ModerationClassifier | FastScorer, chunks: Iterator[
         raise ValueError("--jobs > 1 needs the 'fork' start method (Linux, macOS); use --jobs 1 here")
     _WORKER_MODEL = model
     pending: collections.deque = collections.deque()
-    with multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_init) as pool:
+    pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_init)
+    try:
         for chunk in chunks:
             pending.append((chunk, pool.apply_async(_worker_proba, ([r.pair for r in chunk],))))
             if len(pending) >= 2 * jobs:
@@ -105,6 +106,11 @@ def _parallel_probas(model: ModerationClassifier | FastScorer, chunks: Iterator[
         while pending:
             done_chunk, result = pending.popleft()
             yield done_chunk, result.get()
+    finally:
+        # Let the workers finish the few chunks in flight and exit: Pool.terminate() may kill one while it
+        # holds the result queue's lock and then wait for that lock forever (a signal mid-run did just that).
+        pool.close()
+        pool.join()
 
 
 def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.PathLike,
