@@ -23,7 +23,7 @@ import click
 from click.core import ParameterSource
 
 from . import __version__, exits
-from .data import DataError, load_dataset
+from .data import FIX_HINT, DataError, load_dataset
 from .hub import REVISION, SPLITS, DownloadError, download
 from .output import (
     FORMATS,
@@ -202,10 +202,17 @@ def _note(message: str) -> None:
     click.echo(message, err=True)
 
 
+def _skipped_text(error: DataError) -> str:
+    """A skipped row's report, without the advice to skip it (it was)."""
+    if error.hint != FIX_HINT:
+        return str(error)
+    return str(DataError(error.path, error.line, error.field, error.message))
+
+
 def _report_skipped(errors: list[DataError], limit: int = 20, what: str = "skipped", rows: str = "bad rows") -> None:
     """Every skipped row is named on stderr (the first ``limit`` in full, then a count)."""
     for error in errors[:limit]:
-        _note(f"{what}: {error}")
+        _note(f"{what}: {_skipped_text(error)}")
     if len(errors) > limit:
         _note(f"{what}: ... and {len(errors) - limit} more {rows}")
 
@@ -486,7 +493,7 @@ def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path |
     except distributed.DaskMissingError as exc:
         raise InputError(str(exc)) from None
     for error in summary.examples[:20]:
-        _note(f"skipped: {error}")
+        _note(f"skipped: {_skipped_text(error)}")
     if summary.rejected > len(summary.examples[:20]):
         _note(f"skipped: ... and {summary.rejected - len(summary.examples[:20])} more bad rows")
     for line in summary.report_lines():

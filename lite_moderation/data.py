@@ -41,7 +41,7 @@ ON_ERROR = ("fail", "skip")
 
 _CATEGORY_SET = frozenset(CATEGORIES)
 _BOM = b"\xef\xbb\xbf"
-_FIX_HINT = "Fix the record or pass --on-error skip."
+_FIX_HINT = FIX_HINT = "Fix the record or pass --on-error skip."
 _IGNORED_HINT = "Scoring does not use labels: the row was scored."
 _KEYS_HINT = "Category keys are the 14 BeaverTails keys listed in lite_moderation.taxonomy.CATEGORIES."
 _LABELS_HINT = "This step needs labelled data: add 'is_safe' or a full 'category' object to every record."

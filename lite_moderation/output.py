@@ -70,9 +70,16 @@ def check_output_file(path: str | os.PathLike | None, inputs: dict[str, list] | 
             if other is not None and str(other) != "-" and same_path(target, Path(other)):
                 raise OutputError(f"{option} {path}: is also given as {name}; "
                                   f"write to another file (the input is never replaced)")
+    check_writable_parent(target, f"{option} {path}")
+
+
+def check_writable_parent(target: Path, label: str) -> None:
+    """The nearest existing ancestor of ``target`` must be a directory this process may write in."""
     parent = next((p for p in target.absolute().parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
-        raise OutputError(f"{option} {path}: {parent} is a file, not a directory")
+        raise OutputError(f"{label}: {parent} is a file, not a directory")
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{label}: cannot write in {parent} (permission denied)")
 
 
 def same_path(a: Path, b: Path) -> bool:

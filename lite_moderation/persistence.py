@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .model_checks import ModelFormatError, check_metadata, check_vocabulary, expected_arrays, load_arrays, parse_json
-from .output import OutputError, current_umask, remove_stale_temps, temp_prefix
+from .output import OutputError, check_writable_parent, current_umask, remove_stale_temps, temp_prefix
 from .taxonomy import LABELS
 from .texts import block_settings, block_specs
 
@@ -95,6 +95,7 @@ def check_model_target(path: str | os.PathLike, overwrite: bool = False) -> Path
     """
     target = Path(path)
     if not target.exists() and not target.is_symlink():
+        check_writable_parent(target, str(path))
         return target
     if target.is_symlink():
         raise OutputError(f"{path}: is a symbolic link; give the directory it points to, or a new path")

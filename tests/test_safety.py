@@ -518,3 +518,21 @@ def test_an_api_threshold_follows_the_cli_rule(scorer, tiny_model_dir, bad):
     for model in (scorer, lm.load(tiny_model_dir)):
         with pytest.raises(ValueError, match="threshold|operating point"):
             model.moderate(["a text"], threshold=bad)
+
+
+def test_train_refuses_an_output_under_a_file_before_training(runner, tiny_data, tmp_path):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    result = runner.invoke(main, ["train", "--data", str(tmp_path / "absent.jsonl"),
+                                  "--output", str(a_file / "model")])
+    _refused(result, "is a file, not a directory")
+
+
+def test_a_skipped_row_is_not_advised_to_be_skipped(runner, tiny_model_dir, tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"prompt": 5}\n{"text": "garden"}\n')
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(path), "-q"])
+    assert result.exit_code == 0
+    assert f"skipped: {path}:1: field 'prompt'" in result.stderr and "--on-error skip" not in result.stderr
+    failing = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(path), "--on-error", "fail", "-q"])
+    _refused(failing, "--on-error skip")  # in fail mode the advice fits
