@@ -8,12 +8,10 @@ to stderr.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
 import shlex
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,27 +22,10 @@ from click.core import ParameterSource
 
 from . import __version__, exits
 from .data import FIX_HINT, DataError, load_dataset
+from .guards import Terminated, check_outputs, signals_as_exceptions, silence_stdout
 from .hub import REVISION, SPLITS, DownloadError, download
-from .output import (
-    FORMATS,
-    OutputError,
-    RowWriter,
-    atomic_text_writer,
-    check_output_file,
-    format_detail,
-    output_format,
-    write_json,
-)
-from .persistence import (
-    DEFAULT_MODEL_DIR,
-    SHIPPED_MODELS,
-    ModelFormatError,
-    check_model_target,
-    load,
-    load_scorer,
-    read_card,
-    save,
-)
+from .output import FORMATS, OutputError, RowWriter, atomic_text_writer, format_detail, output_format, write_json
+from .persistence import ModelFormatError, load, load_scorer, read_card, save
 from .scoring import score_file
 from .server import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, DEFAULT_THREADS, serve
 from .sources import SHAPES, SourceSpec, parse_source
@@ -89,112 +70,21 @@ def _friendly_errors(command: Callable) -> Callable:
     return wrapper
 
 
-def _check_outputs(command: Callable) -> Callable:
-    """Refuse, before any work, every output path that would replace an input or something not ours."""
-
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> Any:
-        inputs = _input_paths(kwargs)
-        if kwargs.get("output_dir") is not None:
-            target = check_model_target(kwargs["output_dir"], kwargs.get("overwrite", False))
-            _refuse_inputs_inside(target, inputs)
-        if kwargs.get("output_path") is not None and kwargs.get("engine") != "dask":
-            check_output_file(kwargs["output_path"], inputs, "--output")
-        if kwargs.get("json_path") is not None:
-            check_output_file(kwargs["json_path"], inputs, "--json")
-        if "output_dir" not in kwargs and str(kwargs.get("output_path") or "-") == "-":
-            _refuse_stdout_as_input(inputs)
-        return command(**kwargs)
-
-    return wrapper
-
-
-def _input_paths(kwargs: dict) -> dict[str, list]:
-    """The files a command reads, by option: data, input and the model's own files."""
-    inputs: dict[str, list] = {
-        "--input": [kwargs.get("input_path")],
-        "--data": [kwargs.get("data_path"), *(spec.path for spec in kwargs.get("sources") or ())],
-    }
-    for option, paths in inputs.items():  # "-" reads stdin, which may be redirected from a file
-        inputs[option] = [_STDIN if str(path) == "-" and Path(_STDIN).exists() else path for path in paths]
-    if "model_path" in kwargs:
-        model = Path(kwargs["model_path"] or DEFAULT_MODEL_DIR)
-        model = model if model.is_dir() else SHIPPED_MODELS.get(str(model), model)
-        inputs["--model"] = [model / name for name in ("model.json", "vocabulary.json", "arrays.npz")]
-    return inputs
-
-
-_STDIN = "/dev/stdin"
-
-
-def _refuse_stdout_as_input(inputs: dict[str, list]) -> None:
-    """``score -i data.jsonl >> data.jsonl`` would grow the input while reading it."""
-    try:
-        out = os.fstat(sys.stdout.fileno())
-    except (OSError, ValueError):  # no real stdout (captured, closed)
-        return
-    for option, paths in inputs.items():
-        for path in paths:
-            if path is not None and str(path) != "-" and Path(path).exists() \
-                    and os.path.samestat(out, os.stat(path)):
-                raise OutputError(f"stdout is the file given as {option} {path}; redirect the output elsewhere")
-
-
-def _refuse_inputs_inside(target: Path, inputs: dict[str, list]) -> None:
-    """A model directory to be replaced must not hold any input of the command."""
-    if not target.exists():
-        return
-    for option, paths in inputs.items():
-        for path in paths:
-            if path is not None and str(path) != "-" and _inside(Path(path), target):
-                raise OutputError(f"--output {target}: holds {option} {path}; replacing it would delete that input")
-
-
-def _inside(path: Path, directory: Path) -> bool:
-    return path.exists() and directory.resolve() in path.resolve().parents
-
-
-class _Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that temp files are removed on the way out."""
-
-
-@contextlib.contextmanager
-def _signals_as_exceptions():
-    def terminate(signum: int, frame: Any) -> None:
-        raise _Terminated
-
-    try:
-        previous = signal.signal(signal.SIGTERM, terminate)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null, so the flush at exit does not fail again on a closed pipe."""
-    with contextlib.suppress(OSError, ValueError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
 class _Group(click.Group):
     """The command group: signals and a closed stdout end a command with its documented exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        with _signals_as_exceptions():
+        with signals_as_exceptions():
             try:
                 return super().invoke(ctx)
             except KeyboardInterrupt:
                 _note("interrupted")
                 raise click.exceptions.Exit(exits.INTERRUPTED) from None
-            except _Terminated:
+            except Terminated:
                 _note("terminated")
                 raise click.exceptions.Exit(exits.TERMINATED) from None
             except BrokenPipeError:
-                _silence_stdout()
+                silence_stdout()
                 raise click.exceptions.Exit(exits.OK) from None
 
 
@@ -371,7 +261,7 @@ def main() -> None:
 @model_option
 @quiet_option
 @_friendly_errors
-@_check_outputs
+@check_outputs
 def score(texts: tuple[str, ...], prompt: str | None, response: str | None, input_path: str | None,
           input_format: str, output_path: Path | None, fmt: str | None, threshold: float | str | None,
           fail_on_flagged: bool, engine: str, scheduler: str | None, workers: int | None, jobs: int,
@@ -409,7 +299,7 @@ def score(texts: tuple[str, ...], prompt: str | None, response: str | None, inpu
     except BrokenPipeError:  # `| head`: fine, unless a gate was asked to vouch for every row
         if not fail_on_flagged:
             raise
-        _silence_stdout()
+        silence_stdout()
         raise InputError("stdout was closed before every row was written, so --fail-on-flagged cannot pass "
                          "the rest") from None
     _gate(fail_on_flagged, flagged, rejected)
@@ -556,7 +446,7 @@ def data_options(command: Callable) -> Callable:
 @on_error_option("fail")
 @quiet_option
 @_friendly_errors
-@_check_outputs
+@check_outputs
 def train_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], output_dir: Path, cv_folds: int,
                   seed: int, license_text: str | None, overwrite: bool, on_error: str, quiet: bool,
                   **recipe: Any) -> None:
@@ -620,7 +510,7 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels"):
 @model_option
 @on_error_option("fail")
 @_friendly_errors
-@_check_outputs
+@check_outputs
 def evaluate_command(data_path: Path, json_path: Path | None, threshold: float | str | None,
                      model_path: Path | None, on_error: str) -> None:
     """Print a model's metrics on labelled data (and warn when it saw these prompts in training)."""
@@ -654,7 +544,7 @@ def _warn_on_leak(model, prompts: list[str]) -> None:
 @on_error_option("fail")
 @quiet_option
 @_friendly_errors
-@_check_outputs
+@check_outputs
 def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], folds: int, seed: int,
                json_path: Path | None, threshold: float | str | None, on_error: str, quiet: bool,
                **recipe: Any) -> None:
