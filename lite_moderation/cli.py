@@ -1,8 +1,9 @@
 """The ``lite-moderation`` command: a thin shell over the library, one library call per command.
 
-Exit codes: 0 success; 1 something was flagged (only with ``score --fail-on-flagged``); 2 bad input,
-bad usage or an unusable model. Machine output (JSON, JSONL, CSV) goes to stdout or ``--output``;
-messages and progress go to stderr.
+Exit codes are defined in :mod:`lite_moderation.exits`: 0 success; 1 something was flagged (only with
+``score --fail-on-flagged``); 2 bad input, bad usage, a refused output or an unusable model; 130 SIGINT;
+143 SIGTERM. Machine output (JSON, JSONL, CSV) goes to stdout or ``--output``; messages and progress go
+to stderr.
 """
 
 from __future__ import annotations
@@ -19,10 +20,20 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from . import __version__
-from .data import DataError, load_dataset
+from . import __version__, exits
+from .data import FIX_HINT, DataError, load_dataset
+from .guards import Terminated, check_outputs, signals_as_exceptions, silence_stdout
 from .hub import REVISION, SPLITS, DownloadError, download
-from .output import FORMATS, RowWriter, atomic_text_writer, format_detail, write_json, write_predictions
+from .output import (
+    FORMATS,
+    OutputError,
+    RowWriter,
+    atomic_text_writer,
+    format_detail,
+    output_format,
+    write_json,
+    write_predictions,
+)
 from .persistence import ModelFormatError, load, load_scorer, read_card, save
 from .scoring import score_file
 from .server import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, DEFAULT_THREADS, serve
@@ -38,8 +49,8 @@ from .training import (
     train,
 )
 
-EXIT_FLAGGED = 1
-EXIT_BAD_INPUT = 2
+EXIT_FLAGGED = exits.FLAGGED
+EXIT_BAD_INPUT = exits.BAD_INPUT
 
 
 class InputError(click.ClickException):
@@ -55,24 +66,54 @@ def _friendly_errors(command: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (DataError, ModelFormatError) as exc:
+        except (DataError, ModelFormatError, OutputError) as exc:
             raise InputError(str(exc)) from None
-        except (ValueError, TypeError, OSError) as exc:
-            raise InputError(f"{type(exc).__name__}: {exc}") from None
+        except BrokenPipeError:
+            raise  # the reader went away: the group ends quietly
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise InputError(f"{where}{exc.strerror or exc}") from None
+        except (ValueError, TypeError) as exc:
+            raise InputError(str(exc)) from None
 
     return wrapper
+
+
+class _Group(click.Group):
+    """The command group: signals and a closed stdout end a command with its documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with signals_as_exceptions():
+            try:
+                return super().invoke(ctx)
+            except KeyboardInterrupt:
+                _note("interrupted")
+                raise click.exceptions.Exit(exits.INTERRUPTED) from None
+            except Terminated:
+                _note("terminated")
+                raise click.exceptions.Exit(exits.TERMINATED) from None
+            except BrokenPipeError:
+                silence_stdout()
+                raise click.exceptions.Exit(exits.OK) from None
 
 
 def _note(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _report_skipped(errors: list[DataError], limit: int = 20) -> None:
+def _skipped_text(error: DataError) -> str:
+    """A skipped row's report, without the advice to skip it (it was)."""
+    if error.hint != FIX_HINT:
+        return str(error)
+    return str(DataError(error.path, error.line, error.field, error.message))
+
+
+def _report_skipped(errors: list[DataError], limit: int = 20, what: str = "skipped", rows: str = "bad rows") -> None:
     """Every skipped row is named on stderr (the first ``limit`` in full, then a count)."""
     for error in errors[:limit]:
-        _note(f"skipped: {error}")
+        _note(f"{what}: {_skipped_text(error)}")
     if len(errors) > limit:
-        _note(f"skipped: ... and {len(errors) - limit} more bad rows")
+        _note(f"{what}: ... and {len(errors) - limit} more {rows}")
 
 
 # ------------------------------------------------------------------------------------------------ options
@@ -200,7 +241,7 @@ def _estimator_from_options(options: dict, verbose: int = 0):
 # ------------------------------------------------------------------------------------------------ commands
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lite-moderation")
 def main() -> None:
     """Moderate text and question-answer pairs on CPU with TF-IDF + linear models (BeaverTails labels)."""
@@ -219,7 +260,8 @@ def main() -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Output format [default: table for a terminal, jsonl otherwise].")
 @threshold_option
-@click.option("--fail-on-flagged", is_flag=True, help="Exit with code 1 when any item is flagged.")
+@click.option("--fail-on-flagged", is_flag=True,
+              help="Exit with code 1 when any item is flagged, and 2 when any row could not be scored (fails closed).")
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
               help="local: this process. dask: every file matching --input (a quoted glob) on a Dask cluster, "
                    "one output file per input in the --output directory (pip install 'lite-moderation[dask]').")
@@ -233,6 +275,7 @@ def main() -> None:
 @model_option
 @quiet_option
 @_friendly_errors
+@check_outputs
 def score(texts: tuple[str, ...], prompt: str | None, response: str | None, input_path: str | None,
           input_format: str, output_path: Path | None, fmt: str | None, threshold: float | str | None,
           fail_on_flagged: bool, engine: str, scheduler: str | None, workers: int | None, jobs: int,
@@ -248,24 +291,42 @@ def score(texts: tuple[str, ...], prompt: str | None, response: str | None, inpu
     if engine == "dask":
         if texts or prompt is not None or response is not None:
             raise click.UsageError("--engine dask scores files: give --input 'GLOB' and --output DIR")
-        flagged = _score_on_dask(input_path, input_format, output_path, fmt, threshold, on_error, model_path,
-                                 scheduler, workers, quiet)
-        if fail_on_flagged and flagged:
-            sys.exit(EXIT_FLAGGED)
+        flagged, rejected = _score_on_dask(input_path, input_format, output_path, fmt, threshold, on_error,
+                                           model_path, scheduler, workers, quiet)
+        _gate(fail_on_flagged, flagged, rejected)
         return
     if scheduler is not None or workers is not None:
         raise click.UsageError("--scheduler and --workers go with --engine dask")
     sources = sum([bool(texts), prompt is not None or response is not None, input_path is not None])
     if sources != 1:
         raise click.UsageError("give exactly one of: TEXTS, --prompt/--response, or --input FILE")
-    fmt = fmt or ("table" if output_path is None and sys.stdout.isatty() else "jsonl")
+    fmt = output_format(output_path, fmt, "table" if output_path is None and sys.stdout.isatty() else "jsonl")
     model = load_scorer(model_path)
-    if input_path is not None:
-        flagged = _score_input(model, input_path, input_format, output_path, fmt, on_error, threshold, quiet, jobs)
-    else:
-        items = _items_from_arguments(texts, prompt, response)
-        flagged = _score_items(model, items, output_path, fmt, threshold)
-    if fail_on_flagged and flagged:
+    rejected = 0
+    try:
+        if input_path is not None:
+            flagged, rejected = _score_input(model, input_path, input_format, output_path, fmt, on_error, threshold,
+                                             quiet, jobs)
+        else:
+            items = _items_from_arguments(texts, prompt, response)
+            flagged = _score_items(model, items, output_path, fmt, threshold)
+    except BrokenPipeError:  # `| head`: fine, unless a gate was asked to vouch for every row
+        if not fail_on_flagged:
+            raise
+        silence_stdout()
+        raise InputError("stdout was closed before every row was written, so --fail-on-flagged cannot pass "
+                         "the rest") from None
+    _gate(fail_on_flagged, flagged, rejected)
+
+
+def _gate(fail_on_flagged: bool, flagged: int, rejected: int) -> None:
+    """The exit code of ``--fail-on-flagged``: it fails closed, so a row it could not score fails too."""
+    if not fail_on_flagged:
+        return
+    if rejected:
+        raise InputError(f"{rejected} rows could not be scored, so --fail-on-flagged cannot pass them; "
+                         "fix or remove them")
+    if flagged:
         sys.exit(EXIT_FLAGGED)
 
 
@@ -300,18 +361,21 @@ def _score_items(model, items: list, output_path: Path | None, fmt: str,
 
 
 def _score_input(model, input_path: str, input_format: str, output_path: Path | None, fmt: str,
-                 on_error: str, threshold: float | str | None, quiet: bool, jobs: int = 1) -> int:
+                 on_error: str, threshold: float | str | None, quiet: bool, jobs: int = 1) -> tuple[int, int]:
+    """Score a file; (flagged, rejected) rows."""
     summary = score_file(model, input_path, output_path, fmt, on_error=on_error, threshold=threshold,
                          input_format=input_format, progress=not quiet, jobs=jobs)
     _report_skipped(summary.errors)
+    _report_skipped(summary.warnings, what="warning", rows="rows with ignored label problems")
+    warned = f", label warnings: {len(summary.warnings)}" if summary.warnings else ""
     _note(f"rows in: {summary.rows_in}, scored: {summary.scored}, skipped: {summary.rejected}, "
-          f"flagged: {summary.flagged}")
-    return summary.flagged
+          f"flagged: {summary.flagged}{warned}")
+    return summary.flagged, summary.rejected
 
 
 def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path | None, fmt: str | None,
                    threshold: float | str | None, on_error: str, model_path: Path | None, scheduler: str | None,
-                   workers: int | None, quiet: bool) -> int:
+                   workers: int | None, quiet: bool) -> tuple[int, int]:
     """Every file of the --input glob on a Dask cluster; a summary on stderr; exit 2 if a file was unreadable."""
     from . import distributed
 
@@ -332,14 +396,14 @@ def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path |
     except distributed.DaskMissingError as exc:
         raise InputError(str(exc)) from None
     for error in summary.examples[:20]:
-        _note(f"skipped: {error}")
+        _note(f"skipped: {_skipped_text(error)}")
     if summary.rejected > len(summary.examples[:20]):
         _note(f"skipped: ... and {summary.rejected - len(summary.examples[:20])} more bad rows")
     for line in summary.report_lines():
         _note(line)
     if summary.failed:
         raise InputError(f"{len(summary.failed)} of {len(summary.files)} input files could not be read")
-    return summary.flagged
+    return summary.flagged, summary.rejected
 
 
 class SourceType(click.ParamType):
@@ -384,25 +448,28 @@ def data_options(command: Callable) -> Callable:
 @main.command("train")
 @data_options
 @click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path),
-              help="Directory to write the model to (replaced atomically).")
+              help="Directory to write the model to: a new or empty one, or an existing model with --overwrite.")
 @click.option("--cv-folds", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also run grouped cross-validation first and record it in the model card (0: skip).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold shuffles and row samples.")
 @click.option("--license", "license_text", default=None,
               help="License statement for the card [default: BeaverTails' terms plus each other source's license].")
+@click.option("--overwrite", is_flag=True, help="Replace --output if it is an existing model.")
 @recipe_options
 @on_error_option("fail")
 @quiet_option
 @_friendly_errors
+@check_outputs
 def train_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], output_dir: Path, cv_folds: int,
-                  seed: int, license_text: str | None, on_error: str, quiet: bool, **recipe: Any) -> None:
+                  seed: int, license_text: str | None, overwrite: bool, on_error: str, quiet: bool,
+                  **recipe: Any) -> None:
     """Train a model on labelled records and save it to --output."""
     training_set = _load_sources(sources, shapes, seed, on_error)
     estimator = _estimator_from_options(recipe)
     command = _training_command(sources, shapes, cv_folds, seed, recipe)
     model, card = train(training_set, estimator, cv_folds=cv_folds, seed=seed,
                         license_text=license_text, command=command, progress=not quiet)
-    save(model, output_dir, card)
+    save(model, output_dir, card, overwrite=overwrite)
     _note(f"saved model to {output_dir} ({len(training_set)} rows, {model.coef_.shape[0]} features)")
     if cv_folds:
         _print_metrics(card["metrics"]["cv"], err=True)
@@ -457,6 +524,7 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels"):
 @model_option
 @on_error_option("fail")
 @_friendly_errors
+@check_outputs
 def evaluate_command(data_path: Path, json_path: Path | None, predictions_path: Path | None,
                      threshold: float | str | None, model_path: Path | None, on_error: str) -> None:
     """Print a model's metrics on labelled data (and warn when it saw these prompts in training)."""
@@ -494,6 +562,7 @@ def _warn_on_leak(model, prompts: list[str]) -> None:
 @on_error_option("fail")
 @quiet_option
 @_friendly_errors
+@check_outputs
 def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], folds: int, seed: int,
                json_path: Path | None, predictions_path: Path | None, threshold: float | str | None, on_error: str,
                quiet: bool, **recipe: Any) -> None:

@@ -27,17 +27,22 @@ import numpy as np
 
 from .taxonomy import CATEGORIES
 
-__all__ = ["DataError", "Dataset", "Record", "load_dataset", "read_records", "record_from_object", "sha256_file"]
+__all__ = [
+    "DataError", "DataWarning", "Dataset", "Record", "load_dataset", "read_records", "record_from_object", "sha256_file",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 FORMATS = ("auto", "jsonl", "json", "csv", "text")
-REQUIRE = ("none", "labels", "categories")
+#: What a reader needs of each record: "text" (scoring: labels unused, a malformed one is a DataWarning),
+#: "none" (labels optional but checked), "labels" (is_safe or categories), "categories" (all 14).
+REQUIRE = ("text", "none", "labels", "categories")
 ON_ERROR = ("fail", "skip")
 
 _CATEGORY_SET = frozenset(CATEGORIES)
 _BOM = b"\xef\xbb\xbf"
-_FIX_HINT = "Fix the record or pass --on-error skip."
+_FIX_HINT = FIX_HINT = "Fix the record or pass --on-error skip."
+_IGNORED_HINT = "Scoring does not use labels: the row was scored."
 _KEYS_HINT = "Category keys are the 14 BeaverTails keys listed in lite_moderation.taxonomy.CATEGORIES."
 _LABELS_HINT = "This step needs labelled data: add 'is_safe' or a full 'category' object to every record."
 _CATEGORIES_HINT = "This step needs the 14 harm categories: add a full 'category' object to every record."
@@ -136,6 +141,10 @@ class Dataset:
         raise DataError(self.path, message="the data has no labels (is_safe or category) to evaluate against")
 
 
+class DataWarning(DataError):
+    """A problem that did not stop a record from being used (e.g. a malformed label when scoring)."""
+
+
 class _Bad(Exception):
     """A record problem before the file and line are attached (becomes a DataError)."""
 
@@ -154,6 +163,9 @@ class _Source:
     def error(self, line: int | None, bad: _Bad) -> DataError:
         return DataError(self.display, line, bad.field, bad.message, bad.hint)
 
+    def warning(self, line: int | None, bad: _Bad) -> DataWarning:
+        return DataWarning(self.display, line, bad.field, bad.message, _IGNORED_HINT)
+
     def fatal(self, message: str, line: int | None = None, field: str | None = None,
               hint: str | None = None) -> DataError:
         return DataError(self.display, line, field, message, hint)
@@ -169,17 +181,19 @@ def read_records(
     errors: list[DataError] | None = None,
     require: str = "none",
     fmt: str = "auto",
+    warnings: list[DataWarning] | None = None,
 ) -> Iterator[Record]:
     """Yield validated records from a file ("-" = stdin), streaming line-based formats.
 
     ``on_error="fail"`` raises the first bad record; ``"skip"`` appends it to ``errors`` and goes on.
     Whole-file problems (missing file, bad CSV header, no records) raise in both modes.
-    ``require``: "none" (anything scorable), "labels" (is_safe, derived from categories if absent),
+    ``require``: "text" (scoring: labels are not read, and a malformed one goes to ``warnings``),
+    "none" (anything scorable, labels checked), "labels" (is_safe, derived from categories if absent),
     "categories" (the full category object). Options are checked here, before iteration starts.
     """
     _check_options(on_error, errors, require, fmt)
     source = _resolve(path, fmt)
-    return _drive(_items(source, require), source, on_error, errors)
+    return _drive(_items(source, require), source, on_error, errors, warnings)
 
 
 def load_dataset(
@@ -300,10 +314,14 @@ def _open_stream(source: _Source) -> Iterator[IO[bytes]]:
 
 
 def _drive(items: Iterable[Record | DataError], source: _Source, on_error: str,
-           errors: list[DataError] | None) -> Iterator[Record]:
+           errors: list[DataError] | None, warnings: list[DataWarning] | None = None) -> Iterator[Record]:
     """Apply the on_error policy; a file with no records at all (good or bad) is an error."""
     seen = 0
     for item in items:
+        if isinstance(item, DataWarning):
+            if warnings is not None:
+                warnings.append(item)
+            continue
         seen += 1
         if isinstance(item, DataError):
             if on_error == "fail":
@@ -386,7 +404,10 @@ def _jsonl_items(lines: Iterable[tuple[int, bytes]], source: _Source,
             text = _decode(raw, n)
             if not text.strip():
                 continue
-            yield _record_from_object(_parse_json(text), require, n)
+            notes: list[_Bad] = []
+            record = _record_from_object(_parse_json(text), require, n, notes)
+            yield from (source.warning(n, note) for note in notes)
+            yield record
         except _Bad as bad:
             yield source.error(n, bad)
 
@@ -426,7 +447,10 @@ def _json_items(stream: IO[bytes], source: _Source, require: str) -> Iterator[Re
                            hint="For one record per line use a .jsonl file.")
     for i, obj in enumerate(value, 1):
         try:
-            yield _record_from_object(obj, require, i)
+            notes: list[_Bad] = []
+            record = _record_from_object(obj, require, i, notes)
+            yield from (source.warning(i, note) for note in notes)
+            yield record
         except _Bad as bad:
             yield source.error(i, bad)
 
@@ -493,8 +517,11 @@ def _categories(value: Any) -> tuple[bool, ...]:
     return tuple(value[key] for key in CATEGORIES)
 
 
-def _record_from_object(obj: Any, require: str, line: int) -> Record:
-    """Validate one JSON record: {"prompt", "response"?, "category"?, "is_safe"?} or {"text"}."""
+def _record_from_object(obj: Any, require: str, line: int, notes: list[_Bad] | None = None) -> Record:
+    """Validate one JSON record: {"prompt", "response"?, "category"?, "is_safe"?} or {"text"}.
+
+    With ``require="text"`` the labels are not kept, and a malformed one is appended to ``notes``.
+    """
     if not isinstance(obj, dict):
         raise _Bad(None, f"expected a JSON object, got {json_type(obj)}")
     if "prompt" in obj:
@@ -505,12 +532,35 @@ def _record_from_object(obj: Any, require: str, line: int) -> Record:
         text_field, prompt, response = "text", _string(obj["text"], "text"), None
     else:
         raise _Bad("prompt", "missing: a record needs 'prompt' (with an optional 'response') or 'text'")
+    if require == "text":
+        _note_label_problems(lambda: _object_labels(obj), notes)
+        return _finish(prompt, response, text_field, None, None, require, line)
+    return _finish(prompt, response, text_field, *_object_labels(obj), require, line)
+
+
+def _object_labels(obj: dict) -> tuple[tuple[bool, ...] | None, bool | None]:
+    """(categories, is_safe) of a JSON record, each None when absent."""
     raw_categories = obj.get("category")
     categories = None if raw_categories is None else _categories(raw_categories)
     is_safe = obj.get("is_safe")
     if is_safe is not None and not isinstance(is_safe, bool):
         raise _Bad("is_safe", f"expected true/false, got {json_type(is_safe)}")
-    return _finish(prompt, response, text_field, categories, is_safe, require, line)
+    return categories, is_safe
+
+
+def _note_label_problems(read_labels: Any, notes: list[_Bad] | None) -> None:
+    """Scoring ignores labels, but says when one is malformed or inconsistent."""
+    try:
+        _check_consistent(*read_labels())
+    except _Bad as bad:
+        if notes is not None:
+            notes.append(bad)
+
+
+def _check_consistent(categories: tuple[bool, ...] | None, is_safe: bool | None) -> None:
+    if is_safe is True and categories is not None and any(categories):
+        flagged = [key for key, flag in zip(CATEGORIES, categories) if flag]
+        raise _Bad("is_safe", f"is true but category {_name_keys(flagged)} is flagged (unsafe)")
 
 
 def _finish(prompt: str, response: str | None, text_field: str, categories: tuple[bool, ...] | None,
@@ -520,12 +570,10 @@ def _finish(prompt: str, response: str | None, text_field: str, categories: tupl
         raise _Bad(text_field, "text is empty")
     if response is not None and not prompt.strip() and not response.strip():
         raise _Bad("prompt", "prompt and response are both empty")
-    if is_safe is True and categories is not None and any(categories):
-        flagged = [key for key, flag in zip(CATEGORIES, categories) if flag]
-        raise _Bad("is_safe", f"is true but category {_name_keys(flagged)} is flagged (unsafe)")
+    _check_consistent(categories, is_safe)
     if require == "categories" and categories is None:
         raise _Bad("category", "missing (this step needs the 14 harm categories)", _CATEGORIES_HINT)
-    if require != "none" and is_safe is None:
+    if require in ("labels", "categories") and is_safe is None:
         if categories is None:
             raise _Bad("is_safe", "missing (this step needs labelled data)", _LABELS_HINT)
         is_safe = not any(categories)
@@ -632,13 +680,19 @@ def _csv_categories(row: list[str], cols: _CsvColumns) -> tuple[bool, ...] | Non
     return tuple(bool(flag) for flag in flags)
 
 
-def _csv_record(row: list[str], cols: _CsvColumns, require: str, line: int) -> Record:
+def _csv_record(row: list[str], cols: _CsvColumns, require: str, line: int, notes: list[_Bad] | None = None) -> Record:
     if len(row) != cols.width:
         raise _Bad(None, f"row has {len(row)} fields but the header has {cols.width} columns")
     response = None if cols.response is None else row[cols.response]
+    if require == "text":
+        _note_label_problems(lambda: _csv_labels(row, cols), notes)
+        return _finish(row[cols.text], response, cols.text_field, None, None, require, line)
+    return _finish(row[cols.text], response, cols.text_field, *_csv_labels(row, cols), require, line)
+
+
+def _csv_labels(row: list[str], cols: _CsvColumns) -> tuple[tuple[bool, ...] | None, bool | None]:
     is_safe = None if cols.is_safe is None else _csv_bool(row[cols.is_safe], "is_safe")
-    categories = _csv_categories(row, cols)
-    return _finish(row[cols.text], response, cols.text_field, categories, is_safe, require, line)
+    return _csv_categories(row, cols), is_safe
 
 
 def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
@@ -661,7 +715,10 @@ def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
         try:
             if lines_bad:
                 raise _Bad(None, f"not valid UTF-8 (byte offset {bad[lines_bad[0]]})")
-            yield _csv_record(row, cols, require, start)
+            notes: list[_Bad] = []
+            record = _csv_record(row, cols, require, start, notes)
+            yield from (source.warning(start, note) for note in notes)
+            yield record
         except _Bad as problem:
             yield source.error(lines_bad[0] if lines_bad else start, problem)
         for n in lines_bad:

@@ -182,7 +182,7 @@ def _parse_item(item: Any, position: int, on_error: str) -> tuple[dict, Any]:
         if obj is None:
             raise DataError(_BAG_SOURCE, position, None,
                             f"expected a text, a (prompt, response) pair or a dict, got {type(item).__name__}")
-        return dict(obj), record_from_object(obj, _BAG_SOURCE, position).pair
+        return dict(obj), record_from_object(obj, _BAG_SOURCE, position, require="text").pair
     except DataError as error:
         if on_error == "fail":
             raise
@@ -257,7 +257,7 @@ def _score_frame(frame: Any, payload: ModelPayload, threshold: float | str | Non
 def _frame_pair(frame: Any, row: int, fields: tuple[str, ...]) -> tuple[str, str] | str:
     values = {f: frame[f].iat[row] for f in fields}
     obj = {f: v if isinstance(v, str) or not _is_missing(v) else None for f, v in values.items()}
-    return record_from_object(obj, f"dask dataframe row {frame.index[row]!r}").pair
+    return record_from_object(obj, f"dask dataframe row {frame.index[row]!r}", require="text").pair
 
 
 def _is_missing(value: Any) -> bool:
@@ -357,11 +357,16 @@ def output_path_for(input_path: str | os.PathLike, output_dir: str | os.PathLike
 
 
 def _outputs(paths: list[Path], output_dir: str | os.PathLike, fmt: str) -> list[Path]:
+    if Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise ValueError(f"--output {output_dir}: is a file; give a directory for the score files")
     outputs = [output_path_for(p, output_dir, fmt) for p in paths]
     seen: dict[Path, Path] = {}
+    inputs = {os.path.realpath(p) for p in paths}
     for path, out in zip(paths, outputs):
         if out in seen:
             raise ValueError(f"{seen[out]} and {path} would both write {out}: rename one of them")
+        if os.path.realpath(out) in inputs:
+            raise ValueError(f"{path} would write {out}, which is also an input: choose another --output directory")
         seen[out] = path
     return outputs
 

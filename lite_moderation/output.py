@@ -4,46 +4,182 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
+import gzip
 import io
 import json
+import lzma
 import os
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from .taxonomy import CATEGORIES, short_name
 
-__all__ = ["FORMATS", "RowWriter", "atomic_text_writer", "write_json", "write_predictions"]
+__all__ = ["FORMATS", "OutputError", "RowWriter", "atomic_text_writer", "check_output_file", "output_format",
+           "write_json", "write_predictions"]
 
 FORMATS = ("table", "json", "jsonl", "csv")
+
+
+class OutputError(ValueError):
+    """An output path that a command refuses to write (it would destroy something it did not create)."""
+
+
+#: Score output formats by file suffix (before any compression suffix).
+SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".txt": "table"}
+#: Compression by the last suffix.
+COMPRESSIONS = {".gz": "gzip", ".xz": "xz"}
+_TEMP_SUFFIX = ".tmp"
+
+
+def split_suffix(path: str | os.PathLike) -> tuple[str | None, str | None]:
+    """(format, compression) that the name of ``path`` says, each None when it says nothing."""
+    name = Path(path).name.lower()
+    compression = next((c for s, c in COMPRESSIONS.items() if name.endswith(s)), None)
+    if compression:
+        name = name.rsplit(".", 1)[0]
+    fmt = next((f for s, f in SUFFIX_FORMATS.items() if name.endswith(s)), None)
+    return fmt, compression
+
+
+def output_format(path: str | os.PathLike | None, fmt: str | None, default: str) -> str:
+    """The score format for ``path``: its suffix decides; a different explicit ``fmt`` is refused."""
+    suffix_fmt = None if path is None or str(path) == "-" else split_suffix(path)[0]
+    if fmt and suffix_fmt and fmt != suffix_fmt:
+        raise OutputError(f"{path}: the suffix says {suffix_fmt} but --format is {fmt}; "
+                          f"drop --format or rename the output")
+    return fmt or suffix_fmt or default
+
+
+def check_output_file(path: str | os.PathLike | None, inputs: dict[str, list] | None = None,
+                      option: str = "--output") -> None:
+    """Refuse, before any work, an output file that is a directory, one of ``inputs`` or under a file.
+
+    ``inputs`` maps an option name to the paths given with it (``"-"`` entries are ignored).
+    """
+    if path is None or str(path) == "-":
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"{option} {path}: is a directory; give the path of a file to write")
+    for name, paths in (inputs or {}).items():
+        for other in paths:
+            if other is not None and str(other) != "-" and same_path(target, Path(other)):
+                raise OutputError(f"{option} {path}: is also given as {name}; "
+                                  f"write to another file (the input is never replaced)")
+    check_writable_parent(target, f"{option} {path}")
+
+
+def check_writable_parent(target: Path, label: str) -> None:
+    """The nearest existing ancestor of ``target`` must be a directory this process may write in."""
+    parent = next((p for p in target.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise OutputError(f"{label}: {parent} is a file, not a directory")
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{label}: cannot write in {parent} (permission denied)")
+
+
+def same_path(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file (hard and symbolic links included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def temp_prefix(target: Path) -> str:
+    """The name prefix of this process's temp files for ``target``: the pid tells live ones from stale."""
+    return f".{target.name}.{os.getpid()}."
+
+
+def remove_stale_temps(target: Path) -> None:
+    """Delete temp files (or staging directories) for ``target`` left by processes that no longer run."""
+    import shutil
+
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        pid = stale.name[len(target.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 @contextlib.contextmanager
 def atomic_text_writer(path: str | os.PathLike | None) -> Iterator[TextIO]:
     """Write text to ``path`` through a temp file renamed into place on success ("-"/None: stdout).
 
-    A crash or an error mid-way leaves the old file (or no file), never half a file.
+    A crash, an error or a signal mid-way leaves the old file (or no file), never half a file; temp
+    files of killed runs to the same target are removed first. A ``.gz`` or ``.xz`` name is compressed.
+    An existing non-regular file (a FIFO, ``/dev/null``) is written directly, never replaced.
     """
     if path is None or str(path) == "-":
         yield sys.stdout
         sys.stdout.flush()
         return
-    target = Path(path)
+    target = Path(os.path.realpath(path))
+    if target.is_dir():
+        raise OutputError(f"{path}: is a directory; give the path of a file to write")
+    if target.exists() and not target.is_file():
+        with _compressed_text(open(target, "wb"), target) as fh:
+            yield fh
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale_temps(target)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=_TEMP_SUFFIX, dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write in {target.parent} ({exc.strerror or exc})") from None
     os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp makes it private; results are ordinary files
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        with _compressed_text(os.fdopen(fd, "wb"), target) as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+@contextlib.contextmanager
+def _compressed_text(raw: BinaryIO, target: Path) -> Iterator[TextIO]:
+    """A UTF-8 text stream over ``raw``, compressed as ``target``'s suffix says; synced on success."""
+    with raw:
+        compression = split_suffix(target)[1]
+        if compression == "gzip":
+            binary: BinaryIO = gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0)
+        elif compression == "xz":
+            binary = lzma.LZMAFile(raw, "wb")  # noqa: SIM115 - closed below, before raw
+        else:
+            binary = raw
+        text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+        try:
+            yield text
+            text.flush()
+        except BaseException:
+            if binary is not raw:
+                with contextlib.suppress(Exception):
+                    binary.close()
+            raise
+        if binary is not raw:
+            binary.close()  # writes the trailer; the raw file stays open
+        raw.flush()
+        with contextlib.suppress(OSError):  # a FIFO or a device cannot be synced
+            os.fsync(raw.fileno())
 
 
 def current_umask() -> int:

@@ -7,6 +7,7 @@ at load with a one-line error, as is a model written by a newer format version.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -14,12 +15,14 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .output import current_umask
+from .model_checks import ModelFormatError, check_metadata, check_vocabulary, expected_arrays, load_arrays, parse_json
+from .output import OutputError, check_writable_parent, current_umask, remove_stale_temps, temp_prefix
 from .taxonomy import LABELS
 from .texts import block_settings, block_specs
 
@@ -33,6 +36,7 @@ __all__ = [
     "FORMAT_VERSION",
     "SHIPPED_MODELS",
     "ModelFormatError",
+    "check_model_target",
     "load",
     "load_scorer",
     "read_card",
@@ -51,23 +55,23 @@ SHIPPED_MODELS = {"default": DEFAULT_MODEL_DIR, "accurate": DEFAULT_MODEL_DIR, "
 METADATA_FILE = "model.json"
 VOCABULARY_FILE = "vocabulary.json"
 ARRAYS_FILE = "arrays.npz"
+_MODEL_FILES = frozenset({METADATA_FILE, VOCABULARY_FILE, ARRAYS_FILE})
+_MAX_METADATA_BYTES = 16 * 1024 * 1024
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-
-
-class ModelFormatError(ValueError):
-    """A model directory that is missing, damaged, or from an unsupported format version."""
 
 
 # ------------------------------------------------------------------------------------------------ saving
 
 
-def save(model: ModerationClassifier, path: str | os.PathLike, card: dict | None = None) -> Path:
+def save(model: ModerationClassifier, path: str | os.PathLike, card: dict | None = None, *,
+         overwrite: bool = False) -> Path:
     """Write ``model`` to directory ``path`` atomically (built aside, then renamed into place).
 
-    The bytes depend only on the model and the card, so retraining with the same data and recipe
-    reproduces the files exactly.
+    ``path`` must be new, an empty directory, or (with ``overwrite=True``) an existing model: anything
+    else is refused (see :func:`check_model_target`). The bytes depend only on the model and the card,
+    so retraining with the same data and recipe reproduces the files exactly.
     """
-    target = Path(path)
+    target = check_model_target(path, overwrite)
     vocabulary, arrays = _model_payload(model)
     files = {VOCABULARY_FILE: _canonical_json(vocabulary), ARRAYS_FILE: _npz_bytes(arrays)}
     metadata = {
@@ -84,6 +88,52 @@ def save(model: ModerationClassifier, path: str | os.PathLike, card: dict | None
     files[METADATA_FILE] = _canonical_json(metadata, indent=2)
     _write_directory_atomically(target, files)
     return target
+
+
+def check_model_target(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``path`` as a place a model may be saved to, or an :class:`OutputError` saying why not.
+
+    Allowed: a new path, an empty directory, and an existing model directory (only its own files) when
+    ``overwrite`` is true. Refused: files, symbolic links and directories holding anything else.
+    """
+    target = Path(path)
+    if not target.exists() and not target.is_symlink():
+        check_writable_parent(target, str(path))
+        return target
+    if target.is_symlink():
+        raise OutputError(f"{path}: is a symbolic link; give the directory it points to, or a new path")
+    if not target.is_dir():
+        raise OutputError(f"{path}: exists and is not a model directory; choose a new path (it is never replaced)")
+    entries = sorted(p.name for p in target.iterdir())
+    if not entries:
+        return target
+    if not _is_model_directory(target):
+        raise OutputError(f"{path}: is a directory that is not a lite-moderation model (holds "
+                          f"{_name_files(entries)}); choose a new or empty directory (it is never replaced)")
+    others = [name for name in entries if name not in _MODEL_FILES]
+    if others:
+        raise OutputError(f"{path}: is a model directory that also holds other files ({_name_files(others)}); "
+                          f"move them away or choose another path")
+    if not overwrite:
+        raise OutputError(f"{path}: is an existing model; pass --overwrite (overwrite=True in Python) to replace it")
+    return target
+
+
+def _is_model_directory(directory: Path) -> bool:
+    """Whether ``directory`` holds a ``model.json`` of this format (damaged models count: they may be replaced)."""
+    meta_path = directory / METADATA_FILE
+    try:
+        if not meta_path.is_file() or meta_path.stat().st_size > _MAX_METADATA_BYTES:
+            return False
+        metadata = json.loads(meta_path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(metadata, dict) and metadata.get("format") == FORMAT_NAME
+
+
+def _name_files(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _model_payload(model: ModerationClassifier) -> tuple[dict, dict[str, np.ndarray]]:
@@ -146,15 +196,21 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 def _write_directory_atomically(target: Path, files: dict[str, bytes]) -> None:
     """Write every file into a sibling temp dir, then swap it in: readers never see half a model."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    remove_stale_temps(target)
+    staging = Path(tempfile.mkdtemp(prefix=temp_prefix(target), dir=target.parent))
     staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; a model dir is ordinary
     try:
         for name, data in files.items():
             (staging / name).write_bytes(data)
         if target.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            backup = Path(tempfile.mkdtemp(prefix=temp_prefix(target) + "old.", dir=target.parent))
             os.replace(target, backup / "model")
-            os.replace(staging, target)
+            try:
+                os.replace(staging, target)
+            except BaseException:
+                os.replace(backup / "model", target)  # put the old model back
+                backup.rmdir()
+                raise
             shutil.rmtree(backup)
         else:
             os.replace(staging, target)
@@ -166,6 +222,24 @@ def _write_directory_atomically(target: Path, files: dict[str, bytes]) -> None:
 # ------------------------------------------------------------------------------------------------ loading
 
 
+def _model_errors(loader: Callable) -> Callable:
+    """Any failure to use a model's content becomes a one-line ModelFormatError naming it (never a traceback)."""
+
+    @functools.wraps(loader)
+    def wrapper(path: str | os.PathLike | None = None, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return loader(path, *args, **kwargs)
+        except ModelFormatError:
+            raise
+        except (KeyError, TypeError, IndexError, AttributeError, ValueError, RecursionError, MemoryError) as exc:
+            problem = f"missing {exc}" if isinstance(exc, KeyError) else str(exc) or "unusable content"
+            raise ModelFormatError(f"{path or DEFAULT_MODEL_DIR}: damaged model ({problem}); retrain or reinstall "
+                                   f"it") from None
+
+    return wrapper
+
+
+@_model_errors
 def load(path: str | os.PathLike | None = None) -> ModerationClassifier:
     """Load a saved model directory (default: the shipped model), verifying format and checksums."""
     directory, metadata, vocabulary, arrays = _read_model(path)
@@ -174,6 +248,7 @@ def load(path: str | os.PathLike | None = None) -> ModerationClassifier:
     return model
 
 
+@_model_errors
 def load_scorer(path: str | os.PathLike | None = None, cache_size: int | None = None) -> FastScorer:
     """Load a saved model straight into a :class:`~lite_moderation.fast.FastScorer`: scoring only.
 
@@ -210,12 +285,17 @@ def _sklearn_analyzer(settings: dict):
 
 
 def _read_model(path: str | os.PathLike | None) -> tuple[Path, dict, dict, dict[str, np.ndarray]]:
-    """The verified metadata, vocabulary and arrays of a model directory."""
+    """The verified metadata, vocabulary and arrays of a model directory, their shapes checked against each other."""
     directory = _model_directory(path)
     metadata = read_metadata(directory)
-    vocabulary = json.loads(_verified_bytes(directory, VOCABULARY_FILE, metadata))
-    arrays = _load_arrays(_verified_bytes(directory, ARRAYS_FILE, metadata), directory)
-    return directory, metadata, vocabulary, arrays
+    vec = metadata["params"]["vectorizer"]
+    n_blocks = len(block_specs(vec["word_fields"], vec["char_fields"]))
+    vocabulary_path = directory / VOCABULARY_FILE
+    blocks = check_vocabulary(parse_json(_verified_bytes(directory, VOCABULARY_FILE, metadata), vocabulary_path),
+                              vocabulary_path, n_blocks)
+    expected = expected_arrays([len(terms) for terms in blocks])
+    arrays = load_arrays(_verified_bytes(directory, ARRAYS_FILE, metadata), directory / ARRAYS_FILE, expected)
+    return directory, metadata, {"blocks": blocks}, arrays
 
 
 def _describe(model: object, directory: Path, metadata: dict) -> None:
@@ -225,12 +305,10 @@ def _describe(model: object, directory: Path, metadata: dict) -> None:
     model.size_bytes_ = sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
 
 
+@_model_errors
 def read_card(path: str | os.PathLike | None = None) -> dict:
-    """The model card plus labels, thresholds, format version, path and size, without loading arrays."""
-    directory = _model_directory(path)
-    metadata = read_metadata(directory)
-    for name in metadata["files"]:
-        _verified_bytes(directory, name, metadata)
+    """The model card plus labels, thresholds, format version, path and size, once every file checked out."""
+    directory, metadata, _, _ = _read_model(path)
     return {
         **metadata.get("card", {}),
         "labels": metadata["labels"],
@@ -264,10 +342,10 @@ def read_metadata(directory: Path) -> dict:
     meta_path = directory / METADATA_FILE
     if not meta_path.is_file():
         raise ModelFormatError(f"{directory}: not a lite-moderation model (no {METADATA_FILE})")
-    try:
-        metadata = json.loads(meta_path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{meta_path}: truncated or corrupt ({exc})") from None
+    if meta_path.stat().st_size > _MAX_METADATA_BYTES:
+        raise ModelFormatError(f"{meta_path}: {meta_path.stat().st_size} bytes, larger than any model.json "
+                               f"({_MAX_METADATA_BYTES} at most)")
+    metadata = parse_json(meta_path.read_bytes(), meta_path)
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
         raise ModelFormatError(f"{meta_path}: not a lite-moderation model file")
     version = metadata.get("format_version")
@@ -280,6 +358,7 @@ def read_metadata(directory: Path) -> dict:
         raise ModelFormatError(f"{meta_path}: checksum mismatch, the file was edited or damaged")
     if metadata.get("labels") != list(LABELS):
         raise ModelFormatError(f"{meta_path}: labels differ from this version's taxonomy")
+    check_metadata(metadata, meta_path, (VOCABULARY_FILE, ARRAYS_FILE))
     return metadata
 
 
@@ -291,14 +370,6 @@ def _verified_bytes(directory: Path, name: str, metadata: dict) -> bytes:
     if hashlib.sha256(data).hexdigest() != metadata["files"].get(name):
         raise ModelFormatError(f"{file_path}: sha256 mismatch, the file is truncated, edited or damaged")
     return data
-
-
-def _load_arrays(data: bytes, directory: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise ModelFormatError(f"{directory / ARRAYS_FILE}: unreadable ({exc})") from None
 
 
 def _vectorizer_params(metadata: dict) -> dict:

@@ -6,13 +6,14 @@ import collections
 import itertools
 import multiprocessing
 import os
+import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .data import DataError, Record, read_records
+from .data import DataError, DataWarning, Record, read_records
 from .taxonomy import results_from_proba
 from .thresholds import resolve_threshold
 
@@ -34,6 +35,8 @@ class ScoreSummary:
     scored: int = 0
     flagged: int = 0
     errors: list[DataError] = field(default_factory=list)
+    #: Rows scored despite a problem in a field scoring does not use (a malformed label).
+    warnings: list[DataWarning] = field(default_factory=list)
 
     @property
     def rejected(self) -> int:
@@ -74,6 +77,13 @@ def _serial_probas(model: ModerationClassifier | FastScorer,
 _WORKER_MODEL: ModerationClassifier | None = None
 
 
+def _worker_init() -> None:
+    """Workers leave signals to the parent: Ctrl-C reaches the whole process group, and the parent's
+    SIGTERM handler (inherited through fork) must not run in them; the parent stops them when it ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _worker_proba(pairs: list) -> np.ndarray:
     return _WORKER_MODEL.predict_proba(pairs)
 
@@ -86,7 +96,8 @@ def _parallel_probas(model: ModerationClassifier | FastScorer, chunks: Iterator[
         raise ValueError("--jobs > 1 needs the 'fork' start method (Linux, macOS); use --jobs 1 here")
     _WORKER_MODEL = model
     pending: collections.deque = collections.deque()
-    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+    pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_init)
+    try:
         for chunk in chunks:
             pending.append((chunk, pool.apply_async(_worker_proba, ([r.pair for r in chunk],))))
             if len(pending) >= 2 * jobs:
@@ -95,6 +106,11 @@ def _parallel_probas(model: ModerationClassifier | FastScorer, chunks: Iterator[
         while pending:
             done_chunk, result = pending.popleft()
             yield done_chunk, result.get()
+    finally:
+        # Let the workers finish the few chunks in flight and exit: Pool.terminate() may kill one while it
+        # holds the result queue's lock and then wait for that lock forever (a signal mid-run did just that).
+        pool.close()
+        pool.join()
 
 
 def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.PathLike,
@@ -104,12 +120,14 @@ def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.Pa
                chunk_size: int = CHUNK_SIZE) -> ScoreSummary:
     """Score every record of ``input_path`` into ``output_path`` (atomic; None or "-" = stdout).
 
-    Bad records raise (``on_error="fail"``) or land in ``summary.errors`` (``"skip"``); each output row
+    Bad records raise (``on_error="fail"``) or land in ``summary.errors`` (``"skip"``); labels are not
+    read, and a malformed one lands in ``summary.warnings`` with its row still scored. Each output row
     carries the input ``line`` so skipped rows never shift the alignment. ``jobs`` worker processes score
     chunks in parallel; output order is still input order.
     """
     summary = ScoreSummary()
-    records = read_records(input_path, on_error=on_error, errors=summary.errors, fmt=input_format)
+    records = read_records(input_path, on_error=on_error, errors=summary.errors, fmt=input_format, require="text",
+                           warnings=summary.warnings)
     with atomic_text_writer(output_path) as stream, Progress("scoring", enabled=progress, unit="rows") as bar:
         writer = RowWriter(stream, fmt)
         for record, result in iter_scores(model, records, threshold, chunk_size=chunk_size, jobs=jobs):

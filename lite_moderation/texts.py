@@ -25,16 +25,17 @@ JOINT_SEPARATOR = " \n qqaasep \n "
 
 
 def split_fields(X: Sequence) -> tuple[list[str], list[str]]:
-    """Prompts and responses of X, a sequence of (prompt, response) pairs or of single texts.
+    """Prompts and responses of X: a sequence of (prompt, response) pairs or of single texts, a numpy
+    array of texts or of shape (n, 2) (n pairs), a pandas Series of texts, or a pandas DataFrame with
+    ``prompt`` and ``response`` columns (or a ``text`` or ``prompt`` column of single texts).
 
     A single text is moderated as a response to an empty prompt: the labels judge content, and content
-    is what a single text is.
+    is what a single text is. A string, a mapping or another non-sequence is a TypeError.
     """
-    if isinstance(X, str):
-        raise TypeError("X must be a list of texts or of (prompt, response) pairs, not a single string")
+    items = _items(X)
     prompts: list[str] = []
     responses: list[str] = []
-    for i, item in enumerate(X):
+    for i, item in enumerate(items):
         if isinstance(item, str):
             prompts.append("")
             responses.append(item)
@@ -46,6 +47,56 @@ def split_fields(X: Sequence) -> tuple[list[str], list[str]]:
                 f"X[{i}] is a {type(item).__name__}: expected a string or a (prompt, response) pair of strings"
             )
     return prompts, responses
+
+
+_SEQUENCE_HINT = ("X must be a list of texts or of (prompt, response) pairs (or a numpy array, pandas Series or "
+                  "DataFrame of them)")
+
+
+def _items(X: object) -> Sequence:
+    """The items of every accepted container, in order."""
+    if isinstance(X, (str, bytes)):
+        raise TypeError(f"{_SEQUENCE_HINT}, not a single {'string' if isinstance(X, str) else 'bytes object'}")
+    kind = type(X).__name__ if type(X).__module__.split(".")[0] == "pandas" else None
+    if kind == "DataFrame":
+        return _frame_items(X)
+    if kind == "Series":
+        return X.tolist()
+    if type(X).__module__ == "numpy" and type(X).__name__ == "ndarray":
+        return _array_items(X)
+    if not isinstance(X, Sequence):
+        raise TypeError(f"{_SEQUENCE_HINT}, not a {type(X).__name__}")
+    return X
+
+
+def _array_items(X) -> list:
+    """A 1-d array holds texts (or pairs, as objects); an (n, 2) array holds n (prompt, response) pairs."""
+    if X.ndim == 1:
+        return X.tolist()
+    if X.ndim == 2 and X.shape[1] == 2:
+        return [tuple(row) for row in X.tolist()]
+    raise TypeError(f"{_SEQUENCE_HINT}: a numpy array must be 1-d (texts) or (n, 2) (pairs), got shape {X.shape}")
+
+
+def _frame_items(frame) -> list:
+    """The rows of a DataFrame: prompt + response pairs, or single texts from a text or prompt column."""
+    columns = list(frame.columns)
+    if "prompt" in columns and "response" in columns:
+        return list(zip(_column(frame, "prompt"), _column(frame, "response")))
+    for name in ("text", "prompt"):
+        if name in columns:
+            return _column(frame, name)
+    shown = ", ".join(map(repr, columns[:10])) + (" ..." if len(columns) > 10 else "")
+    raise TypeError(f"a DataFrame needs 'prompt' and 'response' columns (or 'text'); it has {shown or 'none'}")
+
+
+def _column(frame, name: str) -> list[str]:
+    values = frame[name].tolist()
+    for row, value in zip(frame.index, values):
+        if not isinstance(value, str):
+            raise TypeError(f"DataFrame row {row!r}, column {name!r}: expected a string, got {type(value).__name__} "
+                            f"(fill or drop missing values first)")
+    return values
 
 
 def field_text(field: str, prompt: str, response: str) -> str:

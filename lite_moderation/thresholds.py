@@ -7,6 +7,7 @@ predictions of the training data only, never on the data being evaluated.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -103,11 +104,22 @@ def tune_thresholds(Y_true: np.ndarray, scores: np.ndarray, shrinkage: float = 0
 
 
 def resolve_threshold(threshold: float | str | None, model: object) -> float | None:
-    """An unsafe cut-off given as a probability or as the name of one of ``model.operating_points_``."""
-    if threshold is None or not isinstance(threshold, str):
-        return threshold
+    """An unsafe cut-off given as a probability or as the name of one of ``model.operating_points_``.
+
+    A number must be a probability in [0, 1] (not NaN, not a bool): the same rule as the CLI's --threshold.
+    """
+    if threshold is None:
+        return None
+    if not isinstance(threshold, str):
+        return _probability(threshold)
     points = getattr(model, "operating_points_", None) or {}
     if threshold not in points:
         known = ", ".join(sorted(points)) or "none (trained by an older version: retrain it)"
         raise ValueError(f"unknown operating point {threshold!r}: this model has {known}")
     return points[threshold]
+
+
+def _probability(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        raise ValueError(f"threshold must be a probability between 0 and 1 or an operating point name, got {value!r}")
+    return float(value)

@@ -337,18 +337,18 @@ def test_char_ngrams_option_turns_them_back_on_in_the_fast_preset(runner, tiny_d
     assert vectorizer["char_fields"] == ["response"] and vectorizer["char_ngram_range"] == [3, 4]
 
 
-@pytest.mark.parametrize("name", ["default", "accurate", "fast"])
+@pytest.mark.parametrize("name", ["default", "accurate", "fast", "beavertails"])
 def test_shipped_models_by_name(runner, name):
     result = runner.invoke(main, ["score", "--model", name, "--format", "jsonl", "a text"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["unsafe_score"] >= 0
     card = json.loads(runner.invoke(main, ["info", "--model", name, "--json"]).stdout)
-    assert Path(card["path"]).name == ("fast" if name == "fast" else "default")
+    assert Path(card["path"]).name == ("default" if name == "accurate" else name)
 
 
 def test_unknown_model_name_lists_the_shipped_ones(runner):
     result = runner.invoke(main, ["score", "--model", "nonexistent-model", "a text"])
-    assert result.exit_code == 2 and "shipped models: accurate, default, fast" in result.stderr
+    assert result.exit_code == 2 and "shipped models: accurate, beavertails, default, fast" in result.stderr
 
 
 def test_score_file_at_the_strict_operating_point(runner, tiny_model_dir, tmp_path):

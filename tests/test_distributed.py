@@ -142,6 +142,17 @@ def test_inputs_that_would_share_an_output_file_are_refused(tmp_path, tiny_model
         dist.score_files(str(tmp_path / "nothing-*.jsonl"), tmp_path / "out", tiny_model_dir)
 
 
+def test_an_output_that_is_another_input_or_an_output_dir_that_is_a_file_is_refused(tmp_path, tiny_model_dir):
+    write_jsonl(tmp_path / "a.jsonl", synthetic_records(3))
+    write_jsonl(tmp_path / "a.scores.jsonl", synthetic_records(3))
+    before = (tmp_path / "a.scores.jsonl").read_bytes()
+    with pytest.raises(ValueError, match="also an input"):
+        dist.score_files(str(tmp_path / "a*.jsonl"), tmp_path, tiny_model_dir)
+    with pytest.raises(ValueError, match="is a file"):
+        dist.score_files(str(tmp_path / "a.jsonl"), tmp_path / "a.scores.jsonl", tiny_model_dir)
+    assert (tmp_path / "a.scores.jsonl").read_bytes() == before
+
+
 # --------------------------------------------------------------------------------------- bags and frames
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -161,7 +162,7 @@ def test_chitchat_package_pairs_are_consecutive_messages():
     pairs = chitchat_pairs()
     assert len(pairs) > 100_000
     assert all(a and b for _, a, b in pairs[:1000])
-    same_conv = [(a, b, c, d) for (c1, a, b), (c2, c, d) in zip(pairs, pairs[1:]) if c1 == c2]
+    same_conv = [(a, b, c, d) for (c1, a, b), (c2, c, d) in itertools.pairwise(pairs) if c1 == c2]
     # each reply is the next pair's message (but where an empty message was left out)
     assert np.mean([b == c for _, b, c, _ in same_conv]) > 0.99
 

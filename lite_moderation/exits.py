@@ -1,0 +1,17 @@
+"""Exit codes of the ``lite-moderation`` command, defined once (the README's CLI section lists them)."""
+
+from __future__ import annotations
+
+__all__ = ["BAD_INPUT", "FLAGGED", "INTERRUPTED", "OK", "TERMINATED"]
+
+#: Success: everything asked for was done (and, with ``score --fail-on-flagged``, nothing was flagged).
+OK = 0
+#: ``score --fail-on-flagged``: at least one item was flagged.
+FLAGGED = 1
+#: Bad input, bad usage, a refused output path or an unusable model; also ``--fail-on-flagged`` with a row
+#: that could not be scored (a gate fails closed). One line on stderr, never a traceback.
+BAD_INPUT = 2
+#: Stopped by SIGINT (Ctrl-C): 128 + 2.
+INTERRUPTED = 130
+#: Stopped by SIGTERM: 128 + 15.
+TERMINATED = 143

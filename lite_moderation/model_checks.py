@@ -1,0 +1,187 @@
+"""Structure checks of model files, so a damaged or hostile model fails with one line naming the file.
+
+A checksum only proves a file is the one ``model.json`` lists; these checks prove the content is usable:
+JSON of the expected shape, arrays whose shapes agree with the metadata and vocabulary, and sizes
+checked before anything is allocated. Every failure is a :class:`ModelFormatError`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .taxonomy import LABELS
+from .texts import FIELDS
+
+__all__ = ["ModelFormatError", "check_metadata", "check_vocabulary", "load_arrays", "parse_json"]
+
+#: An array member may inflate to at most this many times its compressed size (weights barely compress).
+_MAX_INFLATION = 100
+_SMALL_MEMBER = 1 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_VECTORIZER_DTYPES = ("float32", "float64")
+
+
+class ModelFormatError(ValueError):
+    """A model directory that is missing, damaged, or from an unsupported format version."""
+
+
+def parse_json(data: bytes, path: Path) -> Any:
+    """JSON of a model file; corrupt, non-UTF-8 or too deeply nested content is a ModelFormatError."""
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{path}: truncated or corrupt ({exc})") from None
+    except RecursionError:
+        raise ModelFormatError(f"{path}: corrupt (JSON nested too deeply)") from None
+
+
+def _fail(path: Path, key: str, problem: str) -> ModelFormatError:
+    return ModelFormatError(f"{path}: '{key}' {problem}; the model is damaged: retrain or reinstall it")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    names = {type(None): "null", int: "number", float: "number", str: "string", list: "array", dict: "object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _is_probability(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+_WHAT = {list: "an array", dict: "an object", bool: "true or false", (int, float): "a number"}
+
+
+def _get(obj: dict, key: str, expected: type | tuple, path: Path, where: str = "") -> Any:
+    """``obj[key]``, which must exist and be of type ``expected`` (a bool is never a number)."""
+    name = f"{where}{key}"
+    if key not in obj:
+        raise _fail(path, name, "is missing")
+    value = obj[key]
+    if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
+        raise _fail(path, name, f"must be {_WHAT[expected]}, got {_kind(value)}")
+    return value
+
+
+def check_metadata(metadata: dict, path: Path, file_names: tuple[str, ...]) -> None:
+    """Types and ranges of every ``model.json`` field a loader reads."""
+    thresholds = _get(metadata, "thresholds", list, path)
+    if len(thresholds) != len(LABELS) or not all(map(_is_probability, thresholds)):
+        raise _fail(path, "thresholds", f"must be {len(LABELS)} probabilities between 0 and 1")
+    points = metadata.get("operating_points", {})
+    if not isinstance(points, dict) or not all(isinstance(k, str) and _is_probability(v) for k, v in points.items()):
+        raise _fail(path, "operating_points", "must map names to probabilities between 0 and 1")
+    if not isinstance(metadata.get("card", {}), dict):
+        raise _fail(path, "card", f"must be an object, got {_kind(metadata['card'])}")
+    files = _get(metadata, "files", dict, path)
+    for name in file_names:
+        if not isinstance(files.get(name), str) or not _SHA256.fullmatch(files[name]):
+            raise _fail(path, f"files.{name}", "must be a sha256 hex digest")
+    params = _get(metadata, "params", dict, path)
+    _get(params, "classifier", dict, path, "params.")
+    _check_vectorizer(_get(params, "vectorizer", dict, path, "params."), path)
+
+
+def _check_vectorizer(params: dict, path: Path) -> None:
+    where = "params.vectorizer."
+    for key in ("word_fields", "char_fields"):
+        fields = _get(params, key, list, path, where)
+        if not all(isinstance(f, str) and f in FIELDS for f in fields):
+            raise _fail(path, where + key, f"must list fields among {', '.join(FIELDS)}")
+    for key in ("word_ngram_range", "char_ngram_range"):
+        pair = _get(params, key, list, path, where)
+        if len(pair) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) for n in pair) \
+                or not 1 <= pair[0] <= pair[1] <= 64:
+            raise _fail(path, where + key, "must be two integers 1 <= low <= high <= 64")
+    min_df = _get(params, "min_df", (int, float), path, where)
+    if not min_df > 0:
+        raise _fail(path, where + "min_df", "must be positive")
+    max_features = params.get("max_features")
+    if max_features is not None and (not isinstance(max_features, int) or isinstance(max_features, bool)
+                                     or max_features < 1):
+        raise _fail(path, where + "max_features", "must be null or a positive integer")
+    _get(params, "sublinear_tf", bool, path, where)
+    if params.get("dtype") not in _VECTORIZER_DTYPES:
+        raise _fail(path, where + "dtype", f"must be one of {', '.join(_VECTORIZER_DTYPES)}")
+
+
+def check_vocabulary(vocabulary: Any, path: Path, n_blocks: int) -> list[list[str]]:
+    """The term lists of a ``vocabulary.json``: ``n_blocks`` lists of distinct strings."""
+    if not isinstance(vocabulary, dict):
+        raise _fail(path, "blocks", f"must be inside an object, got {_kind(vocabulary)}")
+    blocks = _get(vocabulary, "blocks", list, path)
+    if len(blocks) != n_blocks:
+        raise _fail(path, "blocks", f"has {len(blocks)} blocks but model.json describes {n_blocks}")
+    for i, terms in enumerate(blocks):
+        if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
+            raise _fail(path, f"blocks[{i}]", "must be an array of strings")
+        if len(set(terms)) != len(terms):
+            raise _fail(path, f"blocks[{i}]", "repeats a term")
+    return blocks
+
+
+def expected_arrays(block_sizes: list[int]) -> dict[str, tuple[tuple[int | None, ...], str]]:
+    """Shape (None: any length) and dtype kind of every array a model holds, given its vocabulary."""
+    n_terms = sum(block_sizes)
+    shapes: dict[str, tuple[tuple[int | None, ...], str]] = {
+        "coef": ((n_terms, len(LABELS)), "f"), "intercept": ((len(LABELS),), "f"), "train_prompt_hashes": ((None,), "u"),
+    }
+    shapes.update({f"idf_{i}": ((size,), "f") for i, size in enumerate(block_sizes)})
+    return shapes
+
+
+def load_arrays(data: bytes, path: Path, expected: dict[str, tuple[tuple[int | None, ...], str]]) -> dict:
+    """The arrays of an ``arrays.npz``, their headers checked against ``expected`` before any data is read."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            missing = sorted(set(expected) - set(members))
+            if missing or set(members) - set(expected):
+                raise ModelFormatError(f"{path}: holds arrays {sorted(members)}, expected {sorted(expected)}")
+            return {name: _read_member(archive, members[name], path, name, *expected[name]) for name in expected}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, ModelFormatError):
+            raise
+        raise ModelFormatError(f"{path}: unreadable ({exc})") from None
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, name: str,
+                 shape: tuple[int | None, ...], kind: str) -> np.ndarray:
+    if info.file_size > max(_SMALL_MEMBER, _MAX_INFLATION * info.compress_size):
+        raise ModelFormatError(f"{path}: array '{name}' declares {info.file_size} bytes from {info.compress_size} "
+                               f"compressed; refusing to inflate it")
+    with archive.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version not in ((1, 0), (2, 0)):
+            raise ModelFormatError(f"{path}: array '{name}' has .npy format version {version}, expected 1.0 or 2.0")
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        found, _fortran, dtype = reader(fh)
+        header = fh.tell()
+    _check_header(path, name, found, dtype, shape, kind)
+    if header + math.prod(found) * dtype.itemsize != info.file_size:
+        raise ModelFormatError(f"{path}: array '{name}' has {info.file_size - header} data bytes, its header "
+                               f"says shape {found} of {dtype}")
+    with archive.open(info) as fh:
+        array = np.lib.format.read_array(fh, allow_pickle=False)
+    if kind == "f" and not np.isfinite(array).all():
+        raise ModelFormatError(f"{path}: array '{name}' holds NaN or infinite values")
+    return array
+
+
+def _check_header(path: Path, name: str, found: tuple, dtype: np.dtype, shape: tuple, kind: str) -> None:
+    if dtype.kind != kind or dtype.hasobject:
+        raise ModelFormatError(f"{path}: array '{name}' has dtype {dtype}, expected a "
+                               f"{'float' if kind == 'f' else 'unsigned integer'} array")
+    if len(found) != len(shape) or any(want is not None and got != want for got, want in zip(found, shape)):
+        want = tuple("n" if s is None else s for s in shape)
+        raise ModelFormatError(f"{path}: array '{name}' has shape {found}, but the model's metadata and "
+                               f"vocabulary say {want}")
