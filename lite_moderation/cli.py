@@ -629,6 +629,9 @@ def _card_text(card: dict) -> str:
         f"model: {card['path']} ({card['size_bytes'] / 1e6:.2f} MB, format version {card['format_version']})",
         (f"trained on: {data.get('file')} ({data.get('rows')} rows, {data.get('distinct_prompts')} prompts, "
         f"sha256 {data.get('sha256')})"),
+        *(f"  also: {s['name']} (weight {s['weight']:g}, {s['training_rows']} training rows, "
+          f"{s['sha256'] or s['package']}, license {s['license']})" for s in data.get("sources", [])[1:]),
+        *([f"input shapes trained: {', '.join(data['shapes'])}"] if "shapes" in data else []),
         f"recipe: {card.get('recipe', {}).get('command', '')}",
         f"license: {card.get('license', '')}",
     ]

@@ -184,6 +184,8 @@ def test_train_cli_with_several_sources_records_each_in_the_card(runner, two_sou
         f"lite-moderation train --data {primary.name} --data {everyday.name},weight=0.5,rows=20 "
         "--shapes pair,prompt,text --output MODEL_DIR")
     assert "Also trained on: everyday.jsonl" in card["license"]
+    info = runner.invoke(main, ["info", "--model", str(out)])
+    assert "also: everyday.jsonl (weight 0.5" in info.output and "input shapes trained: pair, prompt, text" in info.output
 
 
 def test_train_cli_rejects_a_bad_source_or_shape(runner, tiny_data, tmp_path):
