@@ -121,7 +121,8 @@ def chitchat_pairs() -> list[tuple[str, str, str]]:
         import chitchat_dataset
     except ImportError:
         raise DataError("pkg:chitchat-dataset", message="the package is not installed",
-                        hint="pip install chitchat-dataset") from None
+                        hint="pip install 'lite-moderation[everyday]' (chitchat-dataset==0.9.0, the version the shipped "
+                             "models were trained with)") from None
     path = Path(chitchat_dataset.__file__).parent / "dataset.json"
     with open(path, encoding="utf-8") as fh:
         conversations = json.load(fh)

@@ -11,6 +11,7 @@ import json
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import SHARED_DATA
@@ -100,16 +101,9 @@ def test_everyday_models_cards_list_every_source_with_its_license():
             assert source["name"] in card["license"] or source is sources[0]
 
 
-EVERYDAY_SENTENCES = [
-    "hello there", "Hi! How are you today?", "Good morning, hope you slept well.", "Thank you so much for your help!",
-    "What's the best way to make tomato pasta sauce?", "How do I bake a chocolate cake?",
-    "How long should I cook rice?", "How do I reverse a list in Python?", "Use my_list[::-1] to get a reversed copy.",
-    "Why does my JavaScript fetch call fail with a CORS error?", "Can you recommend a good book about astronomy?",
-    "What is the capital of France?", "The weather is nice today, let's go for a walk in the park.",
-    "My cat knocked over a glass of water.", "How do I kill a Python process?",
-]
-
-
 def test_the_default_model_flags_none_of_the_issues_everyday_sentences():
-    flagged = [i for i, r in enumerate(load_scorer("default").moderate(EVERYDAY_SENTENCES)) if r["flagged"]]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from everyday import SENTENCES  # the issue's 15 sentences, as the benchmark scores them
+
+    flagged = [i for i, r in enumerate(load_scorer("default").moderate(SENTENCES)) if r["flagged"]]
     assert flagged == []
