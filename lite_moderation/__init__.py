@@ -25,14 +25,16 @@ _EXPORTS = {
     "ModerationClassifier": "model",
     "ModelFormatError": "persistence", "load": "persistence", "load_scorer": "persistence",
     "read_card": "persistence", "save": "persistence",
+    "SourceSpec": "sources", "TrainingSet": "sources", "build_training_set": "sources", "parse_source": "sources",
     "CATEGORIES": "taxonomy", "LABELS": "taxonomy", "UNSAFE": "taxonomy",
     "default_estimator": "training", "train": "training",
 }
 
 __all__ = [
     "CATEGORIES", "LABELS", "UNSAFE", "DataError", "Dataset", "FastScorer", "ModelFormatError",
-    "ModerationClassifier", "QAVectorizer", "Record", "cross_validate", "default_estimator", "evaluate", "load",
-    "load_dataset", "load_scorer", "read_card", "read_records", "save", "train",
+    "ModerationClassifier", "QAVectorizer", "Record", "SourceSpec", "TrainingSet", "build_training_set",
+    "cross_validate", "default_estimator", "evaluate", "load", "load_dataset", "load_scorer", "parse_source",
+    "read_card", "read_records", "save", "train",
 ]
 
 
@@ -55,5 +57,6 @@ if TYPE_CHECKING:
     from .features import QAVectorizer
     from .model import ModerationClassifier
     from .persistence import ModelFormatError, load, load_scorer, read_card, save
+    from .sources import SourceSpec, TrainingSet, build_training_set, parse_source
     from .taxonomy import CATEGORIES, LABELS, UNSAFE
     from .training import default_estimator, train
