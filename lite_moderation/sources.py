@@ -28,7 +28,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -158,14 +158,20 @@ def read_source(spec: SourceSpec, on_error: str = "fail", errors: list[DataError
         return _package_dataset(spec.path)
     dataset = load_dataset(spec.path, on_error=on_error, errors=errors,
                            require="categories" if primary else "labels")
+    return _with_categories(dataset), _group_keys(dataset.pairs)
+
+
+def _with_categories(dataset: Dataset) -> Dataset:
+    """``dataset`` with every category false where it is labelled only ``is_safe: true``; an unsafe row without
+    categories is refused (nothing says which harm it is)."""
     if dataset.categories is None:
-        if dataset.unsafe is not None and dataset.unsafe.any():
-            first = int(np.flatnonzero(dataset.unsafe)[0])
-            raise DataError(spec.path, dataset.lines[first], "category",
-                            "an unsafe record has no categories: a training source needs the 14 categories, "
-                            "or only rows labelled is_safe: true")
-        dataset.categories = np.zeros((len(dataset), len(CATEGORIES)), bool)
-    return dataset, _group_keys(dataset.pairs)
+        if dataset.unsafe is None or dataset.unsafe.any():
+            first = int(np.flatnonzero(dataset.unsafe)[0]) if dataset.unsafe is not None else 0
+            raise DataError(dataset.path, dataset.lines[first], "category",
+                            "an unsafe or unlabelled record has no categories: a training source needs the 14 "
+                            "categories, or only rows labelled is_safe: true")
+        return replace(dataset, categories=np.zeros((len(dataset), len(CATEGORIES)), bool))
+    return dataset
 
 
 def _group_keys(pairs: Sequence) -> list[str]:
@@ -199,7 +205,7 @@ class TrainingSet:
         from .model import prompt_groups  # scikit-learn: only when training
 
         unsafe = dataset.unsafe_labels()
-        categories = dataset.categories if dataset.categories is not None else np.zeros((len(unsafe), 14), bool)
+        categories = dataset.categories if dataset.categories is not None else np.zeros((len(unsafe), len(CATEGORIES)), bool)
         n = len(dataset)
         return cls(pairs=list(dataset.pairs), Y=np.column_stack([categories, unsafe]).astype(bool),
                    weights=np.ones(n), groups=prompt_groups(dataset.pairs), primary=np.ones(n, bool),
@@ -234,7 +240,7 @@ def build_training_set(sources: Sequence[SourceSpec], shapes: Sequence[str] = ("
     builder = _Builder(shapes)
     for k, spec in enumerate(sources):
         if datasets is not None:
-            dataset, keys = datasets[k], _group_keys(datasets[k].pairs)
+            dataset, keys = _with_categories(datasets[k]), _group_keys(datasets[k].pairs)
         else:
             dataset, keys = read_source(spec, on_error, errors, primary=k == 0)
         keep = _sample(len(dataset), spec.rows, seed + k)
