@@ -195,8 +195,10 @@ def main() -> None:
     parser.add_argument("--no-cv", action="store_true", help="Skip the out-of-fold BeaverTails runs.")
     args = parser.parse_args()
     sets = load_eval_sets()
-    results: dict = {"machine": machine("everyday benchmark"), "models": {}}
-    curves, marks = {}, {}
+    previous = RESULTS / "everyday.json"
+    results: dict = json.loads(previous.read_text()) if previous.exists() else {"models": {}}
+    results["machine"] = machine("everyday benchmark")  # models not rerun keep their earlier entries
+    curves, marks = results.setdefault("curves", {}), results.setdefault("marks", {})
     for name in args.models.split(","):
         t0 = time.perf_counter()
         scorer, card = load_scorer(name), read_card(name)
@@ -218,11 +220,12 @@ def main() -> None:
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         results["models"][name] = entry
         print(f"{name}: done in {entry['seconds']} s", file=sys.stderr)
+    results["models"] = {name: results["models"][name] for name in MODELS if name in results["models"]}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "everyday.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     (RESULTS / "everyday.md").write_text(markdown(results))
     if curves:
-        plot(curves, marks, RESULTS / "everyday_tradeoff.png")
+        plot({name: curves[name] for name in MODELS if name in curves}, marks, RESULTS / "everyday_tradeoff.png")
     print(markdown(results))
 
 

@@ -439,6 +439,9 @@ def data_options(command: Callable) -> Callable:
         click.option("--shapes", callback=_parse_shapes, default="pair", show_default=True,
                      help="Input shapes training shows: pair, plus prompt (each prompt alone) and text (each "
                           "response alone), comma-separated."),
+        click.option("--vocabulary-from", type=click.Choice(["all", "first"]), default="all", show_default=True,
+                     help="Rows the vocabulary and idf are learned from: every source, or the first only (the "
+                          "others are then featurised with its terms)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -460,13 +463,14 @@ def data_options(command: Callable) -> Callable:
 @quiet_option
 @_friendly_errors
 @check_outputs
-def train_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], output_dir: Path, cv_folds: int,
+def train_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabulary_from: str,
+                  output_dir: Path, cv_folds: int,
                   seed: int, license_text: str | None, overwrite: bool, on_error: str, quiet: bool,
                   **recipe: Any) -> None:
     """Train a model on labelled records and save it to --output."""
-    training_set = _load_sources(sources, shapes, seed, on_error)
+    training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from)
     estimator = _estimator_from_options(recipe)
-    command = _training_command(sources, shapes, cv_folds, seed, recipe)
+    command = _training_command(sources, shapes, vocabulary_from, cv_folds, seed, recipe)
     model, card = train(training_set, estimator, cv_folds=cv_folds, seed=seed,
                         license_text=license_text, command=command, progress=not quiet)
     save(model, output_dir, card, overwrite=overwrite)
@@ -475,17 +479,19 @@ def train_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], outp
         _print_metrics(card["metrics"]["cv"], err=True)
 
 
-def _load_sources(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], seed: int, on_error: str):
+def _load_sources(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], seed: int, on_error: str,
+                  vocabulary_from: str = "all"):
     from .sources import build_training_set
 
     errors: list[DataError] = []
     training_set = build_training_set(sources, shapes, seed=seed, on_error=on_error, errors=errors)
+    training_set.vocabulary_from_primary = vocabulary_from == "first"
     _report_skipped(errors)
     return training_set
 
 
-def _training_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], cv_folds: int, seed: int,
-                      recipe: dict) -> str:
+def _training_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabulary_from: str,
+                      cv_folds: int, seed: int, recipe: dict) -> str:
     """The command line that reproduces a model, recorded in its card (data by file name only).
 
     Options left at their defaults are omitted, and so is ``--jobs``, which changes speed, not the model.
@@ -495,6 +501,8 @@ def _training_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], 
         parts += ["--data", spec.spec_text(spec.name)]
     if shapes != ("pair",):
         parts += ["--shapes", ",".join(shapes)]
+    if vocabulary_from != "all":
+        parts += ["--vocabulary-from", vocabulary_from]
     parts += ["--output", "MODEL_DIR"]
     if cv_folds:
         parts += ["--cv-folds", str(cv_folds), "--seed", str(seed)]
@@ -563,7 +571,7 @@ def _warn_on_leak(model, prompts: list[str]) -> None:
 @quiet_option
 @_friendly_errors
 @check_outputs
-def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], folds: int, seed: int,
+def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabulary_from: str, folds: int, seed: int,
                json_path: Path | None, predictions_path: Path | None, threshold: float | str | None, on_error: str,
                quiet: bool, **recipe: Any) -> None:
     """Cross-validate the training recipe, folds grouped by prompt; metrics on out-of-fold predictions of the
@@ -574,7 +582,7 @@ def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], folds: 
     if len(sources) == 1 and shapes == ("pair",):  # is_safe-only data can be cross-validated too
         training_set = TrainingSet.from_dataset(_load_labelled(sources[0].path, on_error))
     else:
-        training_set = _load_sources(sources, shapes, seed, on_error)
+        training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from)
     result = cross_validate(training_set, folds, seed, estimator=_estimator_from_options(recipe),
                             progress=not quiet, threshold=threshold)
     if predictions_path is not None:

@@ -142,7 +142,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------------------------------ fitting
 
     def fit(self, X: Sequence, y: object, groups: np.ndarray | None = None, sample_weight: object = None,
-            tuning_rows: object = None) -> ModerationClassifier:
+            tuning_rows: object = None, vocabulary_rows: object = None) -> ModerationClassifier:
         """Fit on texts or (prompt, response) pairs X and (n, 15) or (n, 14) labels y.
 
         ``groups`` keeps rows together in the threshold-tuning folds (default: one group per prompt).
@@ -150,6 +150,8 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         ``tuning_rows`` (bool mask) names the rows thresholds are tuned on, split into folds by group; the
         other rows are trained on in every fold, except those sharing a group with the fold's held-out rows
         (e.g. a prompt-only copy of a held-out pair). Default: all rows.
+        ``vocabulary_rows`` (bool mask) names the rows the vectorizer learns its vocabulary and idf from
+        (default: all rows); every row is then featurised with it.
         """
         self.__dict__.pop("_fast_scorer_", None)
         Y = as_label_matrix(y)
@@ -164,7 +166,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         with Progress("training", total=len(LABELS) * (n_folds + 1), enabled=bool(self.verbose),
                       unit="fits") as progress:
             self.vectorizer_ = clone(self.vectorizer if self.vectorizer is not None else QAVectorizer())
-            features = self.vectorizer_.fit_transform(X)
+            features = self._features(X, vocabulary_rows)
             rows = _Rows(features, Y, weights, groups, tuning)
             if self.threshold_holdout:
                 coef, intercept, tuned_on = self._fit_with_holdout(rows, progress)
@@ -179,6 +181,13 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         self.train_prompt_hashes_ = np.unique(hash_prompts(prompts))
         self.n_features_in_ = 1
         return self
+
+    def _features(self, X: Sequence, vocabulary_rows: object) -> sp.csr_matrix:
+        if vocabulary_rows is None:
+            return self.vectorizer_.fit_transform(X)
+        mask = _row_vector(vocabulary_rows, len(X), "vocabulary_rows", bool, True)
+        self.vectorizer_.fit([X[i] for i in np.flatnonzero(mask)])
+        return self.vectorizer_.transform(X)
 
     def _n_threshold_folds(self, groups: np.ndarray) -> int:
         n_groups = len(np.unique(groups))

@@ -198,6 +198,7 @@ class TrainingSet:
     sources: list[dict] = field(default_factory=list)
     has_categories: bool = True
     shapes: tuple[str, ...] = ("pair",)
+    vocabulary_from_primary: bool = False
 
     @classmethod
     def from_dataset(cls, dataset: Dataset) -> TrainingSet:
@@ -218,7 +219,10 @@ class TrainingSet:
     def fit_params(self, rows: np.ndarray | None = None) -> dict:
         """Keyword arguments of ``fit`` for all rows or the rows ``rows``."""
         take = slice(None) if rows is None else rows
-        return {"groups": self.groups[take], "sample_weight": self.weights[take], "tuning_rows": self.primary[take]}
+        params = {"groups": self.groups[take], "sample_weight": self.weights[take], "tuning_rows": self.primary[take]}
+        if self.vocabulary_from_primary:
+            params["vocabulary_rows"] = self.source_of_row[take] == 0
+        return params
 
     def subset(self, rows: np.ndarray) -> tuple[list, np.ndarray]:
         """Pairs and labels of ``rows``."""

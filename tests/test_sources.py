@@ -224,3 +224,23 @@ def test_everyday_files_train_as_extra_sources_on_real_data():
     assert evaluation.sum() == 700 and ts.Y[evaluation, -1].all() and (ts.Y[evaluation, :-1].sum(axis=1) == 1).all()
     assert not ts.Y[ts.source_of_row == 2].any()
     assert ts.sources[2]["license"] and "CC BY-NC 4.0" in ts.sources[0]["license"]
+
+
+def test_vocabulary_from_the_first_source_leaves_the_others_words_out(runner, two_sources, tmp_path):
+    primary, everyday = two_sources
+    out = tmp_path / "m"
+    result = runner.invoke(main, ["train", "--data", str(primary), "--data", f"{everyday},weight=0.5",
+                                  "--vocabulary-from", "first", "--output", str(out), "--char-ngrams", "none",
+                                  "--min-df", "1", "--threshold-folds", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    terms = {t for block in json.loads((out / "vocabulary.json").read_text())["blocks"] for t in block}
+    assert "bakery" not in terms and "museum" in terms  # "museum" is also a topic of the primary source
+    card = json.loads((out / "model.json").read_text())["card"]
+    assert "--vocabulary-from first" in card["recipe"]["command"]
+
+
+def test_vocabulary_rows_must_be_a_mask_of_the_rows(xy_small):
+    X, Y = xy_small
+    est = default_estimator(char_fields=(), min_df=1, threshold_folds=0)
+    with pytest.raises(ValueError, match="vocabulary_rows"):
+        est.fit(X, Y, vocabulary_rows=np.ones(3, bool))
