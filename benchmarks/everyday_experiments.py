@@ -91,7 +91,8 @@ VARIANTS = {
     "hybrid-fast-cap30k": _variant(MIX_03, ALL3, "shapes-fast", max_features=30000),
     "hybrid-6k-w0.15-cap20k": _variant([BASE, EVAL700, _src(INSTR, 0.15, 3000), _src(CHAT, 0.15, 3000)], ALL3,
                                        **HYBRID, max_features=20000),
-    "hybrid-bvocab": _variant(MIX_03, ALL3, **HYBRID, vocabulary="primary"),
+    "hybrid-bvocab": _variant(MIX_03, ALL3, **HYBRID, vocabulary="first"),
+    "hybrid-hvocab": _variant(MIX_03, ALL3, **HYBRID, vocabulary="harmful"),
     "mix-i0.1-c0.3": _variant([BASE, EVAL700, _src(INSTR, 0.1, 1500), _src(CHAT, 0.3, 1500)], ALL3),
     "mix-3k-w0.3-prompt-shape": _variant(MIX_03, ("pair", "prompt")),
     "mix-3k-w0.3-text-shape": _variant(MIX_03, ("pair", "text")),
@@ -102,7 +103,7 @@ def build(name: str):
     v = VARIANTS[name]
     params = dict(v["params"])
     training_set = build_training_set([parse_source(s) for s in v["sources"]], shapes=v["shapes"], seed=0)
-    training_set.vocabulary_from_primary = params.pop("vocabulary", None) == "primary"
+    training_set.vocabulary_from = params.pop("vocabulary", "all")
     return training_set, default_estimator(preset=v["preset"], **params)
 
 

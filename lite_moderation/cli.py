@@ -439,9 +439,10 @@ def data_options(command: Callable) -> Callable:
         click.option("--shapes", callback=_parse_shapes, default="pair", show_default=True,
                      help="Input shapes training shows: pair, plus prompt (each prompt alone) and text (each "
                           "response alone), comma-separated."),
-        click.option("--vocabulary-from", type=click.Choice(["all", "first"]), default="all", show_default=True,
-                     help="Rows the vocabulary and idf are learned from: every source, or the first only (the "
-                          "others are then featurised with its terms)."),
+        click.option("--vocabulary-from", type=click.Choice(["all", "harmful", "first"]), default="all",
+                     show_default=True,
+                     help="Sources the vocabulary and idf are learned from: all, those holding unsafe rows, or the "
+                          "first only; the others are featurised with those terms (they teach weights, not words)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -485,7 +486,7 @@ def _load_sources(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], seed
 
     errors: list[DataError] = []
     training_set = build_training_set(sources, shapes, seed=seed, on_error=on_error, errors=errors)
-    training_set.vocabulary_from_primary = vocabulary_from == "first"
+    training_set.vocabulary_from = vocabulary_from
     _report_skipped(errors)
     return training_set
 

@@ -195,10 +195,11 @@ class TrainingSet:
     primary: np.ndarray
     source_of_row: np.ndarray
     line_of_row: np.ndarray
+    response_copy: np.ndarray
     sources: list[dict] = field(default_factory=list)
     has_categories: bool = True
     shapes: tuple[str, ...] = ("pair",)
-    vocabulary_from_primary: bool = False
+    vocabulary_from: str = "all"
 
     @classmethod
     def from_dataset(cls, dataset: Dataset) -> TrainingSet:
@@ -211,6 +212,7 @@ class TrainingSet:
         return cls(pairs=list(dataset.pairs), Y=np.column_stack([categories, unsafe]).astype(bool),
                    weights=np.ones(n), groups=prompt_groups(dataset.pairs), primary=np.ones(n, bool),
                    source_of_row=np.zeros(n, np.intp), line_of_row=np.asarray(dataset.lines, np.int64),
+                   response_copy=np.zeros(n, bool),
                    has_categories=dataset.categories is not None)
 
     def __len__(self) -> int:
@@ -220,9 +222,21 @@ class TrainingSet:
         """Keyword arguments of ``fit`` for all rows or the rows ``rows``."""
         take = slice(None) if rows is None else rows
         params = {"groups": self.groups[take], "sample_weight": self.weights[take], "tuning_rows": self.primary[take]}
-        if self.vocabulary_from_primary:
-            params["vocabulary_rows"] = self.source_of_row[take] == 0
+        if self.response_copy.any() or self.vocabulary_from != "all":
+            params["vocabulary_rows"] = self.vocabulary_rows()[take]
         return params
+
+    def vocabulary_rows(self) -> np.ndarray:
+        """Rows the vocabulary and idf are learned from: of every source ("all"), the first ("first"), or the
+        sources holding unsafe rows ("harmful": the harm vocabulary; all-safe sources then only teach weights).
+        A response's text-alone copy never counts: it would give every response's terms a second document, so
+        min_df would keep terms seen in one answer only (and idf would halve their rarity)."""
+        rows = ~self.response_copy
+        if self.vocabulary_from == "first":
+            return rows & (self.source_of_row == 0)
+        if self.vocabulary_from == "harmful":
+            return rows & np.isin(self.source_of_row, np.unique(self.source_of_row[self.Y[:, -1]]))
+        return rows
 
     def subset(self, rows: np.ndarray) -> tuple[list, np.ndarray]:
         """Pairs and labels of ``rows``."""
@@ -271,12 +285,14 @@ class _Builder:
         self.primary: list[bool] = []
         self.source_of_row: list[int] = []
         self.lines: list[int] = []
+        self.response_copy: list[bool] = []
         self.sources: list[dict] = []
 
     def _append(self, pair: object, y: np.ndarray, k: int, weight: float, group: tuple[int, str],
-                primary: bool, line: int) -> None:
+                primary: bool, line: int, response_copy: bool = False) -> None:
         self.pairs.append(pair)
         self.lines.append(line)
+        self.response_copy.append(response_copy)
         self.Y.append(y)
         self.weights.append(weight)
         self.group_keys.append(group)
@@ -306,7 +322,7 @@ class _Builder:
             prompt_group.setdefault(prompt, group_of(i))
             prompt_line.setdefault(prompt, dataset.lines[i])
             if response and "text" in self.shapes:
-                self._append(("", response), Y[i], k, spec.weight, group_of(i), False, dataset.lines[i])
+                self._append(("", response), Y[i], k, spec.weight, group_of(i), False, dataset.lines[i], True)
         for prompt, y in prompt_labels.items():
             if "prompt" in self.shapes and prompt not in given_alone:
                 self._append((prompt, ""), y, k, spec.weight, prompt_group[prompt], False, prompt_line[prompt])
@@ -328,6 +344,7 @@ class _Builder:
             primary=np.array(self.primary, dtype=bool),
             source_of_row=np.array(self.source_of_row, dtype=np.intp),
             line_of_row=np.array(self.lines, dtype=np.int64),
+            response_copy=np.array(self.response_copy, dtype=bool),
             sources=self.sources,
             shapes=self.shapes,
         )

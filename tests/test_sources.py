@@ -244,3 +244,14 @@ def test_vocabulary_rows_must_be_a_mask_of_the_rows(xy_small):
     est = default_estimator(char_fields=(), min_df=1, threshold_folds=0)
     with pytest.raises(ValueError, match="vocabulary_rows"):
         est.fit(X, Y, vocabulary_rows=np.ones(3, bool))
+
+
+def test_a_responses_text_alone_copy_does_not_count_toward_min_df(tmp_path):
+    records = synthetic_records(60, seed=4)
+    records[0]["response"] += " zyxwonce"  # a term of one answer only
+    path = write_jsonl(tmp_path / "p.jsonl", records)
+    ts = build_training_set([SourceSpec(str(path))], shapes=("pair", "text"))
+    est = default_estimator(char_fields=(), min_df=2, threshold_folds=0)
+    model = est.fit(ts.pairs, ts.Y, **ts.fit_params())
+    assert not any("zyxwonce" in t for t in model.vectorizer_.get_feature_names_out())
+    assert ts.response_copy.sum() == 60
