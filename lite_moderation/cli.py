@@ -362,9 +362,13 @@ def _score_items(model, items: list, output_path: Path | None, fmt: str,
 
 def _score_input(model, input_path: str, input_format: str, output_path: Path | None, fmt: str,
                  on_error: str, threshold: float | str | None, quiet: bool, jobs: int = 1) -> tuple[int, int]:
-    """Score a file; (flagged, rejected) rows."""
+    """Score a file; (flagged, rejected) rows.
+
+    Rows printed to a terminal show the progress themselves: a bar on the same screen would cut into them.
+    """
+    to_terminal = str(output_path or "-") == "-" and sys.stdout.isatty()
     summary = score_file(model, input_path, output_path, fmt, on_error=on_error, threshold=threshold,
-                         input_format=input_format, progress=not quiet, jobs=jobs)
+                         input_format=input_format, progress=not quiet and not to_terminal, jobs=jobs)
     _report_skipped(summary.errors)
     _report_skipped(summary.warnings, what="warning", rows="rows with ignored label problems")
     warned = f", label warnings: {len(summary.warnings)}" if summary.warnings else ""
