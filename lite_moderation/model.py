@@ -321,7 +321,8 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     def reference_decision_function(self, X: Sequence) -> np.ndarray:
         """The scikit-learn path, in float64: one sparse product for all labels (what the fast path matches)."""
         check_is_fitted(self, "coef_")
-        features = self.vectorizer_.transform(X, dtype=np.float64)
+        prompts, responses = split_fields(X, require_text=True)
+        features = self.vectorizer_.transform(list(zip(prompts, responses)), dtype=np.float64)
         return np.asarray(features @ self.coef_.astype(np.float64)) + self.intercept_
 
     def _fast_scorer(self):

@@ -510,6 +510,31 @@ def test_stdout_or_stdin_redirected_to_the_same_file_is_refused(tiny_model_dir, 
     assert scored_input.read_bytes() == before
 
 
+@pytest.mark.parametrize(("items", "index", "what"), [
+    ([""], 0, "is empty"),
+    (["a text", " \t\n"], 1, "is empty or only whitespace"),
+    ([("q", "a"), ("", "")], 1, "has a prompt and a response both empty"),
+    ([(" ", "\n")], 0, "has a prompt and a response both empty"),
+])
+def test_an_api_item_with_nothing_to_score_is_refused_like_the_cli(scorer, tiny_model_dir, items, index, what):
+    pd = pytest.importorskip("pandas")
+    model = lm.load(tiny_model_dir)
+    texts = isinstance(items[-1], str)
+    frame = pd.DataFrame({"text": items}) if texts else pd.DataFrame(items, columns=["prompt", "response"])
+    for call in (scorer.predict_proba, scorer.moderate, model.predict_proba, model.moderate, model.predict,
+                 model.reference_decision_function):
+        for X in (items, np.array(items), frame):
+            with pytest.raises(ValueError, match=rf"X\[{index}\] {what}.*: nothing to score"):
+                call(X)
+
+
+def test_an_api_pair_with_one_blank_field_is_scored(scorer, tiny_model_dir):
+    items = [("a prompt alone", ""), ("", "a text alone"), ("a prompt", "  ")]
+    np.testing.assert_allclose(lm.load(tiny_model_dir).reference_decision_function(items),
+                               scorer.decision_function(items), atol=1e-9)
+    assert len(scorer.moderate(items)) == 3
+
+
 @pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), True, "0.5", 0])
 def test_an_api_threshold_follows_the_cli_rule(scorer, tiny_model_dir, bad):
     if bad == 0 and not isinstance(bad, (bool, str)):  # the boundary is allowed
