@@ -493,9 +493,11 @@ def _load_sources(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], seed
     from .sources import build_training_set
 
     errors: list[DataError] = []
-    training_set = build_training_set(sources, shapes, seed=seed, on_error=on_error, errors=errors)
+    try:
+        training_set = build_training_set(sources, shapes, seed=seed, on_error=on_error, errors=errors)
+    finally:  # also when no row was left: the skipped rows say why
+        _report_skipped(errors)
     training_set.vocabulary_from = vocabulary_from
-    _report_skipped(errors)
     return training_set
 
 
@@ -557,8 +559,10 @@ def _training_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], 
 
 def _load_labelled(data_path: Path, on_error: str, require: str = "labels"):
     errors: list[DataError] = []
-    dataset = load_dataset(data_path, on_error=on_error, errors=errors, require=require)
-    _report_skipped(errors)
+    try:
+        dataset = load_dataset(data_path, on_error=on_error, errors=errors, require=require)
+    finally:  # also when no row was left: the skipped rows say why
+        _report_skipped(errors)
     return dataset
 
 
