@@ -93,12 +93,17 @@ def check_training_labels(Y: np.ndarray) -> str | None:
     always = [c for c, n in zip(CATEGORIES, positives) if n == len(Y)]
     parts = []
     if never:
-        parts.append(f"no training row is labelled {', '.join(never)}: the model will never flag "
+        parts.append(f"no training row is labelled {_names(never)}: the model will never flag "
                      f"{'it' if len(never) == 1 else 'them'}")
     if always:
-        parts.append(f"every training row is labelled {', '.join(always)}: the model will always flag "
+        parts.append(f"every training row is labelled {_names(always)}: the model will always flag "
                      f"{'it' if len(always) == 1 else 'them'}")
     return "; ".join(parts) or None
+
+
+def _names(labels: list[str]) -> str:
+    """Label names quoted: several hold commas of their own."""
+    return ", ".join(f"'{label}'" for label in labels)
 
 
 class ModerationClassifier(ClassifierMixin, BaseEstimator):

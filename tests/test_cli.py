@@ -413,7 +413,7 @@ def test_train_warns_once_naming_a_category_without_positives(runner, tmp_path):
                                   "--char-ngrams", "none", "--min-df", "1", "--threshold-folds", "2", "-q"])
     assert result.exit_code == 0, result.output
     warned = [line for line in result.stderr.splitlines() if "warning" in line.lower()]
-    assert warned == [f"warning: no training row is labelled {CATEGORIES[0]}: the model will never flag it"]
+    assert warned == [f"warning: no training row is labelled '{CATEGORIES[0]}': the model will never flag it"]
     assert "LabelWarning" not in result.stderr
 
 
