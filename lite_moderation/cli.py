@@ -8,12 +8,14 @@ to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import shlex
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -362,9 +364,13 @@ def _score_items(model, items: list, output_path: Path | None, fmt: str,
 
 def _score_input(model, input_path: str, input_format: str, output_path: Path | None, fmt: str,
                  on_error: str, threshold: float | str | None, quiet: bool, jobs: int = 1) -> tuple[int, int]:
-    """Score a file; (flagged, rejected) rows."""
+    """Score a file; (flagged, rejected) rows.
+
+    Rows printed to a terminal show the progress themselves: a bar on the same screen would cut into them.
+    """
+    to_terminal = str(output_path or "-") == "-" and sys.stdout.isatty()
     summary = score_file(model, input_path, output_path, fmt, on_error=on_error, threshold=threshold,
-                         input_format=input_format, progress=not quiet, jobs=jobs)
+                         input_format=input_format, progress=not quiet and not to_terminal, jobs=jobs)
     _report_skipped(summary.errors)
     _report_skipped(summary.warnings, what="warning", rows="rows with ignored label problems")
     warned = f", label warnings: {len(summary.warnings)}" if summary.warnings else ""
@@ -470,10 +476,12 @@ def train_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], voca
                   **recipe: Any) -> None:
     """Train a model on labelled records and save it to --output."""
     training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from)
+    _check_training_set(training_set, "--cv-folds", cv_folds)
     estimator = _estimator_from_options(recipe)
     command = _training_command(sources, shapes, vocabulary_from, cv_folds, seed, recipe)
-    model, card = train(training_set, estimator, cv_folds=cv_folds, seed=seed,
-                        license_text=license_text, command=command, progress=not quiet)
+    with _label_warnings_reported():
+        model, card = train(training_set, estimator, cv_folds=cv_folds, seed=seed,
+                            license_text=license_text, command=command, progress=not quiet)
     save(model, output_dir, card, overwrite=overwrite)
     _note(f"saved model to {output_dir} ({len(training_set)} rows, {model.coef_.shape[0]} features)")
     if cv_folds:
@@ -485,10 +493,42 @@ def _load_sources(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], seed
     from .sources import build_training_set
 
     errors: list[DataError] = []
-    training_set = build_training_set(sources, shapes, seed=seed, on_error=on_error, errors=errors)
+    try:
+        training_set = build_training_set(sources, shapes, seed=seed, on_error=on_error, errors=errors)
+    finally:  # also when no row was left: the skipped rows say why
+        _report_skipped(errors)
     training_set.vocabulary_from = vocabulary_from
-    _report_skipped(errors)
     return training_set
+
+
+def _check_training_set(training_set, folds_option: str, n_folds: int) -> None:
+    """Before any fit: refuse data the unsafe head cannot learn from, warn about categories it cannot
+    learn, and check the number of folds against the option the user gave (0: no cross-validation)."""
+    import numpy as np
+
+    from .model import check_training_labels
+
+    try:
+        problem = check_training_labels(training_set.Y)
+    except ValueError as exc:
+        raise InputError(f"--data: {exc}") from None
+    if problem and training_set.has_categories:
+        _note(f"warning: {problem}")
+    n_groups = len(np.unique(training_set.groups[training_set.primary]))
+    if n_folds and not 2 <= n_folds <= n_groups:
+        skip = " (or 0 to skip cross-validation)" if folds_option == "--cv-folds" else ""
+        raise InputError(f"{folds_option} must be between 2 and the number of distinct prompts of the first "
+                         f"--data source ({n_groups}){skip}, got {n_folds}")
+
+
+@contextlib.contextmanager
+def _label_warnings_reported() -> Iterator[None]:
+    """The library's LabelWarning is already reported by ``_check_training_set``: not again per fold."""
+    from .model import LabelWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LabelWarning)
+        yield
 
 
 def _training_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabulary_from: str,
@@ -519,8 +559,10 @@ def _training_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], 
 
 def _load_labelled(data_path: Path, on_error: str, require: str = "labels"):
     errors: list[DataError] = []
-    dataset = load_dataset(data_path, on_error=on_error, errors=errors, require=require)
-    _report_skipped(errors)
+    try:
+        dataset = load_dataset(data_path, on_error=on_error, errors=errors, require=require)
+    finally:  # also when no row was left: the skipped rows say why
+        _report_skipped(errors)
     return dataset
 
 
@@ -584,8 +626,10 @@ def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabul
         training_set = TrainingSet.from_dataset(_load_labelled(sources[0].path, on_error))
     else:
         training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from)
-    result = cross_validate(training_set, folds, seed, estimator=_estimator_from_options(recipe),
-                            progress=not quiet, threshold=threshold)
+    _check_training_set(training_set, "--folds", folds)
+    with _label_warnings_reported():
+        result = cross_validate(training_set, folds, seed, estimator=_estimator_from_options(recipe),
+                                progress=not quiet, threshold=threshold)
     if predictions_path is not None:
         primary = training_set.primary
         write_predictions(predictions_path, result.proba, result.predicted, training_set.line_of_row[primary],

@@ -440,7 +440,7 @@ def _json_items(stream: IO[bytes], source: _Source, require: str) -> Iterator[Re
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        hint = "One JSON object per line? Name the file .jsonl or pass fmt='jsonl'." if exc.msg == "Extra data" else None
+        hint = "One JSON object per line? That is JSONL: name the file .jsonl." if exc.msg == "Extra data" else None
         raise source.fatal(f"not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})", hint=hint) from None
     if not isinstance(value, list):
         raise source.fatal(f"expected a JSON list of records, got {json_type(value)}",
@@ -572,10 +572,10 @@ def _finish(prompt: str, response: str | None, text_field: str, categories: tupl
         raise _Bad("prompt", "prompt and response are both empty")
     _check_consistent(categories, is_safe)
     if require == "categories" and categories is None:
-        raise _Bad("category", "missing (this step needs the 14 harm categories)", _CATEGORIES_HINT)
+        raise _Bad("category", "missing", _CATEGORIES_HINT)
     if require in ("labels", "categories") and is_safe is None:
         if categories is None:
-            raise _Bad("is_safe", "missing (this step needs labelled data)", _LABELS_HINT)
+            raise _Bad("is_safe", "missing", _LABELS_HINT)
         is_safe = not any(categories)
     if response is None and text_field == "prompt":
         response = ""  # a prompt without a response is a prompt alone (a user message), not a text alone

@@ -56,7 +56,7 @@ def grouped_folds(pairs: Sequence, n_folds: int, seed: int,
     groups = prompt_groups(pairs) if groups is None else groups
     n_groups = len(np.unique(groups))
     if not 2 <= n_folds <= n_groups:
-        raise ValueError(f"--folds must be between 2 and the number of distinct prompts ({n_groups}), got {n_folds}")
+        raise ValueError(f"n_folds must be between 2 and the number of distinct prompts ({n_groups}), got {n_folds}")
     splitter = GroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(groups)), groups=groups))
 

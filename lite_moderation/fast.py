@@ -562,7 +562,7 @@ class FastScorer:
 
     def decision_function(self, X: Sequence) -> np.ndarray:
         """(n, 15) log-odds of texts or (prompt, response) pairs; safe to call from several threads."""
-        prompts, responses = split_fields(X)
+        prompts, responses = split_fields(X, require_text=True)
         with self._lock:
             return self._decision(prompts, responses)
 

@@ -9,6 +9,7 @@ of the training data (folds grouped by prompt), never on data the model is evalu
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,7 +34,12 @@ from .thresholds import (
     tune_thresholds,
 )
 
-__all__ = ["ModerationClassifier", "as_label_matrix", "hash_prompts", "prompt_groups"]
+__all__ = ["LabelWarning", "ModerationClassifier", "as_label_matrix", "check_training_labels", "hash_prompts",
+           "prompt_groups"]
+
+
+class LabelWarning(UserWarning):
+    """Training labels a category cannot learn from: no positive row (never flagged) or no negative one."""
 
 
 def hash_prompts(prompts: Sequence[str]) -> np.ndarray:
@@ -68,6 +74,36 @@ def as_label_matrix(y: object) -> np.ndarray:
     if Y.shape[1] == len(CATEGORIES):
         Y = np.column_stack([Y, Y.any(axis=1)])
     return Y
+
+
+def check_training_labels(Y: np.ndarray) -> str | None:
+    """Refuse (ValueError) labels the unsafe head cannot learn from; say which categories have one class only.
+
+    ``Y`` is the (n, 15) label matrix of every training row. Returns None when every category has both
+    positive and negative rows, else one sentence naming those that do not (a model that never, or always,
+    flags them).
+    """
+    unsafe = Y[:, -1]
+    if not unsafe.any() or unsafe.all():
+        have, lack = ("safe", "unsafe") if not unsafe.any() else ("unsafe", "safe")
+        raise ValueError(f"all {len(Y)} training rows are {have}: the unsafe head needs {lack} rows too "
+                         f"to learn from")
+    positives = Y[:, :-1].sum(axis=0)
+    never = [c for c, n in zip(CATEGORIES, positives) if n == 0]
+    always = [c for c, n in zip(CATEGORIES, positives) if n == len(Y)]
+    parts = []
+    if never:
+        parts.append(f"no training row is labelled {_names(never)}: the model will never flag "
+                     f"{'it' if len(never) == 1 else 'them'}")
+    if always:
+        parts.append(f"every training row is labelled {_names(always)}: the model will always flag "
+                     f"{'it' if len(always) == 1 else 'them'}")
+    return "; ".join(parts) or None
+
+
+def _names(labels: list[str]) -> str:
+    """Label names quoted: several hold commas of their own."""
+    return ", ".join(f"'{label}'" for label in labels)
 
 
 class ModerationClassifier(ClassifierMixin, BaseEstimator):
@@ -152,11 +188,17 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         (e.g. a prompt-only copy of a held-out pair). Default: all rows.
         ``vocabulary_rows`` (bool mask) names the rows the vectorizer learns its vocabulary and idf from
         (default: all rows); every row is then featurised with it.
+
+        Labels whose unsafe column has no positive row, or no negative one, are refused (ValueError); a
+        category with one class only over all rows gets a :class:`LabelWarning` naming it.
         """
         self.__dict__.pop("_fast_scorer_", None)
         Y = as_label_matrix(y)
         if len(X) != len(Y):
             raise ValueError(f"X has {len(X)} items but y has {len(Y)} rows")
+        problem = check_training_labels(Y)
+        if problem:
+            warnings.warn(problem, LabelWarning, stacklevel=2)
         groups = prompt_groups(X) if groups is None else np.asarray(groups)
         weights = _row_vector(sample_weight, len(Y), "sample_weight", np.float64, 1.0)
         tuning = _row_vector(tuning_rows, len(Y), "tuning_rows", bool, True)
@@ -284,7 +326,8 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     def reference_decision_function(self, X: Sequence) -> np.ndarray:
         """The scikit-learn path, in float64: one sparse product for all labels (what the fast path matches)."""
         check_is_fitted(self, "coef_")
-        features = self.vectorizer_.transform(X, dtype=np.float64)
+        prompts, responses = split_fields(X, require_text=True)
+        features = self.vectorizer_.transform(list(zip(prompts, responses)), dtype=np.float64)
         return np.asarray(features @ self.coef_.astype(np.float64)) + self.intercept_
 
     def _fast_scorer(self):

@@ -26,6 +26,8 @@ from .progress import Progress
 __all__ = ["ScoreSummary", "iter_scores", "score_file"]
 
 CHUNK_SIZE = 2048
+#: Fewer rows than this never show a progress bar, however long they take.
+PROGRESS_MIN_ROWS = 256
 
 
 @dataclass
@@ -128,7 +130,8 @@ def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.Pa
     summary = ScoreSummary()
     records = read_records(input_path, on_error=on_error, errors=summary.errors, fmt=input_format, require="text",
                            warnings=summary.warnings)
-    with atomic_text_writer(output_path) as stream, Progress("scoring", enabled=progress, unit="rows") as bar:
+    bar = Progress("scoring", enabled=progress, unit="rows", min_steps=PROGRESS_MIN_ROWS)
+    with atomic_text_writer(output_path) as stream, bar:
         writer = RowWriter(stream, fmt)
         for record, result in iter_scores(model, records, threshold, chunk_size=chunk_size, jobs=jobs):
             writer.write(result, line=record.line)

@@ -24,13 +24,18 @@ FIELDS = ("prompt", "response", "joint", "pair_prompt", "pair_response", "lone_p
 JOINT_SEPARATOR = " \n qqaasep \n "
 
 
-def split_fields(X: Sequence) -> tuple[list[str], list[str]]:
+def split_fields(X: Sequence, require_text: bool = False) -> tuple[list[str], list[str]]:
     """Prompts and responses of X: a sequence of (prompt, response) pairs or of single texts, a numpy
     array of texts or of shape (n, 2) (n pairs), a pandas Series of texts, or a pandas DataFrame with
     ``prompt`` and ``response`` columns (or a ``text`` or ``prompt`` column of single texts).
 
     A single text is moderated as a response to an empty prompt: the labels judge content, and content
     is what a single text is. A string, a mapping or another non-sequence is a TypeError.
+
+    ``require_text`` (what the scoring entry points pass): an item with nothing to score, an empty or
+    whitespace-only text or a pair whose prompt and response are both so, is a ValueError naming its
+    index, the rule of the CLI, the server and data files. A pair with one blank field is a prompt alone
+    or a text alone, and is scored.
     """
     items = _items(X)
     prompts: list[str] = []
@@ -46,7 +51,15 @@ def split_fields(X: Sequence) -> tuple[list[str], list[str]]:
             raise TypeError(
                 f"X[{i}] is a {type(item).__name__}: expected a string or a (prompt, response) pair of strings"
             )
+        if require_text and _blank(prompts[-1]) and _blank(responses[-1]):
+            what = "is empty or only whitespace" if isinstance(item, str) else (
+                "has a prompt and a response both empty or only whitespace")
+            raise ValueError(f"X[{i}] {what}: nothing to score")
     return prompts, responses
+
+
+def _blank(text: str) -> bool:
+    return not text or text.isspace()
 
 
 _SEQUENCE_HINT = ("X must be a list of texts or of (prompt, response) pairs (or a numpy array, pandas Series or "

@@ -384,3 +384,48 @@ def test_cv_at_a_fixed_threshold_and_at_the_strict_operating_point(runner, tiny_
     assert metrics["1.0"]["unsafe"]["recall"] < 0.05  # almost nothing scores >= 1.0
     assert metrics["strict"]["unsafe"]["precision"] > 0.9  # the markers make the strict point easy
     assert metrics["strict"]["unsafe"]["auroc"] == metrics["1.0"]["unsafe"]["auroc"]  # same scores, other cut
+
+
+# ------------------------------------------------------------------------------------------ degenerate data
+
+
+def _records_without(category_index: int) -> list[dict]:
+    records = synthetic_records(240, seed=0)
+    for r in records:
+        r["category"][CATEGORIES[category_index]] = False
+        r["is_safe"] = not any(r["category"].values())
+    return records
+
+
+def test_train_on_all_safe_data_is_refused_in_one_line(runner, tmp_path):
+    records = [{**r, "category": dict.fromkeys(CATEGORIES, False), "is_safe": True} for r in synthetic_records(60)]
+    path = write_jsonl(tmp_path / "safe.jsonl", records)
+    for command in (["train", "--output", str(tmp_path / "m")], ["cv"]):
+        result = runner.invoke(main, [*command, "--data", str(path), "-q"])
+        _assert_clean_failure(result, "--data: all 60 training rows are safe", "unsafe rows")
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_warns_once_naming_a_category_without_positives(runner, tmp_path):
+    path = write_jsonl(tmp_path / "no_abuse.jsonl", _records_without(0))
+    result = runner.invoke(main, ["train", "--data", str(path), "--output", str(tmp_path / "m"), "--cv-folds", "2",
+                                  "--char-ngrams", "none", "--min-df", "1", "--threshold-folds", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.stderr.splitlines() if "warning" in line.lower()]
+    assert warned == [f"warning: no training row is labelled '{CATEGORIES[0]}': the model will never flag it"]
+    assert "LabelWarning" not in result.stderr
+
+
+@pytest.mark.parametrize(("command", "option"), [(["train", "--cv-folds"], "--cv-folds"), (["cv", "--folds"], "--folds")])
+@pytest.mark.parametrize("folds", ["1", "1000"])
+def test_fold_count_errors_name_the_option_given(runner, tiny_data, tmp_path, command, option, folds):
+    args = [command[0], "--data", str(tiny_data), command[1], folds, "-q"]
+    if command[0] == "train":
+        args += ["--output", str(tmp_path / "m")]
+    result = runner.invoke(main, args)
+    if command[0] == "cv" and folds == "1":  # below the option's own range: click names it
+        assert result.exit_code == 2 and "'--folds'" in result.stderr
+        return
+    _assert_clean_failure(result, f"{option} must be between 2 and the number of distinct prompts")
+    assert "n_folds" not in result.stderr and not (tmp_path / "m").exists()

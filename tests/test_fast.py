@@ -35,6 +35,10 @@ EDGE_TEXTS = [
     "supercalifragilisticexpialidocious", "don't won't can't", "tab\tseparated\nlines\r\nhere",
     "émoji 🙂 and — dashes “quotes”", "the the the the the", "knife knife gun",
 ]
+#: What can be scored of them: a blank text alone is refused (nothing to score, as in the CLI), so blank
+#: texts reach the analysers as the blank prompt or the blank response of a pair.
+SCORABLE_EDGE = ([t for t in EDGE_TEXTS if t.strip()] + [(t, "ab") for t in EDGE_TEXTS if not t.strip()]
+                 + [("ab", t) for t in EDGE_TEXTS if not t.strip()])
 
 
 def reference_proba(model: lm.ModerationClassifier, X: list) -> np.ndarray:
@@ -92,7 +96,7 @@ def test_a_tiny_word_cache_changes_nothing(shipped, beavertails_pairs) -> None:
 
 
 def test_edge_case_texts_and_single_texts(shipped, scorer) -> None:
-    items = EDGE_TEXTS + [(a, b) for a, b in zip(EDGE_TEXTS, reversed(EDGE_TEXTS))]
+    items = SCORABLE_EDGE + [(a, b) for a, b in zip(EDGE_TEXTS, reversed(EDGE_TEXTS))]
     np.testing.assert_allclose(scorer.predict_proba(items), reference_proba(shipped, items), rtol=0, atol=EXACT)
     for item in items:
         np.testing.assert_allclose(scorer.predict_proba([item]), reference_proba(shipped, [item]), rtol=0, atol=EXACT)
@@ -140,7 +144,7 @@ def test_other_recipes_are_exact(vectorizer: QAVectorizer, beavertails_pairs) ->
     scorer = FastScorer.from_model(model)
     expected_kind = "sklearn" if isinstance(vectorizer, AccentStrippingVectorizer) else "fast"
     assert set(scorer.exact_analyzers) == {expected_kind}
-    held_out = beavertails_pairs[800:1400] + EDGE_TEXTS
+    held_out = beavertails_pairs[800:1400] + SCORABLE_EDGE
     np.testing.assert_allclose(scorer.predict_proba(held_out), reference_proba(model, held_out),
                                rtol=0, atol=EXACT)
 

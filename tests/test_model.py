@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from conftest import synthetic_records
@@ -10,7 +12,7 @@ from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import Pipeline
 
 import lite_moderation as lm
-from lite_moderation.model import as_label_matrix, prompt_groups
+from lite_moderation.model import LabelWarning, as_label_matrix, prompt_groups
 from lite_moderation.thresholds import best_f1_threshold, shrunk_threshold, tune_thresholds
 
 
@@ -179,3 +181,34 @@ def test_cross_validation_keeps_each_fold_models_operating_points(tmp_path):
     strict = lm.cross_validate(data, n_folds=3, seed=0, estimator=fast_estimator(), threshold="strict")
     strict_cut = np.array([cv.operating_points[k]["strict"] for k in cv.fold_of_row])
     np.testing.assert_array_equal(strict.predicted[:, -1], cv.proba[:, -1] >= strict_cut)
+
+
+# ------------------------------------------------------------------------------------------ degenerate labels
+
+
+def test_fit_warns_naming_each_category_without_positive_rows(xy):
+    X, Y = xy
+    Y = Y.copy()
+    Y[:, [0, 5]] = False  # animal_abuse and (the sixth) discrimination: no positive row left
+    with pytest.warns(LabelWarning) as caught:
+        fast_estimator().fit(X, Y)
+    [message] = [str(w.message) for w in caught if issubclass(w.category, LabelWarning)]
+    assert f"'{lm.CATEGORIES[0]}', '{lm.CATEGORIES[5]}': the model will never flag them" in message
+    assert not any(c in message for i, c in enumerate(lm.CATEGORIES) if i not in (0, 5))
+
+
+def test_fit_counts_positives_over_all_rows_not_only_the_tuning_rows(xy):
+    X, Y = xy
+    tuning = ~Y[:, 0]  # the animal_abuse rows are trained on, never tuned on
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LabelWarning)
+        fast_estimator().fit(X, Y, tuning_rows=tuning, sample_weight=np.where(tuning, 1.0, 0.5))
+
+
+@pytest.mark.parametrize(("unsafe", "words"), [(False, "are safe"), (True, "are unsafe")])
+def test_fit_refuses_an_unsafe_head_with_one_class(xy, unsafe, words):
+    X, _ = xy
+    Y = np.zeros((len(X), len(lm.LABELS)), bool)
+    Y[:, -1] = unsafe
+    with pytest.raises(ValueError, match=f"all {len(X)} training rows {words}"):
+        fast_estimator().fit(X, Y)

@@ -24,7 +24,7 @@ def model_copy(tiny_model_dir: Path, tmp_path: Path) -> Path:
 
 def test_round_trip_gives_identical_probabilities(tiny_model_dir, tmp_path):
     model = lm.load(tiny_model_dir)
-    texts = ["garden marker1", ("a prompt", "marker2 river"), ("", "")]
+    texts = ["garden marker1", ("a prompt", "marker2 river"), ("a prompt alone", ""), ("", "a text alone")]
     lm.save(model, tmp_path / "again", model.card_)
     again = lm.load(tmp_path / "again")
     np.testing.assert_array_equal(model.predict_proba(texts), again.predict_proba(texts))

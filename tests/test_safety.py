@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import lzma
+import re
 import shutil
 import signal
 import subprocess
@@ -510,6 +511,31 @@ def test_stdout_or_stdin_redirected_to_the_same_file_is_refused(tiny_model_dir, 
     assert scored_input.read_bytes() == before
 
 
+@pytest.mark.parametrize(("items", "index", "what"), [
+    ([""], 0, "is empty"),
+    (["a text", " \t\n"], 1, "is empty or only whitespace"),
+    ([("q", "a"), ("", "")], 1, "has a prompt and a response both empty"),
+    ([(" ", "\n")], 0, "has a prompt and a response both empty"),
+])
+def test_an_api_item_with_nothing_to_score_is_refused_like_the_cli(scorer, tiny_model_dir, items, index, what):
+    pd = pytest.importorskip("pandas")
+    model = lm.load(tiny_model_dir)
+    texts = isinstance(items[-1], str)
+    frame = pd.DataFrame({"text": items}) if texts else pd.DataFrame(items, columns=["prompt", "response"])
+    for call in (scorer.predict_proba, scorer.moderate, model.predict_proba, model.moderate, model.predict,
+                 model.reference_decision_function):
+        for X in (items, np.array(items), frame):
+            with pytest.raises(ValueError, match=rf"X\[{index}\] {what}.*: nothing to score"):
+                call(X)
+
+
+def test_an_api_pair_with_one_blank_field_is_scored(scorer, tiny_model_dir):
+    items = [("a prompt alone", ""), ("", "a text alone"), ("a prompt", "  ")]
+    np.testing.assert_allclose(lm.load(tiny_model_dir).reference_decision_function(items),
+                               scorer.decision_function(items), atol=1e-9)
+    assert len(scorer.moderate(items)) == 3
+
+
 @pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), True, "0.5", 0])
 def test_an_api_threshold_follows_the_cli_rule(scorer, tiny_model_dir, bad):
     if bad == 0 and not isinstance(bad, (bool, str)):  # the boundary is allowed
@@ -536,3 +562,42 @@ def test_a_skipped_row_is_not_advised_to_be_skipped(runner, tiny_model_dir, tmp_
     assert f"skipped: {path}:1: field 'prompt'" in result.stderr and "--on-error skip" not in result.stderr
     failing = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(path), "--on-error", "fail", "-q"])
     _refused(failing, "--on-error skip")  # in fail mode the advice fits
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip(" .").lower() for s in re.split(r"[.:;(]\s", text) if s.strip(" .")]
+
+
+@pytest.mark.parametrize(("record", "command"), [
+    ({"prompt": "q", "response": "r", "is_safe": True}, "train"),  # no categories
+    ({"prompt": "q", "response": "r"}, "evaluate"),  # no labels at all
+])
+@pytest.mark.parametrize("on_error", ["fail", "skip"])
+def test_label_errors_say_each_thing_once_and_skip_mode_says_why_nothing_was_left(
+        runner, tiny_model_dir, tmp_path, record, command, on_error):
+    path = write_jsonl(tmp_path / "data.jsonl", [record])
+    if command == "train":
+        args = ["train", "--output", str(tmp_path / "m"), "-q"]
+    else:
+        args = ["evaluate", "--model", str(tiny_model_dir)]
+    result = runner.invoke(main, [*args, "--data", str(path), "--on-error", on_error])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    for line in lines:
+        for phrase in ("needs the 14 harm categories", "needs labelled data"):
+            assert line.count(phrase) <= 1, line
+        assert len(_sentences(line)) == len(set(_sentences(line))), line
+    if on_error == "skip":  # the reason comes before the summary that no row was left
+        assert lines[0].startswith(f"skipped: {path}:1: field ") and "missing" in lines[0]
+        assert lines[-1] == f"Error: {path}: no valid records (1 skipped as bad)"
+        assert "--on-error skip" not in result.stderr
+    else:
+        assert len(lines) == 1 and "missing" in lines[0]
+
+
+def test_a_json_file_of_json_lines_is_advised_in_words_that_fit_the_cli(runner, tiny_model_dir, tmp_path):
+    path = tmp_path / "rows.json"
+    path.write_text('{"text": "a"}\n{"text": "b"}\n')
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(path), "-q"])
+    _refused(result, "name the file .jsonl")
+    assert "fmt=" not in result.stderr

@@ -246,6 +246,7 @@ def test_vocabulary_rows_must_be_a_mask_of_the_rows(xy_small):
         est.fit(X, Y, vocabulary_rows=np.ones(3, bool))
 
 
+@pytest.mark.filterwarnings("ignore::lite_moderation.model.LabelWarning")  # 60 rows: a category has no positive
 def test_a_responses_text_alone_copy_does_not_count_toward_min_df(tmp_path):
     records = synthetic_records(60, seed=4)
     records[0]["response"] += " zyxwonce"  # a term of one answer only
