@@ -166,9 +166,11 @@ def markdown(results: dict) -> str:
     lines = ["# Everyday text: false flags and recall of every shipped model", "",
              "Command: `python benchmarks/everyday.py` (one machine, see everyday.json for load average).",
              ("FPR on everyday sets (all safe), AdvBench recall (prompt alone), XSTest-response F1/FPR, SafeRLHF "
-             "AUROC, BeaverTails 5-fold grouped CV (out of fold, 30k_test rows only), 15 sentences flagged."), "",
+             "AUROC, BeaverTails 5-fold grouped CV (out-of-fold scores of the 30k_test rows under the model's own recipe, "
+              "judged at the shipped model's cut-off; the card's CV judges each fold at its own), 15 sentences flagged."), "",
              ("| model | point | cut-off | DailyDialog FPR | Topical-Chat FPR | CLINC150 FPR | instr. held-out FPR | "
-             "AdvBench recall | XSTest F1 / FPR | SafeRLHF AUROC | BT CV F1 / recall / FPR | sentences flagged |"),
+             "AdvBench recall | XSTest F1 / FPR | SafeRLHF AUROC | BT out-of-fold F1 / recall / FPR at this cut-off | "
+              "sentences flagged |"),
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in results["models"].items():
         m = r["sets"]

@@ -122,7 +122,8 @@ def _report_skipped(errors: list[DataError], limit: int = 20, what: str = "skipp
 
 model_option = click.option(
     "--model", "model_path", type=click.Path(path_type=Path), default=None,
-    help="Model directory, or a shipped model: default (the accurate preset) or fast [default: default].",
+    help="Model directory, or a shipped model: default, fast (both for everyday traffic) or beavertails "
+         "(BeaverTails only, the paper baseline) [default: default].",
 )
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
 

@@ -126,7 +126,7 @@ def build_card(training_set: TrainingSet, cv_metrics: dict | None, license_text:
         "recipe": {"command": command},
         "metrics": {"cv": cv_metrics} if cv_metrics else {},
         "license": license_text if license_text is not None else model_license(training_set.sources),
-        "notes": [_memorisation_note([s["name"] for s in training_set.sources])],
+        "notes": [_memorisation_note(training_set.sources)],
     }
 
 
@@ -138,9 +138,11 @@ def model_license(sources: list[dict]) -> str:
     return f"{BEAVERTAILS_LICENSE} Also trained on: {'; '.join(others)}."
 
 
-def _memorisation_note(names: list[str]) -> str:
-    files = ", ".join(names)
+def _memorisation_note(sources: list[dict]) -> str:
+    """Which files the model saw (every row, or a sample), so nobody evaluates it on them."""
+    seen = ", ".join(f"{s['name']} ({'every row' if s['rows_sampled'] >= s['rows_in_source'] else str(s['rows_sampled']) + ' sampled rows'})"
+                     for s in sources)
     return (
-        f"Trained on every row of {files}: evaluating this model on those files measures memorisation, "
-        "not quality. Its honest quality is the grouped cross-validation in metrics.cv (lite-moderation cv)."
+        f"Trained on {seen}: evaluating this model on those rows measures memorisation, not quality. Its honest "
+        "quality is the grouped cross-validation in metrics.cv (lite-moderation cv)."
     )
