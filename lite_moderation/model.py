@@ -129,7 +129,8 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     dual : solve liblinear's dual problem (coordinate descent) instead of the primal (trust-region Newton):
         about twice as fast on large sparse data, the same optimum to within the tolerance.
     random_state : seed of the fold shuffle and the solver.
-    n_jobs : threads fitting labels in parallel (liblinear releases the GIL, so the features are shared,
+    n_jobs : threads fitting labels in parallel with the primal solver (with ``dual`` they run in turn, see
+        ``_fit_labels``; liblinear releases the GIL, so the features are shared,
         not copied); None or 1 for one.
     verbose : 1 shows a progress bar on stderr while fitting.
 
@@ -254,7 +255,9 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         Y, weights = rows.Y[train], rows.weights[train]
         coef = np.zeros((features.shape[1], Y.shape[1]))
         intercept = np.zeros(Y.shape[1])
-        fits = Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(
+        # liblinear's dual solver shuffles with the C library's global rand(): fits in threads would interleave
+        # its draws, and the weights would change from run to run (measured: up to 1.6e-5), so they run in turn
+        fits = Parallel(n_jobs=1 if self.dual else self.n_jobs, prefer="threads", return_as="generator")(
             delayed(self._fit_label)(features, Y[:, j], weights) for j in range(Y.shape[1])
         )
         for j, (label_weights, bias) in enumerate(fits):

@@ -212,3 +212,14 @@ def test_fit_refuses_an_unsafe_head_with_one_class(xy, unsafe, words):
     Y[:, -1] = unsafe
     with pytest.raises(ValueError, match=f"all {len(X)} training rows {words}"):
         fast_estimator().fit(X, Y)
+
+
+def test_dual_solver_fits_are_the_same_with_label_threads():
+    """liblinear's dual solver draws from one global C rand(): label threads made it irreproducible (real data:
+    weights differed by up to 1.6e-5 between runs with n_jobs=2)."""
+    from conftest import BEAVERTAILS_TEST
+
+    data = lm.load_dataset(BEAVERTAILS_TEST, require="categories")
+    one = lm.default_estimator(preset="fast", threshold_folds=0).fit(data.pairs, data.y)
+    two = lm.default_estimator(preset="fast", threshold_folds=0, n_jobs=2).fit(data.pairs, data.y)
+    np.testing.assert_array_equal(one.coef_, two.coef_)
