@@ -167,13 +167,17 @@ def test_chitchat_package_pairs_are_consecutive_messages():
     assert np.mean([b == c for _, b, c, _ in same_conv]) > 0.99
 
 
+def _train(runner, out, primary, extra: str, *options: str):
+    """The real `train` CLI on a primary and one extra source, with a small word-only recipe."""
+    result = runner.invoke(main, ["train", "--data", str(primary), "--data", extra, *options, "--output", str(out),
+                                  "--char-ngrams", "none", "--min-df", "1", "--threshold-folds", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+
+
 def test_train_cli_with_several_sources_records_each_in_the_card(runner, two_sources, tmp_path):
     primary, everyday = two_sources
     out = tmp_path / "m"
-    result = runner.invoke(main, ["train", "--data", str(primary), "--data", f"{everyday},weight=0.5,rows=20",
-                                  "--shapes", "pair,prompt,text", "--output", str(out), "--char-ngrams", "none",
-                                  "--min-df", "1", "--threshold-folds", "2", "--quiet"])
-    assert result.exit_code == 0, result.output
+    _train(runner, out, primary, f"{everyday},weight=0.5,rows=20", "--shapes", "pair,prompt,text")
     card = json.loads((out / "model.json").read_text())["card"]
     data = card["training_data"]
     assert data["rows"] == 240 and data["shapes"] == ["pair", "prompt", "text"]
@@ -229,10 +233,7 @@ def test_everyday_files_train_as_extra_sources_on_real_data():
 def test_vocabulary_from_the_first_source_leaves_the_others_words_out(runner, two_sources, tmp_path):
     primary, everyday = two_sources
     out = tmp_path / "m"
-    result = runner.invoke(main, ["train", "--data", str(primary), "--data", f"{everyday},weight=0.5",
-                                  "--vocabulary-from", "first", "--output", str(out), "--char-ngrams", "none",
-                                  "--min-df", "1", "--threshold-folds", "2", "--quiet"])
-    assert result.exit_code == 0, result.output
+    _train(runner, out, primary, f"{everyday},weight=0.5", "--vocabulary-from", "first")
     terms = {t for block in json.loads((out / "vocabulary.json").read_text())["blocks"] for t in block}
     assert "bakery" not in terms and "museum" in terms  # "museum" is also a topic of the primary source
     card = json.loads((out / "model.json").read_text())["card"]
