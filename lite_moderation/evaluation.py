@@ -11,7 +11,7 @@ from sklearn.model_selection import GroupKFold
 
 from .data import Dataset
 from .metrics import moderation_metrics
-from .model import ModerationClassifier, hash_prompts, prompt_groups
+from .model import ModerationClassifier, hash_prompts, prompt_groups, rows_outside_groups
 from .progress import Progress
 from .sources import TrainingSet
 from .thresholds import resolve_threshold
@@ -98,7 +98,7 @@ def cross_validate(data: Dataset | TrainingSet, n_folds: int = 5, seed: int = 0,
     with Progress("cross-validation", total=n_folds, enabled=progress, unit="folds") as bar:
         for k, (_, test) in enumerate(folds):
             held_out = evaluated[test]
-            train = np.flatnonzero(~np.isin(training_set.groups, training_set.groups[held_out]))
+            train = rows_outside_groups(training_set.groups, held_out)
             pairs, Y = training_set.subset(train)
             model = clone(estimator).fit(pairs, Y, **training_set.fit_params(train))
             proba[test] = model.predict_proba(training_set.subset(held_out)[0])

@@ -25,7 +25,7 @@ from .features import QAVectorizer
 from .metrics import binary_metrics
 from .progress import Progress
 from .taxonomy import CATEGORIES, LABELS, results_from_proba, sigmoid
-from .texts import split_fields
+from .texts import group_keys, split_fields
 from .thresholds import (
     DEFAULT_THRESHOLD,
     OPERATING_POINTS,
@@ -35,7 +35,7 @@ from .thresholds import (
 )
 
 __all__ = ["LabelWarning", "ModerationClassifier", "as_label_matrix", "check_training_labels", "hash_prompts",
-           "prompt_groups"]
+           "prompt_groups", "rows_outside_groups"]
 
 
 class LabelWarning(UserWarning):
@@ -52,8 +52,7 @@ def hash_prompts(prompts: Sequence[str]) -> np.ndarray:
 
 def prompt_groups(X: Sequence) -> np.ndarray:
     """Group ids that put every row with the same prompt in the same fold (row-wise splits leak)."""
-    prompts, responses = split_fields(X)
-    keys = [p if p else r for p, r in zip(prompts, responses)]
+    keys = group_keys(X)
     # ids in sorted order of the keys, like np.unique, without its fixed-width string array (which takes
     # rows x longest prompt x 4 bytes: gigabytes at 300k rows)
     rank = {key: i for i, key in enumerate(sorted(set(keys)))}
@@ -406,5 +405,10 @@ class _Rows:
     tuning: np.ndarray
 
     def train_without(self, held_out: np.ndarray) -> np.ndarray:
-        """Rows to train on while ``held_out`` is predicted: all but the rows of the held-out groups."""
-        return np.flatnonzero(~np.isin(self.groups, self.groups[held_out]))
+        return rows_outside_groups(self.groups, held_out)
+
+
+def rows_outside_groups(groups: np.ndarray, held_out: np.ndarray) -> np.ndarray:
+    """Rows to train on while rows ``held_out`` are predicted: all but those sharing a group with them (a
+    prompt's other answers, its prompt-alone and text-alone copies)."""
+    return np.flatnonzero(~np.isin(groups, groups[held_out]))

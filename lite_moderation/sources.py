@@ -35,6 +35,7 @@ import numpy as np
 
 from .data import DataError, Dataset, load_dataset, sha256_file
 from .taxonomy import CATEGORIES
+from .texts import group_keys
 
 __all__ = [
     "PACKAGE_SOURCES", "SHAPES", "SourceSpec", "TrainingSet", "build_training_set", "chitchat_pairs",
@@ -68,7 +69,6 @@ class SourceSpec:
     path: str
     weight: float = 1.0
     rows: int | None = None
-    license: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.weight > 0 and np.isfinite(self.weight)):
@@ -158,7 +158,7 @@ def read_source(spec: SourceSpec, on_error: str = "fail", errors: list[DataError
         return _package_dataset(spec.path)
     dataset = load_dataset(spec.path, on_error=on_error, errors=errors,
                            require="categories" if primary else "labels")
-    return _with_categories(dataset), _group_keys(dataset.pairs)
+    return _with_categories(dataset), group_keys(dataset.pairs)
 
 
 def _with_categories(dataset: Dataset) -> Dataset:
@@ -172,15 +172,6 @@ def _with_categories(dataset: Dataset) -> Dataset:
                             "categories, or only rows labelled is_safe: true")
         return replace(dataset, categories=np.zeros((len(dataset), len(CATEGORIES)), bool))
     return dataset
-
-
-def _group_keys(pairs: Sequence) -> list[str]:
-    """What groups a file's rows: the prompt, or the text itself when there is no prompt (as prompt_groups)."""
-    keys = []
-    for pair in pairs:
-        prompt, response = (pair, "") if isinstance(pair, str) else pair
-        keys.append(prompt if prompt else response)
-    return keys
 
 
 @dataclass
@@ -258,7 +249,7 @@ def build_training_set(sources: Sequence[SourceSpec], shapes: Sequence[str] = ("
     builder = _Builder(shapes)
     for k, spec in enumerate(sources):
         if datasets is not None:
-            dataset, keys = _with_categories(datasets[k]), _group_keys(datasets[k].pairs)
+            dataset, keys = _with_categories(datasets[k]), group_keys(datasets[k].pairs)
         else:
             dataset, keys = read_source(spec, on_error, errors, primary=k == 0)
         keep = _sample(len(dataset), spec.rows, seed + k)
@@ -307,8 +298,7 @@ class _Builder:
         group_of = (lambda i: (0, keys[i])) if k == 0 else (lambda i: (k, keys[i]))
         before = len(self.pairs)
         prompt_labels: dict[str, np.ndarray] = {}
-        prompt_group: dict[str, tuple[int, str]] = {}
-        prompt_line: dict[str, int] = {}
+        first_row: dict[str, int] = {}  # a prompt's copies take the group and line of its first row
         given_alone: set[str] = set()
         for i in keep:
             pair = dataset.pairs[i]
@@ -319,20 +309,16 @@ class _Builder:
             if not response:
                 given_alone.add(prompt)
             prompt_labels[prompt] = prompt_labels.get(prompt, Y[i]) | Y[i]
-            prompt_group.setdefault(prompt, group_of(i))
-            prompt_line.setdefault(prompt, dataset.lines[i])
+            first_row.setdefault(prompt, i)
             if response and "text" in self.shapes:
                 self._append(("", response), Y[i], k, spec.weight, group_of(i), False, dataset.lines[i], True)
         for prompt, y in prompt_labels.items():
+            i = first_row[prompt]
             if "prompt" in self.shapes and prompt not in given_alone:
-                self._append((prompt, ""), y, k, spec.weight, prompt_group[prompt], False, prompt_line[prompt])
+                self._append((prompt, ""), y, k, spec.weight, group_of(i), False, dataset.lines[i])
             if "text" in self.shapes and not y.any():
-                self._append(("", prompt), y, k, spec.weight, prompt_group[prompt], False, prompt_line[prompt])
-        self.sources.append(self._describe(spec, dataset, len(keep), len(self.pairs) - before))
-
-    @staticmethod
-    def _describe(spec: SourceSpec, dataset: Dataset, sampled: int, rows: int) -> dict:
-        return describe_source(spec.path, len(dataset), sampled, rows, spec.weight)
+                self._append(("", prompt), y, k, spec.weight, group_of(i), False, dataset.lines[i])
+        self.sources.append(describe_source(spec.path, len(dataset), len(keep), len(self.pairs) - before, spec.weight))
 
     def finish(self) -> TrainingSet:
         ids: dict[tuple[int, str], int] = {key: i for i, key in enumerate(sorted(set(self.group_keys)))}

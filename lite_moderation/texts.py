@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "FIELDS", "JOINT_SEPARATOR", "WORD_TOKEN_PATTERN", "block_settings", "block_specs", "field_text", "field_texts",
-    "split_fields",
+    "group_keys", "split_fields",
 ]
 
 #: Which text a feature block reads: the prompt, the response, both joined, or a field of one input shape
@@ -110,6 +110,12 @@ def _column(frame, name: str) -> list[str]:
             raise TypeError(f"DataFrame row {row!r}, column {name!r}: expected a string, got {type(value).__name__} "
                             f"(fill or drop missing values first)")
     return values
+
+
+def group_keys(X: Sequence) -> list[str]:
+    """What keeps rows together in grouped folds: each item's prompt, or its text when it has no prompt."""
+    prompts, responses = split_fields(X)
+    return [p if p else r for p, r in zip(prompts, responses)]
 
 
 def field_text(field: str, prompt: str, response: str) -> str:
