@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BODY_BYTES = 1_000_000
 DEFAULT_MAX_BATCH = 256
 DEFAULT_READ_TIMEOUT = 10.0
-DEFAULT_THREADS = 8
+DEFAULT_THREADS = 4
 DEFAULT_WORKERS = 1
 DEFAULT_CONNECTION_LIMIT = 10_000
 SERVER_IDENT = "lite-moderation"
@@ -371,6 +371,7 @@ _SWEEP_SECONDS = 0.25  # how often stalled requests and drained connections are 
 _DRAIN_IDLE_SECONDS = 0.5  # while draining, a keep-alive connection quiet this long is closed
 _THREAD_STOP_SECONDS = 0.5  # after the drain, how long worker threads get to finish
 _LINGER_SECONDS = 1.0
+_ACCEPT_BURST = 64
 
 
 def _json_response(task: Any, error: ApiError, method: str, path: str, started: float) -> None:
@@ -533,6 +534,7 @@ class ModerationServer:
         )
         self._waitress.channel_class = _Channel
         self._waitress.draining = False
+        self._waitress.handle_accept = self._accept_burst  # waitress accepts one connection per poll
 
     def serve_forever(self) -> None:
         next_sweep = 0.0
@@ -609,11 +611,17 @@ class ModerationServer:
             wasyncore.loop(timeout=0.05, map=self._map, use_poll=True, count=1)
         self.server_close()
 
-    def _accept_queued(self) -> int:
-        """Accept every connection waiting in the kernel's listen queue (another process may take some)."""
+    def _accept_burst(self) -> None:
+        """Accept up to ``_ACCEPT_BURST`` waiting connections per poll, not one: each poll walks every open
+        connection, so after a burst of thousands of connects the queue would otherwise drain slowly."""
+        room = self._waitress.adj.connection_limit - len(self._map)
+        self._accept_queued(max(1, min(_ACCEPT_BURST, room)))
+
+    def _accept_queued(self, limit: int | None = None) -> int:
+        """Accept the connections waiting in the kernel's listen queue, all or ``limit`` (another process may
+        take some)."""
         server, count = self._waitress, 0
-        self.socket.setblocking(False)
-        while True:
+        while limit is None or count < limit:
             try:
                 accepted = server.accept()
             except OSError:
