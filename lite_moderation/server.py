@@ -329,7 +329,7 @@ def make_app(model: ModerationClassifier | FastScorer | None = None, *, model_na
 
 
 def create_app() -> ModerationApp:
-    """WSGI factory for gunicorn & co.: ``gunicorn 'lite_moderation.server:create_app()'``.
+    """WSGI factory for other servers: ``waitress-serve --call lite_moderation.server:create_app``, or gunicorn.
 
     Settings come from the environment, since a factory takes no arguments: LITE_MODERATION_MODEL (model
     directory, default: the shipped model), LITE_MODERATION_MAX_BODY_BYTES, LITE_MODERATION_MAX_BATCH,
@@ -397,7 +397,8 @@ def _plain(text: str) -> str:
 
 
 class _JsonErrorTask(ErrorTask):
-    """waitress's answer to a request it cannot parse (400, 413, 431, 501), as JSON instead of plain text."""
+    """waitress's answer to a request it cannot parse (400, 413, 431, 501) or to an app that raised (500),
+    as JSON instead of plain text."""
 
     def execute(self) -> None:
         started = time.perf_counter()
@@ -412,6 +413,8 @@ class _JsonErrorTask(ErrorTask):
                                 "bytes", code="headers_too_large")
         elif error.code == 501:
             api = ApiError(501, f"not implemented: {error.body}", code="not_implemented")
+        elif error.code >= 500:  # the app raised (ModerationApp never does): no details for the client
+            api = ApiError(500, "internal server error")
         else:
             api = ApiError(error.code, f"malformed HTTP request: {error.body}", code="bad_request")
         _json_response(self, api, *_request_line(self.request), started)
