@@ -769,6 +769,7 @@ def _fork_worker(make: Callable[[], ModerationServer], index: int) -> int:
         return pid
     code = 0
     try:
+        _stop_with_parent()
         server = make()
         with _on_signals(server.stop):
             if _EARLY_SIGNAL:
@@ -780,6 +781,17 @@ def _fork_worker(make: Callable[[], ModerationServer], index: int) -> int:
     finally:
         logging.shutdown()
         os._exit(code)
+
+
+def _stop_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when the supervisor dies (even by SIGKILL), instead of serving on as an orphan."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before the call
+        _EARLY_SIGNAL.append(True)
 
 
 def _connection_limit() -> int:

@@ -217,6 +217,15 @@ class Serve:
                 self.process.wait()
 
 
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting for a parent to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def children_of(pid: int) -> set[int]:
     found = set()
     for task in os.listdir(f"/proc/{pid}/task"):
@@ -237,8 +246,7 @@ def test_workers_2_serve_and_all_stop_on_sigterm(tmp_path):
     finally:
         code = server.stop()
     assert code == 0
-    for pid in workers:  # gone (reaped by the parent)
-        assert not os.path.exists(f"/proc/{pid}")
+    assert not any(running(pid) for pid in workers)
     log = server.log.read_text()
     assert "workers=2" in log and "Traceback" not in log
 
@@ -307,3 +315,19 @@ def test_openai_sdk_sync_and_300_concurrent_async_calls_without_retries(port):
     errors = [a for a in answers if isinstance(a, BaseException)]
     assert not errors, errors[:3]
     assert all(len(a.results) == 1 for a in answers)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads children from /proc (Linux)")
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
+    server = Serve(tmp_path, "--workers", "2", "--threads", "1", "--read-timeout", "1")
+    workers = children_of(server.process.pid)
+    assert len(workers) == 2
+    server.process.kill()
+    server.process.wait()
+    deadline = time.monotonic() + GUARD
+    while any(running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = [pid for pid in workers if running(pid)]
+    for pid in alive:  # leave nothing behind, then fail
+        os.kill(pid, signal.SIGKILL)
+    assert not alive
