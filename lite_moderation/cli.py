@@ -38,7 +38,14 @@ from .output import (
 )
 from .persistence import ModelFormatError, load, load_scorer, read_card, save
 from .scoring import score_file
-from .server import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT, DEFAULT_THREADS, serve
+from .server import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_THREADS,
+    DEFAULT_WORKERS,
+    serve,
+)
 from .sources import SHAPES, SourceSpec, parse_source
 from .taxonomy import CATEGORIES, LABELS, short_name
 from .texts import split_fields
@@ -737,24 +744,29 @@ def download_command(split: str, cache_dir: Path | None, revision: str, sha256: 
               help="Address to listen on (0.0.0.0 or :: to accept other machines).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
               help="Port to listen on (0: any free port; the log says which).")
+@click.option("--workers", type=click.IntRange(min=1), default=DEFAULT_WORKERS, show_default=True,
+              help="Processes sharing the port, each with its own copy of the model (one per core; Unix).")
 @click.option("--threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True,
-              help="Worker threads: requests served at once (more wait in the listen queue).")
+              help="Worker threads per process: requests scored at once (slow clients never hold one).")
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_BODY_BYTES, show_default=True,
               help="Larger request bodies get 413.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=DEFAULT_MAX_BATCH, show_default=True,
               help="Most inputs in one request (more get 400).")
 @click.option("--read-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_READ_TIMEOUT,
-              show_default=True, help="Seconds a client may stall on a read, and to send a whole body.")
+              show_default=True, help="Seconds a client may take to send a whole request (or stay idle between "
+              "requests); also bounds the drain on SIGTERM.")
 @threshold_option
 @_friendly_errors
-def serve_command(model_path: Path | None, host: str, port: int, threads: int, max_body_bytes: int,
+def serve_command(model_path: Path | None, host: str, port: int, workers: int, threads: int, max_body_bytes: int,
                   max_batch: int, read_timeout: float, threshold: float | str | None) -> None:
     """Serve an OpenAI-compatible POST /v1/moderations (and GET /healthz, GET /v1/models) until Ctrl-C or SIGTERM.
 
-    Requests are logged on stderr (method, path, status, latency, item count), never their text.
+    Runs on waitress. On SIGTERM or Ctrl-C every request already sent is answered (a JSON 503 once draining),
+    then the server exits within --read-timeout + 1 s. Requests are logged on stderr (method, path, status,
+    latency, item count), never their text.
     """
     serve(model_path, host=host, port=port, threads=threads, max_body_bytes=max_body_bytes, max_batch=max_batch,
-          read_timeout=read_timeout, threshold=threshold)
+          read_timeout=read_timeout, threshold=threshold, workers=workers)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,34 +1,42 @@
-"""An OpenAI-compatible moderation endpoint, standard library only.
+"""An OpenAI-compatible moderation endpoint on the waitress HTTP server.
 
 Applications that already call OpenAI's ``POST /v1/moderations`` switch to the local CPU moderator by changing
-one base URL. The app is a plain WSGI callable (``make_app``), so it also runs under gunicorn or any WSGI server:
+one base URL. The app is a plain WSGI callable (``make_app``), so it also runs under any WSGI server:
 
-    LITE_MODERATION_MODEL=/path/to/model gunicorn 'lite_moderation.server:create_app()'
+    LITE_MODERATION_MODEL=/path/to/model waitress-serve --call 'lite_moderation.server:create_app'
 
-``serve`` runs it on a small built-in server: a bounded pool of worker threads, a per-read socket timeout and a
-whole-body deadline (a stalled client cannot hold a thread forever), and a clean stop on Ctrl-C or SIGTERM.
+``serve`` runs it on waitress (pure Python): one asynchronous I/O thread buffers each whole request before a
+worker thread sees it, so slow or idle clients hold a socket, not a worker. Around waitress this module adds
+what it lacks: errors of the HTTP layer in the OpenAI JSON shape, a deadline for a whole request (waitress only
+times out idle sockets), ``--workers N`` processes sharing one listening socket, and a graceful stop on SIGTERM
+or Ctrl-C that answers every request already sent, including those still waiting in the kernel's listen queue.
 Requests are logged (method, path, status, latency, item count) through ``logging``; their text never is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
+import math
 import os
 import signal
 import socket
-import socketserver
+import struct
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
+
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.server import create_server
+from waitress.task import ErrorTask, WSGITask
 
 from .data import json_type
 from .persistence import load_scorer
@@ -39,8 +47,8 @@ if TYPE_CHECKING:
     from .model import ModerationClassifier
 
 __all__ = [
-    "DEFAULT_MAX_BATCH", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_READ_TIMEOUT", "DEFAULT_THREADS", "ModerationApp",
-    "ModerationServer", "create_app", "make_app", "make_server", "serve",
+    "DEFAULT_MAX_BATCH", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_READ_TIMEOUT", "DEFAULT_THREADS", "DEFAULT_WORKERS",
+    "ModerationApp", "ModerationServer", "bind_socket", "create_app", "make_app", "make_server", "serve",
 ]
 
 logger = logging.getLogger(__name__)
@@ -48,11 +56,13 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BODY_BYTES = 1_000_000
 DEFAULT_MAX_BATCH = 256
 DEFAULT_READ_TIMEOUT = 10.0
-DEFAULT_THREADS = 8
+DEFAULT_THREADS = 4
+DEFAULT_WORKERS = 1
+DEFAULT_CONNECTION_LIMIT = 10_000
+SERVER_IDENT = "lite-moderation"
 MODEL_ENV = "LITE_MODERATION_MODEL"
 READ_TIMEOUT_KEY = "lite_moderation.read_timeout"
 _CHUNK = 64 * 1024
-_LINGER_SECONDS = 1.0
 _JSON = [("Content-Type", "application/json")]
 
 StartResponse = Callable[..., Any]
@@ -153,8 +163,8 @@ class ModerationApp:
     def _read_body(self, environ: dict) -> bytes:
         """The request body, refused early when too large and cut off when the client stalls.
 
-        The deadline is the server's read timeout (``ModerationServer`` puts it in the environ), so one
-        setting bounds both each socket read and the whole body.
+        ``serve`` (waitress) has buffered the whole body before the app runs; under a server that streams it,
+        the deadline (``lite_moderation.read_timeout`` in the environ, else 10 s) cuts off a trickling client.
         """
         length = _content_length(environ.get("CONTENT_LENGTH"))
         if length > self.max_body_bytes:
@@ -166,7 +176,7 @@ class ModerationApp:
 
 def _content_length(value: str | None) -> int:
     if value is None or not value.strip():
-        raise ApiError(411, "a Content-Length header is required (chunked bodies are not supported)",
+        raise ApiError(411, "a Content-Length header (or a chunked body) is required",
                        code="length_required")
     try:
         length = int(value)
@@ -220,6 +230,9 @@ def _parse_json(body: bytes) -> Any:
                        code="invalid_json") from None
     except RecursionError:
         raise ApiError(400, "body is not valid JSON: nested too deeply", code="invalid_json") from None
+    except ValueError as exc:  # e.g. an integer longer than Python's int-string limit (4,300 digits)
+        reason = str(exc).split(";")[0]  # the rest is advice for the operator (sys.set_int_max_str_digits)
+        raise ApiError(400, f"body is not valid JSON: {reason}", code="invalid_json") from None
 
 
 def parse_moderation_request(request: Any, max_batch: int) -> list[str | tuple[str, str]]:
@@ -316,7 +329,7 @@ def make_app(model: ModerationClassifier | FastScorer | None = None, *, model_na
 
 
 def create_app() -> ModerationApp:
-    """WSGI factory for gunicorn & co.: ``gunicorn 'lite_moderation.server:create_app()'``.
+    """WSGI factory for other servers: ``waitress-serve --call lite_moderation.server:create_app``, or gunicorn.
 
     Settings come from the environment, since a factory takes no arguments: LITE_MODERATION_MODEL (model
     directory, default: the shipped model), LITE_MODERATION_MAX_BODY_BYTES, LITE_MODERATION_MAX_BATCH,
@@ -354,146 +367,465 @@ def configure_logging() -> None:
 
 # ------------------------------------------------------------------------------------------------ the server
 
+_SWEEP_SECONDS = 0.25  # how often stalled requests and drained connections are looked for
+_DRAIN_IDLE_SECONDS = 0.5  # while draining, a keep-alive connection quiet this long is closed
+_THREAD_STOP_SECONDS = 0.5  # after the drain, how long worker threads get to finish
+_LINGER_SECONDS = 1.0
+_ACCEPT_BURST = 64
 
-class _RequestHandler(WSGIRequestHandler):
-    """wsgiref's handler with timeouts on every read and a lingering close.
 
-    The socket timeout bounds each read (headers included); the app bounds the whole body. Closing after
-    a short drain lets a client that is still sending (e.g. an oversized body) read its 413 instead of
-    a connection reset.
-    """
+def _json_response(task: Any, error: ApiError, method: str, path: str, started: float) -> None:
+    """Write ``error`` as the OpenAI-shaped JSON answer of a waitress task, close the connection, log one line."""
+    body = json.dumps(error.payload()).encode("utf-8")
+    task.status = f"{error.status} {HTTPStatus(error.status).phrase}"
+    task.response_headers.extend([*_JSON, *error.headers])
+    task.set_close_on_finish()  # adds "Connection: close"
+    task.content_length = len(body)
+    task.write(body)
+    logger.info("%s %s %d %.1fms items=0", method, path, error.status, (time.perf_counter() - started) * 1000)
 
-    def setup(self) -> None:
-        self.timeout = self.server.read_timeout
-        super().setup()
 
-    def handle(self) -> None:
+def _request_line(request: Any) -> tuple[str, str]:
+    """Method and path of a (possibly malformed) request, safe to log: a path is client-controlled."""
+    method = getattr(request, "command", "") or "-"
+    path = getattr(request, "path", "") or "-"
+    return _plain(method[:16]), _plain(path[:60])
+
+
+def _plain(text: str) -> str:
+    return text if text.isascii() and text.isprintable() and " " not in text else ascii(text)
+
+
+class _JsonErrorTask(ErrorTask):
+    """waitress's answer to a request it cannot parse (400, 413, 431, 501) or to an app that raised (500),
+    as JSON instead of plain text."""
+
+    def execute(self) -> None:
+        started = time.perf_counter()
+        error, adj = self.request.error, self.channel.adj
+        if error.code == 413:
+            limit = adj.max_request_body_size - 1
+            length = getattr(self.request, "content_length", 0)
+            size = f"request body is {length} bytes" if length > limit else "request body is too large"
+            api = ApiError(413, f"{size}; the limit is {limit}", code="body_too_large")
+        elif error.code == 431:
+            api = ApiError(431, f"request headers are larger than the limit of {adj.max_request_header_size} "
+                                "bytes", code="headers_too_large")
+        elif error.code == 501:
+            api = ApiError(501, f"not implemented: {error.body}", code="not_implemented")
+        elif error.code >= 500:  # the app raised (ModerationApp never does): no details for the client
+            api = ApiError(500, "internal server error")
+        else:
+            api = ApiError(error.code, f"malformed HTTP request: {error.body}", code="bad_request")
+        _json_response(self, api, *_request_line(self.request), started)
+
+
+class _Task(WSGITask):
+    """Runs the app, except while the server drains: then a JSON 503 with ``Connection: close``."""
+
+    def execute(self) -> None:
+        if getattr(self.channel.server, "draining", False):
+            api = ApiError(503, "the server is shutting down; send the request again", code="shutting_down")
+            self.complete = True  # what start_response would have set
+            _json_response(self, api, *_request_line(self.request), time.perf_counter())
+            return
+        super().execute()
+
+
+class _Channel(HTTPChannel):
+    """A waitress connection that remembers when the request being received began (for the whole-request
+    deadline: waitress's own timeout only counts silence, so a byte a second would hold a socket forever)."""
+
+    task_class = _Task
+    error_task_class = _JsonErrorTask
+    request_started: float | None = None
+    linger_until: float | None = None
+
+    def handle_close(self) -> None:
+        """Close after a lingering half-close: a client still sending (say, an oversized body) then reads
+        our answer instead of a connection reset. Reads are discarded for at most ``_LINGER_SECONDS``."""
+        if self.linger_until is not None or not self.connected or self.socket is None:
+            self.close_now()
+            return
         try:
-            self._handle_one()
-        except (TimeoutError, ConnectionError):
-            logger.info("- - connection closed: no complete request within %.1fs or client went away",
-                        self.server.read_timeout)
-
-    def _handle_one(self) -> None:
-        self.raw_requestline = self.rfile.readline(65537)
-        if len(self.raw_requestline) > 65536:
-            self.requestline, self.request_version, self.command = "", "", ""
-            self.send_error(414)
+            self.socket.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close_now()
             return
-        if not self.parse_request():
+        self.linger_until = time.monotonic() + _LINGER_SECONDS
+
+    def close_now(self) -> None:
+        HTTPChannel.handle_close(self)
+
+    def readable(self) -> bool:
+        return True if self.linger_until is not None else super().readable()
+
+    def writable(self) -> bool:
+        return False if self.linger_until is not None else super().writable()
+
+    def handle_read(self) -> None:
+        if self.linger_until is None:
+            super().handle_read()
             return
-        handler = ServerHandler(self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=True)
-        handler.request_handler = self
-        handler.run(self.server.get_app())
+        try:
+            data = self.socket.recv(_CHUNK)
+        except OSError:
+            data = b""
+        if not data or time.monotonic() > self.linger_until:
+            self.close_now()
 
-    def finish(self) -> None:
-        super().finish()
-        _linger(self.connection)
+    def time_out(self, read_timeout: float) -> None:
+        """Answer a request not received in time with a JSON 408 and close (no task is running: the I/O
+        thread may write the answer itself)."""
+        request, started = self.request, time.perf_counter()
+        method, path = _request_line(request)
+        received = ""
+        if getattr(request, "headers_finished", False) and getattr(request, "content_length", 0):
+            received = f" ({request.body_bytes_received} of {request.content_length} body bytes received)"
+        error = ApiError(408, f"timed out reading the request within {read_timeout:g}s{received}",
+                         code="read_timeout")
+        body = json.dumps(error.payload()).encode("utf-8")
+        head = (f"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+                f"\r\nConnection: close\r\nServer: {self.adj.ident}\r\n\r\n").encode("ascii")
+        with self.outbuf_lock:
+            self.outbufs[-1].append(head + body)
+            self.total_outbufs_len += len(head) + len(body)
+        self.request = self.request_started = None
+        self.close_when_flushed = True
+        logger.info("%s %s 408 %.1fms items=0", method, path, (time.perf_counter() - started) * 1000)
 
-    def log_request(self, code: Any = "-", size: Any = "-") -> None:
-        """The app logs every request it answers; this layer only logs what it refuses itself."""
+    def lingered_enough(self, now: float) -> bool:
+        return self.linger_until is not None and now > self.linger_until
 
-    def log_error(self, format: str, *args: Any) -> None:
-        logger.info("- - %s (malformed HTTP request)", getattr(self, "command", "") or "-")
+    def received(self, data: bytes) -> bool:
+        was_between_requests = self.request is None
+        result = super().received(data)
+        if self.request is None:
+            self.request_started = None
+        elif was_between_requests:
+            self.request_started = time.monotonic()
+        return result
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence wsgiref's own access log (it would print the request line)."""
-
-
-def _linger(connection: socket.socket) -> None:
-    """Half-close, then read and discard what the client still sends, for at most a second."""
-    with contextlib.suppress(OSError):
-        connection.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + _LINGER_SECONDS
-        while (left := deadline - time.monotonic()) > 0:
-            connection.settimeout(left)
-            if not connection.recv(_CHUNK):
-                break
+    def is_quiet(self) -> bool:
+        """No request being received, none being answered, nothing left to send."""
+        return self.request is None and not self.requests and not self.total_outbufs_len
 
 
-class ModerationServer(WSGIServer):
-    """A WSGI server with a bounded pool of worker threads.
+class ModerationServer:
+    """waitress around a listening socket, with a whole-request deadline and a draining stop.
 
-    When every worker is busy the accept loop waits, and new connections queue in the kernel backlog
-    instead of spawning unbounded threads.
+    ``serve_forever`` runs waitress's I/O loop in the calling thread until ``stop`` (signal-safe) or
+    ``shutdown`` (from another thread); it then drains and returns within ``read_timeout`` + about 0.5 s.
     """
 
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], app: Callable, threads: int = DEFAULT_THREADS,
-                 read_timeout: float = DEFAULT_READ_TIMEOUT) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    def __init__(self, app: Callable, sock: socket.socket, *, threads: int = DEFAULT_THREADS,
+                 read_timeout: float = DEFAULT_READ_TIMEOUT, connection_limit: int = DEFAULT_CONNECTION_LIMIT) -> None:
+        self.socket = sock
         self.read_timeout = read_timeout
-        self._slots = threading.BoundedSemaphore(threads)
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="lite-moderation")
-        super().__init__(address, _RequestHandler)
-        self.set_app(app)
+        self.server_address = sock.getsockname()[:2]
+        self.server_port = self.server_address[1]
+        self._map: dict = {}
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._closed = False
+        max_body = getattr(app, "max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+        self._waitress = create_server(
+            app, map=self._map, sockets=[sock], threads=threads, ident=SERVER_IDENT, expose_tracebacks=False,
+            channel_timeout=math.ceil(read_timeout) + 1,  # whole seconds; the sweep below is exact
+            connection_limit=connection_limit, asyncore_use_poll=True, max_request_body_size=max_body + 1,
+            clear_untrusted_proxy_headers=False, log_socket_errors=False,
+        )
+        self._waitress.channel_class = _Channel
+        self._waitress.draining = False
+        self._waitress.handle_accept = self._accept_burst  # waitress accepts one connection per poll
 
-    def server_bind(self) -> None:
-        """Skip HTTPServer's reverse-DNS lookup of the host name (slow or hanging on some networks)."""
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
-        self.setup_environ()
-        self.base_environ[READ_TIMEOUT_KEY] = self.read_timeout
-
-    def process_request(self, request: socket.socket, client_address: Any) -> None:
-        self._slots.acquire()
-        self._pool.submit(self._work, request, client_address)
-
-    def _work(self, request: socket.socket, client_address: Any) -> None:
+    def serve_forever(self) -> None:
+        next_sweep = 0.0
         try:
-            self.finish_request(request, client_address)
-        except Exception:
-            logger.exception("error handling a connection")
+            while not self._stopping.is_set():
+                wasyncore.loop(timeout=_SWEEP_SECONDS, map=self._map, use_poll=True, count=1)
+                if (now := time.monotonic()) >= next_sweep:
+                    next_sweep = now + _SWEEP_SECONDS
+                    self._cut_off_stalled_requests(now)
+            self._drain()
         finally:
-            self.shutdown_request(request)
-            self._slots.release()
+            self._stopped.set()
+
+    def stop(self) -> None:
+        """Ask ``serve_forever`` to drain and return; safe in a signal handler (no locks)."""
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._waitress.pull_trigger()  # wakes the poll; without a thunk it takes no lock
+
+    def shutdown(self) -> None:
+        """Stop from another thread and wait until ``serve_forever`` has returned."""
+        self.stop()
+        self._stopped.wait()
 
     def server_close(self) -> None:
-        """Stop listening, then let the requests in flight finish (each is bounded by the read timeout)."""
-        super().server_close()
-        self._pool.shutdown(wait=True)
+        """Close every socket and stop the worker threads (``serve_forever`` does this itself on its way out)."""
+        if self._closed:
+            return
+        self._closed = True
+        for channel in list(self._waitress.active_channels.values()):
+            channel.close_now()
+        with contextlib.suppress(OSError):
+            wasyncore.dispatcher.close(self._waitress)  # the listening socket
+        self._waitress.trigger.close()
+        self._waitress.task_dispatcher.shutdown(cancel_pending=True, timeout=_THREAD_STOP_SECONDS)
+
+    # -------------------------------------------------------------------------------------- internals
+
+    def _channels(self) -> list[_Channel]:
+        return list(self._waitress.active_channels.values())
+
+    def _cut_off_stalled_requests(self, now: float) -> None:
+        """A request not received within the read timeout gets a 408; a connection idle as long is closed."""
+        cutoff, idle_cutoff = now - self.read_timeout, time.time() - self.read_timeout
+        for channel in self._channels():
+            if channel.lingered_enough(now):
+                channel.close_now()
+            elif channel.request_started is not None and channel.request_started < cutoff and not channel.requests:
+                channel.time_out(self.read_timeout)
+            elif channel.is_quiet() and channel.linger_until is None and channel.last_activity < idle_cutoff:
+                channel.will_close = True
+
+    def _drain(self) -> None:
+        """Answer every request already sent, then close: the listen queue too (waitress would drop it).
+
+        New connections are refused first (Linux: a socket filter; elsewhere the window is the few
+        microseconds between the last accept and the close), then the queue is accepted, then each
+        connection is served until quiet; whatever is still incomplete at the deadline is cut off.
+        """
+        deadline = time.monotonic() + self.read_timeout
+        self._waitress.draining = True
+        _refuse_new_connections(self.socket)
+        accepted = self._accept_queued()
+        with contextlib.suppress(OSError):
+            wasyncore.dispatcher.close(self._waitress)
+        logger.info("draining %d connection(s) (%d from the listen queue)", len(self._channels()), accepted)
+        while (channels := self._channels()) and time.monotonic() < deadline:
+            quiet_before, now = time.time() - _DRAIN_IDLE_SECONDS, time.monotonic()
+            for channel in channels:
+                if channel.lingered_enough(now):
+                    channel.close_now()
+                elif channel.is_quiet() and channel.last_activity < quiet_before and channel.linger_until is None:
+                    channel.will_close = True
+            wasyncore.loop(timeout=0.05, map=self._map, use_poll=True, count=1)
+        self.server_close()
+
+    def _accept_burst(self) -> None:
+        """Accept up to ``_ACCEPT_BURST`` waiting connections per poll, not one: each poll walks every open
+        connection, so after a burst of thousands of connects the queue would otherwise drain slowly."""
+        room = self._waitress.adj.connection_limit - len(self._map)
+        self._accept_queued(max(1, min(_ACCEPT_BURST, room)))
+
+    def _accept_queued(self, limit: int | None = None) -> int:
+        """Accept the connections waiting in the kernel's listen queue, all or ``limit`` (another process may
+        take some)."""
+        server, count = self._waitress, 0
+        while limit is None or count < limit:
+            try:
+                accepted = server.accept()
+            except OSError:
+                break
+            if accepted is None:
+                break
+            conn, addr = accepted
+            with contextlib.suppress(OSError):
+                server.set_socket_options(conn)
+            server.channel_class(server, conn, server.fix_addr(addr), server.adj, map=self._map)
+            count += 1
+        return count
+
+
+def _refuse_new_connections(sock: socket.socket) -> None:
+    """Attach a drop-everything socket filter (Linux), so the kernel queues no new connection while the
+    queued ones are accepted: a client then sees a refused connection, never a reset after sending."""
+    if not sys.platform.startswith("linux"):
+        return
+    so_attach_filter = 26
+    drop_all = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))  # BPF_RET | BPF_K, return 0
+    program = struct.pack("HL", 1, ctypes.addressof(drop_all))  # struct sock_fprog {len; filter *}
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, so_attach_filter, program)
+
+
+def bind_socket(host: str = "127.0.0.1", port: int = 8000, backlog: int = 1024) -> socket.socket:
+    """A listening TCP socket (port 0 picks a free one), to share between worker processes."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if os.name != "nt":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def make_server(app: Callable, host: str = "127.0.0.1", port: int = 8000, threads: int = DEFAULT_THREADS,
                 read_timeout: float = DEFAULT_READ_TIMEOUT) -> ModerationServer:
     """A bound, not yet running server (port 0 picks a free port: see ``server.server_port``)."""
-    return ModerationServer((host, port), app, threads=threads, read_timeout=read_timeout)
+    _quiet_waitress_logs()
+    return ModerationServer(app, bind_socket(host, port), threads=threads, read_timeout=read_timeout,
+                            connection_limit=_connection_limit())
 
 
 def serve(model_path: str | os.PathLike | None = None, host: str = "127.0.0.1", port: int = 8000,
           threads: int = DEFAULT_THREADS, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
           max_batch: int = DEFAULT_MAX_BATCH, read_timeout: float = DEFAULT_READ_TIMEOUT,
-          threshold: float | str | None = None) -> None:
-    """Load the model and serve until Ctrl-C or SIGTERM, then return after requests in flight finish."""
+          threshold: float | str | None = None, workers: int = DEFAULT_WORKERS) -> None:
+    """Load the model and serve until Ctrl-C or SIGTERM, then drain and return within ``read_timeout`` + 1 s.
+
+    ``workers`` > 1 forks that many processes (Unix) sharing the listening socket, each with its own copy of
+    the model loaded here; the parent only supervises them.
+    """
     configure_logging()
+    _quiet_waitress_logs()
+    if workers > 1 and not hasattr(os, "fork"):
+        raise ValueError("--workers above 1 needs os.fork (Linux, macOS); run one process per port instead")
     app = make_app(load_scorer(model_path), max_body_bytes=max_body_bytes, max_batch=max_batch, threshold=threshold)
-    server = make_server(app, host, port, threads=threads, read_timeout=read_timeout)
+    sock = bind_socket(host, port)
     shown_host = f"[{host}]" if ":" in host else host
-    with _interrupt_on_signals():  # before the "serving" line: a signal right after it must stop cleanly
-        try:
-            logger.info("serving %s on http://%s:%d (threads=%d); stop with Ctrl-C or SIGTERM", app.model_name,
-                        shown_host, server.server_port, threads)
-            server.serve_forever()
-        except KeyboardInterrupt:
-            logger.info("shutting down (a second Ctrl-C or SIGTERM aborts)")
-        finally:
-            server.server_close()
+    connection_limit = _connection_limit()
+    try:
+        if workers == 1:
+            server = ModerationServer(app, sock, threads=threads, read_timeout=read_timeout,
+                                      connection_limit=connection_limit)
+            with _on_signals(server.stop):  # before the "serving" line: a signal right after it must stop cleanly
+                logger.info("serving %s on http://%s:%d (threads=%d); stop with Ctrl-C or SIGTERM", app.model_name,
+                            shown_host, sock.getsockname()[1], threads)
+                server.serve_forever()
+        else:
+            _supervise(workers, lambda: ModerationServer(app, sock, threads=threads, read_timeout=read_timeout,
+                                                         connection_limit=connection_limit), read_timeout,
+                       lambda: logger.info("serving %s on http://%s:%d (workers=%d, threads=%d each); stop with "
+                                           "Ctrl-C or SIGTERM", app.model_name, shown_host, sock.getsockname()[1],
+                                           workers, threads))
+    finally:
+        sock.close()
     logger.info("stopped")
 
 
+def _supervise(workers: int, make: Callable[[], ModerationServer], read_timeout: float,
+               started: Callable[[], None]) -> None:
+    """Fork ``workers`` processes serving the shared socket; on SIGTERM/SIGINT tell each to drain, wait for all.
+
+    The stop signal is repeated every half second until each worker has exited (a signal that reaches a child
+    in the instant after fork is lost), and a worker still alive a second after its drain deadline is killed.
+    A worker that dies while serving is replaced; one that dies within a second of starting stops them all
+    (a crash loop helps no one).
+    """
+    parent, children = os.getpid(), {}
+    stop_requested: list[float] = []
+
+    def stop_all() -> None:
+        if os.getpid() != parent:  # a child before its own handlers: it stops as soon as it has them
+            _EARLY_SIGNAL.append(True)
+            return
+        if not stop_requested:
+            stop_requested.append(time.monotonic())
+        _signal_all(children, signal.SIGTERM)
+
+    with _on_signals(stop_all):
+        for index in range(workers):
+            children[_fork_worker(make, index)] = (index, time.monotonic())
+        started()
+        next_signal = 0.0
+        while children:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                if stop_requested and (now := time.monotonic()) >= next_signal:
+                    next_signal = now + 0.5
+                    late = now > stop_requested[0] + read_timeout + 1.0
+                    _signal_all(children, signal.SIGKILL if late else signal.SIGTERM)
+                time.sleep(0.02)
+                continue
+            index, born = children.pop(pid)
+            if stop_requested:
+                continue
+            logger.error("worker %d (pid %d) exited with %d", index, pid, os.waitstatus_to_exitcode(status))
+            if time.monotonic() - born < 1.0:
+                stop_all()
+            else:
+                children[_fork_worker(make, index)] = (index, time.monotonic())
+
+
+def _signal_all(children: dict, signum: int) -> None:
+    for pid in list(children):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+_EARLY_SIGNAL: list[bool] = []  # in a child: a stop signal arrived before it had its own handlers
+
+
+def _fork_worker(make: Callable[[], ModerationServer], index: int) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        _stop_with_parent()
+        server = make()
+        with _on_signals(server.stop):
+            if _EARLY_SIGNAL:
+                server.stop()
+            server.serve_forever()
+    except BaseException:  # a child must never return into the parent's code
+        logger.exception("worker %d failed", index)
+        code = 1
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+def _stop_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when the supervisor dies (even by SIGKILL), instead of serving on as an orphan."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before the call
+        _EARLY_SIGNAL.append(True)
+
+
+def _connection_limit() -> int:
+    """Open connections waitress accepts: as many as the file limit allows (raised to its hard maximum)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return DEFAULT_CONNECTION_LIMIT
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = DEFAULT_CONNECTION_LIMIT + 100
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+            soft = new_soft
+    return max(16, min(DEFAULT_CONNECTION_LIMIT, soft - 100)) if soft != resource.RLIM_INFINITY \
+        else DEFAULT_CONNECTION_LIMIT
+
+
+def _quiet_waitress_logs() -> None:
+    """waitress warns on every queued task ("Task queue depth is N"): normal under load, not news."""
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+
+
 @contextlib.contextmanager
-def _interrupt_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGINT stop the server the way Ctrl-C does, even when SIGINT was inherited as ignored
-    (a process started in the background by a shell ignores it); only the main thread can install handlers."""
+def _on_signals(action: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT call ``action``, even when SIGINT was inherited as ignored (a process started in the
+    background by a shell ignores it); only the main thread can install handlers. Later signals repeat the
+    call, which changes nothing: the drain is bounded by the read timeout anyway."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGINT)}
+    previous = {signum: signal.signal(signum, lambda signum, frame: action())
+                for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:

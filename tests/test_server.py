@@ -53,7 +53,6 @@ def start(model) -> Iterator[Callable[..., ModerationServer]]:
     yield _start
     for server, thread in running:
         server.shutdown()
-        server.server_close()
         thread.join(GUARD)
 
 
@@ -260,26 +259,26 @@ def test_wrong_method_gets_405_with_allow(port, method, path, allowed):
 
 
 def test_missing_or_bad_content_length(port):
-    request = b"POST /v1/moderations HTTP/1.1\r\nHost: x\r\n\r\n"
-    assert raw_exchange(port, request).startswith(b"HTTP/1.0 411 ")
+    request = b"POST /v1/moderations HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    assert raw_exchange(port, request).startswith(b"HTTP/1.1 411 ")
     request = b"POST /v1/moderations HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n"
     reply = raw_exchange(port, request)
-    assert reply.startswith(b"HTTP/1.0 400 ") and b"Content-Length is not an integer" in reply
+    assert reply.startswith(b"HTTP/1.1 400 ") and b"Content-Length is invalid" in reply
 
 
 def test_stalled_body_is_cut_off_and_frees_the_thread(start):
-    """Half a body, then silence: the single worker answers 408 and is free again."""
+    """Half a body, then silence: answered 408 at the read timeout; the single worker was never held."""
     server = start(threads=1, read_timeout=0.3)
     body = json.dumps({"input": TEXTS}).encode()
     head = f"POST /v1/moderations HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
     reply = raw_exchange(server.server_port, head + body[: len(body) // 2])
-    assert reply.startswith(b"HTTP/1.0 408 ")
-    assert b"timed out reading the body" in reply
+    assert reply.startswith(b"HTTP/1.1 408 ")
+    assert b"timed out reading the request" in reply
     assert len(moderate(server.server_port, {"input": TEXTS})["results"]) == 2
 
 
 def test_trickling_body_is_cut_off_by_the_whole_body_deadline(start):
-    """A client sending a byte at a time, each within the per-read timeout, still gets 408."""
+    """A client sending a byte at a time, never silent for long, still gets 408 at the whole-request deadline."""
     server = start(threads=1, read_timeout=0.5)
     body = json.dumps({"input": TEXTS}).encode()
     head = f"POST /v1/moderations HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
@@ -297,7 +296,7 @@ def test_trickling_body_is_cut_off_by_the_whole_body_deadline(start):
             except TimeoutError:
                 continue
             break
-    assert reply.startswith(b"HTTP/1.0 408 ")
+    assert reply.startswith(b"HTTP/1.1 408 ")
     assert len(moderate(server.server_port, {"input": TEXTS})["results"]) == 2
 
 
@@ -366,7 +365,6 @@ def test_create_app_reads_the_model_from_the_environment(monkeypatch, model):
         assert call(server.server_port, "POST", "/v1/moderations", {"input": ["a"] * 4})[0] == 400
     finally:
         server.shutdown()
-        server.server_close()
         thread.join(GUARD)
 
 
@@ -464,7 +462,8 @@ def test_cli_port_in_use_exits_2():
 def test_cli_help_lists_the_limits():
     result = CliRunner().invoke(main, ["serve", "--help"])
     assert result.exit_code == 0
-    for option in ("--host", "--port", "--threads", "--max-body-bytes", "--max-batch", "--read-timeout", "--model"):
+    for option in ("--host", "--port", "--workers", "--threads", "--max-body-bytes", "--max-batch", "--read-timeout",
+                   "--model"):
         assert option in result.output
 
 
