@@ -22,6 +22,7 @@ from .data import DataError, Dataset
 from .model import prompt_groups
 from .stats import (
     BOOTSTRAP_METRICS,
+    DEFAULT_BOOTSTRAP,
     Bootstrap,
     interval,
     mcnemar,
@@ -44,7 +45,7 @@ FORMAT_HINT = ("Each line must be a JSON object with \"row\" (0-based index of t
 
 
 class PlotError(ValueError):
-    """Curves were asked for but cannot be drawn (matplotlib missing, or no system has scores)."""
+    """Curves were asked for but cannot be drawn: matplotlib (the ``plot`` extra) is not installed."""
 
 
 @dataclass
@@ -179,7 +180,7 @@ class Comparison:
     systems: list[tuple[str, np.ndarray | None, np.ndarray | None]]  # (name, scores, verdicts) on those rows
 
 
-def compare_systems(dataset: Dataset, systems: Sequence[System], bootstrap: Bootstrap = Bootstrap(),
+def compare_systems(dataset: Dataset, systems: Sequence[System], bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
                     reference: str | None = None) -> Comparison:
     """Each system's unsafe-head metrics with intervals on the common rows; every pair's (or, with
     ``reference``, every system's against it) paired differences and McNemar's test on the verdicts."""
@@ -294,8 +295,8 @@ def check_plotting() -> None:
 
 
 def plot_curves(comparison: Comparison, path: str | os.PathLike) -> None:
-    """PR and ROC curves of the systems with scores (systems with verdicts only: their one operating point),
-    as one PNG written atomically."""
+    """PR and ROC curves of the systems with scores, each system's verdicts as its one operating point (the
+    only mark of a system without scores), as one PNG written atomically."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     from .output import write_bytes
@@ -306,19 +307,16 @@ def plot_curves(comparison: Comparison, path: str | os.PathLike) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if not any(scores is not None for _, scores, _ in comparison.systems):
-        raise PlotError("no system has scores: PR and ROC curves need them")
     y = comparison.unsafe_true
     fig, (pr, roc) = plt.subplots(1, 2, figsize=(11, 4.8))
-    for name, scores, verdicts in comparison.systems:
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, scores, verdicts) in enumerate(comparison.systems):
+        color, marker = colors[i % len(colors)], "o" if scores is not None else "s"
         if scores is not None:
             precision, recall, _ = precision_recall_curve(y, scores)
-            line, = pr.plot(recall, precision, label=name)
+            pr.plot(recall, precision, color=color, label=name)
             fpr, tpr, _ = roc_curve(y, scores)
-            roc.plot(fpr, tpr, color=line.get_color(), label=name)
-            color, marker = line.get_color(), "o"
-        else:
-            color, marker = None, "s"
+            roc.plot(fpr, tpr, color=color, label=name)
         if verdicts is not None:
             m = point_metrics(np.zeros(len(y), dtype=np.int64), y, verdicts=verdicts)
             label = None if scores is not None else f"{name} (verdicts)"

@@ -15,12 +15,13 @@ The paired test on verdicts is McNemar's exact (binomial) test, from ``scipy.sta
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = ["BOOTSTRAP_METRICS", "Bootstrap", "interval", "mcnemar", "metric_intervals", "metric_samples",
-           "paired_difference", "point_metrics", "resample_counts", "with_intervals"]
+           "paired_difference", "point_metrics", "repeat_summary", "resample_counts", "with_intervals"]
 
 #: The unsafe-head metrics that get intervals (threshold metrics need verdicts, rank metrics need scores).
 THRESHOLD_METRICS = ("f1", "precision", "recall", "fpr", "accuracy")
@@ -47,6 +48,9 @@ class Bootstrap:
     def describe(self, n_groups: int) -> dict:
         return {"method": "percentile bootstrap over prompt groups", "resamples": self.n_resamples,
                 "seed": self.seed, "level": self.level, "groups": int(n_groups)}
+
+
+DEFAULT_BOOTSTRAP = Bootstrap()
 
 
 def resample_counts(groups: np.ndarray, n_resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -146,12 +150,13 @@ def interval(samples: np.ndarray, level: float = 0.95) -> list[float] | None:
 
 
 def metric_intervals(unsafe_true: np.ndarray, proba: np.ndarray, predicted: np.ndarray, groups: np.ndarray,
-                     categories_true: np.ndarray | None = None, bootstrap: Bootstrap = Bootstrap()) -> dict:
+                     categories_true: np.ndarray | None = None, bootstrap: Bootstrap | None = None) -> dict:
     """95% (``bootstrap.level``) intervals of a model's metrics, in the shape of ``moderation_metrics``:
     ``{"unsafe": {metric: [low, high]}, "categories": {"macro_f1": [low, high]}}``.
 
     ``proba``/``predicted`` are the (n, 15) scores and decisions; ``groups`` the rows' prompt groups.
     """
+    bootstrap = bootstrap or DEFAULT_BOOTSTRAP
     proba, predicted = np.asarray(proba), np.asarray(predicted, dtype=bool)
     counts, group_of_row = resample_counts(groups, bootstrap.n_resamples, bootstrap.seed)
     has_categories = categories_true is not None
@@ -200,3 +205,19 @@ def point_metrics(group_of_row: np.ndarray, unsafe_true: np.ndarray, **arrays: n
     ones = np.ones((1, int(group_of_row.max()) + 1))
     return {name: None if np.isnan(v[0]) else float(v[0])
             for name, v in metric_samples(ones, group_of_row, unsafe_true, **arrays).items()}
+
+
+def repeat_summary(runs: Sequence[dict], seeds: Sequence[int]) -> dict:
+    """Mean and standard deviation (ddof 1; 0 for one run) of each metric over runs of ``moderation_metrics``
+    (cross-validations with different fold seeds), in its shape: ``{"seeds", "mean": {...}, "std": {...}}``."""
+    parts = {"unsafe": BOOTSTRAP_METRICS, "categories": ("macro_f1", "micro_f1")}
+    mean: dict = {}
+    std: dict = {}
+    for part, names in parts.items():
+        if part not in runs[0]:
+            continue
+        values = {n: [run[part][n] for run in runs] for n in names}
+        defined = {n: np.array(v, dtype=np.float64) for n, v in values.items() if None not in v}
+        mean[part] = {n: float(v.mean()) for n, v in defined.items()}
+        std[part] = {n: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for n, v in defined.items()}
+    return {"seeds": [int(s) for s in seeds], "mean": mean, "std": std}

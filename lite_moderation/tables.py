@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from .taxonomy import CATEGORIES, short_name
 
-__all__ = ["TABLE_FORMATS", "Table", "format_ci", "latex_escape", "metrics_tables", "render", "render_all"]
+__all__ = ["TABLE_FORMATS", "Table", "format_ci", "latex_escape", "metrics_tables", "render", "render_all",
+           "repeats_table"]
 
 TABLE_FORMATS = ("text", "markdown", "latex", "csv")
 
@@ -106,8 +107,8 @@ def _bootstrap_note(metrics: dict) -> list[str]:
     info = metrics.get("bootstrap")
     if not info:
         return []
-    return [f"[low, high]: {info['level']:.0%} {info['method']} ({info['resamples']} resamples, "
-            f"seed {info['seed']}, {info['groups']} groups)."]
+    return [(f"[low, high]: {info['level']:.0%} {info['method']} ({info['resamples']} resamples, "
+             f"seed {info['seed']}, {info['groups']} groups).")]
 
 
 def metrics_tables(metrics: dict, title: str = "") -> list[Table]:
@@ -129,3 +130,11 @@ def metrics_tables(metrics: dict, title: str = "") -> list[Table]:
     tables.append(Table(["category", "F1", "precision", "recall", "AUPRC", "support"], rows,
                         f"{caption}harm categories: macro-F1 {macro}, micro-F1 {cats['micro_f1']:.3f}"))
     return tables
+
+
+def repeats_table(repeats: dict) -> Table:
+    """Mean and standard deviation of each metric over cross-validations with different fold seeds."""
+    rows = [[f"{'unsafe ' if part == 'unsafe' else ''}{name}", f"{value:.3f}", f"{repeats['std'][part][name]:.3f}"]
+            for part, values in repeats["mean"].items() for name, value in values.items()]
+    seeds = repeats["seeds"]
+    return Table(["metric", "mean", "sd"], rows, f"over {len(seeds)} fold seeds ({seeds[0]}..{seeds[-1]})")
