@@ -346,9 +346,9 @@ def peers_markdown(summary: dict) -> str:
              "strict operating points, trained without any XSTest row.", "",
              render_all(comparison_tables(summary), "markdown"),
              "![PR and ROC curves](quality_peers.png)", "",
-             "Equivalent CLI: `lite-moderation evaluate --model NAME [--threshold strict] --data XSTEST --predictions "
+             ("Equivalent CLI: `lite-moderation evaluate --model NAME [--threshold strict] --data XSTEST --predictions "
              "ours.jsonl`, then `lite-moderation compare --data XSTEST --system ours=ours.jsonl --system "
-             "GuardReasoner-8B=../shared/reference/peers/xstest_response_harmful.guardreasoner.jsonl`.", ""]
+             "GuardReasoner-8B=../shared/reference/peers/xstest_response_harmful.guardreasoner.jsonl`."), ""]
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .taxonomy import CATEGORIES, short_name
 
 __all__ = ["TABLE_FORMATS", "Table", "format_ci", "latex_escape", "metrics_tables", "render", "render_all",
-           "repeats_table"]
+           "render_table", "repeats_table"]
 
 TABLE_FORMATS = ("text", "markdown", "latex", "csv")
 
@@ -53,6 +53,9 @@ def render(table: Table, fmt: str) -> str:
     if fmt not in TABLE_FORMATS:
         raise ValueError(f"unknown table format {fmt!r}: expected one of {', '.join(TABLE_FORMATS)}")
     return {"text": _text, "markdown": _markdown, "latex": _latex, "csv": _csv}[fmt](table)
+
+
+render_table = render  # the package-level name (``lm.render_table``)
 
 
 def render_all(tables: Sequence[Table], fmt: str) -> str:

@@ -191,7 +191,7 @@ def _assert_compile_shaped(latex: str) -> None:
     assert not stack
     assert latex.count(r"\toprule") == latex.count(r"\bottomrule") == latex.count(r"\begin{tabular}")
     assert not re.search(r"(?<!\\)[_%#&]", latex.replace(" & ", " ").replace(r"\\", "")), latex
-    for tabular in re.findall(r"\\begin\{tabular\}\{(\w+)\}(.*?)\\end\{tabular\}", latex, re.S):
+    for tabular in re.findall(r"\\begin\{tabular\}\{(\w+)\}(.*?)\\end\{tabular\}", latex, re.DOTALL):
         spec, body = tabular
         rows = [line for line in body.splitlines() if line.endswith(r"\\")]
         assert rows and all(line.count(" & ") == len(spec) - 1 for line in rows)
