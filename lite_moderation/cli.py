@@ -68,7 +68,7 @@ def _friendly_errors(command: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (DataError, ModelFormatError, OutputError) as exc:  # PlotError is a ValueError, below
+        except (DataError, ModelFormatError, OutputError) as exc:
             raise InputError(str(exc)) from None
         except BrokenPipeError:
             raise  # the reader went away: the group ends quietly
