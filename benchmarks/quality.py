@@ -11,7 +11,11 @@ It measures (all with the library's own ``grouped_folds`` / ``cross_validate`` /
 - operating points and presets: the unsafe head at each fold model's "strict" cut-off (best F0.5) beside its
   default (best F1), for this recipe and for the shipped "fast" preset, in CV and on the external sets;
 - a learning curve: the same CV with 10%..100% of each training fold (whole prompt groups kept);
-- all-MiniLM-L6-v2 + LR on the same folds and sets, read from ``minilm.json`` (benchmarks/minilm_baseline.py).
+- all-MiniLM-L6-v2 + LR on the same folds and sets, read from ``minilm.json`` (benchmarks/minilm_baseline.py);
+- GuardReasoner 1B/3B/8B (reasoning guards, verdicts from ../shared/reference/peers/) beside our shipped models on
+  the identical 446 XSTest-response rows, with 95% group-bootstrap intervals, paired differences and McNemar's
+  exact test (``lite_moderation.compare``): ``quality_peers.md``, ``.json``, ``.png``. Only that part:
+  ``python benchmarks/quality.py --peers-only``.
 """
 
 from __future__ import annotations
@@ -29,10 +33,13 @@ from sklearn.metrics import precision_recall_curve
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recipes import build
 
-from lite_moderation import cross_validate, default_estimator, evaluate, load_dataset
-from lite_moderation.evaluation import grouped_folds
+from lite_moderation import cross_validate, default_estimator, evaluate, load, load_dataset
+from lite_moderation.compare import System, compare_systems, comparison_tables, plot_curves, read_system
+from lite_moderation.evaluation import evaluate_rows, grouped_folds
 from lite_moderation.metrics import moderation_metrics
 from lite_moderation.model import prompt_groups
+from lite_moderation.stats import Bootstrap
+from lite_moderation.tables import render_all
 from lite_moderation.taxonomy import CATEGORIES, short_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +50,9 @@ EXTERNAL = {
     "XSTest-response": DATA / "external" / "xstest_response_harmful.jsonl",
 }
 RESULTS = ROOT / "benchmarks" / "results"
+PEERS = ROOT.parent / "shared" / "reference" / "peers" / "xstest_response_harmful.guardreasoner.jsonl"
+PEER_NAMES = ("GuardReasoner-1B", "GuardReasoner-3B", "GuardReasoner-8B")
+SHIPPED = ("default", "fast", "beavertails")
 FOLDS, SEED = 5, 0
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 
@@ -259,6 +269,10 @@ def markdown(result: dict) -> str:
             row += f" {me['f1']:.3f} / {me['fpr']:.3f} / {me['auroc']:.3f} |"
         lines.append(row)
     lines += operating_points_markdown(result.get("operating_points", []))
+    if result.get("peers"):
+        lines += ["", "## Transformer guards on identical rows (XSTest-response)", "",
+                  "GuardReasoner 1B/3B/8B and our shipped models on the same 446 rows, with 95% bootstrap intervals,",
+                  "paired differences and McNemar's test: see [quality_peers.md](quality_peers.md)."]
     if not result["learning_curve"]:
         return "\n".join(lines + ["", "(learning curve skipped: --no-learning-curve)", ""])
     lines += ["", "## Learning curve (what more data buys)", "",
@@ -299,11 +313,63 @@ def _minilm_key(name: str) -> str:
     return {"SafeRLHF-2000": "saferlhf_2000", "XSTest-response": "xstest_response"}[name]
 
 
+def peer_comparison() -> dict:
+    """Our shipped models (default and strict points) and GuardReasoner 1B/3B/8B on the identical XSTest-response
+    rows: metrics with group-bootstrap intervals, ours-vs-theirs paired differences and McNemar's exact test."""
+    dataset = load_dataset(EXTERNAL["XSTest-response"])
+    ours = []
+    for name in SHIPPED:
+        model = load(name)
+        for point in ("default", "strict"):
+            _, proba, predicted = evaluate_rows(model, dataset, threshold=point)
+            ours.append(System(f"{name} ({point})", np.arange(len(dataset)), proba[:, -1], predicted[:, -1],
+                               source=f"lite_moderation shipped model {name}, --threshold {point}"))
+    theirs = [read_system(PEERS, name, dataset) for name in PEER_NAMES]
+    comparison = compare_systems(dataset, ours + theirs, Bootstrap(1000, SEED))
+    summary = comparison.summary
+    ours_names = {s.name for s in ours}
+    summary["differences"] = [d for d in summary["differences"] if (d["a"] in ours_names) != (d["b"] in ours_names)]
+    summary["data"] = "../shared/data/external/xstest_response_harmful.jsonl"
+    for entry in summary["systems"]:
+        entry["source"] = entry["source"].replace(str(PEERS.parent.parent.parent), "../shared")
+    plot_curves(comparison, RESULTS / "quality_peers.png")
+    return summary
+
+
+def peers_markdown(summary: dict) -> str:
+    lines = ["# Transformer guards on identical rows: GuardReasoner 1B/3B/8B beside lite-moderation", "",
+             "Command: `python benchmarks/quality.py --peers-only` (also part of `python benchmarks/quality.py`).",
+             "Data: XSTest-response, all 446 rows (78 unsafe), the same rows for every system. GuardReasoner's",
+             "verdicts are its authors' published generations (../shared/reference/peers/README.md: arXiv 2501.18492;",
+             "fine-tuned Llama 3.2 1B/3B and Llama 3.1 8B, trained on BeaverTails' train split among others, run on",
+             "GPUs); it gives verdicts only, so it has no AUPRC/AUROC. Ours: the shipped models at their default and",
+             "strict operating points, trained without any XSTest row.", "",
+             render_all(comparison_tables(summary), "markdown"),
+             "![PR and ROC curves](quality_peers.png)", "",
+             ("Equivalent CLI: `lite-moderation evaluate --model NAME [--threshold strict] --data XSTEST --predictions "
+             "ours.jsonl`, then `lite-moderation compare --data XSTEST --system ours=ours.jsonl --system "
+             "GuardReasoner-8B=../shared/reference/peers/xstest_response_harmful.guardreasoner.jsonl`."), ""]
+    return "\n".join(lines)
+
+
+def write_peers(summary: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "quality_peers.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (RESULTS / "quality_peers.md").write_text(peers_markdown(summary))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", default="default")
     ap.add_argument("--no-learning-curve", action="store_true")
+    ap.add_argument("--peers-only", action="store_true", help="Only the GuardReasoner comparison (seconds).")
     args = ap.parse_args(argv)
+    print("GuardReasoner on identical XSTest rows...", file=sys.stderr, flush=True)
+    peers = peer_comparison()
+    write_peers(peers)
+    if args.peers_only:
+        print((RESULTS / "quality_peers.md").read_text())
+        return
     t0 = time.perf_counter()
     estimator = build(args.recipe)
     dataset = load_dataset(TRAIN, require="categories")
@@ -329,6 +395,7 @@ def main(argv: list[str] | None = None) -> None:
         "n_features": int(model.coef_.shape[0]), "folds": FOLDS, "seed": SEED, "cv": cv.metrics,
         "external": external, "operating_points": points, "learning_curve": curve, "extrapolation": extrap, "thresholds": model.thresholds_.tolist(),
         "minilm": {k: minilm[k] for k in ("cv", "external", "model")} if minilm else None,
+        "peers": {"file": "quality_peers.json", "systems": {e["name"]: e["metrics"] for e in peers["systems"]}},
         "published": [dict(zip(("model", "params", "f1", "fpr", "auc", "source", "setup"), row)) for row in PUBLISHED],
     }
     result["seconds"] = time.perf_counter() - t0

@@ -163,6 +163,22 @@ predictions_option = click.option(
     "--predictions", "predictions_path", type=click.Path(path_type=Path),
     help="Write one JSONL line per evaluated row: row, line, prompt group, the 15 scores and the verdicts.")
 
+bootstrap_options = [
+    click.option("--bootstrap", "n_resamples", type=click.IntRange(min=0), default=1000, show_default=True,
+                 help="Resamples of prompt groups for the 95% confidence intervals (0: point estimates only)."),
+    click.option("--bootstrap-seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resamples."),
+    click.option("--format", "table_format", type=click.Choice(["text", "markdown", "latex", "csv"]), default="text",
+                 show_default=True, help="How the metrics are printed: text, Markdown or LaTeX (booktabs) tables, CSV."),
+]
+
+
+def metrics_output_options(command: Callable) -> Callable:
+    """The bootstrap and table-format options of ``evaluate`` and ``cv``."""
+    for option in reversed(bootstrap_options):
+        command = option(command)
+    return command
+
+
 threshold_option = click.option(
     "--threshold", type=ThresholdType(), default=None,
     help="Override the unsafe threshold tuned into the model: a probability, or 'strict' (its precision-favouring "
@@ -580,12 +596,14 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels"):
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON (- for stdout).")
 @predictions_option
 @threshold_option
+@metrics_output_options
 @model_option
 @on_error_option("fail")
 @_friendly_errors
 @check_outputs
 def evaluate_command(data_path: Path, json_path: Path | None, predictions_path: Path | None,
-                     threshold: float | str | None, model_path: Path | None, on_error: str) -> None:
+                     threshold: float | str | None, n_resamples: int, bootstrap_seed: int, table_format: str,
+                     model_path: Path | None, on_error: str) -> None:
     """Print a model's metrics on labelled data (and warn when it saw these prompts in training)."""
     from .evaluation import evaluate_rows
     from .model import prompt_groups
@@ -594,9 +612,12 @@ def evaluate_command(data_path: Path, json_path: Path | None, predictions_path: 
     dataset = _load_labelled(data_path, on_error)
     _warn_on_leak(model, dataset.prompts)
     metrics, proba, predicted = evaluate_rows(model, dataset, threshold=threshold)
+    groups = prompt_groups(dataset.pairs)
     if predictions_path is not None:
-        write_predictions(predictions_path, proba, predicted, dataset.lines, prompt_groups(dataset.pairs))
-    _emit_metrics(metrics, json_path)
+        write_predictions(predictions_path, proba, predicted, dataset.lines, groups)
+    metrics = _with_intervals(metrics, dataset.unsafe_labels(), proba, predicted, groups, dataset.categories,
+                              n_resamples, bootstrap_seed)
+    _emit_metrics(metrics, json_path, table_format)
 
 
 def _warn_on_leak(model, prompts: list[str]) -> None:
@@ -614,61 +635,179 @@ def _warn_on_leak(model, prompts: list[str]) -> None:
 @data_options
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run the CV with fold seeds SEED..SEED+R-1 and report each metric's mean and standard deviation "
+                   "(intervals and --predictions are of the first, SEED).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON (- for stdout).")
 @predictions_option
 @threshold_option
+@metrics_output_options
 @recipe_options
 @on_error_option("fail")
 @quiet_option
 @_friendly_errors
 @check_outputs
 def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabulary_from: str, folds: int, seed: int,
-               json_path: Path | None, predictions_path: Path | None, threshold: float | str | None, on_error: str,
-               quiet: bool, **recipe: Any) -> None:
+               repeats: int, json_path: Path | None, predictions_path: Path | None, threshold: float | str | None,
+               n_resamples: int, bootstrap_seed: int, table_format: str, on_error: str, quiet: bool,
+               **recipe: Any) -> None:
     """Cross-validate the training recipe, folds grouped by prompt; metrics on out-of-fold predictions of the
     first --data source's rows (the other sources sit in every training fold)."""
-    from .evaluation import cross_validate
+    from .evaluation import cross_validate_repeats
     from .sources import TrainingSet
+    from .stats import repeat_summary
 
     if len(sources) == 1 and shapes == ("pair",):  # is_safe-only data can be cross-validated too
         training_set = TrainingSet.from_dataset(_load_labelled(sources[0].path, on_error))
     else:
         training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from)
     _check_training_set(training_set, "--folds", folds)
+    seeds = list(range(seed, seed + repeats))
     with _label_warnings_reported():
-        result = cross_validate(training_set, folds, seed, estimator=_estimator_from_options(recipe),
-                                progress=not quiet, threshold=threshold)
+        runs = cross_validate_repeats(training_set, folds, seeds, estimator=_estimator_from_options(recipe),
+                                      progress=not quiet, threshold=threshold)
+    result, primary = runs[0], training_set.primary
     if predictions_path is not None:
-        primary = training_set.primary
         write_predictions(predictions_path, result.proba, result.predicted, training_set.line_of_row[primary],
                           training_set.groups[primary], result.fold_of_row)
-    _emit_metrics(result.metrics, json_path)
+    target = training_set.Y[primary]
+    metrics = _with_intervals(result.metrics, target[:, -1], result.proba, result.predicted,
+                              training_set.groups[primary], target[:, :-1] if training_set.has_categories else None,
+                              n_resamples, bootstrap_seed)
+    if repeats > 1:
+        metrics["repeats"] = repeat_summary([run.metrics for run in runs], seeds)
+    _emit_metrics(metrics, json_path, table_format)
 
 
-def _emit_metrics(metrics: dict, json_path: Path | None) -> None:
+def _with_intervals(metrics: dict, unsafe_true, proba, predicted, groups, categories, n_resamples: int,
+                    seed: int) -> dict:
+    """``metrics`` with the bootstrap's ``"ci"`` objects (unchanged when ``n_resamples`` is 0)."""
+    if not n_resamples:
+        return metrics
+    from .stats import Bootstrap, metric_intervals, with_intervals
+
+    bootstrap = Bootstrap(n_resamples, seed)
+    intervals = metric_intervals(unsafe_true, proba, predicted, groups, categories, bootstrap)
+    return with_intervals(metrics, intervals, bootstrap.describe(len(set(groups.tolist()))))
+
+
+def _emit_metrics(metrics: dict, json_path: Path | None, table_format: str = "text") -> None:
     if json_path is not None:
         write_json(metrics, json_path)
-    if json_path is None or str(json_path) != "-":
+    if json_path is not None and str(json_path) == "-":
+        return
+    if table_format == "text":
         _print_metrics(metrics)
+        return
+    from .tables import metrics_tables, render_all, repeats_table
+
+    tables = metrics_tables(metrics)
+    if "repeats" in metrics:
+        tables.append(repeats_table(metrics["repeats"]))
+    click.echo(render_all(tables, table_format), nl=False)
 
 
 def _fmt(value: float | None) -> str:
     return "  n/a" if value is None else f"{value:.3f}"
 
 
+def _fmt_ci(ci: list | None) -> str:
+    return "n/a" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 def _print_metrics(metrics: dict, err: bool = False) -> None:
-    lines = [f"rows: {metrics['n']}", "unsafe: " + "  ".join(
-        f"{k} {_fmt(metrics['unsafe'][k])}" for k in ("f1", "precision", "recall", "fpr", "accuracy", "auprc", "auroc")
-    )]
+    unsafe_keys = ("f1", "precision", "recall", "fpr", "accuracy", "auprc", "auroc")
+    lines = [f"rows: {metrics['n']}", "unsafe: " + "  ".join(f"{k} {_fmt(metrics['unsafe'][k])}" for k in unsafe_keys)]
+    ci = metrics["unsafe"].get("ci")
+    if ci:
+        boot = metrics["bootstrap"]
+        lines.append(f"  {boot['level']:.0%} CI: " + "  ".join(f"{k} {_fmt_ci(ci[k])}" for k in unsafe_keys))
     if "categories" in metrics:
         cats = metrics["categories"]
-        lines.append(f"categories: macro-F1 {cats['macro_f1']:.3f}  micro-F1 {cats['micro_f1']:.3f}")
+        macro_ci = f" {_fmt_ci(cats['ci']['macro_f1'])}" if "ci" in cats else ""
+        lines.append(f"categories: macro-F1 {cats['macro_f1']:.3f}{macro_ci}  micro-F1 {cats['micro_f1']:.3f}")
         lines.append(f"  {'category':<32} {'f1':>6} {'prec':>6} {'recall':>6} {'auprc':>6} {'support':>7}")
         for name in CATEGORIES:
             m = cats["per_category"][name]
             lines.append(f"  {short_name(name):<32} {_fmt(m['f1']):>6} {_fmt(m['precision']):>6} "
                          f"{_fmt(m['recall']):>6} {_fmt(m['auprc']):>6} {m['support']:>7}")
+    if ci:
+        boot = metrics["bootstrap"]
+        lines.append(f"CI: {boot['method']}, {boot['resamples']} resamples, seed {boot['seed']}, "
+                     f"{boot['groups']} groups")
+    if "repeats" in metrics:
+        lines += _repeat_lines(metrics["repeats"])
     click.echo("\n".join(lines), err=err)
+
+
+def _repeat_lines(repeats: dict) -> list[str]:
+    seeds = repeats["seeds"]
+    lines = [f"over {len(seeds)} fold seeds ({seeds[0]}..{seeds[-1]}), mean ± sd:"]
+    for part, values in repeats["mean"].items():
+        sd = repeats["std"][part]
+        lines.append(f"  {part}: " + "  ".join(f"{k} {v:.3f} ± {sd[k]:.3f}" for k, v in values.items()))
+    return lines
+
+
+class SystemType(click.ParamType):
+    """``NAME=PREDICTIONS``: a system's name and its per-row predictions file."""
+
+    name = "NAME=PREDICTIONS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, Path]:
+        if isinstance(value, tuple):
+            return value
+        name, sep, path = value.partition("=")
+        if not sep or not name.strip() or not path:
+            self.fail(f"expected NAME=PREDICTIONS (e.g. ours=oof.jsonl), got {value!r}", param, ctx)
+        return name.strip(), Path(path)
+
+
+@main.command("compare")
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
+              help="The labelled file (is_safe) every system was run on; its rows' prompts group the bootstrap.")
+@click.option("--system", "systems", required=True, multiple=True, type=SystemType(),
+              help="NAME=PREDICTIONS, repeated: JSONL with one line per row, {\"row\": i, ...} and a verdict "
+                   "(\"flagged\" or NAME: true/false) and/or a score (\"scores\": {\"unsafe\": x}, \"score\", "
+                   "or NAME: a number). `evaluate`/`cv --predictions` write this.")
+@click.option("--reference", default=None, help="Compare every system with this one only [default: every pair].")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "latex", "csv", "json"]), default="text",
+              show_default=True)
+@click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
+              help="Write the tables (or JSON) to this file, atomically [default: stdout].")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path),
+              help="Write PR and ROC curves of the systems with scores to this PNG (pip install "
+                   "'lite-moderation[plot]').")
+@click.option("--bootstrap", "n_resamples", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Resamples of prompt groups, shared by all systems (paired).")
+@click.option("--bootstrap-seed", type=int, default=0, show_default=True)
+@on_error_option("fail")
+@_friendly_errors
+@check_outputs
+def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], reference: str | None, fmt: str,
+                    output_path: Path | None, plot_path: Path | None, n_resamples: int, bootstrap_seed: int,
+                    on_error: str) -> None:
+    """Systems' per-row predictions side by side on the rows they all cover: unsafe-head metrics with 95%
+    confidence intervals, paired bootstrap intervals of the differences, McNemar's exact test on verdicts."""
+    from .compare import check_plotting, compare_systems, comparison_tables, plot_curves, read_system
+    from .stats import Bootstrap
+    from .tables import render_all
+
+    if plot_path is not None:
+        check_plotting()
+    dataset = _load_labelled(data_path, on_error)
+    read = [read_system(path, name, dataset) for name, path in systems]
+    comparison = compare_systems(dataset, read, Bootstrap(n_resamples, bootstrap_seed), reference=reference)
+    summary = comparison.summary
+    _note(f"compared {len(read)} systems on {summary['rows_compared']} of {summary['rows_in_data']} rows")
+    with atomic_text_writer(output_path) as stream:
+        if fmt == "json":
+            stream.write(json.dumps(summary, indent=2) + "\n")
+        else:
+            stream.write(render_all(comparison_tables(summary), fmt))
+    if plot_path is not None:
+        plot_curves(comparison, plot_path)
+        _note(f"wrote {plot_path}")
 
 
 @main.command("info")

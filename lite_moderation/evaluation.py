@@ -16,7 +16,8 @@ from .progress import Progress
 from .sources import TrainingSet
 from .thresholds import resolve_threshold
 
-__all__ = ["CVResult", "count_seen_prompts", "cross_validate", "evaluate", "evaluate_rows", "grouped_folds"]
+__all__ = ["CVResult", "count_seen_prompts", "cross_validate", "cross_validate_repeats", "evaluate", "evaluate_rows",
+           "grouped_folds"]
 
 
 def count_seen_prompts(model: ModerationClassifier, prompts: Sequence[str]) -> int:
@@ -109,3 +110,12 @@ def cross_validate(data: Dataset | TrainingSet, n_folds: int = 5, seed: int = 0,
     categories = target[:, :-1] if training_set.has_categories else None
     metrics = moderation_metrics(target[:, -1], proba, predicted, categories)
     return CVResult(metrics, proba, predicted, fold_of_row, operating_points)
+
+
+def cross_validate_repeats(data: Dataset | TrainingSet, n_folds: int = 5, seeds: Sequence[int] = (0,),
+                           estimator: ModerationClassifier | None = None, progress: bool = False,
+                           threshold: float | str | None = None) -> list[CVResult]:
+    """:func:`cross_validate` once per fold seed: how much the figures move with the split alone
+    (summarise with :func:`lite_moderation.stats.repeat_summary`)."""
+    return [cross_validate(data, n_folds, seed, estimator=estimator, progress=progress, threshold=threshold)
+            for seed in seeds]

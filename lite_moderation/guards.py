@@ -32,7 +32,7 @@ def check_outputs(command: Callable) -> Callable:
             _refuse_inputs_inside(target, inputs)
         if kwargs.get("output_path") is not None and kwargs.get("engine") != "dask":
             check_output_file(kwargs["output_path"], inputs, "--output")
-        for option in ("json", "predictions"):
+        for option in ("json", "predictions", "plot"):
             if kwargs.get(f"{option}_path") is not None:
                 check_output_file(kwargs[f"{option}_path"], inputs, f"--{option}")
         if "output_dir" not in kwargs and str(kwargs.get("output_path") or "-") == "-":
@@ -47,6 +47,7 @@ def _input_paths(kwargs: dict) -> dict[str, list]:
     inputs: dict[str, list] = {
         "--input": [kwargs.get("input_path")],
         "--data": [kwargs.get("data_path"), *(spec.path for spec in kwargs.get("sources") or ())],
+        "--system": [path for _, path in kwargs.get("systems") or ()],
     }
     for option, paths in inputs.items():  # "-" reads stdin, which may be redirected from a file
         inputs[option] = [_STDIN if str(path) == "-" and Path(_STDIN).exists() else path for path in paths]

@@ -19,7 +19,7 @@ from typing import BinaryIO, TextIO
 from .taxonomy import CATEGORIES, short_name
 
 __all__ = ["FORMATS", "OutputError", "RowWriter", "atomic_text_writer", "check_output_file", "output_format",
-           "write_json", "write_predictions"]
+           "write_bytes", "write_json", "write_predictions"]
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -276,3 +276,24 @@ def format_detail(result: dict, thresholds: dict[str, float]) -> str:
         mark = "yes" if result["categories"][name] else ""
         out.write(f"{short_name(name):<34} {result['category_scores'][name]:>6.3f} {thresholds[name]:>6.3f}  {mark}\n")
     return out.getvalue()
+
+
+def write_bytes(data: bytes, path: str | os.PathLike) -> None:
+    """Bytes (a PNG) to ``path`` through a temp file renamed into place, like :func:`atomic_text_writer`."""
+    target = Path(os.path.realpath(path))
+    if target.is_dir():
+        raise OutputError(f"{path}: is a directory; give the path of a file to write")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=_TEMP_SUFFIX, dir=target.parent)
+    os.chmod(tmp_name, 0o666 & ~current_umask())
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise

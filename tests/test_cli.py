@@ -186,9 +186,11 @@ def test_train_then_evaluate_writes_exact_metrics_shape(runner, tiny_data, tiny_
                                   "--json", str(out)])
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
-    assert set(metrics) == {"n", "unsafe", "categories"}
-    assert set(metrics["unsafe"]) == {"f1", "precision", "recall", "fpr", "accuracy", "auprc", "auroc"}
-    assert set(metrics["categories"]) == {"macro_f1", "micro_f1", "per_category"}
+    assert set(metrics) == {"n", "unsafe", "categories", "bootstrap"}
+    assert set(metrics["unsafe"]) == {"f1", "precision", "recall", "fpr", "accuracy", "auprc", "auroc", "ci"}
+    assert set(metrics["unsafe"]["ci"]) == set(metrics["unsafe"]) - {"ci"}
+    assert set(metrics["categories"]) == {"macro_f1", "micro_f1", "per_category", "ci"}
+    assert set(metrics["categories"]["ci"]) == {"macro_f1"}
     assert set(metrics["categories"]["per_category"]) == set(CATEGORIES)
     for per in metrics["categories"]["per_category"].values():
         assert set(per) == {"f1", "precision", "recall", "auprc", "support"}
@@ -208,7 +210,7 @@ def test_evaluate_binary_only_data_omits_categories(runner, tmp_path):
     result = runner.invoke(main, ["evaluate", "--data", str(SAFERLHF), "--json", str(out)])
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
-    assert set(metrics) == {"n", "unsafe"} and metrics["n"] == 2000
+    assert set(metrics) == {"n", "unsafe", "bootstrap"} and metrics["n"] == 2000
     assert 0.5 < metrics["unsafe"]["auroc"] <= 1.0
 
 
