@@ -152,6 +152,10 @@ class ModerationApp:
         request = _parse_json(self._read_body(environ))
         items = parse_moderation_request(request, self.max_batch)
         options = explain_options(request, self.model, self.threshold)
+        for i, item in enumerate(items):
+            if not "".join(item if isinstance(item, tuple) else (item,)).strip():
+                where = "input" if isinstance(request["input"], str) else f"input[{i}]"
+                raise ApiError(400, f"{where} is empty or only whitespace: nothing to explain", param=where)
         results = explain(self.model, items, **options)
         return {"id": f"modr-{uuid.uuid4().hex}", "model": self.model_name, "results": results}, len(items)
 
