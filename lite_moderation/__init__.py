@@ -4,6 +4,7 @@
 >>> model = lm.load()                      # the shipped default model, offline
 >>> model.moderate(["some text", ("a question", "an answer")])
 >>> scorer = lm.load_scorer()              # scoring only: same scores, scikit-learn never imported
+>>> lm.Explainer.load().explain(["some text"])   # why: each label's logit as intercept + one term per n-gram
 
 Names are imported on first use, so ``import lite_moderation`` stays cheap and scoring-only processes
 never load scikit-learn.
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "DataError": "data", "Dataset": "data", "Record": "data", "load_dataset": "data", "read_records": "data",
     "cross_validate": "evaluation", "evaluate": "evaluation",
+    "Explainer": "explain",
     "FastScorer": "fast",
     "QAVectorizer": "features",
     "ModerationClassifier": "model",
@@ -31,7 +33,7 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "CATEGORIES", "LABELS", "UNSAFE", "DataError", "Dataset", "FastScorer", "ModelFormatError",
+    "CATEGORIES", "LABELS", "UNSAFE", "DataError", "Dataset", "Explainer", "FastScorer", "ModelFormatError",
     "ModerationClassifier", "QAVectorizer", "Record", "SourceSpec", "TrainingSet", "build_training_set",
     "cross_validate", "default_estimator", "evaluate", "load", "load_dataset", "load_scorer", "parse_source",
     "read_card", "read_records", "save", "train",
@@ -53,6 +55,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from .data import DataError, Dataset, Record, load_dataset, read_records
     from .evaluation import cross_validate, evaluate
+    from .explain import Explainer
     from .fast import FastScorer
     from .features import QAVectorizer
     from .model import ModerationClassifier

@@ -45,10 +45,10 @@ _RESPONSE_FIELDS = {"response", "pair_response", "lone_text"}
 
 
 def _lowered(text: str, lowercase: bool) -> tuple[str, list[int] | None]:
-    """The text the analyser reads, and where each of its characters sits in ``text`` (None: same place).
+    """The text the analyser reads, and where each of its positions sits in ``text`` (None: the same place).
 
     ``str.lower`` keeps the length of every character but a few (U+0130 becomes two); then each character's
-    lowercase length maps positions back.
+    lowercase length maps positions back (one more entry maps the end of the text).
     """
     if not lowercase:
         return text, None
@@ -58,15 +58,12 @@ def _lowered(text: str, lowercase: bool) -> tuple[str, list[int] | None]:
     back = [i for i, char in enumerate(text) for _ in range(len(char.lower()))]
     if len(back) != len(lowered):  # pragma: no cover - no such Unicode rule is known
         raise ValueError("cannot map lowercased positions back to the text")
-    return lowered, back
+    return lowered, [*back, len(text)]
 
 
-def _original_span(back: list[int] | None, start: int, end: int) -> tuple[int, int]:
-    if back is None:
-        return start, end
-    if end <= start:
-        return back[start] if start < len(back) else len(back), back[start] if start < len(back) else len(back)
-    return back[start], back[end - 1] + 1
+def _original_span(back: list[int], start: int, end: int) -> tuple[int, int]:
+    """A span of the lowercased text as a span of the original one."""
+    return back[start], (back[end - 1] + 1 if end > start else back[start])
 
 
 class _WordBlock:
@@ -92,7 +89,9 @@ class _WordBlock:
             for i in range(len(tokens) - n + 1):
                 column = get(tokens[i] if n == 1 else " ".join(tokens[i:i + n]))
                 if column is not None:
-                    start, end = _original_span(back, matches[i].start(), matches[i + n - 1].end())
+                    start, end = matches[i].start(), matches[i + n - 1].end()
+                    if back is not None:
+                        start, end = _original_span(back, start, end)
                     found.setdefault(column, []).append((source, start, end))
         return found
 
