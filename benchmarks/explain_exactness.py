@@ -73,9 +73,9 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "explain_exactness.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Exactness of explanations (intercept + contributions vs the model's logits)", "",
-             f"Command: `{report['command']}` ({report['seconds']} s). {report['items_checked']} items (model x file x "
+             (f"Command: `{report['command']}` ({report['seconds']} s). {report['items_checked']} items (model x file x "
              f"shape), 15 labels each. Worst absolute difference: **{worst:.2e}** (tolerance {TOLERANCE:g}: "
-             f"{'exact' if report['exact'] else 'NOT exact'}).", "",
+             f"{'exact' if report['exact'] else 'NOT exact'})."), "",
              "| model | file | shape | items | max diff vs scikit-learn path | max diff vs FastScorer |",
              "|---|---|---|---:|---:|---:|"]
     lines += [f"| {r['model']} | {r['file']} | {r['shape']} | {r['items']} | {r['max_diff_reference']:.2e} | "
