@@ -14,12 +14,12 @@ thresholds), read with json and numpy (:func:`lite_moderation.persistence.read_p
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
 import threading
 import weakref
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -78,8 +78,9 @@ class _WordBlock:
         self.min_n, self.max_n = settings["ngram_range"]
         self.vocabulary = vocabulary
 
-    def occurrences(self, text: str, source: str | None) -> dict[int, list[tuple]]:
-        """Column -> spans (``source``, start, end) in ``text`` of every in-vocabulary n-gram occurrence."""
+    def occurrences(self, text: str, source: str | None) -> tuple[list[int], list[list[tuple]]]:
+        """The column of every in-vocabulary n-gram of ``text``, and the spans (``source``, start, end) of its
+        occurrences."""
         lowered, back = _lowered(text, self.lowercase)
         matches = list(self.finditer(lowered))
         tokens = [m.group() for m in matches]
@@ -93,7 +94,7 @@ class _WordBlock:
                     if back is not None:
                         start, end = _original_span(back, start, end)
                     found.setdefault(column, []).append((source, start, end))
-        return found
+        return list(found), list(found.values())
 
 
 class _CharWbBlock:
@@ -110,9 +111,9 @@ class _CharWbBlock:
         self.vocabulary = vocabulary
         self.cache: dict[str, list[tuple[int, int, int]]] = {}
 
-    def word_grams(self, word: str) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
-        """Columns and (start, end) spans in the word of its in-vocabulary n-grams, in ``_char_wb_ngrams``
-        order (tuples of ints: the garbage collector stops tracking them)."""
+    def word_grams(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """Columns, starts and ends in the word of its in-vocabulary n-grams, in ``_char_wb_ngrams`` order
+        (tuples of ints: the garbage collector stops tracking them)."""
         padded = " " + word + " "
         size, length = len(padded), len(word)
         get = self.vocabulary.get
@@ -129,13 +130,15 @@ class _CharWbBlock:
                     grams.append((column, offset - 1, min(offset + n - 1, length)))
             if offset == 0:  # a word shorter than n counts once
                 break
-        return tuple(g[0] for g in grams), tuple((g[1], g[2]) for g in grams)
+        return tuple(g[0] for g in grams), tuple(g[1] for g in grams), tuple(g[2] for g in grams)
 
-    def occurrences(self, text: str, source: str | None) -> dict[int, list[tuple]]:
+    def occurrences(self, text: str, source: str | None) -> tuple[list[int], list[list[tuple]]]:
         lowered, back = _lowered(text, self.lowercase)
         cache = self.cache
         columns: list[int] = []
-        spans: list[tuple] = []
+        lefts: list[int] = []
+        rights: list[int] = []
+        starts: list[int] = []
         for match in self._WORDS.finditer(lowered):
             word = match.group()
             grams = cache.get(word)
@@ -143,20 +146,26 @@ class _CharWbBlock:
                 if len(cache) >= WORD_CACHE_SIZE:
                     cache.clear()
                 grams = cache[word] = self.word_grams(word)
-            start = match.start()
             columns += grams[0]
-            spans += [(source, start + a, start + b) for a, b in grams[1]]
+            lefts += grams[1]
+            rights += grams[2]
+            starts += [match.start()] * len(grams[0])
+        if not columns:
+            return [], []
+        # group the occurrences by column with a few array operations, then cut one list of spans per column
+        cols = np.array(columns)
+        order = np.argsort(cols, kind="stable")
+        offsets = np.take(np.array(starts), order)
+        begin = np.take(np.array(lefts), order) + offsets
+        end = np.take(np.array(rights), order) + offsets
         if back is not None:
-            spans = [(source, *_original_span(back, a, b)) for _, a, b in spans]
-        return _grouped(columns, spans)
-
-
-def _grouped(columns: list[int], spans: list[tuple]) -> dict[int, list[tuple]]:
-    """Column -> its spans, columns in order of first occurrence."""
-    found: defaultdict[int, list[tuple]] = defaultdict(list)
-    for column, span in zip(columns, spans):
-        found[column].append(span)
-    return found
+            mapped = np.array(back)
+            begin, end = np.take(mapped, begin), np.where(end > begin, np.take(mapped, end - 1) + 1, np.take(mapped, begin))
+        sorted_cols = np.take(cols, order)
+        firsts = np.flatnonzero(np.r_[True, sorted_cols[1:] != sorted_cols[:-1]])
+        spans = list(zip(itertools.repeat(source), begin.tolist(), end.tolist()))
+        bounds = [*firsts.tolist(), len(spans)]
+        return np.take(sorted_cols, firsts).tolist(), [spans[i:j] for i, j in itertools.pairwise(bounds)]
 
 
 def _analyser(settings: dict, vocabulary: dict[str, int]) -> _WordBlock | _CharWbBlock:
@@ -207,9 +216,7 @@ class _Block:
     def values(self, text: str, source: str | None) -> tuple[list[int], np.ndarray, list[list[tuple]]]:
         """The block's row of TF-IDF for ``text``: columns, values after normalisation, and the spans of each
         as (``source``, start, end)."""
-        found = self.analyse.occurrences(text, source) if text else {}
-        columns = list(found)
-        spans = list(found.values())
+        columns, spans = self.analyse.occurrences(text, source) if text else ([], [])
         counts = np.fromiter(map(len, spans), dtype=np.float64, count=len(spans))
         if self.binary:
             counts[:] = 1.0
