@@ -4,6 +4,7 @@
 >>> model = lm.load()                      # the shipped default model, offline
 >>> model.moderate(["some text", ("a question", "an answer")])
 >>> scorer = lm.load_scorer()              # scoring only: same scores, scikit-learn never imported
+>>> lm.Explainer.load().explain(["some text"])   # why: each label's logit as intercept + one term per n-gram
 
 Names are imported on first use, so ``import lite_moderation`` stays cheap and scoring-only processes
 never load scikit-learn.
@@ -22,6 +23,7 @@ _EXPORTS = {
     "System": "compare", "compare_systems": "compare", "comparison_tables": "compare", "plot_curves": "compare",
     "read_system": "compare",
     "cross_validate": "evaluation", "cross_validate_repeats": "evaluation", "evaluate": "evaluation",
+    "Explainer": "explain",
     "FastScorer": "fast",
     "QAVectorizer": "features",
     "ModerationClassifier": "model",
@@ -35,8 +37,8 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "CATEGORIES", "LABELS", "UNSAFE", "Bootstrap", "DataError", "Dataset", "FastScorer", "ModelFormatError",
-    "ModerationClassifier", "QAVectorizer", "Record", "SourceSpec", "System", "Table", "TrainingSet",
+    "CATEGORIES", "LABELS", "UNSAFE", "Bootstrap", "DataError", "Dataset", "Explainer", "FastScorer",
+    "ModelFormatError", "ModerationClassifier", "QAVectorizer", "Record", "SourceSpec", "System", "Table", "TrainingSet",
     "build_training_set", "compare_systems", "comparison_tables", "cross_validate", "cross_validate_repeats",
     "default_estimator", "evaluate", "load", "load_dataset", "load_scorer", "mcnemar", "metric_intervals",
     "metrics_tables", "parse_source", "plot_curves", "read_card", "read_records", "read_system", "render_table",
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
     from .compare import System, compare_systems, comparison_tables, plot_curves, read_system
     from .data import DataError, Dataset, Record, load_dataset, read_records
     from .evaluation import cross_validate, cross_validate_repeats, evaluate
+    from .explain import Explainer
     from .fast import FastScorer
     from .features import QAVectorizer
     from .model import ModerationClassifier

@@ -24,6 +24,7 @@ from click.core import ParameterSource
 
 from . import __version__, exits
 from .data import FIX_HINT, DataError, load_dataset
+from .explain import table_reasons
 from .guards import Terminated, check_outputs, signals_as_exceptions, silence_stdout
 from .hub import REVISION, SPLITS, DownloadError, download
 from .output import (
@@ -373,15 +374,16 @@ def _score_items(model, items: list, output_path: Path | None, fmt: str,
     split_fields(items)
     results = model.moderate(items, threshold=threshold)
     with atomic_text_writer(output_path) as stream:
+        reasons = table_reasons(model) if fmt == "table" else None
         if fmt == "table" and len(results) == 1:
             cuts = dict(zip(LABELS, model.thresholds_))
             if threshold is not None:
                 cuts["unsafe"] = resolve_threshold(threshold, model)
-            stream.write(format_detail(results[0], cuts))
+            stream.write(format_detail(results[0], cuts, reasons(items[0]) if results[0]["flagged"] else None))
         else:
-            writer = RowWriter(stream, fmt)
-            for result in results:
-                writer.write(result)
+            writer = RowWriter(stream, fmt, reasons=reasons)
+            for result, item in zip(results, items):
+                writer.write(result, item=item)
             writer.close()
     return sum(r["flagged"] for r in results)
 
@@ -434,6 +436,112 @@ def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path |
     if summary.failed:
         raise InputError(f"{len(summary.failed)} of {len(summary.files)} input files could not be read")
     return summary.flagged, summary.rejected
+
+
+# ------------------------------------------------------------------------------------------------ explain
+
+EXPLAIN_FORMATS = ("text", "jsonl", "json", "html")
+_EXPLAIN_SUFFIXES = {".html": "html", ".htm": "html", ".txt": "text", ".jsonl": "jsonl", ".json": "json"}
+
+
+@main.command("explain")
+@click.argument("texts", nargs=-1)
+@click.option("--prompt", help="Prompt of a question-answer pair; alone, a prompt alone (a user message).")
+@click.option("--response", help="Response of a question-answer pair; alone, a text alone (as a TEXTS argument).")
+@click.option("--input", "-i", "input_path", help="File of records to explain, or - for stdin.")
+@click.option("--input-format", type=click.Choice(["auto", "jsonl", "json", "csv", "text"]), default="auto",
+              show_default=True, help="Format of --input (auto: from the suffix, or sniffed for stdin).")
+@click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
+              help="Write to this file (atomically) instead of stdout; .html, .jsonl, .json or .txt sets the format.")
+@click.option("--format", "fmt", type=click.Choice(EXPLAIN_FORMATS), default=None,
+              help="text (marked input and terms; coloured on a terminal), jsonl, json, or html (a self-contained "
+                   "report) [default: from --output's suffix, else text on a terminal, jsonl otherwise].")
+@click.option("--top", type=click.IntRange(min=0), default=None,
+              help="Keep the K strongest contributions per label, the others summed into 'rest' [default: all in "
+                   "JSON/JSONL; 10 shown in text and html].")
+@click.option("--label", "labels", multiple=True,
+              help="Explain this label (unsafe or a category, full or short name); repeat for more [default: unsafe "
+                   "and the flagged categories].")
+@threshold_option
+@on_error_option("skip")
+@model_option
+@quiet_option
+@_friendly_errors
+@check_outputs
+def explain_command(texts: tuple[str, ...], prompt: str | None, response: str | None, input_path: str | None,
+                    input_format: str, output_path: Path | None, fmt: str | None, top: int | None,
+                    labels: tuple[str, ...], threshold: float | str | None, on_error: str, model_path: Path | None,
+                    quiet: bool) -> None:
+    """Explain the verdicts on TEXTS, a --prompt/--response pair, or every record of --input, exactly: each
+    label's logit as its intercept plus one contribution (weight x tf-idf) per n-gram, with where it occurs.
+    """
+    from .data import read_records
+    from .explain import Explainer, resolve_labels
+
+    sources = sum([bool(texts), prompt is not None or response is not None, input_path is not None])
+    if sources != 1:
+        raise click.UsageError("give exactly one of: TEXTS, --prompt/--response, or --input FILE")
+    fmt = _explain_format(output_path, fmt)
+    asked = resolve_labels(labels) if labels else None
+    explainer = Explainer.load(model_path)
+    resolve_threshold(threshold, explainer)
+    errors: list[DataError] = []
+    if input_path is not None:
+        records = read_records(input_path, on_error=on_error, errors=errors, fmt=input_format, require="text")
+        rows = ((record.pair, record.line) for record in records)
+    else:
+        rows = ((item, None) for item in _items_from_arguments(texts, prompt, response))
+    explained = ((explainer.explain([item], labels=asked, top=top, threshold=threshold)[0], item, line)
+                 for item, line in rows)
+    count = _write_explanations(explained, output_path, fmt, top, model_path)
+    _report_skipped(errors)
+    if input_path is not None and not quiet:
+        _note(f"rows explained: {count}, skipped: {len(errors)}")
+
+
+def _explain_format(output_path: Path | None, fmt: str | None) -> str:
+    suffix_fmt = None
+    if output_path is not None and str(output_path) != "-":
+        suffix_fmt = _EXPLAIN_SUFFIXES.get(output_path.suffix.lower())
+    if fmt and suffix_fmt and fmt != suffix_fmt:
+        raise InputError(f"{output_path}: the suffix says {suffix_fmt} but --format is {fmt}; drop --format or "
+                         "rename the output")
+    return fmt or suffix_fmt or ("text" if output_path is None and sys.stdout.isatty() else "jsonl")
+
+
+def _write_explanations(explained: Iterator[tuple[dict, Any, int | None]], output_path: Path | None, fmt: str,
+                        top: int | None, model_path: Path | None) -> int:
+    """Write every explanation in ``fmt``; the number written."""
+    from .explain import item_pair
+    from .highlight import html_report, text_report
+
+    count = 0
+    with atomic_text_writer(output_path) as stream:
+        if fmt == "html":
+            def rows():
+                nonlocal count
+                for explanation, item, line in explained:
+                    count += 1
+                    yield explanation, item_pair(item), f"line {line}" if line is not None else f"#{count}"
+
+            name = str(model_path or "default")
+            stream.write(html_report(rows(), f"lite-moderation explanations ({name})", name,
+                                     top=10 if top is None else top))
+            return count
+        color = fmt == "text" and str(output_path or "-") == "-" and sys.stdout.isatty()
+        for explanation, item, line in explained:
+            count += 1
+            if fmt == "text":
+                title = f"line {line}" if line is not None else f"#{count}"
+                stream.write(("\n" if count > 1 else "")
+                             + text_report(explanation, item_pair(item), title, color, top=10 if top is None else top))
+            else:
+                row = {"line": line, **explanation} if line is not None else explanation
+                separator = ("[\n  " if count == 1 else ",\n  ") if fmt == "json" else ""
+                stream.write(separator + json.dumps(row) + ("" if fmt == "json" else "\n"))
+        if fmt == "json":
+            stream.write("[]\n" if count == 0 else "\n]\n")
+    return count
 
 
 class SourceType(click.ParamType):

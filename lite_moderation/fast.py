@@ -19,6 +19,7 @@ stripping...) fall back to scikit-learn's own analyser, so the result stays exac
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from .explain import model_parts
 from .taxonomy import results_from_proba, sigmoid
 from .texts import WORD_TOKEN_PATTERN, field_text, field_texts, split_fields
 from .thresholds import resolve_threshold
@@ -510,8 +512,10 @@ class FastScorer:
         """Precompute the fast tables of a fitted model (the model itself is not changed)."""
         blocks = [(field, vectorizer.get_params(), vectorizer.vocabulary_, vectorizer.idf_, vectorizer.build_analyzer)
                   for field, _, vectorizer in model.vectorizer_.blocks_]
-        return cls.from_parts(blocks, model.coef_, model.intercept_, model.thresholds_, model.labels_,
-                              getattr(model, "operating_points_", {}), cache_size)
+        scorer = cls.from_parts(blocks, model.coef_, model.intercept_, model.thresholds_, model.labels_,
+                                getattr(model, "operating_points_", {}), cache_size)
+        scorer.explain_parts_ = functools.partial(model_parts, model)  # what lite_moderation.explain reads
+        return scorer
 
     @classmethod
     def from_parts(cls, blocks: list[tuple], coef: np.ndarray, intercept: np.ndarray, thresholds: np.ndarray,

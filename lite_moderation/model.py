@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from .features import QAVectorizer
 from .metrics import binary_metrics
@@ -191,7 +192,16 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
 
         Labels whose unsafe column has no positive row, or no negative one, are refused (ValueError); a
         category with one class only over all rows gets a :class:`LabelWarning` naming it.
+
+        BLAS runs on one thread while fitting: its results depend on its thread count (by one float32 ulp in
+        the saved weights), so a fixed count makes a model rebuild byte for byte on any machine. Parallelism
+        comes from ``n_jobs`` label threads instead.
         """
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._fit(X, y, groups, sample_weight, tuning_rows, vocabulary_rows)
+
+    def _fit(self, X: Sequence, y: object, groups: np.ndarray | None, sample_weight: object,
+             tuning_rows: object, vocabulary_rows: object) -> ModerationClassifier:
         self.__dict__.pop("_fast_scorer_", None)
         Y = as_label_matrix(y)
         if len(X) != len(Y):

@@ -12,7 +12,7 @@ import lzma
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -219,16 +219,21 @@ class RowWriter:
     Each row is ``result`` (the moderate() dict) plus an optional ``line`` of the input file.
     """
 
-    def __init__(self, stream: TextIO, fmt: str) -> None:
+    def __init__(self, stream: TextIO, fmt: str, reasons: Callable[[object], list[str]] | None = None) -> None:
+        """``reasons(item)``: the table's strongest reasons for a flagged item (see ``explain.table_reasons``)."""
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}: expected one of {FORMATS}")
         self.stream = stream
         self.fmt = fmt
         self.count = 0
+        self.reasons = reasons if fmt == "table" else None
         self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
 
-    def write(self, result: dict, line: int | None = None) -> None:
+    def write(self, result: dict, line: int | None = None, item: object = None) -> None:
+        """One row; ``item`` (the scored text or pair) lets the table give a flagged row's reasons."""
         row = {"line": line, **result} if line is not None else result
+        if self.reasons is not None and item is not None and result["flagged"]:
+            row = {**row, "reasons": self.reasons(item)}
         getattr(self, f"_write_{self.fmt}")(row)
         self.count += 1
 
@@ -262,15 +267,20 @@ def format_table_row(row: dict, index: int) -> str:
         (c for c in CATEGORIES if row["categories"][c]), key=lambda c: -row["category_scores"][c]
     )
     cats = ", ".join(f"{short_name(c)} {row['category_scores'][c]:.2f}" for c in flagged) or "-"
-    return f"{where:>10}  {verdict:<7}  unsafe {row['unsafe_score']:.3f}  {cats}"
+    because = f"  because: {'; '.join(row['reasons'])}" if row.get("reasons") else ""
+    return f"{where:>10}  {verdict:<7}  unsafe {row['unsafe_score']:.3f}  {cats}{because}"
 
 
-def format_detail(result: dict, thresholds: dict[str, float]) -> str:
-    """A full report of one item: verdict, unsafe score and every category's score and threshold."""
+def format_detail(result: dict, thresholds: dict[str, float], reasons: list[str] | None = None) -> str:
+    """A full report of one item: verdict, unsafe score (with the strongest ``reasons`` of a flagged one) and
+    every category's score and threshold."""
     out = io.StringIO()
     verdict = "FLAGGED (unsafe)" if result["flagged"] else "not flagged (safe)"
     out.write(f"verdict: {verdict}\nunsafe score: {result['unsafe_score']:.3f}"
-              f"  (threshold {thresholds['unsafe']:.3f})\n\n")
+              f"  (threshold {thresholds['unsafe']:.3f})\n")
+    if reasons:
+        out.write(f"strongest reasons: {'; '.join(reasons)}\n")
+    out.write("\n")
     out.write(f"{'category':<34} {'score':>6} {'thresh':>6}  flag\n")
     for name in CATEGORIES:
         mark = "yes" if result["categories"][name] else ""

@@ -40,6 +40,7 @@ __all__ = [
     "load",
     "load_scorer",
     "read_card",
+    "read_parts",
     "save",
 ]
 
@@ -271,6 +272,25 @@ def load_scorer(path: str | os.PathLike | None = None, cache_size: int | None = 
                                    cache_size=DEFAULT_CACHE_SIZE if cache_size is None else cache_size)
     _describe(scorer, directory, metadata)
     return scorer
+
+
+@_model_errors
+def read_parts(path: str | os.PathLike | None = None) -> dict:
+    """A saved model's fitted parts as plain data, read with json and numpy: per block (field, its
+    ``TfidfVectorizer`` settings, vocabulary {term: column}, idf, terms by column), then ``coef``,
+    ``intercept``, ``thresholds``, ``labels``, ``operating_points`` and ``path``.
+
+    What :class:`lite_moderation.explain.Explainer` is built from, independent of any scorer's internals.
+    """
+    directory, metadata, vocabulary, arrays = _read_model(path)
+    vec_params = _vectorizer_params(metadata)
+    specs = _checked_specs(vec_params, vocabulary, directory)
+    blocks = [(field, block_settings(vec_params, analyzer), _vocabulary_dict(terms), arrays[f"idf_{i}"], terms)
+              for i, ((field, analyzer), terms) in enumerate(zip(specs, vocabulary["blocks"]))]
+    _check_weights(arrays["coef"], sum(len(terms) for terms in vocabulary["blocks"]), directory)
+    return {"blocks": blocks, "coef": arrays["coef"], "intercept": arrays["intercept"],
+            "thresholds": _thresholds(metadata), "labels": list(metadata["labels"]),
+            "operating_points": _operating_points(metadata), "path": str(directory)}
 
 
 def _sklearn_analyzer(settings: dict):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .data import DataError, DataWarning, Record, read_records
+from .explain import table_reasons
 from .taxonomy import results_from_proba
 from .thresholds import resolve_threshold
 
@@ -132,9 +133,9 @@ def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.Pa
                            warnings=summary.warnings)
     bar = Progress("scoring", enabled=progress, unit="rows", min_steps=PROGRESS_MIN_ROWS)
     with atomic_text_writer(output_path) as stream, bar:
-        writer = RowWriter(stream, fmt)
+        writer = RowWriter(stream, fmt, reasons=table_reasons(model) if fmt == "table" else None)
         for record, result in iter_scores(model, records, threshold, chunk_size=chunk_size, jobs=jobs):
-            writer.write(result, line=record.line)
+            writer.write(result, line=record.line, item=record.pair)
             summary.scored += 1
             summary.flagged += result["flagged"]
             bar.update()

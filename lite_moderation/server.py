@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import logging
 import math
@@ -30,8 +31,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
+from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
@@ -39,6 +41,7 @@ from waitress.server import create_server
 from waitress.task import ErrorTask, WSGITask
 
 from .data import json_type
+from .explain import explain, resolve_labels
 from .persistence import load_scorer
 from .thresholds import resolve_threshold
 
@@ -104,6 +107,8 @@ class ModerationApp:
         self._model_entry = _model_entry(model, self.model_name)
         self._routes: dict[str, dict[str, Callable[[dict], tuple[dict, int]]]] = {
             "/v1/moderations": {"POST": self._moderations},
+            "/v1/explain": {"POST": self._explain},
+            "/": {"GET": self._page},
             "/healthz": {"GET": self._health},
             "/v1/models": {"GET": self._models},
             f"/v1/models/{self.model_name}": {"GET": self._model},
@@ -122,8 +127,11 @@ class ModerationApp:
             logger.exception("unexpected error on %s %s", method, _loggable_path(path, self._routes))
             error = ApiError(500, "internal server error")
             payload, status = error.payload(), error.status
-        body = json.dumps(payload).encode("utf-8")
-        headers = [*_JSON, ("Content-Length", str(len(body))), *extra_headers]
+        if isinstance(payload, Page):
+            body, content_type = payload.body, [("Content-Type", payload.content_type)]
+        else:
+            body, content_type = json.dumps(payload).encode("utf-8"), _JSON
+        headers = [*content_type, ("Content-Length", str(len(body))), *extra_headers]
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         logger.info("%s %s %d %.1fms items=%d", method, _loggable_path(path, self._routes), status,
                     (time.perf_counter() - started) * 1000, items)
@@ -132,7 +140,7 @@ class ModerationApp:
     def _dispatch(self, method: str, path: str, environ: dict) -> tuple[dict, int]:
         methods = self._routes.get(path)
         if methods is None:
-            raise ApiError(404, "no such endpoint; try POST /v1/moderations, GET /v1/models or GET /healthz",
+            raise ApiError(404, "no such endpoint; try POST /v1/moderations, POST /v1/explain, GET /v1/models, GET /healthz or GET /",
                            code="not_found")
         handler = methods.get(method)
         if handler is None:
@@ -148,6 +156,18 @@ class ModerationApp:
         items = parse_moderation_request(request, self.max_batch)
         results = [_openai_result(r) for r in self.model.moderate(items, threshold=self.threshold)]
         return {"id": f"modr-{uuid.uuid4().hex}", "model": self.model_name, "results": results}, len(items)
+
+    def _explain(self, environ: dict) -> tuple[dict, int]:
+        """Each item's verdict and its exact explanation (see ``lite_moderation.explain``)."""
+        request = _parse_json(self._read_body(environ))
+        items = parse_moderation_request(request, self.max_batch)
+        options = explain_options(request, self.model, self.threshold)
+        results = explain(self.model, items, **options)
+        return {"id": f"modr-{uuid.uuid4().hex}", "model": self.model_name, "results": results}, len(items)
+
+    def _page(self, environ: dict) -> tuple[Page, int]:
+        """The try-it page: one self-contained HTML file (no external asset)."""
+        return Page(try_it_page(), "text/html; charset=utf-8"), 0
 
     def _health(self, environ: dict) -> tuple[dict, int]:
         return {"status": "ok", "model": self.model_name}, 0
@@ -172,6 +192,37 @@ class ModerationApp:
                            code="body_too_large")
         timeout = environ.get(READ_TIMEOUT_KEY, DEFAULT_READ_TIMEOUT)
         return _read_exactly(environ["wsgi.input"], length, timeout)
+
+
+class Page(NamedTuple):
+    """A response that is not JSON: its bytes and content type."""
+
+    body: bytes
+    content_type: str
+
+
+@functools.cache
+def try_it_page() -> bytes:
+    return (resources.files(__package__) / "static" / "index.html").read_bytes()
+
+
+def explain_options(request: dict, model: object, threshold: float | None) -> dict:
+    """The explain options of a request: ``labels`` (names), ``top`` (int >= 0 or null: all) and ``threshold``
+    (a probability or one of the model's operating points; default: the server's cut-off)."""
+    labels, top = request.get("labels"), request.get("top")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+        raise ApiError(400, f"'labels' must be a list of label names, got {json_type(labels)}", param="labels")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 0):
+        raise ApiError(400, f"'top' must be a whole number >= 0 or null, got {json.dumps(top)}", param="top")
+    try:
+        asked = resolve_labels(labels) if labels else None
+    except ValueError as exc:
+        raise ApiError(400, str(exc), param="labels") from None
+    try:
+        cut = resolve_threshold(request["threshold"], model) if request.get("threshold") is not None else threshold
+    except ValueError as exc:
+        raise ApiError(400, str(exc), param="threshold") from None
+    return {"labels": asked, "top": top, "threshold": cut}
 
 
 def _content_length(value: str | None) -> int:
@@ -249,7 +300,7 @@ def parse_moderation_request(request: Any, max_batch: int) -> list[str | tuple[s
         raise ApiError(400, f"'model' must be a string, got {json_type(model)}", param="model")
     raw = request["input"]
     if isinstance(raw, str):
-        return [_text(raw, "input")]
+        return _non_blank([_text(raw, "input")], single=True)
     if not isinstance(raw, list):
         raise ApiError(400, f"'input' must be a string or a list, got {json_type(raw)}", param="input")
     if not raw:
@@ -257,7 +308,16 @@ def parse_moderation_request(request: Any, max_batch: int) -> list[str | tuple[s
     if len(raw) > max_batch:
         raise ApiError(400, f"'input' has {len(raw)} items; the limit is {max_batch} per request",
                        param="input", code="batch_too_large")
-    return [_item(value, f"input[{i}]") for i, value in enumerate(raw)]
+    return _non_blank([_item(value, f"input[{i}]") for i, value in enumerate(raw)], single=False)
+
+
+def _non_blank(items: list[str | tuple[str, str]], single: bool) -> list[str | tuple[str, str]]:
+    """Refuse an item with no text at all (the scorers refuse it too): a 400 naming it, never a 500."""
+    for i, item in enumerate(items):
+        if not "".join(item if isinstance(item, tuple) else (item,)).strip():
+            where = "input" if single else f"input[{i}]"
+            raise ApiError(400, f"{where} is empty or only whitespace: nothing to moderate", param=where)
+    return items
 
 
 def _item(value: Any, param: str) -> str | tuple[str, str]:

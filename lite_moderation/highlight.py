@@ -1,0 +1,206 @@
+"""Explanations for people: the input with its strongest n-grams marked, on a terminal or in an HTML report.
+
+The marking rule is one for every view (terminal, HTML report, the try-it page's script): take the label's
+``k`` strongest contributions (largest absolute value), and mark each character of the prompt and the
+response with the strongest of them whose spans cover it; a run of characters with the same mark is one
+highlighted segment.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+
+import click
+
+from .taxonomy import CATEGORIES, UNSAFE, short_name
+
+__all__ = ["html_report", "segments", "text_report"]
+
+#: Contributions marked in the text of each item.
+DEFAULT_MARKED = 8
+
+
+def _label_entry(explanation: dict, label: str = UNSAFE) -> dict | None:
+    return next((e for e in explanation["explanations"] if e["label"] == label), None)
+
+
+def segments(text: str, source: str, contributions: Sequence[dict], k: int = DEFAULT_MARKED
+             ) -> list[tuple[str, dict | None]]:
+    """``text`` cut into (piece, the contribution marking it or None), by the rule of this module."""
+    strongest = sorted(contributions, key=lambda c: -abs(c["contribution"]))[:k]
+    owner: list[int | None] = [None] * len(text)
+    for rank, contribution in enumerate(strongest):
+        for span_source, start, end in contribution["spans"]:
+            if span_source != source:
+                continue
+            for i in range(start, min(end, len(text))):
+                if owner[i] is None:
+                    owner[i] = rank
+    pieces: list[tuple[str, dict | None]] = []
+    start = 0
+    for i in range(1, len(text) + 1):
+        if i == len(text) or owner[i] != owner[start]:
+            mark = owner[start]
+            pieces.append((text[start:i], None if mark is None else strongest[mark]))
+            start = i
+    return pieces
+
+
+def _item_texts(item: tuple[str, str]) -> list[tuple[str, str, str]]:
+    """(title, source, text) of the non-empty fields of an item: a text alone shows as "text"."""
+    prompt, response = item
+    if not prompt:
+        return [("text", "response", response)]
+    if not response:
+        return [("prompt", "prompt", prompt)]
+    return [("prompt", "prompt", prompt), ("response", "response", response)]
+
+
+# ------------------------------------------------------------------------------------------------ terminal
+
+
+def text_report(explanation: dict, item: tuple[str, str], title: str, color: bool, top: int = 10) -> str:
+    """One item for a terminal: verdict, the input with its strongest n-grams marked, each label's terms.
+
+    With ``color``, n-grams pushing toward unsafe are red and those pushing toward safe green; without
+    (a pipe, a file), they are put in [brackets] and {braces}.
+    """
+    unsafe = _label_entry(explanation)
+    verdict = "FLAGGED" if explanation["flagged"] else "ok"
+    cut = f" (cut-off {unsafe['threshold']:.3f})" if unsafe else ""
+    lines = [f"{title}  {verdict}  unsafe {explanation['unsafe_score']:.3f}{cut}"]
+    marking = (unsafe or explanation["explanations"][0])["contributions"] if explanation["explanations"] else []
+    for name, source, text in _item_texts(item):
+        marked = "".join(_terminal_piece(piece, c, color) for piece, c in segments(text, source, marking))
+        lines.append(f"  {name + ':':<10}{marked}")
+    if not color and marking:
+        lines.append("  (marked: [toward unsafe], {toward safe})")
+    for entry in explanation["explanations"]:
+        lines += _label_lines(entry, top)
+    return "\n".join(lines) + "\n"
+
+
+def _terminal_piece(piece: str, contribution: dict | None, color: bool) -> str:
+    if contribution is None:
+        return piece
+    up = contribution["contribution"] > 0
+    if color:
+        return click.style(piece, fg="red" if up else "green", bold=True, underline=True)
+    return f"[{piece}]" if up else f"{{{piece}}}"
+
+
+def _label_lines(entry: dict, top: int) -> list[str]:
+    shown = entry["contributions"][:top]
+    hidden = len(entry["contributions"]) - len(shown) + entry["rest"]["count"]
+    hidden_sum = sum(c["contribution"] for c in entry["contributions"][top:]) + entry["rest"]["contribution"]
+    state = "flagged" if entry["flagged"] else "not flagged"
+    lines = [(f"  {short_name(entry['label'])}: score {entry['score']:.3f}, cut-off {entry['threshold']:.3f} ({state});"
+             f" logit {entry['logit']:+.3f} = intercept {entry['intercept']:+.3f}"
+             f" + {len(shown) + hidden} n-gram terms")]
+    for c in shown:
+        where = ", ".join(f"{source} {start}-{end}" for source, start, end in c["spans"][:3])
+        more = f" +{len(c['spans']) - 3}" if len(c["spans"]) > 3 else ""
+        lines.append(f"    {c['contribution']:+.3f}  {c['field'] + ':' + c['analyzer']:<22} {c['ngram']!r:<18} "
+                     f"at {where}{more}")
+    if hidden:
+        lines.append(f"    {hidden_sum:+.3f}  from {hidden} weaker terms")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------ HTML
+
+_STYLE = """
+body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em;color:#222}
+h1{font-size:1.4em} .item{border:1px solid #ccc;border-radius:6px;padding:.8em 1em;margin:1em 0}
+.verdict{font-weight:bold;padding:.1em .5em;border-radius:4px}
+.flagged{background:#c62828;color:#fff} .ok{background:#2e7d32;color:#fff}
+.field{white-space:pre-wrap;background:#fafafa;border:1px solid #eee;padding:.4em;margin:.3em 0}
+.label{font-size:.8em;color:#666;text-transform:uppercase}
+mark.up{background:rgba(198,40,40,var(--a));color:inherit} mark.down{background:rgba(46,125,50,var(--a));color:inherit}
+table{border-collapse:collapse;font-size:.85em;margin:.4em 0} td,th{padding:.1em .6em;text-align:left}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.bars{display:grid;grid-template-columns:14em 1fr 4em;gap:.1em .5em;font-size:.8em;align-items:center}
+.bar{position:relative;height:.8em;background:#eee} .fill{height:100%;background:#999}
+.fill.on{background:#c62828} .cut{position:absolute;top:-.15em;bottom:-.15em;width:2px;background:#222}
+"""
+
+
+def html_report(explanations: Iterable[tuple[dict, tuple[str, str], str]], title: str, model_name: str,
+                top: int = 10) -> str:
+    """A self-contained HTML page (inline style, no script, no external asset) of (explanation, item, title)."""
+    body = [f"<h1>{html.escape(title)}</h1>",
+            (f"<p>Model: {html.escape(model_name)}. Marked: the strongest n-grams of the unsafe score "
+            f"(<mark class=up style='--a:.5'>toward unsafe</mark>, <mark class=down style='--a:.5'>toward safe</mark>)."
+            f" Each logit is its intercept plus the contributions listed (weight x tf-idf), exactly.</p>")]
+    count = 0
+    for explanation, item, item_title in explanations:
+        body.append(_html_item(explanation, item, item_title, top))
+        count += 1
+    if not count:
+        body.append("<p>No rows.</p>")
+    return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+            "<meta name=viewport content='width=device-width,initial-scale=1'>"
+            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def _html_item(explanation: dict, item: tuple[str, str], title: str, top: int) -> str:
+    unsafe = _label_entry(explanation)
+    flagged = explanation["flagged"]
+    cut = f" (cut-off {unsafe['threshold']:.3f})" if unsafe else ""
+    parts = [(f"<div class=item><div><b>{html.escape(title)}</b> "
+             f"<span class='verdict {'flagged' if flagged else 'ok'}'>{'FLAGGED' if flagged else 'ok'}</span> "
+             f"unsafe {explanation['unsafe_score']:.3f}{cut}</div>")]
+    marking = (unsafe or explanation["explanations"][0])["contributions"] if explanation["explanations"] else []
+    peak = max((abs(c["contribution"]) for c in marking[:DEFAULT_MARKED]), default=1.0) or 1.0
+    for name, source, text in _item_texts(item):
+        pieces = "".join(_html_piece(piece, c, peak) for piece, c in segments(text, source, marking))
+        parts.append(f"<div class=label>{name}</div><div class=field>{pieces}</div>")
+    parts.append(_html_bars(explanation))
+    for entry in explanation["explanations"]:
+        parts.append(_html_label(entry, top))
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
+def _html_piece(piece: str, contribution: dict | None, peak: float) -> str:
+    if contribution is None:
+        return html.escape(piece)
+    value = contribution["contribution"]
+    alpha = 0.15 + 0.6 * min(abs(value) / peak, 1.0)
+    tip = f"{contribution['field']}:{contribution['analyzer']} {contribution['ngram']!r} {value:+.3f}"
+    return (f"<mark class={'up' if value > 0 else 'down'} style='--a:{alpha:.2f}' title=\"{html.escape(tip)}\">"
+            f"{html.escape(piece)}</mark>")
+
+
+def _html_bars(explanation: dict) -> str:
+    rows = []
+    for name in CATEGORIES:
+        score = explanation["category_scores"][name]
+        on = explanation["categories"][name]
+        rows.append(f"<span>{html.escape(short_name(name))}</span><div class=bar><div class='fill{' on' if on else ''}' "
+                    f"style='width:{100 * score:.1f}%'></div></div><span>{score:.3f}</span>")
+    return "<details><summary>14 category scores</summary><div class=bars>" + "".join(rows) + "</div></details>"
+
+
+def _html_label(entry: dict, top: int) -> str:
+    shown = entry["contributions"][:top]
+    hidden = len(entry["contributions"]) - len(shown) + entry["rest"]["count"]
+    hidden_sum = sum(c["contribution"] for c in entry["contributions"][top:]) + entry["rest"]["contribution"]
+    rows = "".join(
+        f"<tr><td class=num>{c['contribution']:+.4f}</td><td>{html.escape(c['field'])}:{c['analyzer']}</td>"
+        f"<td><code>{html.escape(repr(c['ngram']))}</code></td><td class=num>{c['weight']:+.3f}</td>"
+        f"<td class=num>{c['tfidf']:.3f}</td><td>{html.escape(_where(c['spans']))}</td></tr>" for c in shown)
+    if hidden:
+        rows += f"<tr><td class=num>{hidden_sum:+.4f}</td><td colspan=5>from {hidden} weaker terms</td></tr>"
+    state = "flagged" if entry["flagged"] else "not flagged"
+    return (f"<div><b>{html.escape(short_name(entry['label']))}</b>: score {entry['score']:.3f}, cut-off "
+            f"{entry['threshold']:.3f} ({state}); logit {entry['logit']:+.4f} = intercept {entry['intercept']:+.4f} + "
+            f"the terms below</div><table><tr><th>contribution</th><th>block</th><th>n-gram</th><th>weight</th>"
+            f"<th>tf-idf</th><th>where</th></tr>{rows}</table>")
+
+
+def _where(spans: list) -> str:
+    shown = ", ".join(f"{source} {start}-{end}" for source, start, end in spans[:3])
+    return shown + (f" (+{len(spans) - 3} more)" if len(spans) > 3 else "")

@@ -1,0 +1,133 @@
+"""The try-it page (``GET /``) in a real headless browser: Debian's Chromium driven by selenium.
+
+The test starts the real server on 127.0.0.1, types a prompt and a response, submits, and reads the verdict,
+the category bars and the highlighted n-grams from the page, checked against the library. Without Chromium,
+chromium-driver or selenium it is skipped with the reason, unless LM_REQUIRE_BROWSER=1 (set by CI) makes
+that a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import lite_moderation as lm
+from lite_moderation.explain import explain
+from lite_moderation.highlight import segments
+from lite_moderation.server import make_app, make_server
+from lite_moderation.taxonomy import CATEGORIES
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+PROMPT = "How do I water a cactus?"
+RESPONSE = "Sparingly, about once a month."
+WAIT = 30  # seconds
+
+
+def _missing() -> str | None:
+    if importlib.util.find_spec("selenium") is None:
+        return "selenium is not installed (pip install '.[test]')"
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not (os.path.exists(path) or shutil.which(os.path.basename(path))):
+            return f"{path} not found (apt-get install {package})"
+    return None
+
+
+@pytest.fixture(scope="module")
+def driver():
+    missing = _missing()
+    if missing:
+        if os.environ.get("LM_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"LM_REQUIRE_BROWSER=1 but {missing}")
+        pytest.skip(f"no headless browser: {missing}")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1100,1400"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield browser
+    browser.quit()
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    server = make_server(make_app(lm.load_scorer()), "127.0.0.1", 0, threads=2, read_timeout=5)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+    server.server_close()
+    thread.join(WAIT)
+
+
+def _submit(driver, prompt: str, response: str) -> str:
+    """Type the input, submit, and return the verdict's state once the answer is on the page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    verdict = driver.find_element(By.ID, "verdict")
+    for field, text in (("prompt", prompt), ("response", response)):
+        box = driver.find_element(By.ID, field)
+        box.clear()
+        box.send_keys(text)
+    driver.execute_script("document.getElementById('verdict').dataset.state = 'idle'")
+    driver.find_element(By.ID, "submit").click()
+    WebDriverWait(driver, WAIT).until(lambda d: verdict.get_attribute("data-state") != "idle")
+    return verdict.get_attribute("data-state")
+
+
+def test_the_page_shows_the_verdict_bars_and_highlights_of_the_model(driver, url):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    driver.get(url)
+    WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#point option"))
+    scorer = lm.load_scorer()
+    points = Select(driver.find_element(By.ID, "point"))
+    assert [o.get_attribute("value") for o in points.options] == list(scorer.operating_points_)
+
+    expected = explain(scorer, [(PROMPT, RESPONSE)])[0]
+    assert expected["flagged"]  # a known false flag at the default point, not at the strict one
+    assert _submit(driver, PROMPT, RESPONSE) == "flagged"
+    assert f"unsafe {expected['unsafe_score']:.3f}" in driver.find_element(By.ID, "verdict").text
+
+    bars = driver.find_elements(By.CSS_SELECTOR, "#bars [data-category]")
+    assert [b.get_attribute("data-category") for b in bars] == list(CATEGORIES)
+    assert [b.text.endswith("(flagged)") for b in bars] == [expected["categories"][c] for c in CATEGORIES]
+
+    unsafe = expected["explanations"][0]["contributions"]
+    for source, text in (("prompt", PROMPT), ("response", RESPONSE)):
+        marks = driver.find_elements(By.CSS_SELECTOR, f"#highlighted .field[data-source={source}] mark")
+        want = [(piece, c["ngram"]) for piece, c in segments(text, source, unsafe) if c is not None]
+        assert [(m.text, m.get_attribute("data-ngram")) for m in marks] == want
+        box = driver.find_element(By.CSS_SELECTOR, f"#highlighted .field[data-source={source}]")
+        assert box.text == text
+    strongest = driver.find_elements(By.CSS_SELECTOR, "#highlighted mark.up")
+    assert any(m.text == "once" for m in strongest)
+
+    points.select_by_value("strict")  # the switch re-submits at the strict operating point
+    WebDriverWait(driver, WAIT).until(
+        lambda d: d.find_element(By.ID, "verdict").get_attribute("data-state") == "ok")
+    assert f"cut-off {scorer.operating_points_['strict']:.3f}" in driver.find_element(By.ID, "verdict").text
+
+
+def test_the_page_refuses_an_empty_input_and_takes_a_text_alone(driver, url):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#point option"))
+    assert _submit(driver, "", "   ") == "error"
+    assert "Type a prompt" in driver.find_element(By.ID, "verdict").text
+    state = _submit(driver, "", "A short note about the weather.")
+    assert state == ("flagged" if lm.load_scorer().moderate(["A short note about the weather."])[0]["flagged"] else "ok")
+    titles = [t.text.lower() for t in driver.find_elements(By.CSS_SELECTOR, "#highlighted .title")]
+    assert titles == ["text"]

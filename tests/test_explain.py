@@ -1,0 +1,339 @@
+"""Tests for lite_moderation.explain: exact explanations on the real shared data, offsets, CLI and HTTP endpoint.
+
+Exactness is checked on every BeaverTails 30k_test row in every input shape, for both everyday models, against
+both the model's reference (scikit-learn) path and the fast scorer; benchmarks/explain_exactness.py repeats it
+on every shared data file. Rows are referred to by index; texts written here are harmless made-up sentences.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import BEAVERTAILS_TEST, synthetic_records
+
+import lite_moderation as lm
+from lite_moderation.cli import main
+from lite_moderation.data import load_dataset
+from lite_moderation.explain import Explainer, explain, explainer_for
+from lite_moderation.fast import FastScorer
+from lite_moderation.features import QAVectorizer
+from lite_moderation.highlight import segments
+from lite_moderation.model import ModerationClassifier
+from lite_moderation.server import make_app, make_server
+from lite_moderation.taxonomy import CATEGORIES, LABELS
+
+PAIR = ("How do I water a cactus?", "Sparingly, about once a month.")
+TOLERANCE = 1e-9
+WORDS = re.compile(r"(?u)\b\w\w+\b")
+
+
+@pytest.fixture(scope="module")
+def beavertails_pairs() -> list[tuple[str, str]]:
+    return load_dataset(BEAVERTAILS_TEST).pairs
+
+
+def shapes(pairs: list[tuple[str, str]]) -> dict[str, list]:
+    """The rows as pairs, as prompts alone and as texts alone (blank ones left out: nothing to score)."""
+    return {"pair": pairs, "prompt": [(p, "") for p, _ in pairs if p.strip()], "text": [r for _, r in pairs if r.strip()]}
+
+
+def logits_of(explanation: dict) -> dict[str, float]:
+    """Each explained label's intercept + contributions + rest, summed here from the JSON-ready output."""
+    return {e["label"]: e["intercept"] + sum(c["contribution"] for c in e["contributions"]) + e["rest"]["contribution"]
+            for e in explanation["explanations"]}
+
+
+@pytest.mark.parametrize("name", ["default", "fast"])
+def test_explained_logits_equal_both_scoring_paths_on_every_row_and_shape(name, beavertails_pairs):
+    explainer = Explainer.load(name)
+    model, scorer = lm.load(name), lm.load_scorer(name)
+    for shape, X in shapes(beavertails_pairs).items():
+        explained = explainer.decision_function(X)
+        reference = model.reference_decision_function(X)
+        assert np.abs(explained - reference).max() < TOLERANCE, (name, shape)
+        assert np.abs(explained - scorer.decision_function(X)).max() < TOLERANCE, (name, shape)
+
+
+@pytest.mark.parametrize("name", ["default", "fast", "beavertails"])
+def test_contributions_plus_intercept_equal_the_logit_in_the_explain_output(name, beavertails_pairs):
+    model = lm.load(name)
+    for shape, X in shapes(beavertails_pairs[::25]).items():
+        expected = model.reference_decision_function(X)
+        for row, explanation in zip(expected, explain(model, X, labels=LABELS, top=7)):
+            for label, logit in logits_of(explanation).items():
+                assert abs(logit - row[LABELS.index(label)]) < TOLERANCE, (name, shape, label)
+            for entry in explanation["explanations"]:
+                assert entry["logit"] == pytest.approx(row[LABELS.index(entry["label"])], abs=TOLERANCE)
+                assert entry["rest"]["count"] + len(entry["contributions"]) == len(
+                    explanation["explanations"][0]["contributions"]) + explanation["explanations"][0]["rest"]["count"]
+
+
+def test_every_span_reads_its_ngram_in_the_original_text(beavertails_pairs):
+    explainer = Explainer.load("default")
+    for prompt, response in beavertails_pairs[::40]:
+        fields = {"prompt": prompt, "response": response}
+        for entry in explainer.explain([(prompt, response)])[0]["explanations"]:
+            for c in entry["contributions"]:
+                assert c["spans"], c["ngram"]
+                for source, start, end in c["spans"]:
+                    piece = fields[source][start:end].lower()
+                    if c["analyzer"] == "word":
+                        assert " ".join(WORDS.findall(piece)) == c["ngram"]
+                    else:
+                        assert piece == c["ngram"].strip(" ")
+                assert c["contribution"] == pytest.approx(c["weight"] * c["tfidf"], rel=1e-12, abs=1e-300)
+
+
+def test_contributions_are_strongest_first_and_default_labels_are_unsafe_then_flagged_categories():
+    explanation = explain(lm.load_scorer(), [PAIR])[0]
+    flagged = [c for c in CATEGORIES if explanation["categories"][c]]
+    names = [e["label"] for e in explanation["explanations"]]
+    assert names[0] == "unsafe" and sorted(names[1:]) == sorted(flagged)
+    for entry in explanation["explanations"]:
+        sizes = [abs(c["contribution"]) for c in entry["contributions"]]
+        assert sizes == sorted(sizes, reverse=True) and entry["rest"] == {"count": 0, "contribution": 0.0}
+        assert entry["score"] == pytest.approx(1 / (1 + np.exp(-entry["logit"])))
+        assert entry["flagged"] == (entry["score"] >= entry["threshold"])
+
+
+def test_verdict_and_threshold_match_moderate():
+    scorer = lm.load_scorer()
+    items = [PAIR, "A short note about the weather.", ("Where is the library?", "")]
+    for point in (None, "strict", 0.9):
+        expected = scorer.moderate(items, threshold=point)
+        for got, want in zip(explain(scorer, items, threshold=point), expected):
+            assert got["flagged"] == want["flagged"] and got["categories"] == want["categories"]
+            assert got["unsafe_score"] == pytest.approx(want["unsafe_score"], abs=1e-12)
+            assert got["explanations"][0]["threshold"] == pytest.approx(
+                scorer.thresholds_[-1] if point is None else scorer.operating_points_.get(point, point))
+
+
+def test_labels_by_short_name_and_unknown_ones_refused():
+    explanation = explain(lm.load_scorer(), [PAIR], labels=["violence", "unsafe"])[0]
+    assert [e["label"] for e in explanation["explanations"]] == ["violence,aiding_and_abetting,incitement", "unsafe"]
+    with pytest.raises(ValueError, match="unknown label 'nope'"):
+        explain(lm.load_scorer(), [PAIR], labels=["nope"])
+    with pytest.raises(ValueError, match="top must be"):
+        explain(lm.load_scorer(), [PAIR], top=-1)
+    with pytest.raises(ValueError, match="nothing to score"):
+        explain(lm.load_scorer(), ["   "])
+
+
+@pytest.mark.parametrize("text", [
+    "İstanbul İİ dotted capitals change length when lowercased",
+    "ΟΔΟΣ ΚΑΙ ΣΟΦΟΣ final sigma, tabs\tand\nnew lines,\u00a0no-break spaces and emoji 🌵🌵 here",
+    "x", "a b c d", "MiXeD CaSe WoRdS wOrDs words",
+])
+def test_offsets_survive_unusual_text(text):
+    """Lowercasing that changes length (U+0130), Unicode whitespace and tiny words: still exact, spans in range."""
+    model = lm.load()
+    for item in (("", text), (text, ""), (text, text)):
+        expected = model.reference_decision_function([item])[0]
+        explained = explain(model, [item], labels=LABELS)[0]
+        for label, logit in logits_of(explained).items():
+            assert abs(logit - expected[LABELS.index(label)]) < TOLERANCE
+        for entry in explained["explanations"]:
+            for c in entry["contributions"]:
+                for source, start, end in c["spans"]:
+                    assert 0 <= start <= end <= len(text), (source, start, end)
+
+
+def test_a_model_with_joint_and_prompt_char_blocks_is_explained_exactly():
+    """Blocks the shipped models do not use: the joint field (spans split into prompt and response) and
+    char n-grams of the prompt, unigrams to trigrams."""
+    records = synthetic_records(160, seed=3)
+    X = [(r["prompt"], r["response"]) for r in records]
+    Y = np.array([[*r["category"].values(), not r["is_safe"]] for r in records])
+    X, Y = X + [("", r) for _, r in X[:40]], np.vstack([Y, Y[:40]])  # some texts alone for the lone_text block
+    vectorizer = QAVectorizer(word_fields=("joint", "lone_text"), word_ngram_range=(1, 3), char_fields=("prompt",),
+                              char_ngram_range=(1, 4), min_df=1)
+    model = ModerationClassifier(vectorizer=vectorizer, threshold_folds=0).fit(X, Y)
+    items = [*X[:20], ("", "a text alone about the garden"), ("a prompt alone", "")]
+    expected = model.reference_decision_function(items)
+    for row, explanation in zip(expected, explain(model, items, labels=LABELS)):
+        for label, logit in logits_of(explanation).items():
+            assert abs(logit - row[LABELS.index(label)]) < TOLERANCE
+    joint = [c for c in explain(model, [X[0]])[0]["explanations"][0]["contributions"] if c["field"] == "joint"]
+    assert {source for c in joint for source, _, _ in c["spans"]} == {"prompt", "response"}
+    assert any(c["ngram"] == "qqaasep" and c["spans"] == [] for c in joint)  # the separator is in neither
+
+
+def test_a_fast_scorer_built_from_a_model_is_explained_from_that_model():
+    model = lm.load("fast")
+    scorer = FastScorer.from_model(model)
+    assert explainer_for(scorer) is explainer_for(scorer)
+    assert explain(scorer, [PAIR])[0]["explanations"] == explain(model, [PAIR])[0]["explanations"]
+
+
+def test_explaining_with_the_scorer_never_imports_sklearn(tmp_path: Path):
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"prompt": PAIR[0], "response": PAIR[1]}) + "\n")
+    snippet = (
+        "import json, sys\n"
+        "import lite_moderation as lm\n"
+        "from lite_moderation.explain import explain\n"
+        "from lite_moderation.cli import main\n"
+        f"assert explain(lm.load_scorer(), [{PAIR!r}])[0]['explanations']\n"
+        "for args in (['explain', '--input', 'in.jsonl', '--output', 'out.html'], ['score', '--format', 'table',\n"
+        f"             '--prompt', {PAIR[0]!r}, '--response', {PAIR[1]!r}]):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit as exit:\n"
+        "        assert exit.code == 0, exit.code\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_segments_mark_each_character_with_the_strongest_covering_ngram():
+    contributions = [{"contribution": 0.5, "spans": [["response", 0, 4]]},
+                     {"contribution": -2.0, "spans": [["response", 2, 6], ["prompt", 0, 1]]}]
+    pieces = segments("abcdefgh", "response", contributions)
+    assert [(p, c and c["contribution"]) for p, c in pieces] == [("ab", 0.5), ("cdef", -2.0), ("gh", None)]
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_explain_jsonl_in_a_pipe_is_exact(runner):
+    result = runner.invoke(main, ["explain", "--prompt", PAIR[0], "--response", PAIR[1]])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 1
+    expected = lm.load_scorer().decision_function([PAIR])[0]
+    assert abs(logits_of(rows[0])["unsafe"] - expected[-1]) < TOLERANCE
+
+
+def test_cli_explain_text_marks_ngrams_plainly_when_not_a_terminal(runner):
+    result = runner.invoke(main, ["explain", "--format", "text", "--top", "3", "--label", "unsafe", "--prompt",
+                                  PAIR[0], "--response", PAIR[1]])
+    assert result.exit_code == 0, result.output
+    assert "\x1b[" not in result.stdout
+    assert "[once]" in result.stdout and "(marked: [toward unsafe], {toward safe})" in result.stdout
+    assert "unsafe: score" in result.stdout and "weaker terms" in result.stdout
+
+
+def test_cli_explain_input_file_top_and_skipped_rows(runner, tmp_path):
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"text": "A short note about the weather."}) + "\nnot json\n"
+                    + json.dumps({"prompt": PAIR[0], "response": PAIR[1]}) + "\n")
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(main, ["explain", "--input", str(data), "--output", str(out), "--top", "2"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in rows] == [1, 3]
+    assert all(len(e["contributions"]) <= 2 for r in rows for e in r["explanations"])
+    assert "skipped:" in result.stderr and "in.jsonl:2" in result.stderr
+
+
+def test_cli_explain_html_report_is_self_contained_and_written_atomically(runner, tmp_path):
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"prompt": PAIR[0], "response": PAIR[1]}) + "\n" + json.dumps({"text": "a <b> tag"})
+                    + "\n")
+    report = tmp_path / "report.html"
+    result = runner.invoke(main, ["explain", "--format", "html", "--input", str(data), "--output", str(report)])
+    assert result.exit_code == 0, result.output
+    page = report.read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("class=item") == 2
+    assert "&lt;" in page and "&gt;" in page and "<b> tag" not in page  # input is escaped
+    assert not re.search(r"(src|href)\s*=|https?://|@import|url\(", page)  # no external asset
+    assert "<mark class=up" in page
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+    clash = runner.invoke(main, ["explain", "--format", "jsonl", "--input", str(data), "--output", str(report)])
+    assert clash.exit_code == 2 and "suffix says html" in clash.stderr
+
+
+def test_cli_explain_refuses_bad_usage(runner):
+    assert runner.invoke(main, ["explain"]).exit_code == 2
+    bad = runner.invoke(main, ["explain", "--label", "nope", "some text"])
+    assert bad.exit_code == 2 and "unknown label 'nope'" in bad.stderr
+
+
+def test_score_table_gives_three_reasons_for_each_flagged_row(runner, tmp_path):
+    scorer = lm.load_scorer()
+    items = [PAIR, ("", "A short note about the weather.")]
+    verdicts = scorer.moderate(items)
+    assert verdicts[0]["flagged"] and not verdicts[1]["flagged"]  # the cactus pair is a known false flag
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in items))
+    result = runner.invoke(main, ["score", "--input", str(data), "--format", "table"])
+    assert result.exit_code == 0, result.output
+    flagged_line, ok_line = result.stdout.splitlines()[:2]
+    reasons = explain(scorer, [PAIR], labels=["unsafe"])[0]["explanations"][0]["contributions"]
+    strongest = sorted((c for c in reasons if c["contribution"] > 0), key=lambda c: -c["contribution"])[:3]
+    assert "because: " in flagged_line and flagged_line.count(";") == 2
+    assert f'response "once" {strongest[0]["contribution"]:+.2f}' in flagged_line
+    assert "because" not in ok_line
+    detail = runner.invoke(main, ["score", "--format", "table", "--prompt", PAIR[0], "--response", PAIR[1]])
+    assert 'strongest reasons: response "once"' in detail.stdout
+
+
+# ------------------------------------------------------------------------------------------------ HTTP
+
+
+@pytest.fixture(scope="module")
+def port():
+    server = make_server(make_app(lm.load_scorer()), "127.0.0.1", 0, threads=2, read_timeout=5)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_port
+    server.shutdown()
+    server.server_close()
+    thread.join(30)
+
+
+def request(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, str, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=None if body is None else json.dumps(body).encode())
+        reply = conn.getresponse()
+        return reply.status, reply.getheader("Content-Type"), reply.read()
+    finally:
+        conn.close()
+
+
+def test_http_explain_takes_the_moderation_input_shapes(port):
+    body = {"input": [{"prompt": PAIR[0], "response": PAIR[1]}, "A short note.", {"prompt": "Where is the library?"},
+                      {"type": "text", "text": "Another note."}], "top": 5, "labels": ["unsafe", "violence"]}
+    status, kind, raw = request(port, "POST", "/v1/explain", body)
+    assert status == 200 and kind == "application/json"
+    results = json.loads(raw)["results"]
+    items = [PAIR, "A short note.", ("Where is the library?", ""), "Another note."]
+    expected = lm.load_scorer().decision_function(items)
+    for result, row in zip(results, expected):
+        assert [e["label"] for e in result["explanations"]] == ["unsafe", "violence,aiding_and_abetting,incitement"]
+        assert abs(logits_of(result)["unsafe"] - row[-1]) < TOLERANCE
+        assert all(len(e["contributions"]) <= 5 for e in result["explanations"])
+
+
+def test_http_explain_operating_point_and_bad_options(port):
+    def unsafe(point):
+        return json.loads(request(port, "POST", "/v1/explain", {"input": [{"prompt": PAIR[0], "response": PAIR[1]}],
+                                                                 "threshold": point})[2])["results"][0]
+    assert unsafe("default")["flagged"] and not unsafe("strict")["flagged"]
+    for body, param in (({"input": "a", "top": -1}, "top"), ({"input": "a", "labels": "unsafe"}, "labels"),
+                        ({"input": "a", "labels": ["nope"]}, "labels"), ({"input": "a", "threshold": "lax"}, "threshold"),
+                        ({"input": " "}, "input"), ({"input": ["a", ""]}, "input[1]"), ({}, "input")):
+        status, _, raw = request(port, "POST", "/v1/explain", body)
+        assert status == 400 and json.loads(raw)["error"]["param"] == param, body
+
+
+def test_get_root_serves_the_self_contained_page(port):
+    status, kind, raw = request(port, "GET", "/")
+    assert status == 200 and kind == "text/html; charset=utf-8"
+    page = raw.decode("utf-8")
+    for element in ('id="prompt"', 'id="response"', 'id="verdict"', 'id="bars"', 'id="highlighted"', 'id="point"'):
+        assert element in page
+    assert not re.search(r"(src|href)\s*=|https?://|@import|url\(", page)  # works offline
+    assert request(port, "POST", "/")[0] == 405
