@@ -105,21 +105,23 @@ class _Pool:
         self.reset()
 
     def reset(self) -> None:
-        self.offsets = np.zeros(1024, dtype=np.int64)
-        self.lengths = np.zeros(1024, dtype=np.int64)
+        self.offsets = np.zeros(1024, dtype=np.int32)
+        self.lengths = np.zeros(1024, dtype=np.int32)
         self.values = np.zeros(1 << 16, dtype=self.dtype)
         self.size = 0
         self.slots = 0
 
     def add(self, runs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Append the runs of the next ``len(runs)`` slots; returns them flat and their lengths."""
-        lengths = np.fromiter(map(len, runs), dtype=np.int64, count=len(runs))
+        lengths = np.fromiter(map(len, runs), dtype=np.int32, count=len(runs))
         flat = np.fromiter(itertools.chain.from_iterable(runs), dtype=self.dtype, count=int(lengths.sum()))
         first, stop = self.slots, self.slots + len(runs)
         self.offsets = _grown(self.offsets, stop)
         self.lengths = _grown(self.lengths, stop)
         self.values = _grown(self.values, self.size + len(flat))
-        self.offsets[first:stop] = self.size + np.cumsum(lengths) - lengths
+        if self.size + len(flat) >= 2**31:
+            raise MemoryError("word cache pool over 2**31 values: use a smaller cache_size")
+        self.offsets[first:stop] = self.size + np.cumsum(lengths, dtype=np.int64) - lengths
         self.lengths[first:stop] = lengths
         self.values[self.size:self.size + len(flat)] = flat
         self.size += len(flat)
@@ -129,10 +131,11 @@ class _Pool:
     def gather(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The runs of ``slots`` end to end, and each slot's run length (take: 3x faster than [])."""
         lengths = np.take(self.lengths, slots)
-        ends = np.cumsum(lengths)
+        ends = np.cumsum(lengths, dtype=np.int32)
         total = int(ends[-1]) if len(ends) else 0
-        shift = np.repeat(np.take(self.offsets, slots) - (ends - lengths), lengths)
-        shift += np.arange(total, dtype=np.int64)
+        ends -= lengths
+        shift = np.repeat(np.take(self.offsets, slots) - ends, lengths)
+        shift += np.arange(total, dtype=np.int32)
         return np.take(self.values, shift), lengths
 
 
@@ -150,7 +153,7 @@ class _WordTable:
         self.mask = (1 << bits) - 1
         self.shift = np.uint64(64 - bits)
         self.keys = np.zeros((3, 1 << bits), dtype=np.uint64)
-        self.slots = np.full(1 << bits, _MISSING, dtype=np.int64)
+        self.slots = np.full(1 << bits, _MISSING, dtype=np.int32)
         self.count = 0
 
     def _home(self, keys: np.ndarray) -> np.ndarray:
@@ -164,7 +167,7 @@ class _WordTable:
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """The slot of each key (columns of the (3, n) ``keys``), -1 where absent."""
-        found = np.full(keys.shape[1], _MISSING, dtype=np.int64)
+        found = np.full(keys.shape[1], _MISSING, dtype=np.int32)
         where = self._home(keys)
         pending = np.arange(keys.shape[1])
         k0, k1, k2 = self.keys
@@ -255,7 +258,7 @@ class _WordCache:
     def lookup(self, words: list[str]) -> np.ndarray:
         """Slot of every word, through the dict, adding the words not seen yet."""
         get = self.words.get
-        slots = np.fromiter(map(get, words, itertools.repeat(_MISSING)), dtype=np.int64, count=len(words))
+        slots = np.fromiter(map(get, words, itertools.repeat(_MISSING)), dtype=np.int32, count=len(words))
         missing = np.flatnonzero(slots < 0)
         if len(missing):
             new = list(dict.fromkeys([words[i] for i in missing]))
@@ -274,7 +277,7 @@ class _WordCache:
             split = text.split()
             words += split
             counts.append(len(split))
-        rows = np.repeat(np.arange(len(texts), dtype=np.int64), counts)
+        rows = np.repeat(np.arange(len(texts), dtype=np.int32), counts)
         return self.lookup(words), rows
 
     def batch_slots(self, texts: Sequence[str], lowercase: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -297,7 +300,7 @@ class _WordCache:
         inside = np.take(_WORD_BYTE, codes)
         edges = np.flatnonzero(np.diff(inside, prepend=False, append=False))
         starts, ends = edges[0::2], edges[1::2]
-        rows = np.searchsorted(np.flatnonzero(codes == 0), starts)
+        rows = np.searchsorted(np.flatnonzero(codes == 0), starts).astype(np.int32)
         lengths = ends - starts
         padded = data + bytes(_KEY_BYTES)
         windows = np.ndarray((len(data) + _KEY_BYTES - 7,), dtype="<u8", buffer=padded, strides=(1,))
@@ -309,7 +312,7 @@ class _WordCache:
                 keys[k, longer] = (np.take(windows, starts[longer] + 8 * k)
                                    & np.take(_BYTE_MASKS, np.minimum(lengths[longer] - 8 * k, 8)))
         short = lengths <= _KEY_BYTES
-        slots = np.full(len(starts), _MISSING, dtype=np.int64)
+        slots = np.full(len(starts), _MISSING, dtype=np.int32)
         if short.all():
             slots = self.table.lookup(keys)
         else:
@@ -338,11 +341,11 @@ class _WordCache:
         if new:
             self._add(new)
         get = self.words.__getitem__
-        found = np.fromiter(map(get, words), dtype=np.int64, count=len(words))
+        found = np.fromiter(map(get, words), dtype=np.int32, count=len(words))
         self.table.insert(distinct, found)
         slots[short_missing] = found[inverse]
         if long_words:
-            slots[long_missing] = np.fromiter(map(get, long_words), dtype=np.int64, count=len(long_words))
+            slots[long_missing] = np.fromiter(map(get, long_words), dtype=np.int32, count=len(long_words))
         return True
 
 
@@ -379,7 +382,7 @@ class _WordTerms:
         self.tables = {n: _KeyTable(np.asarray(keys, dtype=np.int64), np.asarray(columns, dtype=np.int64))
                        for n, (keys, columns) in sorted(by_n.items()) if n > 1}
         # unigrams need no table: the column of each token id (-1: the token is only part of longer n-grams)
-        self.unigram_columns = np.full(self.base + 1, -1, dtype=np.int64)
+        self.unigram_columns = np.full(self.base + 1, -1, dtype=np.int32)
         if 1 in by_n:
             self.unigram_columns[by_n[1][0]] = by_n[1][1]
         self.sizes = [n for n in sorted(by_n) if self.min_n <= n <= self.max_n]
@@ -389,36 +392,39 @@ class _WordTerms:
         get = self.tokens.get
         return [get(token, _MISSING) for token in self.findall(word)]
 
-    def occurrences(self, slots: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def occurrence_keys(self, slots: np.ndarray, rows: np.ndarray, n_terms: int, dtype: type) -> np.ndarray:
+        """``row * n_terms + column`` of every in-vocabulary n-gram occurrence (rows: of each word)."""
         ids, lengths = self.pool.gather(slots)
-        token_rows = np.repeat(rows, lengths)
-        found_cols, found_rows = [], []
+        row_keys = np.repeat(rows.astype(dtype) * dtype(n_terms), lengths)
+        found = []
         for n in self.sizes:
             span = len(ids) - n + 1
             if span <= 0:
                 continue
             if n == 1:
                 cols = np.take(self.unigram_columns, ids)  # id -1 wraps to the trailing -1
-                kept = cols >= 0
-                found_cols.append(cols[kept])
-                found_rows.append(token_rows[kept])
+                kept = np.flatnonzero(cols >= 0)
+                keys = np.take(row_keys, kept)
+                keys += np.take(cols, kept).astype(dtype)
+                found.append(keys)
                 continue
             valid = ids[:span] >= 0
             for k in range(1, n):
                 valid &= ids[k:k + span] >= 0
-            valid &= token_rows[:span] == token_rows[n - 1:]  # rows are sorted: first == last, one row
+            valid &= row_keys[:span] == row_keys[n - 1:]  # rows are sorted: first == last, one row
             where = np.flatnonzero(valid)
             key = np.take(ids, where).astype(np.int64)
             for k in range(1, n):
                 key *= self.base
                 key += np.take(ids, where + k)
             cols = self.tables[n].lookup(key)
-            kept = cols >= 0
-            found_cols.append(cols[kept])
-            found_rows.append(np.take(token_rows, where[kept]))
-        if not found_cols:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        return np.concatenate(found_cols), np.concatenate(found_rows)
+            kept = np.flatnonzero(cols >= 0)
+            keys = np.take(row_keys, np.take(where, kept))
+            keys += np.take(cols, kept).astype(dtype)
+            found.append(keys)
+        return np.concatenate(found) if found else np.empty(0, dtype=dtype)
+
+
 class _KeyTable:
     """An int64 -> int64 hash table (open addressing, linear probing) looked up a whole array at a time.
 
@@ -490,7 +496,7 @@ class _CharWbTerms:
     def __init__(self, vocabulary: dict[str, int], ngram_range: tuple[int, int]) -> None:
         self.vocabulary = vocabulary
         self.min_n, self.max_n = ngram_range
-        self.dtype = _index_dtype(len(vocabulary))
+        self.dtype = np.uint32
         self.weights: np.ndarray | None = None  # set by the block: (n_terms, n_labels), idf folded in
         self.squared_idf: np.ndarray | None = None
 
@@ -527,9 +533,12 @@ class _CharWbTerms:
                  self.weight_sums[first:stop])
         self.squared_idf_sums[first:stop] = np.bincount(rows, np.take(self.squared_idf, cols), minlength=len(lengths))
 
-    def occurrences(self, slots: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def occurrence_keys(self, slots: np.ndarray, rows: np.ndarray, n_terms: int, dtype: type) -> np.ndarray:
+        """``row * n_terms + column`` of every in-vocabulary n-gram occurrence (rows: of each word)."""
         cols, lengths = self.pool.gather(slots)
-        return cols, np.repeat(rows, lengths)
+        keys = np.repeat(rows.astype(dtype) * dtype(n_terms), lengths)
+        keys += cols.astype(dtype, copy=False)
+        return keys
 
 
 class _AnalyzerTerms:
@@ -539,16 +548,13 @@ class _AnalyzerTerms:
         self.analyzer = analyzer
         self.vocabulary = vocabulary
 
-    def occurrences_of_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        cols: list[int] = []
-        counts = []
+    def occurrence_keys_of_texts(self, texts: Sequence[str], n_terms: int, dtype: type) -> np.ndarray:
+        """``row * n_terms + column`` of every in-vocabulary n-gram occurrence."""
+        keys: list[int] = []
         get = self.vocabulary.get
-        for text in texts:
-            found = [c for c in map(get, self.analyzer(text)) if c is not None]
-            cols += found
-            counts.append(len(found))
-        return (np.asarray(cols, dtype=np.int64),
-                np.repeat(np.arange(len(texts), dtype=np.int64), counts))
+        for row, text in enumerate(texts):
+            keys += [row * n_terms + c for c in map(get, self.analyzer(text)) if c is not None]
+        return np.asarray(keys, dtype=dtype)
 
 
 # ------------------------------------------------------------------------------------------------ products
@@ -561,25 +567,26 @@ def _product(n: int, cols: np.ndarray, indptr: np.ndarray, values: np.ndarray, w
                              out.reshape(-1))
 
 
-def _distinct(rows: np.ndarray, cols: np.ndarray, n: int, n_terms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct (row, column) pairs of the occurrences, sorted, and how often each occurs (float64).
+def _key_dtype(n: int, n_terms: int) -> type:
+    """Keys ``row * n_terms + column`` in 32 bits when they fit (numpy sorts them with SIMD, 2x faster)."""
+    return np.uint32 if n * n_terms < 2**32 else np.uint64
 
-    One sort of row * n_terms + column keys: 32-bit keys when they fit (numpy sorts them with SIMD).
-    """
-    dtype = np.uint32 if n * n_terms < 2**32 else np.int64
-    key = rows.astype(dtype)
-    key *= dtype(n_terms)
-    key += cols.astype(dtype)
-    key.sort()
-    first = np.empty(len(key), dtype=bool)
+
+def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of sorted ``keys`` and how often each occurs (float64)."""
+    first = np.empty(len(keys), dtype=bool)
     first[:1] = True
-    np.not_equal(key[1:], key[:-1], out=first[1:])
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
     starts = np.flatnonzero(first)
-    counts = np.diff(starts, append=len(key)).astype(np.float64)
-    key = np.take(key, starts)
-    distinct_rows = key // dtype(n_terms)
-    distinct_cols = key - distinct_rows * dtype(n_terms)
-    return distinct_rows.astype(np.int64), distinct_cols.astype(np.int32), counts
+    counts = np.diff(starts, append=len(keys)).astype(np.float64)
+    return np.take(keys, starts), counts
+
+
+def _split_keys(keys: np.ndarray, n_terms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns (int32) of ``row * n_terms + column`` keys."""
+    rows = keys // keys.dtype.type(n_terms)
+    cols = keys - rows * keys.dtype.type(n_terms)
+    return rows.astype(np.int32), cols.astype(np.int32)
 
 
 # ------------------------------------------------------------------------------------------------ blocks
@@ -625,21 +632,24 @@ class _Block:
 
     def add_scores(self, batch: _Batch, out: np.ndarray) -> None:
         """``out += `` the block's (n, 15) contribution: sum over terms of tf'(t) * w(t), over the l2 norm."""
+        n = batch.n
+        dtype = _key_dtype(n, self.n_terms)
         if not self.fast:
-            cols, rows = self.terms.occurrences_of_texts(batch.field_texts(self.field))
-            return self._add_counted(cols, rows, batch.n, out)
+            keys = self.terms.occurrence_keys_of_texts(batch.field_texts(self.field), self.n_terms, dtype)
+            return self._add_counted(keys, n, out)
         slots, rows = batch.words(self)
         if not len(slots):
             return None
         if self.per_word_sums:
-            return self._add_by_words(slots, rows, batch.n, out)
-        cols, rows = self.terms.occurrences(slots, rows)
-        return self._add_counted(cols, rows, batch.n, out)
+            return self._add_by_words(slots, rows, n, dtype, out)
+        return self._add_counted(self.terms.occurrence_keys(slots, rows, self.n_terms, dtype), n, out)
 
-    def _add_counted(self, cols: np.ndarray, rows: np.ndarray, n: int, out: np.ndarray) -> None:
-        if not len(cols):
+    def _add_counted(self, keys: np.ndarray, n: int, out: np.ndarray) -> None:
+        if not len(keys):
             return
-        rows, cols, tf = _distinct(rows, cols, n, self.n_terms)
+        keys.sort()
+        keys, tf = _runs(keys)
+        rows, cols = _split_keys(keys, self.n_terms)
         self.tf(tf)
         if self.norm:
             weighted = tf * np.take(self.idf, cols)
@@ -648,18 +658,20 @@ class _Block:
             tf /= np.take(norms, rows)
         _product(n, cols, _indptr(rows, n), tf, self.weights, out)
 
-    def _add_by_words(self, slots: np.ndarray, rows: np.ndarray, n: int, out: np.ndarray) -> None:
+    def _add_by_words(self, slots: np.ndarray, rows: np.ndarray, n: int, dtype: type, out: np.ndarray) -> None:
         """Sum the cached per-word sums, then correct the n-grams a text holds c > 1 times: they were counted
         c times, and weigh tf'(c)."""
         terms = self.terms
         total = np.zeros((n, self.weights.shape[1]))
-        _product(n, slots.astype(np.int32), _indptr(rows, n), np.ones(len(slots)), terms.weight_sums, total)
+        _product(n, slots, _indptr(rows, n), np.ones(len(slots)), terms.weight_sums, total)
         squares = np.bincount(rows, np.take(terms.squared_idf_sums, slots), minlength=n)
-        cols, col_rows = terms.occurrences(slots, rows)
-        if len(cols):
-            rows2, cols2, counts = _distinct(col_rows, cols, n, self.n_terms)
-            repeated = np.flatnonzero(counts > 1.0)
-            rows2, cols2, counts = rows2[repeated], cols2[repeated], counts[repeated]
+        keys = terms.occurrence_keys(slots, rows, self.n_terms, dtype)
+        keys.sort()
+        repeats = np.take(keys, np.flatnonzero(keys[1:] == keys[:-1]))  # one entry per extra occurrence
+        if len(repeats):
+            repeated, extra = _runs(repeats)
+            counts = extra + 1.0
+            rows2, cols2 = _split_keys(repeated, self.n_terms)
             tf = self.tf(counts.copy())
             if self.norm:
                 squares += np.bincount(rows2, (tf * tf - counts) * np.take(self.squared_idf, cols2), minlength=n)
