@@ -64,7 +64,10 @@ _GATED_FIELDS = {
 #: UTF-8 bytes are split (tests check the list against every code point).
 UNICODE_SPACES = "\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
                  "\u2028\u2029\u202f\u205f\u3000"
-_UNICODE_SPACE = re.compile(f"[{UNICODE_SPACES}]")
+_SPACE_BYTES = [c.encode("utf-8") for c in UNICODE_SPACES]
+#: Lead bytes of those characters' UTF-8 sequences (0xC2, 0xE1, 0xE2, 0xE3).
+_SPACE_LEAD = np.zeros(256, dtype=bool)
+_SPACE_LEAD[sorted({b[0] for b in _SPACE_BYTES})] = True
 #: Bytes that are part of a word: all but ASCII whitespace (``str.split``'s) and NUL (the text separator).
 _WORD_BYTE = np.ones(256, dtype=bool)
 _WORD_BYTE[[0, 9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = False
@@ -74,6 +77,23 @@ _BYTE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
 
 
 # ------------------------------------------------------------------------------------------------ word cache
+
+
+def _mark_unicode_spaces(padded: bytes, codes: np.ndarray, inside: np.ndarray) -> None:
+    """Mark the bytes of non-ASCII whitespace characters as outside words (``str.split`` splits at them)."""
+    leads = np.flatnonzero(np.take(_SPACE_LEAD, codes))
+    if not len(leads):
+        return
+    following = np.frombuffer(padded, dtype=np.uint8)
+    seq = (following[leads].astype(np.uint32) << 16) | (following[leads + 1].astype(np.uint32) << 8) \
+        | following[leads + 2]
+    for space in _SPACE_BYTES:
+        value = int.from_bytes(space.ljust(3, b"\0"), "big")
+        mask = 0xFFFF00 if len(space) == 2 else 0xFFFFFF
+        at = leads[(seq & mask) == value]
+        for k in range(len(space)):
+            inside[at + k] = False
+
 
 
 def _index_dtype(n_terms: int) -> type:
@@ -143,7 +163,8 @@ class _WordTable:
     """Exact keys (three uint64: a word's first 24 UTF-8 bytes, zero-padded) -> cache slot, in numpy.
 
     Open addressing with linear probing, at most half full, looked up and filled a whole array at a time.
-    Zero padding is exact because the words it holds contain no NUL byte.
+    Each entry is one row of four uint64 (the key, then slot + 1; 0 = empty), so a probe reads one cache
+    line. Zero padding is exact because the words it holds contain no NUL byte.
     """
 
     _MULTIPLIERS = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
@@ -152,61 +173,70 @@ class _WordTable:
         self.bits = bits
         self.mask = (1 << bits) - 1
         self.shift = np.uint64(64 - bits)
-        self.keys = np.zeros((3, 1 << bits), dtype=np.uint64)
-        self.slots = np.full(1 << bits, _MISSING, dtype=np.int32)
+        self.entries = np.zeros((1 << bits, 4), dtype=np.uint64)
         self.count = 0
 
     def _home(self, keys: np.ndarray) -> np.ndarray:
         m0, m1, m2 = self._MULTIPLIERS
-        mixed = keys[0] * m0
-        mixed ^= keys[1] * m1
-        mixed ^= keys[2] * m2
+        mixed = keys[:, 0] * m0
+        mixed ^= keys[:, 1] * m1
+        mixed ^= keys[:, 2] * m2
         mixed ^= mixed >> np.uint64(29)
         mixed *= m0
-        return (mixed >> self.shift).astype(np.int64)
+        mixed >>= self.shift
+        return mixed.astype(np.int64)
+
+    @staticmethod
+    def _matches(entries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        hit = entries[:, 0] == keys[:, 0]
+        hit &= entries[:, 1] == keys[:, 1]
+        hit &= entries[:, 2] == keys[:, 2]
+        hit &= entries[:, 3] != 0
+        return hit
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
-        """The slot of each key (columns of the (3, n) ``keys``), -1 where absent."""
-        found = np.full(keys.shape[1], _MISSING, dtype=np.int32)
+        """The slot of each key (rows of the (n, 3) ``keys``), -1 where absent."""
         where = self._home(keys)
-        pending = np.arange(keys.shape[1])
-        k0, k1, k2 = self.keys
+        entries = np.take(self.entries, where, axis=0)
+        hit = self._matches(entries, keys)
+        found = entries[:, 3].astype(np.int32)
+        found -= 1
+        pending = np.flatnonzero(~hit & (entries[:, 3] != 0))
+        found[pending] = _MISSING
+        where = where[pending]
         while len(pending):
-            stored = np.take(self.slots, where)
-            hit = np.take(k0, where) == keys[0, pending]
-            hit &= np.take(k1, where) == keys[1, pending]
-            hit &= np.take(k2, where) == keys[2, pending]
-            hit &= stored >= 0
-            found[pending[hit]] = stored[hit]
-            going = ~hit & (stored >= 0)
-            pending = pending[going]
-            where = (where[going] + 1) & self.mask
+            where += 1
+            where &= self.mask
+            entries = np.take(self.entries, where, axis=0)
+            hit = self._matches(entries, keys[pending])
+            found[pending[hit]] = entries[hit, 3].astype(np.int32) - 1
+            going = ~hit & (entries[:, 3] != 0)
+            pending, where = pending[going], where[going]
         return found
 
     def insert(self, keys: np.ndarray, slots: np.ndarray) -> None:
         """Add distinct keys not in the table yet."""
-        if 2 * (self.count + len(slots)) > len(self.slots):
-            old = self.slots >= 0
-            old_keys, old_slots = self.keys[:, old], self.slots[old]
+        if 2 * (self.count + len(slots)) > len(self.entries):
+            old = self.entries[self.entries[:, 3] != 0]
             bits = max(self.bits + 1, int(np.ceil(np.log2(2 * (self.count + len(slots)) + 1))))
             self.__init__(bits)
-            self._place(old_keys, old_slots)
+            self._place(old[:, :3], old[:, 3].astype(np.int64) - 1)
         self._place(keys, slots)
 
     def _place(self, keys: np.ndarray, slots: np.ndarray) -> None:
         where = self._home(keys)
         waiting = np.arange(len(slots))
         while len(waiting):  # each round, the first key wanting each free place takes it; the rest probe on
-            free = np.take(self.slots, where) < 0
+            free = self.entries[where, 3] == 0
             wanted = waiting[free]
             firsts = np.unique(where[free], return_index=True)[1]
             winners, places = wanted[firsts], where[free][firsts]
-            self.keys[:, places] = keys[:, winners]
-            self.slots[places] = slots[winners]
+            self.entries[places, :3] = keys[winners]
+            self.entries[places, 3] = slots[winners].astype(np.uint64) + np.uint64(1)
             lost = np.ones(len(waiting), dtype=bool)
             lost[np.flatnonzero(free)[firsts]] = False
             waiting, where = waiting[lost], where[lost]
-            taken = np.take(self.slots, where) >= 0
+            taken = self.entries[where, 3] != 0
             where[taken] = (where[taken] + 1) & self.mask
         self.count += len(slots)
 
@@ -285,8 +315,6 @@ class _WordCache:
         joined = "\x00".join(texts)
         if lowercase:
             joined = joined.lower()  # per character (NUL stops final-sigma context): as each text's own
-        if not joined.isascii():
-            joined = _UNICODE_SPACE.sub(" ", joined)
         try:
             data = joined.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates
@@ -296,27 +324,31 @@ class _WordCache:
         return self._byte_slots(data)
 
     def _byte_slots(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
-        codes = np.frombuffer(data, dtype=np.uint8)
+        padded = data + bytes(_KEY_BYTES)
+        codes = np.frombuffer(padded, dtype=np.uint8)[:len(data)]
         inside = np.take(_WORD_BYTE, codes)
+        _mark_unicode_spaces(padded, codes, inside)
         edges = np.flatnonzero(np.diff(inside, prepend=False, append=False))
         starts, ends = edges[0::2], edges[1::2]
-        rows = np.searchsorted(np.flatnonzero(codes == 0), starts).astype(np.int32)
+        words_before = np.searchsorted(starts, np.flatnonzero(codes == 0))  # words before each text separator
+        rows = np.repeat(np.arange(len(words_before) + 1, dtype=np.int32),
+                         np.diff(words_before, prepend=0, append=len(starts)))
         lengths = ends - starts
-        padded = data + bytes(_KEY_BYTES)
         windows = np.ndarray((len(data) + _KEY_BYTES - 7,), dtype="<u8", buffer=padded, strides=(1,))
-        keys = np.zeros((3, len(starts)), dtype=np.uint64)
-        keys[0] = np.take(windows, starts) & np.take(_BYTE_MASKS, np.minimum(lengths, 8))
+        keys = np.zeros((len(starts), 3), dtype=np.uint64)
+        keys[:, 0] = np.take(windows, starts)
+        keys[:, 0] &= np.take(_BYTE_MASKS, np.minimum(lengths, 8))
         for k in (1, 2):
             longer = np.flatnonzero(lengths > 8 * k)
             if len(longer):
-                keys[k, longer] = (np.take(windows, starts[longer] + 8 * k)
+                keys[longer, k] = (np.take(windows, starts[longer] + 8 * k)
                                    & np.take(_BYTE_MASKS, np.minimum(lengths[longer] - 8 * k, 8)))
         short = lengths <= _KEY_BYTES
-        slots = np.full(len(starts), _MISSING, dtype=np.int32)
         if short.all():
             slots = self.table.lookup(keys)
         else:
-            slots[short] = self.table.lookup(keys[:, short])
+            slots = np.full(len(starts), _MISSING, dtype=np.int32)
+            slots[short] = self.table.lookup(keys[short])
         missing = np.flatnonzero(slots < 0)
         if len(missing) and not self._fill(data, starts, ends, keys, short, slots, missing):
             return self._byte_slots(data)  # the cache was full and emptied: start over
@@ -328,7 +360,7 @@ class _WordCache:
         long_missing = missing[~short[missing]]
         short_missing = missing[short[missing]]
         # one representative occurrence per distinct short key
-        distinct, first, inverse = np.unique(keys[:, short_missing], axis=1, return_index=True, return_inverse=True)
+        distinct, first, inverse = np.unique(keys[short_missing], axis=0, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
         firsts = short_missing[first]
         words = [data[s:e].decode("utf-8") for s, e in zip(starts[firsts].tolist(), ends[firsts].tolist())]
@@ -392,8 +424,9 @@ class _WordTerms:
         get = self.tokens.get
         return [get(token, _MISSING) for token in self.findall(word)]
 
-    def occurrence_keys(self, slots: np.ndarray, rows: np.ndarray, n_terms: int, dtype: type) -> np.ndarray:
-        """``row * n_terms + column`` of every in-vocabulary n-gram occurrence (rows: of each word)."""
+    def occurrence_keys(self, slots: np.ndarray, rows: np.ndarray, n_terms: int, dtype: type) -> list[np.ndarray]:
+        """``row * n_terms + column`` of every in-vocabulary n-gram occurrence, one array per n (rows of each
+        word: ``rows``)."""
         ids, lengths = self.pool.gather(slots)
         row_keys = np.repeat(rows.astype(dtype) * dtype(n_terms), lengths)
         found = []
@@ -422,7 +455,7 @@ class _WordTerms:
             keys = np.take(row_keys, np.take(where, kept))
             keys += np.take(cols, kept).astype(dtype)
             found.append(keys)
-        return np.concatenate(found) if found else np.empty(0, dtype=dtype)
+        return found
 
 
 class _KeyTable:
@@ -533,12 +566,12 @@ class _CharWbTerms:
                  self.weight_sums[first:stop])
         self.squared_idf_sums[first:stop] = np.bincount(rows, np.take(self.squared_idf, cols), minlength=len(lengths))
 
-    def occurrence_keys(self, slots: np.ndarray, rows: np.ndarray, n_terms: int, dtype: type) -> np.ndarray:
+    def occurrence_keys(self, slots: np.ndarray, rows: np.ndarray, n_terms: int, dtype: type) -> list[np.ndarray]:
         """``row * n_terms + column`` of every in-vocabulary n-gram occurrence (rows: of each word)."""
         cols, lengths = self.pool.gather(slots)
         keys = np.repeat(rows.astype(dtype) * dtype(n_terms), lengths)
         keys += cols.astype(dtype, copy=False)
-        return keys
+        return [keys]
 
 
 class _AnalyzerTerms:
@@ -554,7 +587,7 @@ class _AnalyzerTerms:
         get = self.vocabulary.get
         for row, text in enumerate(texts):
             keys += [row * n_terms + c for c in map(get, self.analyzer(text)) if c is not None]
-        return np.asarray(keys, dtype=dtype)
+        return [np.asarray(keys, dtype=dtype)]
 
 
 # ------------------------------------------------------------------------------------------------ products
@@ -570,6 +603,39 @@ def _product(n: int, cols: np.ndarray, indptr: np.ndarray, values: np.ndarray, w
 def _key_dtype(n: int, n_terms: int) -> type:
     """Keys ``row * n_terms + column`` in 32 bits when they fit (numpy sorts them with SIMD, 2x faster)."""
     return np.uint32 if n * n_terms < 2**32 else np.uint64
+
+
+#: Keys sorted per run of rows of about this many (16K keys: a sort that stays in the L1 and L2 caches).
+_SORT_CHUNK = 1 << 14
+
+
+def _sorted_keys(parts: list[np.ndarray], n_terms: int) -> np.ndarray:
+    """The ``row * n_terms + column`` keys of ``parts`` (each with non-decreasing rows) in one sorted array,
+    sorted a cache-sized run of rows at a time (the runs are in order already: 1.5x faster than one sort)."""
+    keys = parts[0] if len(parts) == 1 else None
+    total = sum(map(len, parts))
+    if total <= _SORT_CHUNK:
+        keys = np.concatenate(parts) if keys is None else keys
+        keys.sort()
+        return keys
+    scale = parts[0].dtype.type(n_terms)
+    largest = max(parts, key=len)
+    step = max(_SORT_CHUNK * len(largest) // total, 1)
+    next_rows = (largest[step::step] // scale + scale.dtype.type(1)) * scale
+    # keys < next_rows holds, then fails, along each part: a valid binary search although unsorted
+    cuts = [[0, *np.searchsorted(part, next_rows).tolist(), len(part)] for part in parts]
+    out = np.empty(total, dtype=parts[0].dtype)
+    at = 0
+    for k in range(len(next_rows) + 1):
+        pieces = [part[cut[k]:cut[k + 1]] for part, cut in zip(parts, cuts)]
+        size = sum(map(len, pieces))
+        if len(pieces) == 1:
+            out[at:at + size] = pieces[0]
+        else:
+            np.concatenate(pieces, out=out[at:at + size])
+        out[at:at + size].sort()
+        at += size
+    return out
 
 
 def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -644,11 +710,11 @@ class _Block:
             return self._add_by_words(slots, rows, n, dtype, out)
         return self._add_counted(self.terms.occurrence_keys(slots, rows, self.n_terms, dtype), n, out)
 
-    def _add_counted(self, keys: np.ndarray, n: int, out: np.ndarray) -> None:
-        if not len(keys):
+    def _add_counted(self, parts: list[np.ndarray], n: int, out: np.ndarray) -> None:
+        parts = [part for part in parts if len(part)]
+        if not parts:
             return
-        keys.sort()
-        keys, tf = _runs(keys)
+        keys, tf = _runs(_sorted_keys(parts, self.n_terms))
         rows, cols = _split_keys(keys, self.n_terms)
         self.tf(tf)
         if self.norm:
@@ -665,8 +731,7 @@ class _Block:
         total = np.zeros((n, self.weights.shape[1]))
         _product(n, slots, _indptr(rows, n), np.ones(len(slots)), terms.weight_sums, total)
         squares = np.bincount(rows, np.take(terms.squared_idf_sums, slots), minlength=n)
-        keys = terms.occurrence_keys(slots, rows, self.n_terms, dtype)
-        keys.sort()
+        keys = _sorted_keys(terms.occurrence_keys(slots, rows, self.n_terms, dtype), self.n_terms)
         repeats = np.take(keys, np.flatnonzero(keys[1:] == keys[:-1]))  # one entry per extra occurrence
         if len(repeats):
             repeated, extra = _runs(repeats)
