@@ -390,7 +390,9 @@ class _WordCache:
 class _WordTerms:
     """Word n-gram columns of lowercased texts, via integer keys of token ids (no n-gram strings built)."""
 
-    def __init__(self, vocabulary: dict[str, int], ngram_range: tuple[int, int], token_pattern: str) -> None:
+    def __init__(self, vocabulary: dict[str, int], ngram_range: tuple[int, int], token_pattern: str,
+                 renumber: list[int]) -> None:
+        """``renumber``: the block's column of each vocabulary index."""
         self.findall = re.compile(token_pattern).findall
         self.min_n, self.max_n = ngram_range
         tokens: dict[str, int] = {}
@@ -410,7 +412,7 @@ class _WordTerms:
                 key = key * self.base + tokens[part]
             keys, columns = by_n.setdefault(len(parts), ([], []))
             keys.append(key)
-            columns.append(column)
+            columns.append(renumber[column])
         self.tables = {n: _KeyTable(np.asarray(keys, dtype=np.int64), np.asarray(columns, dtype=np.int64))
                        for n, (keys, columns) in sorted(by_n.items()) if n > 1}
         # unigrams need no table: the column of each token id (-1: the token is only part of longer n-grams)
@@ -526,8 +528,10 @@ class _CharWbTerms:
     text's TF-IDF product is the sum over its words, corrected for the n-grams it holds more than once.
     """
 
-    def __init__(self, vocabulary: dict[str, int], ngram_range: tuple[int, int]) -> None:
+    def __init__(self, vocabulary: dict[str, int], ngram_range: tuple[int, int], renumber: list[int]) -> None:
+        """``renumber``: the block's column of each vocabulary index."""
         self.vocabulary = vocabulary
+        self.renumber = np.asarray(renumber, dtype=np.uint32)
         self.min_n, self.max_n = ngram_range
         self.dtype = np.uint32
         self.weights: np.ndarray | None = None  # set by the block: (n_terms, n_labels), idf folded in
@@ -558,6 +562,8 @@ class _CharWbTerms:
         """The per-word sums of the slots just added to the pool."""
         stop = self.pool.slots
         first = stop - len(lengths)
+        flat = self.pool.values[self.pool.size - len(flat):self.pool.size]
+        flat[:] = np.take(self.renumber, flat)  # vocabulary indices -> the block's columns, in the pool
         self.weight_sums = _grown(self.weight_sums, stop)
         self.squared_idf_sums = _grown(self.squared_idf_sums, stop)
         rows = np.repeat(np.arange(len(lengths)), lengths)
@@ -577,16 +583,18 @@ class _CharWbTerms:
 class _AnalyzerTerms:
     """Any block through scikit-learn's own analyser: slower, exact for every setting."""
 
-    def __init__(self, analyzer: Callable[[str], list[str]], vocabulary: dict[str, int]) -> None:
+    def __init__(self, analyzer: Callable[[str], list[str]], vocabulary: dict[str, int], renumber: list[int]) -> None:
         self.analyzer = analyzer
         self.vocabulary = vocabulary
+        self.renumber = renumber
 
     def occurrence_keys_of_texts(self, texts: Sequence[str], n_terms: int, dtype: type) -> np.ndarray:
         """``row * n_terms + column`` of every in-vocabulary n-gram occurrence."""
         keys: list[int] = []
         get = self.vocabulary.get
+        renumber = self.renumber
         for row, text in enumerate(texts):
-            keys += [row * n_terms + c for c in map(get, self.analyzer(text)) if c is not None]
+            keys += [row * n_terms + renumber[c] for c in map(get, self.analyzer(text)) if c is not None]
         return [np.asarray(keys, dtype=dtype)]
 
 
@@ -672,11 +680,18 @@ class _Block:
         self.binary = bool(settings["binary"])
         self.norm = settings["norm"] is not None
         self.n_terms = len(vocabulary)
-        self.idf = np.asarray(idf, dtype=np.float64) if settings["use_idf"] else np.ones(self.n_terms)
+        idf = np.asarray(idf, dtype=np.float64) if settings["use_idf"] else np.ones(self.n_terms)
+        # Columns renumbered by increasing idf: the frequent terms, which most texts hold, get neighbouring
+        # weight rows that stay in the CPU caches (private to the scorer; the model's numbering is unchanged).
+        order = np.argsort(idf, kind="stable")
+        renumber = np.empty(self.n_terms, dtype=np.int64)
+        renumber[order] = np.arange(self.n_terms)
+        renumber = renumber.tolist()
+        self.idf = idf[order]
         self.squared_idf = self.idf * self.idf
-        weights *= self.idf[:, None]  # a view into the scorer's weight matrix: idf folded in once
+        weights[:] = weights[order] * self.idf[:, None]  # a view into the scorer's matrix: idf folded in once
         self.weights = weights
-        self.terms = _fast_terms(settings, vocabulary) or _AnalyzerTerms(analyzer(), vocabulary)
+        self.terms = _fast_terms(settings, vocabulary, renumber) or _AnalyzerTerms(analyzer(), vocabulary, renumber)
         self.fast = not isinstance(self.terms, _AnalyzerTerms)
         self.per_word_sums = isinstance(self.terms, _CharWbTerms)
         if self.per_word_sums:
@@ -748,17 +763,17 @@ class _Block:
         out += total
 
 
-def _fast_terms(settings: dict, vocabulary: dict[str, int]) -> _WordTerms | _CharWbTerms | None:
+def _fast_terms(settings: dict, vocabulary: dict[str, int], renumber: list[int]) -> _WordTerms | _CharWbTerms | None:
     """The fast exact analyser for a block's settings, or None when only scikit-learn's reproduces them."""
     plain = (settings["preprocessor"] is None and settings["tokenizer"] is None
              and settings["strip_accents"] is None and settings["input"] == "content")
     analyzer = settings["analyzer"]
     if plain and analyzer == "char_wb":
-        return _CharWbTerms(vocabulary, tuple(settings["ngram_range"]))
+        return _CharWbTerms(vocabulary, tuple(settings["ngram_range"]), renumber)
     if plain and analyzer == "word" and settings["stop_words"] is None \
             and settings["token_pattern"] == WORD_TOKEN_PATTERN:
         try:
-            return _WordTerms(vocabulary, tuple(settings["ngram_range"]), settings["token_pattern"])
+            return _WordTerms(vocabulary, tuple(settings["ngram_range"]), settings["token_pattern"], renumber)
         except ValueError:
             pass
     return None
