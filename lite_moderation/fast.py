@@ -444,6 +444,10 @@ class _WordTerms:
                 continue
             get = self.gram_dict(n).get
             base = self.base
+            if n == 2:
+                keys = [a * base + b for a, b in itertools.pairwise(ids) if a >= 0 and b >= 0]
+                cols += [c for c in map(get, keys) if c is not None]
+                continue
             keys = []
             for start in range(len(ids) - n + 1):
                 window = ids[start:start + n]
@@ -569,9 +573,7 @@ class _CharWbTerms:
 
     def __init__(self, vocabulary: dict[str, int], ngram_range: tuple[int, int], renumber: list[int]) -> None:
         """``renumber``: the block's column of each vocabulary index."""
-        self.vocabulary = vocabulary
-        self.renumber = np.asarray(renumber, dtype=np.uint32)
-        self.renumber_list = renumber
+        self.vocabulary = dict(zip(vocabulary, map(renumber.__getitem__, vocabulary.values())))
         self.min_n, self.max_n = ngram_range
         self.dtype = np.uint32
         self.weights: np.ndarray | None = None  # set by the block: (n_terms, n_labels), idf folded in
@@ -583,7 +585,7 @@ class _CharWbTerms:
         self.squared_idf_sums = np.zeros(1024)
 
     def word_values(self, word: str) -> list[int]:
-        """Columns of the n-grams scikit-learn's ``_char_wb_ngrams`` makes of one word, in its order."""
+        """Columns (the block's numbering) of the n-grams scikit-learn's ``_char_wb_ngrams`` makes of one word."""
         w = " " + word + " "
         w_len = len(w)
         grams = []
@@ -598,20 +600,13 @@ class _CharWbTerms:
         """Column counts of one text's words, in plain Python."""
         return Counter(itertools.chain.from_iterable(memo.values(self, words, self.cache)))
 
-    def single_values(self, word: str) -> list[int]:
-        """The word's n-gram columns in the block's numbering."""
-        renumber = self.renumber_list
-        return [renumber[c] for c in self.word_values(word)]
-
     def pooled_values(self, values: np.ndarray) -> list[int]:
-        return values.tolist()  # renumbered when added
+        return values.tolist()
 
     def added(self, flat: np.ndarray, lengths: np.ndarray) -> None:
         """The per-word sums of the slots just added to the pool."""
         stop = self.pool.slots
         first = stop - len(lengths)
-        flat = self.pool.values[self.pool.size - len(flat):self.pool.size]
-        flat[:] = np.take(self.renumber, flat)  # vocabulary indices -> the block's columns, in the pool
         self.weight_sums = _grown(self.weight_sums, stop)
         self.squared_idf_sums = _grown(self.squared_idf_sums, stop)
         rows = np.repeat(np.arange(len(lengths)), lengths)
@@ -1013,7 +1008,7 @@ class _SingleMemo:
         memo = self.by_terms.setdefault(id(terms), {})
         found = list(map(memo.get, words))
         if None in found:
-            compute = getattr(terms, "single_values", terms.word_values)
+            compute = terms.word_values
             if len(memo) + len(words) > self.cache_size:
                 memo.clear()
             pool, slot_of = terms.pool, cache.words.get
