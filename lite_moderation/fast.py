@@ -50,7 +50,7 @@ __all__ = ["FastScorer"]
 #: Distinct words cached per text source (a few hundred bytes each); a full cache is emptied and refilled.
 DEFAULT_CACHE_SIZE = 100_000
 #: Texts vectorised together: bounds the temporary arrays (about 20 MB per 1,000 pairs with char n-grams).
-BATCH_SIZE = 2048
+BATCH_SIZE = 1024
 _MISSING = -1
 
 #: Which text source a field's words come from, and the gate selecting its rows: (other field, kept when
@@ -263,25 +263,28 @@ class _WordCache:
         self.users.append(user)
 
     def clear(self) -> None:
-        self.words: dict[str, int] = {}
+        self.words: dict[str, int] = {}  # words found by str.split, and words too long for the table
         self.table = _WordTable()
+        self.size = 0
         for user in self.users:
             user.pool.reset()
             if hasattr(user, "reset"):
                 user.reset()
 
-    def _add(self, new: list[str]) -> None:
-        """New slots for the distinct words ``new`` (none cached yet)."""
+    def _add(self, new: list[str], remember: bool = True) -> np.ndarray:
+        """New slots for the distinct words ``new`` (none cached yet), kept in the dict if ``remember``."""
         for user in self.users:
             flat, lengths = user.pool.add([user.word_values(w) for w in new])
             if hasattr(user, "added"):
                 user.added(flat, lengths)
-        first = len(self.words)
-        self.words.update(zip(new, range(first, first + len(new))))
+        first, self.size = self.size, self.size + len(new)
+        if remember:
+            self.words.update(zip(new, range(first, self.size)))
+        return np.arange(first, self.size, dtype=np.int32)
 
     def _room_for(self, n_new: int) -> bool:
         """Whether ``n_new`` more words fit; when not, the cache is emptied (the caller starts over)."""
-        if len(self.words) + n_new <= self.cache_size or not self.words:
+        if self.size + n_new <= self.cache_size or not self.size:
             return True
         self.clear()
         return False
@@ -330,6 +333,8 @@ class _WordCache:
         inside = np.take(_WORD_BYTE, codes)
         _mark_unicode_spaces(padded, codes, inside)
         edges = np.flatnonzero(np.diff(inside, prepend=False, append=False))
+        if len(data) < 2**31:
+            edges = edges.astype(np.int32)
         starts, ends = edges[0::2], edges[1::2]
         words_before = np.searchsorted(starts, np.flatnonzero(codes == 0))  # words before each text separator
         rows = np.repeat(np.arange(len(words_before) + 1, dtype=np.int32),
@@ -357,28 +362,29 @@ class _WordCache:
 
     def _fill(self, data: bytes, starts: np.ndarray, ends: np.ndarray, keys: np.ndarray, short: np.ndarray,
               slots: np.ndarray, missing: np.ndarray) -> bool:
-        """Slots of the words the table lacks (via the dict, adding new words); False if the cache was emptied."""
+        """Slots of the words the table lacks, added as new slots (words of more than 24 bytes: through the
+        dict); False if the cache was full and emptied."""
         long_missing = missing[~short[missing]]
         short_missing = missing[short[missing]]
         # one representative occurrence per distinct short key
         distinct, first, inverse = np.unique(keys[short_missing], axis=0, return_index=True, return_inverse=True)
-        inverse = inverse.reshape(-1)
         firsts = short_missing[first]
         words = [data[s:e].decode("utf-8") for s, e in zip(starts[firsts].tolist(), ends[firsts].tolist())]
         long_words = [data[s:e].decode("utf-8")
                       for s, e in zip(starts[long_missing].tolist(), ends[long_missing].tolist())]
         get = self.words.get
-        new = [w for w in dict.fromkeys(words + long_words) if get(w) is None]
-        if new and not self._room_for(len(new)):
+        new_long = [w for w in dict.fromkeys(long_words) if get(w) is None]
+        if not self._room_for(len(words) + len(new_long)):
             return False
-        if new:
-            self._add(new)
-        get = self.words.__getitem__
-        found = np.fromiter(map(get, words), dtype=np.int32, count=len(words))
-        self.table.insert(distinct, found)
-        slots[short_missing] = found[inverse]
+        if words:
+            found = self._add(words, remember=False)
+            self.table.insert(distinct, found)
+            slots[short_missing] = found[inverse.reshape(-1)]
         if long_words:
-            slots[long_missing] = np.fromiter(map(get, long_words), dtype=np.int32, count=len(long_words))
+            if new_long:
+                self._add(new_long)
+            slots[long_missing] = np.fromiter(map(self.words.__getitem__, long_words), dtype=np.int32,
+                                              count=len(long_words))
         return True
 
 
@@ -392,7 +398,7 @@ class _WordTerms:
     """Word n-gram columns of lowercased texts, via integer keys of token ids (no n-gram strings built)."""
 
     def __init__(self, vocabulary: dict[str, int], ngram_range: tuple[int, int], token_pattern: str,
-                 renumber: list[int]) -> None:
+                 renumber: np.ndarray) -> None:
         """``renumber``: the block's column of each vocabulary index."""
         self.findall = re.compile(token_pattern).findall
         self.min_n, self.max_n = ngram_range
@@ -413,15 +419,15 @@ class _WordTerms:
                 key = key * self.base + tokens[part]
             keys, columns = by_n.setdefault(len(parts), ([], []))
             keys.append(key)
-            columns.append(renumber[column])
-        self.tables = {n: _KeyTable(np.asarray(keys, dtype=np.int64), np.asarray(columns, dtype=np.int64))
+            columns.append(column)
+        self.tables = {n: _KeyTable(np.asarray(keys, dtype=np.int64), np.take(renumber, columns))
                        for n, (keys, columns) in sorted(by_n.items()) if n > 1}
         # unigrams need no table: the column of each token id (-1: the token is only part of longer n-grams)
         self.unigram_columns = np.full(self.base + 1, -1, dtype=np.int32)
         if 1 in by_n:
-            self.unigram_columns[by_n[1][0]] = by_n[1][1]
+            self.unigram_columns[by_n[1][0]] = np.take(renumber, by_n[1][1])
         self.sizes = [n for n in sorted(by_n) if self.min_n <= n <= self.max_n]
-        self.unigram_list = self.unigram_columns.tolist()
+        self.unigram_list: list[int] | None = None  # for single requests, built at the first
         self.gram_dicts: dict[int, dict[int, int]] = {}
 
     def word_values(self, word: str) -> list[int]:
@@ -434,11 +440,13 @@ class _WordTerms:
     def one_counts(self, words: list[str], memo: _SingleMemo) -> Counter:
         """Column counts of one text's words, in plain Python (a request is too small for numpy's fixed costs)."""
         ids: list[int] = []
-        for values in memo.values(self, words, self.cache):
+        for values in memo.values(self, words):
             ids += values
         cols: list[int] = []
         for n in self.sizes:
             if n == 1:
+                if self.unigram_list is None:
+                    self.unigram_list = self.unigram_columns.tolist()
                 unigram = self.unigram_list
                 cols += [c for c in map(unigram.__getitem__, ids) if c >= 0]  # id -1: the trailing -1
                 continue
@@ -458,9 +466,6 @@ class _WordTerms:
                     keys.append(key)
             cols += [c for c in map(get, keys) if c is not None]
         return Counter(cols)
-
-    def pooled_values(self, values: np.ndarray) -> list[int]:
-        return values.tolist()
 
     def gram_dict(self, n: int) -> dict[int, int]:
         """Key -> column of the n-grams of size n > 1, as a dict (built at the first single request)."""
@@ -571,9 +576,10 @@ class _CharWbTerms:
     text's TF-IDF product is the sum over its words, corrected for the n-grams it holds more than once.
     """
 
-    def __init__(self, vocabulary: dict[str, int], ngram_range: tuple[int, int], renumber: list[int]) -> None:
+    def __init__(self, vocabulary: dict[str, int], ngram_range: tuple[int, int], renumber: np.ndarray) -> None:
         """``renumber``: the block's column of each vocabulary index."""
-        self.vocabulary = dict(zip(vocabulary, map(renumber.__getitem__, vocabulary.values())))
+        columns = np.fromiter(vocabulary.values(), dtype=np.int64, count=len(vocabulary))
+        self.vocabulary = dict(zip(vocabulary, np.take(renumber, columns).tolist()))
         self.min_n, self.max_n = ngram_range
         self.dtype = np.uint32
         self.weights: np.ndarray | None = None  # set by the block: (n_terms, n_labels), idf folded in
@@ -598,10 +604,7 @@ class _CharWbTerms:
 
     def one_counts(self, words: list[str], memo: _SingleMemo) -> Counter:
         """Column counts of one text's words, in plain Python."""
-        return Counter(itertools.chain.from_iterable(memo.values(self, words, self.cache)))
-
-    def pooled_values(self, values: np.ndarray) -> list[int]:
-        return values.tolist()
+        return Counter(itertools.chain.from_iterable(memo.values(self, words)))
 
     def added(self, flat: np.ndarray, lengths: np.ndarray) -> None:
         """The per-word sums of the slots just added to the pool."""
@@ -626,10 +629,11 @@ class _CharWbTerms:
 class _AnalyzerTerms:
     """Any block through scikit-learn's own analyser: slower, exact for every setting."""
 
-    def __init__(self, analyzer: Callable[[str], list[str]], vocabulary: dict[str, int], renumber: list[int]) -> None:
+    def __init__(self, analyzer: Callable[[str], list[str]], vocabulary: dict[str, int],
+                 renumber: np.ndarray) -> None:
         self.analyzer = analyzer
         self.vocabulary = vocabulary
-        self.renumber = renumber
+        self.renumber = renumber.tolist()
 
     def occurrence_keys_of_texts(self, texts: Sequence[str], n_terms: int, dtype: type) -> np.ndarray:
         """``row * n_terms + column`` of every in-vocabulary n-gram occurrence."""
@@ -717,9 +721,10 @@ class _Block:
     """One TF-IDF block: field, analyser, idf-folded weights, and the TF-IDF settings it reproduces."""
 
     def __init__(self, field: str, settings: dict, vocabulary: dict[str, int], idf: np.ndarray,
-                 weights: np.ndarray, analyzer: Callable[[], Callable[[str], list[str]]]) -> None:
+                 weights: np.ndarray, analyzer: Callable[[], Callable[[str], list[str]]], coef: np.ndarray) -> None:
         """``settings``: the TfidfVectorizer parameters; ``analyzer()`` builds scikit-learn's analyser,
-        called only when no fast analyser reproduces the settings."""
+        called only when no fast analyser reproduces the settings; ``coef``: the block's rows of the model's
+        weights, written to ``weights`` (a view of the scorer's matrix) renumbered and times idf."""
         if settings["norm"] not in ("l2", None):
             raise ValueError(f"FastScorer supports norm='l2' or None, not {settings['norm']!r}")
         self.field = field
@@ -733,10 +738,10 @@ class _Block:
         order = np.argsort(idf, kind="stable")
         renumber = np.empty(self.n_terms, dtype=np.int64)
         renumber[order] = np.arange(self.n_terms)
-        renumber = renumber.tolist()
         self.idf = idf[order]
         self.squared_idf = self.idf * self.idf
-        weights[:] = weights[order] * self.idf[:, None]  # a view into the scorer's matrix: idf folded in once
+        weights[:] = np.asarray(coef)[order]
+        weights *= self.idf[:, None]  # idf folded in once
         self.weights = weights
         self.terms = _fast_terms(settings, vocabulary, renumber) or _AnalyzerTerms(analyzer(), vocabulary, renumber)
         self.fast = not isinstance(self.terms, _AnalyzerTerms)
@@ -831,7 +836,7 @@ class _Block:
         out += total
 
 
-def _fast_terms(settings: dict, vocabulary: dict[str, int], renumber: list[int]) -> _WordTerms | _CharWbTerms | None:
+def _fast_terms(settings: dict, vocabulary: dict[str, int], renumber: np.ndarray) -> _WordTerms | _CharWbTerms | None:
     """The fast exact analyser for a block's settings, or None when only scikit-learn's reproduces them."""
     plain = (settings["preprocessor"] is None and settings["tokenizer"] is None
              and settings["strip_accents"] is None and settings["input"] == "content")
@@ -886,7 +891,8 @@ class FastScorer:
                    cache_size: int = DEFAULT_CACHE_SIZE) -> FastScorer:
         """A scorer from plain fitted state: per block (field, TfidfVectorizer settings, vocabulary, idf,
         analyser factory), then the (n_features, 15) weights, biases, thresholds and label names."""
-        weights = np.array(coef, dtype=np.float64, order="C")
+        coef = np.asarray(coef)
+        weights = np.empty(coef.shape, dtype=np.float64)
         built = []
         caches: dict[tuple[str, bool], _WordCache] = {}
         start = 0
@@ -894,11 +900,10 @@ class FastScorer:
             stop = start + len(vocabulary)
             if stop > weights.shape[0]:
                 break
-            block = _Block(field, settings, vocabulary, idf, weights[start:stop], analyzer)
+            block = _Block(field, settings, vocabulary, idf, weights[start:stop], analyzer, coef[start:stop])
             if block.fast:
                 block.cache = caches.setdefault((block.source, block.lowercase), _WordCache(cache_size))
                 block.cache.register(block.terms)
-                block.terms.cache = block.cache
             built.append(block)
             start = stop
         total = start + sum(len(b[2]) for b in blocks[len(built):])
@@ -1003,24 +1008,17 @@ class _SingleMemo:
         self.cache_size = cache_size
         self.by_terms: dict[int, dict[str, list[int]]] = {}
 
-    def values(self, terms: _WordTerms | _CharWbTerms, words: list[str], cache: _WordCache) -> list[list[int]]:
-        """Each word's values, from this memo, else the batch cache, else computed."""
+    def values(self, terms: _WordTerms | _CharWbTerms, words: list[str]) -> list[list[int]]:
+        """Each word's values, from this memo or computed."""
         memo = self.by_terms.setdefault(id(terms), {})
         found = list(map(memo.get, words))
         if None in found:
             compute = terms.word_values
             if len(memo) + len(words) > self.cache_size:
                 memo.clear()
-            pool, slot_of = terms.pool, cache.words.get
             for i, value in enumerate(found):
                 if value is None:
-                    slot = slot_of(words[i])
-                    if slot is None or slot >= pool.slots:
-                        value = compute(words[i])
-                    else:
-                        start = int(pool.offsets[slot])
-                        value = terms.pooled_values(pool.values[start:start + int(pool.lengths[slot])])
-                    found[i] = memo[words[i]] = value
+                    found[i] = memo[words[i]] = compute(words[i])
         return found
 
 
