@@ -389,3 +389,18 @@ def test_scores_equal_the_fast_path_of_commit_1ba1bba(shipped_pair, beavertails_
     for item in items[::97]:
         np.testing.assert_allclose(scorer.decision_function([item]), before.decision_function([item]), rtol=0,
                                    atol=1e-12)
+
+
+def test_the_fast_check_of_pair_lists_names_bad_items_like_the_item_loop(scorer, beavertails_pairs) -> None:
+    from lite_moderation.texts import split_fields
+
+    pairs = beavertails_pairs[:20]
+    assert split_fields(pairs, require_text=True) == ([p for p, _ in pairs], [r for _, r in pairs])
+    assert split_fields(tuple(pairs)) == split_fields(list(pairs))
+    for bad, error, message in [((" ", "\n"), ValueError, r"X\[7\] has a prompt and a response both empty"),
+                                (("a", 3), TypeError, r"X\[7\] is a tuple"), (("a",), TypeError, r"X\[7\] is a tuple")]:
+        items = pairs[:7] + [bad] + pairs[7:]
+        with pytest.raises(error, match=message):
+            scorer.predict_proba(items)
+    shapes = [("", "a text"), ("a prompt", ""), ("", " x"), (" x", "")]
+    assert split_fields(shapes, require_text=True) == (["", "a prompt", "", " x"], ["a text", "", " x", ""])
