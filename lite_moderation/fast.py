@@ -219,7 +219,7 @@ class _WordTable:
         """Add distinct keys not in the table yet."""
         if 2 * (self.count + len(slots)) > len(self.entries):
             old = self.entries[self.entries[:, 3] != 0]
-            bits = max(self.bits + 1, int(np.ceil(np.log2(2 * (self.count + len(slots)) + 1))))
+            bits = max(self.bits + 1, int(np.ceil(np.log2(4 * (self.count + len(slots)) + 1))))  # room to grow
             self.__init__(bits)
             self._place(old[:, :3], old[:, 3].astype(np.int64) - 1)
         self._place(keys, slots)
@@ -227,19 +227,34 @@ class _WordTable:
     def _place(self, keys: np.ndarray, slots: np.ndarray) -> None:
         where = self._home(keys)
         waiting = np.arange(len(slots))
-        while len(waiting):  # each round, the first key wanting each free place takes it; the rest probe on
-            free = self.entries[where, 3] == 0
-            wanted = waiting[free]
-            firsts = np.unique(where[free], return_index=True)[1]
-            winners, places = wanted[firsts], where[free][firsts]
+        owner = np.full(len(self.entries), -1, dtype=np.int64)
+        while len(waiting):  # each round, one key wanting each free place takes it; the rest probe on
+            free = np.flatnonzero(self.entries[where, 3] == 0)
+            owner[where[free]] = free  # of keys wanting the same place, one write lands: that key wins
+            won = free[owner[where[free]] == free]
+            places, winners = where[won], waiting[won]
             self.entries[places, :3] = keys[winners]
             self.entries[places, 3] = slots[winners].astype(np.uint64) + np.uint64(1)
             lost = np.ones(len(waiting), dtype=bool)
-            lost[np.flatnonzero(free)[firsts]] = False
+            lost[won] = False
             waiting, where = waiting[lost], where[lost]
-            taken = self.entries[where, 3] != 0
-            where[taken] = (where[taken] + 1) & self.mask
+            where += 1  # every place they wanted, free or not, is taken now
+            where &= self.mask
         self.count += len(slots)
+
+
+def _distinct_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(keys, axis=0, return_index=True, return_inverse=True)`` of (n, 3) uint64 keys, via a 1-d
+    unique of a hash of each row (5x faster), checked exactly (a collision takes the 2-d unique)."""
+    m0, m1, m2 = _WordTable._MULTIPLIERS
+    mixed = keys[:, 0] * m0
+    mixed ^= keys[:, 1] * m1
+    mixed ^= keys[:, 2] * m2
+    _, first, inverse = np.unique(mixed, return_index=True, return_inverse=True)
+    distinct = keys[first]
+    if not (distinct[inverse] == keys).all():
+        distinct, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return distinct, first, inverse.reshape(-1)
 
 
 class _WordCache:
@@ -367,7 +382,7 @@ class _WordCache:
         long_missing = missing[~short[missing]]
         short_missing = missing[short[missing]]
         # one representative occurrence per distinct short key
-        distinct, first, inverse = np.unique(keys[short_missing], axis=0, return_index=True, return_inverse=True)
+        distinct, first, inverse = _distinct_rows(keys[short_missing])
         firsts = short_missing[first]
         words = [data[s:e].decode("utf-8") for s, e in zip(starts[firsts].tolist(), ends[firsts].tolist())]
         long_words = [data[s:e].decode("utf-8")
@@ -379,7 +394,7 @@ class _WordCache:
         if words:
             found = self._add(words, remember=False)
             self.table.insert(distinct, found)
-            slots[short_missing] = found[inverse.reshape(-1)]
+            slots[short_missing] = found[inverse]
         if long_words:
             if new_long:
                 self._add(new_long)
