@@ -49,6 +49,9 @@ __all__ = ["FastScorer"]
 
 #: Distinct words cached per text source (a few hundred bytes each); a full cache is emptied and refilled.
 DEFAULT_CACHE_SIZE = 100_000
+#: Words whose Python lists single requests keep per block (about 300 bytes each, shared ints): the common
+#: vocabulary of requests, a bounded part of the memory of a long-running server.
+SINGLE_CACHE_SIZE = 20_000
 #: Texts vectorised together: bounds the temporary arrays (about 20 MB per 1,000 pairs with char n-grams).
 BATCH_SIZE = 1024
 _MISSING = -1
@@ -977,7 +980,7 @@ class FastScorer:
     def _decision_one(self, prompt: str, response: str) -> np.ndarray:
         """Log-odds of one pair: every block's columns gathered into a single product with the weights."""
         if "_single" not in self.__dict__:
-            self._single = _SingleMemo(self.cache_size)
+            self._single = _SingleMemo(min(self.cache_size, SINGLE_CACHE_SIZE))
         split: dict[tuple[str, bool], list[str]] = {}
 
         def words(text: str, lowercase: bool) -> list[str]:
