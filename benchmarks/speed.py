@@ -470,7 +470,9 @@ def child_minilm(input_path: str, output_path: str) -> None:
 
 
 def _cold_s(row: dict) -> float:
-    return row["cold_start"]["seconds"] if "cold_start" in row else row["cold_start_s"]  # older speed.json
+    if "cold_start" in row:
+        return row["cold_start"]["seconds"]
+    return row.get("cold_start_s")  # older speed.json; None for the rows measured without it
 
 
 def summarise(row: dict, n_pairs: int) -> dict:
