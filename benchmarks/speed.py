@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import os
 import platform
@@ -81,6 +82,23 @@ def median_time(fn: Callable[[], object], runs: int) -> list[float]:
         fn()
         times.append(time.perf_counter() - start)
     return times
+
+
+#: Batch sizes of the batch-size sweep (issue 13); the 3,021 pairs are cycled to the largest.
+BATCH_SIZES = (128, 1024, 4096)
+
+
+def batch_sizes(score: Callable[[list], object], items: Sequence, runs: int) -> dict:
+    """Items per second when ``score`` gets batches of each of ``BATCH_SIZES`` (median of ``runs`` passes over
+    ``max(BATCH_SIZES)`` items, the data cycled)."""
+    total = max(BATCH_SIZES)
+    cycled = [items[i % len(items)] for i in range(total)]
+    out = {}
+    for size in BATCH_SIZES:
+        chunks = [cycled[i:i + size] for i in range(0, total, size)]
+        times = median_time(lambda chunks=chunks: [score(c) for c in chunks], runs)
+        out[str(size)] = total / float(np.median(times))
+    return out
 
 
 def latency_ms(make_scorer: Callable[[], Callable[[object], object]], items: Sequence, warmup: Sequence,
@@ -191,6 +209,7 @@ def measure_preset(preset: str, pairs: list, runs: int, n_single: int, work: Pat
         "load_s": float(np.median(median_time(lambda: lm.load_scorer(model_dir), runs))),
         "batch_s": median_time(lambda: scorer.predict_proba(pairs), runs),
         "batch_first_call_s": first_call,
+        "batch_sizes_per_s": batch_sizes(scorer.predict_proba, pairs, runs),
         "latency": latency_ms(lambda: _one_by_one(lm.load_scorer(model_dir)), singles, warmup, runs),
         "latency_all_cached": latency_ms(lambda: _one_by_one(scorer), singles, warmup, runs),
         "latency_no_word_cache": latency_ms(lambda: _one_by_one(lm.load_scorer(model_dir, cache_size=1)),
@@ -216,6 +235,66 @@ class ReferencePath:
 def _one_by_one(scorer: object) -> Callable[[object], object]:
     """A one-request scoring call of ``scorer``."""
     return lambda item: scorer.predict_proba([item])
+
+
+#: The commit whose fast path the "before" rows measure (the code before issue 13), on today's models.
+BEFORE_COMMIT = "1ba1bba"
+BEFORE_PATH = f"fast path @{BEFORE_COMMIT}"
+#: Runs the CLI of the package extracted at argv[1] (not the installed one) with the rest of argv.
+OLD_CLI = """
+import sys
+sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path.insert(0, sys.argv.pop(1))
+from lite_moderation.cli import main
+sys.argv[0] = "lite-moderation"
+main()
+"""
+
+
+def measure_before(preset: str, pairs: list, runs: int, n_single: int, work: Path) -> dict | None:
+    """The fast path of ``BEFORE_COMMIT`` on the same shipped model, in the same run: batch, fresh-cache single
+    requests, load (its FastScorer through today's loader) and the score-file run of its own CLI."""
+    from lite_moderation import persistence
+    from lite_moderation.persistence import SHIPPED_MODELS
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from check_fast import old_fast_module
+
+        old = old_fast_module(BEFORE_COMMIT)
+        archive = subprocess.run(["git", "archive", BEFORE_COMMIT, "lite_moderation"], cwd=Path(__file__).parent.parent,
+                                 check=True, capture_output=True).stdout
+    except (OSError, subprocess.CalledProcessError, ImportError):
+        return None  # no git history here
+    finally:
+        sys.path.pop(0)
+    tree = work / "before"
+    tree.mkdir(exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    model_dir = SHIPPED_MODELS[PRESET_MODELS[preset]]
+    name = f"{preset} (default)" if PRESET_MODELS[preset] == "default" else preset
+
+    def load_old() -> object:
+        current = importlib.import_module("lite_moderation.fast")
+        sys.modules["lite_moderation.fast"] = old  # load_scorer imports FastScorer from it at call time
+        try:
+            return persistence.load_scorer(model_dir)
+        finally:
+            sys.modules["lite_moderation.fast"] = current
+
+    scorer = load_old()
+    scorer.predict_proba(pairs)
+    return {
+        "model": name, "preset": preset, "path": BEFORE_PATH, "labels": 15, "size_mb": dir_size_mb(model_dir),
+        "load_s": float(np.median(median_time(load_old, runs))),
+        "batch_s": median_time(lambda: scorer.predict_proba(pairs), runs),
+        "batch_sizes_per_s": batch_sizes(scorer.predict_proba, pairs, runs),
+        "latency": latency_ms(lambda: _one_by_one(load_old()), pairs[WARMUP:WARMUP + n_single], pairs[:WARMUP],
+                              runs),
+        "score_file": child_run([sys.executable, "-c", OLD_CLI, str(tree), "score", "--input", str(DATA),
+                                 "--output", str(work / f"{preset}.before.jsonl"), "--model", str(model_dir), "-q"],
+                                runs),
+    }
 
 
 def train_preset(preset: str) -> dict:
@@ -269,6 +348,7 @@ def measure_profanity_check(pairs: list, runs: int, n_single: int, work: Path) -
         "load_s": float(np.median(median_time(lambda: [joblib.load(f) for f in files], runs))),
         "cold_start": cold_start("import time; t = time.perf_counter(); import profanity_check", runs),
         "batch_s": median_time(lambda: predict_prob(texts), runs),
+        "batch_sizes_per_s": batch_sizes(predict_prob, texts, runs),
         "latency": latency_ms(lambda: lambda text: predict_prob([text]), texts[WARMUP:WARMUP + n_single],
                               texts[:WARMUP], runs),
         "score_file": child_run([sys.executable, __file__, "--child-profanity", str(DATA),
@@ -390,7 +470,9 @@ def child_minilm(input_path: str, output_path: str) -> None:
 
 
 def _cold_s(row: dict) -> float:
-    return row["cold_start"]["seconds"] if "cold_start" in row else row["cold_start_s"]  # older speed.json
+    if "cold_start" in row:
+        return row["cold_start"]["seconds"]
+    return row.get("cold_start_s")  # older speed.json; None for the rows measured without it
 
 
 def summarise(row: dict, n_pairs: int) -> dict:
@@ -414,6 +496,7 @@ def summarise(row: dict, n_pairs: int) -> dict:
         "size_mb": row["size_mb"],
         "file_peak_rss_mb": file_run.get("peak_rss_mb"),
         "file_wall_s": file_run.get("wall_s"),
+        "batch_sizes_per_s": row.get("batch_sizes_per_s"),
     }
 
 
@@ -461,6 +544,59 @@ def _ratio_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _batch_size_lines(rows: list[dict]) -> list[str]:
+    """Throughput by batch size, for the systems measured with the sweep."""
+    swept = [r for r in rows if r.get("batch_sizes_per_s")]
+    if not swept:
+        return []
+    sizes = list(swept[0]["batch_sizes_per_s"])
+    lines = ["## Throughput by batch size (pairs/s; alt-profanity-check: texts/s)", "",
+             "| system | " + " | ".join(f"batches of {int(s):,}" for s in sizes) + " |",
+             "|---|" + "---|" * len(sizes)]
+    for r in swept:
+        lines.append(f"| {r['system']} | " + " | ".join(_fmt(r["batch_sizes_per_s"][s]) for s in sizes) + " |")
+    return lines
+
+
+#: Issue 13's targets for the fast path; load time and score-file peak RSS must be no worse than the
+#: "fast path @1ba1bba" row of the same run (the code before, on the same model).
+TARGETS = {"fast": {"pairs_per_s": 90_000, "vs_apc": 2.3, "p50_ms": 0.10, "p99_ms": None},
+           "accurate (default)": {"pairs_per_s": 55_000, "vs_apc": 1.4, "p50_ms": 0.25, "p99_ms": 0.6}}
+
+
+def _target_lines(rows: list[dict]) -> list[str]:
+    """Each target of issue 13 met or missed, with the number measured in this run."""
+    apc = next((r for r in rows if r["system"].startswith("alt-profanity")), None)
+    lines = ["## Issue 13 targets (fast path, this run)", ""]
+    for model, target in TARGETS.items():
+        row = next((r for r in rows if r["system"] == f"{model} / {FAST_PATH}"), None)
+        if row is None:
+            continue
+        checks = [(f"batch {_fmt(row['batch_pairs_per_s'])} pairs/s >= {target['pairs_per_s']:,}",
+                   row["batch_pairs_per_s"] >= target["pairs_per_s"])]
+        if apc:
+            ratio = row["batch_pairs_per_s"] / apc["batch_pairs_per_s"]
+            checks.append((f"{ratio:.2f}x alt-profanity-check >= {target['vs_apc']}x", ratio >= target["vs_apc"]))
+        checks.append((f"single fresh-cache p50 {row['p50_ms']:.3f} ms <= {target['p50_ms']}",
+                       row["p50_ms"] <= target["p50_ms"]))
+        if target["p99_ms"] is not None:
+            checks.append((f"p99 {row['p99_ms']:.3f} ms <= {target['p99_ms']}", row["p99_ms"] <= target["p99_ms"]))
+        before = next((r for r in rows if r["system"] == f"{model} / {BEFORE_PATH}"), None)
+        if before:
+            checks.append(((f"{row['batch_pairs_per_s'] / before['batch_pairs_per_s']:.2f}x the batch throughput "
+                           f"and {before['p50_ms'] / row['p50_ms']:.2f}x lower p50 than @{BEFORE_COMMIT}"), True))
+            checks.append((f"load {row['load_s']:.3f} s vs {before['load_s']:.3f} s before",
+                           row["load_s"] <= before["load_s"] * 1.1))
+            if row.get("file_peak_rss_mb") and before.get("file_peak_rss_mb"):
+                checks.append(((f"score-file peak RSS {row['file_peak_rss_mb']:.1f} MB vs "
+                               f"{before['file_peak_rss_mb']:.1f} MB before"),
+                               row["file_peak_rss_mb"] <= before["file_peak_rss_mb"] * 1.02))
+        lines.append(f"- {model}: " + "; ".join(f"{text} ({'met' if ok else 'MISSED'})" for text, ok in checks)
+                     + ".")
+    lines.append("- Load and RSS count as met within 10% and 2% of before (run-to-run noise on this machine).")
+    return lines
+
+
 def _import_floor(result: dict) -> str:
     floor = result.get("import_floor_rss_mb")
     if not isinstance(floor, dict):  # older speed.json: one number, `import lite_moderation` with scikit-learn
@@ -501,6 +637,7 @@ def markdown(result: dict) -> str:
         lines.append(f"| {MINILM_NAME} | — | not measured in this run ({result.get('minilm_skipped', 'skipped')}) "
                      "| | | | | | | | | | |")
     lines += ["", _import_floor(result)]
+    lines += ["", *_batch_size_lines(rows), "", *_target_lines(rows)]
     lines += ["", "## Ratios (same run)", "", *_ratio_lines(rows)]
     lines += ["", "## Quality of the presets (grouped 5-fold CV on 30k_test, unsafe head)", "",
               "| preset | unsafe F1 | unsafe AUPRC | categories macro F1 | training s (3,021 rows) | source |",
@@ -628,6 +765,9 @@ def run(args: argparse.Namespace) -> None:
         work = Path(tmp)
         for preset in PRESET_MODELS:
             measured += measure_preset(preset, pairs, args.runs, args.single, work)
+            before = measure_before(preset, pairs, args.runs, args.single, work)
+            if before:
+                measured.append(before)
         training = {preset: train_preset(preset) for preset in PRESET_MODELS}  # before torch fills the heap
         apc = measure_profanity_check(pairs, args.runs, args.single, work)
         if apc:

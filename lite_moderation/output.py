@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from .taxonomy import CATEGORIES, short_name
+import numpy as np
+
+from .taxonomy import CATEGORIES, results_from_proba, short_name
 
 __all__ = ["FORMATS", "OutputError", "RowWriter", "atomic_text_writer", "check_output_file", "output_format",
            "write_bytes", "write_json", "write_predictions"]
@@ -237,6 +239,44 @@ class RowWriter:
         getattr(self, f"_write_{self.fmt}")(row)
         self.count += 1
 
+    def write_scores(self, proba: np.ndarray, thresholds: np.ndarray, cut: float | None,
+                     lines: list[int] | None = None, items: list | None = None) -> int:
+        """Write the rows of (n, 15) probabilities as :meth:`write` writes their ``moderate()`` results (the
+        same bytes); returns how many are flagged. JSONL rows are filled into one string template each,
+        without building the result dicts (5x faster than ``json.dumps`` of them). ``items`` (the scored
+        texts or pairs) give the table its reasons."""
+        if self.fmt != "jsonl" or not np.isfinite(proba).all():
+            results = results_from_proba(proba, thresholds, cut)
+            for i, result in enumerate(results):
+                self.write(result, line=None if lines is None else lines[i], item=None if items is None else items[i])
+            return sum(r["flagged"] for r in results)
+        flagged = 0
+        for start in range(0, len(proba), _ROWS_PER_WRITE):  # bounded temporary strings
+            part = slice(start, start + _ROWS_PER_WRITE)
+            flagged += self._write_jsonl_rows(proba[part], thresholds, cut, None if lines is None else lines[part])
+        return flagged
+
+    def _write_jsonl_rows(self, proba: np.ndarray, thresholds: np.ndarray, cut: float | None,
+                          lines: list[int] | None) -> int:
+        n_cat = len(CATEGORIES)
+        unsafe_cut = thresholds[-1] if cut is None else cut
+        flagged = proba[:, -1] >= unsafe_cut
+        codes = (proba[:, :n_cat] >= thresholds[:n_cat]) @ (1 << np.arange(n_cat))
+        categories = [_categories_json(code) for code in codes.tolist()]
+        words = ("false", "true")
+        rows = zip(map(words.__getitem__, flagged.tolist()), proba[:, -1].tolist(), categories,
+                   proba[:, :n_cat].tolist())
+        if lines is None:
+            template = _JSONL_ROW
+            text = "".join([template % (flag, unsafe, cats, *scores) for flag, unsafe, cats, scores in rows])
+        else:
+            template = _JSONL_LINE_ROW
+            text = "".join([template % (line, flag, unsafe, cats, *scores)
+                            for line, (flag, unsafe, cats, scores) in zip(lines, rows)])
+        self.stream.write(text)
+        self.count += len(proba)
+        return int(flagged.sum())
+
     def close(self) -> None:
         if self.fmt == "json":
             self.stream.write("[]\n" if self.count == 0 else "\n]\n")
@@ -257,6 +297,27 @@ class RowWriter:
 
     def _write_table(self, row: dict) -> None:
         self.stream.write(format_table_row(row, self.count) + "\n")
+
+
+def _jsonl_template(with_line: bool) -> str:
+    """``json.dumps`` of a result row with %-placeholders: %r of a float is its repr, as json writes it."""
+    scores = ", ".join(f"{json.dumps(c)}: %r" for c in CATEGORIES)
+    head = '{"line": %d, ' if with_line else "{"
+    return head + '"flagged": %s, "unsafe_score": %r, "categories": %s, "category_scores": {' + scores + "}}\n"
+
+
+_ROWS_PER_WRITE = 256
+_JSONL_ROW = _jsonl_template(False)
+_JSONL_LINE_ROW = _jsonl_template(True)
+_CATEGORIES_JSON: dict[int, str] = {}
+
+
+def _categories_json(code: int) -> str:
+    """The "categories" object of a row whose flags are the bits of ``code`` (few distinct: cached)."""
+    text = _CATEGORIES_JSON.get(code)
+    if text is None:
+        text = _CATEGORIES_JSON[code] = json.dumps({c: bool(code >> i & 1) for i, c in enumerate(CATEGORIES)})
+    return text
 
 
 def format_table_row(row: dict, index: int) -> str:

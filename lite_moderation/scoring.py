@@ -132,12 +132,16 @@ def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.Pa
     records = read_records(input_path, on_error=on_error, errors=summary.errors, fmt=input_format, require="text",
                            warnings=summary.warnings)
     bar = Progress("scoring", enabled=progress, unit="rows", min_steps=PROGRESS_MIN_ROWS)
+    cut = resolve_threshold(threshold, model)
+    chunks = _chunks(records, chunk_size)
     with atomic_text_writer(output_path) as stream, bar:
-        writer = RowWriter(stream, fmt, reasons=table_reasons(model) if fmt == "table" else None)
-        for record, result in iter_scores(model, records, threshold, chunk_size=chunk_size, jobs=jobs):
-            writer.write(result, line=record.line, item=record.pair)
-            summary.scored += 1
-            summary.flagged += result["flagged"]
-            bar.update()
+        reasons = table_reasons(model) if fmt == "table" else None
+        writer = RowWriter(stream, fmt, reasons=reasons)
+        probas = _parallel_probas(model, chunks, jobs) if jobs > 1 else _serial_probas(model, chunks)
+        for chunk, proba in probas:  # a chunk at a time: the writer formats rows from the arrays
+            items = [r.pair for r in chunk] if reasons else None
+            summary.flagged += writer.write_scores(proba, model.thresholds_, cut, [r.line for r in chunk], items)
+            summary.scored += len(chunk)
+            bar.update(len(chunk))
         writer.close()
     return summary

@@ -8,6 +8,7 @@ The contract: probabilities equal to 1e-9.
 from __future__ import annotations
 
 import copy
+import json
 import pickle
 import threading
 from pathlib import Path
@@ -202,3 +203,204 @@ def test_key_table_finds_every_key_and_only_those(n_keys: int) -> None:
     np.testing.assert_array_equal(table.lookup(absent), -1)
     np.testing.assert_array_equal(table.lookup(absent[:5]), -1)
     assert table.lookup(np.empty(0, dtype=np.int64)).shape == (0,)
+
+
+# ------------------------------------------------------------------------------------------------ issue 13 paths
+#
+# The batch path finds words in numpy over UTF-8 bytes (batches of 16 texts or more), small batches and texts
+# numpy cannot split take str.split and a dict, single requests run in plain Python: every path, both shipped
+# models, every input shape, against the scikit-learn reference on the real shared data.
+
+SHARED_SETS = sorted(SHARED.rglob("*.jsonl"))
+
+
+@pytest.fixture(scope="module", params=["default", "fast"])
+def shipped_pair(request) -> tuple[lm.ModerationClassifier, FastScorer]:
+    model = lm.load(request.param)
+    return model, lm.load_scorer(request.param)
+
+
+def _items_of(path: Path) -> list[tuple[str, str]]:
+    """Every row of a shared data file as (prompt, response): a text alone has an empty prompt."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [(r.get("prompt", ""), r.get("response", r.get("text", ""))) for r in rows]
+
+
+def _shapes(items: list[tuple[str, str]]) -> dict[str, list]:
+    """The three input shapes of the same rows: pairs, prompts alone, texts alone (bare strings)."""
+    return {"pair": [(p, r) for p, r in items if p.strip() and r.strip()],
+            "prompt alone": [(p, "") for p, _ in items if p.strip()],
+            "text alone": [r for _, r in items if r.strip()]}
+
+
+@pytest.mark.parametrize("path", SHARED_SETS, ids=lambda p: p.stem)
+def test_batches_equal_sklearn_on_every_shared_set_and_shape(shipped_pair, path: Path) -> None:
+    model, scorer = shipped_pair
+    for shape, items in _shapes(_items_of(path)).items():
+        if items:
+            np.testing.assert_allclose(scorer.predict_proba(items), reference_proba(model, items), rtol=0,
+                                       atol=EXACT, err_msg=f"{path.name}, {shape}")
+
+
+def test_single_requests_and_small_batches_equal_sklearn_in_every_shape(shipped_pair, beavertails_pairs) -> None:
+    model, _ = shipped_pair
+    scorer = FastScorer.from_model(model)  # a fresh cache: single requests meet new words
+    for shape, items in _shapes(beavertails_pairs[::29]).items():
+        expected = reference_proba(model, items)
+        single = np.vstack([scorer.predict_proba([item]) for item in items])
+        np.testing.assert_allclose(single, expected, rtol=0, atol=EXACT, err_msg=shape)
+        small = np.vstack([scorer.predict_proba(items[i:i + 5]) for i in range(0, len(items), 5)])
+        np.testing.assert_allclose(small, expected, rtol=0, atol=EXACT, err_msg=shape)
+
+
+def test_mixed_shapes_in_one_batch(shipped_pair, beavertails_pairs) -> None:
+    """Shape-gated fields (pair_prompt, lone_prompt) select rows of a batch holding every shape."""
+    model, scorer = shipped_pair
+    items = []
+    for i, (p, r) in enumerate(beavertails_pairs[:300]):
+        items.append([(p, r), (p, ""), r, ("", r)][i % 4])
+    np.testing.assert_allclose(scorer.predict_proba(items), reference_proba(model, items), rtol=0, atol=EXACT)
+
+
+#: Texts the byte path cannot take or must split with care: NUL bytes, lone surrogates, non-ASCII spaces,
+#: words of exactly 8, 16 and 24 bytes and longer, multi-byte letters across the 8-byte key words, final sigma.
+AWKWARD_TEXTS = [
+    "x\x00y \x00 z", "nul\x00 inside", "lone \ud800 surrogate", "a\u2003b\xa0c\u3000d\x85e\u2028f\u202fg",
+    "spaces\u1680and\u205f\u2000\u200a", "abcdefgh abcdefghijklmnop abcdefghijklmnopqrstuvwx",
+    "abcdefghi abcdefghijklmnopq abcdefghijklmnopqrstuvwxy " + "z" * 60, "éééé ééééé " + "é" * 13,
+    "ΟΔΟΣ ΣΑΣ Σ σ ς", "İstanbul ǅemal Straße", "x\x1cy\x1dz\x1e\x1fw", "tab\tnew\nline\rcr\x0bvt\x0cff",
+    "🙂🙂🙂🙂 emoji🙂word", "snake_case_words_over_twenty_four_bytes long", "a b c d", "knife" * 7,
+]
+
+
+def test_awkward_texts_in_batches_and_alone(shipped_pair, beavertails_pairs) -> None:
+    model, _ = shipped_pair
+    scorer = FastScorer.from_model(model)
+    items = AWKWARD_TEXTS + [(t, "an answer") for t in AWKWARD_TEXTS] + [("a question", t) for t in AWKWARD_TEXTS]
+    items += beavertails_pairs[:20]
+    expected = reference_proba(model, items)
+    np.testing.assert_allclose(scorer.predict_proba(items), expected, rtol=0, atol=EXACT)
+    clean = [item for item in items if "\x00" not in str(item) and "\ud800" not in str(item)]
+    np.testing.assert_allclose(scorer.predict_proba(clean), reference_proba(model, clean), rtol=0, atol=EXACT)
+    for item, row in zip(items, expected):
+        np.testing.assert_allclose(scorer.predict_proba([item])[0], row, rtol=0, atol=EXACT)
+
+
+def test_unicode_spaces_are_exactly_what_str_split_splits_at() -> None:
+    from lite_moderation.fast import _WORD_BYTE, UNICODE_SPACES
+
+    spaces = {chr(c) for c in range(0x110000) if chr(c).isspace()}
+    ascii_spaces = {c for c in spaces if c.isascii()}
+    assert set(UNICODE_SPACES) == spaces - ascii_spaces
+    assert {chr(b) for b in range(128) if not _WORD_BYTE[b]} == ascii_spaces | {"\x00"}
+
+
+def test_evicting_word_caches_change_nothing(shipped_pair, beavertails_pairs) -> None:
+    """Caches of 50 words empty themselves again and again, in batches and single requests."""
+    model, _ = shipped_pair
+    tiny = FastScorer.from_model(model, cache_size=50)
+    pairs = beavertails_pairs[:240]
+    expected = reference_proba(model, pairs)
+    for start in range(0, len(pairs), 40):
+        got = tiny.predict_proba(pairs[start:start + 40])
+        np.testing.assert_allclose(got, expected[start:start + 40], rtol=0, atol=EXACT)
+        np.testing.assert_allclose(tiny.predict_proba([pairs[start]])[0], expected[start], rtol=0, atol=EXACT)
+    one = FastScorer.from_model(model, cache_size=1)
+    np.testing.assert_allclose(one.predict_proba(pairs[:64]), expected[:64], rtol=0, atol=EXACT)
+
+
+def test_batches_larger_than_the_scorer_batch(shipped_pair, beavertails_pairs) -> None:
+    model, scorer = shipped_pair
+    pairs = beavertails_pairs * 2  # 6,042 rows: several internal batches, the second pass all cached
+    got = scorer.predict_proba(pairs)
+    half = len(beavertails_pairs)
+    np.testing.assert_array_equal(got[:half], got[half:])
+    np.testing.assert_allclose(got[:half], reference_proba(model, beavertails_pairs), rtol=0, atol=EXACT)
+
+
+def test_threads_mixing_batches_and_single_requests(shipped_pair, beavertails_pairs) -> None:
+    model, reference_scorer = shipped_pair
+    scorer = FastScorer.from_model(model, cache_size=800)
+    pairs = beavertails_pairs[:480]
+    expected = reference_scorer.predict_proba(pairs)
+    results: dict[int, list] = {}
+
+    def work(k: int) -> None:
+        out = []
+        for start in range(k * 24, len(pairs), 96):
+            rows = list(range(start, min(start + 24, len(pairs))))
+            batch = scorer.predict_proba([pairs[i] for i in rows])
+            single = [scorer.predict_proba([pairs[i]])[0] for i in rows[:3]]
+            out.append((rows, batch, single))
+        results[k] = out
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4
+    for out in results.values():
+        for rows, batch, single in out:
+            np.testing.assert_allclose(batch, expected[rows], rtol=0, atol=1e-12)
+            np.testing.assert_allclose(single, expected[rows[:3]], rtol=0, atol=1e-12)
+
+
+def test_word_table_finds_every_key_and_grows() -> None:
+    from lite_moderation.fast import _WordTable
+
+    rng = np.random.default_rng(0)
+    table = _WordTable(bits=4)
+    keys = np.unique(rng.integers(0, 2**63, size=(6000, 3), dtype=np.uint64), axis=0)
+    keys[:50, 1:] = 0  # short words: two zero key words
+    keys[50:100, 0] = keys[0, 0]  # keys sharing their first word
+    keys = np.unique(keys, axis=0)
+    slots = rng.permutation(len(keys)).astype(np.int32)
+    for start in range(0, len(keys), 1000):  # grown several times
+        table.insert(keys[start:start + 1000], slots[start:start + 1000])
+    np.testing.assert_array_equal(table.lookup(keys), slots)
+    absent = keys.copy()
+    absent[:, 2] ^= np.uint64(1 << 63)  # the stored keys are below 2**63
+    assert (table.lookup(absent) == -1).all()
+
+
+def test_scores_equal_the_fast_path_of_commit_1ba1bba(shipped_pair, beavertails_pairs) -> None:
+    """The rewrite of issue 13 keeps the scores of the fast path before it, to 1e-12 (log-odds).
+
+    benchmarks/check_fast.py does this for every row of every shared set; here the BeaverTails rows."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parent.parent
+    try:
+        subprocess.run(["git", "cat-file", "-e", "1ba1bba:lite_moderation/fast.py"], cwd=root, check=True,
+                       capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git history with commit 1ba1bba is not available (a shallow clone)")
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        from check_fast import old_fast_module
+    finally:
+        sys.path.pop(0)
+    model, scorer = shipped_pair
+    before = old_fast_module("1ba1bba").FastScorer.from_model(model)
+    items = beavertails_pairs + [p for p, _ in beavertails_pairs[:500]] + [(p, "") for p, _ in beavertails_pairs[:500]]
+    np.testing.assert_allclose(scorer.decision_function(items), before.decision_function(items), rtol=0, atol=1e-12)
+    for item in items[::97]:
+        np.testing.assert_allclose(scorer.decision_function([item]), before.decision_function([item]), rtol=0,
+                                   atol=1e-12)
+
+
+def test_the_fast_check_of_pair_lists_names_bad_items_like_the_item_loop(scorer, beavertails_pairs) -> None:
+    from lite_moderation.texts import split_fields
+
+    pairs = beavertails_pairs[:20]
+    assert split_fields(pairs, require_text=True) == ([p for p, _ in pairs], [r for _, r in pairs])
+    assert split_fields(tuple(pairs)) == split_fields(list(pairs))
+    for bad, error, message in [((" ", "\n"), ValueError, r"X\[7\] has a prompt and a response both empty"),
+                                (("a", 3), TypeError, r"X\[7\] is a tuple"), (("a",), TypeError, r"X\[7\] is a tuple")]:
+        items = pairs[:7] + [bad] + pairs[7:]
+        with pytest.raises(error, match=message):
+            scorer.predict_proba(items)
+    shapes = [("", "a text"), ("a prompt", ""), ("", " x"), (" x", "")]
+    assert split_fields(shapes, require_text=True) == (["", "a prompt", "", " x"], ["a text", "", " x", ""])

@@ -37,3 +37,39 @@ def test_small_chunks_keep_order(tmp_path, tiny_model_dir, tiny_data):
     score_file(model, tiny_data, tmp_path / "out.jsonl", "jsonl", jobs=2, chunk_size=7)
     rows = _rows(tmp_path / "out.jsonl")
     assert [{k: v for k, v in r.items() if k != "line"} for r in rows] == expected
+
+
+def test_score_file_rows_are_the_bytes_json_dumps_writes_of_each_verdict(tmp_path):
+    """score_file formats JSONL rows from the probability arrays (issue 13): the same bytes as json.dumps of each
+    moderate() verdict with its line, for the default cut-off and an explicit one; other formats are unchanged."""
+    import io
+
+    import numpy as np
+
+    from lite_moderation.output import RowWriter
+
+    lines = BEAVERTAILS_TEST.read_text(encoding="utf-8").splitlines()[:600]
+    source = tmp_path / "input.jsonl"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    scorer = lm.load_scorer("fast")
+    pairs = lm.load_dataset(source).pairs
+    for threshold in (None, 0.3):
+        summary = score_file(scorer, source, tmp_path / "out.jsonl", "jsonl", threshold=threshold)
+        verdicts = scorer.moderate(pairs, threshold=threshold)
+        expected = "".join(json.dumps({"line": n, **v}) + "\n" for n, v in enumerate(verdicts, start=1))
+        assert (tmp_path / "out.jsonl").read_text() == expected
+        assert summary.flagged == sum(v["flagged"] for v in verdicts)
+    proba = scorer.predict_proba(pairs)
+    for fmt in ("jsonl", "csv", "json", "table"):
+        by_rows, by_arrays = io.StringIO(), io.StringIO()
+        rows_writer, arrays_writer = RowWriter(by_rows, fmt), RowWriter(by_arrays, fmt)
+        for verdict in scorer.moderate(pairs):
+            rows_writer.write(verdict)
+        arrays_writer.write_scores(proba, scorer.thresholds_, None)
+        rows_writer.close()
+        arrays_writer.close()
+        assert by_arrays.getvalue() == by_rows.getvalue(), fmt
+    with_nan = proba.copy()
+    with_nan[0, 0] = np.nan  # never a probability, but written as json.dumps would (NaN), through the dicts
+    assert RowWriter(io.StringIO(), "jsonl").write_scores(with_nan, scorer.thresholds_, None) == sum(
+        v["flagged"] for v in scorer.moderate(pairs))
