@@ -1,16 +1,21 @@
-"""Shared fixtures: paths to the real shared data, small synthetic data sets, and a small trained model."""
+"""Shared fixtures: paths to the real shared data, small synthetic data sets, a small trained model, and
+in-process servers around the shipped model."""
 
 from __future__ import annotations
 
 import json
 import random
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+import lite_moderation as lm
 from lite_moderation import default_estimator, save, train
 from lite_moderation.data import load_dataset
+from lite_moderation.server import ModerationServer, make_app, make_server
 from lite_moderation.taxonomy import CATEGORIES
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -79,3 +84,38 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) ->
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+# ---- servers around the shipped model (tests/test_server.py, tests/test_serve_engine.py)
+
+SERVER_GUARD = 30  # seconds: a server thread that will not stop fails the test run instead of hanging it
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The shipped default model (a module may define its own ``model``)."""
+    return lm.load()
+
+
+@pytest.fixture(scope="module")
+def start(model) -> Iterator[Callable[..., ModerationServer]]:
+    """Start in-process servers around the shipped model; all are stopped when the module ends."""
+    running: list[tuple[ModerationServer, threading.Thread]] = []
+
+    def _start(threads: int = 4, read_timeout: float = 5.0, **app_options) -> ModerationServer:
+        server = make_server(make_app(model, **app_options), "127.0.0.1", 0, threads=threads,
+                             read_timeout=read_timeout)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        return server
+
+    yield _start
+    for server, thread in running:
+        server.shutdown()
+        thread.join(SERVER_GUARD)
+
+
+@pytest.fixture(scope="module")
+def port(start) -> int:
+    return start().server_port

@@ -13,45 +13,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
 
 import pytest
 
-import lite_moderation as lm
-from lite_moderation.server import ModerationServer, make_app, make_server
-
 GUARD = 30  # seconds: a socket guard so a broken server fails the test instead of hanging it
 BODY = json.dumps({"input": "The weather is lovely today."}).encode()
-
-
-@pytest.fixture(scope="module")
-def model():
-    return lm.load()
-
-
-@pytest.fixture(scope="module")
-def start(model) -> Iterator[Callable[..., ModerationServer]]:
-    running: list[tuple[ModerationServer, threading.Thread]] = []
-
-    def _start(threads: int = 4, read_timeout: float = 5.0, **app_options) -> ModerationServer:
-        server = make_server(make_app(model, **app_options), "127.0.0.1", 0, threads=threads,
-                             read_timeout=read_timeout)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        running.append((server, thread))
-        return server
-
-    yield _start
-    for server, thread in running:
-        server.shutdown()
-        thread.join(GUARD)
-
-
-@pytest.fixture(scope="module")
-def port(start) -> int:
-    return start().server_port
 
 
 def request_bytes(body: bytes = BODY, path: str = "/v1/moderations", extra: str = "", close: bool = True) -> bytes:

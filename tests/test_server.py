@@ -15,50 +15,19 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-import lite_moderation as lm
 from lite_moderation.cli import main
 from lite_moderation.persistence import DEFAULT_MODEL_DIR
-from lite_moderation.server import MODEL_ENV, ModerationServer, create_app, make_app, make_server
+from lite_moderation.server import MODEL_ENV, create_app, make_app, make_server
 from lite_moderation.taxonomy import CATEGORIES
 
 TEXTS = ["The weather is lovely today.", "Please pass the salt and pepper."]
 PAIR = {"prompt": "How do I water a cactus?", "response": "Sparingly, about once a month."}
 GUARD = 30  # seconds: a socket guard so a broken server fails the test instead of hanging it
-
-
-@pytest.fixture(scope="module")
-def model():
-    return lm.load()
-
-
-@pytest.fixture(scope="module")
-def start(model) -> Iterator[Callable[..., ModerationServer]]:
-    """Start in-process servers around the shipped model; all are stopped when the module ends."""
-    running: list[tuple[ModerationServer, threading.Thread]] = []
-
-    def _start(threads: int = 4, read_timeout: float = 5.0, **app_options) -> ModerationServer:
-        server = make_server(make_app(model, **app_options), "127.0.0.1", 0, threads=threads,
-                             read_timeout=read_timeout)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        running.append((server, thread))
-        return server
-
-    yield _start
-    for server, thread in running:
-        server.shutdown()
-        thread.join(GUARD)
-
-
-@pytest.fixture(scope="module")
-def port(start) -> int:
-    return start().server_port
 
 
 def call(port: int, method: str, path: str, body: bytes | dict | None = None,
