@@ -175,6 +175,8 @@ BAD_BODIES = {
     "pair-null-response": (b'{"input": [{"prompt": "a", "response": null}]}',
                            "input[0].response must be a string, got null"),
     "pair-both-empty": (b'{"input": [{"prompt": " ", "response": ""}]}', "both empty"),
+    "blank-text": (b'{"input": " "}', "input is empty or only whitespace"),
+    "blank-item": (b'{"input": ["a", "\\t"]}', "input[1] is empty or only whitespace"),
     "pair-wrong-type": (b'{"input": [{"prompt": "a", "response": false}]}', "got boolean"),
     "image-part": (b'{"input": [{"type": "image_url", "image_url": {"url": "x"}}]}', "only text inputs"),
     "unknown-object": (b'{"input": [{"foo": "a"}]}', "input[0] must be a string, a"),
