@@ -19,3 +19,17 @@ def machine(note: str) -> dict:
         "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
         "load_average_before": [round(x, 2) for x in os.getloadavg()], "note": note,
     }
+
+
+#: Runs a command and prints its wall seconds and ru_maxrss (KiB). It runs in a small interpreter of its own
+#: because a child's ru_maxrss also counts the memory it had before exec, i.e. a fork of its parent.
+RSS_WRAPPER = """
+import os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = proc.stderr.read()
+_, status, usage = os.wait4(proc.pid, 0)
+if os.waitstatus_to_exitcode(status):
+    sys.exit(err.decode()[-2000:])
+print(time.perf_counter() - start, usage.ru_maxrss)
+"""

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, RESULTS, ROOT, machine
+from _common import DATA, RESULTS, ROOT, RSS_WRAPPER, machine
 
 #: Runs the CLI of the package at argv[1] (not the installed one) with the rest of argv.
 OLD_CLI = """
@@ -37,17 +37,6 @@ sys.path.insert(0, sys.argv.pop(1))
 from lite_moderation.cli import main
 sys.argv[0] = "lite-moderation"
 main()
-"""
-#: Wall seconds and peak RSS (KiB) of a child command (os.wait4: that child alone).
-RSS_WRAPPER = """
-import os, subprocess, sys, time
-start = time.perf_counter()
-proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-err = proc.stderr.read()
-_, status, usage = os.wait4(proc.pid, 0)
-if os.waitstatus_to_exitcode(status):
-    sys.exit(err.decode()[-2000:])
-print(time.perf_counter() - start, usage.ru_maxrss)
 """
 
 

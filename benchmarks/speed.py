@@ -56,7 +56,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, RESULTS
+from _common import DATA, RESULTS, RSS_WRAPPER
 
 WARMUP = 100
 MINILM_SINGLE = 100
@@ -122,18 +122,6 @@ def latency_ms(make_scorer: Callable[[], Callable[[object], object]], items: Seq
             "passes_p99_ms": p99s, "requests_per_pass": len(items)}
 
 
-#: Runs a command and prints its wall seconds and ru_maxrss (KiB). It runs in a small interpreter of its own
-#: because a child's ru_maxrss also counts the memory it had before exec, i.e. a fork of its parent.
-RSS_WRAPPER = """
-import os, subprocess, sys, time
-start = time.perf_counter()
-proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-err = proc.stderr.read()
-_, status, usage = os.wait4(proc.pid, 0)
-if os.waitstatus_to_exitcode(status):
-    sys.exit(err.decode()[-2000:])
-print(time.perf_counter() - start, usage.ru_maxrss)
-"""
 
 
 def child_run(args: list[str], runs: int) -> dict:
