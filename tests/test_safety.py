@@ -217,10 +217,18 @@ def _temps(out: Path) -> list[Path]:
     return sorted(out.parent.glob(f".{out.name}.*"))
 
 
+#: Reset SIGINT to its default, then exec the command (an exec keeps a default disposition, as it keeps an ignore).
+SIGINT_DEFAULT_EXEC = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+
+
 def _started_run(model: Path, out: Path, *extra: str) -> subprocess.Popen:
-    """A score run writing ``out`` that has begun (its temp file exists) and waits for more stdin."""
-    proc = subprocess.Popen(_cli("score", "--model", str(model), "-i", "-", "--input-format", "jsonl", "-o", str(out),
-                                 "-q", *extra), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    """A score run writing ``out`` that has begun (its temp file exists) and waits for more stdin.
+
+    SIGINT is reset to its default in the child: a harness run in the background of a script (``cmd &``) passes
+    it down ignored, and a command line tool rightly keeps an inherited "ignore"."""
+    command = _cli("score", "--model", str(model), "-i", "-", "--input-format", "jsonl", "-o", str(out), "-q", *extra)
+    proc = subprocess.Popen([sys.executable, "-c", SIGINT_DEFAULT_EXEC, *command],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdin.write(ROW * 5000)
     proc.stdin.flush()
     for _ in range(600):  # the temp file is created before the first row is read
