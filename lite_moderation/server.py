@@ -300,7 +300,7 @@ def parse_moderation_request(request: Any, max_batch: int) -> list[str | tuple[s
         raise ApiError(400, f"'model' must be a string, got {json_type(model)}", param="model")
     raw = request["input"]
     if isinstance(raw, str):
-        return _non_blank([_text(raw, "input")], single=True)
+        return [_whole_text(raw, "input")]
     if not isinstance(raw, list):
         raise ApiError(400, f"'input' must be a string or a list, got {json_type(raw)}", param="input")
     if not raw:
@@ -308,21 +308,21 @@ def parse_moderation_request(request: Any, max_batch: int) -> list[str | tuple[s
     if len(raw) > max_batch:
         raise ApiError(400, f"'input' has {len(raw)} items; the limit is {max_batch} per request",
                        param="input", code="batch_too_large")
-    return _non_blank([_item(value, f"input[{i}]") for i, value in enumerate(raw)], single=False)
+    return [_item(value, f"input[{i}]") for i, value in enumerate(raw)]
 
 
-def _non_blank(items: list[str | tuple[str, str]], single: bool) -> list[str | tuple[str, str]]:
-    """Refuse an item with no text at all (the scorers refuse it too): a 400 naming it, never a 500."""
-    for i, item in enumerate(items):
-        if not "".join(item if isinstance(item, tuple) else (item,)).strip():
-            where = "input" if single else f"input[{i}]"
-            raise ApiError(400, f"{where} is empty or only whitespace: nothing to moderate", param=where)
-    return items
+def _whole_text(value: Any, param: str) -> str:
+    """A text scored alone: as a pair's two fields, it must hold something to moderate (the scorers refuse a blank
+    one, which would otherwise surface as a 500)."""
+    text = _text(value, param)
+    if not text.strip():
+        raise ApiError(400, f"{param} is empty or only whitespace: nothing to moderate", param=param)
+    return text
 
 
 def _item(value: Any, param: str) -> str | tuple[str, str]:
     if isinstance(value, str):
-        return _text(value, param)
+        return _whole_text(value, param)
     if not isinstance(value, dict):
         raise ApiError(400, f"{param} must be a string or an object, got {json_type(value)}", param=param)
     if "prompt" in value or "response" in value:  # either alone: a prompt alone, or a text alone
@@ -332,7 +332,7 @@ def _item(value: Any, param: str) -> str | tuple[str, str]:
             raise ApiError(400, f"{param}: prompt and response are both empty: nothing to moderate", param=param)
         return prompt, response
     if value.get("type") == "text":
-        return _text(value.get("text"), f"{param}.text")
+        return _whole_text(value.get("text"), f"{param}.text")
     if "type" in value:
         raise ApiError(400, f"{param}: only text inputs are supported", param=param, code="unsupported_input")
     raise ApiError(400, f"{param} must be a string, a {{'prompt', 'response'}} pair or a {{'type': 'text'}} part",
