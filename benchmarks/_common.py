@@ -1,8 +1,12 @@
-"""Paths shared by the benchmark scripts (run as ``python benchmarks/NAME.py`` from the project root)."""
+"""Paths and helpers shared by the benchmark scripts (run as ``python benchmarks/NAME.py`` from the project root)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -33,3 +37,18 @@ if os.waitstatus_to_exitcode(status):
     sys.exit(err.decode()[-2000:])
 print(time.perf_counter() - start, usage.ru_maxrss)
 """
+
+
+def child_run(args: list[str], runs: int) -> dict:
+    """Wall time and peak RSS of a subprocess (that child alone, via os.wait4), medians of ``runs``."""
+    walls, rss = [], []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-S", "-c", RSS_WRAPPER, *args], check=False, capture_output=True,
+                             text=True)
+        if out.returncode:
+            raise RuntimeError(f"{args} failed: {out.stderr}")
+        wall, maxrss_kib = out.stdout.split()
+        walls.append(float(wall))
+        rss.append(int(maxrss_kib) / 1024)
+    return {"wall_s": float(np.median(walls)), "peak_rss_mb": float(np.median(rss)), "runs_wall_s": walls,
+            "runs_peak_rss_mb": rss}

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, RESULTS, ROOT, RSS_WRAPPER, machine
+from _common import DATA, RESULTS, ROOT, child_run, machine
 
 #: Runs the CLI of the package at argv[1] (not the installed one) with the rest of argv.
 OLD_CLI = """
@@ -83,18 +83,9 @@ def stages(corpus: Path, rows: int, model: str, out_dir: Path) -> dict:
 
 
 def cli_run(command: list[str], rows: int, runs: int) -> dict:
-    walls, rss = [], []
-    for _ in range(runs):
-        out = subprocess.run([sys.executable, "-S", "-c", RSS_WRAPPER, *command], capture_output=True, text=True,
-                             check=False)
-        if out.returncode:
-            raise RuntimeError(f"{command} failed: {out.stderr}")
-        wall, kib = out.stdout.split()
-        walls.append(float(wall))
-        rss.append(int(kib) / 1024)
-    wall = float(np.median(walls))
-    return {"wall_s": round(wall, 2), "rows_per_s": round(rows / wall), "peak_rss_mb": round(float(np.median(rss)), 1),
-            "runs_wall_s": [round(w, 2) for w in walls]}
+    run = child_run(command, runs)
+    return {"wall_s": round(run["wall_s"], 2), "rows_per_s": round(rows / run["wall_s"]),
+            "peak_rss_mb": round(run["peak_rss_mb"], 1), "runs_wall_s": [round(w, 2) for w in run["runs_wall_s"]]}
 
 
 def main() -> int:

@@ -56,7 +56,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, RESULTS, RSS_WRAPPER
+from _common import DATA, RESULTS, child_run
 
 WARMUP = 100
 MINILM_SINGLE = 100
@@ -122,21 +122,6 @@ def latency_ms(make_scorer: Callable[[], Callable[[object], object]], items: Seq
             "passes_p99_ms": p99s, "requests_per_pass": len(items)}
 
 
-
-
-def child_run(args: list[str], runs: int) -> dict:
-    """Wall time and peak RSS of a subprocess (that child alone, via os.wait4), medians of ``runs``."""
-    walls, rss = [], []
-    for _ in range(runs):
-        out = subprocess.run([sys.executable, "-S", "-c", RSS_WRAPPER, *args], check=False, capture_output=True,
-                             text=True)
-        if out.returncode:
-            raise RuntimeError(f"{args} failed: {out.stderr}")
-        wall, maxrss_kib = out.stdout.split()
-        walls.append(float(wall))
-        rss.append(int(maxrss_kib) / 1024)
-    return {"wall_s": float(np.median(walls)), "peak_rss_mb": float(np.median(rss)), "runs_wall_s": walls,
-            "runs_peak_rss_mb": rss}
 
 
 def cold_start(code: str, runs: int) -> dict:
