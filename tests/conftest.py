@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -119,3 +120,13 @@ def start(model) -> Iterator[Callable[..., ModerationServer]]:
 @pytest.fixture(scope="module")
 def port(start) -> int:
     return start().server_port
+
+
+def raw_exchange(port: int, payload: bytes, read_timeout: float = SERVER_GUARD) -> bytes:
+    """Send raw bytes (possibly an incomplete request), then read until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=read_timeout) as sock:
+        sock.sendall(payload)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)

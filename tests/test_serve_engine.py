@@ -16,6 +16,7 @@ import sys
 import time
 
 import pytest
+from conftest import raw_exchange
 
 GUARD = 30  # seconds: a socket guard so a broken server fails the test instead of hanging it
 BODY = json.dumps({"input": "The weather is lovely today."}).encode()
@@ -24,16 +25,6 @@ BODY = json.dumps({"input": "The weather is lovely today."}).encode()
 def request_bytes(body: bytes = BODY, path: str = "/v1/moderations", extra: str = "", close: bool = True) -> bytes:
     head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     return (head + ("Connection: close\r\n" if close else "") + extra + "\r\n").encode() + body
-
-
-def raw_exchange(port: int, payload: bytes) -> bytes:
-    """Send raw bytes, then read until the server closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=GUARD) as sock:
-        sock.sendall(payload)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def parse(reply: bytes) -> tuple[int, dict[str, str], object]:

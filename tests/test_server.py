@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import raw_exchange
 
 from lite_moderation.cli import main
 from lite_moderation.persistence import DEFAULT_MODEL_DIR
@@ -41,16 +42,6 @@ def call(port: int, method: str, path: str, body: bytes | dict | None = None,
         return response.status, dict(response.getheaders()), json.loads(response.read())
     finally:
         conn.close()
-
-
-def raw_exchange(port: int, payload: bytes, read_timeout: float = GUARD) -> bytes:
-    """Send raw bytes (possibly an incomplete request), then read until the server closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=read_timeout) as sock:
-        sock.sendall(payload)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def moderate(port: int, body: dict) -> dict:
