@@ -230,8 +230,9 @@ def recipe_options(command: Callable) -> Callable:
                      show_default=True, help="Pull of rare categories' thresholds toward prevalence (0: plain F1)."),
         click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
                      help="Stopping tolerance of the solver (larger: faster, less exact)."),
-        click.option("--dual/--primal", default=False, show_default="primal; dual with --preset fast",
-                     help="liblinear's dual solver: about 2x faster fits on large data, same optimum within --tol."),
+        click.option("--dual/--primal", default=True, show_default="dual",
+                     help="liblinear's dual solver (no BLAS: the same weights on every CPU) or its primal one "
+                          "(labels fitted in parallel with --jobs; weights move by a float32 ulp between CPUs)."),
         click.option("--jobs", "-j", "n_jobs", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Threads fitting labels in parallel (memory grows with each)."),
     ]
@@ -683,7 +684,12 @@ def _training_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], 
         parts += ["--seed", str(seed)]
     given = _given_options(recipe)
     given.pop("n_jobs", None)
+    options = {param.name: param for param in click.get_current_context().command.params}
     for key, value in given.items():
+        if isinstance(value, bool):  # an on/off flag such as --dual/--primal
+            option = options[key]
+            parts.append((option.opts if value else option.secondary_opts)[0])
+            continue
         text = "none" if value is None else ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
         parts += [f"--{key.replace('_', '-')}", text]
     return shlex.join(parts)

@@ -62,7 +62,7 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
 
     def make_block(self, analyzer: str) -> TfidfVectorizer:
         """An unfitted TF-IDF vectorizer for one block (also used to rebuild a saved one)."""
-        return TfidfVectorizer(**self.block_settings(analyzer))
+        return StableTfidfVectorizer(**self.block_settings(analyzer))
 
     def block_settings(self, analyzer: str) -> dict:
         """All ``TfidfVectorizer`` parameters of one block (see :func:`lite_moderation.texts.block_settings`)."""
@@ -108,6 +108,39 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
             for term in block.get_feature_names_out()
         ]
         return np.asarray(names, dtype=object)
+
+
+class StableTfidfVectorizer(TfidfVectorizer):
+    """``TfidfVectorizer`` whose ``max_features`` cut breaks ties by term, so a vocabulary is the same on every CPU.
+
+    Why: scikit-learn keeps the most frequent terms with numpy's default (unstable) sort, which runs
+    CPU-specific SIMD code; terms tied at the cut-off then land differently on AVX2 and AVX-512 machines and
+    a documented rebuild is not byte-identical. Here the order is count (descending), then term (ascending).
+    """
+
+    def _limit_features(self, X, vocabulary, high=None, low=None, limit=None):
+        pruned = super()._limit_features(X, vocabulary, high, low, None)
+        # scikit-learn < 1.4 also returns the removed terms
+        X, removed = pruned if isinstance(pruned, tuple) else (pruned, None)
+        if limit is not None and X.shape[1] > limit:
+            X = _keep_most_frequent(X, vocabulary, limit, removed)
+        return X if removed is None else (X, removed)
+
+
+def _keep_most_frequent(X: sp.spmatrix, vocabulary: dict, limit: int, removed: set | None) -> sp.csr_matrix:
+    """Keep the ``limit`` terms of highest count, ties broken by term; renumber ``vocabulary`` in place."""
+    terms = np.empty(X.shape[1], dtype=object)
+    for term, column in vocabulary.items():
+        terms[column] = term
+    term_rank = np.empty(len(terms), dtype=np.intp)
+    term_rank[sorted(range(len(terms)), key=terms.__getitem__)] = np.arange(len(terms))
+    counts = np.asarray(X.sum(axis=0)).ravel()
+    kept = np.sort(np.lexsort((term_rank, -counts))[:limit])
+    vocabulary.clear()
+    vocabulary.update((terms[old], new) for new, old in enumerate(kept))
+    if removed is not None:
+        removed.update(np.delete(terms, kept))
+    return X[:, kept]
 
 
 def _fit_block(block: TfidfVectorizer, texts: list[str], field: str, analyzer: str) -> sp.csr_matrix:

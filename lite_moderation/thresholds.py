@@ -17,6 +17,7 @@ __all__ = [
     "OPERATING_POINTS",
     "best_f1_threshold",
     "best_fbeta_threshold",
+    "portable",
     "prevalence_threshold",
     "resolve_threshold",
     "shrunk_threshold",
@@ -57,7 +58,17 @@ def best_fbeta_threshold(y_true: np.ndarray, scores: np.ndarray, beta: float) ->
     fbeta = np.where(distinct, (1 + b2) * true_pos / (flagged + b2 * n_pos), -1.0)
     best = int(np.argmax(fbeta))
     lower = sorted_scores[best + 1] if best + 1 < len(scores) else 0.0
-    return float((sorted_scores[best] + lower) / 2)
+    return portable((sorted_scores[best] + lower) / 2)
+
+
+def portable(cut_off: float) -> float:
+    """A tuned cut-off rounded to 10 significant digits, so a model rebuilds byte for byte on any CPU.
+
+    Why: the scores cut-offs are tuned on pass through numpy's tanh and exp, whose SIMD code (AVX-512, AVX2,
+    none) differs in the last bit; a cut-off halfway between two scores would move with it. Rounded, it moves
+    only when a score sits within 1e-10 of a rounding boundary, and decisions change by less than that.
+    """
+    return float(f"{float(cut_off):.10g}")
 
 
 def prevalence_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
@@ -86,7 +97,7 @@ def shrunk_threshold(y_true: np.ndarray, scores: np.ndarray, shrinkage: float) -
         return f1_cut
     weight = n_pos / (n_pos + shrinkage)
     mixed = weight * _logit(f1_cut) + (1 - weight) * _logit(prevalence_threshold(y_true, scores))
-    return float(1 / (1 + np.exp(-mixed)))
+    return portable(1 / (1 + np.exp(-mixed)))
 
 
 def tune_thresholds(Y_true: np.ndarray, scores: np.ndarray, shrinkage: float = 0.0,
