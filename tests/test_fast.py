@@ -222,7 +222,7 @@ def shipped_pair(request) -> tuple[lm.ModerationClassifier, FastScorer]:
 
 def _items_of(path: Path) -> list[tuple[str, str]]:
     """Every row of a shared data file as (prompt, response): a text alone has an empty prompt."""
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
     return [(r.get("prompt", ""), r.get("response", r.get("text", ""))) for r in rows]
 
 
