@@ -55,7 +55,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    """The public names only (not the helpers this module imports for itself, such as ``Any``)."""
+    return sorted([*__all__, "__version__"])
 
 
 if TYPE_CHECKING:

@@ -49,8 +49,8 @@ from .server import (
 )
 from .sources import SHAPES, SourceSpec, parse_source
 from .taxonomy import CATEGORIES, LABELS, short_name
-from .texts import split_fields
-from .thresholds import OPERATING_POINTS, resolve_threshold
+from .texts import group_keys, message_mask, split_fields
+from .thresholds import OPERATING_POINTS, checked_threshold, cut_offs
 from .training import (
     DEFAULT_PRESET,
     DEFAULT_THRESHOLD_SHRINKAGE,
@@ -208,7 +208,8 @@ def recipe_options(command: Callable) -> Callable:
     options = [
         click.option("--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET, show_default=True,
                      help="Named recipe: accurate (word + response char n-grams), fast (word n-grams only), "
-                          "shapes / shapes-fast (the same, with a block of its own for a prompt alone; for --shapes)."),
+                          "shapes / shapes-fast (the same, with blocks of their own for pairs and single messages; "
+                          "for --shapes)."),
         click.option("--C", "C", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
                      help="Inverse regularisation strength of each logistic regression."),
         click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True),
@@ -234,7 +235,7 @@ def recipe_options(command: Callable) -> Callable:
                      help="liblinear's dual solver (no BLAS: the same weights on every CPU) or its primal one "
                           "(labels fitted in parallel with --jobs; weights move by a float32 ulp between CPUs)."),
         click.option("--jobs", "-j", "n_jobs", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Threads fitting labels in parallel (memory grows with each)."),
+                     help="Labels fitted in parallel (threads, or processes with the dual solver; memory grows with each)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -377,9 +378,7 @@ def _score_items(model, items: list, output_path: Path | None, fmt: str,
     with atomic_text_writer(output_path) as stream:
         reasons = table_reasons(model) if fmt == "table" else None
         if fmt == "table" and len(results) == 1:
-            cuts = dict(zip(LABELS, model.thresholds_))
-            if threshold is not None:
-                cuts["unsafe"] = resolve_threshold(threshold, model)
+            cuts = dict(zip(LABELS, cut_offs(model, message_mask(items), threshold)[0]))
             stream.write(format_detail(results[0], cuts, reasons(items[0]) if results[0]["flagged"] else None))
         else:
             writer = RowWriter(stream, fmt, reasons=reasons)
@@ -485,7 +484,7 @@ def explain_command(texts: tuple[str, ...], prompt: str | None, response: str | 
     fmt = _explain_format(output_path, fmt)
     asked = resolve_labels(labels) if labels else None
     explainer = Explainer.load(model_path)
-    resolve_threshold(threshold, explainer)
+    checked_threshold(threshold, explainer)
     errors: list[DataError] = []
     if input_path is not None:
         records = read_records(input_path, on_error=on_error, errors=errors, fmt=input_format, require="text")
@@ -571,13 +570,17 @@ def data_options(command: Callable) -> Callable:
     options = [
         click.option("--data", "sources", required=True, multiple=True, type=SourceType(),
                      help="Labelled file (.jsonl[.gz|.xz], .json, .csv) or pkg:chitchat-dataset, optionally "
-                          "',weight=W,rows=N' (row weight; a seeded sample of N rows). Repeat for more sources: "
+                          "',weight=W,rows=N,shapes=A+B' (row weight; a seeded sample of N rows; this source's own "
+                          "shapes instead of --shapes, e.g. shapes=text: its turns as messages, not its pairs). "
+                          "Repeat for more sources: "
                           "the first is BeaverTails-style data with the 14 categories, where thresholds are tuned "
-                          "and CV reports; the others (categories, or is_safe: true only) are trained on in every "
-                          "fold."),
+                          "and CV reports; the others (categories, or is_safe only: their unsafe rows then teach "
+                          "the unsafe head alone) are trained on in every fold. Single messages of every source "
+                          "tune the message cut-offs."),
         click.option("--shapes", callback=_parse_shapes, default="pair", show_default=True,
-                     help="Input shapes training shows: pair, plus prompt (each prompt alone) and text (each "
-                          "response alone), comma-separated."),
+                     help="Input shapes training shows, comma-separated: pair, plus text (each response, and "
+                          "each prompt none of whose answers is unsafe, as a single message) and prompt (each "
+                          "prompt as a single message, unsafe when any of its answers is)."),
         click.option("--vocabulary-from", type=click.Choice(["all", "harmful", "first"]), default="all",
                      show_default=True,
                      help="Sources the vocabulary and idf are learned from: all, those holding unsafe rows, or the "
@@ -724,7 +727,7 @@ def evaluate_command(data_path: Path, json_path: Path | None, predictions_path: 
 
     model = load(model_path)
     dataset = _load_labelled(data_path, on_error)
-    _warn_on_leak(model, dataset.prompts)
+    _warn_on_leak(model, group_keys(dataset.pairs))
     metrics, proba, predicted = evaluate_rows(model, dataset, threshold=threshold)
     groups = prompt_groups(dataset.pairs)
     if predictions_path is not None:
@@ -734,14 +737,15 @@ def evaluate_command(data_path: Path, json_path: Path | None, predictions_path: 
     _emit_metrics(metrics, json_path, table_format)
 
 
-def _warn_on_leak(model, prompts: list[str]) -> None:
+def _warn_on_leak(model, keys: list[str]) -> None:
+    """``keys``: each evaluation row's prompt, or its text when it is a single message (``texts.group_keys``)."""
     from .evaluation import count_seen_prompts
 
-    seen = count_seen_prompts(model, prompts)
-    total = len({" ".join(p.split()).lower() for p in prompts})
-    _note(f"leak check: {seen} of {total} distinct evaluation prompts were in the model's training data")
+    seen = count_seen_prompts(model, keys)
+    total = len({" ".join(p.split()).lower() for p in keys})
+    _note(f"leak check: {seen} of {total} distinct evaluation prompts and texts were in the model's training data")
     if seen:
-        _note(f"WARNING: {seen} evaluation prompts were seen in training: these metrics overstate quality "
+        _note(f"WARNING: {seen} evaluation prompts or texts were seen in training: these metrics overstate quality "
               "(for honest numbers on training data, use `lite-moderation cv`).")
 
 
@@ -956,11 +960,15 @@ def _card_text(card: dict) -> str:
         macro = f"  macro-F1 {cv['categories']['macro_f1']:.3f}" if "categories" in cv else ""
         lines.append(f"cv ({cv['folds']} folds grouped by prompt, seed {cv['seed']}): unsafe F1 {unsafe['f1']:.3f}"
                      f"  AUPRC {unsafe['auprc']:.3f}  AUROC {unsafe['auroc']:.3f}{macro}")
-    lines.append("thresholds: " + ", ".join(f"{short_name(k)} {v:.3f}" for k, v in card["thresholds"].items()))
-    points = card.get("operating_points", {})
-    if points:
-        lines.append("unsafe operating points (--threshold NAME): "
-                     + ", ".join(f"{name} {value:.3f}" for name, value in points.items()))
+    shapes = [("", card["thresholds"], card.get("operating_points", {}))]
+    if "message_thresholds" in card:  # single messages have cut-offs of their own
+        shapes = [("pairs: ", *shapes[0][1:]),
+                  ("single messages: ", card["message_thresholds"], card["message_operating_points"])]
+    for title, thresholds, points in shapes:
+        lines.append(f"{title}thresholds: " + ", ".join(f"{short_name(k)} {v:.3f}" for k, v in thresholds.items()))
+        if points:
+            lines.append(f"{title}unsafe operating points (--threshold NAME): "
+                         + ", ".join(f"{name} {value:.3f}" for name, value in points.items()))
     return "\n".join(lines)
 
 

@@ -14,7 +14,8 @@ from .metrics import moderation_metrics
 from .model import ModerationClassifier, hash_prompts, prompt_groups, rows_outside_groups
 from .progress import Progress
 from .sources import TrainingSet
-from .thresholds import resolve_threshold
+from .texts import message_mask
+from .thresholds import cut_offs
 
 __all__ = ["CVResult", "count_seen_prompts", "cross_validate", "cross_validate_repeats", "evaluate", "evaluate_rows",
            "grouped_folds"]
@@ -38,17 +39,13 @@ def evaluate_rows(model: ModerationClassifier, dataset: Dataset,
                   threshold: float | str | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
     """:func:`evaluate`'s metrics, with the (n, 15) probabilities and decisions they were computed from."""
     proba = model.predict_proba(dataset.pairs)
-    predicted = proba >= _cut_offs(model, threshold)
+    predicted = proba >= _row_cut_offs(model, dataset.pairs, threshold)
     return moderation_metrics(dataset.unsafe_labels(), proba, predicted, dataset.categories), proba, predicted
 
 
-def _cut_offs(model: ModerationClassifier, threshold: float | str | None) -> np.ndarray:
-    """The model's thresholds, the unsafe one overridden by ``threshold`` when given."""
-    cuts = np.array(model.thresholds_, dtype=np.float64)
-    cut = resolve_threshold(threshold, model)
-    if cut is not None:
-        cuts[-1] = cut
-    return cuts
+def _row_cut_offs(model: ModerationClassifier, items: Sequence, threshold: float | str | None) -> np.ndarray:
+    """Each item's cut-offs: its shape's thresholds, the unsafe one overridden by ``threshold`` when given."""
+    return cut_offs(model, message_mask(items), threshold)
 
 
 def grouped_folds(pairs: Sequence, n_folds: int, seed: int,
@@ -103,7 +100,7 @@ def cross_validate(data: Dataset | TrainingSet, n_folds: int = 5, seed: int = 0,
             pairs, Y = training_set.subset(train)
             model = clone(estimator).fit(pairs, Y, **training_set.fit_params(train))
             proba[test] = model.predict_proba(training_set.subset(held_out)[0])
-            predicted[test] = proba[test] >= _cut_offs(model, threshold)
+            predicted[test] = proba[test] >= _row_cut_offs(model, training_set.subset(held_out)[0], threshold)
             fold_of_row[test] = k
             operating_points.append(dict(model.operating_points_))
             bar.update()

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from .taxonomy import CATEGORIES, LABELS, UNSAFE, results_from_proba, short_name, sigmoid
-from .texts import JOINT_SEPARATOR, field_text, split_fields
-from .thresholds import resolve_threshold
+from .texts import JOINT_SEPARATOR, field_text, message_rows, split_fields
+from .thresholds import cut_offs, message_cut_offs, set_message_cut_offs
 
 if TYPE_CHECKING:
     from .fast import FastScorer
@@ -240,13 +240,15 @@ class Explainer:
     """
 
     def __init__(self, blocks: list[_Block], coef: np.ndarray, intercept: np.ndarray, thresholds: np.ndarray,
-                 labels: list[str], operating_points: dict[str, float]) -> None:
+                 labels: list[str], operating_points: dict[str, float],
+                 message_cut_offs: tuple[np.ndarray, dict[str, float]] | None = None) -> None:
         self.blocks = blocks
         self.coef = np.asarray(coef, dtype=np.float64)
         self.intercept_ = np.asarray(intercept, dtype=np.float64)
         self.thresholds_ = np.asarray(thresholds, dtype=np.float64)
         self.labels_ = list(labels)
         self.operating_points_ = dict(operating_points)
+        set_message_cut_offs(self, message_cut_offs)
         n_terms = sum(len(block.vocabulary) for block in blocks)
         if self.coef.shape != (n_terms, len(self.labels_)):
             raise ValueError(f"weights of shape {self.coef.shape} do not match {n_terms} terms and "
@@ -257,13 +259,13 @@ class Explainer:
     def from_parts(cls, parts: dict) -> Explainer:
         """From plain fitted state: ``blocks`` = per block (field, TfidfVectorizer settings, vocabulary
         {term: column}, idf[, terms by column]), then ``coef`` (n_terms, labels), ``intercept``, ``thresholds``,
-        ``labels`` and ``operating_points``."""
+        ``labels``, ``operating_points`` and ``message_cut_offs`` (None: pairs' cut-offs for messages too)."""
         blocks, offset = [], 0
         for field, settings, vocabulary, idf, *terms in parts["blocks"]:
             blocks.append(_Block(field, settings, vocabulary, idf, offset, terms[0] if terms else None))
             offset += len(vocabulary)
         return cls(blocks, parts["coef"], parts["intercept"], parts["thresholds"], parts["labels"],
-                   parts.get("operating_points", {}))
+                   parts.get("operating_points", {}), parts.get("message_cut_offs"))
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None) -> Explainer:
@@ -303,29 +305,27 @@ class Explainer:
         """
         prompts, responses = split_fields(X, require_text=True)
         asked = None if labels is None else resolve_labels(labels)
-        unsafe_cut = resolve_threshold(threshold, self)
+        row_cuts = cut_offs(self, message_rows(prompts), threshold)
         if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 0):
             raise ValueError(f"top must be a whole number >= 0 or None (all), got {top!r}")
-        return [self._explain_one(p, r, asked, top, unsafe_cut) for p, r in zip(prompts, responses)]
+        return [self._explain_one(p, r, asked, top, cuts) for p, r, cuts in zip(prompts, responses, row_cuts)]
 
     def _explain_one(self, prompt: str, response: str, asked: list[str] | None, top: int | None,
-                     unsafe_cut: float | None) -> dict:
+                     cuts: np.ndarray) -> dict:
         terms = self._terms(prompt, response)
         logits = terms.logits
         proba = sigmoid(logits)
-        verdict = results_from_proba(proba[None, :], self.thresholds_, unsafe_cut)[0]
-        cuts = self.thresholds_.copy()
-        if unsafe_cut is not None:
-            cuts[-1] = unsafe_cut
+        verdict = results_from_proba(proba[None, :], cuts)[0]
+        flags = [*verdict["categories"].values(), verdict["flagged"]]
         names = asked if asked is not None else _default_labels(verdict)
         verdict["explanations"] = [
-            self._label_explanation(self.labels_.index(name), logits, proba, cuts, terms, top)
+            self._label_explanation(self.labels_.index(name), logits, proba, cuts, flags, terms, top)
             for name in names
         ]
         return verdict
 
     def _label_explanation(self, j: int, logits: np.ndarray, proba: np.ndarray, cuts: np.ndarray,
-                           terms: _Terms, top: int | None) -> dict:
+                           flags: list[bool], terms: _Terms, top: int | None) -> dict:
         column = terms.contributions[:, j]
         order = np.argsort(-np.abs(column), kind="stable")
         kept, rest = (order, order[:0]) if top is None else (order[:top], order[top:])
@@ -336,7 +336,7 @@ class Explainer:
                  in zip(map(entries.__getitem__, kept.tolist()), terms.weights[kept, j].tolist(),
                         column[kept].tolist())]
         return {"label": self.labels_[j], "score": float(proba[j]), "threshold": float(cuts[j]),
-                "flagged": bool(proba[j] >= cuts[j]), "logit": float(logits[j]),
+                "flagged": bool(flags[j]), "logit": float(logits[j]),
                 "intercept": float(self.intercept_[j]), "contributions": shown,
                 "rest": {"count": len(rest), "contribution": float(column[rest].sum())}}
 
@@ -366,7 +366,8 @@ def model_parts(model: ModerationClassifier) -> dict:
     blocks = [(field, vectorizer.get_params(), vectorizer.vocabulary_, vectorizer.idf_)
               for field, _, vectorizer in model.vectorizer_.blocks_]
     return {"blocks": blocks, "coef": model.coef_, "intercept": model.intercept_, "thresholds": model.thresholds_,
-            "labels": list(model.labels_), "operating_points": dict(getattr(model, "operating_points_", {}))}
+            "labels": list(model.labels_), "operating_points": dict(getattr(model, "operating_points_", {})),
+            "message_cut_offs": message_cut_offs(model)}
 
 
 class _Terms(NamedTuple):

@@ -41,8 +41,8 @@ from scipy.sparse import _sparsetools
 
 from .explain import model_parts
 from .taxonomy import results_from_proba, sigmoid
-from .texts import WORD_TOKEN_PATTERN, field_text, field_texts, split_fields
-from .thresholds import resolve_threshold
+from .texts import WORD_TOKEN_PATTERN, field_text, field_texts, message_mask, split_fields
+from .thresholds import cut_offs, message_cut_offs, set_message_cut_offs
 
 if TYPE_CHECKING:
     from .model import ModerationClassifier
@@ -886,7 +886,8 @@ class FastScorer:
     """
 
     def __init__(self, blocks: list[_Block], weights: np.ndarray, intercept: np.ndarray, thresholds: np.ndarray,
-                 labels: list[str], operating_points: dict[str, float]) -> None:
+                 labels: list[str], operating_points: dict[str, float],
+                 message_cut_offs: tuple[np.ndarray, dict[str, float]] | None = None) -> None:
         self.blocks = blocks
         self.weights = weights
         self.batch_size = BATCH_SIZE
@@ -896,6 +897,7 @@ class FastScorer:
         self.thresholds_ = np.asarray(thresholds, dtype=np.float64)
         self.labels_ = list(labels)
         self.operating_points_ = dict(operating_points)  # named unsafe cut-offs (see ModerationClassifier)
+        set_message_cut_offs(self, message_cut_offs)
 
     @classmethod
     def from_model(cls, model: ModerationClassifier, cache_size: int = DEFAULT_CACHE_SIZE) -> FastScorer:
@@ -903,16 +905,18 @@ class FastScorer:
         blocks = [(field, vectorizer.get_params(), vectorizer.vocabulary_, vectorizer.idf_, vectorizer.build_analyzer)
                   for field, _, vectorizer in model.vectorizer_.blocks_]
         scorer = cls.from_parts(blocks, model.coef_, model.intercept_, model.thresholds_, model.labels_,
-                                getattr(model, "operating_points_", {}), cache_size)
+                                getattr(model, "operating_points_", {}), cache_size, message_cut_offs(model))
         scorer.explain_parts_ = functools.partial(model_parts, model)  # what lite_moderation.explain reads
         return scorer
 
     @classmethod
     def from_parts(cls, blocks: list[tuple], coef: np.ndarray, intercept: np.ndarray, thresholds: np.ndarray,
                    labels: list[str], operating_points: dict[str, float],
-                   cache_size: int = DEFAULT_CACHE_SIZE) -> FastScorer:
+                   cache_size: int = DEFAULT_CACHE_SIZE,
+                   message_cut_offs: tuple[np.ndarray, dict[str, float]] | None = None) -> FastScorer:
         """A scorer from plain fitted state: per block (field, TfidfVectorizer settings, vocabulary, idf,
-        analyser factory), then the (n_features, 15) weights, biases, thresholds and label names."""
+        analyser factory), then the (n_features, 15) weights, biases, thresholds and label names, and the
+        model's own cut-offs for single messages, if it has them."""
         coef = np.asarray(coef)
         weights = np.empty(coef.shape, dtype=np.float64)
         built = []
@@ -931,7 +935,7 @@ class FastScorer:
         total = start + sum(len(b[2]) for b in blocks[len(built):])
         if total != weights.shape[0]:
             raise ValueError(f"the model's blocks have {total} terms but coef_ has {weights.shape[0]} rows")
-        scorer = cls(built, weights, intercept, thresholds, labels, operating_points)
+        scorer = cls(built, weights, intercept, thresholds, labels, operating_points, message_cut_offs)
         scorer.cache_size = max(int(cache_size), 1)
         return scorer
 
@@ -1010,13 +1014,13 @@ class FastScorer:
         return sigmoid(self.decision_function(X))
 
     def predict(self, X: Sequence) -> np.ndarray:
-        """(n, 15) bool decisions at the model's tuned thresholds."""
-        return self.predict_proba(X) >= self.thresholds_
+        """(n, 15) bool decisions at the model's tuned thresholds of each row's shape."""
+        return self.predict_proba(X) >= cut_offs(self, message_mask(X))
 
     def moderate(self, X: Sequence, threshold: float | str | None = None) -> list[dict]:
         """The same verdicts as :meth:`ModerationClassifier.moderate` (``threshold``: a probability or a name of
         ``operating_points_``)."""
-        return results_from_proba(self.predict_proba(X), self.thresholds_, resolve_threshold(threshold, self))
+        return results_from_proba(self.predict_proba(X), cut_offs(self, message_mask(X), threshold))
 
 
 class _SingleMemo:

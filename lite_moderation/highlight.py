@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 import click
 
 from .taxonomy import CATEGORIES, UNSAFE, short_name
+from .texts import single_message
 
 __all__ = ["html_report", "segments", "text_report"]
 
@@ -48,12 +49,12 @@ def segments(text: str, source: str, contributions: Sequence[dict], k: int = DEF
 
 
 def _item_texts(item: tuple[str, str]) -> list[tuple[str, str, str]]:
-    """(title, source, text) of the non-empty fields of an item: a text alone shows as "text"."""
+    """(title, source, text) of the non-empty fields of an item: a single message (a text alone or a prompt
+    alone, scored as a text alone, so its spans index the "response") shows as "message"."""
     prompt, response = item
-    if not prompt:
-        return [("text", "response", response)]
-    if not response:
-        return [("prompt", "prompt", prompt)]
+    message = single_message(prompt, response)
+    if message is not None:
+        return [("message", "response", message)]
     return [("prompt", "prompt", prompt), ("response", "response", response)]
 
 

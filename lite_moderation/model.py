@@ -26,13 +26,14 @@ from .features import QAVectorizer
 from .metrics import binary_metrics
 from .progress import Progress
 from .taxonomy import CATEGORIES, LABELS, results_from_proba, sigmoid
-from .texts import group_keys, split_fields
+from .texts import group_keys, message_mask, split_fields
 from .thresholds import (
     DEFAULT_THRESHOLD,
     OPERATING_POINTS,
     best_fbeta_threshold,
-    resolve_threshold,
-    tune_thresholds,
+    cut_offs,
+    set_message_cut_offs,
+    shrunk_threshold,
 )
 
 __all__ = ["LabelWarning", "ModerationClassifier", "as_label_matrix", "check_training_labels", "hash_prompts",
@@ -129,9 +130,8 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     dual : solve liblinear's dual problem (coordinate descent) instead of the primal (trust-region Newton):
         about twice as fast on large sparse data, the same optimum to within the tolerance.
     random_state : seed of the fold shuffle and the solver.
-    n_jobs : threads fitting labels in parallel with the primal solver (with ``dual`` they run in turn, see
-        ``_fit_labels``; liblinear releases the GIL, so the features are shared,
-        not copied); None or 1 for one.
+    n_jobs : labels fitted in parallel: threads with the primal solver (liblinear releases the GIL, so the
+        features are shared, not copied), worker processes with ``dual`` (see ``_fit_labels``); None or 1 for one.
     verbose : 1 shows a progress bar on stderr while fitting.
 
     Attributes
@@ -142,8 +142,12 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     thresholds_ : (15,) decision thresholds.
     operating_points_ : named cut-offs of the unsafe head: "default" (= ``thresholds_[-1]``, best F1) and
         "strict" (best F-beta with ``strict_beta``); pass a name as ``moderate(X, threshold="strict")``.
+    message_thresholds_ : (15,) thresholds of single messages (a prompt alone or a text alone), tuned on the
+        messages among the tuning rows; None when the model has none (its pair thresholds serve messages too).
+    message_operating_points_ : the unsafe head's named cut-offs for single messages (None likewise).
     labels_ : the 15 label names.
-    train_prompt_hashes_ : sorted 64-bit fingerprints of the training prompts (leak check).
+    train_prompt_hashes_ : sorted 64-bit fingerprints of the training prompts, and of the texts of single
+        messages (leak check).
     """
 
     def __init__(
@@ -179,7 +183,8 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------------------------------ fitting
 
     def fit(self, X: Sequence, y: object, groups: np.ndarray | None = None, sample_weight: object = None,
-            tuning_rows: object = None, vocabulary_rows: object = None) -> ModerationClassifier:
+            tuning_rows: object = None, vocabulary_rows: object = None,
+            label_mask: object = None) -> ModerationClassifier:
         """Fit on texts or (prompt, response) pairs X and (n, 15) or (n, 14) labels y.
 
         ``groups`` keeps rows together in the threshold-tuning folds (default: one group per prompt).
@@ -189,6 +194,14 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         (e.g. a prompt-only copy of a held-out pair). Default: all rows.
         ``vocabulary_rows`` (bool mask) names the rows the vectorizer learns its vocabulary and idf from
         (default: all rows); every row is then featurised with it.
+        ``label_mask`` ((n, 15) bool) says which labels of each row are known: a row of a source labelled only
+        safe/unsafe knows its unsafe label, not its categories, and teaches (and tunes) the unsafe head only.
+        Default: every label of every row.
+
+        Thresholds are tuned per input shape: the pairs among the tuning rows give ``thresholds_`` and
+        ``operating_points_``, the single messages ``message_thresholds_`` and ``message_operating_points_``
+        (None when no message is tuned on: pairs' cut-offs then serve every input; a model of messages only
+        keeps its cut-offs in ``thresholds_``).
 
         Labels whose unsafe column has no positive row, or no negative one, are refused (ValueError); a
         category with one class only over all rows gets a :class:`LabelWarning` naming it.
@@ -198,10 +211,10 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         comes from ``n_jobs`` label threads instead.
         """
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._fit(X, y, groups, sample_weight, tuning_rows, vocabulary_rows)
+            return self._fit(X, y, groups, sample_weight, tuning_rows, vocabulary_rows, label_mask)
 
     def _fit(self, X: Sequence, y: object, groups: np.ndarray | None, sample_weight: object,
-             tuning_rows: object, vocabulary_rows: object) -> ModerationClassifier:
+             tuning_rows: object, vocabulary_rows: object, label_mask: object) -> ModerationClassifier:
         self.__dict__.pop("_fast_scorer_", None)
         Y = as_label_matrix(y)
         if len(X) != len(Y):
@@ -212,6 +225,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         groups = prompt_groups(X) if groups is None else np.asarray(groups)
         weights = _row_vector(sample_weight, len(Y), "sample_weight", np.float64, 1.0)
         tuning = _row_vector(tuning_rows, len(Y), "tuning_rows", bool, True)
+        known = _label_mask(label_mask, Y.shape)
         if not tuning.any():
             raise ValueError("tuning_rows selects no row: thresholds need rows to be tuned on")
         n_folds = 0 if self.threshold_holdout else self._n_threshold_folds(groups[tuning])
@@ -219,18 +233,17 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
                       unit="fits") as progress:
             self.vectorizer_ = clone(self.vectorizer if self.vectorizer is not None else QAVectorizer())
             features = self._features(X, vocabulary_rows)
-            rows = _Rows(features, Y, weights, groups, tuning)
+            rows = _Rows(features, Y, weights, groups, tuning, known)
             if self.threshold_holdout:
                 coef, intercept, tuned_on = self._fit_with_holdout(rows, progress)
             else:
                 tuned_on = self._out_of_fold(rows, n_folds, progress)
                 coef, intercept = self._fit_labels(rows, np.arange(len(Y)), progress)
-        self._tune_thresholds(*tuned_on)
+        self._tune_thresholds(rows, *tuned_on, message_mask(X))
         self.coef_ = coef.astype(np.float32)
         self.intercept_ = intercept.astype(np.float32)
         self.labels_ = list(LABELS)
-        prompts, _ = split_fields(X)
-        self.train_prompt_hashes_ = np.unique(hash_prompts(prompts))
+        self.train_prompt_hashes_ = np.unique(hash_prompts(group_keys(X)))
         self.n_features_in_ = 1
         return self
 
@@ -261,13 +274,14 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         """
         features = rows.features if len(train) == rows.features.shape[0] else rows.features[train]
         features.sum_duplicates()
-        Y, weights = rows.Y[train], rows.weights[train]
+        Y, weights, known = rows.Y[train], rows.weights[train], rows.known[train]
         coef = np.zeros((features.shape[1], Y.shape[1]))
         intercept = np.zeros(Y.shape[1])
-        # liblinear's dual solver shuffles with the C library's global rand(): fits in threads would interleave
-        # its draws, and the weights would change from run to run (measured: up to 1.6e-5), so they run in turn
-        fits = Parallel(n_jobs=1 if self.dual else self.n_jobs, prefer="threads", return_as="generator")(
-            delayed(self._fit_label)(features, Y[:, j], weights) for j in range(Y.shape[1])
+        # liblinear's dual solver shuffles with the C library's global rand(), seeded at the start of each fit:
+        # fits in threads would interleave its draws (measured: weights moved by up to 1.6e-5 from run to run), so
+        # with n_jobs they run in worker processes instead, each with its own rand() (same weights as in turn)
+        fits = Parallel(n_jobs=self.n_jobs, prefer="processes" if self.dual else "threads", return_as="generator")(
+            delayed(self._fit_label)(features, Y[:, j], weights * known[:, j]) for j in range(Y.shape[1])
         )
         for j, (label_weights, bias) in enumerate(fits):
             coef[:, j], intercept[j] = label_weights, bias
@@ -275,45 +289,67 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         return coef, intercept
 
     def _fit_label(self, features: sp.csr_matrix, y: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
-        """Weights of one label; a label with one class only gets a constant score (its base rate)."""
-        if y.all() or not y.any():
-            rate = np.clip(np.average(y, weights=weights), 1e-6, 1 - 1e-6)
+        """Weights of one label (rows of weight 0 do not count); a label with one class only gets a constant
+        score (its base rate)."""
+        counted = weights > 0
+        if not counted.any():
+            return np.zeros(features.shape[1]), float(np.log(1e-6 / (1 - 1e-6)))
+        if y[counted].all() or not y[counted].any():
+            rate = np.clip(np.average(y[counted], weights=weights[counted]), 1e-6, 1 - 1e-6)
             return np.zeros(features.shape[1]), float(np.log(rate / (1 - rate)))
         uniform = bool(np.all(weights == 1.0))
         model = self._new_logistic_regression().fit(features, y, sample_weight=None if uniform else weights)
         return model.coef_[0], float(model.intercept_[0])
 
     def _out_of_fold(self, rows: _Rows, n_folds: int, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
-        """Labels and out-of-fold probabilities of the tuning rows, to tune thresholds on (none without folds).
+        """The tuning rows and their out-of-fold probabilities, to tune thresholds on (none without folds).
 
         The vectorizer is fitted once on all training rows (unsupervised, no labels seen); only the
         classifiers are refitted per fold.
         """
         if n_folds < 2:
-            return rows.Y[:0], np.zeros((0, rows.Y.shape[1]))
+            return np.zeros(0, np.intp), np.zeros((0, rows.Y.shape[1]))
         tuning = np.flatnonzero(rows.tuning)
         oof = np.zeros((len(tuning), rows.Y.shape[1]))
         splitter = GroupKFold(n_splits=n_folds, shuffle=True, random_state=self.random_state)
         for _, test in splitter.split(tuning, groups=rows.groups[tuning]):
             coef, intercept = self._fit_labels(rows, rows.train_without(tuning[test]), progress)
             oof[test] = sigmoid(rows.features[tuning[test]] @ coef + intercept)
-        return rows.Y[tuning], oof
+        return tuning, oof
 
-    def _tune_thresholds(self, Y: np.ndarray, proba: np.ndarray) -> None:
-        """Per-label F1 thresholds and the unsafe head's operating points (all 0.5 with nothing to tune on)."""
-        if not len(Y):
-            self.thresholds_ = np.full(Y.shape[1], DEFAULT_THRESHOLD)
-            strict = DEFAULT_THRESHOLD
-        else:
-            self.thresholds_ = tune_thresholds(Y, proba, self.threshold_shrinkage,
-                                               shrink_columns=range(len(CATEGORIES)))
-            strict = best_fbeta_threshold(Y[:, -1], proba[:, -1], self.strict_beta)
-        self.operating_points_ = dict(zip(OPERATING_POINTS, (float(self.thresholds_[-1]), float(strict))))
+    def _tune_thresholds(self, rows: _Rows, tuned: np.ndarray, proba: np.ndarray, messages: np.ndarray) -> None:
+        """Per-label F1 thresholds and the unsafe head's operating points of each input shape, from the rows
+        ``tuned`` and their out-of-fold ``proba`` (all 0.5 with nothing to tune on)."""
+        is_message = messages[tuned]
+        pair = self._shape_cut_offs(rows, tuned[~is_message], proba[~is_message])
+        message = self._shape_cut_offs(rows, tuned[is_message], proba[is_message])
+        if pair is None:
+            pair, message = message, None
+        if pair is None:
+            pair = (np.full(rows.Y.shape[1], DEFAULT_THRESHOLD), dict.fromkeys(OPERATING_POINTS, DEFAULT_THRESHOLD))
+        self.thresholds_, self.operating_points_ = pair
+        set_message_cut_offs(self, message)
+
+    def _shape_cut_offs(self, rows: _Rows, tuned: np.ndarray, proba: np.ndarray
+                        ) -> tuple[np.ndarray, dict[str, float]] | None:
+        """Thresholds (each label tuned on the rows that know it, each row counting its sample weight) and
+        operating points of one shape's rows; None without rows of both classes to tune the unsafe head on."""
+        Y, known, weights = rows.Y[tuned], rows.known[tuned], rows.weights[tuned]
+        unsafe = Y[known[:, -1], -1]
+        if not len(unsafe) or unsafe.all() or not unsafe.any():
+            return None
+        thresholds = np.array([
+            shrunk_threshold(Y[known[:, j], j], proba[known[:, j], j],
+                             self.threshold_shrinkage if j < len(CATEGORIES) else 0.0, weights[known[:, j]])
+            for j in range(Y.shape[1])
+        ])
+        strict = best_fbeta_threshold(unsafe, proba[known[:, -1], -1], self.strict_beta, weights[known[:, -1]])
+        return thresholds, dict(zip(OPERATING_POINTS, (float(thresholds[-1]), float(strict))))
 
     def _fit_with_holdout(self, rows: _Rows, progress: Progress
                           ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
-        """Weights fitted on all but a held-out fraction of the tuning rows' groups, and the held-out rows'
-        labels and probabilities (what the thresholds are tuned on)."""
+        """Weights fitted on all but a held-out fraction of the tuning rows' groups, and the held-out rows and
+        their probabilities (what the thresholds are tuned on)."""
         if not 0 < self.threshold_holdout < 1:
             raise ValueError(f"threshold_holdout must be a fraction between 0 and 1, got {self.threshold_holdout!r}")
         tuning = np.flatnonzero(rows.tuning)
@@ -321,7 +357,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         _, held_out = next(splitter.split(tuning, groups=rows.groups[tuning]))
         held_out = tuning[held_out]
         coef, intercept = self._fit_labels(rows, rows.train_without(held_out), progress)
-        return coef, intercept, (rows.Y[held_out], sigmoid(rows.features[held_out] @ coef + intercept))
+        return coef, intercept, (held_out, sigmoid(rows.features[held_out] @ coef + intercept))
 
     # ------------------------------------------------------------------------------------------ scoring
 
@@ -363,14 +399,15 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         return sigmoid(self.decision_function(X))
 
     def predict(self, X: Sequence) -> np.ndarray:
-        """(n, 15) bool decisions at the tuned thresholds."""
-        return self.predict_proba(X) >= self.thresholds_
+        """(n, 15) bool decisions at the tuned thresholds of each row's shape (pair or single message)."""
+        return self.predict_proba(X) >= cut_offs(self, message_mask(X))
 
     def score(self, X: Sequence, y: object, sample_weight: object = None) -> float:
         """F1 of the unsafe head (what GridSearchCV maximises by default)."""
         Y = as_label_matrix(y)
         proba = self.predict_proba(X)
-        return binary_metrics(Y[:, -1], proba[:, -1], proba[:, -1] >= self.thresholds_[-1])["f1"]
+        flagged = proba[:, -1] >= cut_offs(self, message_mask(X))[:, -1]
+        return binary_metrics(Y[:, -1], proba[:, -1], flagged)["f1"]
 
     def moderate(self, X: Sequence, threshold: float | str | None = None) -> list[dict]:
         """One verdict per item: ``{"flagged", "unsafe_score", "categories", "category_scores"}``.
@@ -379,7 +416,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         ``operating_points_`` ("strict": fewer false flags, lower recall).
         """
         proba = self.predict_proba(X)
-        return results_from_proba(proba, self.thresholds_, resolve_threshold(threshold, self))
+        return results_from_proba(proba, cut_offs(self, message_mask(X), threshold))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -388,6 +425,18 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.string = True
         return tags
 
+
+
+def _label_mask(values: object, shape: tuple[int, int]) -> np.ndarray:
+    """``fit``'s ``label_mask`` as an (n, labels) bool array (every label known when None)."""
+    if values is None:
+        return np.ones(shape, dtype=bool)
+    mask = np.asarray(values)
+    if mask.shape != shape or mask.dtype != bool:
+        raise ValueError(f"label_mask must be a boolean array of shape {shape}, got {mask.dtype} {mask.shape}")
+    if not mask[:, -1].any():
+        raise ValueError("label_mask knows no row's unsafe label: nothing to train the unsafe head on")
+    return mask
 
 
 def _row_vector(values: object, n: int, name: str, dtype: type, fill: object) -> np.ndarray:
@@ -413,6 +462,7 @@ class _Rows:
     weights: np.ndarray
     groups: np.ndarray
     tuning: np.ndarray
+    known: np.ndarray
 
     def train_without(self, held_out: np.ndarray) -> np.ndarray:
         return rows_outside_groups(self.groups, held_out)

@@ -80,6 +80,15 @@ def check_metadata(metadata: dict, path: Path, file_names: tuple[str, ...]) -> N
     points = metadata.get("operating_points", {})
     if not isinstance(points, dict) or not all(isinstance(k, str) and _is_probability(v) for k, v in points.items()):
         raise _fail(path, "operating_points", "must map names to probabilities between 0 and 1")
+    message = metadata.get("message_cut_offs", {"thresholds": thresholds, "operating_points": points})
+    if not isinstance(message, dict):
+        raise _fail(path, "message_cut_offs", f"must be an object, got {_kind(message)}")
+    message_thresholds = _get(message, "thresholds", list, path, "message_cut_offs.")
+    if len(message_thresholds) != len(LABELS) or not all(map(_is_probability, message_thresholds)):
+        raise _fail(path, "message_cut_offs.thresholds", f"must be {len(LABELS)} probabilities between 0 and 1")
+    message_points = _get(message, "operating_points", dict, path, "message_cut_offs.")
+    if not all(isinstance(k, str) and _is_probability(v) for k, v in message_points.items()):
+        raise _fail(path, "message_cut_offs.operating_points", "must map names to probabilities between 0 and 1")
     if not isinstance(metadata.get("card", {}), dict):
         raise _fail(path, "card", f"must be an object, got {_kind(metadata['card'])}")
     files = _get(metadata, "files", dict, path)

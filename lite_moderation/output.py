@@ -18,7 +18,7 @@ from typing import BinaryIO, TextIO
 
 import numpy as np
 
-from .taxonomy import CATEGORIES, results_from_proba, short_name
+from .taxonomy import CATEGORIES, decide, results_from_proba, short_name
 
 __all__ = ["FORMATS", "OutputError", "RowWriter", "atomic_text_writer", "check_output_file", "output_format",
            "write_bytes", "write_json", "write_predictions"]
@@ -239,29 +239,29 @@ class RowWriter:
         getattr(self, f"_write_{self.fmt}")(row)
         self.count += 1
 
-    def write_scores(self, proba: np.ndarray, thresholds: np.ndarray, cut: float | None,
-                     lines: list[int] | None = None, items: list | None = None) -> int:
+    def write_scores(self, proba: np.ndarray, cut_offs: np.ndarray, lines: list[int] | None = None,
+                     items: list | None = None) -> int:
         """Write the rows of (n, 15) probabilities as :meth:`write` writes their ``moderate()`` results (the
         same bytes); returns how many are flagged. JSONL rows are filled into one string template each,
         without building the result dicts (5x faster than ``json.dumps`` of them). ``items`` (the scored
-        texts or pairs) give the table its reasons."""
+        texts or pairs) give the table its reasons. ``cut_offs``: (15,) or per row (n, 15), as
+        ``thresholds.cut_offs`` gives them."""
         if self.fmt != "jsonl" or not np.isfinite(proba).all():
-            results = results_from_proba(proba, thresholds, cut)
+            results = results_from_proba(proba, cut_offs)
             for i, result in enumerate(results):
                 self.write(result, line=None if lines is None else lines[i], item=None if items is None else items[i])
             return sum(r["flagged"] for r in results)
         flagged = 0
+        cut_offs = np.broadcast_to(cut_offs, proba.shape)
         for start in range(0, len(proba), _ROWS_PER_WRITE):  # bounded temporary strings
             part = slice(start, start + _ROWS_PER_WRITE)
-            flagged += self._write_jsonl_rows(proba[part], thresholds, cut, None if lines is None else lines[part])
+            flagged += self._write_jsonl_rows(proba[part], cut_offs[part], None if lines is None else lines[part])
         return flagged
 
-    def _write_jsonl_rows(self, proba: np.ndarray, thresholds: np.ndarray, cut: float | None,
-                          lines: list[int] | None) -> int:
+    def _write_jsonl_rows(self, proba: np.ndarray, cut_offs: np.ndarray, lines: list[int] | None) -> int:
         n_cat = len(CATEGORIES)
-        unsafe_cut = thresholds[-1] if cut is None else cut
-        flagged = proba[:, -1] >= unsafe_cut
-        codes = (proba[:, :n_cat] >= thresholds[:n_cat]) @ (1 << np.arange(n_cat))
+        flagged, decided = decide(proba, cut_offs)
+        codes = decided @ (1 << np.arange(n_cat))
         categories = [_categories_json(code) for code in codes.tolist()]
         words = ("false", "true")
         rows = zip(map(words.__getitem__, flagged.tolist()), proba[:, -1].tolist(), categories,

@@ -25,6 +25,7 @@ from .model_checks import ModelFormatError, check_metadata, check_vocabulary, ex
 from .output import OutputError, check_writable_parent, current_umask, remove_stale_temps, temp_prefix
 from .taxonomy import LABELS
 from .texts import block_settings, block_specs
+from .thresholds import message_cut_offs, set_message_cut_offs
 
 if TYPE_CHECKING:  # imported when needed: loading a scorer must not import scikit-learn
     from .fast import FastScorer
@@ -81,6 +82,7 @@ def save(model: ModerationClassifier, path: str | os.PathLike, card: dict | None
         "labels": list(model.labels_),
         "thresholds": [float(t) for t in model.thresholds_],
         "operating_points": dict(getattr(model, "operating_points_", {})),
+        **_message_cut_offs_entry(model),
         "params": _model_params(model),
         "card": card or {},
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
@@ -269,7 +271,8 @@ def load_scorer(path: str | os.PathLike | None = None, cache_size: int | None = 
     _check_weights(arrays["coef"], n_terms, directory)
     scorer = FastScorer.from_parts(blocks, arrays["coef"], arrays["intercept"], _thresholds(metadata),
                                    list(metadata["labels"]), _operating_points(metadata),
-                                   cache_size=DEFAULT_CACHE_SIZE if cache_size is None else cache_size)
+                                   cache_size=DEFAULT_CACHE_SIZE if cache_size is None else cache_size,
+                                   message_cut_offs=_message_cut_offs(metadata))
     _describe(scorer, directory, metadata)
     return scorer
 
@@ -278,7 +281,7 @@ def load_scorer(path: str | os.PathLike | None = None, cache_size: int | None = 
 def read_parts(path: str | os.PathLike | None = None) -> dict:
     """A saved model's fitted parts as plain data, read with json and numpy: per block (field, its
     ``TfidfVectorizer`` settings, vocabulary {term: column}, idf, terms by column), then ``coef``,
-    ``intercept``, ``thresholds``, ``labels``, ``operating_points`` and ``path``.
+    ``intercept``, ``thresholds``, ``labels``, ``operating_points``, ``message_cut_offs`` and ``path``.
 
     What :class:`lite_moderation.explain.Explainer` is built from, independent of any scorer's internals.
     """
@@ -290,7 +293,8 @@ def read_parts(path: str | os.PathLike | None = None) -> dict:
     _check_weights(arrays["coef"], sum(len(terms) for terms in vocabulary["blocks"]), directory)
     return {"blocks": blocks, "coef": arrays["coef"], "intercept": arrays["intercept"],
             "thresholds": _thresholds(metadata), "labels": list(metadata["labels"]),
-            "operating_points": _operating_points(metadata), "path": str(directory)}
+            "operating_points": _operating_points(metadata), "message_cut_offs": _message_cut_offs(metadata),
+            "path": str(directory)}
 
 
 def _sklearn_analyzer(settings: dict):
@@ -334,6 +338,9 @@ def read_card(path: str | os.PathLike | None = None) -> dict:
         "labels": metadata["labels"],
         "thresholds": dict(zip(metadata["labels"], metadata["thresholds"])),
         "operating_points": _operating_points(metadata),
+        **({"message_thresholds": dict(zip(metadata["labels"], metadata["message_cut_offs"]["thresholds"])),
+            "message_operating_points": metadata["message_cut_offs"]["operating_points"]}
+           if "message_cut_offs" in metadata else {}),
         "params": metadata["params"],
         "format_version": metadata["format_version"],
         "path": str(directory),
@@ -420,6 +427,22 @@ def _operating_points(metadata: dict) -> dict[str, float]:
     return dict(metadata.get("operating_points", {}))
 
 
+def _message_cut_offs(metadata: dict) -> tuple[np.ndarray, dict[str, float]] | None:
+    """The cut-offs of single messages (thresholds, operating points); None for a model trained on pairs only
+    (or saved before messages had their own), which uses its pair cut-offs for every input."""
+    entry = metadata.get("message_cut_offs")
+    if entry is None:
+        return None
+    return np.asarray(entry["thresholds"], dtype=np.float64), dict(entry["operating_points"])
+
+
+def _message_cut_offs_entry(model: ModerationClassifier) -> dict:
+    cut = message_cut_offs(model)
+    if cut is None:
+        return {}
+    return {"message_cut_offs": {"thresholds": [float(t) for t in cut[0]], "operating_points": cut[1]}}
+
+
 def _check_weights(coef: np.ndarray, n_terms: int, directory: Path) -> None:
     if coef.shape != (n_terms, len(LABELS)):
         raise ModelFormatError(f"{directory}: weight matrix shape {coef.shape} does not match vocabulary")
@@ -447,6 +470,7 @@ def _rebuild(metadata: dict, vocabulary: dict, arrays: dict[str, np.ndarray],
     model.intercept_ = arrays["intercept"]
     model.thresholds_ = _thresholds(metadata)
     model.operating_points_ = _operating_points(metadata)
+    set_message_cut_offs(model, _message_cut_offs(metadata))
     model.labels_ = list(metadata["labels"])
     model.train_prompt_hashes_ = arrays["train_prompt_hashes"]
     model.n_features_in_ = 1

@@ -16,7 +16,8 @@ import numpy as np
 from .data import DataError, DataWarning, Record, read_records
 from .explain import table_reasons
 from .taxonomy import results_from_proba
-from .thresholds import resolve_threshold
+from .texts import message_mask
+from .thresholds import checked_threshold, cut_offs
 
 if TYPE_CHECKING:
     from .fast import FastScorer
@@ -64,11 +65,17 @@ def iter_scores(model: ModerationClassifier | FastScorer, records: Iterable[Reco
     ``jobs`` > 1 scores chunks in that many worker processes (forked, so the model is shared, never
     pickled), with at most ``2 * jobs`` chunks in flight.
     """
-    cut = resolve_threshold(threshold, model)
+    checked_threshold(threshold, model)
     chunks = _chunks(records, chunk_size)
     probas = _parallel_probas(model, chunks, jobs) if jobs > 1 else _serial_probas(model, chunks)
     for chunk, proba in probas:
-        yield from zip(chunk, results_from_proba(proba, model.thresholds_, cut))
+        yield from zip(chunk, results_from_proba(proba, _chunk_cut_offs(model, chunk, threshold)))
+
+
+def _chunk_cut_offs(model: ModerationClassifier | FastScorer, chunk: list[Record],
+                    threshold: float | str | None) -> np.ndarray:
+    """Each record's cut-offs, by its shape (pair or single message)."""
+    return cut_offs(model, message_mask([r.pair for r in chunk]), threshold)
 
 
 def _serial_probas(model: ModerationClassifier | FastScorer,
@@ -132,7 +139,7 @@ def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.Pa
     records = read_records(input_path, on_error=on_error, errors=summary.errors, fmt=input_format, require="text",
                            warnings=summary.warnings)
     bar = Progress("scoring", enabled=progress, unit="rows", min_steps=PROGRESS_MIN_ROWS)
-    cut = resolve_threshold(threshold, model)
+    checked_threshold(threshold, model)
     chunks = _chunks(records, chunk_size)
     with atomic_text_writer(output_path) as stream, bar:
         reasons = table_reasons(model) if fmt == "table" else None
@@ -140,7 +147,8 @@ def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.Pa
         probas = _parallel_probas(model, chunks, jobs) if jobs > 1 else _serial_probas(model, chunks)
         for chunk, proba in probas:  # a chunk at a time: the writer formats rows from the arrays
             items = [r.pair for r in chunk] if reasons else None
-            summary.flagged += writer.write_scores(proba, model.thresholds_, cut, [r.line for r in chunk], items)
+            summary.flagged += writer.write_scores(proba, _chunk_cut_offs(model, chunk, threshold),
+                                                   [r.line for r in chunk], items)
             summary.scored += len(chunk)
             bar.update(len(chunk))
         writer.close()

@@ -43,7 +43,7 @@ from waitress.task import ErrorTask, WSGITask
 from .data import json_type
 from .explain import explain, resolve_labels
 from .persistence import load_scorer
-from .thresholds import resolve_threshold
+from .thresholds import checked_threshold, message_cut_offs
 
 if TYPE_CHECKING:
     from .fast import FastScorer
@@ -100,7 +100,7 @@ class ModerationApp:
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
                  threshold: float | str | None = None) -> None:
         self.model = model
-        self.threshold = resolve_threshold(threshold, model)  # checked at start-up, not per request
+        self.threshold = checked_threshold(threshold, model)  # checked at start-up, not per request
         self.model_name = model_name or _model_name(model)
         self.max_body_bytes = max_body_bytes
         self.max_batch = max_batch
@@ -206,7 +206,7 @@ def try_it_page() -> bytes:
     return (resources.files(__package__) / "static" / "index.html").read_bytes()
 
 
-def explain_options(request: dict, model: object, threshold: float | None) -> dict:
+def explain_options(request: dict, model: object, threshold: float | str | None) -> dict:
     """The explain options of a request: ``labels`` (names), ``top`` (int >= 0 or null: all) and ``threshold``
     (a probability or one of the model's operating points; default: the server's cut-off)."""
     labels, top = request.get("labels"), request.get("top")
@@ -219,7 +219,7 @@ def explain_options(request: dict, model: object, threshold: float | None) -> di
     except ValueError as exc:
         raise ApiError(400, str(exc), param="labels") from None
     try:
-        cut = resolve_threshold(request["threshold"], model) if request.get("threshold") is not None else threshold
+        cut = checked_threshold(request["threshold"], model) if request.get("threshold") is not None else threshold
     except ValueError as exc:
         raise ApiError(400, str(exc), param="threshold") from None
     return {"labels": asked, "top": top, "threshold": cut}
@@ -366,6 +366,10 @@ def _model_entry(model: ModerationClassifier | FastScorer, name: str) -> dict:
     card = {**getattr(model, "card_", {}), "labels": list(model.labels_),
             "thresholds": dict(zip(model.labels_, map(float, model.thresholds_))),
             "operating_points": dict(getattr(model, "operating_points_", {}))}
+    message_cut = message_cut_offs(model)
+    if message_cut is not None:
+        card["message_thresholds"] = dict(zip(model.labels_, map(float, message_cut[0])))
+        card["message_operating_points"] = message_cut[1]
     path = getattr(model, "path_", None)
     created = int(os.stat(Path(path) / "model.json").st_mtime) if path else 0
     return {"id": name, "object": "model", "created": created, "owned_by": "lite-moderation", "card": card}

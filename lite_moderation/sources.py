@@ -9,16 +9,18 @@ The first source is the *primary* one: its rows are the ones thresholds are tune
 reports on. Every other source is trained on in every fold and never evaluated on (its rows are not the
 distribution the metrics describe).
 
-Input shapes: the product scores a (prompt, response) pair, a prompt alone (``(prompt, "")``) and a text
-alone (``("", text)``). Training shows each shape (``shapes``): a pair source also yields
-- with "prompt", its prompts alone: one row per distinct prompt, unsafe when any of its answers is (the
-  prompt asks for what an unsafe answer gives);
-- with "text", its responses as texts alone (the pair's labels: BeaverTails' labels judge the response), and
-  its safe prompts as texts alone (a prompt none of whose answers is unsafe is harmless in any shape). A
-  red-team prompt is not made a text alone: "any answer unsafe" does not judge the words on their own, and
-  measured, it taught the model that questions are unsafe (benchmarks/results/accuracy.md, Session 3).
+Input shapes: the product scores a (prompt, response) pair and a single message (a prompt alone or a text
+alone: one shape, ``texts.single_message``). Training shows each shape (``shapes``): a pair source also yields
+- with "text", its responses as single messages (the pair's labels: BeaverTails' labels judge the response),
+  and its safe prompts as single messages (a prompt none of whose answers is unsafe is harmless in any shape).
+  A red-team prompt is not made a message: "any answer unsafe" does not judge the words on their own, and
+  measured, it taught the model that questions are unsafe (benchmarks/results/accuracy.md, Session 3);
+- with "prompt", every prompt as a single message, unsafe when any of its answers is (what the previous
+  shipped models did; measured in issue 20 to flag most harmless questions).
+A row that already is a single message (a source of messages) is shown once, as it is.
 Copies made from a primary row share its prompt's group, so they leave the training folds whenever that
-prompt is held out.
+prompt is held out. Sources labelled only ``is_safe`` teach the unsafe head alone with their unsafe rows
+(``TrainingSet.label_mask``).
 """
 
 from __future__ import annotations
@@ -56,21 +58,26 @@ KNOWN_LICENSES = {
     "1c726c662b85bf4761913041fe9e098f80e5206344864597dbde86bc9a1bfc96": "CC BY-NC 4.0 (BeaverTails 330k_test)",
 }
 
-_OPTION = re.compile(r"^(weight|rows)=(.+)$")
+_OPTION = re.compile(r"^(weight|rows|shapes)=(.+)$")
 
 
 @dataclass(frozen=True)
 class SourceSpec:
     """One training source: a data file (or ``pkg:NAME``), its row weight, and an optional row cap.
 
-    ``rows`` keeps a seeded random sample of that many rows (before shape copies are made).
+    ``rows`` keeps a seeded random sample of that many rows (before shape copies are made). ``shapes``, when
+    given, replaces the training set's shapes for this source: ``("text",)`` shows a dialogue source's turns
+    as single messages only, without its pairs.
     """
 
     path: str
     weight: float = 1.0
     rows: int | None = None
+    shapes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.shapes is not None and (not self.shapes or set(self.shapes) - set(SHAPES)):
+            raise ValueError(f"{self.path}: shapes must be among {SHAPES}, got {self.shapes!r}")
         if not (self.weight > 0 and np.isfinite(self.weight)):
             raise ValueError(f"{self.path}: weight must be a positive number, got {self.weight!r}")
         if self.rows is not None and self.rows < 1:
@@ -82,17 +89,19 @@ class SourceSpec:
         return self.path if self.path in PACKAGE_SOURCES else Path(self.path).name
 
     def spec_text(self, name: str | None = None) -> str:
-        """The command-line form, ``PATH[,weight=W][,rows=N]``."""
+        """The command-line form, ``PATH[,weight=W][,rows=N][,shapes=A+B]``."""
         parts = [name or self.path]
         if self.weight != 1.0:
             parts.append(f"weight={self.weight:g}")
         if self.rows is not None:
             parts.append(f"rows={self.rows}")
+        if self.shapes is not None:
+            parts.append(f"shapes={'+'.join(self.shapes)}")
         return ",".join(parts)
 
 
 def parse_source(text: str) -> SourceSpec:
-    """``PATH[,weight=W][,rows=N]`` (options after the last commas) as a :class:`SourceSpec`."""
+    """``PATH[,weight=W][,rows=N][,shapes=A+B]`` (options after the last commas) as a :class:`SourceSpec`."""
     parts = text.split(",")
     options: dict[str, str] = {}
     while len(parts) > 1 and _OPTION.match(parts[-1].strip()):
@@ -108,7 +117,8 @@ def parse_source(text: str) -> SourceSpec:
         rows = int(options["rows"]) if "rows" in options else None
     except ValueError:
         raise ValueError(f"{text!r}: weight must be a number and rows an integer") from None
-    return SourceSpec(path, weight, rows)
+    shapes = tuple(options["shapes"].split("+")) if "shapes" in options else None
+    return SourceSpec(path, weight, rows, shapes)
 
 
 def chitchat_pairs() -> list[tuple[str, str, str]]:
@@ -151,8 +161,8 @@ def read_source(spec: SourceSpec, on_error: str = "fail", errors: list[DataError
     """The rows of one source and a group key per row (its prompt, or its conversation for packages).
 
     The primary source needs the 14 categories on every row. Other sources may instead be labelled only
-    ``is_safe: true``, which counts as every category false; an unsafe row without categories cannot be
-    trained on and is refused.
+    ``is_safe``: a safe row has every category false, an unsafe one teaches the unsafe head only (see
+    :func:`categories_known`).
     """
     if spec.path in PACKAGE_SOURCES:
         return _package_dataset(spec.path)
@@ -161,15 +171,20 @@ def read_source(spec: SourceSpec, on_error: str = "fail", errors: list[DataError
     return _with_categories(dataset), group_keys(dataset.pairs)
 
 
+def categories_known(dataset: Dataset) -> np.ndarray:
+    """(n,) bool: which rows' categories are known. A safe row has none; an unsafe row with no category (a
+    source labelled only ``is_safe``) says nothing of which harm it is, so it trains the unsafe head alone."""
+    categories = dataset.categories if dataset.categories is not None else np.zeros((len(dataset), 1), bool)
+    return ~dataset.unsafe_labels() | categories.any(axis=1)
+
+
 def _with_categories(dataset: Dataset) -> Dataset:
-    """``dataset`` with every category false where it is labelled only ``is_safe: true``; an unsafe row without
-    categories is refused (nothing says which harm it is)."""
+    """``dataset`` with every category false where it has no categories (see :func:`categories_known` for
+    which of those rows are known to have none)."""
     if dataset.categories is None:
-        if dataset.unsafe is None or dataset.unsafe.any():
-            first = int(np.flatnonzero(dataset.unsafe)[0]) if dataset.unsafe is not None else 0
-            raise DataError(dataset.path, dataset.lines[first], "category",
-                            "an unsafe or unlabelled record has no categories: a training source needs the 14 "
-                            "categories, or only rows labelled is_safe: true")
+        if dataset.unsafe is None:
+            raise DataError(dataset.path, dataset.lines[0] if dataset.lines else None, "is_safe",
+                            "a training source needs labels: is_safe, or the 14 categories")
         return replace(dataset, categories=np.zeros((len(dataset), len(CATEGORIES)), bool))
     return dataset
 
@@ -188,6 +203,7 @@ class TrainingSet:
     line_of_row: np.ndarray
     response_copy: np.ndarray
     sources: list[dict] = field(default_factory=list)
+    label_mask: np.ndarray | None = None
     has_categories: bool = True
     shapes: tuple[str, ...] = ("pair",)
     vocabulary_from: str = "all"
@@ -212,10 +228,20 @@ class TrainingSet:
     def fit_params(self, rows: np.ndarray | None = None) -> dict:
         """Keyword arguments of ``fit`` for all rows or the rows ``rows``."""
         take = slice(None) if rows is None else rows
-        params = {"groups": self.groups[take], "sample_weight": self.weights[take], "tuning_rows": self.primary[take]}
+        params = {"groups": self.groups[take], "sample_weight": self.weights[take],
+                  "tuning_rows": self.tuning_rows()[take]}
         if self.response_copy.any() or self.vocabulary_from != "all":
             params["vocabulary_rows"] = self.vocabulary_rows()[take]
+        if self.label_mask is not None and not self.label_mask.all():
+            params["label_mask"] = self.label_mask[take]
         return params
+
+    def tuning_rows(self) -> np.ndarray:
+        """Rows thresholds are tuned on: every row, in grouped folds, each shape's cut-offs on its own rows (pairs
+        of every source, messages of every source), each row counting its source's weight. Why not the primary
+        source alone: its red-team pairs are 57% unsafe, and a cut-off tuned there flags too much of real
+        traffic, which is mostly harmless (measured in issue 20: XSTest FPR 0.44 -> 0.27)."""
+        return np.ones(len(self.pairs), dtype=bool)
 
     def vocabulary_rows(self) -> np.ndarray:
         """Rows the vocabulary and idf are learned from: of every source ("all"), the first ("first"), or the
@@ -246,6 +272,9 @@ def build_training_set(sources: Sequence[SourceSpec], shapes: Sequence[str] = ("
         raise ValueError(f"shapes must include 'pair' and be among {SHAPES}, got {tuple(shapes)}")
     if not sources:
         raise ValueError("at least one source is needed")
+    if sources[0].shapes is not None and "pair" not in sources[0].shapes:
+        raise ValueError(f"{sources[0].path}: the first source's pairs are tuned and evaluated on: its shapes must "
+                         "include 'pair'")
     builder = _Builder(shapes)
     for k, spec in enumerate(sources):
         if datasets is not None:
@@ -253,7 +282,7 @@ def build_training_set(sources: Sequence[SourceSpec], shapes: Sequence[str] = ("
         else:
             dataset, keys = read_source(spec, on_error, errors, primary=k == 0)
         keep = _sample(len(dataset), spec.rows, seed + k)
-        builder.add(k, spec, dataset, keys, keep)
+        builder.add(k, spec, dataset, keys, keep, categories_known(dataset))
     return builder.finish()
 
 
@@ -277,11 +306,13 @@ class _Builder:
         self.source_of_row: list[int] = []
         self.lines: list[int] = []
         self.response_copy: list[bool] = []
+        self.known: list[bool] = []
         self.sources: list[dict] = []
 
     def _append(self, pair: object, y: np.ndarray, k: int, weight: float, group: tuple[int, str],
-                primary: bool, line: int, response_copy: bool = False) -> None:
+                primary: bool, line: int, response_copy: bool = False, known: bool = True) -> None:
         self.pairs.append(pair)
+        self.known.append(bool(known))
         self.lines.append(line)
         self.response_copy.append(response_copy)
         self.Y.append(y)
@@ -290,33 +321,45 @@ class _Builder:
         self.primary.append(primary)
         self.source_of_row.append(k)
 
-    def add(self, k: int, spec: SourceSpec, dataset: Dataset, keys: list[str], keep: np.ndarray) -> None:
+    def add(self, k: int, spec: SourceSpec, dataset: Dataset, keys: list[str], keep: np.ndarray,
+            known: np.ndarray) -> None:
+        """Rows ``keep`` of one source and their shape copies; ``known``: which rows' categories are known."""
         Y = np.column_stack([dataset.categories, dataset.categories.any(axis=1)])
         if dataset.unsafe is not None:
             Y[:, -1] |= dataset.unsafe
         # primary rows and their copies group by prompt text; other sources by their own key
         group_of = (lambda i: (0, keys[i])) if k == 0 else (lambda i: (k, keys[i]))
         before = len(self.pairs)
+        shapes = spec.shapes or self.shapes
+        pairs_shown = "pair" in shapes
         prompt_labels: dict[str, np.ndarray] = {}
+        prompt_known: dict[str, bool] = {}
         first_row: dict[str, int] = {}  # a prompt's copies take the group and line of its first row
         given_alone: set[str] = set()
         for i in keep:
             pair = dataset.pairs[i]
             prompt, response = ("", pair) if isinstance(pair, str) else pair
-            self._append((prompt, response), Y[i], k, spec.weight, group_of(i), k == 0, dataset.lines[i])
+            if pairs_shown or not (prompt and response):
+                self._append((prompt, response), Y[i], k, spec.weight, group_of(i), k == 0, dataset.lines[i],
+                             known=known[i])
             if not prompt:  # a text alone: no other shape to show
                 continue
             if not response:
                 given_alone.add(prompt)
             prompt_labels[prompt] = prompt_labels.get(prompt, Y[i]) | Y[i]
+            prompt_known[prompt] = prompt_known.get(prompt, True) and bool(known[i])
             first_row.setdefault(prompt, i)
-            if response and "text" in self.shapes:
-                self._append(("", response), Y[i], k, spec.weight, group_of(i), False, dataset.lines[i], True)
+            if response and "text" in shapes:  # a copy, unless the pair itself is not shown
+                self._append(("", response), Y[i], k, spec.weight, group_of(i), False, dataset.lines[i],
+                             pairs_shown, known[i])
         for prompt, y in prompt_labels.items():
             i = first_row[prompt]
-            if "prompt" in self.shapes and prompt not in given_alone:
-                self._append((prompt, ""), y, k, spec.weight, group_of(i), False, dataset.lines[i])
-            if "text" in self.shapes and not y.any():
+            if prompt in given_alone:  # already a message of its own: a copy would count it twice
+                continue
+            if "prompt" in shapes:
+                self._append((prompt, ""), y, k, spec.weight, group_of(i), False, dataset.lines[i],
+                             known=prompt_known[prompt])
+            if "text" in shapes and not y.any() and "prompt" not in shapes:
                 self._append(("", prompt), y, k, spec.weight, group_of(i), False, dataset.lines[i])
         self.sources.append(describe_source(spec.path, len(dataset), len(keep), len(self.pairs) - before, spec.weight))
 
@@ -332,6 +375,8 @@ class _Builder:
             line_of_row=np.array(self.lines, dtype=np.int64),
             response_copy=np.array(self.response_copy, dtype=bool),
             sources=self.sources,
+            label_mask=np.column_stack([np.repeat(np.array(self.known, dtype=bool)[:, None], len(CATEGORIES), 1),
+                                        np.ones(len(self.known), bool)]).reshape(len(self.known), len(CATEGORIES) + 1),
             shapes=self.shapes,
         )
 

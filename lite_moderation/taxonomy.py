@@ -47,17 +47,39 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def results_from_proba(proba: np.ndarray, thresholds: np.ndarray, threshold: float | None = None) -> list[dict]:
-    """The JSON verdict of each row of (n, 15) probabilities (``threshold`` overrides the unsafe cut-off)."""
-    unsafe_cut = thresholds[-1] if threshold is None else threshold
+def decide(proba: np.ndarray, cut_offs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``flagged`` (n,) and ``categories`` (n, 14) of (n, 15) probabilities at (15,) or (n, 15) cut-offs.
+
+    The one rule, OpenAI's: an item is flagged when its unsafe score reaches its cut-off; a category is reported
+    only for a flagged item, and a flagged item names at least one: those at their cut-off, else the one
+    closest to it (largest log-odds margin).
+    """
     n_cat = len(CATEGORIES)
-    flags = proba[:, :n_cat] >= thresholds[:n_cat]
+    cut_offs = np.broadcast_to(cut_offs, proba.shape)
+    flagged = proba[:, -1] >= cut_offs[:, -1]
+    categories = (proba[:, :n_cat] >= cut_offs[:, :n_cat]) & flagged[:, None]
+    unnamed = np.flatnonzero(flagged & ~categories.any(axis=1))
+    if len(unnamed):
+        margin = _log_odds(proba[unnamed, :n_cat]) - _log_odds(cut_offs[unnamed, :n_cat])
+        categories[unnamed, np.argmax(margin, axis=1)] = True
+    return flagged, categories
+
+
+def _log_odds(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
+def results_from_proba(proba: np.ndarray, cut_offs: np.ndarray) -> list[dict]:
+    """The JSON verdict of each row of (n, 15) probabilities at (15,) or per-row (n, 15) cut-offs
+    (:func:`lite_moderation.thresholds.cut_offs`)."""
+    flagged, categories = decide(proba, cut_offs)
     return [
         {
-            "flagged": bool(row[-1] >= unsafe_cut),
+            "flagged": bool(flag),
             "unsafe_score": float(row[-1]),
             "categories": dict(zip(CATEGORIES, map(bool, flag_row))),
-            "category_scores": dict(zip(CATEGORIES, map(float, row[:n_cat]))),
+            "category_scores": dict(zip(CATEGORIES, map(float, row[:-1]))),
         }
-        for row, flag_row in zip(proba, flags)
+        for row, flag, flag_row in zip(proba, flagged, categories)
     ]

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 __all__ = [
     "FIELDS", "JOINT_SEPARATOR", "WORD_TOKEN_PATTERN", "block_settings", "block_specs", "field_text", "field_texts",
-    "group_keys", "split_fields",
+    "group_keys", "message_mask", "message_rows", "single_message", "split_fields",
 ]
 
 #: Which text a feature block reads: the prompt, the response, both joined, or a field of one input shape
@@ -29,8 +31,9 @@ def split_fields(X: Sequence, require_text: bool = False) -> tuple[list[str], li
     array of texts or of shape (n, 2) (n pairs), a pandas Series of texts, or a pandas DataFrame with
     ``prompt`` and ``response`` columns (or a ``text`` or ``prompt`` column of single texts).
 
-    A single text is moderated as a response to an empty prompt: the labels judge content, and content
-    is what a single text is. A string, a mapping or another non-sequence is a TypeError.
+    A single message has one shape: a text alone, ``("", text)``. A string, a prompt alone ``(prompt, "")``
+    and a pair with one blank field all come out so, so a message gets one verdict however it arrives
+    (see :func:`single_message`). A string, a mapping or another non-sequence is a TypeError.
 
     ``require_text`` (what the scoring entry points pass): an item with nothing to score, an empty or
     whitespace-only text or a pair whose prompt and response are both so, is a ValueError naming its
@@ -40,7 +43,7 @@ def split_fields(X: Sequence, require_text: bool = False) -> tuple[list[str], li
     items = _items(X)
     fast = _split_pairs(items, require_text)
     if fast is not None:
-        return fast
+        return _messages_as_texts(*fast)
     prompts: list[str] = []
     responses: list[str] = []
     for i, item in enumerate(items):
@@ -58,6 +61,36 @@ def split_fields(X: Sequence, require_text: bool = False) -> tuple[list[str], li
             what = "is empty or only whitespace" if isinstance(item, str) else (
                 "has a prompt and a response both empty or only whitespace")
             raise ValueError(f"X[{i}] {what}: nothing to score")
+    return _messages_as_texts(prompts, responses)
+
+
+def single_message(prompt: str, response: str) -> str | None:
+    """The text of an input that is one message (a prompt alone, a text alone, or a pair with one blank
+    field), None for a pair. The one rule of what a single message is: scoring, training and cut-offs read it."""
+    if _blank(prompt):
+        return response
+    return prompt if _blank(response) else None
+
+
+def message_rows(prompts: Sequence[str]) -> np.ndarray:
+    """(n,) bool: which rows of :func:`split_fields`' output are single messages (their prompt is empty)."""
+    return np.fromiter(map(len, prompts), dtype=np.int64, count=len(prompts)) == 0
+
+
+def message_mask(X: Sequence) -> np.ndarray:
+    """(n,) bool: which items of X are single messages (X as :func:`split_fields` takes it)."""
+    return message_rows(split_fields(X)[0])
+
+
+def _messages_as_texts(prompts: list[str], responses: list[str]) -> tuple[list[str], list[str]]:
+    """Every single message as a text alone: ``(prompt, "")`` becomes ``("", prompt)``, a blank field becomes
+    empty. Checked with C-level scans first, so the common case (pairs, or texts) costs no Python loop."""
+    if not ("" in responses or any(map(str.isspace, responses)) or any(map(str.isspace, prompts))):
+        return prompts, responses
+    for i, (prompt, response) in enumerate(zip(prompts, responses)):
+        text = single_message(prompt, response)
+        if text is not None and (prompt or text is not response):
+            prompts[i], responses[i] = "", text
     return prompts, responses
 
 

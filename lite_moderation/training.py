@@ -27,11 +27,10 @@ DEFAULT_THRESHOLD_SHRINKAGE = 50.0
 #: Named recipes: parameter overrides of the default recipe. "accurate" is the default and the shipped
 #: model (best CV quality); "fast" drops the response's character n-grams, for faster scoring at a small
 #: cost in quality (measured numbers: README, benchmarks/results/speed.md and train_scale.md).
-#: "shapes" and "shapes-fast" are the same two for training on every input shape (``--shapes
-#: pair,prompt,text``): the prompt of a pair and a prompt alone get word blocks of their own, so the
-#: prompt-alone rows (mostly harmful requests) do not teach the pair model that a scary question means an
-#: unsafe answer (measured: benchmarks/results/accuracy.md, Session 3). A text alone is read by the response
-#: blocks, which it shares with the pairs.
+#: "shapes" and "shapes-fast" are the same two for training on pairs and single messages (``--shapes pair,text``):
+#: a pair's prompt, a pair's response and a single message (a prompt alone or a text alone: one shape, see
+#: ``texts.single_message``) each get blocks of their own, so the linear model holds a pair model and a
+#: message model side by side, and each shape gets cut-offs tuned on its own rows.
 #: Every preset fits with liblinear's dual solver: the primal one (trust-region Newton) computes its dot
 #: products with the machine's BLAS kernel, so its weights move by a float32 ulp between CPUs (AVX2 vs
 #: AVX-512) and a model no longer rebuilds byte for byte; the dual solver uses no BLAS and reaches the same
@@ -40,8 +39,9 @@ _DUAL = {"dual": True}
 PRESETS: dict[str, dict[str, object]] = {
     "accurate": {**_DUAL},
     "fast": {"char_fields": (), **_DUAL},
-    "shapes": {"word_fields": ("pair_prompt", "response", "lone_prompt"), **_DUAL},
-    "shapes-fast": {"word_fields": ("pair_prompt", "response", "lone_prompt"), "char_fields": (), **_DUAL},
+    "shapes": {"word_fields": ("pair_prompt", "pair_response", "lone_text"),
+               "char_fields": ("pair_response", "lone_text"), **_DUAL},
+    "shapes-fast": {"word_fields": ("pair_prompt", "pair_response", "lone_text"), "char_fields": (), **_DUAL},
 }
 DEFAULT_PRESET = "accurate"
 

@@ -29,6 +29,8 @@ from lite_moderation.highlight import segments
 from lite_moderation.model import ModerationClassifier
 from lite_moderation.server import make_app, make_server
 from lite_moderation.taxonomy import CATEGORIES, LABELS
+from lite_moderation.texts import message_mask
+from lite_moderation.thresholds import cut_offs
 
 PAIR = ("How do I water a cactus?", "Sparingly, about once a month.")
 TOLERANCE = 1e-9
@@ -101,7 +103,10 @@ def test_contributions_are_strongest_first_and_default_labels_are_unsafe_then_fl
         sizes = [abs(c["contribution"]) for c in entry["contributions"]]
         assert sizes == sorted(sizes, reverse=True) and entry["rest"] == {"count": 0, "contribution": 0.0}
         assert entry["score"] == pytest.approx(1 / (1 + np.exp(-entry["logit"])))
-        assert entry["flagged"] == (entry["score"] >= entry["threshold"])
+        if entry["label"] == "unsafe":
+            assert entry["flagged"] == (entry["score"] >= entry["threshold"]) == explanation["flagged"]
+        else:  # a category is flagged with its item only (taxonomy.decide)
+            assert entry["flagged"] == explanation["categories"][entry["label"]]
 
 
 def test_verdict_and_threshold_match_moderate():
@@ -109,11 +114,11 @@ def test_verdict_and_threshold_match_moderate():
     items = [PAIR, "A short note about the weather.", ("Where is the library?", "")]
     for point in (None, "strict", 0.9):
         expected = scorer.moderate(items, threshold=point)
-        for got, want in zip(explain(scorer, items, threshold=point), expected):
+        cuts = cut_offs(scorer, message_mask(items), point)[:, -1]  # each item's shape's cut-off
+        for got, want, cut in zip(explain(scorer, items, threshold=point), expected, cuts):
             assert got["flagged"] == want["flagged"] and got["categories"] == want["categories"]
             assert got["unsafe_score"] == pytest.approx(want["unsafe_score"], abs=1e-12)
-            assert got["explanations"][0]["threshold"] == pytest.approx(
-                scorer.thresholds_[-1] if point is None else scorer.operating_points_.get(point, point))
+            assert got["explanations"][0]["threshold"] == pytest.approx(cut)
 
 
 def test_labels_by_short_name_and_unknown_ones_refused():
@@ -273,10 +278,10 @@ def test_score_table_gives_three_reasons_for_each_flagged_row(runner, tmp_path):
     reasons = explain(scorer, [PAIR], labels=["unsafe"])[0]["explanations"][0]["contributions"]
     strongest = sorted((c for c in reasons if c["contribution"] > 0), key=lambda c: -c["contribution"])[:3]
     assert "because: " in flagged_line and flagged_line.count(";") == 2
-    assert f'response "once" {strongest[0]["contribution"]:+.2f}' in flagged_line
+    assert f'"{strongest[0]["ngram"]}" {strongest[0]["contribution"]:+.2f}' in flagged_line.split("because: ")[1].lower()  # the table quotes the input's own case
     assert "because" not in ok_line
     detail = runner.invoke(main, ["score", "--format", "table", "--prompt", PAIR[0], "--response", PAIR[1]])
-    assert 'strongest reasons: response "once"' in detail.stdout
+    assert f'"{strongest[0]["ngram"]}"' in detail.stdout.split("strongest reasons: ")[1].split(";")[0].lower()
 
 
 # ------------------------------------------------------------------------------------------------ HTTP

@@ -22,6 +22,8 @@ from lite_moderation.data import load_dataset
 from lite_moderation.fast import FastScorer
 from lite_moderation.features import QAVectorizer
 from lite_moderation.taxonomy import results_from_proba
+from lite_moderation.texts import message_mask
+from lite_moderation.thresholds import cut_offs
 
 SHARED = Path(__file__).parent.parent.parent / "shared" / "data"
 BEAVERTAILS = SHARED / "beavertails" / "30k_test.jsonl"
@@ -111,8 +113,8 @@ def test_empty_batch(scorer) -> None:
 def test_predict_and_moderate_match_the_reference(shipped, scorer, beavertails_pairs) -> None:
     pairs = beavertails_pairs[:500]
     expected = reference_proba(shipped, pairs)
-    np.testing.assert_array_equal(scorer.predict(pairs), expected >= shipped.thresholds_)
-    fast, slow = scorer.moderate(pairs, threshold=0.3), results_from_proba(expected, shipped.thresholds_, 0.3)
+    np.testing.assert_array_equal(scorer.predict(pairs), expected >= cut_offs(shipped, message_mask(pairs)))
+    fast, slow = scorer.moderate(pairs, threshold=0.3), results_from_proba(expected, cut_offs(shipped, message_mask(pairs), 0.3))
     assert [r["flagged"] for r in fast] == [r["flagged"] for r in slow]
     assert [r["categories"] for r in fast] == [r["categories"] for r in slow]
     for a, b in zip(fast, slow):
@@ -403,4 +405,5 @@ def test_the_fast_check_of_pair_lists_names_bad_items_like_the_item_loop(scorer,
         with pytest.raises(error, match=message):
             scorer.predict_proba(items)
     shapes = [("", "a text"), ("a prompt", ""), ("", " x"), (" x", "")]
-    assert split_fields(shapes, require_text=True) == (["", "a prompt", "", " x"], ["a text", "", " x", ""])
+    # every single message comes out as a text alone (issue 20: one verdict per message)
+    assert split_fields(shapes, require_text=True) == (["", "", "", ""], ["a text", "a prompt", " x", " x"])

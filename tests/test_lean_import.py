@@ -89,5 +89,6 @@ def test_every_public_name_resolves() -> None:
     for name in lm.__all__:
         assert getattr(lm, name) is not None
     assert set(lm.__all__) <= set(dir(lm))
+    assert not {"Any", "TYPE_CHECKING", "importlib", "annotations"} & set(dir(lm))  # public names only
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         lm.nope  # noqa: B018

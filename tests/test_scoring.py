@@ -8,6 +8,8 @@ from conftest import BEAVERTAILS_TEST
 
 import lite_moderation as lm
 from lite_moderation.scoring import score_file
+from lite_moderation.texts import message_mask
+from lite_moderation.thresholds import cut_offs
 
 
 def _rows(path):
@@ -65,11 +67,11 @@ def test_score_file_rows_are_the_bytes_json_dumps_writes_of_each_verdict(tmp_pat
         rows_writer, arrays_writer = RowWriter(by_rows, fmt), RowWriter(by_arrays, fmt)
         for verdict in scorer.moderate(pairs):
             rows_writer.write(verdict)
-        arrays_writer.write_scores(proba, scorer.thresholds_, None)
+        arrays_writer.write_scores(proba, cut_offs(scorer, message_mask(pairs)))
         rows_writer.close()
         arrays_writer.close()
         assert by_arrays.getvalue() == by_rows.getvalue(), fmt
     with_nan = proba.copy()
     with_nan[0, 0] = np.nan  # never a probability, but written as json.dumps would (NaN), through the dicts
-    assert RowWriter(io.StringIO(), "jsonl").write_scores(with_nan, scorer.thresholds_, None) == sum(
+    assert RowWriter(io.StringIO(), "jsonl").write_scores(with_nan, cut_offs(scorer, message_mask(pairs))) == sum(
         v["flagged"] for v in scorer.moderate(pairs))

@@ -83,11 +83,16 @@ def test_rows_keeps_a_seeded_sample(two_sources):
     assert (a.source_of_row == 1).sum() == 10 and a.pairs == b.pairs
 
 
-def test_an_unsafe_row_without_categories_cannot_be_an_extra_source(tmp_path, tiny_data):
-    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "response": "r", "is_safe": True},
-                                               {"prompt": "q2", "response": "r2", "is_safe": False}])
-    with pytest.raises(DataError, match=r"bad.jsonl:2: field .category."):
-        build_training_set([SourceSpec(str(tiny_data)), SourceSpec(str(bad))])
+def test_an_unsafe_row_without_categories_teaches_the_unsafe_head_alone(tmp_path, tiny_data):
+    binary = write_jsonl(tmp_path / "binary.jsonl", [{"prompt": "q", "response": "r", "is_safe": True},
+                                                     {"prompt": "q2", "response": "r2", "is_safe": False}])
+    ts = build_training_set([SourceSpec(str(tiny_data)), SourceSpec(str(binary))])
+    extra = np.flatnonzero(ts.source_of_row == 1)
+    assert ts.label_mask[extra[0]].all()  # a safe row: no category, known
+    assert not ts.label_mask[extra[1], :-1].any() and ts.label_mask[extra[1], -1]  # unsafe: which harm is unknown
+    unlabelled = write_jsonl(tmp_path / "none.jsonl", [{"prompt": "q", "response": "r"}])
+    with pytest.raises(DataError, match="none.jsonl"):
+        build_training_set([SourceSpec(str(tiny_data)), SourceSpec(str(unlabelled))])
 
 
 def test_the_primary_source_needs_categories(tmp_path):
@@ -149,8 +154,7 @@ def test_shape_blocks_score_the_same_on_the_fast_and_reference_paths(two_sources
     primary, everyday = two_sources
     ts = build_training_set([SourceSpec(str(primary)), SourceSpec(str(everyday), 0.5)],
                             shapes=("pair", "prompt", "text"))
-    est = default_estimator(word_fields=("pair_prompt", "response", "lone_prompt"), char_fields=("response",),
-                            min_df=1, threshold_folds=2)
+    est = default_estimator(preset="shapes", min_df=1, threshold_folds=2)
     model = est.fit(ts.pairs, ts.Y, **ts.fit_params())
     X = [*ts.pairs[:50], ("a question alone", ""), "a text alone", ("", "another text")]
     assert model._fast_scorer() is not None
@@ -257,3 +261,17 @@ def test_a_responses_text_alone_copy_does_not_count_toward_min_df(tmp_path):
     model = est.fit(ts.pairs, ts.Y, **ts.fit_params())
     assert not any("zyxwonce" in t for t in model.vectorizer_.get_feature_names_out())
     assert ts.response_copy.sum() == 60
+
+
+def test_a_source_can_show_its_own_shapes(two_sources):
+    primary, everyday = two_sources
+    spec = parse_source(f"{everyday},weight=0.5,shapes=text")
+    assert spec.shapes == ("text",) and spec.spec_text("e.jsonl") == "e.jsonl,weight=0.5,shapes=text"
+    ts = build_training_set([SourceSpec(str(primary)), spec], shapes=("pair", "text"))
+    rows = np.flatnonzero(ts.source_of_row == 1)
+    assert rows.size and all(not ts.pairs[i][0] for i in rows)  # only single messages, no pair
+    assert not ts.response_copy[rows].any()  # they are the source's rows, so they teach the vocabulary
+    with pytest.raises(ValueError, match="shapes must be among"):
+        parse_source(f"{everyday},shapes=pair+nonsense")
+    with pytest.raises(ValueError, match="first source"):
+        build_training_set([parse_source(f"{primary},shapes=text")])
