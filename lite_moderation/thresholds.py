@@ -139,10 +139,10 @@ def shape_thresholds(model: object, shape: str) -> tuple[np.ndarray, dict[str, f
     its own for messages (trained on pairs only, or by an older version) uses its pair cut-offs for both."""
     if shape not in CUT_OFF_SHAPES:
         raise ValueError(f"unknown shape {shape!r}: expected one of {CUT_OFF_SHAPES}")
-    thresholds = getattr(model, "message_thresholds_", None) if shape == "message" else None
-    if thresholds is None:
+    own = message_cut_offs(model) if shape == "message" else None
+    if own is None:
         return np.asarray(model.thresholds_, dtype=np.float64), dict(getattr(model, "operating_points_", None) or {})
-    return np.asarray(thresholds, dtype=np.float64), dict(getattr(model, "message_operating_points_", None) or {})
+    return own
 
 
 def resolve_threshold(threshold: float | str | None, model: object, shape: str = "pair") -> float | None:
