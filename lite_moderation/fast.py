@@ -41,7 +41,7 @@ from scipy.sparse import _sparsetools
 
 from .explain import model_parts
 from .taxonomy import results_from_proba, sigmoid
-from .texts import WORD_TOKEN_PATTERN, field_text, field_texts, message_mask, split_fields
+from .texts import WORD_TOKEN_PATTERN, field_text, field_texts, scored_items, split_fields
 from .thresholds import cut_offs, message_cut_offs, set_message_cut_offs
 
 if TYPE_CHECKING:
@@ -1015,12 +1015,14 @@ class FastScorer:
 
     def predict(self, X: Sequence) -> np.ndarray:
         """(n, 15) bool decisions at the model's tuned thresholds of each row's shape."""
-        return self.predict_proba(X) >= cut_offs(self, message_mask(X))
+        items, messages = scored_items(X)
+        return self.predict_proba(items) >= cut_offs(self, messages)
 
     def moderate(self, X: Sequence, threshold: float | str | None = None) -> list[dict]:
         """The same verdicts as :meth:`ModerationClassifier.moderate` (``threshold``: a probability or a name of
         ``operating_points_``)."""
-        return results_from_proba(self.predict_proba(X), cut_offs(self, message_mask(X), threshold))
+        items, messages = scored_items(X)
+        return results_from_proba(self.predict_proba(items), cut_offs(self, messages, threshold))
 
 
 class _SingleMemo:

@@ -26,7 +26,7 @@ from .features import QAVectorizer
 from .metrics import binary_metrics
 from .progress import Progress
 from .taxonomy import CATEGORIES, LABELS, results_from_proba, sigmoid
-from .texts import group_keys, message_mask, split_fields
+from .texts import group_keys, message_mask, scored_items, split_fields
 from .thresholds import (
     DEFAULT_THRESHOLD,
     OPERATING_POINTS,
@@ -400,13 +400,15 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Sequence) -> np.ndarray:
         """(n, 15) bool decisions at the tuned thresholds of each row's shape (pair or single message)."""
-        return self.predict_proba(X) >= cut_offs(self, message_mask(X))
+        items, messages = scored_items(X)
+        return self.predict_proba(items) >= cut_offs(self, messages)
 
     def score(self, X: Sequence, y: object, sample_weight: object = None) -> float:
         """F1 of the unsafe head (what GridSearchCV maximises by default)."""
         Y = as_label_matrix(y)
-        proba = self.predict_proba(X)
-        flagged = proba[:, -1] >= cut_offs(self, message_mask(X))[:, -1]
+        items, messages = scored_items(X)
+        proba = self.predict_proba(items)
+        flagged = proba[:, -1] >= cut_offs(self, messages)[:, -1]
         return binary_metrics(Y[:, -1], proba[:, -1], flagged)["f1"]
 
     def moderate(self, X: Sequence, threshold: float | str | None = None) -> list[dict]:
@@ -415,8 +417,8 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         ``threshold`` overrides the tuned cut-off of the unsafe head: a probability, or the name of one of
         ``operating_points_`` ("strict": fewer false flags, lower recall).
         """
-        proba = self.predict_proba(X)
-        return results_from_proba(proba, cut_offs(self, message_mask(X), threshold))
+        items, messages = scored_items(X)
+        return results_from_proba(self.predict_proba(items), cut_offs(self, messages, threshold))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

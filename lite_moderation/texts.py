@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = [
     "FIELDS", "JOINT_SEPARATOR", "WORD_TOKEN_PATTERN", "block_settings", "block_specs", "field_text", "field_texts",
-    "group_keys", "message_mask", "message_rows", "single_message", "split_fields",
+    "group_keys", "message_mask", "message_rows", "scored_items", "single_message", "split_fields",
 ]
 
 #: Which text a feature block reads: the prompt, the response, both joined, or a field of one input shape
@@ -75,6 +75,13 @@ def single_message(prompt: str, response: str) -> str | None:
 def message_rows(prompts: Sequence[str]) -> np.ndarray:
     """(n,) bool: which rows of :func:`split_fields`' output are single messages (their prompt is empty)."""
     return np.fromiter(map(len, prompts), dtype=np.int64, count=len(prompts)) == 0
+
+
+def scored_items(X: Sequence) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """X's items as the scorers read them (every single message a text alone) and which are single messages:
+    parsed once, for a decision that needs both the scores and each item's shape."""
+    prompts, responses = split_fields(X, require_text=True)
+    return list(zip(prompts, responses)), message_rows(prompts)
 
 
 def message_mask(X: Sequence) -> np.ndarray:
