@@ -130,4 +130,7 @@ def test_the_page_refuses_an_empty_input_and_takes_a_text_alone(driver, url):
     state = _submit(driver, "", "A short note about the weather.")
     assert state == ("flagged" if lm.load_scorer().moderate(["A short note about the weather."])[0]["flagged"] else "ok")
     titles = [t.text.lower() for t in driver.find_elements(By.CSS_SELECTOR, "#highlighted .title")]
-    assert titles == ["text"]
+    assert titles == ["message"]  # one box filled: a single message, whichever box (#20)
+    assert _submit(driver, "A short note about the weather.", "") == state
+    titles = [t.text.lower() for t in driver.find_elements(By.CSS_SELECTOR, "#highlighted .title")]
+    assert titles == ["message"]
