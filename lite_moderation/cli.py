@@ -23,10 +23,11 @@ import click
 from click.core import ParameterSource
 
 from . import __version__, exits
-from .data import FIX_HINT, DataError, load_dataset
+from .data import FIX_HINT, Columns, DataError, load_dataset
 from .explain import table_reasons
 from .guards import Terminated, check_outputs, signals_as_exceptions, silence_stdout
 from .hub import REVISION, SPLITS, DownloadError, download
+from .labels import label_set_of
 from .output import (
     FORMATS,
     OutputError,
@@ -48,7 +49,7 @@ from .server import (
     serve,
 )
 from .sources import SHAPES, SourceSpec, parse_source
-from .taxonomy import CATEGORIES, LABELS, short_name
+from .taxonomy import short_name
 from .texts import group_keys, message_mask, split_fields
 from .thresholds import OPERATING_POINTS, checked_threshold, cut_offs
 from .training import (
@@ -267,6 +268,40 @@ def _estimator_from_options(options: dict, verbose: int = 0):
     return default_estimator(verbose=verbose, preset=options["preset"], **params)
 
 
+#: The column options (train, cv, evaluate): option, Columns field, help.
+_COLUMN_OPTIONS = (
+    ("--text-column", "text", "Field (JSON) or column (CSV) holding a single text [default: text, or prompt]."),
+    ("--prompt-column", "prompt", "Field or column holding the prompt of a pair [default: prompt]."),
+    ("--response-column", "response", "Field or column holding the response of a pair [default: response]."),
+    ("--label-column", "label", ("Field or column holding one class name per row: one head per class but "
+                                 "--safe-class (multi-class).")),
+    ("--label-columns", "labels", ("Comma-separated boolean fields or columns, one head each (multi-label); one "
+                                   "alone is a binary target; is_safe among them is the flag head.")),
+    ("--safe-class", "safe_class", "The --label-column class that means nothing flagged (e.g. ok)."),
+)
+
+
+def column_options(command: Callable, fields: tuple[str, ...] | None = None) -> Callable:
+    """The user's own text and label fields (all, or those of ``fields``), handed to the command as one
+    ``columns`` (a data.Columns)."""
+    chosen = [entry for entry in _COLUMN_OPTIONS if fields is None or entry[1] in fields]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        given = {field: kwargs.pop(f"column_{field}") for _, field, _ in chosen}
+        if given.get("labels") is not None:
+            given["labels"] = tuple(n.strip() for n in given["labels"].split(",") if n.strip())
+        try:
+            kwargs["columns"] = Columns(**given)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        return command(*args, **kwargs)
+
+    for option, field, help_text in reversed(chosen):
+        wrapper = click.option(option, f"column_{field}", default=None, metavar="NAME", help=help_text)(wrapper)
+    return wrapper
+
+
 # ------------------------------------------------------------------------------------------------ commands
 
 
@@ -303,12 +338,13 @@ def main() -> None:
 @on_error_option("skip")
 @model_option
 @quiet_option
+@functools.partial(column_options, fields=("text", "prompt", "response"))
 @_friendly_errors
 @check_outputs
 def score(texts: tuple[str, ...], prompt: str | None, response: str | None, input_path: str | None,
           input_format: str, output_path: Path | None, fmt: str | None, threshold: float | str | None,
           fail_on_flagged: bool, engine: str, scheduler: str | None, workers: int | None, jobs: int,
-          on_error: str, model_path: Path | None, quiet: bool) -> None:
+          on_error: str, model_path: Path | None, quiet: bool, columns: Columns) -> None:
     """Score TEXTS, a --prompt/--response pair, or every record of --input.
 
     Output rows come in input order, one per input row; a row that cannot be read is reported on
@@ -317,7 +353,11 @@ def score(texts: tuple[str, ...], prompt: str | None, response: str | None, inpu
     With --engine dask, --input is a glob ('corpus/*.jsonl.gz') and --output a directory that receives
     OUT/<input stem>.scores.<format> per input file, each written atomically.
     """
+    if not columns.is_standard and input_path is None:
+        raise click.UsageError("--text-column, --prompt-column and --response-column name fields of --input records")
     if engine == "dask":
+        if not columns.is_standard:
+            raise click.UsageError("--engine dask reads the standard fields (prompt/response or text) only")
         if texts or prompt is not None or response is not None:
             raise click.UsageError("--engine dask scores files: give --input 'GLOB' and --output DIR")
         flagged, rejected = _score_on_dask(input_path, input_format, output_path, fmt, threshold, on_error,
@@ -335,7 +375,7 @@ def score(texts: tuple[str, ...], prompt: str | None, response: str | None, inpu
     try:
         if input_path is not None:
             flagged, rejected = _score_input(model, input_path, input_format, output_path, fmt, on_error, threshold,
-                                             quiet, jobs)
+                                             quiet, jobs, columns)
         else:
             items = _items_from_arguments(texts, prompt, response)
             flagged = _score_items(model, items, output_path, fmt, threshold)
@@ -378,10 +418,10 @@ def _score_items(model, items: list, output_path: Path | None, fmt: str,
     with atomic_text_writer(output_path) as stream:
         reasons = table_reasons(model) if fmt == "table" else None
         if fmt == "table" and len(results) == 1:
-            cuts = dict(zip(LABELS, cut_offs(model, message_mask(items), threshold)[0]))
+            cuts = dict(zip(model.labels_, cut_offs(model, message_mask(items), threshold)[0]))
             stream.write(format_detail(results[0], cuts, reasons(items[0]) if results[0]["flagged"] else None))
         else:
-            writer = RowWriter(stream, fmt, reasons=reasons)
+            writer = RowWriter(stream, fmt, reasons=reasons, labels=label_set_of(model))
             for result, item in zip(results, items):
                 writer.write(result, item=item)
             writer.close()
@@ -389,14 +429,16 @@ def _score_items(model, items: list, output_path: Path | None, fmt: str,
 
 
 def _score_input(model, input_path: str, input_format: str, output_path: Path | None, fmt: str,
-                 on_error: str, threshold: float | str | None, quiet: bool, jobs: int = 1) -> tuple[int, int]:
+                 on_error: str, threshold: float | str | None, quiet: bool, jobs: int = 1,
+                 columns: Columns | None = None) -> tuple[int, int]:
     """Score a file; (flagged, rejected) rows.
 
     Rows printed to a terminal show the progress themselves: a bar on the same screen would cut into them.
     """
     to_terminal = str(output_path or "-") == "-" and sys.stdout.isatty()
     summary = score_file(model, input_path, output_path, fmt, on_error=on_error, threshold=threshold,
-                         input_format=input_format, progress=not quiet and not to_terminal, jobs=jobs)
+                         input_format=input_format, progress=not quiet and not to_terminal, jobs=jobs,
+                         columns=columns)
     _report_skipped(summary.errors)
     _report_skipped(summary.warnings, what="warning", rows="rows with ignored label problems")
     warned = f", label warnings: {len(summary.warnings)}" if summary.warnings else ""
@@ -560,8 +602,9 @@ class SourceType(click.ParamType):
 
 def _parse_shapes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
     shapes = tuple(s.strip() for s in value.split(",") if s.strip())
-    if "pair" not in shapes or set(shapes) - set(SHAPES):
-        raise click.BadParameter(f"expected a comma-separated subset of {', '.join(SHAPES)} that includes pair")
+    if not shapes or set(shapes) - set(SHAPES):
+        raise click.BadParameter(f"expected a comma-separated subset of {', '.join(SHAPES)} (pair is needed when "
+                                 "the first --data file holds pairs)")
     return shapes
 
 
@@ -586,6 +629,7 @@ def data_options(command: Callable) -> Callable:
                      help="Sources the vocabulary and idf are learned from: all, those holding unsafe rows, or the "
                           "first only; the others are featurised with those terms (they teach weights, not words)."),
     ]
+    command = column_options(command)
     for option in reversed(options):
         command = option(command)
     return command
@@ -609,12 +653,17 @@ def data_options(command: Callable) -> Callable:
 def train_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabulary_from: str,
                   output_dir: Path, cv_folds: int,
                   seed: int, license_text: str | None, overwrite: bool, on_error: str, quiet: bool,
-                  **recipe: Any) -> None:
-    """Train a model on labelled records and save it to --output."""
-    training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from)
+                  columns: Columns, **recipe: Any) -> None:
+    """Train a model on labelled records and save it to --output.
+
+    Labels: BeaverTails' (is_safe and the 14 categories), is_safe alone (a binary model), or your own
+    (--label-column with --safe-class, or --label-columns); name your text fields with --text-column or
+    --prompt-column/--response-column.
+    """
+    training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from, columns)
     _check_training_set(training_set, "--cv-folds", cv_folds)
     estimator = _estimator_from_options(recipe)
-    command = _training_command(sources, shapes, vocabulary_from, cv_folds, seed, recipe)
+    command = _training_command(sources, shapes, vocabulary_from, cv_folds, seed, recipe, columns)
     with _label_warnings_reported():
         model, card = train(training_set, estimator, cv_folds=cv_folds, seed=seed,
                             license_text=license_text, command=command, progress=not quiet)
@@ -625,12 +674,13 @@ def train_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], voca
 
 
 def _load_sources(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], seed: int, on_error: str,
-                  vocabulary_from: str = "all"):
+                  vocabulary_from: str = "all", columns: Columns | None = None):
     from .sources import build_training_set
 
     errors: list[DataError] = []
     try:
-        training_set = build_training_set(sources, shapes, seed=seed, on_error=on_error, errors=errors)
+        training_set = build_training_set(sources, shapes, seed=seed, on_error=on_error, errors=errors,
+                                          columns=columns)
     finally:  # also when no row was left: the skipped rows say why
         _report_skipped(errors)
     training_set.vocabulary_from = vocabulary_from
@@ -645,7 +695,7 @@ def _check_training_set(training_set, folds_option: str, n_folds: int) -> None:
     from .model import check_training_labels
 
     try:
-        problem = check_training_labels(training_set.Y)
+        problem = check_training_labels(training_set.Y, training_set.labels)
     except ValueError as exc:
         raise InputError(f"--data: {exc}") from None
     if problem and training_set.has_categories:
@@ -668,7 +718,7 @@ def _label_warnings_reported() -> Iterator[None]:
 
 
 def _training_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabulary_from: str,
-                      cv_folds: int, seed: int, recipe: dict) -> str:
+                      cv_folds: int, seed: int, recipe: dict, columns: Columns | None = None) -> str:
     """The command line that reproduces a model, recorded in its card (data by file name only).
 
     Options left at their defaults are omitted, and so is ``--jobs``, which changes speed, not the model.
@@ -680,6 +730,10 @@ def _training_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], 
         parts += ["--shapes", ",".join(shapes)]
     if vocabulary_from != "all":
         parts += ["--vocabulary-from", vocabulary_from]
+    for option, field, _ in _COLUMN_OPTIONS:
+        value = getattr(columns, field) if columns is not None else None
+        if value is not None:
+            parts += [option, ",".join(value) if isinstance(value, tuple) else value]
     parts += ["--output", "MODEL_DIR"]
     if cv_folds:
         parts += ["--cv-folds", str(cv_folds), "--seed", str(seed)]
@@ -698,10 +752,12 @@ def _training_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], 
     return shlex.join(parts)
 
 
-def _load_labelled(data_path: Path, on_error: str, require: str = "labels"):
+def _load_labelled(data_path: Path, on_error: str, require: str = "labels", columns: Columns | None = None,
+                   labels: Any = None):
     errors: list[DataError] = []
     try:
-        dataset = load_dataset(data_path, on_error=on_error, errors=errors, require=require)
+        dataset = load_dataset(data_path, on_error=on_error, errors=errors, require=require, columns=columns,
+                               labels=labels)
     finally:  # also when no row was left: the skipped rows say why
         _report_skipped(errors)
     return dataset
@@ -716,23 +772,29 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels"):
 @metrics_output_options
 @model_option
 @on_error_option("fail")
+@column_options
 @_friendly_errors
 @check_outputs
 def evaluate_command(data_path: Path, json_path: Path | None, predictions_path: Path | None,
                      threshold: float | str | None, n_resamples: int, bootstrap_seed: int, table_format: str,
-                     model_path: Path | None, on_error: str) -> None:
-    """Print a model's metrics on labelled data (and warn when it saw these prompts in training)."""
+                     model_path: Path | None, on_error: str, columns: Columns) -> None:
+    """Print a model's metrics on labelled data (and warn when it saw these prompts in training).
+
+    A model of your own labels reads them with the column options it was trained with (see its card's command).
+    """
     from .evaluation import evaluate_rows
     from .model import prompt_groups
 
     model = load(model_path)
-    dataset = _load_labelled(data_path, on_error)
+    dataset = _load_labelled(data_path, on_error, columns=columns,
+                             labels=model.label_set_ if columns.own_labels else None)
     _warn_on_leak(model, group_keys(dataset.pairs))
     metrics, proba, predicted = evaluate_rows(model, dataset, threshold=threshold)
     groups = prompt_groups(dataset.pairs)
     if predictions_path is not None:
-        write_predictions(predictions_path, proba, predicted, dataset.lines, groups)
-    metrics = _with_intervals(metrics, dataset.unsafe_labels(), proba, predicted, groups, dataset.categories,
+        write_predictions(predictions_path, proba, predicted, dataset.lines, groups, labels=model.label_set_)
+    categories = dataset.categories if "categories" in metrics else None
+    metrics = _with_intervals(metrics, dataset.unsafe_labels(), proba, predicted, groups, categories,
                               n_resamples, bootstrap_seed)
     _emit_metrics(metrics, json_path, table_format)
 
@@ -768,7 +830,7 @@ def _warn_on_leak(model, keys: list[str]) -> None:
 def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabulary_from: str, folds: int, seed: int,
                repeats: int, json_path: Path | None, predictions_path: Path | None, threshold: float | str | None,
                n_resamples: int, bootstrap_seed: int, table_format: str, on_error: str, quiet: bool,
-               **recipe: Any) -> None:
+               columns: Columns, **recipe: Any) -> None:
     """Cross-validate the training recipe, folds grouped by prompt; metrics on out-of-fold predictions of the
     first --data source's rows (the other sources sit in every training fold)."""
     from .evaluation import cross_validate_repeats
@@ -776,9 +838,9 @@ def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabul
     from .stats import repeat_summary
 
     if len(sources) == 1 and shapes == ("pair",):  # is_safe-only data can be cross-validated too
-        training_set = TrainingSet.from_dataset(_load_labelled(sources[0].path, on_error))
+        training_set = TrainingSet.from_dataset(_load_labelled(sources[0].path, on_error, columns=columns))
     else:
-        training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from)
+        training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from, columns)
     _check_training_set(training_set, "--folds", folds)
     seeds = list(range(seed, seed + repeats))
     with _label_warnings_reported():
@@ -787,7 +849,7 @@ def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabul
     result, primary = runs[0], training_set.primary
     if predictions_path is not None:
         write_predictions(predictions_path, result.proba, result.predicted, training_set.line_of_row[primary],
-                          training_set.groups[primary], result.fold_of_row)
+                          training_set.groups[primary], result.fold_of_row, labels=training_set.labels)
     target = training_set.Y[primary]
     metrics = _with_intervals(result.metrics, target[:, -1], result.proba, result.predicted,
                               training_set.groups[primary], target[:, :-1] if training_set.has_categories else None,
@@ -845,8 +907,7 @@ def _print_metrics(metrics: dict, err: bool = False) -> None:
         macro_ci = f" {_fmt_ci(cats['ci']['macro_f1'])}" if "ci" in cats else ""
         lines.append(f"categories: macro-F1 {cats['macro_f1']:.3f}{macro_ci}  micro-F1 {cats['micro_f1']:.3f}")
         lines.append(f"  {'category':<32} {'f1':>6} {'prec':>6} {'recall':>6} {'auprc':>6} {'support':>7}")
-        for name in CATEGORIES:
-            m = cats["per_category"][name]
+        for name, m in cats["per_category"].items():
             lines.append(f"  {short_name(name):<32} {_fmt(m['f1']):>6} {_fmt(m['precision']):>6} "
                          f"{_fmt(m['recall']):>6} {_fmt(m['auprc']):>6} {m['support']:>7}")
     if ci:
@@ -941,6 +1002,14 @@ def info(model_path: Path | None, as_json: bool) -> None:
     click.echo(_card_text(card))
 
 
+def _labels_line(label_set: dict) -> str:
+    """What the model predicts: its categories (shortened past 20) and the head that decides ``flagged``."""
+    categories = label_set["categories"]
+    shown = ", ".join(map(short_name, categories[:20])) + (f" ... ({len(categories)} in all)" if len(categories) > 20 else "")
+    return (f"labels: {len(categories)} categories ({shown}); flagged when '{label_set['flag']}' reaches its cut-off"
+            if categories else f"labels: one binary head, '{label_set['flag']}' (no categories)")
+
+
 def _card_text(card: dict) -> str:
     data = card.get("training_data", {})
     lines = [
@@ -951,6 +1020,7 @@ def _card_text(card: dict) -> str:
           f"{s['sha256'] or s['package']}, license {s['license']})" for s in data.get("sources", [])[1:]),
         *([f"input shapes trained: {', '.join(data['shapes'])}"] if "shapes" in data else []),
         f"recipe: {card.get('recipe', {}).get('command', '')}",
+        _labels_line(card["label_set"]),
         f"license: {card.get('license', '')}",
     ]
     lines += [f"note: {note}" for note in card.get("notes", [])]

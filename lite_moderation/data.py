@@ -19,16 +19,18 @@ import os
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Union
 
 import numpy as np
 
-from .taxonomy import CATEGORIES
+from .labels import LabelSet
+from .taxonomy import BEAVERTAILS, CATEGORIES
 
 __all__ = [
-    "DataError", "DataWarning", "Dataset", "Record", "load_dataset", "read_records", "record_from_object", "sha256_file",
+    "Columns", "DataError", "DataWarning", "Dataset", "Record", "load_dataset", "read_records", "record_from_object",
+    "sha256_file",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -101,6 +103,7 @@ class Record:
     categories: tuple[bool, ...] | None
     is_safe: bool | None
     line: int
+    target: str | tuple[bool, ...] | None = None  # the raw own-label value(s) read through ``Columns``
 
     @property
     def pair(self) -> tuple[str, str] | str:
@@ -118,13 +121,16 @@ class Dataset:
     lines: list[int]
     prompts: list[str]
     path: str = ""
+    labels: LabelSet = BEAVERTAILS  # the names of ``categories``' columns and of the flag head (``unsafe``)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     @property
     def y(self) -> np.ndarray:
-        """(n, 15) bool targets in taxonomy.LABELS order: the 14 categories, then unsafe."""
+        """(n, k+1) bool targets in ``labels.names`` order: the categories, then the flag head."""
+        if not self.labels.categories:  # a binary target alone
+            return self.unsafe_labels()[:, None].astype(bool)
         if self.categories is None:
             raise DataError(
                 self.path, field="category", message="the data has no category labels for every record",
@@ -154,11 +160,110 @@ class _Bad(Exception):
 
 
 @dataclass(frozen=True)
+class Columns:
+    """Which fields of a user's file hold the text and the labels (None everywhere: the standard fields).
+
+    ``text`` names a single text; ``prompt`` (and ``response``) a pair. ``label`` names one class per row
+    (multi-class: one head per class; ``safe_class`` is the class meaning "nothing flagged"), ``labels`` several
+    boolean columns (multi-label; one of them may be ``is_safe``, which then is the flag head); one boolean
+    column alone is a binary target. Without ``label``/``labels`` the standard labels are read (is_safe,
+    category).
+    """
+
+    text: str | None = None
+    prompt: str | None = None
+    response: str | None = None
+    label: str | None = None
+    labels: tuple[str, ...] | None = None
+    safe_class: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.labels is not None:
+            object.__setattr__(self, "labels", tuple(self.labels))
+        if self.text is not None and (self.prompt is not None or self.response is not None):
+            raise ValueError("name a text column or prompt/response columns, not both")
+        if self.response is not None and self.prompt is None:
+            raise ValueError("a response column needs a prompt column (or name the text column alone)")
+        if self.label is not None and self.labels is not None:
+            raise ValueError("name one class column (label) or boolean columns (labels), not both")
+        if self.safe_class is not None and self.label is None:
+            raise ValueError("safe_class names a class of the class column: give the class column (label) too")
+        if self.labels is not None and (not self.labels or len(set(self.labels)) != len(self.labels)
+                                        or not all(isinstance(n, str) and n.strip() for n in self.labels)):
+            raise ValueError(f"labels must be distinct non-empty column names, got {list(self.labels)!r}")
+
+    @property
+    def own_labels(self) -> bool:
+        """Whether the labels come from the user's columns rather than is_safe/category."""
+        return self.label is not None or self.labels is not None
+
+    @property
+    def is_standard(self) -> bool:
+        return self == Columns()
+
+    def text_fields(self) -> dict[str, str]:
+        """{user's field: standard field} of the text."""
+        if self.text is not None:
+            return {self.text: "text"}
+        named = {self.prompt: "prompt", self.response: "response"}
+        return {k: v for k, v in named.items() if k is not None}
+
+    def standard_object(self, obj: dict) -> dict:
+        """A JSON record with its text under the standard names (and without standard labels when the user's
+        own are read)."""
+        fields = self.text_fields()
+        if not fields and not self.own_labels:
+            return obj
+        if fields and next(iter(fields)) not in obj:
+            name = next(iter(fields))
+            raise _Bad(name, "missing", f"Every record needs the text column '{name}' you named.")
+        kept = {} if self.own_labels else {k: obj[k] for k in ("is_safe", "category") if k in obj}
+        if not fields:
+            return {**{k: obj[k] for k in ("prompt", "response", "text") if k in obj}, **kept}
+        return {**{standard: obj[name] for name, standard in fields.items() if name in obj}, **kept}
+
+    def label_fields(self) -> tuple[str, ...]:
+        """The user's label field(s)."""
+        return (self.label,) if self.label is not None else self.labels or ()
+
+    def binary_instead(self, names: Iterable[str]) -> bool:
+        """Whether a record or header with fields ``names`` is a binary source: none of the label fields, but
+        is_safe (a further source labelled only safe/unsafe; it then teaches the flag head alone)."""
+        names = set(names)
+        return self.own_labels and "is_safe" in names and not names & set(self.label_fields())
+
+    def object_target(self, obj: dict) -> str | tuple[bool, ...]:
+        """The user's label value(s) of a JSON record: a class name, or one flag per boolean column."""
+        if self.label is not None:
+            return _class_value(obj.get(self.label), self.label, self.label in obj)
+        return tuple(_bool_value(obj.get(name), name, name in obj) for name in self.labels)
+
+
+def _class_value(value: Any, field: str, present: bool) -> str:
+    if not present or value is None or (isinstance(value, str) and not value.strip()):
+        raise _Bad(field, "missing", "Every training row needs a class in the label column.")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise _Bad(field, f"expected a class name (string), got {json_type(value)}")
+    return str(value).strip()
+
+
+def _bool_value(value: Any, field: str, present: bool) -> bool:
+    if not present or value is None:
+        raise _Bad(field, "missing", "Every training row needs a value (true/false) in each label column.")
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise _Bad(field, f"expected true/false (or 1/0), got {json_type(value)}")
+
+
+@dataclass(frozen=True)
 class _Source:
     display: str
     path: Path | None  # None means stdin
     fmt: str | None  # None means peek at the content
     compression: str | None
+    columns: Columns | None = None  # the user's field names (None: the standard ones)
 
     def error(self, line: int | None, bad: _Bad) -> DataError:
         return DataError(self.display, line, bad.field, bad.message, bad.hint)
@@ -182,6 +287,7 @@ def read_records(
     require: str = "none",
     fmt: str = "auto",
     warnings: list[DataWarning] | None = None,
+    columns: Columns | None = None,
 ) -> Iterator[Record]:
     """Yield validated records from a file ("-" = stdin), streaming line-based formats.
 
@@ -189,10 +295,11 @@ def read_records(
     Whole-file problems (missing file, bad CSV header, no records) raise in both modes.
     ``require``: "text" (scoring: labels are not read, and a malformed one goes to ``warnings``),
     "none" (anything scorable, labels checked), "labels" (is_safe, derived from categories if absent),
-    "categories" (the full category object). Options are checked here, before iteration starts.
+    "categories" (the full category object). ``columns`` names the user's own text and label fields (a
+    record's ``target`` then holds its label value(s)). Options are checked here, before iteration starts.
     """
     _check_options(on_error, errors, require, fmt)
-    source = _resolve(path, fmt)
+    source = replace(_resolve(path, fmt), columns=None if columns is None or columns.is_standard else columns)
     return _drive(_items(source, require), source, on_error, errors, warnings)
 
 
@@ -202,25 +309,132 @@ def load_dataset(
     on_error: str = "fail",
     errors: list[DataError] | None = None,
     require: str = "labels",
+    columns: Columns | None = None,
+    labels: LabelSet | None = None,
+    **column_names: Any,
 ) -> Dataset:
-    """Load a whole file into a :class:`Dataset` (arrays are None when any record lacks those labels)."""
+    """Load a whole file into a :class:`Dataset` (arrays are None when any record lacks those labels).
+
+    Own labels: ``columns`` (a :class:`Columns`) or its fields as keywords (``text_column``, ``prompt_column``,
+    ``response_column``, ``label_column``, ``label_columns``, ``safe_class``). The dataset's ``labels`` then
+    come from the data (classes sorted by name; boolean columns in the order given), or are ``labels`` when
+    given (e.g. a model's, to evaluate it: a class the model does not know is an error on its row).
+    Without own labels: the BeaverTails categories, or a binary set (``unsafe`` alone) for is_safe-only data.
+    """
+    columns = _columns(columns, column_names)
     errors_before = len(errors) if errors is not None else 0
     pairs: list = []
     prompts: list[str] = []
     lines: list[int] = []
     cats: list[tuple[bool, ...] | None] = []
     safes: list[bool | None] = []
-    for rec in read_records(path, on_error=on_error, errors=errors, require=require):
+    targets: list = []
+    display = _display(path)
+    known = _known_classes(labels, columns)
+    for rec in read_records(path, on_error=on_error, errors=errors, require=require, columns=columns):
+        if known is not None and rec.target not in known:
+            bad = DataError(display, rec.line, columns.label, f"class {_describe_cell(rec.target)} is not one of the "
+                            f"model's ({', '.join(map(repr, sorted(known)[:10]))})", _FIX_HINT)
+            if on_error == "fail":
+                raise bad
+            errors.append(bad)
+            continue
         pairs.append(rec.pair)
         prompts.append(rec.prompt)
         lines.append(rec.line)
         cats.append(rec.categories)
         safes.append(rec.is_safe)
-    display = _display(path)
+        targets.append(rec.target)
     if not pairs:
         skipped = len(errors) - errors_before if errors is not None else 0
         raise DataError(display, message=f"no valid records ({skipped} skipped as bad)")
-    return Dataset(pairs, _category_array(cats), _unsafe_array(safes), lines, prompts, display)
+    if columns is not None and columns.own_labels and any(t is not None for t in targets):
+        if any(t is None for t in targets):
+            line = lines[targets.index(None)]
+            raise DataError(display, line, "is_safe", "this row has is_safe but not the label column(s) "
+                            f"{list(columns.label_fields())} other rows have", "Label every row the same way.")
+        label_set, categories, unsafe = _own_labels(targets, columns, labels, display)
+        return Dataset(pairs, categories, unsafe, lines, prompts, display, label_set)
+    categories = _category_array(cats)
+    label_set = BEAVERTAILS if categories is not None or labels is None else labels
+    if categories is None and labels is None and all(c is None for c in cats) and all(s is not None for s in safes):
+        label_set = LabelSet(())  # is_safe alone: a binary target
+    return Dataset(pairs, categories, _unsafe_array(safes), lines, prompts, display, label_set)
+
+
+_COLUMN_KEYWORDS = {"text_column": "text", "prompt_column": "prompt", "response_column": "response",
+                    "label_column": "label", "label_columns": "labels", "safe_class": "safe_class"}
+
+
+def _columns(columns: Columns | None, names: dict[str, Any]) -> Columns | None:
+    """``columns``, or one built from ``load_dataset``'s keyword names (unknown keywords are a TypeError)."""
+    unknown = sorted(set(names) - set(_COLUMN_KEYWORDS))
+    if unknown:
+        raise TypeError(f"load_dataset() got unexpected keyword arguments {unknown}; column keywords are "
+                        f"{sorted(_COLUMN_KEYWORDS)}")
+    given = {_COLUMN_KEYWORDS[k]: v for k, v in names.items() if v is not None}
+    if isinstance(given.get("labels"), str):
+        given["labels"] = tuple(n.strip() for n in given["labels"].split(","))
+    if given and columns is not None:
+        raise TypeError("give columns= or column keywords, not both")
+    columns = Columns(**given) if given else columns
+    return None if columns is None or columns.is_standard else columns
+
+
+def _known_classes(labels: LabelSet | None, columns: Columns | None) -> set[str] | None:
+    """The classes a class column may hold when the label set is fixed (a model's): its categories and the
+    safe class."""
+    if labels is None or columns is None or columns.label is None:
+        return None
+    return {*labels.categories, *([columns.safe_class] if columns.safe_class is not None else [])}
+
+
+def _own_labels(targets: list, columns: Columns, fixed: LabelSet | None,
+                display: str) -> tuple[LabelSet, np.ndarray | None, np.ndarray]:
+    """The label set, (n, k) categories (None for a binary target) and (n,) unsafe flags of the user's labels."""
+    if columns.label is not None:
+        return _class_labels(targets, columns, fixed, display)
+    flags = np.array(targets, dtype=bool).reshape(len(targets), len(columns.labels))
+    names = list(columns.labels)
+    unsafe = None
+    if "is_safe" in names:
+        j = names.index("is_safe")
+        unsafe = ~flags[:, j]
+        flags = np.delete(flags, j, axis=1)
+        names.pop(j)
+    if not names:
+        return fixed or LabelSet(()), None, unsafe
+    if len(names) == 1 and unsafe is None:  # one boolean column: a binary target of that name
+        return fixed or LabelSet((), names[0]), None, flags[:, 0]
+    label_set = fixed or LabelSet(tuple(names))
+    _check_fixed(label_set, tuple(names), display)
+    return label_set, flags, flags.any(axis=1) if unsafe is None else unsafe | flags.any(axis=1)
+
+
+def _class_labels(targets: list[str], columns: Columns, fixed: LabelSet | None,
+                  display: str) -> tuple[LabelSet, np.ndarray, np.ndarray]:
+    """One head per class but the safe one; a row is unsafe when its class is not the safe class."""
+    found = sorted(set(targets))
+    if columns.safe_class is None:
+        raise DataError(display, field=columns.label, message=f"found classes {found[:10]}{' ...' * (len(found) > 10)}"
+                        ": name the class that means nothing flagged",
+                        hint="Pass --safe-class NAME (safe_class= in Python), e.g. the 'ok' or 'none' class.")
+    if fixed is None and columns.safe_class not in found:
+        raise DataError(display, field=columns.label, message=f"the safe class {columns.safe_class!r} is not among "
+                        f"the classes found ({found[:10]})", hint="Check --safe-class against the label column.")
+    label_set = fixed or LabelSet(tuple(c for c in found if c != columns.safe_class))
+    column_of = {name: j for j, name in enumerate(label_set.categories)}
+    categories = np.zeros((len(targets), len(label_set.categories)), bool)
+    for i, target in enumerate(targets):
+        if target in column_of:
+            categories[i, column_of[target]] = True
+    return label_set, categories, np.array([t != columns.safe_class for t in targets], dtype=bool)
+
+
+def _check_fixed(label_set: LabelSet, names: tuple[str, ...], display: str) -> None:
+    if label_set.categories != names:
+        raise DataError(display, message=f"label columns {list(names)} differ from the model's categories "
+                        f"{list(label_set.categories)[:10]}", hint="Name the model's label columns, in its order.")
 
 
 def record_from_object(obj: Any, source: str = "<object>", line: int | None = None,
@@ -405,7 +619,7 @@ def _jsonl_items(lines: Iterable[tuple[int, bytes]], source: _Source,
             if not text.strip():
                 continue
             notes: list[_Bad] = []
-            record = _record_from_object(_parse_json(text), require, n, notes)
+            record = _record_from_object(_parse_json(text), require, n, notes, source.columns)
             yield from (source.warning(n, note) for note in notes)
             yield record
         except _Bad as bad:
@@ -414,6 +628,9 @@ def _jsonl_items(lines: Iterable[tuple[int, bytes]], source: _Source,
 
 def _text_items(lines: Iterable[tuple[int, bytes]], source: _Source,
                 require: str) -> Iterator[Record | DataError]:
+    if source.columns is not None:
+        raise source.fatal("plain text lines have no named fields for the column options",
+                           hint="Use a CSV file with a header, or JSONL records.")
     for n, raw in lines:
         try:
             text = _strip_newline(_decode(raw, n))
@@ -448,7 +665,7 @@ def _json_items(stream: IO[bytes], source: _Source, require: str) -> Iterator[Re
     for i, obj in enumerate(value, 1):
         try:
             notes: list[_Bad] = []
-            record = _record_from_object(obj, require, i, notes)
+            record = _record_from_object(obj, require, i, notes, source.columns)
             yield from (source.warning(i, note) for note in notes)
             yield record
         except _Bad as bad:
@@ -517,7 +734,21 @@ def _categories(value: Any) -> tuple[bool, ...]:
     return tuple(value[key] for key in CATEGORIES)
 
 
-def _record_from_object(obj: Any, require: str, line: int, notes: list[_Bad] | None = None) -> Record:
+def _record_from_object(obj: Any, require: str, line: int, notes: list[_Bad] | None = None,
+                        columns: Columns | None = None) -> Record:
+    """Validate one JSON record, its fields named by ``columns`` (the standard names when None)."""
+    if columns is None:
+        return _standard_record(obj, require, line, notes)
+    if not isinstance(obj, dict):
+        raise _Bad(None, f"expected a JSON object, got {json_type(obj)}")
+    if columns.binary_instead(obj):  # is_safe alone: read as the standard label
+        return _standard_record({**columns.standard_object(obj), "is_safe": obj["is_safe"]}, require, line, notes)
+    target = columns.object_target(obj) if columns.own_labels and require != "text" else None
+    record = _standard_record(columns.standard_object(obj), "none" if columns.own_labels else require, line, notes)
+    return replace(record, target=target)
+
+
+def _standard_record(obj: Any, require: str, line: int, notes: list[_Bad] | None = None) -> Record:
     """Validate one JSON record: {"prompt", "response"?, "category"?, "is_safe"?} or {"text"}.
 
     With ``require="text"`` the labels are not kept, and a malformed one is appended to ``notes``.
@@ -596,6 +827,9 @@ class _CsvColumns:
     category_json: int | None
     category_cols: tuple[int, ...] | None
     width: int
+    target: tuple[int, ...] | None = None  # the user's label column(s) (see Columns)
+    target_names: tuple[str, ...] = ()
+    target_is_class: bool = False
 
 
 def _raise_csv_field_limit() -> None:
@@ -616,18 +850,52 @@ def _column_label(name: str) -> str:
     return repr(name) if len(name) <= 40 else f"<a {len(name)}-character name>"
 
 
+def _mapped_header(names: list[str], columns: Columns | None) -> list[str]:
+    """Header names with the user's text columns under the standard names (a standard-named column that is not
+    the one chosen is hidden), and the standard label columns hidden when the user's own labels are read."""
+    if columns is None:
+        return names
+    fields = columns.text_fields()
+    hidden = set(fields.values()) | ({"is_safe", "category", *CATEGORIES} if columns.own_labels else set())
+    return [fields.get(n) or ("\0" + n if n in hidden else n) for n in names]
+
+
+def _csv_target(names: list[str], columns: Columns | None, missing: Any) -> dict:
+    """_CsvColumns fields of the user's label column(s); a missing one is a whole-file error."""
+    if columns is None or not columns.own_labels:
+        return {}
+    wanted = (columns.label,) if columns.label is not None else columns.labels
+    index = {name: i for i, name in reversed(list(enumerate(names)))}
+    absent = [n for n in wanted if n not in index]
+    if absent:
+        raise missing(absent[0], f"{_name_keys(absent)} (named as a label column)")
+    return {"target": tuple(index[n] for n in wanted), "target_names": tuple(wanted),
+            "target_is_class": columns.label is not None}
+
+
 def _csv_columns(header: list[str], source: _Source, require: str, line: int) -> _CsvColumns:
     """Map header names to indices; missing needed columns is a whole-file error."""
-    names = [h.strip() for h in header]
+    raw_names = [h.strip() for h in header]
+    columns = source.columns
+    if columns is not None and columns.binary_instead(raw_names):  # is_safe alone: the standard label
+        columns = replace(columns, label=None, labels=None, safe_class=None)
+        source = replace(source, columns=columns)
+    names = _mapped_header(raw_names, columns)
+    own = columns is not None and columns.own_labels
+    require = "none" if own else require
     index = {name: i for i, name in reversed(list(enumerate(names)))}
-    found = ", ".join(_column_label(n) for n in names[:20]) + (" ..." if len(names) > 20 else "")
+    found = ", ".join(_column_label(n) for n in raw_names[:20]) + (" ..." if len(raw_names) > 20 else "")
 
     def missing(field: str, what: str) -> DataError:
         return source.fatal(f"missing column {what}; found columns: {found}", line, field, _CSV_COLUMNS_HINT)
 
     text_field = "prompt" if "prompt" in index else "text" if "text" in index else None
     if text_field is None:
-        raise missing("prompt", "'prompt' (or 'text')")
+        named = source.columns.text_fields() if source.columns is not None else {}
+        if named:
+            raise missing(next(iter(named)), f"{_name_keys(list(named))} (named as the text column)")
+        raise missing("prompt", "'prompt' (or 'text'); name another with --text-column or --prompt-column")
+    target = _csv_target(raw_names, source.columns, missing)
     category_cols = None
     if "category" not in index:
         present = [k for k in CATEGORIES if k in index]
@@ -641,7 +909,7 @@ def _csv_columns(header: list[str], source: _Source, require: str, line: int) ->
     if require == "labels" and not has_categories and "is_safe" not in index:
         raise missing("is_safe", "'is_safe' (or category columns)")
     return _CsvColumns(index[text_field], text_field, index.get("response") if text_field == "prompt" else None,
-                       index.get("is_safe"), index.get("category"), category_cols, len(names))
+                       index.get("is_safe"), index.get("category"), category_cols, len(names), **target)
 
 
 def _describe_cell(cell: str) -> str:
@@ -684,10 +952,26 @@ def _csv_record(row: list[str], cols: _CsvColumns, require: str, line: int, note
     if len(row) != cols.width:
         raise _Bad(None, f"row has {len(row)} fields but the header has {cols.width} columns")
     response = None if cols.response is None else row[cols.response]
+    if cols.target is not None and require != "text":
+        record = _finish(row[cols.text], response, cols.text_field, None, None, "none", line)
+        return replace(record, target=_csv_target_value(row, cols))
     if require == "text":
         _note_label_problems(lambda: _csv_labels(row, cols), notes)
         return _finish(row[cols.text], response, cols.text_field, None, None, require, line)
     return _finish(row[cols.text], response, cols.text_field, *_csv_labels(row, cols), require, line)
+
+
+def _csv_target_value(row: list[str], cols: _CsvColumns) -> str | tuple[bool, ...]:
+    """The user's label value(s) of a CSV row: a class name, or one flag per boolean column."""
+    if cols.target_is_class:
+        return _class_value(row[cols.target[0]], cols.target_names[0], True)
+    flags = []
+    for i, name in zip(cols.target, cols.target_names):
+        flag = _csv_bool(row[i], name)
+        if flag is None:
+            raise _Bad(name, "missing", "Every training row needs a value (true/false) in each label column.")
+        flags.append(flag)
+    return tuple(flags)
 
 
 def _csv_labels(row: list[str], cols: _CsvColumns) -> tuple[tuple[bool, ...] | None, bool | None]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import tempfile
 import threading
@@ -28,9 +29,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .data import DataError, record_from_object
+from .labels import LabelSet
 from .persistence import DEFAULT_MODEL_DIR, METADATA_FILE, ModelFormatError, load_scorer, read_card, read_metadata
 from .scoring import CHUNK_SIZE, score_file
-from .taxonomy import CATEGORIES
 
 if TYPE_CHECKING:
     from .fast import FastScorer
@@ -47,7 +48,11 @@ OUTPUT_FORMATS = ("jsonl", "csv", "json")
 #: does not ship millions of errors back to the client.
 MAX_EXAMPLES = 20
 _COMPRESSION_SUFFIXES = (".gz", ".xz")
-_SCORE_COLUMNS = ("flagged", "unsafe_score", *(f"{c}_score" for c in CATEGORIES))
+
+
+def _score_columns(labels: LabelSet) -> tuple[str, ...]:
+    """The columns a scored dataframe gains: flagged, unsafe_score, then ``<category>_score`` per category."""
+    return ("flagged", "unsafe_score", *(f"{c}_score" for c in labels.categories))
 
 
 class DaskMissingError(ImportError):
@@ -78,6 +83,12 @@ class ModelPayload:
     @property
     def size_bytes(self) -> int:
         return sum(len(data) for data in self.files.values())
+
+    @property
+    def labels(self) -> LabelSet:
+        """The model's label set, from its (verified) ``model.json``."""
+        metadata = json.loads(self.files[METADATA_FILE])
+        return LabelSet.from_names(metadata["labels"], metadata.get("label_descriptions"))
 
 
 def model_payload(path: str | os.PathLike | None = None) -> ModelPayload:
@@ -221,21 +232,23 @@ def score_dataframe(df: Any, model: ModelPayload | str | os.PathLike | None = No
     if fields is None:
         raise ValueError(f"the dataframe needs a 'prompt' (+ 'response') or a 'text' column; it has {columns}")
     fields = tuple(f for f in fields if f in columns)
-    clashes = [c for c in _SCORE_COLUMNS if c in columns]
+    payload = _as_payload(model)
+    score_columns = _score_columns(payload.labels)
+    clashes = [c for c in score_columns if c in columns]
     if clashes:
         raise ValueError(f"the dataframe already has score columns {clashes}: rename them first")
-    meta = _frame_meta(df._meta)
-    node = _model_node(_as_payload(model))
+    meta = _frame_meta(df._meta, score_columns)
+    node = _model_node(payload)
     return df.map_partitions(_score_frame, node, threshold, fields, meta=meta)
 
 
-def _frame_meta(meta: Any) -> Any:
+def _frame_meta(meta: Any, score_columns: tuple[str, ...]) -> Any:
     """The empty frame describing the output: the input columns, then the score columns."""
     import numpy as np
 
     out = meta.copy()
     out["flagged"] = np.zeros(len(out), dtype=bool)
-    for name in _SCORE_COLUMNS[1:]:
+    for name in score_columns[1:]:
         out[name] = np.zeros(len(out), dtype=np.float64)
     return out
 
@@ -249,7 +262,7 @@ def _score_frame(frame: Any, payload: ModelPayload, threshold: float | str | Non
     out = frame.copy()
     out["flagged"] = np.array([r["flagged"] for r in proba_rows], dtype=bool)
     out["unsafe_score"] = np.array([r["unsafe_score"] for r in proba_rows], dtype=np.float64)
-    for name in CATEGORIES:
+    for name in model.label_set_.categories:
         out[f"{name}_score"] = np.array([r["category_scores"][name] for r in proba_rows], dtype=np.float64)
     return out
 

@@ -10,8 +10,9 @@ from sklearn.base import clone
 from sklearn.model_selection import GroupKFold
 
 from .data import Dataset
+from .labels import LabelSet, label_set_of
 from .metrics import moderation_metrics
-from .model import ModerationClassifier, hash_prompts, prompt_groups, rows_outside_groups
+from .model import ModerationClassifier, hash_prompts, prompt_groups, rows_outside_groups, with_labels
 from .progress import Progress
 from .sources import TrainingSet
 from .texts import message_mask
@@ -38,9 +39,24 @@ def evaluate(model: ModerationClassifier, dataset: Dataset, threshold: float | s
 def evaluate_rows(model: ModerationClassifier, dataset: Dataset,
                   threshold: float | str | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
     """:func:`evaluate`'s metrics, with the (n, 15) probabilities and decisions they were computed from."""
+    labels = label_set_of(model)
+    categories = _comparable_categories(labels, dataset)
     proba = model.predict_proba(dataset.pairs)
     predicted = proba >= _row_cut_offs(model, dataset.pairs, threshold)
-    return moderation_metrics(dataset.unsafe_labels(), proba, predicted, dataset.categories), proba, predicted
+    metrics = moderation_metrics(dataset.unsafe_labels(), proba, predicted, categories, labels.categories)
+    return metrics, proba, predicted
+
+
+def _comparable_categories(labels: LabelSet, dataset: Dataset) -> np.ndarray | None:
+    """The data's category truth when it names the model's categories; None when it has none (the flag head is
+    measured alone); a ValueError when it names others (comparing them column by column would mean nothing)."""
+    if dataset.categories is None or not dataset.labels.categories:
+        return None
+    if dataset.labels.categories != labels.categories:
+        raise ValueError(f"{dataset.path or 'the data'}: its categories ({list(dataset.labels.categories)[:5]} ...) "
+                         f"are not the model's ({list(labels.categories)[:5]} ...); evaluate it on is_safe alone, or "
+                         "map its label columns to the model's")
+    return dataset.categories
 
 
 def _row_cut_offs(model: ModerationClassifier, items: Sequence, threshold: float | str | None) -> np.ndarray:
@@ -86,6 +102,7 @@ def cross_validate(data: Dataset | TrainingSet, n_folds: int = 5, seed: int = 0,
 
         estimator = default_estimator()
     training_set = data if isinstance(data, TrainingSet) else TrainingSet.from_dataset(data)
+    estimator = with_labels(estimator, training_set.labels)
     evaluated = np.flatnonzero(training_set.primary)
     target = training_set.Y[evaluated]
     proba = np.zeros(target.shape)
@@ -105,7 +122,7 @@ def cross_validate(data: Dataset | TrainingSet, n_folds: int = 5, seed: int = 0,
             operating_points.append(dict(model.operating_points_))
             bar.update()
     categories = target[:, :-1] if training_set.has_categories else None
-    metrics = moderation_metrics(target[:, -1], proba, predicted, categories)
+    metrics = moderation_metrics(target[:, -1], proba, predicted, categories, training_set.labels.categories)
     return CVResult(metrics, proba, predicted, fold_of_row, operating_points)
 
 

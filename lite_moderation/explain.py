@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from .taxonomy import CATEGORIES, LABELS, UNSAFE, results_from_proba, short_name, sigmoid
+from .labels import LabelSet, label_set_of
+from .taxonomy import sigmoid
 from .texts import JOINT_SEPARATOR, field_text, message_rows, split_fields
 from .thresholds import cut_offs, message_cut_offs, set_message_cut_offs
 
@@ -240,13 +241,14 @@ class Explainer:
     """
 
     def __init__(self, blocks: list[_Block], coef: np.ndarray, intercept: np.ndarray, thresholds: np.ndarray,
-                 labels: list[str], operating_points: dict[str, float],
+                 labels: LabelSet | list[str], operating_points: dict[str, float],
                  message_cut_offs: tuple[np.ndarray, dict[str, float]] | None = None) -> None:
         self.blocks = blocks
         self.coef = np.asarray(coef, dtype=np.float64)
         self.intercept_ = np.asarray(intercept, dtype=np.float64)
         self.thresholds_ = np.asarray(thresholds, dtype=np.float64)
-        self.labels_ = list(labels)
+        self.label_set_ = labels if isinstance(labels, LabelSet) else LabelSet.from_names(labels)
+        self.labels_ = list(self.label_set_.names)
         self.operating_points_ = dict(operating_points)
         set_message_cut_offs(self, message_cut_offs)
         n_terms = sum(len(block.vocabulary) for block in blocks)
@@ -293,7 +295,7 @@ class Explainer:
 
         Each is the item's verdict (``moderate``'s fields: ``flagged``, ``unsafe_score``, ``categories``,
         ``category_scores``) plus ``explanations``: for each asked label (``labels``, full or short names;
-        default: unsafe, then the flagged categories by score), ``{"label", "score", "threshold", "flagged",
+        default: the flag head, then the flagged categories by score), ``{"label", "score", "threshold", "flagged",
         "logit", "intercept", "contributions", "rest"}``. ``contributions`` are the n-gram terms, strongest
         (largest absolute contribution) first, each ``{"field", "analyzer", "ngram", "spans", "tfidf",
         "weight", "contribution"}``: the block's field and analyser, the n-gram, its occurrences as
@@ -304,7 +306,7 @@ class Explainer:
         ``threshold`` overrides the unsafe cut-off (a probability or an operating point's name).
         """
         prompts, responses = split_fields(X, require_text=True)
-        asked = None if labels is None else resolve_labels(labels)
+        asked = None if labels is None else resolve_labels(labels, self.label_set_)
         row_cuts = cut_offs(self, message_rows(prompts), threshold)
         if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 0):
             raise ValueError(f"top must be a whole number >= 0 or None (all), got {top!r}")
@@ -315,9 +317,9 @@ class Explainer:
         terms = self._terms(prompt, response)
         logits = terms.logits
         proba = sigmoid(logits)
-        verdict = results_from_proba(proba[None, :], cuts)[0]
+        verdict = self.label_set_.results(proba[None, :], cuts)[0]
         flags = [*verdict["categories"].values(), verdict["flagged"]]
-        names = asked if asked is not None else _default_labels(verdict)
+        names = asked if asked is not None else _default_labels(verdict, self.label_set_)
         verdict["explanations"] = [
             self._label_explanation(self.labels_.index(name), logits, proba, cuts, flags, terms, top)
             for name in names
@@ -366,7 +368,7 @@ def model_parts(model: ModerationClassifier) -> dict:
     blocks = [(field, vectorizer.get_params(), vectorizer.vocabulary_, vectorizer.idf_)
               for field, _, vectorizer in model.vectorizer_.blocks_]
     return {"blocks": blocks, "coef": model.coef_, "intercept": model.intercept_, "thresholds": model.thresholds_,
-            "labels": list(model.labels_), "operating_points": dict(getattr(model, "operating_points_", {})),
+            "labels": label_set_of(model), "operating_points": dict(getattr(model, "operating_points_", {})),
             "message_cut_offs": message_cut_offs(model)}
 
 
@@ -402,22 +404,26 @@ def _joint_spans(spans: list[tuple], prompt_length: int) -> list[tuple]:
     return pieces
 
 
-def _default_labels(verdict: dict) -> list[str]:
-    """Unsafe, then the flagged categories, highest score first."""
-    flagged = sorted((c for c in CATEGORIES if verdict["categories"][c]), key=lambda c: -verdict["category_scores"][c])
-    return [UNSAFE, *flagged]
+def _default_labels(verdict: dict, labels: LabelSet) -> list[str]:
+    """The flag head, then the flagged categories, highest score first."""
+    flagged = sorted((c for c in labels.categories if verdict["categories"][c]),
+                     key=lambda c: -verdict["category_scores"][c])
+    return [labels.flag, *flagged]
 
 
-def resolve_labels(names: Sequence[str]) -> list[str]:
-    """Full label keys of ``names`` (full keys or short names such as "violence"), in the order given."""
+def resolve_labels(names: Sequence[str], labels: LabelSet | None = None) -> list[str]:
+    """Full label names of ``names`` (full names, or BeaverTails' short names such as "violence"), in the order
+    given, among ``labels`` (default: the BeaverTails set)."""
+    labels = labels if labels is not None else label_set_of(None)
     if isinstance(names, str):
         names = [names]
-    by_short = {short_name(label): label for label in LABELS}
+    by_short = {labels.short_name(label): label for label in labels.names}
     resolved = []
     for name in names:
-        label = name if name in LABELS else by_short.get(name)
+        label = name if name in labels.names else by_short.get(name)
         if label is None:
-            raise ValueError(f"unknown label {name!r}: expected unsafe or a category ({', '.join(by_short)})")
+            raise ValueError(f"unknown label {name!r}: expected {labels.flag} or a category "
+                             f"({', '.join(by_short) if len(by_short) <= 30 else str(len(by_short)) + ' labels'})")
         if label not in resolved:
             resolved.append(label)
     return resolved
@@ -478,10 +484,11 @@ def explain(model: ModerationClassifier | FastScorer | Explainer, X: Sequence, l
     return explainer_for(model).explain(X, labels=labels, top=top, threshold=threshold)
 
 
-def top_reasons(explanation: dict, k: int = 3, label: str = UNSAFE) -> list[dict]:
-    """The ``k`` contributions that push ``label`` up the most (positive only), strongest first."""
+def top_reasons(explanation: dict, k: int = 3, label: str | None = None) -> list[dict]:
+    """The ``k`` contributions that push ``label`` (default: the first explained, the flag head unless other labels
+    were asked) up the most (positive only), strongest first."""
     for entry in explanation["explanations"]:
-        if entry["label"] == label:
+        if label is None or entry["label"] == label:
             pushing = [c for c in entry["contributions"] if c["contribution"] > 0]
             return sorted(pushing, key=lambda c: -c["contribution"])[:k]
     return []
@@ -492,7 +499,8 @@ def table_reasons(model: ModerationClassifier | FastScorer | Explainer, k: int =
     explainer is built on the first call (a table without flagged rows never builds it)."""
 
     def reasons(item: Any) -> list[str]:
-        explanation = explainer_for(model).explain([item], labels=[UNSAFE])[0]
+        explainer = explainer_for(model)
+        explanation = explainer.explain([item], labels=[explainer.label_set_.flag])[0]
         pair = item_pair(item)
         return [reason_text(c, pair) for c in top_reasons(explanation, k)]
 

@@ -40,7 +40,8 @@ import numpy as np
 from scipy.sparse import _sparsetools
 
 from .explain import model_parts
-from .taxonomy import results_from_proba, sigmoid
+from .labels import LabelSet, label_set_of
+from .taxonomy import sigmoid
 from .texts import WORD_TOKEN_PATTERN, field_text, field_texts, scored_items, split_fields
 from .thresholds import cut_offs, message_cut_offs, set_message_cut_offs
 
@@ -886,7 +887,7 @@ class FastScorer:
     """
 
     def __init__(self, blocks: list[_Block], weights: np.ndarray, intercept: np.ndarray, thresholds: np.ndarray,
-                 labels: list[str], operating_points: dict[str, float],
+                 labels: LabelSet | list[str], operating_points: dict[str, float],
                  message_cut_offs: tuple[np.ndarray, dict[str, float]] | None = None) -> None:
         self.blocks = blocks
         self.weights = weights
@@ -895,7 +896,8 @@ class FastScorer:
         self.offsets = np.cumsum([0] + [block.n_terms for block in blocks])[:-1].tolist()
         self.intercept_ = np.asarray(intercept, dtype=np.float64)
         self.thresholds_ = np.asarray(thresholds, dtype=np.float64)
-        self.labels_ = list(labels)
+        self.label_set_ = labels if isinstance(labels, LabelSet) else LabelSet.from_names(labels)
+        self.labels_ = list(self.label_set_.names)
         self.operating_points_ = dict(operating_points)  # named unsafe cut-offs (see ModerationClassifier)
         set_message_cut_offs(self, message_cut_offs)
 
@@ -904,7 +906,7 @@ class FastScorer:
         """Precompute the fast tables of a fitted model (the model itself is not changed)."""
         blocks = [(field, vectorizer.get_params(), vectorizer.vocabulary_, vectorizer.idf_, vectorizer.build_analyzer)
                   for field, _, vectorizer in model.vectorizer_.blocks_]
-        scorer = cls.from_parts(blocks, model.coef_, model.intercept_, model.thresholds_, model.labels_,
+        scorer = cls.from_parts(blocks, model.coef_, model.intercept_, model.thresholds_, label_set_of(model),
                                 getattr(model, "operating_points_", {}), cache_size, message_cut_offs(model))
         scorer.explain_parts_ = functools.partial(model_parts, model)  # what lite_moderation.explain reads
         return scorer
@@ -1010,11 +1012,11 @@ class FastScorer:
         return np.concatenate(all_values) @ np.take(self.weights, cols, axis=0) + self.intercept_
 
     def predict_proba(self, X: Sequence) -> np.ndarray:
-        """(n, 15) probabilities, columns ordered as ``labels_`` (14 categories, then unsafe)."""
+        """(n, k) probabilities, columns ordered as ``labels_`` (categories, then the flag head)."""
         return sigmoid(self.decision_function(X))
 
     def predict(self, X: Sequence) -> np.ndarray:
-        """(n, 15) bool decisions at the model's tuned thresholds of each row's shape."""
+        """(n, k) bool decisions at the model's tuned thresholds of each row's shape."""
         items, messages = scored_items(X)
         return self.predict_proba(items) >= cut_offs(self, messages)
 
@@ -1022,7 +1024,7 @@ class FastScorer:
         """The same verdicts as :meth:`ModerationClassifier.moderate` (``threshold``: a probability or a name of
         ``operating_points_``)."""
         items, messages = scored_items(X)
-        return results_from_proba(self.predict_proba(items), cut_offs(self, messages, threshold))
+        return self.label_set_.results(self.predict_proba(items), cut_offs(self, messages, threshold))
 
 
 class _SingleMemo:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import click
 
-from .taxonomy import CATEGORIES, UNSAFE, short_name
+from .taxonomy import short_name
 from .texts import single_message
 
 __all__ = ["html_report", "segments", "text_report"]
@@ -22,8 +22,9 @@ __all__ = ["html_report", "segments", "text_report"]
 DEFAULT_MARKED = 8
 
 
-def _label_entry(explanation: dict, label: str = UNSAFE) -> dict | None:
-    return next((e for e in explanation["explanations"] if e["label"] == label), None)
+def _label_entry(explanation: dict, label: str | None = None) -> dict | None:
+    """The explanation of ``label`` (default: the first, the flag head unless other labels were asked)."""
+    return next((e for e in explanation["explanations"] if label is None or e["label"] == label), None)
 
 
 def segments(text: str, source: str, contributions: Sequence[dict], k: int = DEFAULT_MARKED
@@ -177,12 +178,12 @@ def _html_piece(piece: str, contribution: dict | None, peak: float) -> str:
 
 def _html_bars(explanation: dict) -> str:
     rows = []
-    for name in CATEGORIES:
+    for name in explanation["category_scores"]:
         score = explanation["category_scores"][name]
         on = explanation["categories"][name]
         rows.append(f"<span>{html.escape(short_name(name))}</span><div class=bar><div class='fill{' on' if on else ''}' "
                     f"style='width:{100 * score:.1f}%'></div></div><span>{score:.3f}</span>")
-    return "<details><summary>14 category scores</summary><div class=bars>" + "".join(rows) + "</div></details>"
+    return f"<details><summary>{len(rows)} category scores</summary><div class=bars>" + "".join(rows) + "</div></details>"
 
 
 def _html_label(entry: dict, top: int) -> str:

@@ -10,6 +10,8 @@ Shape (``categories`` only when the data has the 14 categories)::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -59,13 +61,15 @@ def binary_metrics(y_true: np.ndarray, scores: np.ndarray, y_pred: np.ndarray) -
     }
 
 
-def category_metrics(Y_true: np.ndarray, scores: np.ndarray, Y_pred: np.ndarray) -> dict:
-    """Per-category F1/precision/recall/AUPRC/support plus macro and micro F1 over the 14 categories."""
+def category_metrics(Y_true: np.ndarray, scores: np.ndarray, Y_pred: np.ndarray,
+                     names: Sequence[str] = CATEGORIES) -> dict:
+    """Per-category F1/precision/recall/AUPRC/support plus macro and micro F1 over the categories ``names``
+    (the columns of the arrays; default the BeaverTails 14)."""
     Y_true = np.asarray(Y_true, dtype=bool)
     Y_pred = np.asarray(Y_pred, dtype=bool)
     per_category = {}
     totals = np.zeros(3, dtype=np.int64)
-    for j, name in enumerate(CATEGORIES):
+    for j, name in enumerate(names):
         tp, fp, fn, _ = _counts(Y_true[:, j], Y_pred[:, j])
         totals += (tp, fp, fn)
         per_category[name] = {
@@ -87,10 +91,12 @@ def moderation_metrics(
     proba: np.ndarray,
     predicted: np.ndarray,
     categories_true: np.ndarray | None = None,
+    category_names: Sequence[str] = CATEGORIES,
 ) -> dict:
-    """All metrics of a model's (n, 15) scores and decisions against the truth.
+    """All metrics of a model's (n, k+1) scores and decisions against the truth.
 
-    ``categories_true`` is the (n, 14) category truth, or None for data labelled only safe/unsafe.
+    ``categories_true`` is the (n, k) category truth (columns named ``category_names``), or None for data
+    labelled only safe/unsafe.
     """
     proba = np.asarray(proba)
     predicted = np.asarray(predicted, dtype=bool)
@@ -99,6 +105,8 @@ def moderation_metrics(
         "unsafe": binary_metrics(unsafe_true, proba[:, -1], predicted[:, -1]),
     }
     if categories_true is not None:
-        n_cat = len(CATEGORIES)
-        result["categories"] = category_metrics(categories_true, proba[:, :n_cat], predicted[:, :n_cat])
+        n_cat = len(category_names)
+        if n_cat:
+            result["categories"] = category_metrics(categories_true, proba[:, :n_cat], predicted[:, :n_cat],
+                                                    category_names)
     return result

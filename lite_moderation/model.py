@@ -1,7 +1,7 @@
 """The moderator: TF-IDF features and one linear classifier per label, with tuned thresholds.
 
-Fourteen BeaverTails categories plus the binary "unsafe" head are each a logistic regression over the same
-features. After fitting, the 15 weight vectors are kept as one (n_features, 15) matrix, so scoring is a
+Every label (the 14 BeaverTails categories plus the binary "unsafe" head, or a model's own labels) is a logistic
+regression over the same features. After fitting, the k weight vectors are kept as one (n_features, k) matrix, so scoring is a
 single sparse product for all labels. Decision thresholds are tuned per label on out-of-fold predictions
 of the training data (folds grouped by prompt), never on data the model is evaluated on.
 """
@@ -23,10 +23,11 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from .features import QAVectorizer
+from .labels import LabelSet, label_set_of
 from .metrics import binary_metrics
 from .progress import Progress
-from .taxonomy import CATEGORIES, LABELS, results_from_proba, sigmoid
-from .texts import group_keys, message_mask, scored_items, split_fields
+from .taxonomy import BEAVERTAILS, sigmoid
+from .texts import field_texts, group_keys, message_mask, scored_items, split_fields
 from .thresholds import (
     DEFAULT_THRESHOLD,
     OPERATING_POINTS,
@@ -37,7 +38,7 @@ from .thresholds import (
 )
 
 __all__ = ["LabelWarning", "ModerationClassifier", "as_label_matrix", "check_training_labels", "hash_prompts",
-           "prompt_groups", "rows_outside_groups"]
+           "prompt_groups", "resolve_labels", "rows_outside_groups", "with_labels"]
 
 
 class LabelWarning(UserWarning):
@@ -61,37 +62,57 @@ def prompt_groups(X: Sequence) -> np.ndarray:
     return np.fromiter(map(rank.__getitem__, keys), dtype=np.intp, count=len(keys))
 
 
-def as_label_matrix(y: object) -> np.ndarray:
-    """(n, 15) bool targets from (n, 15) or (n, 14) labels (unsafe = any category when absent)."""
-    Y = np.asarray(y)
-    if Y.ndim != 2 or Y.shape[1] not in (len(CATEGORIES), len(LABELS)):
-        raise ValueError(
-            f"y must have shape (n, {len(CATEGORIES)}) (the categories) or (n, {len(LABELS)}) "
-            f"(categories then unsafe), got {Y.shape}"
-        )
-    if not np.isin(Y, (0, 1)).all():
-        raise ValueError("y must hold booleans or 0/1 values")
-    Y = Y.astype(bool)
-    if Y.shape[1] == len(CATEGORIES):
-        Y = np.column_stack([Y, Y.any(axis=1)])
-    return Y
+def as_label_matrix(y: object, labels: LabelSet | Sequence[str] | None = None) -> np.ndarray:
+    """(n, k+1) bool targets (categories, then the flag head) of ``y`` under ``labels`` (see
+    :func:`resolve_labels`; the flag head is derived, any category set, when ``y`` lacks its column)."""
+    return resolve_labels(y, labels).matrix(y)
 
 
-def check_training_labels(Y: np.ndarray) -> str | None:
+def resolve_labels(y: object, labels: LabelSet | Sequence[str] | None = None) -> LabelSet:
+    """The label set of targets ``y``: ``labels`` when given (a :class:`LabelSet`, or category names: the flag
+    head ``unsafe`` is then derived; one name alone is a binary target of that name), else guessed from the shape: (n,) or (n, 1) a binary target alone (flag
+    head ``unsafe``), (n, 14) or (n, 15) the BeaverTails categories (then unsafe), (n, k) categories named
+    ``label_0`` ... (then a derived ``unsafe``)."""
+    if isinstance(labels, LabelSet):
+        return labels
+    if labels is not None:
+        names = [labels] if isinstance(labels, str) else list(labels)
+        return LabelSet((), names[0]) if len(names) == 1 else LabelSet(tuple(names))
+    shape = np.shape(y)
+    if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
+        return LabelSet(())
+    if len(shape) == 2 and shape[1] in (len(BEAVERTAILS.categories), len(BEAVERTAILS)):
+        return BEAVERTAILS
+    if len(shape) != 2 or shape[1] < 1:
+        raise ValueError(f"y must have shape (n,) or (n, k), got {shape}")
+    return LabelSet(tuple(f"label_{j}" for j in range(shape[1])))
+
+
+def with_labels(estimator: ModerationClassifier, labels: LabelSet) -> ModerationClassifier:
+    """``estimator`` (a clone) set to train on ``labels``, the label set of the data it is given; refused when it
+    was built for other labels."""
+    own = estimator.get_params(deep=False).get("labels")
+    if own is not None and resolve_labels(np.zeros((1, len(labels)), bool), own).names != labels.names:
+        raise ValueError(f"the estimator's labels ({list(resolve_labels(None, own).names)[:5]} ...) are not the "
+                         f"data's ({list(labels.names)[:5]} ...)")
+    return clone(estimator).set_params(labels=labels)
+
+
+def check_training_labels(Y: np.ndarray, labels: LabelSet = BEAVERTAILS) -> str | None:
     """Refuse (ValueError) labels the unsafe head cannot learn from; say which categories have one class only.
 
-    ``Y`` is the (n, 15) label matrix of every training row. Returns None when every category has both
+    ``Y`` is the (n, k+1) label matrix of every training row. Returns None when every category has both
     positive and negative rows, else one sentence naming those that do not (a model that never, or always,
     flags them).
     """
     unsafe = Y[:, -1]
     if not unsafe.any() or unsafe.all():
         have, lack = ("safe", "unsafe") if not unsafe.any() else ("unsafe", "safe")
-        raise ValueError(f"all {len(Y)} training rows are {have}: the unsafe head needs {lack} rows too "
-                         f"to learn from")
+        raise ValueError(f"all {len(Y)} training rows are {have}: the flag head '{labels.flag}' needs {lack} "
+                         f"rows too to learn from")
     positives = Y[:, :-1].sum(axis=0)
-    never = [c for c, n in zip(CATEGORIES, positives) if n == 0]
-    always = [c for c, n in zip(CATEGORIES, positives) if n == len(Y)]
+    never = [c for c, n in zip(labels.categories, positives) if n == 0]
+    always = [c for c, n in zip(labels.categories, positives) if n == len(Y)]
     parts = []
     if never:
         parts.append(f"no training row is labelled {_names(never)}: the model will never flag "
@@ -108,7 +129,10 @@ def _names(labels: list[str]) -> str:
 
 
 class ModerationClassifier(ClassifierMixin, BaseEstimator):
-    """Multi-label moderator for texts or (prompt, response) pairs: 14 categories + "unsafe".
+    """Multi-label moderator for texts or (prompt, response) pairs: categories + one flag head ("unsafe").
+
+    Its labels are data: the BeaverTails 14 categories + "unsafe" by default (targets of 14 or 15 columns),
+    or any set (``labels``; see :mod:`lite_moderation.labels` for the flag rule).
 
     Parameters
     ----------
@@ -133,19 +157,23 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     n_jobs : labels fitted in parallel: threads with the primal solver (liblinear releases the GIL, so the
         features are shared, not copied), worker processes with ``dual`` (see ``_fit_labels``); None or 1 for one.
     verbose : 1 shows a progress bar on stderr while fitting.
+    labels : the label set of the targets: a :class:`~lite_moderation.labels.LabelSet`, category names (the flag
+        head ``unsafe`` derived from them when ``y`` has no column for it), or None to go by ``y``'s shape
+        ((n,) binary; (n, 14) or (n, 15) BeaverTails; (n, k) ``label_0`` ...).
 
     Attributes
     ----------
     vectorizer_ : the fitted vectorizer.
-    coef_ : (n_features, 15) float32 weights, columns ordered as ``labels_``.
-    intercept_ : (15,) float32 biases.
-    thresholds_ : (15,) decision thresholds.
+    coef_ : (n_features, k) float32 weights, columns ordered as ``labels_``.
+    intercept_ : (k,) float32 biases.
+    thresholds_ : (k,) decision thresholds.
     operating_points_ : named cut-offs of the unsafe head: "default" (= ``thresholds_[-1]``, best F1) and
         "strict" (best F-beta with ``strict_beta``); pass a name as ``moderate(X, threshold="strict")``.
-    message_thresholds_ : (15,) thresholds of single messages (a prompt alone or a text alone), tuned on the
+    message_thresholds_ : (k,) thresholds of single messages (a prompt alone or a text alone), tuned on the
         messages among the tuning rows; None when the model has none (its pair thresholds serve messages too).
     message_operating_points_ : the unsafe head's named cut-offs for single messages (None likewise).
-    labels_ : the 15 label names.
+    labels_ : the label names in column order (categories, then the flag head).
+    label_set_ : the :class:`~lite_moderation.labels.LabelSet` (names, flag head, descriptions).
     train_prompt_hashes_ : sorted 64-bit fingerprints of the training prompts, and of the texts of single
         messages (leak check).
     """
@@ -165,6 +193,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         random_state: int = 0,
         n_jobs: int | None = None,
         verbose: int = 0,
+        labels: LabelSet | Sequence[str] | None = None,
     ) -> None:
         self.vectorizer = vectorizer
         self.C = C
@@ -179,13 +208,14 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.labels = labels
 
     # ------------------------------------------------------------------------------------------ fitting
 
     def fit(self, X: Sequence, y: object, groups: np.ndarray | None = None, sample_weight: object = None,
             tuning_rows: object = None, vocabulary_rows: object = None,
             label_mask: object = None) -> ModerationClassifier:
-        """Fit on texts or (prompt, response) pairs X and (n, 15) or (n, 14) labels y.
+        """Fit on texts or (prompt, response) pairs X and labels y ((n, 15) or (n, 14) for BeaverTails, else see ``labels``).
 
         ``groups`` keeps rows together in the threshold-tuning folds (default: one group per prompt).
         ``sample_weight`` weighs rows in every fit (e.g. 0.3 for an auxiliary source).
@@ -194,7 +224,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         (e.g. a prompt-only copy of a held-out pair). Default: all rows.
         ``vocabulary_rows`` (bool mask) names the rows the vectorizer learns its vocabulary and idf from
         (default: all rows); every row is then featurised with it.
-        ``label_mask`` ((n, 15) bool) says which labels of each row are known: a row of a source labelled only
+        ``label_mask`` ((n, k) bool) says which labels of each row are known: a row of a source labelled only
         safe/unsafe knows its unsafe label, not its categories, and teaches (and tunes) the unsafe head only.
         Default: every label of every row.
 
@@ -216,10 +246,11 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     def _fit(self, X: Sequence, y: object, groups: np.ndarray | None, sample_weight: object,
              tuning_rows: object, vocabulary_rows: object, label_mask: object) -> ModerationClassifier:
         self.__dict__.pop("_fast_scorer_", None)
-        Y = as_label_matrix(y)
+        label_set = resolve_labels(y, self.labels)
+        Y = label_set.matrix(y)
         if len(X) != len(Y):
             raise ValueError(f"X has {len(X)} items but y has {len(Y)} rows")
-        problem = check_training_labels(Y)
+        problem = check_training_labels(Y, label_set)
         if problem:
             warnings.warn(problem, LabelWarning, stacklevel=2)
         groups = prompt_groups(X) if groups is None else np.asarray(groups)
@@ -229,7 +260,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         if not tuning.any():
             raise ValueError("tuning_rows selects no row: thresholds need rows to be tuned on")
         n_folds = 0 if self.threshold_holdout else self._n_threshold_folds(groups[tuning])
-        with Progress("training", total=len(LABELS) * (n_folds + 1), enabled=bool(self.verbose),
+        with Progress("training", total=Y.shape[1] * (n_folds + 1), enabled=bool(self.verbose),
                       unit="fits") as progress:
             self.vectorizer_ = clone(self.vectorizer if self.vectorizer is not None else QAVectorizer())
             features = self._features(X, vocabulary_rows)
@@ -242,17 +273,36 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         self._tune_thresholds(rows, *tuned_on, message_mask(X))
         self.coef_ = coef.astype(np.float32)
         self.intercept_ = intercept.astype(np.float32)
-        self.labels_ = list(LABELS)
+        self.label_set_ = label_set
+        self.labels_ = list(label_set.names)
         self.train_prompt_hashes_ = np.unique(hash_prompts(group_keys(X)))
         self.n_features_in_ = 1
         return self
 
     def _features(self, X: Sequence, vocabulary_rows: object) -> sp.csr_matrix:
+        self._drop_unfilled_fields(X)
         if vocabulary_rows is None:
             return self.vectorizer_.fit_transform(X)
         mask = _row_vector(vocabulary_rows, len(X), "vocabulary_rows", bool, True)
         self.vectorizer_.fit([X[i] for i in np.flatnonzero(mask)])
         return self.vectorizer_.transform(X)
+
+    def _drop_unfilled_fields(self, X: Sequence) -> None:
+        """Fit no block on a field the training data never fills (the prompt of data made of single texts): it
+        would have no terms. The fitted ``vectorizer_`` records the fields it reads; refused when none is left."""
+        prompts, responses = split_fields(X)
+        specs = self.vectorizer_.block_specs()
+        filled = {field for field, _ in specs
+                  if any(text.strip() for text in field_texts(field, prompts, responses))}
+        if len(filled) == len({field for field, _ in specs}):
+            return
+        word = tuple(f for f in self.vectorizer_.word_fields if f in filled)
+        char = tuple(f for f in self.vectorizer_.char_fields if f in filled)
+        if not word and not char:
+            raise ValueError(f"no feature block reads a field the training data fills: the recipe reads "
+                             f"{sorted({f for f, _ in specs})}; single texts fill 'response' and 'lone_text', pairs "
+                             "'prompt', 'response', 'pair_prompt', 'pair_response'")
+        self.vectorizer_.set_params(word_fields=word, char_fields=char)
 
     def _n_threshold_folds(self, groups: np.ndarray) -> int:
         n_groups = len(np.unique(groups))
@@ -340,7 +390,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
             return None
         thresholds = np.array([
             shrunk_threshold(Y[known[:, j], j], proba[known[:, j], j],
-                             self.threshold_shrinkage if j < len(CATEGORIES) else 0.0, weights[known[:, j]])
+                             self.threshold_shrinkage if j < Y.shape[1] - 1 else 0.0, weights[known[:, j]])
             for j in range(Y.shape[1])
         ])
         strict = best_fbeta_threshold(unsafe, proba[known[:, -1], -1], self.strict_beta, weights[known[:, -1]])
@@ -362,7 +412,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------------------------------ scoring
 
     def decision_function(self, X: Sequence) -> np.ndarray:
-        """(n, 15) linear scores (log-odds), through the fast path when the recipe allows it.
+        """(n, k) linear scores (log-odds), through the fast path when the recipe allows it.
 
         The fast path (``lite_moderation.fast``) gives the reference path's scores to within 1e-9 while
         skipping scikit-learn's per-call overhead; recipes it cannot reproduce exactly use the reference.
@@ -395,17 +445,17 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         return state
 
     def predict_proba(self, X: Sequence) -> np.ndarray:
-        """(n, 15) probabilities, columns ordered as ``labels_`` (14 categories, then unsafe)."""
+        """(n, k) probabilities, columns ordered as ``labels_`` (categories, then the flag head)."""
         return sigmoid(self.decision_function(X))
 
     def predict(self, X: Sequence) -> np.ndarray:
-        """(n, 15) bool decisions at the tuned thresholds of each row's shape (pair or single message)."""
+        """(n, k) bool decisions at the tuned thresholds of each row's shape (pair or single message)."""
         items, messages = scored_items(X)
         return self.predict_proba(items) >= cut_offs(self, messages)
 
     def score(self, X: Sequence, y: object, sample_weight: object = None) -> float:
-        """F1 of the unsafe head (what GridSearchCV maximises by default)."""
-        Y = as_label_matrix(y)
+        """F1 of the flag head (what GridSearchCV maximises by default)."""
+        Y = label_set_of(self).matrix(y)
         items, messages = scored_items(X)
         proba = self.predict_proba(items)
         flagged = proba[:, -1] >= cut_offs(self, messages)[:, -1]
@@ -418,7 +468,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         ``operating_points_`` ("strict": fewer false flags, lower recall).
         """
         items, messages = scored_items(X)
-        return results_from_proba(self.predict_proba(items), cut_offs(self, messages, threshold))
+        return label_set_of(self).results(self.predict_proba(items), cut_offs(self, messages, threshold))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .taxonomy import LABELS
+from .labels import check_label_names
 from .texts import FIELDS
 
 __all__ = ["ModelFormatError", "check_metadata", "check_vocabulary", "load_arrays", "parse_json"]
@@ -74,9 +74,17 @@ def _get(obj: dict, key: str, expected: type | tuple, path: Path, where: str = "
 
 def check_metadata(metadata: dict, path: Path, file_names: tuple[str, ...]) -> None:
     """Types and ranges of every ``model.json`` field a loader reads."""
+    labels = _get(metadata, "labels", list, path)
+    problem = check_label_names(labels) if labels else "must name at least the flag head"
+    if problem:
+        raise _fail(path, "labels", problem)
+    descriptions = metadata.get("label_descriptions", {})
+    if not isinstance(descriptions, dict) or not all(k in labels and isinstance(v, str) for k, v in descriptions.items()):
+        raise _fail(path, "label_descriptions", "must map label names to strings")
+    n_labels = len(labels)
     thresholds = _get(metadata, "thresholds", list, path)
-    if len(thresholds) != len(LABELS) or not all(map(_is_probability, thresholds)):
-        raise _fail(path, "thresholds", f"must be {len(LABELS)} probabilities between 0 and 1")
+    if len(thresholds) != n_labels or not all(map(_is_probability, thresholds)):
+        raise _fail(path, "thresholds", f"must be {n_labels} probabilities between 0 and 1 (one per label)")
     points = metadata.get("operating_points", {})
     if not isinstance(points, dict) or not all(isinstance(k, str) and _is_probability(v) for k, v in points.items()):
         raise _fail(path, "operating_points", "must map names to probabilities between 0 and 1")
@@ -84,8 +92,8 @@ def check_metadata(metadata: dict, path: Path, file_names: tuple[str, ...]) -> N
     if not isinstance(message, dict):
         raise _fail(path, "message_cut_offs", f"must be an object, got {_kind(message)}")
     message_thresholds = _get(message, "thresholds", list, path, "message_cut_offs.")
-    if len(message_thresholds) != len(LABELS) or not all(map(_is_probability, message_thresholds)):
-        raise _fail(path, "message_cut_offs.thresholds", f"must be {len(LABELS)} probabilities between 0 and 1")
+    if len(message_thresholds) != n_labels or not all(map(_is_probability, message_thresholds)):
+        raise _fail(path, "message_cut_offs.thresholds", f"must be {n_labels} probabilities between 0 and 1")
     message_points = _get(message, "operating_points", dict, path, "message_cut_offs.")
     if not all(isinstance(k, str) and _is_probability(v) for k, v in message_points.items()):
         raise _fail(path, "message_cut_offs.operating_points", "must map names to probabilities between 0 and 1")
@@ -138,11 +146,11 @@ def check_vocabulary(vocabulary: Any, path: Path, n_blocks: int) -> list[list[st
     return blocks
 
 
-def expected_arrays(block_sizes: list[int]) -> dict[str, tuple[tuple[int | None, ...], str]]:
-    """Shape (None: any length) and dtype kind of every array a model holds, given its vocabulary."""
+def expected_arrays(block_sizes: list[int], n_labels: int) -> dict[str, tuple[tuple[int | None, ...], str]]:
+    """Shape (None: any length) and dtype kind of every array a model holds, given its vocabulary and labels."""
     n_terms = sum(block_sizes)
     shapes: dict[str, tuple[tuple[int | None, ...], str]] = {
-        "coef": ((n_terms, len(LABELS)), "f"), "intercept": ((len(LABELS),), "f"), "train_prompt_hashes": ((None,), "u"),
+        "coef": ((n_terms, n_labels), "f"), "intercept": ((n_labels,), "f"), "train_prompt_hashes": ((None,), "u"),
     }
     shapes.update({f"idf_{i}": ((size,), "f") for i, size in enumerate(block_sizes)})
     return shapes

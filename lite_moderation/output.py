@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import glob
 import gzip
 import io
@@ -18,7 +19,8 @@ from typing import BinaryIO, TextIO
 
 import numpy as np
 
-from .taxonomy import CATEGORIES, decide, results_from_proba, short_name
+from .labels import LabelSet
+from .taxonomy import BEAVERTAILS, short_name
 
 __all__ = ["FORMATS", "OutputError", "RowWriter", "atomic_text_writer", "check_output_file", "output_format",
            "write_bytes", "write_json", "write_predictions"]
@@ -199,19 +201,17 @@ def write_json(obj: object, path: str | os.PathLike | None) -> None:
 
 
 def write_predictions(path: str | os.PathLike, proba: object, predicted: object, lines: object, groups: object,
-                      folds: object = None) -> None:
+                      folds: object = None, labels: LabelSet = BEAVERTAILS) -> None:
     """Per-row predictions (JSONL, atomically): row index, input line, prompt group, fold (out-of-fold runs),
-    the 15 scores and the verdicts, so a result can be recomputed or compared with another system's rows."""
-    from .taxonomy import LABELS
-
+    every label's score and the verdicts, so a result can be recomputed or compared with another system's rows."""
     with atomic_text_writer(path) as fh:
         for i, (scores, flags) in enumerate(zip(proba, predicted)):
             row = {"row": i, "line": int(lines[i]), "group": int(groups[i])}
             if folds is not None:
                 row["fold"] = int(folds[i])
             row["flagged"] = bool(flags[-1])
-            row["scores"] = dict(zip(LABELS, map(float, scores)))
-            row["categories"] = [c for c, flag in zip(CATEGORIES, flags[:-1]) if flag]
+            row["scores"] = dict(zip(labels.names, map(float, scores)))
+            row["categories"] = [c for c, flag in zip(labels.categories, flags[:-1]) if flag]
             fh.write(json.dumps(row) + "\n")
 
 
@@ -221,14 +221,17 @@ class RowWriter:
     Each row is ``result`` (the moderate() dict) plus an optional ``line`` of the input file.
     """
 
-    def __init__(self, stream: TextIO, fmt: str, reasons: Callable[[object], list[str]] | None = None) -> None:
-        """``reasons(item)``: the table's strongest reasons for a flagged item (see ``explain.table_reasons``)."""
+    def __init__(self, stream: TextIO, fmt: str, reasons: Callable[[object], list[str]] | None = None,
+                 labels: LabelSet = BEAVERTAILS) -> None:
+        """``reasons(item)``: the table's strongest reasons for a flagged item (see ``explain.table_reasons``);
+        ``labels``: the scoring model's label set (the rows' keys and columns)."""
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}: expected one of {FORMATS}")
         self.stream = stream
         self.fmt = fmt
         self.count = 0
         self.reasons = reasons if fmt == "table" else None
+        self.labels = labels
         self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
 
     def write(self, result: dict, line: int | None = None, item: object = None) -> None:
@@ -241,13 +244,13 @@ class RowWriter:
 
     def write_scores(self, proba: np.ndarray, cut_offs: np.ndarray, lines: list[int] | None = None,
                      items: list | None = None) -> int:
-        """Write the rows of (n, 15) probabilities as :meth:`write` writes their ``moderate()`` results (the
+        """Write the rows of (n, k) probabilities as :meth:`write` writes their ``moderate()`` results (the
         same bytes); returns how many are flagged. JSONL rows are filled into one string template each,
         without building the result dicts (5x faster than ``json.dumps`` of them). ``items`` (the scored
-        texts or pairs) give the table its reasons. ``cut_offs``: (15,) or per row (n, 15), as
+        texts or pairs) give the table its reasons. ``cut_offs``: (k,) or per row (n, k), as
         ``thresholds.cut_offs`` gives them."""
         if self.fmt != "jsonl" or not np.isfinite(proba).all():
-            results = results_from_proba(proba, cut_offs)
+            results = self.labels.results(proba, cut_offs)
             for i, result in enumerate(results):
                 self.write(result, line=None if lines is None else lines[i], item=None if items is None else items[i])
             return sum(r["flagged"] for r in results)
@@ -259,18 +262,17 @@ class RowWriter:
         return flagged
 
     def _write_jsonl_rows(self, proba: np.ndarray, cut_offs: np.ndarray, lines: list[int] | None) -> int:
-        n_cat = len(CATEGORIES)
-        flagged, decided = decide(proba, cut_offs)
-        codes = decided @ (1 << np.arange(n_cat))
-        categories = [_categories_json(code) for code in codes.tolist()]
+        n_cat = len(self.labels.categories)
+        flagged, decided = self.labels.decide(proba, cut_offs)
+        categories = _categories_json(self.labels.categories, decided)
         words = ("false", "true")
         rows = zip(map(words.__getitem__, flagged.tolist()), proba[:, -1].tolist(), categories,
                    proba[:, :n_cat].tolist())
         if lines is None:
-            template = _JSONL_ROW
+            template = _jsonl_template(self.labels.categories, False)
             text = "".join([template % (flag, unsafe, cats, *scores) for flag, unsafe, cats, scores in rows])
         else:
-            template = _JSONL_LINE_ROW
+            template = _jsonl_template(self.labels.categories, True)
             text = "".join([template % (line, flag, unsafe, cats, *scores)
                             for line, (flag, unsafe, cats, scores) in zip(lines, rows)])
         self.stream.write(text)
@@ -290,34 +292,37 @@ class RowWriter:
     def _write_csv(self, row: dict) -> None:
         if self.count == 0:
             header = ["line"] if "line" in row else []
-            self._csv.writerow([*header, "flagged", "unsafe_score", *CATEGORIES])
+            self._csv.writerow([*header, "flagged", "unsafe_score", *row["category_scores"]])
         leading = [row["line"]] if "line" in row else []
-        scores = [f"{row['category_scores'][c]:.6f}" for c in CATEGORIES]
+        scores = [f"{score:.6f}" for score in row["category_scores"].values()]
         self._csv.writerow([*leading, int(row["flagged"]), f"{row['unsafe_score']:.6f}", *scores])
 
     def _write_table(self, row: dict) -> None:
         self.stream.write(format_table_row(row, self.count) + "\n")
 
 
-def _jsonl_template(with_line: bool) -> str:
+@functools.lru_cache(maxsize=16)
+def _jsonl_template(categories: tuple[str, ...], with_line: bool) -> str:
     """``json.dumps`` of a result row with %-placeholders: %r of a float is its repr, as json writes it."""
-    scores = ", ".join(f"{json.dumps(c)}: %r" for c in CATEGORIES)
+    scores = ", ".join(f"{json.dumps(c).replace('%', '%%')}: %r" for c in categories)
     head = '{"line": %d, ' if with_line else "{"
     return head + '"flagged": %s, "unsafe_score": %r, "categories": %s, "category_scores": {' + scores + "}}\n"
 
 
 _ROWS_PER_WRITE = 256
-_JSONL_ROW = _jsonl_template(False)
-_JSONL_LINE_ROW = _jsonl_template(True)
-_CATEGORIES_JSON: dict[int, str] = {}
 
 
-def _categories_json(code: int) -> str:
-    """The "categories" object of a row whose flags are the bits of ``code`` (few distinct: cached)."""
-    text = _CATEGORIES_JSON.get(code)
-    if text is None:
-        text = _CATEGORIES_JSON[code] = json.dumps({c: bool(code >> i & 1) for i, c in enumerate(CATEGORIES)})
-    return text
+def _categories_json(names: tuple[str, ...], decided: np.ndarray) -> list[str]:
+    """The "categories" object of each row of (n, k) flags (few distinct rows: each written once)."""
+    written: dict[bytes, str] = {}
+    out = []
+    for flags in decided:
+        key = flags.tobytes()
+        text = written.get(key)
+        if text is None:
+            text = written[key] = json.dumps(dict(zip(names, map(bool, flags))))
+        out.append(text)
+    return out
 
 
 def format_table_row(row: dict, index: int) -> str:
@@ -325,7 +330,7 @@ def format_table_row(row: dict, index: int) -> str:
     where = f"line {row['line']}" if "line" in row else f"#{index + 1}"
     verdict = "FLAGGED" if row["flagged"] else "ok"
     flagged = sorted(
-        (c for c in CATEGORIES if row["categories"][c]), key=lambda c: -row["category_scores"][c]
+        (c for c, on in row["categories"].items() if on), key=lambda c: -row["category_scores"][c]
     )
     cats = ", ".join(f"{short_name(c)} {row['category_scores'][c]:.2f}" for c in flagged) or "-"
     because = f"  because: {'; '.join(row['reasons'])}" if row.get("reasons") else ""
@@ -334,16 +339,16 @@ def format_table_row(row: dict, index: int) -> str:
 
 def format_detail(result: dict, thresholds: dict[str, float], reasons: list[str] | None = None) -> str:
     """A full report of one item: verdict, unsafe score (with the strongest ``reasons`` of a flagged one) and
-    every category's score and threshold."""
+    every category's score and threshold (``thresholds``: by label name, the flag head last)."""
     out = io.StringIO()
     verdict = "FLAGGED (unsafe)" if result["flagged"] else "not flagged (safe)"
     out.write(f"verdict: {verdict}\nunsafe score: {result['unsafe_score']:.3f}"
-              f"  (threshold {thresholds['unsafe']:.3f})\n")
+              f"  (threshold {list(thresholds.values())[-1]:.3f})\n")
     if reasons:
         out.write(f"strongest reasons: {'; '.join(reasons)}\n")
     out.write("\n")
     out.write(f"{'category':<34} {'score':>6} {'thresh':>6}  flag\n")
-    for name in CATEGORIES:
+    for name in result["categories"]:
         mark = "yes" if result["categories"][name] else ""
         out.write(f"{short_name(name):<34} {result['category_scores'][name]:>6.3f} {thresholds[name]:>6.3f}  {mark}\n")
     return out.getvalue()

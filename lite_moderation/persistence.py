@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .labels import LabelSet, label_set_of
 from .model_checks import ModelFormatError, check_metadata, check_vocabulary, expected_arrays, load_arrays, parse_json
 from .output import OutputError, check_writable_parent, current_umask, remove_stale_temps, temp_prefix
-from .taxonomy import LABELS
 from .texts import block_settings, block_specs
 from .thresholds import message_cut_offs, set_message_cut_offs
 
@@ -80,6 +80,7 @@ def save(model: ModerationClassifier, path: str | os.PathLike, card: dict | None
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "labels": list(model.labels_),
+        **_label_descriptions_entry(model),
         "thresholds": [float(t) for t in model.thresholds_],
         "operating_points": dict(getattr(model, "operating_points_", {})),
         **_message_cut_offs_entry(model),
@@ -160,7 +161,9 @@ def _terms_by_index(vocabulary: dict[str, int]) -> list[str]:
 
 
 def _model_params(model: ModerationClassifier) -> dict[str, Any]:
-    params = {k: v for k, v in model.get_params(deep=False).items() if k not in ("vectorizer", "verbose", "n_jobs")}
+    # the labels are saved as "labels" (and "label_descriptions"), not as a parameter
+    params = {k: v for k, v in model.get_params(deep=False).items()
+              if k not in ("vectorizer", "verbose", "n_jobs", "labels")}
     vec_params = model.vectorizer_.get_params()
     vec_params["dtype"] = np.dtype(vec_params["dtype"]).name
     return {"classifier": params, "vectorizer": _jsonable(vec_params)}
@@ -270,7 +273,7 @@ def load_scorer(path: str | os.PathLike | None = None, cache_size: int | None = 
     n_terms = sum(len(terms) for terms in vocabulary["blocks"])
     _check_weights(arrays["coef"], n_terms, directory)
     scorer = FastScorer.from_parts(blocks, arrays["coef"], arrays["intercept"], _thresholds(metadata),
-                                   list(metadata["labels"]), _operating_points(metadata),
+                                   _label_set(metadata), _operating_points(metadata),
                                    cache_size=DEFAULT_CACHE_SIZE if cache_size is None else cache_size,
                                    message_cut_offs=_message_cut_offs(metadata))
     _describe(scorer, directory, metadata)
@@ -292,7 +295,7 @@ def read_parts(path: str | os.PathLike | None = None) -> dict:
               for i, ((field, analyzer), terms) in enumerate(zip(specs, vocabulary["blocks"]))]
     _check_weights(arrays["coef"], sum(len(terms) for terms in vocabulary["blocks"]), directory)
     return {"blocks": blocks, "coef": arrays["coef"], "intercept": arrays["intercept"],
-            "thresholds": _thresholds(metadata), "labels": list(metadata["labels"]),
+            "thresholds": _thresholds(metadata), "labels": _label_set(metadata),
             "operating_points": _operating_points(metadata), "message_cut_offs": _message_cut_offs(metadata),
             "path": str(directory)}
 
@@ -317,7 +320,7 @@ def _read_model(path: str | os.PathLike | None) -> tuple[Path, dict, dict, dict[
     vocabulary_path = directory / VOCABULARY_FILE
     blocks = check_vocabulary(parse_json(_verified_bytes(directory, VOCABULARY_FILE, metadata), vocabulary_path),
                               vocabulary_path, n_blocks)
-    expected = expected_arrays([len(terms) for terms in blocks])
+    expected = expected_arrays([len(terms) for terms in blocks], len(metadata["labels"]))
     arrays = load_arrays(_verified_bytes(directory, ARRAYS_FILE, metadata), directory / ARRAYS_FILE, expected)
     return directory, metadata, {"blocks": blocks}, arrays
 
@@ -336,6 +339,7 @@ def read_card(path: str | os.PathLike | None = None) -> dict:
     return {
         **metadata.get("card", {}),
         "labels": metadata["labels"],
+        "label_set": _label_set(metadata).describe(),
         "thresholds": dict(zip(metadata["labels"], metadata["thresholds"])),
         "operating_points": _operating_points(metadata),
         **({"message_thresholds": dict(zip(metadata["labels"], metadata["message_cut_offs"]["thresholds"])),
@@ -383,8 +387,6 @@ def read_metadata(directory: Path) -> dict:
         )
     if metadata.get("checksum") != _metadata_checksum(metadata):
         raise ModelFormatError(f"{meta_path}: checksum mismatch, the file was edited or damaged")
-    if metadata.get("labels") != list(LABELS):
-        raise ModelFormatError(f"{meta_path}: labels differ from this version's taxonomy")
     check_metadata(metadata, meta_path, (VOCABULARY_FILE, ARRAYS_FILE))
     return metadata
 
@@ -443,8 +445,22 @@ def _message_cut_offs_entry(model: ModerationClassifier) -> dict:
     return {"message_cut_offs": {"thresholds": [float(t) for t in cut[0]], "operating_points": cut[1]}}
 
 
+def _label_set(metadata: dict) -> LabelSet:
+    """The model's labels (checked by ``check_metadata``): the BeaverTails set when the names are its own."""
+    return LabelSet.from_names(metadata["labels"], metadata.get("label_descriptions"))
+
+
+def _label_descriptions_entry(model: ModerationClassifier) -> dict:
+    """``label_descriptions`` of a model whose labels have them (BeaverTails' live in the taxonomy module, so
+    the shipped files stay as they were)."""
+    labels = label_set_of(model)
+    if labels.is_beavertails or not labels.descriptions:
+        return {}
+    return {"label_descriptions": dict(labels.descriptions)}
+
+
 def _check_weights(coef: np.ndarray, n_terms: int, directory: Path) -> None:
-    if coef.shape != (n_terms, len(LABELS)):
+    if coef.shape[0] != n_terms:
         raise ModelFormatError(f"{directory}: weight matrix shape {coef.shape} does not match vocabulary")
 
 
@@ -464,14 +480,17 @@ def _rebuild(metadata: dict, vocabulary: dict, arrays: dict[str, np.ndarray],
         vectorizer.blocks_.append((field, analyzer, block))
     vectorizer.n_features_out_ = sum(len(terms) for terms in vocabulary["blocks"])
     _check_weights(arrays["coef"], vectorizer.n_features_out_, directory)
-    model = ModerationClassifier(vectorizer=QAVectorizer(**vec_params), **metadata["params"]["classifier"])
+    label_set = _label_set(metadata)
+    model = ModerationClassifier(vectorizer=QAVectorizer(**vec_params), labels=label_set,
+                                 **metadata["params"]["classifier"])
     model.vectorizer_ = vectorizer
     model.coef_ = arrays["coef"]
     model.intercept_ = arrays["intercept"]
     model.thresholds_ = _thresholds(metadata)
     model.operating_points_ = _operating_points(metadata)
     set_message_cut_offs(model, _message_cut_offs(metadata))
-    model.labels_ = list(metadata["labels"])
+    model.label_set_ = label_set
+    model.labels_ = list(label_set.names)
     model.train_prompt_hashes_ = arrays["train_prompt_hashes"]
     model.n_features_in_ = 1
     return model

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .data import DataError, DataWarning, Record, read_records
+from .data import Columns, DataError, DataWarning, Record, read_records
 from .explain import table_reasons
-from .taxonomy import results_from_proba
+from .labels import label_set_of
 from .texts import message_mask
 from .thresholds import checked_threshold, cut_offs
 
@@ -69,7 +69,7 @@ def iter_scores(model: ModerationClassifier | FastScorer, records: Iterable[Reco
     chunks = _chunks(records, chunk_size)
     probas = _parallel_probas(model, chunks, jobs) if jobs > 1 else _serial_probas(model, chunks)
     for chunk, proba in probas:
-        yield from zip(chunk, results_from_proba(proba, _chunk_cut_offs(model, chunk, threshold)))
+        yield from zip(chunk, label_set_of(model).results(proba, _chunk_cut_offs(model, chunk, threshold)))
 
 
 def _chunk_cut_offs(model: ModerationClassifier | FastScorer, chunk: list[Record],
@@ -127,23 +127,24 @@ def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.Pa
                output_path: str | os.PathLike | None,
                fmt: str = "jsonl", on_error: str = "skip", threshold: float | str | None = None,
                input_format: str = "auto", progress: bool = False, jobs: int = 1,
-               chunk_size: int = CHUNK_SIZE) -> ScoreSummary:
+               chunk_size: int = CHUNK_SIZE, columns: Columns | None = None) -> ScoreSummary:
     """Score every record of ``input_path`` into ``output_path`` (atomic; None or "-" = stdout).
 
     Bad records raise (``on_error="fail"``) or land in ``summary.errors`` (``"skip"``); labels are not
     read, and a malformed one lands in ``summary.warnings`` with its row still scored. Each output row
     carries the input ``line`` so skipped rows never shift the alignment. ``jobs`` worker processes score
-    chunks in parallel; output order is still input order.
+    chunks in parallel; output order is still input order. ``columns`` names the records' text fields when
+    they are not the standard ones.
     """
     summary = ScoreSummary()
     records = read_records(input_path, on_error=on_error, errors=summary.errors, fmt=input_format, require="text",
-                           warnings=summary.warnings)
+                           warnings=summary.warnings, columns=columns)
     bar = Progress("scoring", enabled=progress, unit="rows", min_steps=PROGRESS_MIN_ROWS)
     checked_threshold(threshold, model)
     chunks = _chunks(records, chunk_size)
     with atomic_text_writer(output_path) as stream, bar:
         reasons = table_reasons(model) if fmt == "table" else None
-        writer = RowWriter(stream, fmt, reasons=reasons)
+        writer = RowWriter(stream, fmt, reasons=reasons, labels=label_set_of(model))
         probas = _parallel_probas(model, chunks, jobs) if jobs > 1 else _serial_probas(model, chunks)
         for chunk, proba in probas:  # a chunk at a time: the writer formats rows from the arrays
             items = [r.pair for r in chunk] if reasons else None

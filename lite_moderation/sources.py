@@ -35,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError, Dataset, load_dataset, sha256_file
-from .taxonomy import CATEGORIES
+from .data import Columns, DataError, Dataset, load_dataset, sha256_file
+from .labels import LabelSet
+from .taxonomy import BEAVERTAILS
 from .texts import group_keys
 
 __all__ = [
@@ -151,24 +152,47 @@ def _package_dataset(name: str) -> tuple[Dataset, list[str]]:
     rows = chitchat_pairs()
     pairs = [(a, b) for _, a, b in rows]
     n = len(pairs)
-    dataset = Dataset(pairs, np.zeros((n, len(CATEGORIES)), bool), np.zeros(n, bool), list(range(1, n + 1)),
-                      [a for a, _ in pairs], name)
+    # every row safe: a binary source, which fits beside any label set (every category false)
+    dataset = Dataset(pairs, None, np.zeros(n, bool), list(range(1, n + 1)), [a for a, _ in pairs], name, LabelSet(()))
     return dataset, [conv for conv, _, _ in rows]
 
 
 def read_source(spec: SourceSpec, on_error: str = "fail", errors: list[DataError] | None = None,
-                primary: bool = False) -> tuple[Dataset, list[str]]:
+                primary: bool = False, columns: Columns | None = None) -> tuple[Dataset, list[str]]:
     """The rows of one source and a group key per row (its prompt, or its conversation for packages).
 
-    The primary source needs the 14 categories on every row. Other sources may instead be labelled only
-    ``is_safe``: a safe row has every category false, an unsafe one teaches the unsafe head only (see
-    :func:`categories_known`).
+    ``columns`` names the user's own text and label fields. The primary source's labels are the model's: the
+    BeaverTails categories (on every row, or none: is_safe alone makes a binary model), or the user's own. Other
+    sources must have the same labels, or be labelled only ``is_safe`` (or one boolean column): a safe row then
+    has every category false, an unsafe one teaches the flag head only (see :func:`categories_known`).
     """
     if spec.path in PACKAGE_SOURCES:
         return _package_dataset(spec.path)
-    dataset = load_dataset(spec.path, on_error=on_error, errors=errors,
-                           require="categories" if primary else "labels")
-    return _with_categories(dataset), group_keys(dataset.pairs)
+    dataset = load_dataset(spec.path, on_error=on_error, errors=errors, require="labels", columns=columns)
+    if primary and dataset.categories is None and dataset.labels.categories:
+        raise DataError(dataset.path, field="category", message="some rows have the 14 categories and others do not",
+                        hint="Give every row of the first source its 'category' object, or none (is_safe alone "
+                             "trains a binary model).")
+    return dataset, group_keys(dataset.pairs)
+
+
+def reconcile(primary: LabelSet, dataset: Dataset) -> Dataset:
+    """``dataset`` under the primary source's labels: the same labels, or a binary source (is_safe alone, or every
+    row safe), whose categories are then all false (its unsafe rows teach the flag head alone). Other label sets
+    are refused: their categories cannot be mapped onto the model's."""
+    if dataset.labels.names == primary.names and dataset.categories is not None:
+        return dataset
+    if dataset.categories is None or not dataset.labels.categories:
+        return replace(dataset, categories=np.zeros((len(dataset), len(primary.categories)), bool), labels=primary)
+    raise DataError(dataset.path, message=f"its labels {_label_list(dataset.labels)} differ from the first source's "
+                    f"{_label_list(primary)}",
+                    hint="A further source needs the first source's labels, or is_safe alone (it then trains the flag "
+                         "head only). Map its columns to the same labels, or train it on its own.")
+
+
+def _label_list(labels: LabelSet) -> str:
+    names = list(labels.names)
+    return str(names[:8])[:-1] + (f", ... ({len(names)} labels)]" if len(names) > 8 else "]")
 
 
 def categories_known(dataset: Dataset) -> np.ndarray:
@@ -178,15 +202,6 @@ def categories_known(dataset: Dataset) -> np.ndarray:
     return ~dataset.unsafe_labels() | categories.any(axis=1)
 
 
-def _with_categories(dataset: Dataset) -> Dataset:
-    """``dataset`` with every category false where it has no categories (see :func:`categories_known` for
-    which of those rows are known to have none)."""
-    if dataset.categories is None:
-        if dataset.unsafe is None:
-            raise DataError(dataset.path, dataset.lines[0] if dataset.lines else None, "is_safe",
-                            "a training source needs labels: is_safe, or the 14 categories")
-        return replace(dataset, categories=np.zeros((len(dataset), len(CATEGORIES)), bool))
-    return dataset
 
 
 @dataclass
@@ -204,6 +219,7 @@ class TrainingSet:
     response_copy: np.ndarray
     sources: list[dict] = field(default_factory=list)
     label_mask: np.ndarray | None = None
+    labels: LabelSet = BEAVERTAILS
     has_categories: bool = True
     shapes: tuple[str, ...] = ("pair",)
     vocabulary_from: str = "all"
@@ -214,13 +230,14 @@ class TrainingSet:
         from .model import prompt_groups  # scikit-learn: only when training
 
         unsafe = dataset.unsafe_labels()
-        categories = dataset.categories if dataset.categories is not None else np.zeros((len(unsafe), len(CATEGORIES)), bool)
+        n_cat = len(dataset.labels.categories)
+        categories = dataset.categories if dataset.categories is not None else np.zeros((len(unsafe), n_cat), bool)
         n = len(dataset)
         return cls(pairs=list(dataset.pairs), Y=np.column_stack([categories, unsafe]).astype(bool),
                    weights=np.ones(n), groups=prompt_groups(dataset.pairs), primary=np.ones(n, bool),
                    source_of_row=np.zeros(n, np.intp), line_of_row=np.asarray(dataset.lines, np.int64),
-                   response_copy=np.zeros(n, bool),
-                   has_categories=dataset.categories is not None)
+                   response_copy=np.zeros(n, bool), labels=dataset.labels,
+                   has_categories=dataset.categories is not None and n_cat > 0)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -262,28 +279,40 @@ class TrainingSet:
 
 def build_training_set(sources: Sequence[SourceSpec], shapes: Sequence[str] = ("pair",), seed: int = 0,
                        on_error: str = "fail", errors: list[DataError] | None = None,
-                       datasets: Sequence[Dataset] | None = None) -> TrainingSet:
+                       datasets: Sequence[Dataset] | None = None, columns: Columns | None = None) -> TrainingSet:
     """Read every source (the first is the primary one), sample, weigh and expand it to ``shapes``.
 
-    ``datasets`` passes already loaded data for the sources (same order), e.g. from the Python API.
+    ``datasets`` passes already loaded data for the sources (same order), e.g. from the Python API. ``columns``
+    names the user's text and label fields in every source file. The first source's labels are the model's
+    (see :func:`reconcile` for what the others may have).
     """
     unknown = set(shapes) - set(SHAPES)
-    if unknown or "pair" not in shapes:
-        raise ValueError(f"shapes must include 'pair' and be among {SHAPES}, got {tuple(shapes)}")
+    if unknown or not shapes:
+        raise ValueError(f"shapes must be among {SHAPES}, got {tuple(shapes)}")
     if not sources:
         raise ValueError("at least one source is needed")
-    if sources[0].shapes is not None and "pair" not in sources[0].shapes:
-        raise ValueError(f"{sources[0].path}: the first source's pairs are tuned and evaluated on: its shapes must "
-                         "include 'pair'")
     builder = _Builder(shapes)
     for k, spec in enumerate(sources):
         if datasets is not None:
-            dataset, keys = _with_categories(datasets[k]), group_keys(datasets[k].pairs)
+            dataset, keys = datasets[k], group_keys(datasets[k].pairs)
         else:
-            dataset, keys = read_source(spec, on_error, errors, primary=k == 0)
+            dataset, keys = read_source(spec, on_error, errors, primary=k == 0, columns=columns)
+        if k == 0:
+            builder.labels = dataset.labels
+            _check_primary_shapes(spec, dataset, shapes)
+        dataset = reconcile(builder.labels, dataset)
         keep = _sample(len(dataset), spec.rows, seed + k)
         builder.add(k, spec, dataset, keys, keep, categories_known(dataset))
     return builder.finish()
+
+
+def _check_primary_shapes(spec: SourceSpec, dataset: Dataset, shapes: Sequence[str]) -> None:
+    """The first source's rows are evaluated on as they are: a source of pairs must show its pairs (a source of
+    single texts has no other shape: any shapes do)."""
+    has_pairs = any(not isinstance(p, str) and p[0] and p[1] for p in dataset.pairs)
+    if has_pairs and "pair" not in (spec.shapes or shapes):
+        raise ValueError(f"{spec.path}: the first source's pairs are tuned and evaluated on: its shapes must "
+                         "include 'pair'")
 
 
 def _sample(n: int, rows: int | None, seed: int) -> np.ndarray:
@@ -298,6 +327,7 @@ class _Builder:
 
     def __init__(self, shapes: Sequence[str]) -> None:
         self.shapes = tuple(shapes)
+        self.labels = BEAVERTAILS  # the primary source's, set when it is added
         self.pairs: list = []
         self.Y: list[np.ndarray] = []
         self.weights: list[float] = []
@@ -364,10 +394,11 @@ class _Builder:
         self.sources.append(describe_source(spec.path, len(dataset), len(keep), len(self.pairs) - before, spec.weight))
 
     def finish(self) -> TrainingSet:
+        width = len(self.labels)
         ids: dict[tuple[int, str], int] = {key: i for i, key in enumerate(sorted(set(self.group_keys)))}
         return TrainingSet(
             pairs=self.pairs,
-            Y=np.array(self.Y, dtype=bool).reshape(len(self.pairs), len(CATEGORIES) + 1),
+            Y=np.array(self.Y, dtype=bool).reshape(len(self.pairs), width),
             weights=np.array(self.weights, dtype=np.float64),
             groups=np.fromiter(map(ids.__getitem__, self.group_keys), dtype=np.intp, count=len(self.group_keys)),
             primary=np.array(self.primary, dtype=bool),
@@ -375,9 +406,9 @@ class _Builder:
             line_of_row=np.array(self.lines, dtype=np.int64),
             response_copy=np.array(self.response_copy, dtype=bool),
             sources=self.sources,
-            label_mask=np.column_stack([np.repeat(np.array(self.known, dtype=bool)[:, None], len(CATEGORIES), 1),
-                                        np.ones(len(self.known), bool)]).reshape(len(self.known), len(CATEGORIES) + 1),
-            shapes=self.shapes,
+            label_mask=np.column_stack([np.repeat(np.array(self.known, dtype=bool)[:, None], width - 1, 1),
+                                        np.ones(len(self.known), bool)]).reshape(len(self.known), width),
+            shapes=self.shapes, labels=self.labels, has_categories=width > 1,
         )
 
 

@@ -10,7 +10,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .taxonomy import CATEGORIES, short_name
+from .taxonomy import short_name
 
 __all__ = ["TABLE_FORMATS", "Table", "format_ci", "latex_escape", "metrics_tables", "render", "render_all",
            "render_table", "repeats_table"]
@@ -129,7 +129,7 @@ def metrics_tables(metrics: dict, title: str = "") -> list[Table]:
     macro = format_ci(cats["macro_f1"], cats.get("ci", {}).get("macro_f1"))
     per = cats["per_category"]
     rows = [[short_name(c), format_ci(per[c]["f1"]), format_ci(per[c]["precision"]), format_ci(per[c]["recall"]),
-             format_ci(per[c]["auprc"]), str(per[c]["support"])] for c in CATEGORIES]
+             format_ci(per[c]["auprc"]), str(per[c]["support"])] for c in per]
     tables.append(Table(["category", "F1", "precision", "recall", "AUPRC", "support"], rows,
                         f"{caption}harm categories: macro-F1 {macro}, micro-F1 {cats['micro_f1']:.3f}"))
     return tables

@@ -1,11 +1,16 @@
 """The BeaverTails harm taxonomy: 14 category keys, their short names, and the binary "unsafe" head.
 
+The one place these names are written down; models carry their own labels (:mod:`lite_moderation.labels`),
+and the BeaverTails models are those whose labels happen to be these.
+
 Keys are exactly the ones in the BeaverTails ``category`` field, so records round-trip unchanged.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .labels import LabelSet
 
 CATEGORY_DESCRIPTIONS: dict[str, str] = {
     "animal_abuse": "Cruelty to or harm of animals.",
@@ -37,8 +42,12 @@ UNSAFE = "unsafe"
 LABELS: tuple[str, ...] = (*CATEGORIES, UNSAFE)
 
 
+#: The BeaverTails label set: what the shipped models predict (other models carry their own: ``labels.LabelSet``).
+BEAVERTAILS = LabelSet(CATEGORIES, UNSAFE, CATEGORY_DESCRIPTIONS)
+
+
 def short_name(label: str) -> str:
-    """Short display name of a label ("unsafe" stays "unsafe")."""
+    """Short display name of a BeaverTails label ("unsafe" stays "unsafe"; other names stay as they are)."""
     return SHORT_NAMES.get(label, label)
 
 
@@ -47,39 +56,13 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def decide(proba: np.ndarray, cut_offs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``flagged`` (n,) and ``categories`` (n, 14) of (n, 15) probabilities at (15,) or (n, 15) cut-offs.
-
-    The one rule, OpenAI's: an item is flagged when its unsafe score reaches its cut-off; a category is reported
-    only for a flagged item, and a flagged item names at least one: those at their cut-off, else the one
-    closest to it (largest log-odds margin).
-    """
-    n_cat = len(CATEGORIES)
-    cut_offs = np.broadcast_to(cut_offs, proba.shape)
-    flagged = proba[:, -1] >= cut_offs[:, -1]
-    categories = (proba[:, :n_cat] >= cut_offs[:, :n_cat]) & flagged[:, None]
-    unnamed = np.flatnonzero(flagged & ~categories.any(axis=1))
-    if len(unnamed):
-        margin = _log_odds(proba[unnamed, :n_cat]) - _log_odds(cut_offs[unnamed, :n_cat])
-        categories[unnamed, np.argmax(margin, axis=1)] = True
-    return flagged, categories
+def decide(proba: np.ndarray, cut_offs: np.ndarray, labels: LabelSet | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``flagged`` and ``categories`` of probabilities at cut-offs, under ``labels`` (default BeaverTails'):
+    see :meth:`LabelSet.decide`."""
+    return (labels or BEAVERTAILS).decide(proba, cut_offs)
 
 
-def _log_odds(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
-    return np.log(p) - np.log1p(-p)
-
-
-def results_from_proba(proba: np.ndarray, cut_offs: np.ndarray) -> list[dict]:
-    """The JSON verdict of each row of (n, 15) probabilities at (15,) or per-row (n, 15) cut-offs
-    (:func:`lite_moderation.thresholds.cut_offs`)."""
-    flagged, categories = decide(proba, cut_offs)
-    return [
-        {
-            "flagged": bool(flag),
-            "unsafe_score": float(row[-1]),
-            "categories": dict(zip(CATEGORIES, map(bool, flag_row))),
-            "category_scores": dict(zip(CATEGORIES, map(float, row[:-1]))),
-        }
-        for row, flag, flag_row in zip(proba, flagged, categories)
-    ]
+def results_from_proba(proba: np.ndarray, cut_offs: np.ndarray, labels: LabelSet | None = None) -> list[dict]:
+    """The JSON verdict of each row of probabilities at (k,) or per-row (n, k) cut-offs
+    (:func:`lite_moderation.thresholds.cut_offs`), under ``labels`` (default BeaverTails')."""
+    return (labels or BEAVERTAILS).results(proba, cut_offs)

@@ -9,7 +9,6 @@ import numpy as np
 
 from . import __version__
 from .data import Dataset
-from .taxonomy import LABELS
 
 if TYPE_CHECKING:  # scikit-learn is imported when a model is built, not when the CLI starts
     from .model import ModerationClassifier
@@ -92,6 +91,9 @@ def train(data: Dataset | TrainingSet, estimator: ModerationClassifier | None = 
         cv_metrics = {"folds": cv_folds, "seed": seed, "grouped_by": "prompt", **cv.metrics}
         if len(training_set.sources) > 1:
             cv_metrics["evaluated_on"] = training_set.sources[0]["name"]
+    from .model import with_labels
+
+    estimator = with_labels(estimator, training_set.labels)
     if progress:
         estimator = estimator.set_params(verbose=1)
     model = estimator.fit(training_set.pairs, training_set.Y, **training_set.fit_params())
@@ -114,14 +116,18 @@ def build_card(training_set: TrainingSet, cv_metrics: dict | None, license_text:
     primary = training_set.primary
     Y = training_set.Y[primary]
     first = training_set.sources[0]
-    prompts = {p if isinstance(p, str) else p[0] for p in (training_set.pairs[i] for i in np.flatnonzero(primary))}
+    from .texts import group_keys
+
+    prompts = set(group_keys([training_set.pairs[i] for i in np.flatnonzero(primary)]))
     data = {
         "file": first["name"],
         "sha256": first["sha256"],
         "rows": int(primary.sum()),
         "distinct_prompts": len(prompts),
-        "positives": {label: int(n) for label, n in zip(LABELS, np.sum(Y, axis=0))},
+        "positives": {label: int(n) for label, n in zip(training_set.labels.names, np.sum(Y, axis=0))},
     }
+    if not training_set.labels.is_beavertails:
+        data["labels"] = training_set.labels.describe()
     if len(training_set.sources) > 1 or training_set.shapes != ("pair",):
         data.update(training_rows=len(training_set), shapes=list(training_set.shapes), sources=training_set.sources)
     return {
@@ -129,14 +135,20 @@ def build_card(training_set: TrainingSet, cv_metrics: dict | None, license_text:
         "training_data": data,
         "recipe": {"command": command},
         "metrics": {"cv": cv_metrics} if cv_metrics else {},
-        "license": license_text if license_text is not None else model_license(training_set.sources),
+        "license": license_text if license_text is not None else model_license(training_set.sources,
+                                                                                  training_set.labels.is_beavertails),
         "notes": [_memorisation_note(training_set.sources)],
     }
 
 
-def model_license(sources: list[dict]) -> str:
-    """BeaverTails' terms, plus the license of every other source the model was trained on."""
-    others = [f"{s['name']} ({s['license'] or 'license unknown: check the source'})" for s in sources[1:]]
+def model_license(sources: list[dict], beavertails: bool = True) -> str:
+    """BeaverTails' terms (a model of its labels), plus the license of every other source the model was trained
+    on; a model of other labels lists every source's license."""
+    named = [f"{s['name']} ({s['license'] or 'license unknown: check the source'})" for s in sources]
+    if not beavertails:
+        return (f"Trained on: {'; '.join(named)}. The model is derived from that data and follows its terms. "
+                "The lite-moderation code is MIT-licensed.")
+    others = named[1:]
     if not others:
         return BEAVERTAILS_LICENSE
     return f"{BEAVERTAILS_LICENSE} Also trained on: {'; '.join(others)}."

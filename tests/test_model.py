@@ -13,6 +13,7 @@ from sklearn.pipeline import Pipeline
 
 import lite_moderation as lm
 from lite_moderation.model import LabelWarning, as_label_matrix, prompt_groups
+from lite_moderation.taxonomy import BEAVERTAILS
 from lite_moderation.thresholds import best_f1_threshold, shrunk_threshold, tune_thresholds
 
 
@@ -83,10 +84,17 @@ def test_fourteen_category_labels_derive_unsafe():
     assert full.shape == (3, 15) and full[0, -1] and not full[1, -1]
 
 
-@pytest.mark.parametrize("bad", [np.zeros((3, 5)), np.full((3, 15), 2), np.zeros(3)])
+@pytest.mark.parametrize("bad", [np.full((3, 15), 2), np.zeros((3, 2, 2)), np.array([["a", "b"]] * 3)])
 def test_bad_label_shapes_are_rejected(bad):
     with pytest.raises(ValueError, match="y must"):
         as_label_matrix(bad)
+
+
+@pytest.mark.parametrize(("y", "labels"), [(np.zeros((3, 5)), BEAVERTAILS), (np.zeros((3, 7)), ["a", "b", "c"])])
+def test_targets_wider_or_narrower_than_the_label_set_are_rejected(y, labels):
+    """Named labels fix the width of y: BeaverTails' 14 (or 15), or the names given (or one more: the flag head)."""
+    with pytest.raises(ValueError, match="y must"):
+        as_label_matrix(y, labels)
 
 
 def test_bad_x_items_are_rejected(xy):

@@ -577,7 +577,7 @@ def _sentences(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("record", "command"), [
-    ({"prompt": "q", "response": "r", "is_safe": True}, "train"),  # no categories
+    ({"prompt": "q", "response": "r"}, "train"),  # no labels at all
     ({"prompt": "q", "response": "r"}, "evaluate"),  # no labels at all
 ])
 @pytest.mark.parametrize("on_error", ["fail", "skip"])

@@ -13,6 +13,7 @@ from lite_moderation import cross_validate, default_estimator
 from lite_moderation.cli import main
 from lite_moderation.data import DataError
 from lite_moderation.sources import SourceSpec, build_training_set, chitchat_pairs, parse_source
+from lite_moderation.taxonomy import CATEGORIES
 from lite_moderation.texts import field_text
 
 
@@ -95,10 +96,16 @@ def test_an_unsafe_row_without_categories_teaches_the_unsafe_head_alone(tmp_path
         build_training_set([SourceSpec(str(tiny_data)), SourceSpec(str(unlabelled))])
 
 
-def test_the_primary_source_needs_categories(tmp_path):
-    only_binary = write_jsonl(tmp_path / "b.jsonl", [{"prompt": "q", "response": "r", "is_safe": True}])
+def test_an_is_safe_only_primary_source_is_a_binary_target_and_a_partly_categorised_one_is_refused(tmp_path):
+    only_binary = write_jsonl(tmp_path / "b.jsonl", [{"prompt": "q", "response": "r", "is_safe": True},
+                                                    {"prompt": "q2", "response": "r2", "is_safe": False}])
+    ts = build_training_set([SourceSpec(str(only_binary))])
+    assert ts.labels.categories == () and ts.labels.flag == "unsafe" and ts.Y.tolist() == [[False], [True]]
+    category = dict.fromkeys(CATEGORIES, False)
+    partly = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "q", "response": "r", "is_safe": True, "category": category},
+                                               {"prompt": "q2", "response": "r2", "is_safe": False}])
     with pytest.raises(DataError, match="category"):
-        build_training_set([SourceSpec(str(only_binary))])
+        build_training_set([SourceSpec(str(partly))])
 
 
 def test_weights_and_tuning_rows_change_the_fit(two_sources):

@@ -1,0 +1,218 @@
+"""Training on your own labels (#21): any text column, any label set, a binary target alone.
+
+Data: small made-up files (harmless words standing for each class) and real public data with another taxonomy
+(``messages/xsafety_train.jsonl``'s categories, ``messages/hatecheck_train.jsonl`` as a binary target).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SHARED_DATA, write_jsonl
+
+import lite_moderation as lm
+from lite_moderation.data import Columns, DataError, load_dataset
+from lite_moderation.labels import LabelSet
+from lite_moderation.sources import SourceSpec, build_training_set
+from lite_moderation.training import PRESETS, default_estimator
+
+XSAFETY = SHARED_DATA / "messages" / "xsafety_train.jsonl"
+HATECHECK = SHARED_DATA / "messages" / "hatecheck_train.jsonl"
+
+#: Made-up words standing for each class of a user's taxonomy (no real harmful text needed to test the plumbing).
+CLASS_WORDS = {"toxic": "grumble snarl", "insult": "dolt nitwit", "spam": "coupon winner click", "ok": "garden tea"}
+
+
+def _rows(n: int = 160, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    fillers = ["today", "again", "please", "maybe", "really", "now", "later", "here"]
+    rows = []
+    for i in range(n):
+        label = list(CLASS_WORDS)[i % 4]
+        words = [*CLASS_WORDS[label].split(), *rng.choice(fillers, 3)]
+        rng.shuffle(words)
+        rows.append({"id": i, "comment": " ".join(words) + f" {i}", "label": label})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def comments_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("own") / "mine.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, ["id", "comment", "label"])
+        writer.writeheader()
+        writer.writerows(_rows())
+    return path
+
+
+def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "lite_moderation", *args], capture_output=True, text=True,
+                          timeout=600, check=False)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+MULTI_CLASS = ("--text-column", "comment", "--label-column", "label", "--safe-class", "ok")
+
+
+@pytest.fixture(scope="module")
+def own_model(comments_csv, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("own_model") / "m"
+    _cli("train", "--data", str(comments_csv), *MULTI_CLASS, "--min-df", "1", "--cv-folds", "3", "-q",
+         "--output", str(out))
+    return out
+
+
+def test_a_text_label_csv_trains_cross_validates_and_scores_under_its_own_names(own_model, comments_csv):
+    card = lm.read_card(own_model)
+    assert card["labels"] == ["insult", "spam", "toxic", "unsafe"]
+    assert card["label_set"]["categories"] == ["insult", "spam", "toxic"]
+    cv = card["metrics"]["cv"]
+    assert set(cv["categories"]["per_category"]) == {"insult", "spam", "toxic"}
+    assert "--label-column label --safe-class ok" in card["recipe"]["command"]
+    out = _cli("score", "--model", str(own_model), "-i", str(comments_csv), "--text-column", "comment",
+               "--format", "jsonl").stdout.splitlines()
+    rows = [json.loads(line) for line in out]
+    assert len(rows) == 160 and set(rows[0]["categories"]) == {"insult", "spam", "toxic"}
+    truth = [r["label"] for r in _rows()]
+    assert sum(r["flagged"] == (t != "ok") for r, t in zip(rows, truth)) >= 150  # the words are the classes
+    header = _cli("score", "--model", str(own_model), "-i", str(comments_csv), "--text-column", "comment",
+                  "--format", "csv").stdout.splitlines()[0]
+    assert header == "line,flagged,unsafe_score,insult,spam,toxic"
+    info = _cli("info", "--model", str(own_model)).stdout
+    assert "labels: 3 categories (insult, spam, toxic)" in info and "Trained on: mine.csv" in info
+
+
+def test_cv_gives_intervals_and_per_label_metrics_and_evaluate_reads_the_same_columns(own_model, comments_csv,
+                                                                                        tmp_path):
+    metrics = json.loads(_cli("cv", "--data", str(comments_csv), *MULTI_CLASS, "--min-df", "1", "--folds", "3",
+                              "--bootstrap", "200", "--json", "-", "-q").stdout)
+    assert metrics["unsafe"]["ci"]["f1"][0] <= metrics["unsafe"]["f1"] <= metrics["unsafe"]["ci"]["f1"][1]
+    assert "ci" in metrics["categories"] and set(metrics["categories"]["per_category"]) == {"insult", "spam", "toxic"}
+    evaluated = json.loads(_cli("evaluate", "--model", str(own_model), "--data", str(comments_csv), *MULTI_CLASS,
+                                "--json", "-").stdout)
+    assert set(evaluated["categories"]["per_category"]) == {"insult", "spam", "toxic"}
+    unknown = tmp_path / "other.csv"
+    unknown.write_text("comment,label\ngarden tea,ok\ngrumble,shouting\n", encoding="utf-8")
+    refused = _cli("evaluate", "--model", str(own_model), "--data", str(unknown), *MULTI_CLASS, check=False)
+    assert refused.returncode == 2 and "other.csv:3" in refused.stderr and "'shouting'" in refused.stderr
+
+
+def test_a_missing_safe_class_or_column_says_what_to_pass(comments_csv):
+    no_safe = _cli("train", "--data", str(comments_csv), "--text-column", "comment", "--label-column", "label",
+                   "--output", "unused", check=False)
+    assert no_safe.returncode == 2 and "--safe-class" in no_safe.stderr and "'ok'" in no_safe.stderr
+    no_text = _cli("train", "--data", str(comments_csv), "--label-column", "label", "--safe-class", "ok",
+                   "--output", "unused", check=False)
+    assert no_text.returncode == 2 and "--text-column" in no_text.stderr and "'comment'" in no_text.stderr
+    wrong = _cli("train", "--data", str(comments_csv), "--text-column", "body", "--label-columns", "label",
+                 "--output", "unused", check=False)
+    assert wrong.returncode == 2 and "'body'" in wrong.stderr
+
+
+@pytest.mark.parametrize("shape", [(4,), (1,), ()])
+def test_fit_takes_any_number_of_label_columns(shape):
+    rows = _rows()
+    X = [r["comment"] for r in rows]
+    classes = ["toxic", "insult", "spam"]
+    onehot = np.array([[r["label"] == c for c in classes] for r in rows])
+    if shape == (4,):
+        Y, names = np.column_stack([onehot, onehot.any(axis=1)]), LabelSet(tuple(classes))
+    elif shape == (1,):
+        Y, names = onehot.any(axis=1)[:, None], None
+    else:
+        Y, names = onehot.any(axis=1), ["flag"]
+    model = default_estimator(min_df=1, threshold_folds=3, labels=names).fit(X, Y)
+    expected = {(4,): [*classes, "unsafe"], (1,): ["unsafe"], (): ["flag"]}[shape]
+    assert model.labels_ == expected and model.coef_.shape[1] == len(expected)
+    verdict = model.moderate(["coupon winner click now"])[0]
+    assert verdict["flagged"] and list(verdict["categories"]) == expected[:-1]
+
+
+def test_a_saved_model_keeps_its_labels_and_descriptions(tmp_path):
+    rows = _rows()
+    labels = LabelSet(("spam",), "flag", {"spam": "Unwanted advertising.", "flag": "Anything to hide."})
+    Y = np.array([[r["label"] == "spam", r["label"] != "ok"] for r in rows])
+    model = default_estimator(min_df=1, threshold_folds=3, labels=labels).fit([r["comment"] for r in rows], Y)
+    lm.save(model, tmp_path / "m")
+    for loaded in (lm.load(tmp_path / "m"), lm.load_scorer(tmp_path / "m")):
+        assert loaded.label_set_ == labels and loaded.label_set_.descriptions == labels.descriptions
+    assert np.array_equal(lm.load(tmp_path / "m").predict_proba(["garden tea"]), model.predict_proba(["garden tea"]))
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_single_texts_train_with_every_preset(tmp_path, preset):
+    """No prompt block is required: blocks of fields single texts never fill are not fitted."""
+    path = write_jsonl(tmp_path / "texts.jsonl",
+                       [{"text": r["comment"], "is_safe": r["label"] == "ok"} for r in _rows()])
+    dataset = load_dataset(path)
+    assert dataset.labels == LabelSet(())  # is_safe alone: a binary target
+    model = default_estimator(preset=preset, min_df=1, threshold_folds=3).fit(dataset.pairs, dataset.y)
+    fields = {f for f, _, _ in model.vectorizer_.blocks_}
+    assert fields and fields <= {"response", "lone_text"}
+    lm.save(model, tmp_path / "m")
+    assert lm.load_scorer(tmp_path / "m").moderate(["garden tea today"])[0]["flagged"] is False
+
+
+def test_a_binary_source_joins_a_categorised_one_and_another_taxonomy_is_refused(tmp_path, comments_csv):
+    extra = write_jsonl(tmp_path / "extra.jsonl", [{"comment": f"garden tea {i}", "is_safe": True} for i in range(30)])
+    columns = Columns(text="comment", label="label", safe_class="ok")
+    ts = build_training_set([SourceSpec(str(comments_csv)), SourceSpec(str(extra), 0.5)], columns=columns)
+    assert ts.labels.categories == ("insult", "spam", "toxic") and len(ts) == 190
+    other = write_jsonl(tmp_path / "other.jsonl", [{"comment": "x", "label": "rude"}, {"comment": "y", "label": "ok"}])
+    with pytest.raises(DataError, match="differ from the first source's"):
+        build_training_set([SourceSpec(str(comments_csv)), SourceSpec(str(other))], columns=columns)
+
+
+@pytest.mark.skipif(not XSAFETY.exists(), reason="needs ../shared/data/messages (real data with another taxonomy)")
+def test_real_data_with_another_taxonomy_xsafety_categories_as_classes(tmp_path):
+    """XSafety's six categories (from its ``source`` field) as a multi-class target, 'none' for its safe rows;
+    grouped CV measures every category."""
+    rows = [json.loads(line) for line in XSAFETY.read_text(encoding="utf-8").split("\n") if line]
+    made = [{"message": r["prompt"], "harm": "none" if r["is_safe"] else r["source"].split(":")[2], "group": r["group"]}
+            for r in rows if r["source"].split(":")[1] in ("en", "de", "fr")]
+    path = write_jsonl(tmp_path / "xsafety_classes.jsonl", made)
+    metrics = json.loads(_cli("cv", "--data", str(path), "--text-column", "message", "--label-column", "harm",
+                              "--safe-class", "none", "--preset", "fast", "--folds", "3", "--bootstrap", "0",
+                              "--json", "-", "-q").stdout)
+    per = metrics["categories"]["per_category"]
+    assert len(per) == len({m["harm"] for m in made}) - 1 >= 3  # the categories with unsafe rows
+    assert all(m["support"] > 0 for m in per.values())
+    assert metrics["unsafe"]["auroc"] > 0.6  # measured 0.8+ here: far from chance, in three languages
+
+
+@pytest.mark.skipif(not HATECHECK.exists(), reason="needs ../shared/data/messages")
+def test_real_binary_data_serves_its_flag_through_the_openai_endpoint(tmp_path):
+    from test_server import ServeProcess, call, moderate
+
+    out = tmp_path / "hate"
+    _cli("train", "--data", f"{HATECHECK},rows=800", "--preset", "fast", "-q", "--output", str(out))
+    assert lm.read_card(out)["labels"] == ["unsafe"]
+    server = ServeProcess("--model", str(out), "--threads", "1")
+    try:
+        answer = moderate(server.port, {"input": ["a short note about the garden"]})
+        assert answer["results"][0]["categories"] == {} and 0 <= answer["results"][0]["unsafe_score"] <= 1
+        status, _, body = call(server.port, "GET", "/v1/models")
+        assert status == 200 and "unsafe" in json.dumps(body)
+    finally:
+        assert server.stop(signal.SIGTERM) == 0
+
+
+def test_the_server_answers_with_the_models_own_category_names(own_model):
+    from test_server import ServeProcess, moderate
+
+    server = ServeProcess("--model", str(own_model), "--threads", "1")
+    try:
+        result = moderate(server.port, {"input": ["coupon winner click today"]})["results"][0]
+    finally:
+        server.stop(signal.SIGTERM)
+    assert result["flagged"] and result["categories"] == {"insult": False, "spam": True, "toxic": False}
+    assert set(result["category_scores"]) == {"insult", "spam", "toxic"}
