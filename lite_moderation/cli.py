@@ -26,7 +26,7 @@ from . import __version__, exits
 from .data import FIX_HINT, Columns, DataError, load_dataset
 from .explain import table_reasons
 from .guards import Terminated, check_outputs, signals_as_exceptions, silence_stdout
-from .hub import REVISION, SPLITS, DownloadError, download
+from .hub import DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS, REVISION, SPLITS, DownloadError, download
 from .labels import label_set_of
 from .output import (
     FORMATS,
@@ -1046,19 +1046,26 @@ def _card_text(card: dict) -> str:
 @click.option("--split", required=True, type=click.Choice(list(SPLITS)), help="BeaverTails file to fetch.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
               help="Where to keep downloads [default: $XDG_CACHE_HOME/lite-moderation].")
-@click.option("--revision", default=REVISION, show_default=True, help="Hub revision (commit) to fetch.")
+@click.option("--revision", default=REVISION, show_default=True,
+              help="Hub revision to fetch: a 40-hex commit, or a branch or tag name.")
 @click.option("--sha256", default=None, help="Expected sha256 (default: the known one for this split, if any).")
 @click.option("--force", is_flag=True, help="Download again even when cached.")
+@click.option("--max-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_BYTES, show_default=True,
+              help="Refuse a file larger than this many bytes.")
+@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_MAX_SECONDS,
+              show_default=True, help="Give up after this many seconds (a later run resumes).")
 @quiet_option
 @_friendly_errors
 def download_command(split: str, cache_dir: Path | None, revision: str, sha256: str | None, force: bool,
-                     quiet: bool) -> None:
+                     max_bytes: int, max_time: float, quiet: bool) -> None:
     """Fetch a BeaverTails split from the Hugging Face hub (HF_ENDPOINT honoured) and print its local path.
 
-    Downloads resume where they stopped and are verified against a known sha256 where one is known.
+    Downloads resume where they stopped, must be as long as the server declared, and are verified against a
+    known sha256 where one is known. HF_TOKEN is sent to the hub only, never across a redirect to another host.
     """
     try:
-        path = download(split, cache_dir, revision=revision, sha256=sha256, force=force, progress=not quiet)
+        path = download(split, cache_dir, revision=revision, sha256=sha256, force=force, progress=not quiet,
+                        max_bytes=max_bytes, max_seconds=max_time)
     except DownloadError as exc:
         raise InputError(str(exc)) from None
     if SPLITS[split].sha256 is None and sha256 is None:

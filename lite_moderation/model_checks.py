@@ -20,7 +20,11 @@ import numpy as np
 from .labels import check_label_names
 from .texts import FIELDS
 
-__all__ = ["ModelFormatError", "check_metadata", "check_vocabulary", "load_arrays", "parse_json"]
+__all__ = ["MAX_FILE_BYTES", "ModelFormatError", "check_metadata", "check_vocabulary", "load_arrays", "parse_json"]
+
+#: The largest vocabulary or array file a model may have (the shipped ones are under 16 MB): a bigger file, or a
+#: bigger declared size, is refused before anything is read, so a hostile model cannot exhaust memory.
+MAX_FILE_BYTES = 2 << 30
 
 #: An array member may inflate to at most this many times its compressed size (weights barely compress).
 _MAX_INFLATION = 100
@@ -103,9 +107,21 @@ def check_metadata(metadata: dict, path: Path, file_names: tuple[str, ...]) -> N
     for name in file_names:
         if not isinstance(files.get(name), str) or not _SHA256.fullmatch(files[name]):
             raise _fail(path, f"files.{name}", "must be a sha256 hex digest")
+    _check_file_sizes(metadata, path, file_names)
     params = _get(metadata, "params", dict, path)
     _get(params, "classifier", dict, path, "params.")
     _check_vectorizer(_get(params, "vectorizer", dict, path, "params."), path)
+
+
+def _check_file_sizes(metadata: dict, path: Path, file_names: tuple[str, ...]) -> None:
+    """``file_sizes`` (absent in models saved before it existed): each file's size, a whole number of bytes."""
+    if "file_sizes" not in metadata:
+        return
+    sizes = _get(metadata, "file_sizes", dict, path)
+    for name in file_names:
+        size = sizes.get(name)
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_FILE_BYTES:
+            raise _fail(path, f"file_sizes.{name}", f"must be a number of bytes between 0 and {MAX_FILE_BYTES}")
 
 
 def _check_vectorizer(params: dict, path: Path) -> None:

@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .labels import LabelSet, label_set_of
-from .model_checks import ModelFormatError, check_metadata, check_vocabulary, expected_arrays, load_arrays, parse_json
+from .model_checks import (
+    MAX_FILE_BYTES,
+    ModelFormatError,
+    check_metadata,
+    check_vocabulary,
+    expected_arrays,
+    load_arrays,
+    parse_json,
+)
 from .output import OutputError, check_writable_parent, current_umask, remove_stale_temps, temp_prefix
 from .texts import block_settings, block_specs
 from .thresholds import message_cut_offs, set_message_cut_offs
@@ -60,6 +68,7 @@ ARRAYS_FILE = "arrays.npz"
 _MODEL_FILES = frozenset({METADATA_FILE, VOCABULARY_FILE, ARRAYS_FILE})
 _MAX_METADATA_BYTES = 16 * 1024 * 1024
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_READ_CHUNK = 1 << 20
 
 
 # ------------------------------------------------------------------------------------------------ saving
@@ -87,6 +96,7 @@ def save(model: ModerationClassifier, path: str | os.PathLike, card: dict | None
         "params": _model_params(model),
         "card": card or {},
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
+        "file_sizes": {name: len(data) for name, data in files.items()},
     }
     metadata["checksum"] = _metadata_checksum(metadata)
     files[METADATA_FILE] = _canonical_json(metadata, indent=2)
@@ -391,14 +401,41 @@ def read_metadata(directory: Path) -> dict:
     return metadata
 
 
-def _verified_bytes(directory: Path, name: str, metadata: dict) -> bytes:
+def _verified_bytes(directory: Path, name: str, metadata: dict) -> bytearray:
+    """The content of a model file, its size checked before it is read and its sha256 hashed as it is read.
+
+    The size is the one ``model.json`` declares (models saved before sizes were recorded: at most
+    ``MAX_FILE_BYTES``), so a swapped, grown or sparse huge file is refused without reading it.
+    """
     file_path = directory / name
     if not file_path.is_file():
         raise ModelFormatError(f"{file_path}: missing from the model directory")
-    data = file_path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != metadata["files"].get(name):
+    size = _checked_size(file_path, metadata.get("file_sizes", {}).get(name))
+    data = bytearray(size)
+    digest = hashlib.sha256()
+    with file_path.open("rb") as fh, memoryview(data) as view:
+        filled = 0
+        while filled < size and (n := fh.readinto(view[filled:filled + _READ_CHUNK])):
+            digest.update(view[filled:filled + n])
+            filled += n
+        if filled != size or fh.read(1):
+            raise ModelFormatError(f"{file_path}: changed while it was read; load the model again")
+    if digest.hexdigest() != metadata["files"].get(name):
         raise ModelFormatError(f"{file_path}: sha256 mismatch, the file is truncated, edited or damaged")
     return data
+
+
+def _checked_size(file_path: Path, declared: int | None) -> int:
+    """The size of ``file_path``, which must be the ``declared`` one (or, for a model without sizes, not huge)."""
+    size = file_path.stat().st_size
+    if declared is not None and size != declared:
+        problem = "truncated" if size < declared else "larger than saved"
+        raise ModelFormatError(f"{file_path}: {size} bytes, but model.json says {declared}: the file is {problem}, "
+                               f"edited or damaged; retrain or reinstall the model")
+    if size > MAX_FILE_BYTES:
+        raise ModelFormatError(f"{file_path}: {size} bytes, more than a model file may hold ({MAX_FILE_BYTES}); "
+                               f"the file is damaged or not part of a lite-moderation model")
+    return size
 
 
 def _vectorizer_params(metadata: dict) -> dict:

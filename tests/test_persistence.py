@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -52,7 +56,67 @@ def test_truncated_arrays_file(model_copy, runner):
     arrays.write_bytes(arrays.read_bytes()[:1000])
     with pytest.raises(ModelFormatError, match="truncated"):
         lm.load(model_copy)
-    _assert_cli_reports(model_copy, runner, "arrays.npz", "sha256 mismatch")
+    _assert_cli_reports(model_copy, runner, "arrays.npz", "1000 bytes, but model.json says", "truncated")
+
+
+def test_a_file_edited_to_the_same_size_fails_its_sha256(model_copy, runner):
+    vocabulary = model_copy / "vocabulary.json"
+    data = bytearray(vocabulary.read_bytes())
+    data[len(data) // 2] ^= 1
+    vocabulary.write_bytes(bytes(data))
+    _assert_cli_reports(model_copy, runner, "vocabulary.json", "sha256 mismatch")
+
+
+def _info_with_memory_limit(model_dir: Path) -> subprocess.CompletedProcess:
+    """``info`` in a process whose address space is capped at 1 GiB: reading a huge file there fails at once
+    (instead of filling this machine's memory), so only a refusal before reading gives the expected message."""
+
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    return subprocess.run([sys.executable, "-m", "lite_moderation", "info", "--model", str(model_dir)],
+                          capture_output=True, text=True, timeout=60, preexec_fn=cap_memory, check=False)
+
+
+def test_a_huge_sparse_vocabulary_is_refused_by_its_declared_size_before_it_is_read(model_copy):
+    os.truncate(model_copy / "vocabulary.json", 6 << 30)  # 6 GiB that take no disk space
+    proc = _info_with_memory_limit(model_copy)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"vocabulary.json: {6 << 30} bytes, but model.json says" in proc.stderr
+
+
+def test_a_model_saved_without_file_sizes_loads_and_still_refuses_a_huge_file(model_copy, runner):
+    from lite_moderation.persistence import MAX_FILE_BYTES, _metadata_checksum
+
+    meta_path = model_copy / "model.json"
+    metadata = json.loads(meta_path.read_text())
+    del metadata["file_sizes"]
+    metadata["checksum"] = _metadata_checksum(metadata)
+    meta_path.write_text(json.dumps(metadata))
+    assert runner.invoke(main, ["score", "--model", str(model_copy), "some text"]).exit_code == 0
+    os.truncate(model_copy / "arrays.npz", MAX_FILE_BYTES + 1)
+    proc = _info_with_memory_limit(model_copy)
+    assert proc.returncode == 2
+    assert f"arrays.npz: {MAX_FILE_BYTES + 1} bytes, more than a model file may hold" in proc.stderr
+
+
+def test_a_declared_size_beyond_the_limit_is_refused(model_copy, runner):
+    from lite_moderation.persistence import MAX_FILE_BYTES, _metadata_checksum
+
+    meta_path = model_copy / "model.json"
+    metadata = json.loads(meta_path.read_text())
+    metadata["file_sizes"]["vocabulary.json"] = MAX_FILE_BYTES + 1
+    metadata["checksum"] = _metadata_checksum(metadata)
+    meta_path.write_text(json.dumps(metadata))
+    _assert_cli_reports(model_copy, runner, "model.json", "'file_sizes.vocabulary.json' must be a number of bytes")
+
+
+def test_saved_and_shipped_sizes_are_the_file_sizes(tiny_model_dir):
+    from lite_moderation.persistence import SHIPPED_MODELS
+
+    for directory in (tiny_model_dir, *SHIPPED_MODELS.values()):
+        sizes = json.loads((directory / "model.json").read_text())["file_sizes"]
+        assert sizes == {name: (directory / name).stat().st_size for name in ("arrays.npz", "vocabulary.json")}
 
 
 def test_truncated_metadata_file(model_copy, runner):
@@ -100,6 +164,7 @@ def test_npz_with_a_pickled_object_is_rejected(model_copy):
     meta = model_copy / "model.json"
     data = json.loads(meta.read_text())
     data["files"]["arrays.npz"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    data["file_sizes"]["arrays.npz"] = len(buffer.getvalue())
     from lite_moderation.persistence import _metadata_checksum
 
     data["checksum"] = _metadata_checksum(data)

@@ -350,6 +350,8 @@ def _forge(model: Path, metadata=None, vocabulary=None, arrays=None, raw_vocabul
     for name in ("vocabulary.json", "arrays.npz"):
         if isinstance(meta.get("files"), dict):
             meta["files"][name] = hashlib.sha256((model / name).read_bytes()).hexdigest()
+        if isinstance(meta.get("file_sizes"), dict):
+            meta["file_sizes"][name] = (model / name).stat().st_size
     meta["checksum"] = _metadata_checksum(meta)
     (model / "model.json").write_text(json.dumps(meta))
 
