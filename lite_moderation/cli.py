@@ -37,7 +37,7 @@ from .output import (
     write_json,
     write_predictions,
 )
-from .persistence import ModelFormatError, load, load_scorer, read_card, save
+from .persistence import SHIPPED_MODELS, ModelFormatError, load, load_scorer, read_card, save
 from .scoring import score_file
 from .server import (
     DEFAULT_MAX_BATCH,
@@ -128,10 +128,26 @@ def _report_skipped(errors: list[DataError], limit: int = 20, what: str = "skipp
 
 # ------------------------------------------------------------------------------------------------ options
 
+class ModelType(click.ParamType):
+    """A shipped model's name stays a name (``persistence.resolve_model_path``: the shipped model, even beside a
+    directory of that name, which is then named on stderr); anything else is a path."""
+
+    name = "NAME|DIR"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str | Path:
+        if isinstance(value, str) and value in SHIPPED_MODELS:
+            if Path(value).is_dir():
+                _note(f"note: --model {value} is the shipped model {value}; the directory {value} here is not "
+                      f"used (give ./{value} to use it)")
+            return value
+        return Path(value)
+
+
 model_option = click.option(
-    "--model", "model_path", type=click.Path(path_type=Path), default=None,
+    "--model", "model_path", type=ModelType(), default=None,
     help="Model directory, or a shipped model: default, fast (both for everyday traffic) or beavertails "
-         "(BeaverTails only, the paper baseline) [default: default].",
+         "(BeaverTails only, the paper baseline) [default: default]. A shipped model's name always means the "
+         "shipped model; for a directory of that name, give a path: ./default.",
 )
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
 

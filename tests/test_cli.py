@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from conftest import BEAVERTAILS_TEST, SAFERLHF, synthetic_records, write_jsonl
 
 import lite_moderation as lm
 from lite_moderation.cli import main
+from lite_moderation.persistence import SHIPPED_MODELS
 from lite_moderation.taxonomy import CATEGORIES
 
 RESULT_KEYS = {"flagged", "unsafe_score", "categories", "category_scores"}
@@ -431,3 +433,30 @@ def test_fold_count_errors_name_the_option_given(runner, tiny_data, tmp_path, co
         return
     _assert_clean_failure(result, f"{option} must be between 2 and the number of distinct prompts")
     assert "n_folds" not in result.stderr and not (tmp_path / "m").exists()
+
+
+# ------------------------------------------------------------------------------------------ model names (#22)
+
+
+def test_a_shipped_models_name_means_it_even_beside_a_directory_of_that_name(runner, tmp_path, tiny_model_dir,
+                                                                               monkeypatch):
+    """./default (a model) and ./fast (not one) in the working directory: the names still mean the shipped
+    models, stderr says which won, and ./default is how to reach the directory."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_model_dir, tmp_path / "default")
+    (tmp_path / "fast").mkdir()
+    for name in ("default", "fast"):
+        result = runner.invoke(main, ["info", "--json", "--model", name])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["path"] == str(SHIPPED_MODELS[name])
+        assert f"the directory {name} here is not used (give ./{name} to use it)" in result.stderr
+    local = runner.invoke(main, ["info", "--json", "--model", "./default"])
+    assert local.exit_code == 0, local.output
+    assert Path(json.loads(local.stdout)["path"]).resolve() == (tmp_path / "default").resolve()
+    assert local.stderr == ""
+    pair = ["--prompt", "a question", "--response", "an answer", "--format", "json"]
+    shipped_scores = json.loads(runner.invoke(main, ["score", "--model", "default", *pair]).stdout)
+    assert shipped_scores == lm.load_scorer().moderate([("a question", "an answer")])
+    assert lm.load_scorer("default").path_ == str(SHIPPED_MODELS["default"])
+    assert Path(lm.load_scorer(Path("default")).path_).resolve() == (tmp_path / "default").resolve()
+    assert "./default" in runner.invoke(main, ["info", "--help"]).stdout
