@@ -49,6 +49,7 @@ from .server import (
 )
 from .sources import SHAPES, SourceSpec, parse_source
 from .taxonomy import CATEGORIES, LABELS, short_name
+from .terminal import printable
 from .texts import group_keys, message_mask, split_fields
 from .thresholds import OPERATING_POINTS, checked_threshold, cut_offs
 from .training import (
@@ -954,7 +955,7 @@ def info(model_path: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(card, indent=2))
         return
-    click.echo(_card_text(card))
+    click.echo("\n".join(map(printable, _card_text(card).split("\n"))))  # a model's card is its author's text
 
 
 def _card_text(card: dict) -> str:

@@ -19,6 +19,7 @@ from typing import BinaryIO, TextIO
 import numpy as np
 
 from .taxonomy import CATEGORIES, decide, results_from_proba, short_name
+from .terminal import printable
 
 __all__ = ["FORMATS", "OutputError", "RowWriter", "atomic_text_writer", "check_output_file", "output_format",
            "write_bytes", "write_json", "write_predictions"]
@@ -328,7 +329,7 @@ def format_table_row(row: dict, index: int) -> str:
         (c for c in CATEGORIES if row["categories"][c]), key=lambda c: -row["category_scores"][c]
     )
     cats = ", ".join(f"{short_name(c)} {row['category_scores'][c]:.2f}" for c in flagged) or "-"
-    because = f"  because: {'; '.join(row['reasons'])}" if row.get("reasons") else ""
+    because = f"  because: {printable('; '.join(row['reasons']))}" if row.get("reasons") else ""
     return f"{where:>10}  {verdict:<7}  unsafe {row['unsafe_score']:.3f}  {cats}{because}"
 
 
@@ -340,7 +341,7 @@ def format_detail(result: dict, thresholds: dict[str, float], reasons: list[str]
     out.write(f"verdict: {verdict}\nunsafe score: {result['unsafe_score']:.3f}"
               f"  (threshold {thresholds['unsafe']:.3f})\n")
     if reasons:
-        out.write(f"strongest reasons: {'; '.join(reasons)}\n")
+        out.write(f"strongest reasons: {printable('; '.join(reasons))}\n")
     out.write("\n")
     out.write(f"{'category':<34} {'score':>6} {'thresh':>6}  flag\n")
     for name in CATEGORIES:
