@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import shlex
 import sys
@@ -38,7 +39,7 @@ from .output import (
     write_json,
     write_predictions,
 )
-from .persistence import ModelFormatError, load, load_scorer, read_card, save
+from .persistence import SHIPPED_MODELS, ModelFormatError, load, load_scorer, read_card, save
 from .scoring import score_file
 from .server import (
     DEFAULT_MAX_BATCH,
@@ -46,10 +47,14 @@ from .server import (
     DEFAULT_READ_TIMEOUT,
     DEFAULT_THREADS,
     DEFAULT_WORKERS,
+    ServerFailed,
+    checked_hosts,
+    checked_origins,
     serve,
 )
 from .sources import SHAPES, SourceSpec, parse_source
 from .taxonomy import short_name
+from .terminal import printable
 from .texts import group_keys, message_mask, split_fields
 from .thresholds import OPERATING_POINTS, checked_threshold, cut_offs
 from .training import (
@@ -62,6 +67,12 @@ from .training import (
 
 EXIT_FLAGGED = exits.FLAGGED
 EXIT_BAD_INPUT = exits.BAD_INPUT
+#: serve's upper bounds: past them a typo (an extra digit) would fork, spawn or buffer without limit.
+MAX_WORKERS = 256
+MAX_THREADS = 1024
+MAX_BODY_BYTES_LIMIT = 1 << 30
+MAX_BATCH_LIMIT = 100_000
+MAX_READ_TIMEOUT = 3600.0
 
 
 class InputError(click.ClickException):
@@ -129,10 +140,26 @@ def _report_skipped(errors: list[DataError], limit: int = 20, what: str = "skipp
 
 # ------------------------------------------------------------------------------------------------ options
 
+class ModelType(click.ParamType):
+    """A shipped model's name stays a name (``persistence.resolve_model_path``: the shipped model, even beside a
+    directory of that name, which is then named on stderr); anything else is a path."""
+
+    name = "NAME|DIR"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str | Path:
+        if isinstance(value, str) and value in SHIPPED_MODELS:
+            if Path(value).is_dir():
+                _note(f"note: --model {value} is the shipped model {value}; the directory {value} here is not "
+                      f"used (give ./{value} to use it)")
+            return value
+        return Path(value)
+
+
 model_option = click.option(
-    "--model", "model_path", type=click.Path(path_type=Path), default=None,
+    "--model", "model_path", type=ModelType(), default=None,
     help="Model directory, or a shipped model: default, fast (both for everyday traffic) or beavertails "
-         "(BeaverTails only, the paper baseline) [default: default].",
+         "(BeaverTails only, the paper baseline) [default: default]. A shipped model's name always means the "
+         "shipped model; for a directory of that name, give a path: ./default.",
 )
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
 
@@ -999,7 +1026,7 @@ def info(model_path: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(card, indent=2))
         return
-    click.echo(_card_text(card))
+    click.echo("\n".join(map(printable, _card_text(card).split("\n"))))  # a model's card is its author's text
 
 
 def _labels_line(label_set: dict) -> str:
@@ -1076,35 +1103,81 @@ def download_command(split: str, cache_dir: Path | None, revision: str, sha256: 
 # ------------------------------------------------------------------------------------------------ serve
 
 
+class FiniteFloatRange(click.FloatRange):
+    """A FloatRange that refuses nan, which compares false with both ends and so passes a plain range."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
+
+
+def _listen_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter("give an address to listen on, like 127.0.0.1, 0.0.0.0 or :: (an empty one "
+                                 "would listen on every interface)")
+    return value
+
+
+def _checked_list(check: Callable[[list[str]], object]) -> Callable:
+    """A click callback running ``check`` (server.checked_hosts or checked_origins) on a repeated option."""
+
+    def callback(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            check(list(values))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        return values
+
+    return callback
+
+
 @main.command("serve")
 @model_option
-@click.option("--host", default="127.0.0.1", show_default=True,
+@click.option("--host", default="127.0.0.1", show_default=True, callback=_listen_address,
               help="Address to listen on (0.0.0.0 or :: to accept other machines).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
               help="Port to listen on (0: any free port; the log says which).")
-@click.option("--workers", type=click.IntRange(min=1), default=DEFAULT_WORKERS, show_default=True,
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=DEFAULT_WORKERS, show_default=True,
               help="Processes sharing the port, each with its own copy of the model (one per core; Unix).")
-@click.option("--threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True,
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=DEFAULT_THREADS, show_default=True,
               help="Worker threads per process: requests scored at once (slow clients never hold one).")
-@click.option("--max-body-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_BODY_BYTES, show_default=True,
-              help="Larger request bodies get 413.")
-@click.option("--max-batch", type=click.IntRange(min=1), default=DEFAULT_MAX_BATCH, show_default=True,
+@click.option("--max-body-bytes", type=click.IntRange(1, MAX_BODY_BYTES_LIMIT), default=DEFAULT_MAX_BODY_BYTES,
+              show_default=True, help="Larger request bodies get 413.")
+@click.option("--max-batch", type=click.IntRange(1, MAX_BATCH_LIMIT), default=DEFAULT_MAX_BATCH, show_default=True,
               help="Most inputs in one request (more get 400).")
-@click.option("--read-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_READ_TIMEOUT,
-              show_default=True, help="Seconds a client may take to send a whole request (or stay idle between "
-              "requests); also bounds the drain on SIGTERM.")
+@click.option("--read-timeout", type=FiniteFloatRange(0, MAX_READ_TIMEOUT, min_open=True),
+              default=DEFAULT_READ_TIMEOUT, show_default=True,
+              help="Seconds a client may take to send a whole request (or stay idle between requests); also bounds "
+                   "the drain on SIGTERM.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, callback=_checked_list(checked_hosts),
+              help="Also answer requests whose Host header names this (a DNS name or address; repeat for more; '*' "
+                   "for any). Answered anyway: localhost, loopback addresses and --host (with 0.0.0.0 or ::, any IP "
+                   "address); other names get 421, so a web page cannot rebind its own domain to this server.")
+@click.option("--allowed-origin", "allowed_origins", multiple=True, callback=_checked_list(checked_origins),
+              help="Also answer browser requests from this page origin, like https://app.example.com (repeat for "
+                   "more; '*' for any). Other origins than the server's own page get 403.")
 @threshold_option
 @_friendly_errors
 def serve_command(model_path: Path | None, host: str, port: int, workers: int, threads: int, max_body_bytes: int,
-                  max_batch: int, read_timeout: float, threshold: float | str | None) -> None:
-    """Serve an OpenAI-compatible POST /v1/moderations (and GET /healthz, GET /v1/models) until Ctrl-C or SIGTERM.
+                  max_batch: int, read_timeout: float, allowed_hosts: tuple[str, ...],
+                  allowed_origins: tuple[str, ...], threshold: float | str | None) -> None:
+    """Serve an OpenAI-compatible POST /v1/moderations (and GET /healthz, GET /v1/models) until Ctrl-C, SIGTERM or
+    SIGHUP.
 
-    Runs on waitress. On SIGTERM or Ctrl-C every request already sent is answered (a JSON 503 once draining),
-    then the server exits within --read-timeout + 1 s. Requests are logged on stderr (method, path, status,
-    latency, item count), never their text.
+    Runs on waitress. On Ctrl-C, SIGTERM or SIGHUP (unless ignored, as under nohup) every request already sent is
+    answered (a JSON 503 once draining), then the server exits 0 within --read-timeout + 1 s. With --workers, if
+    workers keep dying it stops them all and exits 3. Requests are logged on stderr (method, path, status, latency,
+    item count), never their text.
     """
-    serve(model_path, host=host, port=port, threads=threads, max_body_bytes=max_body_bytes, max_batch=max_batch,
-          read_timeout=read_timeout, threshold=threshold, workers=workers)
+    try:
+        serve(model_path, host=host, port=port, threads=threads, max_body_bytes=max_body_bytes, max_batch=max_batch,
+              read_timeout=read_timeout, threshold=threshold, workers=workers, allowed_hosts=allowed_hosts,
+              allowed_origins=allowed_origins)
+    except ServerFailed as exc:
+        _note(f"error: {exc} (the log above says why); exiting with {exits.SERVER_FAILED}")
+        raise click.exceptions.Exit(exits.SERVER_FAILED) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from .data import DataError, record_from_object
 from .labels import LabelSet
-from .persistence import DEFAULT_MODEL_DIR, METADATA_FILE, ModelFormatError, load_scorer, read_card, read_metadata
+from .persistence import METADATA_FILE, ModelFormatError, load_scorer, read_card, read_metadata
 from .scoring import CHUNK_SIZE, score_file
 
 if TYPE_CHECKING:
@@ -93,8 +93,7 @@ class ModelPayload:
 
 def model_payload(path: str | os.PathLike | None = None) -> ModelPayload:
     """Read a model directory (default: the shipped model) as bytes, after verifying its checksums here."""
-    directory = DEFAULT_MODEL_DIR if path is None else Path(path)
-    card = read_card(directory)  # fails early, on the client, for a missing or damaged model
+    card = read_card(path)  # fails early, on the client, for a missing or damaged model
     directory = Path(card["path"])
     metadata = read_metadata(directory)
     names = [METADATA_FILE, *metadata["files"]]

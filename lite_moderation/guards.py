@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .output import OutputError, check_output_file
-from .persistence import DEFAULT_MODEL_DIR, SHIPPED_MODELS, check_model_target
+from .persistence import check_model_target, resolve_model_path
 
 __all__ = ["Terminated", "check_outputs", "signals_as_exceptions", "silence_stdout"]
 
@@ -52,8 +52,7 @@ def _input_paths(kwargs: dict) -> dict[str, list]:
     for option, paths in inputs.items():  # "-" reads stdin, which may be redirected from a file
         inputs[option] = [_STDIN if str(path) == "-" and Path(_STDIN).exists() else path for path in paths]
     if "model_path" in kwargs:
-        model = Path(kwargs["model_path"] or DEFAULT_MODEL_DIR)
-        model = model if model.is_dir() else SHIPPED_MODELS.get(str(model), model)
+        model = resolve_model_path(kwargs["model_path"])
         inputs["--model"] = [model / name for name in ("model.json", "vocabulary.json", "arrays.npz")]
     return inputs
 

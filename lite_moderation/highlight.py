@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 import click
 
 from .taxonomy import short_name
+from .terminal import printable
 from .texts import single_message
 
 __all__ = ["html_report", "segments", "text_report"]
@@ -66,7 +67,8 @@ def text_report(explanation: dict, item: tuple[str, str], title: str, color: boo
     """One item for a terminal: verdict, the input with its strongest n-grams marked, each label's terms.
 
     With ``color``, n-grams pushing toward unsafe are red and those pushing toward safe green; without
-    (a pipe, a file), they are put in [brackets] and {braces}.
+    (a pipe, a file), they are put in [brackets] and {braces}. The input's control characters are shown
+    escaped (``\x1b``, ``\n``), never sent to the terminal.
     """
     unsafe = _label_entry(explanation)
     verdict = "FLAGGED" if explanation["flagged"] else "ok"
@@ -84,6 +86,8 @@ def text_report(explanation: dict, item: tuple[str, str], title: str, color: boo
 
 
 def _terminal_piece(piece: str, contribution: dict | None, color: bool) -> str:
+    """A piece of the input, its control characters escaped (``terminal.printable``), marked if it counts."""
+    piece = printable(piece)
     if contribution is None:
         return piece
     up = contribution["contribution"] > 0

@@ -21,6 +21,7 @@ import numpy as np
 
 from .labels import LabelSet
 from .taxonomy import BEAVERTAILS, short_name
+from .terminal import printable
 
 __all__ = ["FORMATS", "OutputError", "RowWriter", "atomic_text_writer", "check_output_file", "output_format",
            "write_bytes", "write_json", "write_predictions"]
@@ -333,7 +334,7 @@ def format_table_row(row: dict, index: int) -> str:
         (c for c, on in row["categories"].items() if on), key=lambda c: -row["category_scores"][c]
     )
     cats = ", ".join(f"{short_name(c)} {row['category_scores'][c]:.2f}" for c in flagged) or "-"
-    because = f"  because: {'; '.join(row['reasons'])}" if row.get("reasons") else ""
+    because = f"  because: {printable('; '.join(row['reasons']))}" if row.get("reasons") else ""
     return f"{where:>10}  {verdict:<7}  unsafe {row['unsafe_score']:.3f}  {cats}{because}"
 
 
@@ -345,7 +346,7 @@ def format_detail(result: dict, thresholds: dict[str, float], reasons: list[str]
     out.write(f"verdict: {verdict}\nunsafe score: {result['unsafe_score']:.3f}"
               f"  (threshold {list(thresholds.values())[-1]:.3f})\n")
     if reasons:
-        out.write(f"strongest reasons: {'; '.join(reasons)}\n")
+        out.write(f"strongest reasons: {printable('; '.join(reasons))}\n")
     out.write("\n")
     out.write(f"{'category':<34} {'score':>6} {'thresh':>6}  flag\n")
     for name in result["categories"]:

@@ -50,6 +50,7 @@ __all__ = [
     "load_scorer",
     "read_card",
     "read_parts",
+    "resolve_model_path",
     "save",
 ]
 
@@ -362,11 +363,21 @@ def read_card(path: str | os.PathLike | None = None) -> dict:
     }
 
 
+def resolve_model_path(path: str | os.PathLike | None) -> Path:
+    """Where a model named ``path`` is: a string that is a shipped model's name ("default", "fast", ...) is that
+    model, whatever the working directory holds (a directory of that name is given as ``./default``); anything
+    else (a ``Path``, or a string with a separator) is a path; None is the default model."""
+    if path is None:
+        return DEFAULT_MODEL_DIR
+    if isinstance(path, str) and path in SHIPPED_MODELS:
+        return SHIPPED_MODELS[path]
+    return Path(path)
+
+
 def _model_directory(path: str | os.PathLike | None) -> Path:
-    """The directory of ``path``: a model directory, its model.json, or a shipped model's name."""
-    directory = DEFAULT_MODEL_DIR if path is None else Path(path)
-    if not directory.exists() and str(path) in SHIPPED_MODELS:
-        directory = SHIPPED_MODELS[str(path)]
+    """The directory of ``path`` (see ``resolve_model_path``): a model directory, its model.json, or a shipped
+    model's name."""
+    directory = resolve_model_path(path)
     if directory.is_file() and directory.name == METADATA_FILE:
         directory = directory.parent
     if not directory.exists():

@@ -8,20 +8,27 @@ one base URL. The app is a plain WSGI callable (``make_app``), so it also runs u
 ``serve`` runs it on waitress (pure Python): one asynchronous I/O thread buffers each whole request before a
 worker thread sees it, so slow or idle clients hold a socket, not a worker. Around waitress this module adds
 what it lacks: errors of the HTTP layer in the OpenAI JSON shape, a deadline for a whole request (waitress only
-times out idle sockets), ``--workers N`` processes sharing one listening socket, and a graceful stop on SIGTERM
-or Ctrl-C that answers every request already sent, including those still waiting in the kernel's listen queue.
-Requests are logged (method, path, status, latency, item count) through ``logging``; their text never is.
+times out idle sockets), ``--workers N`` processes sharing one listening socket, a graceful stop on SIGTERM,
+SIGHUP or Ctrl-C that answers every request already sent, including those still waiting in the kernel's listen
+queue, and a refusal of any request whose body length a proxy could read otherwise (request smuggling).
+The app itself answers only Host names it is told are its own (DNS rebinding) and no other page's Origin, and
+its page runs under a Content-Security-Policy. Requests are logged (method, path, status, latency, item count)
+through ``logging``, each client-sent part bounded and escaped; their text never is.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import functools
+import hashlib
+import ipaddress
 import json
 import logging
 import math
 import os
+import re
 import signal
 import socket
 import struct
@@ -34,9 +41,12 @@ from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import urlsplit
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser, ParsingError, get_header_lines
+from waitress.rfc7230 import HEADER_FIELD_RE
 from waitress.server import create_server
 from waitress.task import ErrorTask, WSGITask
 
@@ -51,7 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_BATCH", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_READ_TIMEOUT", "DEFAULT_THREADS", "DEFAULT_WORKERS",
-    "ModerationApp", "ModerationServer", "bind_socket", "create_app", "make_app", "make_server", "serve",
+    "ModerationApp", "ModerationServer", "ServerFailed", "bind_socket", "create_app", "make_app", "make_server", "serve",
 ]
 
 logger = logging.getLogger(__name__)
@@ -67,6 +77,7 @@ MODEL_ENV = "LITE_MODERATION_MODEL"
 READ_TIMEOUT_KEY = "lite_moderation.read_timeout"
 _CHUNK = 64 * 1024
 _JSON = [("Content-Type", "application/json")]
+_NOSNIFF = [("X-Content-Type-Options", "nosniff")]
 
 StartResponse = Callable[..., Any]
 
@@ -93,17 +104,24 @@ class ApiError(Exception):
 class ModerationApp:
     """The WSGI application: routes, request limits and the OpenAI response shape around one loaded model.
 
-    One instance is shared by every worker thread: scoring only reads the model.
+    One instance is shared by every worker thread: scoring only reads the model. A request is answered only
+    when its Host is a loopback name or address or one of ``allowed_hosts`` (421 otherwise: a page that
+    rebinds its own domain to this address still sends that domain) and, when it has an Origin, that is the
+    server's own page or one of ``allowed_origins`` (403 otherwise: a foreign page's text/plain POST needs no
+    preflight). Every answer says ``X-Content-Type-Options: nosniff``; the page comes with a CSP.
     """
 
     def __init__(self, model: ModerationClassifier | FastScorer, *, model_name: str | None = None,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
-                 threshold: float | str | None = None) -> None:
+                 threshold: float | str | None = None, allowed_hosts: Iterable[str] = (),
+                 allowed_origins: Iterable[str] = ()) -> None:
         self.model = model
         self.threshold = checked_threshold(threshold, model)  # checked at start-up, not per request
         self.model_name = model_name or _model_name(model)
         self.max_body_bytes = max_body_bytes
         self.max_batch = max_batch
+        self.allowed_hosts = checked_hosts(allowed_hosts)
+        self.allowed_origins = checked_origins(allowed_origins)
         self._model_entry = _model_entry(model, self.model_name)
         self._routes: dict[str, dict[str, Callable[[dict], tuple[dict, int]]]] = {
             "/v1/moderations": {"POST": self._moderations},
@@ -119,23 +137,44 @@ class ModerationApp:
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
         items, extra_headers = 0, []
         try:
+            self._check_caller(environ)
             payload, items = self._dispatch(method, path, environ)
             status = 200
         except ApiError as error:
             payload, status, extra_headers = error.payload(), error.status, error.headers
         except Exception:  # a bug, not the client's fault: answer 500 and keep serving
-            logger.exception("unexpected error on %s %s", method, _loggable_path(path, self._routes))
+            logger.exception("unexpected error on %s %s", _loggable_method(method), _loggable_path(path, self._routes))
             error = ApiError(500, "internal server error")
             payload, status = error.payload(), error.status
         if isinstance(payload, Page):
-            body, content_type = payload.body, [("Content-Type", payload.content_type)]
+            body, content_type = payload.body, [("Content-Type", payload.content_type), *page_headers()]
         else:
             body, content_type = json.dumps(payload).encode("utf-8"), _JSON
-        headers = [*content_type, ("Content-Length", str(len(body))), *extra_headers]
+        headers = [*content_type, ("Content-Length", str(len(body))), *_NOSNIFF, *extra_headers]
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
-        logger.info("%s %s %d %.1fms items=%d", method, _loggable_path(path, self._routes), status,
+        logger.info("%s %s %d %.1fms items=%d", _loggable_method(method), _loggable_path(path, self._routes), status,
                     (time.perf_counter() - started) * 1000, items)
         return [body]
+
+    def _check_caller(self, environ: dict) -> None:
+        """Refuse a Host this server does not answer to (a DNS-rebinding page names its own domain) and an
+        Origin other than the server's own page (a foreign page posting text/plain needs no preflight)."""
+        host = environ.get("HTTP_HOST")
+        if host is not None:
+            name = host_name(host)
+            if name is None:
+                raise ApiError(400, f"Host header {_shown(host)} is malformed", code="bad_host")
+            if not host_allowed(name, self.allowed_hosts):
+                raise ApiError(421, f"Host {_shown(name)} is not a name this server answers to (a guard against DNS "
+                                    f"rebinding); if it is this server's, start serve with --allowed-host "
+                                    f"{_shown(name)} (another WSGI server: {ALLOWED_HOSTS_ENV})",
+                               code="host_not_allowed")
+        origin = environ.get("HTTP_ORIGIN")
+        if origin is not None and not origin_allowed(origin, host, self.allowed_origins):
+            raise ApiError(403, f"Origin {_shown(origin)} is not this server's own page: cross-origin requests are "
+                                f"refused; to accept that page's requests, start serve with --allowed-origin "
+                                f"{_shown(origin)} (another WSGI server: {ALLOWED_ORIGINS_ENV})",
+                           code="origin_not_allowed")
 
     def _dispatch(self, method: str, path: str, environ: dict) -> tuple[dict, int]:
         methods = self._routes.get(path)
@@ -145,7 +184,7 @@ class ModerationApp:
         handler = methods.get(method)
         if handler is None:
             allowed = ", ".join(methods)
-            raise ApiError(405, f"method {method} not allowed here (allowed: {allowed})",
+            raise ApiError(405, f"method {_loggable_method(method)} not allowed here (allowed: {allowed})",
                            code="method_not_allowed", headers=[("Allow", allowed)])
         return handler(environ)
 
@@ -204,6 +243,118 @@ class Page(NamedTuple):
 @functools.cache
 def try_it_page() -> bytes:
     return (resources.files(__package__) / "static" / "index.html").read_bytes()
+
+
+@functools.cache
+def page_headers() -> tuple[tuple[str, str], ...]:
+    """The page's Content-Security-Policy: its own inline script and style elements (by hash) and requests to
+    this server only; nothing else runs, loads or frames it. Style attributes stay allowed: the script sets
+    them (bar widths, mark shades), and they run no code."""
+    page = try_it_page().decode("utf-8")
+    scripts, styles = (" ".join(_csp_hash(body) for body in re.findall(f"<{tag}>(.*?)</{tag}>", page, re.DOTALL))
+                       for tag in ("script", "style"))
+    policy = (f"default-src 'none'; script-src {scripts or _NONE}; style-src {styles or _NONE}; "  # CSP 2 browsers
+              f"style-src-elem {styles or _NONE}; style-src-attr 'unsafe-inline'; connect-src 'self'; "
+              "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    return (("Content-Security-Policy", policy), ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"))
+
+
+_NONE = "'none'"
+
+
+def _csp_hash(source: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+# ------------------------------------------------------------------------------------------------ who may call
+
+
+#: Host names every server answers to: a DNS-rebinding page can only send its own domain name as Host.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+#: In --allowed-host or --allowed-origin: accept any.
+ANY = "*"
+ALLOWED_HOSTS_ENV = "LITE_MODERATION_ALLOWED_HOSTS"
+ALLOWED_ORIGINS_ENV = "LITE_MODERATION_ALLOWED_ORIGINS"
+_WILDCARD_ADDRESSES = frozenset({"0.0.0.0", "::"})
+_HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def host_name(value: str) -> str | None:
+    """The name in a Host header or an --allowed-host value (lower case; no port, brackets or final dot), or
+    None when it is not one."""
+    found = _host_and_port(value, 0)
+    return found[0] if found else None
+
+
+def _host_and_port(value: str, default_port: int) -> tuple[str, int] | None:
+    match = _HOST_RE.fullmatch(value.strip())
+    if not match:
+        return None
+    return match.group(1).strip("[]").rstrip(".").lower(), int(match.group(2)) if match.group(2) else default_port
+
+
+def checked_hosts(names: Iterable[str]) -> frozenset[str]:
+    """The loopback names plus ``names`` (a wildcard address such as 0.0.0.0 admits any IP address, "*" any
+    Host at all); ValueError names a malformed one."""
+    allowed = set(LOOPBACK_HOSTS)
+    for value in names:
+        name = ANY if value.strip() == ANY else host_name(value)
+        if not name:
+            raise ValueError(f"allowed host {value!r} is not a host name or address (like example.com, "
+                             "10.0.0.5 or [::1]; '*' for any)")
+        allowed.add(name)
+    return frozenset(allowed)
+
+
+def host_allowed(name: str, allowed: frozenset[str]) -> bool:
+    """``name`` is listed, or an IP address (loopback; any, if a wildcard address is listed: such a server is
+    reached by whatever address the client routes to, and an address cannot be rebound as a name can)."""
+    if ANY in allowed or name in allowed:
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return address.is_loopback or not allowed.isdisjoint(_WILDCARD_ADDRESSES)
+
+
+def checked_origins(origins: Iterable[str]) -> frozenset[str]:
+    """Origins like ``https://app.example.com`` (scheme, host, optional port) or "*"; ValueError otherwise."""
+    allowed = set()
+    for value in origins:
+        origin = value.strip().rstrip("/").lower()
+        if origin != ANY and _authority(origin) is None:
+            raise ValueError(f"allowed origin {value!r} is not an origin like https://app.example.com[:port] "
+                             "('*' for any)")
+        allowed.add(origin)
+    return frozenset(allowed)
+
+
+def origin_allowed(origin: str, host: str | None, allowed: frozenset[str]) -> bool:
+    """An Origin header is the server's own page (the same host and port as the Host header), or listed."""
+    normal = origin.strip().rstrip("/").lower()
+    if ANY in allowed or normal in allowed:
+        return True
+    own = _authority(normal)
+    return own is not None and host is not None and own[1:] == _host_and_port(host, _DEFAULT_PORTS[own[0]])
+
+
+def _authority(origin: str) -> tuple[str, str, int] | None:
+    """(scheme, host name, port) of an http(s) origin, or None."""
+    try:
+        parts = urlsplit(origin)
+    except ValueError:  # e.g. an unclosed [
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or parts.path or parts.query or parts.fragment:
+        return None
+    found = _host_and_port(parts.netloc, _DEFAULT_PORTS[parts.scheme])
+    return (parts.scheme, *found) if found else None
+
+
+def _shown(value: str, limit: int = 100) -> str:
+    """A client-sent value, bounded and escaped, for a message or a log line."""
+    return _plain(value[:limit]) + ("..." if len(value) > limit else "")
 
 
 def explain_options(request: dict, model: object, threshold: float | str | None) -> dict:
@@ -380,16 +531,24 @@ def _loggable_path(path: str, routes: dict) -> str:
     return path if path in routes else ascii(path[:60])
 
 
+def _loggable_method(method: str) -> str:
+    """A method as sent, shortened and escaped: waitress takes any token, up to the 256 KiB header limit."""
+    return _shown(method, 16)
+
+
 # ------------------------------------------------------------------------------------------------ factories
 
 
 def make_app(model: ModerationClassifier | FastScorer | None = None, *, model_name: str | None = None,
              max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
-             threshold: float | str | None = None) -> ModerationApp:
+             threshold: float | str | None = None, allowed_hosts: Iterable[str] = (),
+             allowed_origins: Iterable[str] = ()) -> ModerationApp:
     """The WSGI app around ``model`` (default: the shipped model); ``threshold`` overrides its unsafe cut-off
-    (a probability or an operating point such as "strict")."""
+    (a probability or an operating point such as "strict"). It answers requests whose Host is a loopback name
+    or one of ``allowed_hosts``, and, from browsers, only its own page or ``allowed_origins``."""
     return ModerationApp(load_scorer() if model is None else model, model_name=model_name,
-                         max_body_bytes=max_body_bytes, max_batch=max_batch, threshold=threshold)
+                         max_body_bytes=max_body_bytes, max_batch=max_batch, threshold=threshold,
+                         allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)
 
 
 def create_app() -> ModerationApp:
@@ -397,7 +556,8 @@ def create_app() -> ModerationApp:
 
     Settings come from the environment, since a factory takes no arguments: LITE_MODERATION_MODEL (model
     directory, default: the shipped model), LITE_MODERATION_MAX_BODY_BYTES, LITE_MODERATION_MAX_BATCH,
-    LITE_MODERATION_THRESHOLD (a probability or an operating point such as "strict").
+    LITE_MODERATION_THRESHOLD (a probability or an operating point such as "strict"),
+    LITE_MODERATION_ALLOWED_HOSTS and LITE_MODERATION_ALLOWED_ORIGINS (comma-separated).
     """
     configure_logging()
     model_path = os.environ.get(MODEL_ENV) or None
@@ -406,7 +566,12 @@ def create_app() -> ModerationApp:
         max_body_bytes=int(os.environ.get("LITE_MODERATION_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
         max_batch=int(os.environ.get("LITE_MODERATION_MAX_BATCH", DEFAULT_MAX_BATCH)),
         threshold=_threshold_from_env(os.environ.get("LITE_MODERATION_THRESHOLD")),
+        allowed_hosts=_list_from_env(ALLOWED_HOSTS_ENV), allowed_origins=_list_from_env(ALLOWED_ORIGINS_ENV),
     )
+
+
+def _list_from_env(name: str) -> list[str]:
+    return [item for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
 def _threshold_from_env(value: str | None) -> float | str | None:
@@ -442,8 +607,9 @@ def _json_response(task: Any, error: ApiError, method: str, path: str, started: 
     """Write ``error`` as the OpenAI-shaped JSON answer of a waitress task, close the connection, log one line."""
     body = json.dumps(error.payload()).encode("utf-8")
     task.status = f"{error.status} {HTTPStatus(error.status).phrase}"
-    task.response_headers.extend([*_JSON, *error.headers])
+    task.response_headers.extend([*_JSON, *_NOSNIFF, *error.headers])
     task.set_close_on_finish()  # adds "Connection: close"
+    task.request.headers.pop("CONNECTION", None)  # else waitress adds "Keep-Alive" too for an HTTP/1.0 keep-alive
     task.content_length = len(body)
     task.write(body)
     logger.info("%s %s %d %.1fms items=0", method, path, error.status, (time.perf_counter() - started) * 1000)
@@ -496,12 +662,51 @@ class _Task(WSGITask):
         super().execute()
 
 
+class _Parser(HTTPRequestParser):
+    """waitress's request parser, strict about how long a body is (RFC 9112 section 6): a request whose length a
+    proxy in front could read differently (request smuggling) is refused with 400, and the connection closed
+    with whatever follows it unread. waitress itself lets Transfer-Encoding win over Content-Length, reads
+    ``chunked, chunked`` as chunked once, and ignores Transfer-Encoding in HTTP/1.0."""
+
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        problem = _framing_problem(self.version, _transfer_codings(header_plus), "CONTENT_LENGTH" in self.headers)
+        if problem:
+            raise ParsingError(problem)
+
+
+def _transfer_codings(header_plus: bytes) -> list[str] | None:
+    """The transfer codings of all Transfer-Encoding fields, in order; None without any such field."""
+    codings = None
+    for line in get_header_lines(header_plus.partition(b"\r\n")[2]):
+        match = HEADER_FIELD_RE.match(line)
+        if match and match.group("name").lower() == b"transfer-encoding":
+            value = match.group("value").decode("latin-1")
+            codings = (codings or []) + [c.strip(" \t").lower() for c in value.split(",") if c.strip(" \t")]
+    return codings
+
+
+def _framing_problem(version: str, codings: list[str] | None, has_content_length: bool) -> str | None:
+    if codings is None:
+        return None
+    if version != "1.1":
+        return f"Transfer-Encoding in an HTTP/{version} request (HTTP/1.1 only): the body length is ambiguous"
+    if has_content_length:
+        return "both Transfer-Encoding and Content-Length: the body length is ambiguous; send one of them"
+    if not codings:
+        return "Transfer-Encoding is empty"
+    if codings.count("chunked") > 1:
+        return "Transfer-Encoding applies chunked more than once"
+    return None
+
+
 class _Channel(HTTPChannel):
     """A waitress connection that remembers when the request being received began (for the whole-request
     deadline: waitress's own timeout only counts silence, so a byte a second would hold a socket forever)."""
 
     task_class = _Task
     error_task_class = _JsonErrorTask
+    parser_class = _Parser
     request_started: float | None = None
     linger_until: float | None = None
 
@@ -550,7 +755,8 @@ class _Channel(HTTPChannel):
                          code="read_timeout")
         body = json.dumps(error.payload()).encode("utf-8")
         head = (f"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
-                f"\r\nConnection: close\r\nServer: {self.adj.ident}\r\n\r\n").encode("ascii")
+                f"\r\nConnection: close\r\nX-Content-Type-Options: nosniff\r\nServer: {self.adj.ident}\r\n\r\n"
+                ).encode("ascii")
         with self.outbuf_lock:
             self.outbufs[-1].append(head + body)
             self.total_outbufs_len += len(head) + len(body)
@@ -738,20 +944,30 @@ def make_server(app: Callable, host: str = "127.0.0.1", port: int = 8000, thread
                             connection_limit=_connection_limit())
 
 
+class ServerFailed(RuntimeError):
+    """``serve`` could not keep serving (its workers kept dying): a supervisor should restart it."""
+
+
 def serve(model_path: str | os.PathLike | None = None, host: str = "127.0.0.1", port: int = 8000,
           threads: int = DEFAULT_THREADS, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
           max_batch: int = DEFAULT_MAX_BATCH, read_timeout: float = DEFAULT_READ_TIMEOUT,
-          threshold: float | str | None = None, workers: int = DEFAULT_WORKERS) -> None:
-    """Load the model and serve until Ctrl-C or SIGTERM, then drain and return within ``read_timeout`` + 1 s.
+          threshold: float | str | None = None, workers: int = DEFAULT_WORKERS, allowed_hosts: Iterable[str] = (),
+          allowed_origins: Iterable[str] = ()) -> None:
+    """Load the model and serve until Ctrl-C, SIGTERM or SIGHUP, then drain and return within ``read_timeout``
+    + 1 s. Requests naming this server by a name other than a loopback one, ``host`` or ``allowed_hosts`` are
+    refused (see :class:`ModerationApp`).
 
     ``workers`` > 1 forks that many processes (Unix) sharing the listening socket, each with its own copy of
-    the model loaded here; the parent only supervises them.
+    the model loaded here; the parent only supervises them, and raises :class:`ServerFailed` after stopping
+    them all if they keep dying.
     """
     configure_logging()
     _quiet_waitress_logs()
     if workers > 1 and not hasattr(os, "fork"):
         raise ValueError("--workers above 1 needs os.fork (Linux, macOS); run one process per port instead")
-    app = make_app(load_scorer(model_path), max_body_bytes=max_body_bytes, max_batch=max_batch, threshold=threshold)
+    app = make_app(load_scorer(model_path), max_body_bytes=max_body_bytes, max_batch=max_batch, threshold=threshold,
+                   allowed_hosts=[*([host] if host_name(host) else []), *allowed_hosts],  # not fe80::1%eth0
+                   allowed_origins=allowed_origins)
     sock = bind_socket(host, port)
     shown_host = f"[{host}]" if ":" in host else host
     connection_limit = _connection_limit()
@@ -760,14 +976,14 @@ def serve(model_path: str | os.PathLike | None = None, host: str = "127.0.0.1", 
             server = ModerationServer(app, sock, threads=threads, read_timeout=read_timeout,
                                       connection_limit=connection_limit)
             with _on_signals(server.stop):  # before the "serving" line: a signal right after it must stop cleanly
-                logger.info("serving %s on http://%s:%d (threads=%d); stop with Ctrl-C or SIGTERM", app.model_name,
+                logger.info("serving %s on http://%s:%d (threads=%d); stop with Ctrl-C, SIGTERM or SIGHUP", app.model_name,
                             shown_host, sock.getsockname()[1], threads)
                 server.serve_forever()
         else:
             _supervise(workers, lambda: ModerationServer(app, sock, threads=threads, read_timeout=read_timeout,
                                                          connection_limit=connection_limit), read_timeout,
                        lambda: logger.info("serving %s on http://%s:%d (workers=%d, threads=%d each); stop with "
-                                           "Ctrl-C or SIGTERM", app.model_name, shown_host, sock.getsockname()[1],
+                                           "Ctrl-C, SIGTERM or SIGHUP", app.model_name, shown_host, sock.getsockname()[1],
                                            workers, threads))
     finally:
         sock.close()
@@ -776,15 +992,18 @@ def serve(model_path: str | os.PathLike | None = None, host: str = "127.0.0.1", 
 
 def _supervise(workers: int, make: Callable[[], ModerationServer], read_timeout: float,
                started: Callable[[], None]) -> None:
-    """Fork ``workers`` processes serving the shared socket; on SIGTERM/SIGINT tell each to drain, wait for all.
+    """Fork ``workers`` processes serving the shared socket; on SIGTERM/SIGINT/SIGHUP tell each to drain, wait
+    for all.
 
     The stop signal is repeated every half second until each worker has exited (a signal that reaches a child
     in the instant after fork is lost), and a worker still alive a second after its drain deadline is killed.
     A worker that dies while serving is replaced; one that dies within a second of starting stops them all
-    (a crash loop helps no one).
+    (a crash loop helps no one) and raises :class:`ServerFailed` once they have stopped: a service manager
+    restarts a process that fails, not one that exits 0.
     """
     parent, children = os.getpid(), {}
     stop_requested: list[float] = []
+    failure: list[str] = []
 
     def stop_all() -> None:
         if os.getpid() != parent:  # a child before its own handlers: it stops as soon as it has them
@@ -813,9 +1032,14 @@ def _supervise(workers: int, make: Callable[[], ModerationServer], read_timeout:
                 continue
             logger.error("worker %d (pid %d) exited with %d", index, pid, os.waitstatus_to_exitcode(status))
             if time.monotonic() - born < 1.0:
+                failure.append(f"worker {index} (pid {pid}) died within a second of starting; stopped every "
+                               "worker")
+                logger.error("%s", failure[0])
                 stop_all()
             else:
                 children[_fork_worker(make, index)] = (index, time.monotonic())
+    if failure:
+        raise ServerFailed(failure[0])
 
 
 def _signal_all(children: dict, signum: int) -> None:
@@ -880,16 +1104,25 @@ def _quiet_waitress_logs() -> None:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 
+def _stop_signals() -> list[int]:
+    """SIGTERM, SIGINT and SIGHUP (a closed terminal: drain, do not die mid-request), except a SIGHUP that is
+    ignored on purpose (``nohup``). A SIGINT inherited as ignored is still taken: a shell ignores it in the
+    background jobs it starts."""
+    signals = [signal.SIGTERM, signal.SIGINT]
+    hangup = getattr(signal, "SIGHUP", None)
+    if hangup is not None and signal.getsignal(hangup) is not signal.SIG_IGN:
+        signals.append(hangup)
+    return signals
+
+
 @contextlib.contextmanager
 def _on_signals(action: Callable[[], None]) -> Iterator[None]:
-    """SIGTERM and SIGINT call ``action``, even when SIGINT was inherited as ignored (a process started in the
-    background by a shell ignores it); only the main thread can install handlers. Later signals repeat the
-    call, which changes nothing: the drain is bounded by the read timeout anyway."""
+    """The stop signals (``_stop_signals``) call ``action``; only the main thread can install handlers. Later
+    signals repeat the call, which changes nothing: the drain is bounded by the read timeout anyway."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signum: signal.signal(signum, lambda signum, frame: action())
-                for signum in (signal.SIGTERM, signal.SIGINT)}
+    previous = {signum: signal.signal(signum, lambda signum, frame: action()) for signum in _stop_signals()}
     try:
         yield
     finally:

@@ -52,6 +52,7 @@ def driver():
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1100,1400"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations are logged to the console
     browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield browser
     browser.quit()
@@ -134,3 +135,24 @@ def test_the_page_refuses_an_empty_input_and_takes_a_text_alone(driver, url):
     assert _submit(driver, "A short note about the weather.", "") == state
     titles = [t.text.lower() for t in driver.find_elements(By.CSS_SELECTOR, "#highlighted .title")]
     assert titles == ["message"]
+
+
+def test_the_page_works_under_its_content_security_policy(driver, url):
+    """The server's CSP (#22) lets the page's own inline script and style run, and its style attributes (bar
+    widths, cut-off lines) apply without a violation logged; a script it does not ship is blocked."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    driver.get_log("browser")  # start from an empty console
+    WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#point option"))
+    assert _submit(driver, PROMPT, RESPONSE) in ("flagged", "ok")
+    lefts = driver.execute_script("return [...document.querySelectorAll('#bars .cut')].map(e => e.style.left)")
+    cuts = lm.load_scorer().thresholds_[: len(CATEGORIES)]
+    assert lefts == [f"{100 * float(c):.1f}%".replace(".0%", "%") for c in cuts]
+    assert driver.execute_script("return getComputedStyle(document.querySelector('#bars .cut')).position") == "absolute"
+    violations = [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert violations == []
+    injected = ("const s = document.createElement('script'); s.textContent = 'window.injected = 1;'; "
+                "document.head.appendChild(s); return window.injected === undefined;")
+    assert driver.execute_script(injected)  # an inline script the page does not ship is refused

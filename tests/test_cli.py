@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from conftest import BEAVERTAILS_TEST, SAFERLHF, synthetic_records, write_jsonl
 
 import lite_moderation as lm
 from lite_moderation.cli import main
+from lite_moderation.persistence import SHIPPED_MODELS
 from lite_moderation.taxonomy import CATEGORIES
 
 RESULT_KEYS = {"flagged", "unsafe_score", "categories", "category_scores"}
@@ -431,3 +434,81 @@ def test_fold_count_errors_name_the_option_given(runner, tiny_data, tmp_path, co
         return
     _assert_clean_failure(result, f"{option} must be between 2 and the number of distinct prompts")
     assert "n_folds" not in result.stderr and not (tmp_path / "m").exists()
+
+
+# ------------------------------------------------------------------------------------------ hostile text on a terminal (#22)
+
+#: Retitle the terminal, clear it, move home, a CR/LF and a fake report line, a right-to-left override, a C1
+#: control sequence introducer, a line separator.
+HOSTILE_TEXT = ("hello \x1b]0;retitled\x07 world\x1b[2J\x1b[H\r\n#2  ok  unsafe 0.001 \u202eevil\u202c "
+                "\x9b31m end\u2028x\x7f")
+ESCAPED = ("hello \\x1b]0;retitled\\x07 world\\x1b[2J\\x1b[H\\r\\n#2  ok  unsafe 0.001 \\u202eevil\\u202c "
+           "\\x9b31m end\\u2028x\\x7f")
+_BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _obeyed_by_a_terminal(text: str) -> list[str]:
+    """Characters a terminal would act on: controls other than the report's own line ends, bidi overrides."""
+    return [c for c in text if (unicodedata.category(c) in ("Cc", "Zl", "Zp") and c != "\n") or c in _BIDI]
+
+
+def test_explain_text_shows_the_inputs_control_characters_escaped(runner):
+    for args in ([HOSTILE_TEXT], ["--prompt", HOSTILE_TEXT, "--response", HOSTILE_TEXT]):
+        result = runner.invoke(main, ["explain", "--format", "text", *args])
+        assert result.exit_code == 0, result.output
+        assert _obeyed_by_a_terminal(result.stdout) == []
+        shown = [line.split(":", 1)[1].strip() for line in result.stdout.splitlines()
+                 if line.startswith(("  message:", "  prompt:", "  response:"))]
+        unmarked = str.maketrans("", "", "[]{}")  # the marks around n-grams (the text has brackets too)
+        assert [line.translate(unmarked) for line in shown] == [ESCAPED.translate(unmarked)] * (1 if len(args) == 1 else 2)
+        assert not any(line.startswith("#2") for line in result.stdout.splitlines())  # no fake report line
+
+
+def test_score_table_reasons_show_the_inputs_control_characters_escaped(runner, tmp_path):
+    """--threshold 0 flags every row, so the table quotes the input in its reasons: here the span of the word
+    pair "best way", with the controls between its words."""
+    text = "what is the best\x1b[H\x1b[A\r\n\u202e\x07\x9bway"
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"text": text}) + "\n" + json.dumps({"prompt": text, "response": "fine"}) + "\n")
+    for args in (["--input", str(data)], [text]):
+        result = runner.invoke(main, ["score", "--format", "table", "--threshold", "0", *args])
+        assert result.exit_code == 0, result.output
+        assert '"best\\x1b[H\\x1b[A\\r\\n\\u202e\\x07\\x9bway"' in result.stdout, result.stdout
+        assert _obeyed_by_a_terminal(result.stdout) == []
+
+
+def test_info_shows_a_model_cards_control_characters_escaped(runner, tmp_path, tiny_model_dir):
+    """A model downloaded from elsewhere carries its author's card text."""
+    card = json.loads((tiny_model_dir / "model.json").read_text())["card"]
+    card["notes"] = [HOSTILE_TEXT]
+    target = lm.save(lm.load(tiny_model_dir), tmp_path / "model", card)
+    result = runner.invoke(main, ["info", "--model", str(target)])
+    assert result.exit_code == 0, result.output
+    assert _obeyed_by_a_terminal(result.stdout) == [] and "note: hello \\x1b]0;retitled" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------ model names (#22)
+
+
+def test_a_shipped_models_name_means_it_even_beside_a_directory_of_that_name(runner, tmp_path, tiny_model_dir,
+                                                                               monkeypatch):
+    """./default (a model) and ./fast (not one) in the working directory: the names still mean the shipped
+    models, stderr says which won, and ./default is how to reach the directory."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_model_dir, tmp_path / "default")
+    (tmp_path / "fast").mkdir()
+    for name in ("default", "fast"):
+        result = runner.invoke(main, ["info", "--json", "--model", name])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["path"] == str(SHIPPED_MODELS[name])
+        assert f"the directory {name} here is not used (give ./{name} to use it)" in result.stderr
+    local = runner.invoke(main, ["info", "--json", "--model", "./default"])
+    assert local.exit_code == 0, local.output
+    assert Path(json.loads(local.stdout)["path"]).resolve() == (tmp_path / "default").resolve()
+    assert local.stderr == ""
+    pair = ["--prompt", "a question", "--response", "an answer", "--format", "json"]
+    shipped_scores = json.loads(runner.invoke(main, ["score", "--model", "default", *pair]).stdout)
+    assert shipped_scores == lm.load_scorer().moderate([("a question", "an answer")])
+    assert lm.load_scorer("default").path_ == str(SHIPPED_MODELS["default"])
+    assert Path(lm.load_scorer(Path("default")).path_).resolve() == (tmp_path / "default").resolve()
+    assert "./default" in runner.invoke(main, ["info", "--help"]).stdout

@@ -6,10 +6,13 @@ start ``lite-moderation serve`` as a subprocess. Texts are harmless made-up sent
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import json
 import logging
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -23,7 +26,7 @@ from conftest import raw_exchange
 
 from lite_moderation.cli import main
 from lite_moderation.persistence import DEFAULT_MODEL_DIR
-from lite_moderation.server import MODEL_ENV, create_app, make_app, make_server
+from lite_moderation.server import MODEL_ENV, create_app, make_app, make_server, try_it_page
 from lite_moderation.taxonomy import CATEGORIES
 
 TEXTS = ["The weather is lovely today.", "Please pass the salt and pepper."]
@@ -221,9 +224,9 @@ def test_wrong_method_gets_405_with_allow(port, method, path, allowed):
 
 
 def test_missing_or_bad_content_length(port):
-    request = b"POST /v1/moderations HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    request = b"POST /v1/moderations HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     assert raw_exchange(port, request).startswith(b"HTTP/1.1 411 ")
-    request = b"POST /v1/moderations HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n"
+    request = b"POST /v1/moderations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: lots\r\n\r\n"
     reply = raw_exchange(port, request)
     assert reply.startswith(b"HTTP/1.1 400 ") and b"Content-Length is invalid" in reply
 
@@ -232,7 +235,7 @@ def test_stalled_body_is_cut_off_and_frees_the_thread(start):
     """Half a body, then silence: answered 408 at the read timeout; the single worker was never held."""
     server = start(threads=1, read_timeout=0.3)
     body = json.dumps({"input": TEXTS}).encode()
-    head = f"POST /v1/moderations HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    head = f"POST /v1/moderations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n".encode()
     reply = raw_exchange(server.server_port, head + body[: len(body) // 2])
     assert reply.startswith(b"HTTP/1.1 408 ")
     assert b"timed out reading the request" in reply
@@ -243,7 +246,7 @@ def test_trickling_body_is_cut_off_by_the_whole_body_deadline(start):
     """A client sending a byte at a time, never silent for long, still gets 408 at the whole-request deadline."""
     server = start(threads=1, read_timeout=0.5)
     body = json.dumps({"input": TEXTS}).encode()
-    head = f"POST /v1/moderations HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    head = f"POST /v1/moderations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n".encode()
     with socket.create_connection(("127.0.0.1", server.server_port), timeout=GUARD) as sock:
         sock.sendall(head)
         reply = b""
@@ -347,7 +350,7 @@ class ServeProcess:
         self.seen: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
-        self.port = int(self.wait_for("serving ").split("http://127.0.0.1:")[1].split()[0])
+        self.port = int(re.search(r"http://\S+:([0-9]+) ", self.wait_for("serving ")).group(1))
 
     def _read(self) -> None:
         for line in self.process.stderr:
@@ -445,3 +448,118 @@ def test_strict_threshold_flags_only_scores_above_the_strict_cut(start, model):
 def test_unknown_operating_point_is_refused_at_start_up(model):
     with pytest.raises(ValueError, match="unknown operating point 'lenient'"):
         make_app(model, threshold="lenient")
+
+
+# ------------------------------------------------------------------------------------------------ hostile callers (#22)
+
+
+def _status(port: int, host: str | None = None, origin: str | None = None, method: str = "POST",
+            path: str = "/v1/moderations") -> int:
+    headers = {"Content-Type": "text/plain"}  # a "simple" request: a browser sends it cross-origin unasked
+    if host is not None:
+        headers["Host"] = host
+    if origin is not None:
+        headers["Origin"] = origin
+    return call(port, method, path, {"input": TEXTS[0]} if method == "POST" else None, headers)[0]
+
+
+def test_a_host_that_is_not_this_servers_is_refused(start):
+    """DNS rebinding: a page on evil.example re-resolves its own name to 127.0.0.1 and calls the server with
+    Host: evil.example. Only loopback names and addresses are answered by default."""
+    p = start().server_port
+    for host in ("evil.example", f"evil.example:{p}", "localhost.evil.example", "127.0.0.1.evil.example",
+                 "10.0.0.1", f"[fe80::1]:{p}"):
+        assert _status(p, host) == 421, host
+        assert _status(p, host, method="GET", path="/") == 421, host
+    _, _, answer = call(p, "GET", "/healthz", headers={"Host": "evil.example"})
+    assert answer["error"]["code"] == "host_not_allowed" and "--allowed-host evil.example" in answer["error"]["message"]
+    for host in (f"127.0.0.1:{p}", "localhost", f"LOCALHOST.:{p}", "[::1]", "127.0.0.2"):
+        assert _status(p, host) == 200, host
+    for host in ("a b", "user@127.0.0.1", "127.0.0.1:80:80", "[::1"):
+        assert _status(p, host) == 400, host
+
+
+def test_a_cross_origin_page_cannot_post(start):
+    """A foreign page's text/plain POST needs no CORS preflight: it must be refused, not scored."""
+    p = start().server_port
+    for origin in ("http://evil.example", "null", f"http://127.0.0.1:{p + 1}", f"http://localhost:{p}",
+                   f"http://127.0.0.1:{p}/path", "http://127.0.0.1", "not an origin", f"http://evil.example:{p}"):
+        assert _status(p, f"127.0.0.1:{p}", origin) == 403, origin
+    assert _status(p, f"127.0.0.1:{p}", f"http://127.0.0.1:{p}") == 200  # the server's own page
+    assert _status(p, f"localhost:{p}", f"http://LOCALHOST:{p}") == 200
+    assert _status(p, f"127.0.0.1:{p}", f"https://127.0.0.1:{p}") == 200  # a TLS proxy in front: same host and port
+
+
+def test_allowed_hosts_and_origins_are_configured_and_a_wildcard_bind_admits_addresses(start, model):
+    p = start(allowed_hosts=["moderation.internal"], allowed_origins=["https://app.example.com"]).server_port
+    assert _status(p, "moderation.internal:8000") == 200
+    assert _status(p, "moderation.internal", "https://app.example.com") == 200
+    assert _status(p, "other.internal") == 421 and _status(p, "moderation.internal", "https://other.example") == 403
+    anywhere = start(allowed_hosts=["0.0.0.0"]).server_port  # what serve --host 0.0.0.0 passes
+    assert _status(anywhere, "192.0.2.7:8000") == 200 and _status(anywhere, "[2001:db8::1]") == 200
+    assert _status(anywhere, "evil.example") == 421
+    with pytest.raises(ValueError, match="not a host name"):
+        make_app(model, allowed_hosts=["a b"])
+
+
+def test_the_page_allows_only_its_own_inline_code_and_nothing_is_sniffed(port):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=GUARD)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        response.read()
+        headers = {name.lower(): value for name, value in response.getheaders()}
+    finally:
+        conn.close()
+    policy = dict(part.strip().split(" ", 1) for part in headers["content-security-policy"].split(";"))
+    page = try_it_page().decode("utf-8")
+    script = re.search(r"<script>(.*?)</script>", page, re.DOTALL).group(1)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert policy["script-src"] == f"'sha256-{digest}'"  # no 'unsafe-inline', no other source
+    assert policy["default-src"] == "'none'" and policy["connect-src"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'" and policy["base-uri"] == "'none'"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert call(port, "GET", "/healthz")[1]["X-Content-Type-Options"] == "nosniff"
+    assert call(port, "GET", "/nowhere")[1]["X-Content-Type-Options"] == "nosniff"
+    assert b"X-Content-Type-Options: nosniff" in raw_exchange(port, b"\x00 not http\r\n\r\n")
+
+
+def test_a_huge_method_is_neither_logged_nor_echoed_in_full(port, caplog):
+    huge = "X" * 200_000
+    with caplog.at_level(logging.INFO, logger="lite_moderation.server"):
+        answered = raw_exchange(port, f"{huge} /v1/moderations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                      f"Connection: close\r\n\r\n".encode())
+        malformed = raw_exchange(port, f"{huge} /v1/moderations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                       f"bad header line\r\n\r\n".encode())
+    assert answered.startswith(b"HTTP/1.1 405 ") and len(answered) < 1_000
+    assert malformed.split(b"\r\n")[0].endswith(b" 400 Bad Request") and len(malformed) < 1_000
+    messages = [r.getMessage() for r in caplog.records if r.name == "lite_moderation.server"]
+    assert len(messages) >= 2 and all(len(m) < 200 for m in messages), [m[:80] for m in messages]
+
+
+@pytest.mark.parametrize("option,value", [
+    ("--read-timeout", "inf"), ("--read-timeout", "nan"), ("--read-timeout", "-inf"), ("--read-timeout", "0"),
+    ("--read-timeout", "1e309"), ("--read-timeout", "86400"), ("--workers", "0"), ("--workers", "100000"),
+    ("--threads", "100000"), ("--max-body-bytes", "1000000000000"), ("--max-batch", "1000000000"),
+    ("--host", ""), ("--host", " "), ("--allowed-host", "a b"), ("--allowed-host", "user@host"),
+    ("--allowed-origin", "evil.example"), ("--allowed-origin", "https://app.example.com/path"),
+])
+def test_cli_serve_refuses_out_of_range_options(tmp_path, option, value):
+    """Each is refused by option parsing (exit 2, naming the option): the missing model is never reached."""
+    result = CliRunner().invoke(main, ["serve", "--model", str(tmp_path / "missing"), "--port", "0", option, value])
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}'" in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_serve_on_a_wildcard_address_takes_allowed_hosts_and_origins():
+    server = ServeProcess("--host", "0.0.0.0", "--threads", "1", "--read-timeout", "1",
+                          "--allowed-host", "moderation.internal", "--allowed-origin", "https://app.example.com")
+    try:
+        assert _status(server.port, "192.0.2.7") == 200  # bound to every address: any address names it
+        assert _status(server.port, "moderation.internal", "https://app.example.com") == 200
+        assert _status(server.port, "evil.example") == 421
+        assert _status(server.port, "moderation.internal", "http://evil.example") == 403
+    finally:
+        code = server.stop(signal.SIGTERM)
+    assert code == 0
