@@ -38,7 +38,7 @@ from .output import (
     write_predictions,
 )
 from .persistence import ModelFormatError, load, load_scorer, read_card, save
-from .scoring import score_file
+from .scoring import WorkerDiedError, score_file
 from .server import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY_BYTES,
@@ -76,7 +76,7 @@ def _friendly_errors(command: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (DataError, ModelFormatError, OutputError) as exc:
+        except (DataError, ModelFormatError, OutputError, WorkerDiedError) as exc:
             raise InputError(str(exc)) from None
         except BrokenPipeError:
             raise  # the reader went away: the group ends quietly

@@ -399,8 +399,7 @@ def _score_file_task(payload: ModelPayload, input_path: str, output_path: str, f
                      threshold: float | str | None, input_format: str) -> FileSummary:
     """One input file -> one output file (atomic), on a worker."""
     model = model_from_payload(payload)
-    _remove_stale_temp_files(Path(output_path))
-    try:
+    try:  # a retried task's stale temp is removed by the atomic writer (only provably ours: output.remove_stale_temps)
         summary = score_file(model, input_path, output_path, fmt, on_error=on_error, threshold=threshold,
                              input_format=input_format)
     except DataError as exc:
@@ -410,13 +409,6 @@ def _score_file_task(payload: ModelPayload, input_path: str, output_path: str, f
     reasons = Counter(_reason(e) for e in summary.errors)
     return FileSummary(input_path, output_path, summary.rows_in, summary.scored, summary.flagged,
                        summary.rejected, dict(reasons), summary.errors[:MAX_EXAMPLES])
-
-
-def _remove_stale_temp_files(output: Path) -> None:
-    """Temp files of an attempt whose worker was killed mid-write (the retry writes a fresh one)."""
-    for stale in output.parent.glob(f".{glob.escape(output.name)}.*.tmp"):
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
 
 
 def _reason(error: DataError) -> str:
