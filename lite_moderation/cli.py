@@ -23,7 +23,7 @@ import click
 from click.core import ParameterSource
 
 from . import __version__, exits
-from .data import FIX_HINT, DataError, load_dataset
+from .data import DEFAULT_MAX_RECORD_BYTES, FIX_HINT, JSON_FILE_RECORDS, DataError, load_dataset
 from .explain import table_reasons
 from .guards import Terminated, check_outputs, signals_as_exceptions, silence_stdout
 from .hub import REVISION, SPLITS, DownloadError, download
@@ -134,6 +134,13 @@ model_option = click.option(
          "(BeaverTails only, the paper baseline) [default: default].",
 )
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
+
+
+max_record_option = click.option(
+    "--max-record-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_RECORD_BYTES, show_default=True,
+    help="Longest record (line) read: a longer one is reported with its line number and skipped, read in bounded "
+         "chunks (scoring a one-word text takes ~300 bytes of memory per byte). A .json file may be "
+         f"{JSON_FILE_RECORDS} times this.")
 
 
 def on_error_option(default: str) -> Callable:
@@ -301,6 +308,7 @@ def main() -> None:
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --input: worker processes scoring chunks in parallel (output order is kept).")
 @on_error_option("skip")
+@max_record_option
 @model_option
 @quiet_option
 @_friendly_errors
@@ -308,7 +316,7 @@ def main() -> None:
 def score(texts: tuple[str, ...], prompt: str | None, response: str | None, input_path: str | None,
           input_format: str, output_path: Path | None, fmt: str | None, threshold: float | str | None,
           fail_on_flagged: bool, engine: str, scheduler: str | None, workers: int | None, jobs: int,
-          on_error: str, model_path: Path | None, quiet: bool) -> None:
+          on_error: str, max_record_bytes: int, model_path: Path | None, quiet: bool) -> None:
     """Score TEXTS, a --prompt/--response pair, or every record of --input.
 
     Output rows come in input order, one per input row; a row that cannot be read is reported on
@@ -335,7 +343,7 @@ def score(texts: tuple[str, ...], prompt: str | None, response: str | None, inpu
     try:
         if input_path is not None:
             flagged, rejected = _score_input(model, input_path, input_format, output_path, fmt, on_error, threshold,
-                                             quiet, jobs)
+                                             quiet, jobs, max_record_bytes)
         else:
             items = _items_from_arguments(texts, prompt, response)
             flagged = _score_items(model, items, output_path, fmt, threshold)
@@ -389,14 +397,16 @@ def _score_items(model, items: list, output_path: Path | None, fmt: str,
 
 
 def _score_input(model, input_path: str, input_format: str, output_path: Path | None, fmt: str,
-                 on_error: str, threshold: float | str | None, quiet: bool, jobs: int = 1) -> tuple[int, int]:
+                 on_error: str, threshold: float | str | None, quiet: bool, jobs: int = 1,
+                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> tuple[int, int]:
     """Score a file; (flagged, rejected) rows.
 
     Rows printed to a terminal show the progress themselves: a bar on the same screen would cut into them.
     """
     to_terminal = str(output_path or "-") == "-" and sys.stdout.isatty()
     summary = score_file(model, input_path, output_path, fmt, on_error=on_error, threshold=threshold,
-                         input_format=input_format, progress=not quiet and not to_terminal, jobs=jobs)
+                         input_format=input_format, progress=not quiet and not to_terminal, jobs=jobs,
+                         max_record_bytes=max_record_bytes)
     _report_skipped(summary.errors)
     _report_skipped(summary.warnings, what="warning", rows="rows with ignored label problems")
     warned = f", label warnings: {len(summary.warnings)}" if summary.warnings else ""
@@ -464,14 +474,15 @@ _EXPLAIN_SUFFIXES = {".html": "html", ".htm": "html", ".txt": "text", ".jsonl": 
                    "and the flagged categories].")
 @threshold_option
 @on_error_option("skip")
+@max_record_option
 @model_option
 @quiet_option
 @_friendly_errors
 @check_outputs
 def explain_command(texts: tuple[str, ...], prompt: str | None, response: str | None, input_path: str | None,
                     input_format: str, output_path: Path | None, fmt: str | None, top: int | None,
-                    labels: tuple[str, ...], threshold: float | str | None, on_error: str, model_path: Path | None,
-                    quiet: bool) -> None:
+                    labels: tuple[str, ...], threshold: float | str | None, on_error: str, max_record_bytes: int,
+                    model_path: Path | None, quiet: bool) -> None:
     """Explain the verdicts on TEXTS, a --prompt/--response pair, or every record of --input, exactly: each
     label's logit as its intercept plus one contribution (weight x tf-idf) per n-gram, with where it occurs.
     """
@@ -487,7 +498,8 @@ def explain_command(texts: tuple[str, ...], prompt: str | None, response: str | 
     checked_threshold(threshold, explainer)
     errors: list[DataError] = []
     if input_path is not None:
-        records = read_records(input_path, on_error=on_error, errors=errors, fmt=input_format, require="text")
+        records = read_records(input_path, on_error=on_error, errors=errors, fmt=input_format, require="text",
+                               max_record_bytes=max_record_bytes)
         rows = ((record.pair, record.line) for record in records)
     else:
         rows = ((item, None) for item in _items_from_arguments(texts, prompt, response))
@@ -603,15 +615,16 @@ def data_options(command: Callable) -> Callable:
 @click.option("--overwrite", is_flag=True, help="Replace --output if it is an existing model.")
 @recipe_options
 @on_error_option("fail")
+@max_record_option
 @quiet_option
 @_friendly_errors
 @check_outputs
 def train_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabulary_from: str,
                   output_dir: Path, cv_folds: int,
-                  seed: int, license_text: str | None, overwrite: bool, on_error: str, quiet: bool,
-                  **recipe: Any) -> None:
+                  seed: int, license_text: str | None, overwrite: bool, on_error: str, max_record_bytes: int,
+                  quiet: bool, **recipe: Any) -> None:
     """Train a model on labelled records and save it to --output."""
-    training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from)
+    training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from, max_record_bytes)
     _check_training_set(training_set, "--cv-folds", cv_folds)
     estimator = _estimator_from_options(recipe)
     command = _training_command(sources, shapes, vocabulary_from, cv_folds, seed, recipe)
@@ -625,12 +638,13 @@ def train_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], voca
 
 
 def _load_sources(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], seed: int, on_error: str,
-                  vocabulary_from: str = "all"):
+                  vocabulary_from: str = "all", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES):
     from .sources import build_training_set
 
     errors: list[DataError] = []
     try:
-        training_set = build_training_set(sources, shapes, seed=seed, on_error=on_error, errors=errors)
+        training_set = build_training_set(sources, shapes, seed=seed, on_error=on_error, errors=errors,
+                                          max_record_bytes=max_record_bytes)
     finally:  # also when no row was left: the skipped rows say why
         _report_skipped(errors)
     training_set.vocabulary_from = vocabulary_from
@@ -698,10 +712,12 @@ def _training_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], 
     return shlex.join(parts)
 
 
-def _load_labelled(data_path: Path, on_error: str, require: str = "labels"):
+def _load_labelled(data_path: Path, on_error: str, require: str = "labels",
+                   max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES):
     errors: list[DataError] = []
     try:
-        dataset = load_dataset(data_path, on_error=on_error, errors=errors, require=require)
+        dataset = load_dataset(data_path, on_error=on_error, errors=errors, require=require,
+                               max_record_bytes=max_record_bytes)
     finally:  # also when no row was left: the skipped rows say why
         _report_skipped(errors)
     return dataset
@@ -716,17 +732,18 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels"):
 @metrics_output_options
 @model_option
 @on_error_option("fail")
+@max_record_option
 @_friendly_errors
 @check_outputs
 def evaluate_command(data_path: Path, json_path: Path | None, predictions_path: Path | None,
                      threshold: float | str | None, n_resamples: int, bootstrap_seed: int, table_format: str,
-                     model_path: Path | None, on_error: str) -> None:
+                     model_path: Path | None, on_error: str, max_record_bytes: int) -> None:
     """Print a model's metrics on labelled data (and warn when it saw these prompts in training)."""
     from .evaluation import evaluate_rows
     from .model import prompt_groups
 
     model = load(model_path)
-    dataset = _load_labelled(data_path, on_error)
+    dataset = _load_labelled(data_path, on_error, max_record_bytes=max_record_bytes)
     _warn_on_leak(model, group_keys(dataset.pairs))
     metrics, proba, predicted = evaluate_rows(model, dataset, threshold=threshold)
     groups = prompt_groups(dataset.pairs)
@@ -762,13 +779,14 @@ def _warn_on_leak(model, keys: list[str]) -> None:
 @metrics_output_options
 @recipe_options
 @on_error_option("fail")
+@max_record_option
 @quiet_option
 @_friendly_errors
 @check_outputs
 def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabulary_from: str, folds: int, seed: int,
                repeats: int, json_path: Path | None, predictions_path: Path | None, threshold: float | str | None,
-               n_resamples: int, bootstrap_seed: int, table_format: str, on_error: str, quiet: bool,
-               **recipe: Any) -> None:
+               n_resamples: int, bootstrap_seed: int, table_format: str, on_error: str, max_record_bytes: int,
+               quiet: bool, **recipe: Any) -> None:
     """Cross-validate the training recipe, folds grouped by prompt; metrics on out-of-fold predictions of the
     first --data source's rows (the other sources sit in every training fold)."""
     from .evaluation import cross_validate_repeats
@@ -776,9 +794,10 @@ def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabul
     from .stats import repeat_summary
 
     if len(sources) == 1 and shapes == ("pair",):  # is_safe-only data can be cross-validated too
-        training_set = TrainingSet.from_dataset(_load_labelled(sources[0].path, on_error))
+        training_set = TrainingSet.from_dataset(_load_labelled(sources[0].path, on_error,
+                                                               max_record_bytes=max_record_bytes))
     else:
-        training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from)
+        training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from, max_record_bytes)
     _check_training_set(training_set, "--folds", folds)
     seeds = list(range(seed, seed + repeats))
     with _label_warnings_reported():
@@ -900,11 +919,12 @@ class SystemType(click.ParamType):
               help="Resamples of prompt groups, shared by all systems (paired).")
 @click.option("--bootstrap-seed", type=int, default=0, show_default=True)
 @on_error_option("fail")
+@max_record_option
 @_friendly_errors
 @check_outputs
 def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], reference: str | None, fmt: str,
                     output_path: Path | None, plot_path: Path | None, n_resamples: int, bootstrap_seed: int,
-                    on_error: str) -> None:
+                    on_error: str, max_record_bytes: int) -> None:
     """Systems' per-row predictions side by side on the rows they all cover: unsafe-head metrics with 95%
     confidence intervals, paired bootstrap intervals of the differences, McNemar's exact test on verdicts."""
     from .compare import check_plotting, compare_systems, comparison_tables, plot_curves, read_system
@@ -913,8 +933,8 @@ def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], refe
 
     if plot_path is not None:
         check_plotting()
-    dataset = _load_labelled(data_path, on_error)
-    read = [read_system(path, name, dataset) for name, path in systems]
+    dataset = _load_labelled(data_path, on_error, max_record_bytes=max_record_bytes)
+    read = [read_system(path, name, dataset, max_record_bytes) for name, path in systems]
     comparison = compare_systems(dataset, read, Bootstrap(n_resamples, bootstrap_seed), reference=reference)
     summary = comparison.summary
     _note(f"compared {len(read)} systems on {summary['rows_compared']} of {summary['rows_in_data']} rows")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .data import DataError, DataWarning, Record, read_records
+from .data import DEFAULT_MAX_RECORD_BYTES, DataError, DataWarning, Record, read_records
 from .explain import table_reasons
 from .taxonomy import results_from_proba
 from .texts import message_mask
@@ -154,7 +154,7 @@ def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.Pa
                output_path: str | os.PathLike | None,
                fmt: str = "jsonl", on_error: str = "skip", threshold: float | str | None = None,
                input_format: str = "auto", progress: bool = False, jobs: int = 1,
-               chunk_size: int = CHUNK_SIZE) -> ScoreSummary:
+               chunk_size: int = CHUNK_SIZE, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> ScoreSummary:
     """Score every record of ``input_path`` into ``output_path`` (atomic; None or "-" = stdout).
 
     Bad records raise (``on_error="fail"``) or land in ``summary.errors`` (``"skip"``); labels are not
@@ -164,7 +164,7 @@ def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.Pa
     """
     summary = ScoreSummary()
     records = read_records(input_path, on_error=on_error, errors=summary.errors, fmt=input_format, require="text",
-                           warnings=summary.warnings)
+                           warnings=summary.warnings, max_record_bytes=max_record_bytes)
     bar = Progress("scoring", enabled=progress, unit="rows", min_steps=PROGRESS_MIN_ROWS)
     checked_threshold(threshold, model)
     chunks = _chunks(records, chunk_size)

@@ -35,7 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError, Dataset, load_dataset, sha256_file
+from .data import (
+    DEFAULT_MAX_RECORD_BYTES,
+    DataError,
+    Dataset,
+    bounded_lines,
+    load_dataset,
+    parse_json_text,
+    sha256_file,
+)
 from .taxonomy import CATEGORIES
 from .texts import group_keys
 
@@ -157,7 +165,7 @@ def _package_dataset(name: str) -> tuple[Dataset, list[str]]:
 
 
 def read_source(spec: SourceSpec, on_error: str = "fail", errors: list[DataError] | None = None,
-                primary: bool = False) -> tuple[Dataset, list[str]]:
+                primary: bool = False, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> tuple[Dataset, list[str]]:
     """The rows of one source and a group key per row (its prompt, or its conversation for packages).
 
     The primary source needs the 14 categories on every row. Other sources may instead be labelled only
@@ -167,7 +175,7 @@ def read_source(spec: SourceSpec, on_error: str = "fail", errors: list[DataError
     if spec.path in PACKAGE_SOURCES:
         return _package_dataset(spec.path)
     dataset = load_dataset(spec.path, on_error=on_error, errors=errors,
-                           require="categories" if primary else "labels")
+                           require="categories" if primary else "labels", max_record_bytes=max_record_bytes)
     return _with_categories(dataset), group_keys(dataset.pairs)
 
 
@@ -262,10 +270,12 @@ class TrainingSet:
 
 def build_training_set(sources: Sequence[SourceSpec], shapes: Sequence[str] = ("pair",), seed: int = 0,
                        on_error: str = "fail", errors: list[DataError] | None = None,
-                       datasets: Sequence[Dataset] | None = None) -> TrainingSet:
+                       datasets: Sequence[Dataset] | None = None,
+                       max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> TrainingSet:
     """Read every source (the first is the primary one), sample, weigh and expand it to ``shapes``.
 
     ``datasets`` passes already loaded data for the sources (same order), e.g. from the Python API.
+    ``max_record_bytes``: longer lines are bad records (see :func:`~lite_moderation.data.read_records`).
     """
     unknown = set(shapes) - set(SHAPES)
     if unknown or "pair" not in shapes:
@@ -280,7 +290,7 @@ def build_training_set(sources: Sequence[SourceSpec], shapes: Sequence[str] = ("
         if datasets is not None:
             dataset, keys = _with_categories(datasets[k]), group_keys(datasets[k].pairs)
         else:
-            dataset, keys = read_source(spec, on_error, errors, primary=k == 0)
+            dataset, keys = read_source(spec, on_error, errors, primary=k == 0, max_record_bytes=max_record_bytes)
         keep = _sample(len(dataset), spec.rows, seed + k)
         builder.add(k, spec, dataset, keys, keep, categories_known(dataset))
     return builder.finish()
@@ -416,11 +426,11 @@ def _file_license(path: str) -> str | None:
     """The ``license`` field(s) a data file's JSONL records carry (the shared everyday files do), if any."""
     found: set[str] = set()
     try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
+        with open(path, "rb") as fh:
+            for line in bounded_lines(fh, DEFAULT_MAX_RECORD_BYTES):
                 try:
-                    value = json.loads(line).get("license")
-                except (ValueError, AttributeError):
+                    value = parse_json_text(line).get("license")
+                except (ValueError, AttributeError):  # also a deeply nested or overlong line
                     return None
                 if isinstance(value, str):
                     found.add(value)
