@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import shlex
 import sys
@@ -136,6 +137,17 @@ model_option = click.option(
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
 
 
+class FiniteFloatRange(click.FloatRange):
+    """A float range that also refuses nan and inf (click's range checks let nan through: every comparison with
+    it is false), so a NaN option cannot train a model the loader refuses."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 max_record_option = click.option(
     "--max-record-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_RECORD_BYTES, show_default=True,
     help="Longest record (line) read: a longer one is reported with its line number and skipped, read in bounded "
@@ -217,7 +229,7 @@ def recipe_options(command: Callable) -> Callable:
                      help="Named recipe: accurate (word + response char n-grams), fast (word n-grams only), "
                           "shapes / shapes-fast (the same, with blocks of their own for pairs and single messages; "
                           "for --shapes)."),
-        click.option("--C", "C", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
+        click.option("--C", "C", type=FiniteFloatRange(min=0, min_open=True), default=4.0, show_default=True,
                      help="Inverse regularisation strength of each logistic regression."),
         click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True),
         click.option("--word-ngrams", callback=_parse_range, default="1,2", show_default=True,
@@ -231,12 +243,12 @@ def recipe_options(command: Callable) -> Callable:
         click.option("--threshold-folds", type=click.IntRange(min=0), default=5, show_default=True,
                      help="Grouped folds for tuning per-label thresholds (0: keep 0.5); costs folds + 1 fits "
                           "per label."),
-        click.option("--threshold-holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+        click.option("--threshold-holdout", type=FiniteFloatRange(0, 1, min_open=True, max_open=True), default=None,
                      help="Instead of folds: hold out this fraction of prompts to tune thresholds on and fit once "
                           "on the rest (one fit per label; for large data, e.g. 0.1)."),
-        click.option("--threshold-shrinkage", type=click.FloatRange(min=0), default=DEFAULT_THRESHOLD_SHRINKAGE,
+        click.option("--threshold-shrinkage", type=FiniteFloatRange(min=0), default=DEFAULT_THRESHOLD_SHRINKAGE,
                      show_default=True, help="Pull of rare categories' thresholds toward prevalence (0: plain F1)."),
-        click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+        click.option("--tol", type=FiniteFloatRange(min=0, min_open=True), default=1e-4, show_default=True,
                      help="Stopping tolerance of the solver (larger: faster, less exact)."),
         click.option("--dual/--primal", default=True, show_default="dual",
                      help="liblinear's dual solver (no BLAS: the same weights on every CPU) or its primal one "
@@ -632,6 +644,7 @@ def train_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], voca
         model, card = train(training_set, estimator, cv_folds=cv_folds, seed=seed,
                             license_text=license_text, command=command, progress=not quiet)
     save(model, output_dir, card, overwrite=overwrite)
+    load_scorer(output_dir)  # the loader's own checks: never report success for a model it would refuse
     _note(f"saved model to {output_dir} ({len(training_set)} rows, {model.coef_.shape[0]} features)")
     if cv_folds:
         _print_metrics(card["metrics"]["cv"], err=True)
@@ -1033,7 +1046,7 @@ def download_command(split: str, cache_dir: Path | None, revision: str, sha256: 
               help="Larger request bodies get 413.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=DEFAULT_MAX_BATCH, show_default=True,
               help="Most inputs in one request (more get 400).")
-@click.option("--read-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_READ_TIMEOUT,
+@click.option("--read-timeout", type=FiniteFloatRange(min=0, min_open=True), default=DEFAULT_READ_TIMEOUT,
               show_default=True, help="Seconds a client may take to send a whole request (or stay idle between "
               "requests); also bounds the drain on SIGTERM.")
 @threshold_option

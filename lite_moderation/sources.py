@@ -18,8 +18,8 @@ alone: one shape, ``texts.single_message``). Training shows each shape (``shapes
 - with "prompt", every prompt as a single message, unsafe when any of its answers is (what the previous
   shipped models did; measured in issue 20 to flag most harmless questions).
 A row that already is a single message (a source of messages) is shown once, as it is.
-Copies made from a primary row share its prompt's group, so they leave the training folds whenever that
-prompt is held out. Sources labelled only ``is_safe`` teach the unsafe head alone with their unsafe rows
+Copies made from a primary row share its prompt's group, and so does any other source's row with the same prompt
+or text (case and spacing folded), so they all leave the training folds whenever that prompt is held out. Sources labelled only ``is_safe`` teach the unsafe head alone with their unsafe rows
 (``TrainingSet.label_mask``).
 """
 
@@ -66,6 +66,9 @@ KNOWN_LICENSES = {
     "1c726c662b85bf4761913041fe9e098f80e5206344864597dbde86bc9a1bfc96": "CC BY-NC 4.0 (BeaverTails 330k_test)",
 }
 
+#: The largest source weight: the solver multiplies C by it, and far above this its numbers overflow (1e308: NaN).
+MAX_WEIGHT = 1e6
+
 _OPTION = re.compile(r"^(weight|rows|shapes)=(.+)$")
 
 
@@ -86,8 +89,9 @@ class SourceSpec:
     def __post_init__(self) -> None:
         if self.shapes is not None and (not self.shapes or set(self.shapes) - set(SHAPES)):
             raise ValueError(f"{self.path}: shapes must be among {SHAPES}, got {self.shapes!r}")
-        if not (self.weight > 0 and np.isfinite(self.weight)):
-            raise ValueError(f"{self.path}: weight must be a positive number, got {self.weight!r}")
+        if not (0 < self.weight <= MAX_WEIGHT):
+            raise ValueError(f"{self.path}: weight must be a number above 0 and at most {MAX_WEIGHT:g} (weights are "
+                             f"relative; a larger one makes the solver overflow), got {self.weight!r}")
         if self.rows is not None and self.rows < 1:
             raise ValueError(f"{self.path}: rows must be a positive integer, got {self.rows!r}")
 
@@ -318,6 +322,7 @@ class _Builder:
         self.response_copy: list[bool] = []
         self.known: list[bool] = []
         self.sources: list[dict] = []
+        self.primary_groups: dict[str, tuple[int, str]] = {}  # a primary prompt, case and spacing folded -> group
 
     def _append(self, pair: object, y: np.ndarray, k: int, weight: float, group: tuple[int, str],
                 primary: bool, line: int, response_copy: bool = False, known: bool = True) -> None:
@@ -337,8 +342,20 @@ class _Builder:
         Y = np.column_stack([dataset.categories, dataset.categories.any(axis=1)])
         if dataset.unsafe is not None:
             Y[:, -1] |= dataset.unsafe
-        # primary rows and their copies group by prompt text; other sources by their own key
-        group_of = (lambda i: (0, keys[i])) if k == 0 else (lambda i: (k, keys[i]))
+        # primary rows and their copies group by prompt text; other sources by their own key, except rows whose
+        # prompt (or text) is one of the primary's: they join its group, so a held-out prompt leaves the
+        # training folds with every copy of it, whichever source holds it (else CV scores memorised rows)
+        if k == 0:
+            for i in keep:
+                self.primary_groups.setdefault(_fold_key(keys[i]), (0, keys[i]))
+
+        def group_of(i: int) -> tuple[int, str]:
+            if k == 0:
+                return 0, keys[i]
+            pair = dataset.pairs[i]
+            text = pair if isinstance(pair, str) else pair[0] or pair[1]
+            return self.primary_groups.get(_fold_key(text), (k, keys[i]))
+
         before = len(self.pairs)
         shapes = spec.shapes or self.shapes
         pairs_shown = "pair" in shapes
@@ -389,6 +406,11 @@ class _Builder:
                                         np.ones(len(self.known), bool)]).reshape(len(self.known), len(CATEGORIES) + 1),
             shapes=self.shapes,
         )
+
+
+def _fold_key(text: str) -> str:
+    """A prompt as the leak check compares it (``model.hash_prompts``): case and whitespace folded."""
+    return " ".join(text.split()).lower()
 
 
 def describe_source(path: str, rows_in_source: int, sampled: int, rows: int, weight: float = 1.0) -> dict:

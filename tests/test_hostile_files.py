@@ -7,6 +7,8 @@ or memory matter) and bounded waits, so a regression fails instead of hanging.
 from __future__ import annotations
 
 import contextlib
+import gzip
+import json
 import os
 import signal
 import subprocess
@@ -15,8 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import synthetic_records, write_jsonl
 
 import lite_moderation as lm
+from lite_moderation.cli import main
 
 ROW = b'{"prompt": "q", "response": "garden river kitchen"}\n'
 GUARD = 120  # seconds: a run that does not end by then has hung
@@ -165,3 +169,199 @@ def test_sigterm_stops_a_parallel_run_and_its_workers(tiny_model_dir, tmp_path):
     assert not out.exists()
     alive = _wait_for(lambda: [pid for pid in workers if Path(f"/proc/{pid}").exists()] or None, proc, 0)
     assert not alive, "the workers outlived the run"
+
+
+# ------------------------------------------------------------------------------------------ record size bound
+
+#: Runs the CLI on stdin fed from a generator of chunks, then prints the child's peak RSS in kB (Linux).
+_RSS_PROBE = """
+import resource, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+chunk = b"a" * (1 << 20)
+try:
+    for _ in range(int(sys.argv[1])):
+        proc.stdin.write(chunk)
+    proc.stdin.write(b"\\n" + b'{"text": "garden river"}\\n')
+    proc.stdin.close()
+except BrokenPipeError:
+    pass
+err = proc.stderr.read()
+code = proc.wait()
+print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.stderr.buffer.write(err)
+"""
+
+
+def _peak_rss_kb(model: Path, megabytes: int, limit: int) -> tuple[int, int, str]:
+    command = _cli("score", "--model", str(model), "-i", "-", "--input-format", "jsonl", "-q",
+                   "--max-record-bytes", str(limit))
+    done = subprocess.run([sys.executable, "-c", _RSS_PROBE, str(megabytes), *command], capture_output=True,
+                          timeout=GUARD, check=False)
+    code, rss = done.stdout.split()
+    return int(code), int(rss), done.stderr.decode()
+
+
+def test_a_50_mb_line_is_skipped_in_bounded_memory_and_the_next_row_scored(tiny_model_dir):
+    code, small_rss, _ = _peak_rss_kb(tiny_model_dir, 0, 100_000)
+    assert code == 0
+    code, big_rss, stderr = _peak_rss_kb(tiny_model_dir, 50, 100_000)
+    assert code == 0, stderr
+    assert "<stdin>:1: line is longer than the record limit (52428801 bytes, the limit is 100000)" in stderr
+    assert "rows in: 2, scored: 1, skipped: 1" in stderr
+    assert big_rss - small_rss < 20_000, (small_rss, big_rss)  # kB: the 50 MB line is never held
+
+
+def test_a_newline_free_gzip_bomb_is_one_skipped_row(runner, tiny_model_dir, tmp_path):
+    bomb = tmp_path / "bomb.jsonl.gz"
+    with gzip.open(bomb, "wb") as fh:
+        for _ in range(20):
+            fh.write(b"\0" * (1 << 20))
+        fh.write(b'\n{"text": "garden river"}\n')
+    assert bomb.stat().st_size < 100_000
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(bomb), "-q",
+                                  "--max-record-bytes", "4096"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["line"] for line in result.stdout.splitlines()] == [2]
+    assert "bomb.jsonl.gz:1: line is longer than the record limit (20971521 bytes" in result.stderr
+
+
+def test_blank_lines_before_the_first_record_are_not_buffered(tiny_model_dir, tmp_path):
+    """Sniffing stdin's format kept every leading blank line (a 97 KB gzip took 4 GB)."""
+    blank = tmp_path / "blank.gz"
+    with gzip.open(blank, "wb") as fh:
+        fh.write(b"\n" * 3_000_000 + b'{"text": "garden river"}\n')
+    probe = ("import resource, subprocess, sys\n"
+             "done = subprocess.run(sys.argv[2:], stdin=open(sys.argv[1], 'rb'), capture_output=True)\n"
+             "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+    command = _cli("score", "--model", str(tiny_model_dir), "-i", "-", "-q")
+    done = subprocess.run([sys.executable, "-c", probe, str(blank), *command], capture_output=True, timeout=GUARD,
+                          check=False)
+    code, rss = map(int, done.stdout.split())
+    assert code == 0, done.stderr
+    assert rss < 200_000, rss  # kB: 77 MB; buffered, the 3 million blank lines took 378 MB
+
+
+def test_the_record_limit_applies_to_training_and_csv_rows(runner, tmp_path):
+    rows = synthetic_records(60)
+    path = write_jsonl(tmp_path / "train.jsonl", rows)
+    with path.open("a") as fh:
+        fh.write(json.dumps({**rows[0], "response": "x" * 5000}) + "\n")
+    result = runner.invoke(main, ["cv", "--data", str(path), "--folds", "2", "--max-record-bytes", "4000", "-q"])
+    assert result.exit_code == 2 and "train.jsonl:61: line is longer than the record limit" in result.stderr
+    csv_path = tmp_path / "in.csv"
+    csv_path.write_text("text\nfirst\n" + "y" * 5000 + "\nlast\n")
+    errors: list = []
+    records = list(lm.read_records(csv_path, on_error="skip", errors=errors, max_record_bytes=1000))
+    assert [r.line for r in records] == [2, 4] and [e.line for e in errors] == [3]
+
+
+# ------------------------------------------------------------------------------------------ malformed JSON
+
+NESTED = "[" * 100_000 + "]" * 100_000
+LONG_INTEGER = "7" * 5000
+
+
+def test_a_deeply_nested_or_long_number_row_is_one_skipped_row(tiny_model_dir, tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"text": "garden"}\n' + NESTED + "\n" + '{"text": "x", "n": ' + LONG_INTEGER + "}\n"
+                    + '{"text": "river"}\n')
+    done = subprocess.run(_cli("score", "--model", str(tiny_model_dir), "-i", str(path), "-q"),
+                          capture_output=True, timeout=GUARD, check=False)
+    assert done.returncode == 0, done.stderr  # not 1, the "flagged" code, which a RecursionError traceback gave
+    assert [json.loads(line)["line"] for line in done.stdout.splitlines()] == [1, 4]
+    stderr = done.stderr.decode()
+    assert "in.jsonl:2: not valid JSON: nested too deeply" in stderr
+    assert "in.jsonl:3: not valid JSON: Exceeds the limit (4300 digits)" in stderr
+    assert "Traceback" not in stderr and "set_int_max_str_digits" not in stderr
+
+
+@pytest.mark.parametrize("body, what", [(NESTED, "nested too deeply"),
+                                        ('[{"text": "a", "n": ' + LONG_INTEGER + "}]", "4300 digits")])
+def test_a_hostile_json_file_is_one_line_and_exit_2(runner, tiny_model_dir, tmp_path, body, what):
+    path = tmp_path / "in.json"
+    path.write_text(body)
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(path), "-q"])
+    assert result.exit_code == 2 and "in.json: not valid JSON: " in result.stderr and what in result.stderr
+
+
+def test_a_hostile_csv_category_cell_is_one_bad_row(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text('prompt,response,category\nq,a,"' + NESTED + '"\nq,b,\n')
+    errors: list = []
+    records = list(lm.read_records(path, on_error="skip", errors=errors))
+    assert [r.line for r in records] == [3] and "nested too deeply" in str(errors[0])
+
+
+@pytest.mark.parametrize("score, what", [("9" * 401, "expected a finite number"), (NESTED, "nested too deeply"),
+                                         (LONG_INTEGER, "4300 digits")])
+def test_compare_refuses_a_hostile_score_with_its_line(runner, tmp_path, score, what):
+    data = write_jsonl(tmp_path / "data.jsonl", [{"prompt": "p", "response": "r", "is_safe": True}])
+    system = tmp_path / "sys.jsonl"
+    system.write_text('{"row": 0, "score": ' + score + "}\n")
+    result = runner.invoke(main, ["compare", "--data", str(data), "--system", f"a={system}"])
+    assert result.exit_code == 2, result.output
+    assert "sys.jsonl:1:" in result.stderr and what in result.stderr and len(result.stderr) < 600
+
+
+# ------------------------------------------------------------------------------------------ numbers of training
+
+
+@pytest.mark.parametrize("command", ["train", "cv"])
+@pytest.mark.parametrize("extra, what", [
+    (["--data", "{data},weight=1e308"], "weight must be a number above 0 and at most"),
+    (["--data", "{data},weight=nan"], "weight must be a number above 0"),
+    (["--threshold-shrinkage", "nan"], "'nan' is not a finite number"),
+    (["--C", "inf"], "'inf' is not a finite number"),
+])
+def test_extreme_numbers_are_refused_before_training(runner, tiny_data, tmp_path, command, extra, what):
+    out = ["--output", str(tmp_path / "model")] if command == "train" else []
+    args = [command, "--data", str(tiny_data), *[a.format(data=tiny_data) for a in extra], *out, "-q"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 2 and what in result.stderr, result.output
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_fit_the_loader_would_refuse_is_never_saved_or_reported(tiny_data):
+    """The Python API has no click types: the fit itself is checked (a NaN shrinkage gave NaN thresholds)."""
+    dataset = lm.load_dataset(tiny_data, require="categories")
+    estimator = lm.default_estimator(char_fields=(), min_df=1, threshold_folds=2, threshold_shrinkage=float("nan"))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        lm.train(dataset, estimator)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        lm.cross_validate(dataset, 2, estimator=estimator)
+
+
+# ------------------------------------------------------------------------------------------ CV leak
+
+
+def _random_labels(n: int = 160, seed: int = 5) -> list[dict]:
+    """Rows whose labels are coin flips: no honest model does better than chance on them."""
+    import random
+
+    from lite_moderation.taxonomy import CATEGORIES
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        flags = [False] * len(CATEGORIES)
+        if rng.random() < 0.5:
+            flags[rng.randrange(len(CATEGORIES))] = True
+        words = " ".join(rng.choice(["garden", "river", "music", "chess", "cooking", "planet"]) for _ in range(8))
+        rows.append({"prompt": f"question {i % 60} about things", "response": f"{words} w{i}",
+                     "category": dict(zip(CATEGORIES, flags)), "is_safe": not any(flags)})
+    return rows
+
+
+def test_a_second_source_repeating_the_first_does_not_leak_into_cv(runner, tmp_path):
+    rows = _random_labels()
+    first = write_jsonl(tmp_path / "first.jsonl", rows)
+    copy = write_jsonl(tmp_path / "copy.jsonl", [{**r, "prompt": "  " + r["prompt"].upper()} for r in rows])
+    recipe = ["--folds", "3", "--char-ngrams", "none", "--min-df", "1", "--threshold-folds", "2", "--bootstrap", "0",
+              "-q", "--json", "-"]
+    auroc = {}
+    for name, extra in (("alone", []), ("same file", ["--data", str(first)]), ("copy", ["--data", str(copy)])):
+        result = runner.invoke(main, ["cv", "--data", str(first), *extra, *recipe])
+        assert result.exit_code == 0, result.output
+        auroc[name] = json.loads(result.stdout)["unsafe"]["auroc"]
+    assert auroc["alone"] < 0.7, auroc  # coin flips
+    assert auroc["same file"] < 0.7 and auroc["copy"] < 0.7, auroc  # were 1.00: the copies were trained on
