@@ -24,7 +24,7 @@ import click
 from click.core import ParameterSource
 
 from . import __version__, exits
-from .data import FIX_HINT, Columns, DataError, load_dataset
+from .data import DEFAULT_MAX_RECORD_BYTES, FIX_HINT, JSON_FILE_RECORDS, Columns, DataError, load_dataset
 from .explain import table_reasons
 from .guards import Terminated, check_outputs, signals_as_exceptions, silence_stdout
 from .hub import DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS, REVISION, SPLITS, DownloadError, download
@@ -40,7 +40,7 @@ from .output import (
     write_predictions,
 )
 from .persistence import SHIPPED_MODELS, ModelFormatError, load, load_scorer, read_card, save
-from .scoring import score_file
+from .scoring import WorkerDiedError, score_file
 from .server import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY_BYTES,
@@ -88,7 +88,7 @@ def _friendly_errors(command: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (DataError, ModelFormatError, OutputError) as exc:
+        except (DataError, ModelFormatError, OutputError, WorkerDiedError) as exc:
             raise InputError(str(exc)) from None
         except BrokenPipeError:
             raise  # the reader went away: the group ends quietly
@@ -162,6 +162,24 @@ model_option = click.option(
          "shipped model; for a directory of that name, give a path: ./default.",
 )
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A float range that also refuses nan and inf (click's range checks let nan through: every comparison with
+    it is false), so a NaN option cannot train a model the loader refuses."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+max_record_option = click.option(
+    "--max-record-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_RECORD_BYTES, show_default=True,
+    help="Longest record (line) read: a longer one is reported with its line number and skipped, read in bounded "
+         "chunks (scoring a one-word text takes ~300 bytes of memory per byte). A .json file may be "
+         f"{JSON_FILE_RECORDS} times this.")
 
 
 def on_error_option(default: str) -> Callable:
@@ -238,7 +256,7 @@ def recipe_options(command: Callable) -> Callable:
                      help="Named recipe: accurate (word + response char n-grams), fast (word n-grams only), "
                           "shapes / shapes-fast (the same, with blocks of their own for pairs and single messages; "
                           "for --shapes)."),
-        click.option("--C", "C", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
+        click.option("--C", "C", type=FiniteFloatRange(min=0, min_open=True), default=4.0, show_default=True,
                      help="Inverse regularisation strength of each logistic regression."),
         click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True),
         click.option("--word-ngrams", callback=_parse_range, default="1,2", show_default=True,
@@ -252,12 +270,12 @@ def recipe_options(command: Callable) -> Callable:
         click.option("--threshold-folds", type=click.IntRange(min=0), default=5, show_default=True,
                      help="Grouped folds for tuning per-label thresholds (0: keep 0.5); costs folds + 1 fits "
                           "per label."),
-        click.option("--threshold-holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+        click.option("--threshold-holdout", type=FiniteFloatRange(0, 1, min_open=True, max_open=True), default=None,
                      help="Instead of folds: hold out this fraction of prompts to tune thresholds on and fit once "
                           "on the rest (one fit per label; for large data, e.g. 0.1)."),
-        click.option("--threshold-shrinkage", type=click.FloatRange(min=0), default=DEFAULT_THRESHOLD_SHRINKAGE,
+        click.option("--threshold-shrinkage", type=FiniteFloatRange(min=0), default=DEFAULT_THRESHOLD_SHRINKAGE,
                      show_default=True, help="Pull of rare categories' thresholds toward prevalence (0: plain F1)."),
-        click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+        click.option("--tol", type=FiniteFloatRange(min=0, min_open=True), default=1e-4, show_default=True,
                      help="Stopping tolerance of the solver (larger: faster, less exact)."),
         click.option("--dual/--primal", default=True, show_default="dual",
                      help="liblinear's dual solver (no BLAS: the same weights on every CPU) or its primal one "
@@ -363,6 +381,7 @@ def main() -> None:
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --input: worker processes scoring chunks in parallel (output order is kept).")
 @on_error_option("skip")
+@max_record_option
 @model_option
 @quiet_option
 @functools.partial(column_options, fields=("text", "prompt", "response"))
@@ -371,7 +390,7 @@ def main() -> None:
 def score(texts: tuple[str, ...], prompt: str | None, response: str | None, input_path: str | None,
           input_format: str, output_path: Path | None, fmt: str | None, threshold: float | str | None,
           fail_on_flagged: bool, engine: str, scheduler: str | None, workers: int | None, jobs: int,
-          on_error: str, model_path: Path | None, quiet: bool, columns: Columns) -> None:
+          on_error: str, max_record_bytes: int, model_path: Path | None, quiet: bool, columns: Columns) -> None:
     """Score TEXTS, a --prompt/--response pair, or every record of --input.
 
     Output rows come in input order, one per input row; a row that cannot be read is reported on
@@ -388,7 +407,7 @@ def score(texts: tuple[str, ...], prompt: str | None, response: str | None, inpu
         if texts or prompt is not None or response is not None:
             raise click.UsageError("--engine dask scores files: give --input 'GLOB' and --output DIR")
         flagged, rejected = _score_on_dask(input_path, input_format, output_path, fmt, threshold, on_error,
-                                           model_path, scheduler, workers, quiet)
+                                           model_path, scheduler, workers, quiet, max_record_bytes)
         _gate(fail_on_flagged, flagged, rejected)
         return
     if scheduler is not None or workers is not None:
@@ -402,7 +421,7 @@ def score(texts: tuple[str, ...], prompt: str | None, response: str | None, inpu
     try:
         if input_path is not None:
             flagged, rejected = _score_input(model, input_path, input_format, output_path, fmt, on_error, threshold,
-                                             quiet, jobs, columns)
+                                             quiet, jobs, columns, max_record_bytes)
         else:
             items = _items_from_arguments(texts, prompt, response)
             flagged = _score_items(model, items, output_path, fmt, threshold)
@@ -457,7 +476,8 @@ def _score_items(model, items: list, output_path: Path | None, fmt: str,
 
 def _score_input(model, input_path: str, input_format: str, output_path: Path | None, fmt: str,
                  on_error: str, threshold: float | str | None, quiet: bool, jobs: int = 1,
-                 columns: Columns | None = None) -> tuple[int, int]:
+                 columns: Columns | None = None,
+                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> tuple[int, int]:
     """Score a file; (flagged, rejected) rows.
 
     Rows printed to a terminal show the progress themselves: a bar on the same screen would cut into them.
@@ -465,7 +485,7 @@ def _score_input(model, input_path: str, input_format: str, output_path: Path | 
     to_terminal = str(output_path or "-") == "-" and sys.stdout.isatty()
     summary = score_file(model, input_path, output_path, fmt, on_error=on_error, threshold=threshold,
                          input_format=input_format, progress=not quiet and not to_terminal, jobs=jobs,
-                         columns=columns)
+                         columns=columns, max_record_bytes=max_record_bytes)
     _report_skipped(summary.errors)
     _report_skipped(summary.warnings, what="warning", rows="rows with ignored label problems")
     warned = f", label warnings: {len(summary.warnings)}" if summary.warnings else ""
@@ -476,7 +496,8 @@ def _score_input(model, input_path: str, input_format: str, output_path: Path | 
 
 def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path | None, fmt: str | None,
                    threshold: float | str | None, on_error: str, model_path: Path | None, scheduler: str | None,
-                   workers: int | None, quiet: bool) -> tuple[int, int]:
+                   workers: int | None, quiet: bool,
+                   max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> tuple[int, int]:
     """Every file of the --input glob on a Dask cluster; a summary on stderr; exit 2 if a file was unreadable."""
     from . import distributed
 
@@ -493,7 +514,7 @@ def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path |
     try:
         summary = distributed.score_corpus(input_path, output_dir, model_path, scheduler=scheduler, workers=workers,
                                            on_file=on_file, fmt=fmt, on_error=on_error, threshold=threshold,
-                                           input_format=input_format)
+                                           input_format=input_format, max_record_bytes=max_record_bytes)
     except distributed.DaskMissingError as exc:
         raise InputError(str(exc)) from None
     for error in summary.examples[:20]:
@@ -533,14 +554,15 @@ _EXPLAIN_SUFFIXES = {".html": "html", ".htm": "html", ".txt": "text", ".jsonl": 
                    "and the flagged categories].")
 @threshold_option
 @on_error_option("skip")
+@max_record_option
 @model_option
 @quiet_option
 @_friendly_errors
 @check_outputs
 def explain_command(texts: tuple[str, ...], prompt: str | None, response: str | None, input_path: str | None,
                     input_format: str, output_path: Path | None, fmt: str | None, top: int | None,
-                    labels: tuple[str, ...], threshold: float | str | None, on_error: str, model_path: Path | None,
-                    quiet: bool) -> None:
+                    labels: tuple[str, ...], threshold: float | str | None, on_error: str, max_record_bytes: int,
+                    model_path: Path | None, quiet: bool) -> None:
     """Explain the verdicts on TEXTS, a --prompt/--response pair, or every record of --input, exactly: each
     label's logit as its intercept plus one contribution (weight x tf-idf) per n-gram, with where it occurs.
     """
@@ -556,7 +578,8 @@ def explain_command(texts: tuple[str, ...], prompt: str | None, response: str | 
     checked_threshold(threshold, explainer)
     errors: list[DataError] = []
     if input_path is not None:
-        records = read_records(input_path, on_error=on_error, errors=errors, fmt=input_format, require="text")
+        records = read_records(input_path, on_error=on_error, errors=errors, fmt=input_format, require="text",
+                               max_record_bytes=max_record_bytes)
         rows = ((record.pair, record.line) for record in records)
     else:
         rows = ((item, None) for item in _items_from_arguments(texts, prompt, response))
@@ -674,20 +697,21 @@ def data_options(command: Callable) -> Callable:
 @click.option("--overwrite", is_flag=True, help="Replace --output if it is an existing model.")
 @recipe_options
 @on_error_option("fail")
+@max_record_option
 @quiet_option
 @_friendly_errors
 @check_outputs
 def train_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabulary_from: str,
                   output_dir: Path, cv_folds: int,
-                  seed: int, license_text: str | None, overwrite: bool, on_error: str, quiet: bool,
-                  columns: Columns, **recipe: Any) -> None:
+                  seed: int, license_text: str | None, overwrite: bool, on_error: str, max_record_bytes: int,
+                  quiet: bool, columns: Columns, **recipe: Any) -> None:
     """Train a model on labelled records and save it to --output.
 
     Labels: BeaverTails' (is_safe and the 14 categories), is_safe alone (a binary model), or your own
     (--label-column with --safe-class, or --label-columns); name your text fields with --text-column or
     --prompt-column/--response-column.
     """
-    training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from, columns)
+    training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from, columns, max_record_bytes)
     _check_training_set(training_set, "--cv-folds", cv_folds)
     estimator = _estimator_from_options(recipe)
     command = _training_command(sources, shapes, vocabulary_from, cv_folds, seed, recipe, columns)
@@ -695,19 +719,21 @@ def train_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], voca
         model, card = train(training_set, estimator, cv_folds=cv_folds, seed=seed,
                             license_text=license_text, command=command, progress=not quiet)
     save(model, output_dir, card, overwrite=overwrite)
+    load_scorer(output_dir)  # the loader's own checks: never report success for a model it would refuse
     _note(f"saved model to {output_dir} ({len(training_set)} rows, {model.coef_.shape[0]} features)")
     if cv_folds:
         _print_metrics(card["metrics"]["cv"], err=True)
 
 
 def _load_sources(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], seed: int, on_error: str,
-                  vocabulary_from: str = "all", columns: Columns | None = None):
+                  vocabulary_from: str = "all", columns: Columns | None = None,
+                  max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES):
     from .sources import build_training_set
 
     errors: list[DataError] = []
     try:
         training_set = build_training_set(sources, shapes, seed=seed, on_error=on_error, errors=errors,
-                                          columns=columns)
+                                          columns=columns, max_record_bytes=max_record_bytes)
     finally:  # also when no row was left: the skipped rows say why
         _report_skipped(errors)
     training_set.vocabulary_from = vocabulary_from
@@ -780,11 +806,11 @@ def _training_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], 
 
 
 def _load_labelled(data_path: Path, on_error: str, require: str = "labels", columns: Columns | None = None,
-                   labels: Any = None):
+                   labels: Any = None, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES):
     errors: list[DataError] = []
     try:
         dataset = load_dataset(data_path, on_error=on_error, errors=errors, require=require, columns=columns,
-                               labels=labels)
+                               labels=labels, max_record_bytes=max_record_bytes)
     finally:  # also when no row was left: the skipped rows say why
         _report_skipped(errors)
     return dataset
@@ -800,11 +826,12 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels", colu
 @model_option
 @on_error_option("fail")
 @column_options
+@max_record_option
 @_friendly_errors
 @check_outputs
 def evaluate_command(data_path: Path, json_path: Path | None, predictions_path: Path | None,
                      threshold: float | str | None, n_resamples: int, bootstrap_seed: int, table_format: str,
-                     model_path: Path | None, on_error: str, columns: Columns) -> None:
+                     model_path: Path | None, on_error: str, max_record_bytes: int, columns: Columns) -> None:
     """Print a model's metrics on labelled data (and warn when it saw these prompts in training).
 
     A model of your own labels reads them with the column options it was trained with (see its card's command).
@@ -814,7 +841,7 @@ def evaluate_command(data_path: Path, json_path: Path | None, predictions_path: 
 
     model = load(model_path)
     dataset = _load_labelled(data_path, on_error, columns=columns,
-                             labels=model.label_set_ if columns.own_labels else None)
+                             labels=model.label_set_ if columns.own_labels else None, max_record_bytes=max_record_bytes)
     _warn_on_leak(model, group_keys(dataset.pairs))
     metrics, proba, predicted = evaluate_rows(model, dataset, threshold=threshold)
     groups = prompt_groups(dataset.pairs)
@@ -851,13 +878,14 @@ def _warn_on_leak(model, keys: list[str]) -> None:
 @metrics_output_options
 @recipe_options
 @on_error_option("fail")
+@max_record_option
 @quiet_option
 @_friendly_errors
 @check_outputs
 def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabulary_from: str, folds: int, seed: int,
                repeats: int, json_path: Path | None, predictions_path: Path | None, threshold: float | str | None,
-               n_resamples: int, bootstrap_seed: int, table_format: str, on_error: str, quiet: bool,
-               columns: Columns, **recipe: Any) -> None:
+               n_resamples: int, bootstrap_seed: int, table_format: str, on_error: str, max_record_bytes: int,
+               quiet: bool, columns: Columns, **recipe: Any) -> None:
     """Cross-validate the training recipe, folds grouped by prompt; metrics on out-of-fold predictions of the
     first --data source's rows (the other sources sit in every training fold)."""
     from .evaluation import cross_validate_repeats
@@ -865,9 +893,10 @@ def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabul
     from .stats import repeat_summary
 
     if len(sources) == 1 and shapes == ("pair",):  # is_safe-only data can be cross-validated too
-        training_set = TrainingSet.from_dataset(_load_labelled(sources[0].path, on_error, columns=columns))
+        training_set = TrainingSet.from_dataset(_load_labelled(sources[0].path, on_error, columns=columns,
+                                                               max_record_bytes=max_record_bytes))
     else:
-        training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from, columns)
+        training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from, columns, max_record_bytes)
     _check_training_set(training_set, "--folds", folds)
     seeds = list(range(seed, seed + repeats))
     with _label_warnings_reported():
@@ -988,11 +1017,12 @@ class SystemType(click.ParamType):
               help="Resamples of prompt groups, shared by all systems (paired).")
 @click.option("--bootstrap-seed", type=int, default=0, show_default=True)
 @on_error_option("fail")
+@max_record_option
 @_friendly_errors
 @check_outputs
 def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], reference: str | None, fmt: str,
                     output_path: Path | None, plot_path: Path | None, n_resamples: int, bootstrap_seed: int,
-                    on_error: str) -> None:
+                    on_error: str, max_record_bytes: int) -> None:
     """Systems' per-row predictions side by side on the rows they all cover: unsafe-head metrics with 95%
     confidence intervals, paired bootstrap intervals of the differences, McNemar's exact test on verdicts."""
     from .compare import check_plotting, compare_systems, comparison_tables, plot_curves, read_system
@@ -1001,8 +1031,8 @@ def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], refe
 
     if plot_path is not None:
         check_plotting()
-    dataset = _load_labelled(data_path, on_error)
-    read = [read_system(path, name, dataset) for name, path in systems]
+    dataset = _load_labelled(data_path, on_error, max_record_bytes=max_record_bytes)
+    read = [read_system(path, name, dataset, max_record_bytes) for name, path in systems]
     comparison = compare_systems(dataset, read, Bootstrap(n_resamples, bootstrap_seed), reference=reference)
     summary = comparison.summary
     _note(f"compared {len(read)} systems on {summary['rows_compared']} of {summary['rows_in_data']} rows")
@@ -1101,16 +1131,6 @@ def download_command(split: str, cache_dir: Path | None, revision: str, sha256: 
 
 
 # ------------------------------------------------------------------------------------------------ serve
-
-
-class FiniteFloatRange(click.FloatRange):
-    """A FloatRange that refuses nan, which compares false with both ends and so passes a plain range."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        number = super().convert(value, param, ctx)
-        if math.isnan(number):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        return number
 
 
 def _listen_address(ctx: click.Context, param: click.Parameter, value: str) -> str:

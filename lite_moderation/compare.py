@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError, Dataset
+from .data import DEFAULT_MAX_RECORD_BYTES, DataError, Dataset, OverlongLine, bounded_lines, parse_json_text
 from .model import prompt_groups
 from .stats import (
     BOOTSTRAP_METRICS,
@@ -85,8 +85,20 @@ def _lookup(obj: dict, dotted: str) -> object:
     return obj
 
 
+def _shown(value: object) -> str:
+    """A value for an error message, cut short (a 401-digit number or a long string stays readable)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}... ({len(text)} characters)"
+
+
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number that fits a float (a 401-digit integer does not: float() overflows)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _parse_line(obj: object, name: str, path: str, line: int, n_rows: int | None) -> tuple[int, float | None,
@@ -95,7 +107,7 @@ def _parse_line(obj: object, name: str, path: str, line: int, n_rows: int | None
         raise DataError(path, line, None, f"expected a JSON object, got {type(obj).__name__}", FORMAT_HINT)
     row = obj.get("row")
     if not isinstance(row, int) or isinstance(row, bool) or row < 0:
-        raise DataError(path, line, "row", f"expected a row index (an integer >= 0), got {row!r}", FORMAT_HINT)
+        raise DataError(path, line, "row", f"expected a row index (an integer >= 0), got {_shown(row)}", FORMAT_HINT)
     if n_rows is not None and row >= n_rows:
         raise DataError(path, line, "row", f"row {row} is past the end of --data ({n_rows} rows)",
                         "are these predictions for another file?")
@@ -107,15 +119,16 @@ def _parse_line(obj: object, name: str, path: str, line: int, n_rows: int | None
     elif named is not None:
         score = named if score is None else score
     if score is not None and not _is_number(score):
-        raise DataError(path, line, "score", f"expected a finite number, got {score!r}", FORMAT_HINT)
+        raise DataError(path, line, "score", f"expected a finite number, got {_shown(score)}", FORMAT_HINT)
     if verdict is not None and not isinstance(verdict, bool):
-        raise DataError(path, line, "flagged", f"expected true or false, got {verdict!r}", FORMAT_HINT)
+        raise DataError(path, line, "flagged", f"expected true or false, got {_shown(verdict)}", FORMAT_HINT)
     if score is None and verdict is None:
         raise DataError(path, line, None, f"no verdict or score of system {name!r}", FORMAT_HINT)
     return row, score, verdict
 
 
-def read_system(path: str | os.PathLike, name: str, dataset: Dataset | None = None) -> System:
+def read_system(path: str | os.PathLike, name: str, dataset: Dataset | None = None,
+                max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> System:
     """Read one system's JSONL predictions, validated line by line (``path:line: field: problem``).
 
     Each line: ``{"row": i, ...}`` with ``i`` the 0-based index of the row in the labelled data, and a verdict
@@ -123,20 +136,18 @@ def read_system(path: str | os.PathLike, name: str, dataset: Dataset | None = No
     system's name) and/or an unsafe score (``"scores": {"unsafe": x}`` as ``--predictions`` writes it,
     ``"unsafe_score"``, ``"score"``, or ``NAME: number``). Every line must carry the same kinds; a row may
     appear once. With ``dataset``, rows past its end are refused, and so is a ``"line"`` field that is not
-    the row's line in the data file (predictions made on another file).
+    the row's line in the data file (predictions made on another file). A line longer than
+    ``max_record_bytes``, not UTF-8, or not JSON (too deeply nested included) is refused with its line.
     """
     path = str(path)
     rows, scores, verdicts = [], [], []
     seen: dict[int, int] = {}
     n_rows = None if dataset is None else len(dataset)
-    with open(path, encoding="utf-8") as fh:
-        for line_no, text in enumerate(fh, 1):
-            if not text.strip():
+    with open(path, "rb") as fh:
+        for line_no, raw in enumerate(bounded_lines(fh, max_record_bytes), 1):
+            obj = _parse_json_line(raw, path, line_no)
+            if obj is _BLANK:
                 continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, line_no, None, f"not valid JSON ({exc.msg})", FORMAT_HINT) from None
             row, score, verdict = _parse_line(obj, name, path, line_no, n_rows)
             if row in seen:
                 raise DataError(path, line_no, "row", f"row {row} appears again (first on line {seen[row]})")
@@ -150,6 +161,27 @@ def read_system(path: str | os.PathLike, name: str, dataset: Dataset | None = No
         raise DataError(path, None, None, "no predictions in the file", FORMAT_HINT)
     return System(name, np.array(rows), None if scores[0] is None else np.array(scores, dtype=np.float64),
                   None if verdicts[0] is None else np.array(verdicts, dtype=bool), source=path)
+
+
+_BLANK = object()
+
+
+def _parse_json_line(raw: bytes, path: str, line_no: int) -> object:
+    """One line's JSON object (``_BLANK`` for a blank line); any problem is a DataError naming the line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(path, line_no, None, f"not valid UTF-8 (byte offset {exc.start})") from None
+    if isinstance(raw, OverlongLine):  # dropped unread
+        raise DataError(path, line_no, None, raw.message)
+    if not text.strip():
+        return _BLANK
+    try:
+        return parse_json_text(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(path, line_no, None, f"not valid JSON ({exc.msg})", FORMAT_HINT) from None
+    except ValueError as exc:
+        raise DataError(path, line_no, None, f"not valid JSON ({exc})", FORMAT_HINT) from None
 
 
 def _check_data_line(obj: dict, row: int, dataset: Dataset | None, path: str, line_no: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import gzip
 import hashlib
 import itertools
@@ -29,8 +30,8 @@ from .labels import LabelSet
 from .taxonomy import BEAVERTAILS, CATEGORIES
 
 __all__ = [
-    "Columns", "DataError", "DataWarning", "Dataset", "Record", "load_dataset", "read_records", "record_from_object",
-    "sha256_file",
+    "DEFAULT_MAX_RECORD_BYTES", "Columns", "DataError", "DataWarning", "Dataset", "OverlongLine", "Record",
+    "bounded_lines", "load_dataset", "parse_json_text", "read_records", "record_from_object", "sha256_file",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -40,6 +41,12 @@ FORMATS = ("auto", "jsonl", "json", "csv", "text")
 #: "none" (labels optional but checked), "labels" (is_safe or categories), "categories" (all 14).
 REQUIRE = ("text", "none", "labels", "categories")
 ON_ERROR = ("fail", "skip")
+#: The longest record (line) read by default: featurising costs ~300 bytes of memory per byte of a one-word
+#: text (a 10 MB row took 3 GB), so longer lines are reported and skipped, never held whole.
+DEFAULT_MAX_RECORD_BYTES = 2 * 1024 * 1024
+#: A .json file is one document, parsed whole: it may hold this many times the record limit.
+JSON_FILE_RECORDS = 64
+_DISCARD_CHUNK = 1 << 20
 
 _CATEGORY_SET = frozenset(CATEGORIES)
 _BOM = b"\xef\xbb\xbf"
@@ -264,6 +271,7 @@ class _Source:
     fmt: str | None  # None means peek at the content
     compression: str | None
     columns: Columns | None = None  # the user's field names (None: the standard ones)
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
     def error(self, line: int | None, bad: _Bad) -> DataError:
         return DataError(self.display, line, bad.field, bad.message, bad.hint)
@@ -288,6 +296,7 @@ def read_records(
     fmt: str = "auto",
     warnings: list[DataWarning] | None = None,
     columns: Columns | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> Iterator[Record]:
     """Yield validated records from a file ("-" = stdin), streaming line-based formats.
 
@@ -297,9 +306,13 @@ def read_records(
     "none" (anything scorable, labels checked), "labels" (is_safe, derived from categories if absent),
     "categories" (the full category object). ``columns`` names the user's own text and label fields (a
     record's ``target`` then holds its label value(s)). Options are checked here, before iteration starts.
+    A line longer than ``max_record_bytes`` is a bad record (read in bounded chunks and dropped, never held).
     """
     _check_options(on_error, errors, require, fmt)
-    source = replace(_resolve(path, fmt), columns=None if columns is None or columns.is_standard else columns)
+    if not (isinstance(max_record_bytes, int) and max_record_bytes >= 1):
+        raise ValueError(f"max_record_bytes must be a positive integer, got {max_record_bytes!r}")
+    source = dataclasses.replace(_resolve(path, fmt), max_record_bytes=max_record_bytes,
+                                 columns=None if columns is None or columns.is_standard else columns)
     return _drive(_items(source, require), source, on_error, errors, warnings)
 
 
@@ -311,6 +324,7 @@ def load_dataset(
     require: str = "labels",
     columns: Columns | None = None,
     labels: LabelSet | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     **column_names: Any,
 ) -> Dataset:
     """Load a whole file into a :class:`Dataset` (arrays are None when any record lacks those labels).
@@ -331,7 +345,8 @@ def load_dataset(
     targets: list = []
     display = _display(path)
     known = _known_classes(labels, columns)
-    for rec in read_records(path, on_error=on_error, errors=errors, require=require, columns=columns):
+    for rec in read_records(path, on_error=on_error, errors=errors, require=require, columns=columns,
+                            max_record_bytes=max_record_bytes):
         if known is not None and rec.target not in known:
             bad = DataError(display, rec.line, columns.label, f"class {_describe_cell(rec.target)} is not one of the "
                             f"model's ({', '.join(map(repr, sorted(known)[:10]))})", _FIX_HINT)
@@ -567,25 +582,58 @@ def _items(source: _Source, require: str) -> Iterator[Record | DataError]:
 
 
 def _raw_lines(stream: IO[bytes], source: _Source) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, raw bytes) pairs; a corrupt or truncated stream is a whole-file error."""
+    """(1-based line number, raw bytes) pairs; a corrupt or truncated stream is a whole-file error.
+
+    A line longer than the record limit comes as an empty :class:`OverlongLine` (its bytes were dropped)."""
     n = 0
     try:
-        for raw in stream:
+        for raw in bounded_lines(stream, source.max_record_bytes):
             n += 1
             yield n, raw
     except _READ_ERRORS as exc:
         raise source.fatal(f"cannot read the file: {exc}", line=n + 1) from None
 
 
+class OverlongLine(bytes):
+    """Stands for a line longer than the record limit: empty, with the line's size and the limit."""
+
+    size: int
+    limit: int
+
+    @property
+    def message(self) -> str:
+        return (f"line is longer than the record limit ({self.size} bytes, the limit is {self.limit}); it was "
+                f"skipped unread: shorten it or raise --max-record-bytes (max_record_bytes in Python)")
+
+
+def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes]:
+    """The lines of a byte stream, each at most ``limit`` bytes (plus its newline); a longer one is read on
+    in bounded chunks, dropped, and stands as an :class:`OverlongLine`, so memory stays bounded by ``limit``."""
+    while raw := stream.readline(limit + 1):
+        if len(raw) <= limit or raw.endswith(b"\n"):
+            yield raw
+            continue
+        size = len(raw)
+        while not raw.endswith(b"\n") and (raw := stream.readline(_DISCARD_CHUNK)):
+            size += len(raw)
+        overlong = OverlongLine()
+        overlong.size, overlong.limit = size, limit
+        yield overlong
+
+
 def _sniff_format(lines: Iterator[tuple[int, bytes]]) -> tuple[str, Iterator[tuple[int, bytes]]]:
-    """Peek at the first non-blank line: "{" means JSONL, anything else plain text lines."""
+    """Peek at the first non-blank line: "{" means JSONL, anything else plain text lines.
+
+    Blank lines before it are not kept (both formats skip them), so a file of blank lines costs no memory."""
     buffered = []
     fmt = "text"
     for n, raw in lines:
-        buffered.append((n, raw))
         head = raw[len(_BOM):] if n == 1 and raw.startswith(_BOM) else raw
         head = head.lstrip()
-        if head:
+        if isinstance(raw, OverlongLine):
+            buffered.append((n, raw))  # reported as a bad line; the next line decides the format
+        elif head:
+            buffered.append((n, raw))
             fmt = "jsonl" if head.startswith(b"{") else "text"
             break
     return fmt, itertools.chain(buffered, lines)
@@ -601,6 +649,8 @@ def _try_decode(raw: bytes, n: int) -> tuple[str, int | None]:
 
 
 def _decode(raw: bytes, n: int) -> str:
+    if isinstance(raw, OverlongLine):
+        raise _Bad(None, raw.message)
     text, offset = _try_decode(raw, n)
     if offset is not None:
         raise _Bad(None, f"not valid UTF-8 (byte offset {offset})")
@@ -643,10 +693,14 @@ def _text_items(lines: Iterable[tuple[int, bytes]], source: _Source,
 
 def _json_items(stream: IO[bytes], source: _Source, require: str) -> Iterator[Record | DataError]:
     """A .json file holds one list of record objects; it is loaded whole. Line = index + 1."""
+    limit = JSON_FILE_RECORDS * source.max_record_bytes
     try:
-        data = stream.read()
+        data = stream.read(limit + 1)
     except _READ_ERRORS as exc:
         raise source.fatal(f"cannot read the file: {exc}") from None
+    if len(data) > limit:
+        raise source.fatal(f"a .json file is parsed whole, and this one is over {limit} bytes",
+                           hint="Write one record per line (a .jsonl file), or raise --max-record-bytes.")
     skip = len(_BOM) if data.startswith(_BOM) else 0
     try:
         text = data[skip:].decode("utf-8")
@@ -655,10 +709,12 @@ def _json_items(stream: IO[bytes], source: _Source, require: str) -> Iterator[Re
     if not text.strip():
         return
     try:
-        value = json.loads(text)
+        value = parse_json_text(text)
     except json.JSONDecodeError as exc:
         hint = "One JSON object per line? That is JSONL: name the file .jsonl." if exc.msg == "Extra data" else None
         raise source.fatal(f"not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})", hint=hint) from None
+    except ValueError as exc:
+        raise source.fatal(f"not valid JSON: {exc}") from None
     if not isinstance(value, list):
         raise source.fatal(f"expected a JSON list of records, got {json_type(value)}",
                            hint="For one record per line use a .jsonl file.")
@@ -687,11 +743,30 @@ def json_type(value: Any) -> str:
     return next((name for t, name in names.items() if isinstance(value, t)), type(value).__name__)
 
 
-def _parse_json(text: str) -> Any:
+def parse_json_text(text: str | bytes) -> Any:
+    """``json.loads`` for untrusted text: every way it can fail is a ValueError (a JSONDecodeError for bad
+    syntax), never a RecursionError, so one hostile row or body cannot crash a reader or a server.
+
+    Caught: nesting deeper than the interpreter's stack ("nested too deeply") and integers longer than
+    Python's int-string limit (its advice on ``sys.set_int_max_str_digits`` is for operators, not users).
+    """
     try:
         return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError as exc:
+        raise ValueError(str(exc).split(";")[0]) from None
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return parse_json_text(text)
     except json.JSONDecodeError as exc:
         raise _Bad(None, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+    except ValueError as exc:
+        raise _Bad(None, f"not valid JSON: {exc}") from None
 
 
 def _string(value: Any, field: str) -> str:
@@ -832,17 +907,22 @@ class _CsvColumns:
     target_is_class: bool = False
 
 
-def _raise_csv_field_limit() -> None:
-    """csv's default 128 KiB field limit would reject long responses (1 MB records must load)."""
-    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+def _set_csv_field_limit(limit: int) -> None:
+    """csv's default 128 KiB field limit would reject long responses (1 MB records must load); the record
+    limit bounds a field instead (an unclosed quote would otherwise swallow the rest of the file)."""
+    csv.field_size_limit(limit)
 
 
-def _csv_text(lines: Iterable[tuple[int, bytes]], bad: dict[int, int]) -> Iterator[str]:
-    """Decoded lines for csv.reader; undecodable lines are noted in ``bad`` (line -> byte offset)."""
+def _csv_text(lines: Iterable[tuple[int, bytes]], bad: dict[int, str]) -> Iterator[str]:
+    """Decoded lines for csv.reader; undecodable or overlong lines are noted in ``bad`` (line -> problem)."""
     for n, raw in lines:
+        if isinstance(raw, OverlongLine):
+            bad[n] = raw.message
+            yield "-\n"  # a stand-in row, so the dropped line is reported, never lost as a blank one
+            continue
         text, offset = _try_decode(raw, n)
         if offset is not None:
-            bad[n] = offset
+            bad[n] = f"not valid UTF-8 (byte offset {offset})"
         yield text
 
 
@@ -934,9 +1014,11 @@ def _csv_categories(row: list[str], cols: _CsvColumns) -> tuple[bool, ...] | Non
         if not cell:
             return None
         try:
-            return _categories(json.loads(cell))
+            return _categories(parse_json_text(cell))
         except json.JSONDecodeError as exc:
             raise _Bad("category", f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+        except ValueError as exc:
+            raise _Bad("category", f"not valid JSON: {exc}") from None
     if cols.category_cols is None:
         return None
     flags = [_csv_bool(row[i], key) for i, key in zip(cols.category_cols, CATEGORIES)]
@@ -982,8 +1064,8 @@ def _csv_labels(row: list[str], cols: _CsvColumns) -> tuple[tuple[bool, ...] | N
 def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
                require: str) -> Iterator[Record | DataError]:
     """CSV rows as records; a record's line is the physical line its row starts on (header = 1)."""
-    _raise_csv_field_limit()
-    bad: dict[int, int] = {}
+    _set_csv_field_limit(source.max_record_bytes)
+    bad: dict[int, str] = {}
     reader = csv.reader(_csv_text(lines, bad))
     rows = _csv_rows(reader, source)
     header = next(rows, None)
@@ -992,13 +1074,13 @@ def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
     header_start, header_row = header
     if bad:
         line = min(bad)
-        raise source.fatal(f"header is not valid UTF-8 (byte offset {bad[line]})", line)
+        raise source.fatal(f"header: {bad[line]}", line)
     cols = _csv_columns(header_row, source, require, header_start)
     for start, row in rows:
         lines_bad = [n for n in range(start, reader.line_num + 1) if n in bad]
         try:
             if lines_bad:
-                raise _Bad(None, f"not valid UTF-8 (byte offset {bad[lines_bad[0]]})")
+                raise _Bad(None, bad[lines_bad[0]])
             notes: list[_Bad] = []
             record = _csv_record(row, cols, require, start, notes)
             yield from (source.warning(start, note) for note in notes)

@@ -97,9 +97,9 @@ def cross_validate(data: Dataset | TrainingSet, n_folds: int = 5, seed: int = 0,
     inside its own training part, so the test fold stays unseen. ``threshold`` overrides the unsafe cut-off:
     a probability, or an operating point ("strict") that each fold's model learned from its own training part.
     """
-    if estimator is None:
-        from .training import default_estimator  # training builds on this module
+    from .training import check_fitted, default_estimator  # training builds on this module
 
+    if estimator is None:
         estimator = default_estimator()
     training_set = data if isinstance(data, TrainingSet) else TrainingSet.from_dataset(data)
     estimator = with_labels(estimator, training_set.labels)
@@ -116,6 +116,7 @@ def cross_validate(data: Dataset | TrainingSet, n_folds: int = 5, seed: int = 0,
             train = rows_outside_groups(training_set.groups, held_out)
             pairs, Y = training_set.subset(train)
             model = clone(estimator).fit(pairs, Y, **training_set.fit_params(train))
+            check_fitted(model)  # NaN cut-offs would report garbage metrics as if they were real
             proba[test] = model.predict_proba(training_set.subset(held_out)[0])
             predicted[test] = proba[test] >= _row_cut_offs(model, training_set.subset(held_out)[0], threshold)
             fold_of_row[test] = k

@@ -9,7 +9,8 @@ OK = 0
 #: ``score --fail-on-flagged``: at least one item was flagged.
 FLAGGED = 1
 #: Bad input, bad usage, a refused output path or an unusable model; also ``--fail-on-flagged`` with a row
-#: that could not be scored (a gate fails closed). One line on stderr, never a traceback.
+#: that could not be scored (a gate fails closed), or a run cut short by a dead worker process (``--jobs``).
+#: One line on stderr, never a traceback.
 BAD_INPUT = 2
 #: ``serve --workers N``: the workers kept dying (one within a second of starting), so all were stopped; a
 #: service manager's restart-on-failure starts it again. The log says which worker and why.

@@ -7,14 +7,18 @@ import csv
 import functools
 import glob
 import gzip
+import hashlib
 import io
 import json
 import lzma
 import os
+import re
+import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from stat import S_ISDIR
 from typing import BinaryIO, TextIO
 
 import numpy as np
@@ -95,23 +99,83 @@ def same_path(a: Path, b: Path) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def temp_prefix(target: Path) -> str:
-    """The name prefix of this process's temp files for ``target``: the pid tells live ones from stale."""
-    return f".{target.name}.{os.getpid()}."
+def make_temp_file(target: Path) -> tuple[int, str]:
+    """(fd, name) of a new temp file beside ``target``, named so that only this program's ones are ever
+    removed as stale (see :func:`remove_stale_temps`)."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=_TEMP_SUFFIX, dir=target.parent)
+    try:
+        return fd, str(_signed(Path(name), target))
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+        raise
 
 
-def remove_stale_temps(target: Path) -> None:
-    """Delete temp files (or staging directories) for ``target`` left by processes that no longer run."""
+def make_temp_dir(target: Path) -> Path:
+    """A new temp directory beside ``target``, signed like :func:`make_temp_file`'s files."""
+    name = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", dir=target.parent))
+    try:
+        return _signed(name, target)
+    except BaseException:
+        name.rmdir()
+        raise
+
+
+def _signed(temp: Path, target: Path) -> Path:
+    """Rename a fresh temp to ``.<target>.<pid>.<token>.tmp``: the token hashes its inode, host and pid, so
+    a user's file can match it only by being this very temp (a copy or a look-alike name has another inode)."""
+    signed = temp.with_name(f".{target.name}.{os.getpid()}.{_temp_token(temp.lstat(), target, os.getpid())}"
+                            f"{_TEMP_SUFFIX}")
+    os.rename(temp, signed)
+    return signed
+
+
+def _temp_token(stat: os.stat_result, target: Path, pid: int) -> str:
+    key = f"lite-moderation temp|{socket.gethostname()}|{pid}|{target.name}|{stat.st_dev}|{stat.st_ino}"
+    return hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
+
+
+def remove_stale_temps(target: Path, dir_entries: frozenset[str] = frozenset()) -> None:
+    """Delete the temps for ``target`` that this program made in runs that no longer run (killed ones).
+
+    Only what is provably ours goes: a name of the signed form whose token matches the entry's own inode,
+    host and (dead) pid, owned by this user; a directory also only when it holds nothing but
+    ``dir_entries`` (a model's files). Anything else beside the output, however named, is left alone.
+    """
     import shutil
 
-    for stale in target.parent.glob(f".{glob.escape(target.name)}.*"):
-        pid = stale.name[len(target.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            if stale.is_dir() and not stale.is_symlink():
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    stale.unlink()
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(\d+)\.([0-9a-f]{{16}}){re.escape(_TEMP_SUFFIX)}")
+    for candidate in target.parent.glob(f".{glob.escape(target.name)}.*{_TEMP_SUFFIX}"):
+        match = pattern.fullmatch(candidate.name)
+        if match is None or _process_alive(int(match[1])):
+            continue
+        try:
+            stat = candidate.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.st_uid != os.getuid() or _temp_token(stat, target, int(match[1])) != match[2]:
+            continue
+        if S_ISDIR(stat.st_mode):
+            if _holds_only(candidate, dir_entries):
+                shutil.rmtree(candidate, ignore_errors=True)
+        elif not candidate.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                candidate.unlink()
+
+
+def _holds_only(directory: Path, names: frozenset[str], depth: int = 2) -> bool:
+    """Whether ``directory`` (and its subdirectories, ``depth`` levels) holds only entries named in ``names``."""
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return False
+    for entry in entries:
+        if entry.name not in names or entry.is_symlink():
+            return False
+        if entry.is_dir() and (depth <= 1 or not _holds_only(entry, names, depth - 1)):
+            return False
+    return True
 
 
 def _process_alive(pid: int) -> bool:
@@ -146,7 +210,7 @@ def atomic_text_writer(path: str | os.PathLike | None) -> Iterator[TextIO]:
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(target)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=_TEMP_SUFFIX, dir=target.parent)
+        fd, tmp_name = make_temp_file(target)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write in {target.parent} ({exc.strerror or exc})") from None
     os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp makes it private; results are ordinary files
@@ -362,7 +426,7 @@ def write_bytes(data: bytes, path: str | os.PathLike) -> None:
         raise OutputError(f"{path}: is a directory; give the path of a file to write")
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(target)
-    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=_TEMP_SUFFIX, dir=target.parent)
+    fd, tmp_name = make_temp_file(target)
     os.chmod(tmp_name, 0o666 & ~current_umask())
     try:
         with os.fdopen(fd, "wb") as fh:

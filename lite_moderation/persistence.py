@@ -13,7 +13,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,7 @@ from .model_checks import (
     load_arrays,
     parse_json,
 )
-from .output import OutputError, check_writable_parent, current_umask, remove_stale_temps, temp_prefix
+from .output import OutputError, check_writable_parent, current_umask, make_temp_dir, remove_stale_temps
 from .texts import block_settings, block_specs
 from .thresholds import message_cut_offs, set_message_cut_offs
 
@@ -70,6 +69,7 @@ _MODEL_FILES = frozenset({METADATA_FILE, VOCABULARY_FILE, ARRAYS_FILE})
 _MAX_METADATA_BYTES = 16 * 1024 * 1024
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _READ_CHUNK = 1 << 20
+_BACKUP_NAME = "model"  # the replaced model, inside a temp dir until the new one is in place
 
 
 # ------------------------------------------------------------------------------------------------ saving
@@ -213,19 +213,19 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 def _write_directory_atomically(target: Path, files: dict[str, bytes]) -> None:
     """Write every file into a sibling temp dir, then swap it in: readers never see half a model."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(target)
-    staging = Path(tempfile.mkdtemp(prefix=temp_prefix(target), dir=target.parent))
+    remove_stale_temps(target, _MODEL_FILES | {_BACKUP_NAME})
+    staging = make_temp_dir(target)
     staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; a model dir is ordinary
     try:
         for name, data in files.items():
             (staging / name).write_bytes(data)
         if target.exists():
-            backup = Path(tempfile.mkdtemp(prefix=temp_prefix(target) + "old.", dir=target.parent))
-            os.replace(target, backup / "model")
+            backup = make_temp_dir(target)
+            os.replace(target, backup / _BACKUP_NAME)
             try:
                 os.replace(staging, target)
             except BaseException:
-                os.replace(backup / "model", target)  # put the old model back
+                os.replace(backup / _BACKUP_NAME, target)  # put the old model back
                 backup.rmdir()
                 raise
             shutil.rmtree(backup)

@@ -8,12 +8,14 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .data import Columns, DataError, DataWarning, Record, read_records
+from .data import DEFAULT_MAX_RECORD_BYTES, Columns, DataError, DataWarning, Record, read_records
 from .explain import table_reasons
 from .labels import label_set_of
 from .texts import message_mask
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 from .output import RowWriter, atomic_text_writer
 from .progress import Progress
 
-__all__ = ["ScoreSummary", "iter_scores", "score_file"]
+__all__ = ["ScoreSummary", "WorkerDiedError", "iter_scores", "score_file"]
 
 CHUNK_SIZE = 2048
 #: Fewer rows than this never show a progress bar, however long they take.
@@ -100,34 +102,60 @@ def _worker_proba(pairs: list) -> np.ndarray:
 
 def _parallel_probas(model: ModerationClassifier | FastScorer, chunks: Iterator[list[Record]],
                      jobs: int) -> Iterator[tuple[list[Record], np.ndarray]]:
-    """Chunk probabilities from a pool of forked workers, in order, with a bounded window of pending chunks."""
+    """Chunk probabilities from a pool of forked workers, in order, with a bounded window of pending chunks.
+
+    A pool that notices a dead worker (``concurrent.futures``, unlike ``multiprocessing.Pool``, which waits
+    forever for the lost chunk) ends the run with a :class:`WorkerDiedError`.
+    """
     global _WORKER_MODEL
     if "fork" not in multiprocessing.get_all_start_methods():
         raise ValueError("--jobs > 1 needs the 'fork' start method (Linux, macOS); use --jobs 1 here")
     _WORKER_MODEL = model
     pending: collections.deque = collections.deque()
-    pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_init)
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=_worker_init)
     try:
         for chunk in chunks:
-            pending.append((chunk, pool.apply_async(_worker_proba, ([r.pair for r in chunk],))))
+            pending.append((chunk, _submit(pool, chunk)))
             if len(pending) >= 2 * jobs:
-                done_chunk, result = pending.popleft()
-                yield done_chunk, result.get()
+                yield _next_result(pending)
         while pending:
-            done_chunk, result = pending.popleft()
-            yield done_chunk, result.get()
+            yield _next_result(pending)
     finally:
-        # Let the workers finish the few chunks in flight and exit: Pool.terminate() may kill one while it
-        # holds the result queue's lock and then wait for that lock forever (a signal mid-run did just that).
-        pool.close()
-        pool.join()
+        # The chunks already handed to workers finish (a second or so); the queued ones are dropped. A dead
+        # worker has already broken the pool, so this never waits for it.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class WorkerDiedError(RuntimeError):
+    """A scoring worker process died (killed by a signal, e.g. the out-of-memory killer): its rows are lost."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(f"a scoring worker process died (killed by a signal, e.g. the out-of-memory killer) while "
+                         f"rows up to line {line} were being scored, so the run stopped (an --output file is not "
+                         f"written): run again, with fewer --jobs if memory is short")
+
+
+def _submit(pool: ProcessPoolExecutor, chunk: list[Record]) -> Future:
+    try:
+        return pool.submit(_worker_proba, [r.pair for r in chunk])
+    except BrokenProcessPool:
+        raise WorkerDiedError(chunk[0].line) from None
+
+
+def _next_result(pending: collections.deque) -> tuple[list[Record], np.ndarray]:
+    chunk, future = pending.popleft()
+    try:
+        return chunk, future.result()
+    except BrokenProcessPool:
+        raise WorkerDiedError(chunk[-1].line) from None
 
 
 def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.PathLike,
                output_path: str | os.PathLike | None,
                fmt: str = "jsonl", on_error: str = "skip", threshold: float | str | None = None,
                input_format: str = "auto", progress: bool = False, jobs: int = 1,
-               chunk_size: int = CHUNK_SIZE, columns: Columns | None = None) -> ScoreSummary:
+               chunk_size: int = CHUNK_SIZE, columns: Columns | None = None,
+               max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> ScoreSummary:
     """Score every record of ``input_path`` into ``output_path`` (atomic; None or "-" = stdout).
 
     Bad records raise (``on_error="fail"``) or land in ``summary.errors`` (``"skip"``); labels are not
@@ -138,7 +166,7 @@ def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.Pa
     """
     summary = ScoreSummary()
     records = read_records(input_path, on_error=on_error, errors=summary.errors, fmt=input_format, require="text",
-                           warnings=summary.warnings, columns=columns)
+                           warnings=summary.warnings, columns=columns, max_record_bytes=max_record_bytes)
     bar = Progress("scoring", enabled=progress, unit="rows", min_steps=PROGRESS_MIN_ROWS)
     checked_threshold(threshold, model)
     chunks = _chunks(records, chunk_size)

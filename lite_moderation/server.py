@@ -50,7 +50,7 @@ from waitress.rfc7230 import HEADER_FIELD_RE
 from waitress.server import create_server
 from waitress.task import ErrorTask, WSGITask
 
-from .data import json_type
+from .data import json_type, parse_json_text
 from .explain import explain, resolve_labels
 from .persistence import load_scorer
 from .thresholds import checked_threshold, message_cut_offs
@@ -426,15 +426,12 @@ def _parse_json(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise ApiError(400, f"body is not valid UTF-8 (byte offset {exc.start})", code="invalid_utf8") from None
     try:
-        return json.loads(text)
+        return parse_json_text(text)  # the file readers' parser: no RecursionError, no int-digits traceback
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
                        code="invalid_json") from None
-    except RecursionError:
-        raise ApiError(400, "body is not valid JSON: nested too deeply", code="invalid_json") from None
-    except ValueError as exc:  # e.g. an integer longer than Python's int-string limit (4,300 digits)
-        reason = str(exc).split(";")[0]  # the rest is advice for the operator (sys.set_int_max_str_digits)
-        raise ApiError(400, f"body is not valid JSON: {reason}", code="invalid_json") from None
+    except ValueError as exc:  # nested too deeply, or an integer longer than Python's int-string limit
+        raise ApiError(400, f"body is not valid JSON: {exc}", code="invalid_json") from None
 
 
 def parse_moderation_request(request: Any, max_batch: int) -> list[str | tuple[str, str]]:

@@ -18,8 +18,8 @@ alone: one shape, ``texts.single_message``). Training shows each shape (``shapes
 - with "prompt", every prompt as a single message, unsafe when any of its answers is (what the previous
   shipped models did; measured in issue 20 to flag most harmless questions).
 A row that already is a single message (a source of messages) is shown once, as it is.
-Copies made from a primary row share its prompt's group, so they leave the training folds whenever that
-prompt is held out. Sources labelled only ``is_safe`` teach the unsafe head alone with their unsafe rows
+Copies made from a primary row share its prompt's group, and so does any other source's row with the same prompt
+or text (case and spacing folded), so they all leave the training folds whenever that prompt is held out. Sources labelled only ``is_safe`` teach the unsafe head alone with their unsafe rows
 (``TrainingSet.label_mask``).
 """
 
@@ -35,7 +35,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Columns, DataError, Dataset, load_dataset, sha256_file
+from .data import (
+    DEFAULT_MAX_RECORD_BYTES,
+    Columns,
+    DataError,
+    Dataset,
+    bounded_lines,
+    load_dataset,
+    parse_json_text,
+    sha256_file,
+)
 from .labels import LabelSet
 from .taxonomy import BEAVERTAILS
 from .texts import group_keys
@@ -59,6 +68,9 @@ KNOWN_LICENSES = {
     "1c726c662b85bf4761913041fe9e098f80e5206344864597dbde86bc9a1bfc96": "CC BY-NC 4.0 (BeaverTails 330k_test)",
 }
 
+#: The largest source weight: the solver multiplies C by it, and far above this its numbers overflow (1e308: NaN).
+MAX_WEIGHT = 1e6
+
 _OPTION = re.compile(r"^(weight|rows|shapes)=(.+)$")
 
 
@@ -79,8 +91,9 @@ class SourceSpec:
     def __post_init__(self) -> None:
         if self.shapes is not None and (not self.shapes or set(self.shapes) - set(SHAPES)):
             raise ValueError(f"{self.path}: shapes must be among {SHAPES}, got {self.shapes!r}")
-        if not (self.weight > 0 and np.isfinite(self.weight)):
-            raise ValueError(f"{self.path}: weight must be a positive number, got {self.weight!r}")
+        if not (0 < self.weight <= MAX_WEIGHT):
+            raise ValueError(f"{self.path}: weight must be a number above 0 and at most {MAX_WEIGHT:g} (weights are "
+                             f"relative; a larger one makes the solver overflow), got {self.weight!r}")
         if self.rows is not None and self.rows < 1:
             raise ValueError(f"{self.path}: rows must be a positive integer, got {self.rows!r}")
 
@@ -158,7 +171,8 @@ def _package_dataset(name: str) -> tuple[Dataset, list[str]]:
 
 
 def read_source(spec: SourceSpec, on_error: str = "fail", errors: list[DataError] | None = None,
-                primary: bool = False, columns: Columns | None = None) -> tuple[Dataset, list[str]]:
+                primary: bool = False, columns: Columns | None = None,
+                max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> tuple[Dataset, list[str]]:
     """The rows of one source and a group key per row (its prompt, or its conversation for packages).
 
     ``columns`` names the user's own text and label fields. The primary source's labels are the model's: the
@@ -168,7 +182,8 @@ def read_source(spec: SourceSpec, on_error: str = "fail", errors: list[DataError
     """
     if spec.path in PACKAGE_SOURCES:
         return _package_dataset(spec.path)
-    dataset = load_dataset(spec.path, on_error=on_error, errors=errors, require="labels", columns=columns)
+    dataset = load_dataset(spec.path, on_error=on_error, errors=errors, require="labels", columns=columns,
+                           max_record_bytes=max_record_bytes)
     if primary and dataset.categories is None and dataset.labels.categories:
         raise DataError(dataset.path, field="category", message="some rows have the 14 categories and others do not",
                         hint="Give every row of the first source its 'category' object, or none (is_safe alone "
@@ -279,12 +294,14 @@ class TrainingSet:
 
 def build_training_set(sources: Sequence[SourceSpec], shapes: Sequence[str] = ("pair",), seed: int = 0,
                        on_error: str = "fail", errors: list[DataError] | None = None,
-                       datasets: Sequence[Dataset] | None = None, columns: Columns | None = None) -> TrainingSet:
+                       datasets: Sequence[Dataset] | None = None, columns: Columns | None = None,
+                       max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> TrainingSet:
     """Read every source (the first is the primary one), sample, weigh and expand it to ``shapes``.
 
     ``datasets`` passes already loaded data for the sources (same order), e.g. from the Python API. ``columns``
     names the user's text and label fields in every source file. The first source's labels are the model's
-    (see :func:`reconcile` for what the others may have).
+    (see :func:`reconcile` for what the others may have). ``max_record_bytes``: longer lines are bad records (see
+    :func:`~lite_moderation.data.read_records`).
     """
     unknown = set(shapes) - set(SHAPES)
     if unknown or not shapes:
@@ -296,7 +313,8 @@ def build_training_set(sources: Sequence[SourceSpec], shapes: Sequence[str] = ("
         if datasets is not None:
             dataset, keys = datasets[k], group_keys(datasets[k].pairs)
         else:
-            dataset, keys = read_source(spec, on_error, errors, primary=k == 0, columns=columns)
+            dataset, keys = read_source(spec, on_error, errors, primary=k == 0, columns=columns,
+                                        max_record_bytes=max_record_bytes)
         if k == 0:
             builder.labels = dataset.labels
             _check_primary_shapes(spec, dataset, shapes)
@@ -338,6 +356,7 @@ class _Builder:
         self.response_copy: list[bool] = []
         self.known: list[bool] = []
         self.sources: list[dict] = []
+        self.primary_groups: dict[str, tuple[int, str]] = {}  # a primary prompt, case and spacing folded -> group
 
     def _append(self, pair: object, y: np.ndarray, k: int, weight: float, group: tuple[int, str],
                 primary: bool, line: int, response_copy: bool = False, known: bool = True) -> None:
@@ -357,8 +376,20 @@ class _Builder:
         Y = np.column_stack([dataset.categories, dataset.categories.any(axis=1)])
         if dataset.unsafe is not None:
             Y[:, -1] |= dataset.unsafe
-        # primary rows and their copies group by prompt text; other sources by their own key
-        group_of = (lambda i: (0, keys[i])) if k == 0 else (lambda i: (k, keys[i]))
+        # primary rows and their copies group by prompt text; other sources by their own key, except rows whose
+        # prompt (or text) is one of the primary's: they join its group, so a held-out prompt leaves the
+        # training folds with every copy of it, whichever source holds it (else CV scores memorised rows)
+        if k == 0:
+            for i in keep:
+                self.primary_groups.setdefault(_fold_key(keys[i]), (0, keys[i]))
+
+        def group_of(i: int) -> tuple[int, str]:
+            if k == 0:
+                return 0, keys[i]
+            pair = dataset.pairs[i]
+            text = pair if isinstance(pair, str) else pair[0] or pair[1]
+            return self.primary_groups.get(_fold_key(text), (k, keys[i]))
+
         before = len(self.pairs)
         shapes = spec.shapes or self.shapes
         pairs_shown = "pair" in shapes
@@ -412,6 +443,11 @@ class _Builder:
         )
 
 
+def _fold_key(text: str) -> str:
+    """A prompt as the leak check compares it (``model.hash_prompts``): case and whitespace folded."""
+    return " ".join(text.split()).lower()
+
+
 def describe_source(path: str, rows_in_source: int, sampled: int, rows: int, weight: float = 1.0) -> dict:
     """What a model card records of a source: name (never its directory), sha256 or package version, rows,
     weight and license (from the records' ``license`` field, the package, or the known BeaverTails files)."""
@@ -447,11 +483,11 @@ def _file_license(path: str) -> str | None:
     """The ``license`` field(s) a data file's JSONL records carry (the shared everyday files do), if any."""
     found: set[str] = set()
     try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
+        with open(path, "rb") as fh:
+            for line in bounded_lines(fh, DEFAULT_MAX_RECORD_BYTES):
                 try:
-                    value = json.loads(line).get("license")
-                except (ValueError, AttributeError):
+                    value = parse_json_text(line).get("license")
+                except (ValueError, AttributeError):  # also a deeply nested or overlong line
                     return None
                 if isinstance(value, str):
                     found.add(value)

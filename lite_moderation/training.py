@@ -98,8 +98,23 @@ def train(data: Dataset | TrainingSet, estimator: ModerationClassifier | None = 
         estimator = estimator.set_params(verbose=1)
     model = estimator.fit(training_set.pairs, training_set.Y, **training_set.fit_params())
     model.set_params(verbose=0)
+    check_fitted(model)
     card = build_card(training_set, cv_metrics, license_text, command)
     return model, card
+
+
+def check_fitted(model: ModerationClassifier) -> None:
+    """Refuse a fit the loader would refuse (NaN or infinite weights or cut-offs), before it is saved or reported:
+    extreme inputs (a source weight of 1e308, a NaN option) make the solver overflow without an error."""
+    cut_offs = [model.thresholds_, *model.operating_points_.values()]
+    if getattr(model, "message_thresholds_", None) is not None:
+        cut_offs += [model.message_thresholds_, *(model.message_operating_points_ or {}).values()]
+    arrays = [model.coef_, model.intercept_, *(block.idf_ for _, _, block in model.vectorizer_.blocks_)]
+    probabilities = np.concatenate([np.ravel(np.asarray(c, dtype=np.float64)) for c in cut_offs])
+    if not all(np.isfinite(np.asarray(a, dtype=np.float32)).all() for a in arrays) \
+            or not (np.isfinite(probabilities).all() and ((probabilities >= 0) & (probabilities <= 1)).all()):
+        raise ValueError("training produced NaN or infinite weights or thresholds (the source weights or the "
+                         "recipe's numbers are too extreme); nothing was saved: use smaller weights or options")
 
 
 def describe_file(data_path: str | os.PathLike, dataset: Dataset) -> dict:
