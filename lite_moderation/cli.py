@@ -25,6 +25,7 @@ from click.core import ParameterSource
 
 from . import __version__, exits
 from .data import DEFAULT_MAX_RECORD_BYTES, FIX_HINT, JSON_FILE_RECORDS, Columns, DataError, load_dataset
+from .data import FORMATS as INPUT_FORMATS
 from .explain import table_reasons
 from .guards import Terminated, check_outputs, signals_as_exceptions, silence_stdout
 from .hub import DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS, REVISION, SPLITS, DownloadError, download
@@ -323,7 +324,11 @@ _COLUMN_OPTIONS = (
     ("--label-columns", "labels", ("Comma-separated boolean fields or columns, one head each (multi-label); one "
                                    "alone is a binary target; is_safe among them is the flag head.")),
     ("--safe-class", "safe_class", "The --label-column class that means nothing flagged (e.g. ok)."),
+    ("--id-column", "id", ("Field or column whose value each output row carries as its id [default: id, when "
+                          "present].")),
 )
+#: The column options of the commands that read labelled data.
+_LABELLED_FIELDS = ("text", "prompt", "response", "label", "labels", "safe_class")
 
 
 def column_options(command: Callable, fields: tuple[str, ...] | None = None) -> Callable:
@@ -362,7 +367,7 @@ def main() -> None:
 @click.option("--response", help="Response of a question-answer pair; alone, a text alone (as a TEXTS argument).")
 @click.option("--input", "-i", "input_path",
               help="File of records to score, or - for stdin (with --engine dask: a quoted glob of files).")
-@click.option("--input-format", type=click.Choice(["auto", "jsonl", "json", "csv", "text"]), default="auto",
+@click.option("--input-format", type=click.Choice(list(INPUT_FORMATS)), default="auto",
               show_default=True, help="Format of --input (auto: from the suffix, or sniffed for stdin).")
 @click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
               help="Write results to this file (atomically) instead of stdout (with --engine dask: a directory).")
@@ -384,7 +389,7 @@ def main() -> None:
 @max_record_option
 @model_option
 @quiet_option
-@functools.partial(column_options, fields=("text", "prompt", "response"))
+@functools.partial(column_options, fields=("text", "prompt", "response", "id"))
 @_friendly_errors
 @check_outputs
 def score(texts: tuple[str, ...], prompt: str | None, response: str | None, input_path: str | None,
@@ -399,8 +404,13 @@ def score(texts: tuple[str, ...], prompt: str | None, response: str | None, inpu
     With --engine dask, --input is a glob ('corpus/*.jsonl.gz') and --output a directory that receives
     OUT/<input stem>.scores.<format> per input file, each written atomically.
     """
+    if texts == ("-",) and input_path is None:  # `score -`: stdin, as `--input -`
+        texts, input_path = (), "-"
+    elif not texts and prompt is None and response is None and input_path is None and not sys.stdin.isatty():
+        input_path = "-"  # `echo hi | lite-moderation score`: nothing to score but what is piped in
     if not columns.is_standard and input_path is None:
-        raise click.UsageError("--text-column, --prompt-column and --response-column name fields of --input records")
+        raise click.UsageError("--text-column, --prompt-column, --response-column and --id-column name fields of "
+                               "--input records")
     if engine == "dask":
         if not columns.is_standard:
             raise click.UsageError("--engine dask reads the standard fields (prompt/response or text) only")
@@ -491,6 +501,10 @@ def _score_input(model, input_path: str, input_format: str, output_path: Path | 
     warned = f", label warnings: {len(summary.warnings)}" if summary.warnings else ""
     _note(f"rows in: {summary.rows_in}, scored: {summary.scored}, skipped: {summary.rejected}, "
           f"flagged: {summary.flagged}{warned}")
+    if summary.rejected and not summary.scored:  # a run that scored nothing did not do its job: never exit 0
+        first = summary.errors[0]
+        raise InputError(f"{first.path}: no row could be scored (all {summary.rejected} skipped); the first: "
+                         f"{first.message}" + (f". {first.hint}" if first.hint else ""))
     return summary.flagged, summary.rejected
 
 
@@ -539,7 +553,7 @@ _EXPLAIN_SUFFIXES = {".html": "html", ".htm": "html", ".txt": "text", ".jsonl": 
 @click.option("--prompt", help="Prompt of a question-answer pair; alone, a prompt alone (a user message).")
 @click.option("--response", help="Response of a question-answer pair; alone, a text alone (as a TEXTS argument).")
 @click.option("--input", "-i", "input_path", help="File of records to explain, or - for stdin.")
-@click.option("--input-format", type=click.Choice(["auto", "jsonl", "json", "csv", "text"]), default="auto",
+@click.option("--input-format", type=click.Choice(list(INPUT_FORMATS)), default="auto",
               show_default=True, help="Format of --input (auto: from the suffix, or sniffed for stdin).")
 @click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
               help="Write to this file (atomically) instead of stdout; .html, .jsonl, .json or .txt sets the format.")
@@ -573,8 +587,8 @@ def explain_command(texts: tuple[str, ...], prompt: str | None, response: str | 
     if sources != 1:
         raise click.UsageError("give exactly one of: TEXTS, --prompt/--response, or --input FILE")
     fmt = _explain_format(output_path, fmt)
-    asked = resolve_labels(labels) if labels else None
     explainer = Explainer.load(model_path)
+    asked = resolve_labels(labels, explainer.label_set_) if labels else None
     checked_threshold(threshold, explainer)
     errors: list[DataError] = []
     if input_path is not None:
@@ -679,7 +693,7 @@ def data_options(command: Callable) -> Callable:
                      help="Sources the vocabulary and idf are learned from: all, those holding unsafe rows, or the "
                           "first only; the others are featurised with those terms (they teach weights, not words)."),
     ]
-    command = column_options(command)
+    command = column_options(command, _LABELLED_FIELDS)
     for option in reversed(options):
         command = option(command)
     return command
@@ -825,7 +839,7 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels", colu
 @metrics_output_options
 @model_option
 @on_error_option("fail")
-@column_options
+@functools.partial(column_options, fields=_LABELLED_FIELDS)
 @max_record_option
 @_friendly_errors
 @check_outputs

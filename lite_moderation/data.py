@@ -36,7 +36,7 @@ __all__ = [
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-FORMATS = ("auto", "jsonl", "json", "csv", "text")
+FORMATS = ("auto", "jsonl", "json", "csv", "tsv", "text")
 #: What a reader needs of each record: "text" (scoring: labels unused, a malformed one is a DataWarning),
 #: "none" (labels optional but checked), "labels" (is_safe or categories), "categories" (all 14).
 REQUIRE = ("text", "none", "labels", "categories")
@@ -59,7 +59,8 @@ _CSV_COLUMNS_HINT = (
     "The first row must be a header: prompt,response[,is_safe][,category or the 14 category key columns]."
 )
 _CSV_BOOLS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
-_SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".txt": "text"}
+_SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
+                   ".txt": "text"}
 _COMPRESSIONS = {".gz": "gzip", ".xz": "xz"}
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "xz"))
 _READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
@@ -111,6 +112,7 @@ class Record:
     is_safe: bool | None
     line: int
     target: str | tuple[bool, ...] | None = None  # the raw own-label value(s) read through ``Columns``
+    id: str | int | None = None  # the record's id field (``Columns.id``, default "id"), carried into output rows
 
     @property
     def pair(self) -> tuple[str, str] | str:
@@ -183,6 +185,7 @@ class Columns:
     label: str | None = None
     labels: tuple[str, ...] | None = None
     safe_class: str | None = None
+    id: str | None = None  # the field output rows carry as their id (None: "id" when a record has one)
 
     def __post_init__(self) -> None:
         if self.labels is not None:
@@ -572,9 +575,9 @@ def _items(source: _Source, require: str) -> Iterator[Record | DataError]:
         lines = _raw_lines(stream, source)
         fmt = source.fmt
         if fmt is None:
-            fmt, lines = _sniff_format(lines)
-        if fmt == "csv":
-            yield from _csv_items(lines, source, require)
+            fmt, lines = _sniff_format(lines, source.columns)
+        if fmt in ("csv", "tsv"):
+            yield from _csv_items(lines, source, require, "\t" if fmt == "tsv" else ",")
         elif fmt == "jsonl":
             yield from _jsonl_items(lines, source, require)
         else:
@@ -621,8 +624,10 @@ def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes]:
         yield overlong
 
 
-def _sniff_format(lines: Iterator[tuple[int, bytes]]) -> tuple[str, Iterator[tuple[int, bytes]]]:
-    """Peek at the first non-blank line: "{" means JSONL, anything else plain text lines.
+def _sniff_format(lines: Iterator[tuple[int, bytes]],
+                  columns: Columns | None = None) -> tuple[str, Iterator[tuple[int, bytes]]]:
+    """Peek at the first non-blank line: "{" means JSONL, a header naming a text column (prompt, text, or the
+    one ``columns`` names) split by tabs or commas means TSV or CSV, anything else plain text lines.
 
     Blank lines before it are not kept (both formats skip them), so a file of blank lines costs no memory."""
     buffered = []
@@ -634,9 +639,20 @@ def _sniff_format(lines: Iterator[tuple[int, bytes]]) -> tuple[str, Iterator[tup
             buffered.append((n, raw))  # reported as a bad line; the next line decides the format
         elif head:
             buffered.append((n, raw))
-            fmt = "jsonl" if head.startswith(b"{") else "text"
+            fmt = "jsonl" if head.startswith(b"{") else _header_format(head, columns)
             break
     return fmt, itertools.chain(buffered, lines)
+
+
+def _header_format(line: bytes, columns: Columns | None) -> str:
+    """"tsv" or "csv" when ``line`` is a header holding a text column among two or more, else "text"."""
+    text = line.decode("utf-8", errors="replace").strip()
+    delimiter = "\t" if "\t" in text else ","
+    names = {name.strip().strip('"').lower() for name in text.split(delimiter)}
+    wanted = {"prompt", "text", *(name.lower() for name in (columns.text_fields() if columns else {}))}
+    if len(names) >= 2 and names & wanted:
+        return "tsv" if delimiter == "\t" else "csv"
+    return "text"
 
 
 def _try_decode(raw: bytes, n: int) -> tuple[str, int | None]:
@@ -811,7 +827,25 @@ def _categories(value: Any) -> tuple[bool, ...]:
 
 def _record_from_object(obj: Any, require: str, line: int, notes: list[_Bad] | None = None,
                         columns: Columns | None = None) -> Record:
-    """Validate one JSON record, its fields named by ``columns`` (the standard names when None)."""
+    """Validate one JSON record, its fields named by ``columns`` (the standard names when None), with its id."""
+    record = _mapped_record(obj, require, line, notes, columns)
+    id_field = columns.id if columns is not None and columns.id is not None else "id"
+    if id_field in obj or id_field != "id":
+        return replace(record, id=_id_value(obj.get(id_field), id_field, id_field in obj))
+    return record
+
+
+def _id_value(value: Any, field: str, present: bool) -> str | int:
+    """An id is a string or a whole number (kept as it is, so output rows join back to the input)."""
+    if not present:
+        raise _Bad(field, "missing", f"Every record needs the id field '{field}' you named.")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise _Bad(field, f"expected a string or whole-number id, got {json_type(value)}")
+    return value
+
+
+def _mapped_record(obj: Any, require: str, line: int, notes: list[_Bad] | None,
+                   columns: Columns | None) -> Record:
     if columns is None:
         return _standard_record(obj, require, line, notes)
     if not isinstance(obj, dict):
@@ -837,7 +871,9 @@ def _standard_record(obj: Any, require: str, line: int, notes: list[_Bad] | None
     elif "text" in obj:
         text_field, prompt, response = "text", _string(obj["text"], "text"), None
     else:
-        raise _Bad("prompt", "missing: a record needs 'prompt' (with an optional 'response') or 'text'")
+        found = _name_keys([str(k) for k in obj], 6) if obj else "no fields"
+        raise _Bad("prompt", f"missing: a record needs 'prompt' (with an optional 'response') or 'text'; it has "
+                             f"{found}", "Name the text field with --text-column (or --prompt-column).")
     if require == "text":
         _note_label_problems(lambda: _object_labels(obj), notes)
         return _finish(prompt, response, text_field, None, None, require, line)
@@ -905,6 +941,7 @@ class _CsvColumns:
     target: tuple[int, ...] | None = None  # the user's label column(s) (see Columns)
     target_names: tuple[str, ...] = ()
     target_is_class: bool = False
+    id: int | None = None  # the id column (Columns.id, default "id" when the header has it)
 
 
 def _set_csv_field_limit(limit: int) -> None:
@@ -976,6 +1013,11 @@ def _csv_columns(header: list[str], source: _Source, require: str, line: int) ->
             raise missing(next(iter(named)), f"{_name_keys(list(named))} (named as the text column)")
         raise missing("prompt", "'prompt' (or 'text'); name another with --text-column or --prompt-column")
     target = _csv_target(raw_names, source.columns, missing)
+    id_name = columns.id if columns is not None and columns.id is not None else "id"
+    if id_name in raw_names:
+        target["id"] = raw_names.index(id_name)
+    elif id_name != "id":
+        raise missing(id_name, f"'{_column_label(id_name)}' (named as the id column)")
     category_cols = None
     if "category" not in index:
         present = [k for k in CATEGORIES if k in index]
@@ -1031,6 +1073,12 @@ def _csv_categories(row: list[str], cols: _CsvColumns) -> tuple[bool, ...] | Non
 
 
 def _csv_record(row: list[str], cols: _CsvColumns, require: str, line: int, notes: list[_Bad] | None = None) -> Record:
+    record = _csv_record_fields(row, cols, require, line, notes)
+    return record if cols.id is None else replace(record, id=row[cols.id])
+
+
+def _csv_record_fields(row: list[str], cols: _CsvColumns, require: str, line: int,
+                       notes: list[_Bad] | None = None) -> Record:
     if len(row) != cols.width:
         raise _Bad(None, f"row has {len(row)} fields but the header has {cols.width} columns")
     response = None if cols.response is None else row[cols.response]
@@ -1062,11 +1110,11 @@ def _csv_labels(row: list[str], cols: _CsvColumns) -> tuple[tuple[bool, ...] | N
 
 
 def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
-               require: str) -> Iterator[Record | DataError]:
-    """CSV rows as records; a record's line is the physical line its row starts on (header = 1)."""
+               require: str, delimiter: str = ",") -> Iterator[Record | DataError]:
+    """CSV (or TSV) rows as records; a record's line is the physical line its row starts on (header = 1)."""
     _set_csv_field_limit(source.max_record_bytes)
     bad: dict[int, str] = {}
-    reader = csv.reader(_csv_text(lines, bad))
+    reader = csv.reader(_csv_text(lines, bad), delimiter=delimiter)
     rows = _csv_rows(reader, source)
     header = next(rows, None)
     if header is None:

@@ -51,8 +51,9 @@ _COMPRESSION_SUFFIXES = (".gz", ".xz")
 
 
 def _score_columns(labels: LabelSet) -> tuple[str, ...]:
-    """The columns a scored dataframe gains: flagged, unsafe_score, then ``<category>_score`` per category."""
-    return ("flagged", "unsafe_score", *(f"{c}_score" for c in labels.categories))
+    """The columns a scored dataframe gains: flagged, unsafe_score, then ``<category>_score`` per category (short
+    names: no commas in column names)."""
+    return ("flagged", "unsafe_score", *(f"{labels.short_name(c)}_score" for c in labels.categories))
 
 
 class DaskMissingError(ImportError):
@@ -262,7 +263,7 @@ def _score_frame(frame: Any, payload: ModelPayload, threshold: float | str | Non
     out["flagged"] = np.array([r["flagged"] for r in proba_rows], dtype=bool)
     out["unsafe_score"] = np.array([r["unsafe_score"] for r in proba_rows], dtype=np.float64)
     for name in model.label_set_.categories:
-        out[f"{name}_score"] = np.array([r["category_scores"][name] for r in proba_rows], dtype=np.float64)
+        out[f"{model.label_set_.short_name(name)}_score"] = np.array([r["category_scores"][name] for r in proba_rows], dtype=np.float64)
     return out
 
 

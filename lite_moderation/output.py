@@ -57,7 +57,13 @@ def split_suffix(path: str | os.PathLike) -> tuple[str | None, str | None]:
 def output_format(path: str | os.PathLike | None, fmt: str | None, default: str) -> str:
     """The score format for ``path``: its suffix decides; a different explicit ``fmt`` is refused."""
     suffix_fmt = None if path is None or str(path) == "-" else split_suffix(path)[0]
-    if fmt and suffix_fmt and fmt != suffix_fmt:
+    if suffix_fmt is None and fmt is None and path is not None and str(path) != "-":
+        name = Path(path).name.lower()
+        suffix = Path(name.rsplit(".", 1)[0] if split_suffix(path)[1] else name).suffix
+        if suffix:  # out.parquet must not silently become JSONL
+            known = ", ".join(sorted(SUFFIX_FORMATS))
+            raise OutputError(f"{path}: unknown output suffix {suffix!r}: name the file {known} (optionally .gz or "
+                              f".xz), or give --format")
         raise OutputError(f"{path}: the suffix says {suffix_fmt} but --format is {fmt}; "
                           f"drop --format or rename the output")
     return fmt or suffix_fmt or default
@@ -299,25 +305,30 @@ class RowWriter:
         self.labels = labels
         self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
 
-    def write(self, result: dict, line: int | None = None, item: object = None) -> None:
+    def write(self, result: dict, line: int | None = None, item: object = None, id: str | int | None = None) -> None:
         """One row; ``item`` (the scored text or pair) lets the table give a flagged row's reasons."""
         row = {"line": line, **result} if line is not None else result
+        if id is not None:  # the input's id, right after the line, so rows join back to the input
+            row = {"line": line, "id": id, **result} if line is not None else {"id": id, **result}
         if self.reasons is not None and item is not None and result["flagged"]:
             row = {**row, "reasons": self.reasons(item)}
         getattr(self, f"_write_{self.fmt}")(row)
         self.count += 1
 
     def write_scores(self, proba: np.ndarray, cut_offs: np.ndarray, lines: list[int] | None = None,
-                     items: list | None = None) -> int:
+                     items: list | None = None, ids: list | None = None) -> int:
         """Write the rows of (n, k) probabilities as :meth:`write` writes their ``moderate()`` results (the
         same bytes); returns how many are flagged. JSONL rows are filled into one string template each,
         without building the result dicts (5x faster than ``json.dumps`` of them). ``items`` (the scored
         texts or pairs) give the table its reasons. ``cut_offs``: (k,) or per row (n, k), as
         ``thresholds.cut_offs`` gives them."""
-        if self.fmt != "jsonl" or not np.isfinite(proba).all():
+        if ids is not None and all(i is None for i in ids):
+            ids = None
+        if self.fmt != "jsonl" or not np.isfinite(proba).all() or ids is not None:
             results = self.labels.results(proba, cut_offs)
             for i, result in enumerate(results):
-                self.write(result, line=None if lines is None else lines[i], item=None if items is None else items[i])
+                self.write(result, line=None if lines is None else lines[i], item=None if items is None else items[i],
+                           id=None if ids is None else ids[i])
             return sum(r["flagged"] for r in results)
         flagged = 0
         cut_offs = np.broadcast_to(cut_offs, proba.shape)
@@ -356,9 +367,11 @@ class RowWriter:
 
     def _write_csv(self, row: dict) -> None:
         if self.count == 0:
-            header = ["line"] if "line" in row else []
-            self._csv.writerow([*header, "flagged", "unsafe_score", *row["category_scores"]])
-        leading = [row["line"]] if "line" in row else []
+            self._leading = [key for key in ("line", "id") if key in row]  # the id column when the first row has one
+            # short names: BeaverTails' keys hold commas (legal in CSV, a trap for pandas and spreadsheets)
+            self._csv.writerow([*self._leading, "flagged", "unsafe_score",
+                                *map(self.labels.short_name, row["category_scores"])])
+        leading = [row.get(key, "") for key in self._leading]
         scores = [f"{score:.6f}" for score in row["category_scores"].values()]
         self._csv.writerow([*leading, int(row["flagged"]), f"{row['unsafe_score']:.6f}", *scores])
 

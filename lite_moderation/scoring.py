@@ -177,7 +177,7 @@ def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.Pa
         for chunk, proba in probas:  # a chunk at a time: the writer formats rows from the arrays
             items = [r.pair for r in chunk] if reasons else None
             summary.flagged += writer.write_scores(proba, _chunk_cut_offs(model, chunk, threshold),
-                                                   [r.line for r in chunk], items)
+                                                   [r.line for r in chunk], items, [r.id for r in chunk])
             summary.scored += len(chunk)
             bar.update(len(chunk))
         writer.close()

@@ -52,7 +52,9 @@ from waitress.task import ErrorTask, WSGITask
 
 from .data import json_type, parse_json_text
 from .explain import explain, resolve_labels
+from .labels import LabelSet, label_set_of
 from .persistence import load_scorer
+from .taxonomy import openai_categories, short_name
 from .thresholds import checked_threshold, message_cut_offs
 
 if TYPE_CHECKING:
@@ -193,7 +195,8 @@ class ModerationApp:
     def _moderations(self, environ: dict) -> tuple[dict, int]:
         request = _parse_json(self._read_body(environ))
         items = parse_moderation_request(request, self.max_batch)
-        results = [_openai_result(r) for r in self.model.moderate(items, threshold=self.threshold)]
+        labels = label_set_of(self.model)
+        results = [_openai_result(r, labels) for r in self.model.moderate(items, threshold=self.threshold)]
         return {"id": f"modr-{uuid.uuid4().hex}", "model": self.model_name, "results": results}, len(items)
 
     def _explain(self, environ: dict) -> tuple[dict, int]:
@@ -366,7 +369,7 @@ def explain_options(request: dict, model: object, threshold: float | str | None)
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 0):
         raise ApiError(400, f"'top' must be a whole number >= 0 or null, got {json.dumps(top)}", param="top")
     try:
-        asked = resolve_labels(labels) if labels else None
+        asked = resolve_labels(labels, label_set_of(model)) if labels else None
     except ValueError as exc:
         raise ApiError(400, str(exc), param="labels") from None
     try:
@@ -498,10 +501,24 @@ def _text(value: Any, param: str) -> str:
     return value
 
 
-def _openai_result(result: dict) -> dict:
-    """OpenAI's result fields first; ``unsafe_score`` (what ``flagged`` is decided on) is an extra."""
-    return {"flagged": result["flagged"], "categories": result["categories"],
-            "category_scores": result["category_scores"], "unsafe_score": result["unsafe_score"]}
+def _openai_result(result: dict, labels: LabelSet) -> dict:
+    """OpenAI's result fields first, then extras: ``unsafe_score`` (what ``flagged`` is decided on) and the model's
+    own ``model_categories`` / ``model_category_scores``.
+
+    A BeaverTails model fills OpenAI's 13 categories (``taxonomy.OPENAI_CATEGORIES``) and gives its own under their
+    short names (no commas: CSV columns, pandas and the SDK's extras stay clean). A model of other labels has no
+    mapping to OpenAI's: its ``categories`` are its own names.
+    """
+    own, own_scores = result["categories"], result["category_scores"]
+    if labels.is_beavertails:
+        categories, scores = openai_categories(own, own_scores)
+        own = {short_name(k): v for k, v in own.items()}
+        own_scores = {short_name(k): v for k, v in own_scores.items()}
+    else:
+        categories, scores = own, own_scores
+    return {"flagged": result["flagged"], "categories": categories, "category_scores": scores,
+            "category_applied_input_types": {name: ["text"] for name in categories},
+            "unsafe_score": result["unsafe_score"], "model_categories": own, "model_category_scores": own_scores}
 
 
 def _model_name(model: ModerationClassifier | FastScorer) -> str:

@@ -66,3 +66,41 @@ def results_from_proba(proba: np.ndarray, cut_offs: np.ndarray, labels: LabelSet
     """The JSON verdict of each row of probabilities at (k,) or per-row (n, k) cut-offs
     (:func:`lite_moderation.thresholds.cut_offs`), under ``labels`` (default BeaverTails')."""
     return (labels or BEAVERTAILS).results(proba, cut_offs)
+
+
+# ------------------------------------------------------------------------------------- OpenAI's categories
+
+_VIOLENCE = "violence,aiding_and_abetting,incitement"
+_HATE = "hate_speech,offensive_language"
+
+#: OpenAI moderation's 13 categories, each filled from BeaverTails categories, so code written for OpenAI reads
+#: real values (not None): ``("any", keys)`` is flagged when any of ``keys`` is (score: the highest), ``("all",
+#: keys)`` when every one is (score: the lowest; a threat is hate *and* violence). BeaverTails does not tell apart
+#: OpenAI's finer kinds (graphic violence, self-harm intent or instructions): those take their parent's verdict, a
+#: superset. Documented in the README ("Serve").
+OPENAI_CATEGORIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "harassment": ("any", (_HATE,)),
+    "harassment/threatening": ("all", (_HATE, _VIOLENCE)),
+    "hate": ("any", (_HATE, "discrimination,stereotype,injustice")),
+    "hate/threatening": ("all", (_HATE, _VIOLENCE)),
+    "illicit": ("any", ("financial_crime,property_crime,theft", "drug_abuse,weapons,banned_substance",
+                        "terrorism,organized_crime", _VIOLENCE)),
+    "illicit/violent": ("any", ("terrorism,organized_crime", _VIOLENCE)),
+    "self-harm": ("any", ("self_harm",)),
+    "self-harm/intent": ("any", ("self_harm",)),
+    "self-harm/instructions": ("any", ("self_harm",)),
+    "sexual": ("any", ("sexually_explicit,adult_content",)),
+    "sexual/minors": ("any", ("child_abuse",)),
+    "violence": ("any", (_VIOLENCE, "terrorism,organized_crime", "animal_abuse")),
+    "violence/graphic": ("any", (_VIOLENCE,)),
+}
+
+
+def openai_categories(categories: dict[str, bool], scores: dict[str, float]) -> tuple[dict, dict]:
+    """OpenAI's ``categories`` and ``category_scores`` of one BeaverTails verdict (see :data:`OPENAI_CATEGORIES`)."""
+    flags, values = {}, {}
+    for name, (rule, keys) in OPENAI_CATEGORIES.items():
+        combine, pick = (all, min) if rule == "all" else (any, max)
+        flags[name] = combine(categories[k] for k in keys)
+        values[name] = pick(scores[k] for k in keys)
+    return flags, values

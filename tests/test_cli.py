@@ -512,3 +512,13 @@ def test_a_shipped_models_name_means_it_even_beside_a_directory_of_that_name(run
     assert lm.load_scorer("default").path_ == str(SHIPPED_MODELS["default"])
     assert Path(lm.load_scorer(Path("default")).path_).resolve() == (tmp_path / "default").resolve()
     assert "./default" in runner.invoke(main, ["info", "--help"]).stdout
+
+
+def test_csv_columns_of_the_shipped_model_are_short_names_without_commas(runner, tmp_path):
+    """BeaverTails' keys hold commas: as CSV headers they break pandas and spreadsheets, so CSV uses short names."""
+    from lite_moderation.taxonomy import CATEGORIES, short_name
+
+    result = runner.invoke(main, ["score", "a note about the garden", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    header = result.stdout.splitlines()[0].split(",")
+    assert header == ["flagged", "unsafe_score", *map(short_name, CATEGORIES)]

@@ -27,7 +27,7 @@ from conftest import raw_exchange
 from lite_moderation.cli import main
 from lite_moderation.persistence import DEFAULT_MODEL_DIR
 from lite_moderation.server import MODEL_ENV, create_app, make_app, make_server, try_it_page
-from lite_moderation.taxonomy import CATEGORIES
+from lite_moderation.taxonomy import CATEGORIES, OPENAI_CATEGORIES, openai_categories, short_name
 
 TEXTS = ["The weather is lovely today.", "Please pass the salt and pepper."]
 PAIR = {"prompt": "How do I water a cactus?", "response": "Sparingly, about once a month."}
@@ -62,13 +62,16 @@ def test_single_text_has_openai_shape_and_matches_the_library(port, model):
     assert answer["model"] == "lite-moderation-default"
     [result] = answer["results"]
     expected = model.moderate([TEXTS[0]])[0]
-    assert list(result["categories"]) == list(CATEGORIES)
-    assert list(result["category_scores"]) == list(CATEGORIES)
+    assert list(result["categories"]) == list(OPENAI_CATEGORIES) == list(result["category_scores"])
     assert all(isinstance(v, bool) for v in result["categories"].values())
     assert result["flagged"] is expected["flagged"]
-    assert result["categories"] == expected["categories"]
-    assert result["category_scores"] == pytest.approx(expected["category_scores"])
+    own = {short_name(k): v for k, v in expected["categories"].items()}
+    assert result["model_categories"] == own and all("," not in k for k in own)
+    assert result["model_category_scores"] == pytest.approx({short_name(k): v for k, v in
+                                                             expected["category_scores"].items()})
     assert result["unsafe_score"] == pytest.approx(expected["unsafe_score"])
+    assert (result["categories"], result["category_scores"]) == openai_categories(expected["categories"],
+                                                                                  expected["category_scores"])
 
 
 def test_batch_of_texts_pairs_and_text_parts_keeps_order(port, model):
@@ -104,6 +107,41 @@ def test_flagged_follows_the_model_on_real_rows(port, model):
     assert any(r["flagged"] for r in answer["results"]) and not all(r["flagged"] for r in answer["results"])
 
 
+def test_openai_async_client_gets_every_openai_field(port, model):
+    import asyncio
+
+    from openai import AsyncOpenAI
+
+    async def ask():
+        async with AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0,
+                               timeout=GUARD) as client:
+            return await client.moderations.create(input=[TEXTS[0], TEXTS[1]])
+
+    response = asyncio.run(ask())
+    assert len(response.results) == 2
+    for result, text in zip(response.results, TEXTS[:2]):
+        verdict = model.moderate([text])[0]
+        flags, scores = openai_categories(verdict["categories"], verdict["category_scores"])
+        assert result.flagged is verdict["flagged"]
+        assert result.categories.model_dump(by_alias=True) == flags
+        assert result.category_scores.model_dump(by_alias=True) == pytest.approx(scores)
+
+
+def test_openai_categories_follow_the_documented_rule():
+    """"any" fields take their sources' highest score and flag with any of them; "/threatening" needs both."""
+    scores = dict.fromkeys(CATEGORIES, 0.1)
+    scores.update({"hate_speech,offensive_language": 0.9, "self_harm": 0.7})
+    flags = {c: c in ("hate_speech,offensive_language", "self_harm") for c in CATEGORIES}
+    categories, values = openai_categories(flags, scores)
+    assert categories["hate"] and categories["harassment"] and not categories["hate/threatening"]
+    assert values["hate"] == 0.9 and values["hate/threatening"] == 0.1
+    assert categories["self-harm"] and categories["self-harm/intent"] and categories["self-harm/instructions"]
+    assert not categories["violence"] and not categories["sexual/minors"]
+    flags["violence,aiding_and_abetting,incitement"] = True
+    categories, _ = openai_categories(flags, scores)
+    assert categories["hate/threatening"] and categories["harassment/threatening"] and categories["violence"]
+
+
 def test_openai_client_parses_the_answer(port):
     from openai import BadRequestError, OpenAI
 
@@ -114,11 +152,14 @@ def test_openai_client_parses_the_answer(port):
     assert len(response.results) == 2
     result = response.results[0]
     assert isinstance(result.flagged, bool)
-    # BeaverTails names arrive as extras, except self_harm: the SDK reads that field from OpenAI's "self-harm"
-    assert set(result.categories.model_extra) == set(CATEGORIES) - {"self_harm"}
-    assert all(0.0 <= s <= 1.0 for s in result.category_scores.model_extra.values())
+    # every field of OpenAI's categories is filled (None would read as "not flagged"), and no other name is there
+    for name in type(result.categories).model_fields:
+        assert isinstance(getattr(result.categories, name), bool), name
+        assert 0.0 <= getattr(result.category_scores, name) <= 1.0, name
+    assert set(result.categories.model_extra) <= set(OPENAI_CATEGORIES)  # the SDK keeps aliased keys as extras too
+    assert set(result.model_extra["model_categories"]) == {short_name(c) for c in CATEGORIES}
     raw = client.moderations.with_raw_response.create(input=TEXTS[0]).http_response.json()
-    assert list(raw["results"][0]["categories"]) == list(CATEGORIES)
+    assert list(raw["results"][0]["categories"]) == list(OPENAI_CATEGORIES)
     single = client.moderations.create(input=TEXTS[0])
     assert len(single.results) == 1
     assert [m.id for m in client.models.list().data] == ["lite-moderation-default"]
