@@ -230,7 +230,12 @@ def metrics_output_options(command: Callable) -> Callable:
 threshold_option = click.option(
     "--threshold", type=ThresholdType(), default=None,
     help="Override the unsafe threshold tuned into the model: a probability, or 'strict' (its precision-favouring "
-         "operating point: fewer false flags on everyday text, lower recall; in cv, each fold model's own).",
+         "operating point: fewer false flags on everyday text, lower recall).",
+)
+cv_threshold_option = click.option(
+    "--threshold", type=ThresholdType(), default=None,
+    help="Override each fold model's tuned unsafe threshold: a probability, or 'strict' (the fold model's own "
+         "precision-favouring operating point).",
 )
 
 
@@ -259,7 +264,8 @@ def recipe_options(command: Callable) -> Callable:
                           "for --shapes)."),
         click.option("--C", "C", type=FiniteFloatRange(min=0, min_open=True), default=4.0, show_default=True,
                      help="Inverse regularisation strength of each logistic regression."),
-        click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True),
+        click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True,
+                     help="Weigh each label's classes: none, or balanced (inversely to their frequency)."),
         click.option("--word-ngrams", callback=_parse_range, default="1,2", show_default=True,
                      help="Word n-gram range, e.g. 1,2, or 'none' to turn them off."),
         click.option("--char-ngrams", callback=_parse_range, default="2,5", show_default="2,5; none with --preset fast",
@@ -378,7 +384,7 @@ def main() -> None:
               help="Exit with code 1 when any item is flagged, and 2 when any row could not be scored (fails closed).")
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
               help="local: this process. dask: every file matching --input (a quoted glob) on a Dask cluster, "
-                   "one output file per input in the --output directory (pip install 'lite-moderation[dask]').")
+                   "one output file per input in the --output directory (pip install 'lite-moderation[dask]', or '.[dask]' from a clone).")
 @click.option("--scheduler", metavar="tcp://HOST:PORT", default=None,
               help="With --engine dask: the scheduler of a running cluster (paths must be shared with its workers).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -675,7 +681,7 @@ def _parse_shapes(ctx: click.Context, param: click.Parameter, value: str) -> tup
 def data_options(command: Callable) -> Callable:
     """The training data of ``train`` and ``cv``: one or more sources, and the input shapes shown."""
     options = [
-        click.option("--data", "sources", required=True, multiple=True, type=SourceType(),
+        click.option("--data", "--input", "-i", "sources", required=True, multiple=True, type=SourceType(),
                      help="Labelled file (.jsonl[.gz|.xz], .json, .csv) or pkg:chitchat-dataset, optionally "
                           "',weight=W,rows=N,shapes=A+B' (row weight; a seeded sample of N rows; this source's own "
                           "shapes instead of --shapes, e.g. shapes=text: its turns as messages, not its pairs). "
@@ -701,7 +707,7 @@ def data_options(command: Callable) -> Callable:
 
 @main.command("train")
 @data_options
-@click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--output", "-o", "output_dir", required=True, type=click.Path(path_type=Path),
               help="Directory to write the model to: a new or empty one, or an existing model with --overwrite.")
 @click.option("--cv-folds", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also run grouped cross-validation first and record it in the model card (0: skip).")
@@ -831,7 +837,7 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels", colu
 
 
 @main.command("evaluate")
-@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
+@click.option("--data", "--input", "-i", "data_path", required=True, type=click.Path(path_type=Path),
               help="Labelled file: is_safe and/or the 14 categories.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON (- for stdout).")
 @predictions_option
@@ -841,11 +847,13 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels", colu
 @on_error_option("fail")
 @functools.partial(column_options, fields=_LABELLED_FIELDS)
 @max_record_option
+@click.option("--quiet", "-q", is_flag=True, help="No notes on stderr (warnings and errors still).")
 @_friendly_errors
 @check_outputs
 def evaluate_command(data_path: Path, json_path: Path | None, predictions_path: Path | None,
                      threshold: float | str | None, n_resamples: int, bootstrap_seed: int, table_format: str,
-                     model_path: Path | None, on_error: str, max_record_bytes: int, columns: Columns) -> None:
+                     model_path: Path | None, on_error: str, max_record_bytes: int, columns: Columns,
+                     quiet: bool) -> None:
     """Print a model's metrics on labelled data (and warn when it saw these prompts in training).
 
     A model of your own labels reads them with the column options it was trained with (see its card's command).
@@ -856,7 +864,7 @@ def evaluate_command(data_path: Path, json_path: Path | None, predictions_path: 
     model = load(model_path)
     dataset = _load_labelled(data_path, on_error, columns=columns,
                              labels=model.label_set_ if columns.own_labels else None, max_record_bytes=max_record_bytes)
-    _warn_on_leak(model, group_keys(dataset.pairs))
+    _warn_on_leak(model, group_keys(dataset.pairs), quiet)
     metrics, proba, predicted = evaluate_rows(model, dataset, threshold=threshold)
     groups = prompt_groups(dataset.pairs)
     if predictions_path is not None:
@@ -867,13 +875,14 @@ def evaluate_command(data_path: Path, json_path: Path | None, predictions_path: 
     _emit_metrics(metrics, json_path, table_format)
 
 
-def _warn_on_leak(model, keys: list[str]) -> None:
+def _warn_on_leak(model, keys: list[str], quiet: bool = False) -> None:
     """``keys``: each evaluation row's prompt, or its text when it is a single message (``texts.group_keys``)."""
     from .evaluation import count_seen_prompts
 
     seen = count_seen_prompts(model, keys)
     total = len({" ".join(p.split()).lower() for p in keys})
-    _note(f"leak check: {seen} of {total} distinct evaluation prompts and texts were in the model's training data")
+    if not quiet:
+        _note(f"leak check: {seen} of {total} distinct evaluation prompts and texts were in the model's training data")
     if seen:
         _note(f"WARNING: {seen} evaluation prompts or texts were seen in training: these metrics overstate quality "
               "(for honest numbers on training data, use `lite-moderation cv`).")
@@ -881,14 +890,15 @@ def _warn_on_leak(model, keys: list[str]) -> None:
 
 @main.command("cv")
 @data_options
-@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Folds of the cross-validation, grouped by prompt (a prompt's rows share a fold).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold shuffle and row samples.")
 @click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run the CV with fold seeds SEED..SEED+R-1 and report each metric's mean and standard deviation "
                    "(intervals and --predictions are of the first, SEED).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON (- for stdout).")
 @predictions_option
-@threshold_option
+@cv_threshold_option
 @metrics_output_options
 @recipe_options
 @on_error_option("fail")
@@ -1013,7 +1023,7 @@ class SystemType(click.ParamType):
 
 
 @main.command("compare")
-@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
+@click.option("--data", "--input", "-i", "data_path", required=True, type=click.Path(path_type=Path),
               help="The labelled file (is_safe) every system was run on; its rows' prompts group the bootstrap.")
 @click.option("--system", "systems", required=True, multiple=True, type=SystemType(),
               help="NAME=PREDICTIONS, repeated: JSONL with one line per row, {\"row\": i, ...} and a verdict "
@@ -1021,7 +1031,8 @@ class SystemType(click.ParamType):
                    "or NAME: a number). `evaluate`/`cv --predictions` write this.")
 @click.option("--reference", default=None, help="Compare every system with this one only [default: every pair].")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "latex", "csv", "json"]), default="text",
-              show_default=True)
+              show_default=True, help="How the comparison is printed: text, Markdown or LaTeX (booktabs) tables, "
+                                      "CSV, or JSON.")
 @click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
               help="Write the tables (or JSON) to this file, atomically [default: stdout].")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path),
@@ -1029,14 +1040,15 @@ class SystemType(click.ParamType):
                    "'lite-moderation[plot]').")
 @click.option("--bootstrap", "n_resamples", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Resamples of prompt groups, shared by all systems (paired).")
-@click.option("--bootstrap-seed", type=int, default=0, show_default=True)
+@click.option("--bootstrap-seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resamples.")
 @on_error_option("fail")
 @max_record_option
+@click.option("--quiet", "-q", is_flag=True, help="No notes on stderr (warnings and errors still).")
 @_friendly_errors
 @check_outputs
 def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], reference: str | None, fmt: str,
                     output_path: Path | None, plot_path: Path | None, n_resamples: int, bootstrap_seed: int,
-                    on_error: str, max_record_bytes: int) -> None:
+                    on_error: str, max_record_bytes: int, quiet: bool) -> None:
     """Systems' per-row predictions side by side on the rows they all cover: unsafe-head metrics with 95%
     confidence intervals, paired bootstrap intervals of the differences, McNemar's exact test on verdicts."""
     from .compare import check_plotting, compare_systems, comparison_tables, plot_curves, read_system
@@ -1049,7 +1061,8 @@ def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], refe
     read = [read_system(path, name, dataset, max_record_bytes) for name, path in systems]
     comparison = compare_systems(dataset, read, Bootstrap(n_resamples, bootstrap_seed), reference=reference)
     summary = comparison.summary
-    _note(f"compared {len(read)} systems on {summary['rows_compared']} of {summary['rows_in_data']} rows")
+    if not quiet:
+        _note(f"compared {len(read)} systems on {summary['rows_compared']} of {summary['rows_in_data']} rows")
     with atomic_text_writer(output_path) as stream:
         if fmt == "json":
             stream.write(json.dumps(summary, indent=2) + "\n")
@@ -1193,12 +1206,13 @@ def _checked_list(check: Callable[[list[str]], object]) -> Callable:
               help="Also answer browser requests from this page origin, like https://app.example.com (repeat for "
                    "more; '*' for any). Other origins than the server's own page get 403.")
 @threshold_option
+@click.option("--quiet", "-q", is_flag=True, help="No line per request on stderr (start, stop and errors still).")
 @_friendly_errors
 def serve_command(model_path: Path | None, host: str, port: int, workers: int, threads: int, max_body_bytes: int,
                   max_batch: int, read_timeout: float, allowed_hosts: tuple[str, ...],
-                  allowed_origins: tuple[str, ...], threshold: float | str | None) -> None:
-    """Serve an OpenAI-compatible POST /v1/moderations (and GET /healthz, GET /v1/models) until Ctrl-C, SIGTERM or
-    SIGHUP.
+                  allowed_origins: tuple[str, ...], threshold: float | str | None, quiet: bool) -> None:
+    """Serve an OpenAI-compatible POST /v1/moderations, POST /v1/explain (why a verdict, term by term), a try-it
+    page at / and GET /healthz, GET /v1/models, until Ctrl-C, SIGTERM or SIGHUP.
 
     Runs on waitress. On Ctrl-C, SIGTERM or SIGHUP (unless ignored, as under nohup) every request already sent is
     answered (a JSON 503 once draining), then the server exits 0 within --read-timeout + 1 s. With --workers, if
@@ -1208,7 +1222,7 @@ def serve_command(model_path: Path | None, host: str, port: int, workers: int, t
     try:
         serve(model_path, host=host, port=port, threads=threads, max_body_bytes=max_body_bytes, max_batch=max_batch,
               read_timeout=read_timeout, threshold=threshold, workers=workers, allowed_hosts=allowed_hosts,
-              allowed_origins=allowed_origins)
+              allowed_origins=allowed_origins, quiet=quiet)
     except ServerFailed as exc:
         _note(f"error: {exc} (the log above says why); exiting with {exits.SERVER_FAILED}")
         raise click.exceptions.Exit(exits.SERVER_FAILED) from None

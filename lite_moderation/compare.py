@@ -323,7 +323,7 @@ def check_plotting() -> None:
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:
-        raise PlotError("drawing curves needs matplotlib: pip install 'lite-moderation[plot]'")
+        raise PlotError("drawing curves needs matplotlib: pip install 'lite-moderation[plot]', or '.[plot]' from a clone")
 
 
 def plot_curves(comparison: Comparison, path: str | os.PathLike) -> None:

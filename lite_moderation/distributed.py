@@ -42,7 +42,7 @@ __all__ = [
     "score_dataframe", "score_files",
 ]
 
-INSTALL_HINT = "pip install 'lite-moderation[dask]'"
+INSTALL_HINT = "pip install 'lite-moderation[dask]' (from a clone of the repository: pip install '.[dask]')"
 OUTPUT_FORMATS = ("jsonl", "csv", "json")
 #: Rejected rows kept in full per file (the rest are only counted by reason), so a corpus of bad rows
 #: does not ship millions of errors back to the client.

@@ -60,6 +60,8 @@ DEFAULT_MODEL_DIR = MODELS_DIR / "default"
 #: Shipped models by name (``--model fast``): "default" and "fast" are trained on BeaverTails plus everyday text
 #: in every input shape (for real traffic); "beavertails" on BeaverTails alone (the paper baseline). "accurate"
 #: is an older name of "default".
+#: The shipped models the documentation names ("accurate" stays an alias of "default" for old scripts).
+DOCUMENTED_MODELS = ("default", "fast", "beavertails")
 SHIPPED_MODELS = {"default": DEFAULT_MODEL_DIR, "accurate": DEFAULT_MODEL_DIR, "fast": MODELS_DIR / "fast",
                   "beavertails": MODELS_DIR / "beavertails"}
 METADATA_FILE = "model.json"
@@ -382,7 +384,7 @@ def _model_directory(path: str | os.PathLike | None) -> Path:
         directory = directory.parent
     if not directory.exists():
         raise ModelFormatError(
-            f"{directory}: no such model directory (shipped models: {', '.join(sorted(SHIPPED_MODELS))})"
+            f"{directory}: no such model directory (shipped models: {', '.join(DOCUMENTED_MODELS)})"
         )
     if not directory.is_dir():
         raise ModelFormatError(f"{directory}: a model is a directory holding {METADATA_FILE}, not a file")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import errno
 import functools
 import hashlib
 import ipaddress
@@ -67,6 +68,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+#: One line per request (method, path, status, latency, item count; never the text): ``serve --quiet`` drops them.
+request_logger = logging.getLogger(f"{__name__}.requests")
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000
 DEFAULT_MAX_BATCH = 256
@@ -154,7 +157,7 @@ class ModerationApp:
             body, content_type = json.dumps(payload).encode("utf-8"), _JSON
         headers = [*content_type, ("Content-Length", str(len(body))), *_NOSNIFF, *extra_headers]
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
-        logger.info("%s %s %d %.1fms items=%d", _loggable_method(method), _loggable_path(path, self._routes), status,
+        request_logger.info("%s %s %d %.1fms items=%d", _loggable_method(method), _loggable_path(path, self._routes), status,
                     (time.perf_counter() - started) * 1000, items)
         return [body]
 
@@ -626,7 +629,7 @@ def _json_response(task: Any, error: ApiError, method: str, path: str, started: 
     task.request.headers.pop("CONNECTION", None)  # else waitress adds "Keep-Alive" too for an HTTP/1.0 keep-alive
     task.content_length = len(body)
     task.write(body)
-    logger.info("%s %s %d %.1fms items=0", method, path, error.status, (time.perf_counter() - started) * 1000)
+    request_logger.info("%s %s %d %.1fms items=0", method, path, error.status, (time.perf_counter() - started) * 1000)
 
 
 def _request_line(request: Any) -> tuple[str, str]:
@@ -776,7 +779,7 @@ class _Channel(HTTPChannel):
             self.total_outbufs_len += len(head) + len(body)
         self.request = self.request_started = None
         self.close_when_flushed = True
-        logger.info("%s %s 408 %.1fms items=0", method, path, (time.perf_counter() - started) * 1000)
+        request_logger.info("%s %s 408 %.1fms items=0", method, path, (time.perf_counter() - started) * 1000)
 
     def lingered_enough(self, now: float) -> bool:
         return self.linger_until is not None and now > self.linger_until
@@ -944,9 +947,11 @@ def bind_socket(host: str = "127.0.0.1", port: int = 8000, backlog: int = 1024) 
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen(backlog)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        # name the address: "Address already in use" alone does not say which port, nor what to do
+        advice = "; another process holds this port: stop it or pass --port" if exc.errno == errno.EADDRINUSE else ""
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror or exc}{advice}") from None
     return sock
 
 
@@ -966,7 +971,7 @@ def serve(model_path: str | os.PathLike | None = None, host: str = "127.0.0.1", 
           threads: int = DEFAULT_THREADS, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
           max_batch: int = DEFAULT_MAX_BATCH, read_timeout: float = DEFAULT_READ_TIMEOUT,
           threshold: float | str | None = None, workers: int = DEFAULT_WORKERS, allowed_hosts: Iterable[str] = (),
-          allowed_origins: Iterable[str] = ()) -> None:
+          allowed_origins: Iterable[str] = (), quiet: bool = False) -> None:
     """Load the model and serve until Ctrl-C, SIGTERM or SIGHUP, then drain and return within ``read_timeout``
     + 1 s. Requests naming this server by a name other than a loopback one, ``host`` or ``allowed_hosts`` are
     refused (see :class:`ModerationApp`).
@@ -977,6 +982,7 @@ def serve(model_path: str | os.PathLike | None = None, host: str = "127.0.0.1", 
     """
     configure_logging()
     _quiet_waitress_logs()
+    request_logger.setLevel(logging.WARNING if quiet else logging.NOTSET)  # quiet: start, stop and errors only
     if workers > 1 and not hasattr(os, "fork"):
         raise ValueError("--workers above 1 needs os.fork (Linux, macOS); run one process per port instead")
     app = make_app(load_scorer(model_path), max_body_bytes=max_body_bytes, max_batch=max_batch, threshold=threshold,
@@ -990,14 +996,16 @@ def serve(model_path: str | os.PathLike | None = None, host: str = "127.0.0.1", 
             server = ModerationServer(app, sock, threads=threads, read_timeout=read_timeout,
                                       connection_limit=connection_limit)
             with _on_signals(server.stop):  # before the "serving" line: a signal right after it must stop cleanly
-                logger.info("serving %s on http://%s:%d (threads=%d); stop with Ctrl-C, SIGTERM or SIGHUP", app.model_name,
+                logger.info("serving %s on http://%s:%d (threads=%d): the try-it page at /, POST /v1/moderations, "
+                            "POST /v1/explain; stop with Ctrl-C, SIGTERM or SIGHUP", app.model_name,
                             shown_host, sock.getsockname()[1], threads)
                 server.serve_forever()
         else:
             _supervise(workers, lambda: ModerationServer(app, sock, threads=threads, read_timeout=read_timeout,
                                                          connection_limit=connection_limit), read_timeout,
-                       lambda: logger.info("serving %s on http://%s:%d (workers=%d, threads=%d each); stop with "
-                                           "Ctrl-C, SIGTERM or SIGHUP", app.model_name, shown_host, sock.getsockname()[1],
+                       lambda: logger.info("serving %s on http://%s:%d (workers=%d, threads=%d each): the try-it page "
+                                           "at /, POST /v1/moderations, POST /v1/explain; stop with Ctrl-C, SIGTERM or "
+                                           "SIGHUP", app.model_name, shown_host, sock.getsockname()[1],
                                            workers, threads))
     finally:
         sock.close()

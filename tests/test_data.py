@@ -376,8 +376,7 @@ def test_dataset_y_shape(tmp_path):
     assert ds.lines == [1, 2, 3] and ds.prompts[2] == "other prompt"
     binary = load_dataset(write_jsonl(tmp_path / "b.jsonl", [{"prompt": "q", "response": "a", "is_safe": False}]))
     assert binary.categories is None and binary.unsafe.tolist() == [True]
-    with pytest.raises(DataError):
-        _ = binary.y
+    assert binary.labels.categories == () and binary.y.tolist() == [[True]]  # is_safe alone: a binary target
 
 
 def test_load_dataset_with_no_valid_records(tmp_path):

@@ -79,3 +79,57 @@ def test_ids_come_back_in_every_output_row(tmp_path):
     proc = _score("-i", str(bad))
     assert proc.returncode == 0 and "bad.jsonl:1: field 'id'" in proc.stderr
     assert [json.loads(line)["id"] for line in proc.stdout.splitlines()] == [2]
+
+
+def test_a_taken_port_is_named_with_what_to_do():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "lite_moderation", "serve", "--port", str(port)],
+                              capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and f"127.0.0.1:{port}" in proc.stderr and "--port" in proc.stderr
+
+
+def test_commands_are_one_family():
+    """-i/--data, -o, -q where they make sense; serve's help names the page and /v1/explain; a missing model lists
+    the documented shipped models only."""
+    import click
+    from click.testing import CliRunner
+
+    from lite_moderation.cli import main
+
+    runner = CliRunner()
+    for command in ("train", "cv", "evaluate", "compare"):
+        assert "-i, --data, --input" in runner.invoke(main, [command, "--help"]).output, command
+    for command in ("score", "explain", "train", "cv", "evaluate", "compare", "serve"):
+        assert "-q, --quiet" in runner.invoke(main, [command, "--help"]).output, command
+    assert "-o, --output" in runner.invoke(main, ["train", "--help"]).output
+    serve_help = " ".join(runner.invoke(main, ["serve", "--help"]).output.split())
+    assert "/v1/explain" in serve_help and "page at /" in serve_help
+    missing = runner.invoke(main, ["score", "--model", "no-such-model", "x"])
+    assert "default, fast, beavertails" in missing.stderr and "accurate" not in missing.stderr
+    for name, command in main.commands.items():  # every option says what it does
+        undocumented = [p.opts[0] for p in command.params if isinstance(p, click.Option) and not p.help]
+        assert not undocumented, (name, undocumented)
+    for command in ("score", "evaluate", "serve", "explain"):  # the --threshold help fits the command
+        assert "fold" not in main.commands[command].params[[p.name for p in main.commands[command].params]
+                                                          .index("threshold")].help, command
+
+
+def test_serve_quiet_logs_no_request_lines():
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    import signal
+
+    from test_server import ServeProcess, moderate
+
+    server = ServeProcess("--model", "fast", "--threads", "1", "-q")
+    try:
+        assert moderate(server.port, {"input": ["a note about tea"]})["results"]
+    finally:
+        assert server.stop(signal.SIGTERM) == 0
+    log = "".join(server.seen)
+    assert "serving" in log and "/v1/explain" in log and "stopped" in log
+    assert "POST /v1/moderations 200" not in log

@@ -86,7 +86,7 @@ def test_a_text_label_csv_trains_cross_validates_and_scores_under_its_own_names(
     assert sum(r["flagged"] == (t != "ok") for r, t in zip(rows, truth)) >= 150  # the words are the classes
     header = _cli("score", "--model", str(own_model), "-i", str(comments_csv), "--text-column", "comment",
                   "--format", "csv").stdout.splitlines()[0]
-    assert header == "line,flagged,unsafe_score,insult,spam,toxic"
+    assert header == "line,id,flagged,unsafe_score,insult,spam,toxic"  # the file's id column comes back
     info = _cli("info", "--model", str(own_model)).stdout
     assert "labels: 3 categories (insult, spam, toxic)" in info and "Trained on: mine.csv" in info
 

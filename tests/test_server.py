@@ -347,7 +347,7 @@ def test_requests_are_logged_without_their_text(port, caplog):
         moderate(port, {"input": [f"{marker} one", {"prompt": marker, "response": f"{marker} two"}]})
         call(port, "POST", "/v1/moderations", {"input": [marker, 5]})
         call(port, "GET", f"/{marker}")
-    messages = [r.getMessage() for r in caplog.records if r.name == "lite_moderation.server"]
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("lite_moderation.server")]
     assert any(m.startswith("POST /v1/moderations 200 ") and m.endswith("items=2") for m in messages), messages
     assert any(m.startswith("POST /v1/moderations 400 ") for m in messages), messages
     assert any(" 404 " in m for m in messages), messages
@@ -574,7 +574,7 @@ def test_a_huge_method_is_neither_logged_nor_echoed_in_full(port, caplog):
                                        f"bad header line\r\n\r\n".encode())
     assert answered.startswith(b"HTTP/1.1 405 ") and len(answered) < 1_000
     assert malformed.split(b"\r\n")[0].endswith(b" 400 Bad Request") and len(malformed) < 1_000
-    messages = [r.getMessage() for r in caplog.records if r.name == "lite_moderation.server"]
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("lite_moderation.server")]
     assert len(messages) >= 2 and all(len(m) < 200 for m in messages), [m[:80] for m in messages]
 
 
