@@ -301,9 +301,9 @@ def _paper_notes(summary: dict) -> list[str]:
     if leaks:
         listed = "; ".join(f"{r['model']} on {_display(summary, r['set'])}: {r['seen_prompts']} of "
                            f"{r['distinct_prompts']} prompts" for r in leaks)
-        notes.append(f"* The model saw prompts of this set in training ({listed}): the figure overstates its quality "
-                     "(with every prompt seen, it measures memorisation). A model's honest figure on its own training "
-                     "data is its cross-validation (lite-moderation info shows it).")
+        notes.append(f"Marked *: the model saw prompts of this set in training ({listed}): the figure overstates its "
+                     "quality (with every prompt seen, it measures memorisation). A model's honest figure on its own "
+                     "training data is its cross-validation (lite-moderation info shows it).")
     if summary["missing"]:
         notes.append("Not scored here (file not available): " + "; ".join(
             f"{m['display']} ({m['url']})" for m in summary["missing"]) + ".")
