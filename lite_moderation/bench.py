@@ -155,6 +155,8 @@ def run_bench(models: Sequence[tuple[str, object]], sets: Sequence[BenchSet], su
     names = [name for name, _ in models]
     if len(set(names)) != len(names) or not names:
         raise ValueError(f"give one or more models with distinct names, got {names}")
+    if predictions_dir is not None:
+        _check_predictions_dir(predictions_dir, sets, names)
     results, samples = [], {}
     for bench_set in sets:
         spec, dataset = bench_set.spec, bench_set.dataset
@@ -195,6 +197,17 @@ def run_bench(models: Sequence[tuple[str, object]], sets: Sequence[BenchSet], su
         "published": _published_rows(scored),
         "sources": {key: {"citation": s.citation, "second_hand": s.second_hand} for key, s in SOURCES.items()},
     }
+
+
+def _check_predictions_dir(directory: Path, sets: Sequence[BenchSet], models: Sequence[str]) -> None:
+    """Refuse, before any work, a predictions file that would replace one of the suite's files being read."""
+    inputs = {b.path.resolve() for b in sets}
+    for bench_set in sets:
+        for suffix in ("", *(f".{m}" for m in models)):
+            target = (directory / f"{bench_set.spec.name}{suffix}.jsonl").resolve()
+            if target in inputs:
+                raise ValueError(f"--predictions {directory}: writing {target.name} would replace an input file of the "
+                                 "suite; give another directory")
 
 
 def write_set_data(path: Path, dataset: Dataset) -> None:

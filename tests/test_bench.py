@@ -308,6 +308,19 @@ def test_a_file_that_is_not_a_json_list_is_refused(runner, tmp_path, body, words
     _assert_clean_failure(result, str(tmp_path / "prompts.json"), words)
 
 
+def test_predictions_never_replace_an_input_file(runner, tmp_path) -> None:
+    manifest = _write_suite(tmp_path, {"pairs": ("response", _response_set(8, 0))})
+    (tmp_path / "pairs.json").rename(tmp_path / "pairs.jsonl")  # an input named as the set's predictions file
+    pins = json.loads(manifest.read_text())
+    pins["files"][0]["file"] = "data/pairs.jsonl"
+    manifest.write_text(json.dumps(pins))
+    before = (tmp_path / "pairs.jsonl").read_bytes()
+    result = runner.invoke(main, ["bench", "--suite", str(manifest), "--data-dir", str(tmp_path), "--model", "fast",
+                                  "--predictions", str(tmp_path), "-q"])
+    _assert_clean_failure(result, "would replace an input file")
+    assert (tmp_path / "pairs.jsonl").read_bytes() == before
+
+
 def test_a_local_file_that_is_not_the_pinned_bytes_is_refused(runner, tmp_path) -> None:
     (tmp_path / "0_6_xstest_response_harmful.json").write_text(json.dumps(_response_set(10, 0)))
     result = runner.invoke(main, ["bench", "--data-dir", str(tmp_path), "--set", "xstest-response-harmful",
@@ -425,6 +438,8 @@ def test_files_are_downloaded_once_into_the_cache_without_credentials(runner, ra
     assert len(_RawHandler.seen) == 2 and all(r["authorization"] is None for r in _RawHandler.seen)
     assert runner.invoke(main, args).exit_code == 0
     assert len(_RawHandler.seen) == 2  # cached: no new request
+    _cached(cache, "pairs").write_bytes(b"[]")  # a cached copy changed since: refused, not trusted
+    _assert_clean_failure(runner.invoke(main, args), "is not the pinned", "a cached copy: delete it and run again")
 
 
 def test_a_download_with_the_wrong_sha256_is_refused_and_not_kept(runner, raw_server, tmp_path):
