@@ -1073,6 +1073,69 @@ def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], refe
         _note(f"wrote {plot_path}")
 
 
+@main.command("bench")
+@click.option("--model", "model_names", type=ModelType(), multiple=True,
+              help="A model to score (NAME or DIR, as elsewhere); repeat for more [default: default, fast and "
+                   "beavertails].")
+@click.option("--suite", "suite_name", default="guard", show_default=True,
+              help="guard (GuardReasoner's normalised copies of the guard-model sets, pinned by commit and sha256), "
+                   "or a manifest JSON of your own in the same shape.")
+@click.option("--set", "set_names", multiple=True, metavar="NAME", help="Score only this set of the suite (repeat).")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Read the suite's files from this directory (offline: nothing is downloaded; files not there are "
+                   "named with where to get them, and left out) [default: fetch them into the cache].")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Where to keep downloads [default: $XDG_CACHE_HOME/lite-moderation].")
+@click.option("--max-bytes", type=click.IntRange(min=1), default=64 << 20, show_default=True,
+              help="Refuse a downloaded file larger than this many bytes.")
+@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
+              help="Give up on one file's download after this many seconds (a later run resumes).")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "latex", "csv", "json"]), default="text",
+              show_default=True)
+@click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
+              help="Write the tables (or JSON) to this file, atomically [default: stdout].")
+@click.option("--predictions", "predictions_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Write SET.jsonl (the set's rows in this toolkit's format) and SET.MODEL.jsonl (per-row "
+                   "predictions) here, for `compare --data SET.jsonl --system MODEL=SET.MODEL.jsonl`.")
+@threshold_option
+@click.option("--bootstrap", "n_resamples", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Resamples of prompt groups for the 95% intervals (shared by the models of a set).")
+@click.option("--bootstrap-seed", type=int, default=0, show_default=True)
+@quiet_option
+@_friendly_errors
+@check_outputs
+def bench_command(model_names: tuple[str | Path, ...], suite_name: str, set_names: tuple[str, ...],
+                  data_dir: Path | None, cache_dir: Path | None, max_bytes: int, max_time: float, fmt: str,
+                  output_path: Path | None, predictions_dir: Path | None, threshold: float | str | None,
+                  n_resamples: int, bootstrap_seed: int, quiet: bool) -> None:
+    """The guard-benchmark table: each model's F1 on the harmful class per set of the suite (95% bootstrap
+    intervals, AUPRC, AUROC, the rows-weighted average), beside the published rows of guard models with their
+    sources. Prompt sets are scored once: a single message has one verdict, whatever its shape."""
+    from .bench import DEFAULT_MODELS, bench_tables, gather_sets, model_label, run_bench
+    from .guard_suite import available, load_suite
+    from .stats import Bootstrap
+    from .tables import render_all
+
+    suite = load_suite(suite_name)
+    sets, missing, errors = gather_sets(suite, available(suite, set_names), data_dir, cache_dir, not quiet,
+                                        max_bytes, max_time)
+    if errors:
+        _report_skipped(errors, what="error", rows="bad records")
+        raise InputError(f"{len(errors)} records of the suite's files could not be read (listed above); fix the "
+                         "files or get the pinned copies")
+    for spec in missing:
+        _note(f"not available: {spec.display} ({spec.basename} is not in {data_dir}); get it from {suite.url(spec)}")
+    if not sets:
+        raise InputError(f"none of the suite's files is in {data_dir}: put them there (URLs above), or leave out "
+                         "--data-dir to download them")
+    models = [(model_label(name), load(name)) for name in model_names or DEFAULT_MODELS]
+    progress = None if quiet else (lambda set_name, model: _note(f"scoring {set_name} with {model}"))
+    summary = run_bench(models, sets, suite, missing, Bootstrap(n_resamples, bootstrap_seed), threshold,
+                        predictions_dir, progress)
+    with atomic_text_writer(output_path) as stream:
+        stream.write(json.dumps(summary, indent=2) + "\n" if fmt == "json" else render_all(bench_tables(summary), fmt))
+
+
 @main.command("info")
 @model_option
 @click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")

@@ -5,7 +5,8 @@ Downloads resume from a ``.part`` file (HTTP Range), land in the cache by atomic
 what the server declared, and are checked against a known sha256 where one is known. ``HF_ENDPOINT`` points at
 a mirror; ``HF_TOKEN`` is sent when set, to that origin only (never across a redirect to another host). Every
 download is bounded in bytes and in total time, and the revision must be a commit or a ref name, never a path.
-Offline, the error says to pass ``--data FILE`` instead.
+Offline, the error says to pass ``--data FILE`` instead. :func:`fetch` is the same download for any pinned file
+(``bench`` fetches the guard suite's files with it, sending no token).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from .progress import Progress
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_SECONDS", "REPO_ID", "REVISION", "SPLITS", "DownloadError", "Split",
-           "cache_dir", "check_revision", "download"]
+           "cache_dir", "check_revision", "download", "fetch"]
 
 REPO_ID = "PKU-Alignment/BeaverTails"
 REVISION = "8401fe609d288129cc684a9b3be6a93e41cfe678"
@@ -111,17 +112,28 @@ def download(split: str, cache: str | os.PathLike | None = None, revision: str =
     spec = SPLITS[split]
     expected = sha256 or (spec.sha256 if revision == REVISION else None)
     target = Path(cache or cache_dir()) / "beavertails" / _revision_directory(revision) / spec.path
+    return fetch(file_url(spec.path, revision), target, expected, force=force, progress=progress, timeout=timeout,
+                 max_bytes=max_bytes, max_seconds=max_seconds, label=f"downloading {split}",
+                 token=os.environ.get("HF_TOKEN"))
+
+
+def fetch(url: str, target: Path, sha256: str | None, *, force: bool = False, progress: bool = False,
+          timeout: float = 30.0, max_bytes: int = DEFAULT_MAX_BYTES, max_seconds: float = DEFAULT_MAX_SECONDS,
+          label: str = "downloading", token: str | None = None, instead: str = "pass --data FILE") -> Path:
+    """``target``, downloading (or resuming) ``url`` into it first when it is not there: bounded in bytes and
+    time, as long as the server declared, checked against ``sha256`` (None: not checked), renamed into place
+    only when whole. ``token`` is sent as a bearer token to ``url``'s origin only; ``instead`` is what the
+    errors advise doing by hand (``pass --data FILE``)."""
     if target.is_file() and not force:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     if force and partial.exists():
         partial.unlink()
-    url = file_url(spec.path, revision)
     deadline = _Deadline(max_seconds)
     try:
-        _fetch_resuming(url, partial, _opener(deadline), _Limits(min(timeout, max_seconds), max_bytes), progress,
-                        label=f"downloading {split}")
+        _fetch_resuming(url, partial, _opener(deadline),
+                        _Limits(min(timeout, max_seconds), max_bytes, token, instead), progress, label=label)
     except DownloadError:
         if deadline.expired.is_set():
             raise DownloadError(f"{url}: not done within {max_seconds:g} s (--max-time); run the same command "
@@ -129,15 +141,19 @@ def download(split: str, cache: str | os.PathLike | None = None, revision: str =
         raise
     finally:
         deadline.cancel()
-    _verify(partial, expected, url)
+    _verify(partial, sha256, url, instead)
     os.replace(partial, target)
     return target
 
 
 @dataclass(frozen=True)
 class _Limits:
+    """How one download is bounded, what it sends, and what its errors advise."""
+
     timeout: float  # seconds, for each network wait
     max_bytes: int  # of the whole file
+    token: str | None = None  # bearer token for the download's own origin
+    instead: str = "pass --data FILE"  # what to do by hand when the download cannot be done
 
 
 class _Deadline:
@@ -240,11 +256,10 @@ def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
                                        _CredentialsStayHome())
 
 
-def _request(url: str, offset: int) -> urllib.request.Request:
+def _request(url: str, offset: int, token: str | None) -> urllib.request.Request:
     headers = {"User-Agent": "lite-moderation"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
-    token = os.environ.get("HF_TOKEN")
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return urllib.request.Request(url, headers=headers)
@@ -260,19 +275,19 @@ def _fetch_resuming(url: str, partial: Path, opener: urllib.request.OpenerDirect
     ``partial`` ends up exactly as long as the server says the file is, or an error is raised."""
     offset = partial.stat().st_size if partial.exists() else 0
     try:
-        response = opener.open(_request(url, offset), timeout=limits.timeout)
+        response = opener.open(_request(url, offset, limits.token), timeout=limits.timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
             _after_unsatisfiable_range(exc, url, partial, opener, limits, progress, label)
             return
-        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; download it by hand and pass --data FILE") from None
+        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; download it by hand and {limits.instead}") from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc or type(exc).__name__
         raise DownloadError(
-            f"cannot reach {url} ({reason}): you may be offline. Download the file elsewhere and pass --data FILE"
+            f"cannot reach {url} ({reason}): you may be offline. Download the file elsewhere and {limits.instead}"
         ) from None
     with response:
-        start, total = _extent(response, offset, url, partial, limits.max_bytes)
+        start, total = _extent(response, offset, url, partial, limits)
         with partial.open("ab" if start else "wb") as out, Progress(
             label, total=total, enabled=progress, unit="bytes"
         ) as bar:
@@ -302,25 +317,26 @@ def _after_unsatisfiable_range(exc: urllib.error.HTTPError, url: str, partial: P
 
 
 def _extent(response: http.client.HTTPResponse, offset: int, url: str, partial: Path,
-            max_bytes: int) -> tuple[int, int | None]:
+            limits: _Limits) -> tuple[int, int | None]:
     """(first byte, size of the whole file) of a response, checked: a 206 must resume exactly at ``offset``
     up to the end, a body must have a length (or chunked framing) so a cut one is seen, and the file must fit
     in ``max_bytes``. A size of None means chunked, its end checked by the framing."""
-    length = _content_length(response, url)
+    max_bytes = limits.max_bytes
+    length = _content_length(response, url, limits.instead)
     if response.status == 200:
         start, total = 0, length
     elif response.status == 206:
         start, total = _resumed_range(response, offset, length, url, partial)
     else:
         raise DownloadError(f"{url}: unexpected HTTP {response.status} {response.reason}; download it by hand and "
-                            "pass --data FILE")
+                            f"{limits.instead}")
     if total is not None and total > max_bytes:
         raise DownloadError(f"{url}: the file is {total} bytes, more than --max-bytes {max_bytes}; allow more bytes "
                             "if it really is that large")
     return start, total
 
 
-def _content_length(response: http.client.HTTPResponse, url: str) -> int | None:
+def _content_length(response: http.client.HTTPResponse, url: str, instead: str) -> int | None:
     declared = response.headers.get("Content-Length")
     if declared is not None:
         if not declared.strip().isdigit():
@@ -330,7 +346,7 @@ def _content_length(response: http.client.HTTPResponse, url: str) -> int | None:
     if response.chunked:
         return None
     raise DownloadError(f"{url}: the server did not say how long the file is (no Content-Length), so a cut-short "
-                        "download could not be told from a whole one; use another mirror or pass --data FILE")
+                        f"download could not be told from a whole one; use another mirror or {instead}")
 
 
 def _resumed_range(response: http.client.HTTPResponse, offset: int, length: int | None, url: str,
@@ -368,7 +384,7 @@ def _copy(response: http.client.HTTPResponse, out: object, bar: Progress, url: s
                             "again to resume")
 
 
-def _verify(path: Path, expected: str | None, url: str) -> None:
+def _verify(path: Path, expected: str | None, url: str, instead: str) -> None:
     if expected is None:
         return
     digest = hashlib.sha256()
@@ -379,5 +395,5 @@ def _verify(path: Path, expected: str | None, url: str) -> None:
         path.unlink()
         raise DownloadError(
             f"{url}: sha256 {digest.hexdigest()} does not match the expected {expected}; the partial file was "
-            "removed, try again or pass --data FILE"
+            f"removed, try again or {instead}"
         )
