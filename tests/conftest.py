@@ -3,7 +3,9 @@ in-process servers around the shipped model."""
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
 import random
 import socket
 import threading
@@ -19,7 +21,10 @@ from lite_moderation.data import load_dataset
 from lite_moderation.server import ModerationServer, make_app, make_server
 from lite_moderation.taxonomy import CATEGORIES
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: The shared data (docs/data.md): ../shared/data from the project root, or LM_SHARED_DATA.
+SHARED_DATA = Path(os.environ.get("LM_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+#: Names whose use in a test (or one of its fixtures) means it reads the shared data.
+_SHARED_NAMES = ("SHARED_DATA", "BEAVERTAILS_TEST", "SAFERLHF", "XSTEST", "XSAFETY", "HATECHECK", "shared_data")
 BEAVERTAILS_TEST = SHARED_DATA / "beavertails" / "30k_test.jsonl"
 SAFERLHF = SHARED_DATA / "external" / "saferlhf_2000.jsonl"
 XSTEST = SHARED_DATA / "external" / "xstest_response_harmful.jsonl"
@@ -130,3 +135,29 @@ def raw_exchange(port: int, payload: bytes, read_timeout: float = SERVER_GUARD) 
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test that reads the shared data says so when the data is missing: skipped with the reason (docs/data.md),
+    or failed with it when LM_REQUIRE_SHARED_DATA=1 (CI), never a bare "no such file"."""
+    if SHARED_DATA.is_dir() or not _reads_shared_data(item):
+        return
+    message = (f"needs the shared data at {SHARED_DATA}, which is missing: see docs/data.md for what it holds and where "
+               "to get it, or set LM_SHARED_DATA to its folder")
+    if os.environ.get("LM_REQUIRE_SHARED_DATA") == "1":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def _reads_shared_data(item: pytest.Item) -> bool:
+    functions = [getattr(item, "function", None)]
+    for definitions in getattr(item, "_fixtureinfo", None).name2fixturedefs.values() if hasattr(item, "_fixtureinfo") else ():
+        functions += [definition.func for definition in definitions]
+    for function in filter(None, functions):
+        try:
+            source = inspect.getsource(function)
+        except (OSError, TypeError):
+            continue
+        if any(name in source for name in _SHARED_NAMES):
+            return True
+    return False
