@@ -1091,7 +1091,7 @@ def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], refe
 @click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
               help="Give up on one file's download after this many seconds (a later run resumes).")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "latex", "csv", "json"]), default="text",
-              show_default=True)
+              show_default=True, help="How the table is printed: text, Markdown or LaTeX (booktabs), CSV, or JSON.")
 @click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
               help="Write the tables (or JSON) to this file, atomically [default: stdout].")
 @click.option("--predictions", "predictions_dir", type=click.Path(path_type=Path, file_okay=False),
@@ -1100,7 +1100,7 @@ def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], refe
 @threshold_option
 @click.option("--bootstrap", "n_resamples", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Resamples of prompt groups for the 95% intervals (shared by the models of a set).")
-@click.option("--bootstrap-seed", type=int, default=0, show_default=True)
+@click.option("--bootstrap-seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resamples.")
 @quiet_option
 @_friendly_errors
 @check_outputs

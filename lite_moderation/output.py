@@ -64,6 +64,7 @@ def output_format(path: str | os.PathLike | None, fmt: str | None, default: str)
             known = ", ".join(sorted(SUFFIX_FORMATS))
             raise OutputError(f"{path}: unknown output suffix {suffix!r}: name the file {known} (optionally .gz or "
                               f".xz), or give --format")
+    if fmt and suffix_fmt and fmt != suffix_fmt:
         raise OutputError(f"{path}: the suffix says {suffix_fmt} but --format is {fmt}; "
                           f"drop --format or rename the output")
     return fmt or suffix_fmt or default
