@@ -40,6 +40,8 @@ WORD_CACHE_SIZE = 100_000
 #: Bytes those cached n-grams may hold per block before the cache is emptied: a count of words alone let a
 #: few huge words hold hundreds of MB.
 WORD_CACHE_BYTES = 32 << 20
+#: Longer words are not cached at all (rarely repeated, and each would hold megabytes of n-gram ints).
+CACHED_WORD_CHARS = 256
 _PROMPT_FIELDS = {"prompt", "pair_prompt", "lone_prompt"}
 _RESPONSE_FIELDS = {"response", "pair_response", "lone_text"}
 
@@ -109,8 +111,9 @@ class _WordBlock:
 class _CharWbBlock:
     """scikit-learn's ``char_wb`` analyser: n-grams of each whitespace-separated word padded with spaces.
 
-    A word's n-grams (column, start, end within the word) are computed once per distinct word, and kept
-    for up to ``WORD_CACHE_SIZE`` words or ``WORD_CACHE_BYTES`` bytes (then the cache is emptied).
+    A word's n-grams (column, start, end within the word) are computed once per distinct word of up to
+    ``CACHED_WORD_CHARS`` characters, and kept for up to ``WORD_CACHE_SIZE`` words or ``WORD_CACHE_BYTES``
+    bytes (then the cache is emptied).
     """
 
     _WORDS = re.compile(r"\S+")  # the words str.split() makes (same whitespace class)
@@ -148,6 +151,8 @@ class _CharWbBlock:
         grams = self.cache.get(word)
         if grams is None:
             grams = self.word_grams(word)
+            if len(word) > CACHED_WORD_CHARS:
+                return grams
             if len(self.cache) >= WORD_CACHE_SIZE or self.cache_bytes > WORD_CACHE_BYTES:
                 self.cache.clear()
                 self.cache_bytes = 0
@@ -193,9 +198,8 @@ class _CharWbBlock:
 
 
 def _grams_bytes(word: str, grams: tuple[tuple[int, ...], ...]) -> int:
-    """About what one cached word holds: the word, three tuples and their ints (an int above 256 is an object)."""
-    n = len(grams[0])
-    return len(word) + 3 * (56 + 8 * n) + (64 * n if len(word) > 250 else 0) + 200
+    """About what one cached word holds: the word, three tuples (their ints are small, shared) and an entry."""
+    return len(word) + 3 * (56 + 8 * len(grams[0])) + 200
 
 
 def _analyser(settings: dict, vocabulary: dict[str, int]) -> _WordBlock | _CharWbBlock:
