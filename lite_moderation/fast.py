@@ -88,6 +88,8 @@ _WORD_BYTE = np.ones(256, dtype=bool)
 _WORD_BYTE[[0, 9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = False
 #: Words of up to this many UTF-8 bytes are keyed exactly by three uint64; longer ones go through the dict.
 _KEY_BYTES = 24
+#: Character n-grams of a long word are made this many at a time (bounds the temporary strings).
+_GRAM_CHUNK = 1 << 14
 #: What a dict entry costs beyond its key and value objects, about (for the caches' byte counts).
 _DICT_ENTRY_BYTES = 100
 _BYTE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
@@ -678,6 +680,8 @@ class _CharWbTerms:
         """Columns (the block's numbering) of the n-grams scikit-learn's ``_char_wb_ngrams`` makes of one word."""
         w = " " + word + " "
         w_len = len(w)
+        if w_len > _GRAM_CHUNK:
+            return self._long_word_values(w)
         grams = []
         for n in range(self.min_n, self.max_n + 1):
             if w_len <= n:  # a short word counts once, whole
@@ -685,6 +689,18 @@ class _CharWbTerms:
                 break
             grams += [w[i:i + n] for i in range(w_len - n + 1)]
         return [c for c in map(self.vocabulary.get, grams) if c is not None]
+
+    def _long_word_values(self, w: str) -> list[int]:
+        """``word_values`` of a padded word longer than ``_GRAM_CHUNK``, in the same order, building its n-gram
+        strings a chunk at a time (a 1 MB word's 4 million at once held 300 MB, which the process kept)."""
+        get = self.vocabulary.get
+        columns: list[int] = []
+        for n in range(self.min_n, self.max_n + 1):
+            last = len(w) - n + 1
+            for start in range(0, last, _GRAM_CHUNK):
+                grams = [w[i:i + n] for i in range(start, min(start + _GRAM_CHUNK, last))]
+                columns += [c for c in map(get, grams) if c is not None]
+        return columns
 
     def one_counts(self, words: list[str], memo: _SingleMemo) -> Counter:
         """Column counts of one text's words, in plain Python."""

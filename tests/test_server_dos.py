@@ -217,7 +217,9 @@ def test_huge_words_leave_the_caches_within_their_byte_budgets(model):
         rng = np.random.default_rng(4)
         for _ in range(10):  # each word alone holds about 1.3 MB of n-gram columns: 13 MB unbounded
             word = "".join(rng.choice(WORDS, size=6_000))[:40_000]
-            assert post(port, "/v1/moderations", {"input": word})[0] == 200
+            status, raw = post(port, "/v1/moderations", {"input": word})
+            assert status == 200
+            assert abs(json.loads(raw)["results"][0]["unsafe_score"] - model.predict_proba([word])[0, -1]) < 1e-9
             assert post(port, "/v1/moderations", {"input": [{"prompt": "a question", "response": word}]})[0] == 200
             assert post(port, "/v1/explain", {"input": word, "top": 1})[0] == 200
         # the response words' cache within its budget plus the last request's words; the prompts' is tiny
