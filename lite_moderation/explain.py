@@ -38,6 +38,11 @@ __all__ = ["Explainer", "explain", "explainer_for", "model_parts", "resolve_labe
 
 #: Distinct words whose char_wb n-grams are cached per block (a full cache is emptied and refilled).
 WORD_CACHE_SIZE = 100_000
+#: Bytes those cached n-grams may hold per block before the cache is emptied: a count of words alone let a
+#: few huge words hold hundreds of MB.
+WORD_CACHE_BYTES = 32 << 20
+#: Longer words are not cached at all (rarely repeated, and each would hold megabytes of n-gram ints).
+CACHED_WORD_CHARS = 256
 _PROMPT_FIELDS = {"prompt", "pair_prompt", "lone_prompt"}
 _RESPONSE_FIELDS = {"response", "pair_response", "lone_text"}
 
@@ -79,29 +84,37 @@ class _WordBlock:
         self.min_n, self.max_n = settings["ngram_range"]
         self.vocabulary = vocabulary
 
-    def occurrences(self, text: str, source: str | None) -> tuple[list[int], list[list[tuple]]]:
-        """The column of every in-vocabulary n-gram of ``text``, and the spans (``source``, start, end) of its
-        occurrences."""
+    def occurrences(self, text: str, source: str | None,
+                    max_spans: int | None = None) -> tuple[list[int], list[int], list[list[tuple]]]:
+        """The column of every in-vocabulary n-gram of ``text``, how often it occurs, and the spans (``source``,
+        start, end) of its first ``max_spans`` occurrences (None: all)."""
         lowered, back = _lowered(text, self.lowercase)
         matches = list(self.finditer(lowered))
         tokens = [m.group() for m in matches]
         get = self.vocabulary.get
         found: dict[int, list[tuple]] = {}
+        counts: dict[int, int] = {}
         for n in range(self.min_n, min(self.max_n, len(tokens)) + 1):
             for i in range(len(tokens) - n + 1):
                 column = get(tokens[i] if n == 1 else " ".join(tokens[i:i + n]))
-                if column is not None:
+                if column is None:
+                    continue
+                counts[column] = counts.get(column, 0) + 1
+                spans = found.setdefault(column, [])
+                if max_spans is None or len(spans) < max_spans:
                     start, end = matches[i].start(), matches[i + n - 1].end()
                     if back is not None:
                         start, end = _original_span(back, start, end)
-                    found.setdefault(column, []).append((source, start, end))
-        return list(found), list(found.values())
+                    spans.append((source, start, end))
+        return list(found), list(counts.values()), list(found.values())
 
 
 class _CharWbBlock:
     """scikit-learn's ``char_wb`` analyser: n-grams of each whitespace-separated word padded with spaces.
 
-    A word's n-grams (column, start, end within the word) are computed once per distinct word.
+    A word's n-grams (column, start, end within the word) are computed once per distinct word of up to
+    ``CACHED_WORD_CHARS`` characters, and kept for up to ``WORD_CACHE_SIZE`` words or ``WORD_CACHE_BYTES``
+    bytes (then the cache is emptied).
     """
 
     _WORDS = re.compile(r"\S+")  # the words str.split() makes (same whitespace class)
@@ -110,7 +123,8 @@ class _CharWbBlock:
         self.lowercase = bool(settings["lowercase"])
         self.min_n, self.max_n = settings["ngram_range"]
         self.vocabulary = vocabulary
-        self.cache: dict[str, list[tuple[int, int, int]]] = {}
+        self.cache: dict[str, tuple[tuple[int, ...], ...]] = {}
+        self.cache_bytes = 0  # what the cache holds, about (see _grams_bytes)
 
     def word_grams(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """Columns, starts and ends in the word of its in-vocabulary n-grams, in ``_char_wb_ngrams`` order
@@ -133,40 +147,60 @@ class _CharWbBlock:
                 break
         return tuple(g[0] for g in grams), tuple(g[1] for g in grams), tuple(g[2] for g in grams)
 
-    def occurrences(self, text: str, source: str | None) -> tuple[list[int], list[list[tuple]]]:
+    def _grams(self, word: str) -> tuple[tuple[int, ...], ...]:
+        """``word_grams(word)``, from the cache or computed and cached."""
+        grams = self.cache.get(word)
+        if grams is None:
+            grams = self.word_grams(word)
+            if len(word) > CACHED_WORD_CHARS:
+                return grams
+            if len(self.cache) >= WORD_CACHE_SIZE or self.cache_bytes > WORD_CACHE_BYTES:
+                self.cache.clear()
+                self.cache_bytes = 0
+            self.cache[word] = grams
+            self.cache_bytes += _grams_bytes(word, grams)
+        return grams
+
+    def occurrences(self, text: str, source: str | None,
+                    max_spans: int | None = None) -> tuple[list[int], list[int], list[list[tuple]]]:
         lowered, back = _lowered(text, self.lowercase)
-        cache = self.cache
         columns: list[int] = []
         lefts: list[int] = []
         rights: list[int] = []
         starts: list[int] = []
         for match in self._WORDS.finditer(lowered):
-            word = match.group()
-            grams = cache.get(word)
-            if grams is None:
-                if len(cache) >= WORD_CACHE_SIZE:
-                    cache.clear()
-                grams = cache[word] = self.word_grams(word)
+            grams = self._grams(match.group())
             columns += grams[0]
             lefts += grams[1]
             rights += grams[2]
             starts += [match.start()] * len(grams[0])
         if not columns:
-            return [], []
+            return [], [], []
         # group the occurrences by column with a few array operations, then cut one list of spans per column
         cols = np.array(columns)
         order = np.argsort(cols, kind="stable")
+        sorted_cols = np.take(cols, order)
+        firsts = np.flatnonzero(np.r_[True, sorted_cols[1:] != sorted_cols[:-1]])
+        counts = np.diff(firsts, append=len(cols))
+        if max_spans is not None:  # only the first max_spans occurrences of each column get a span
+            rank = np.arange(len(cols)) - np.repeat(firsts, counts)
+            order = order[rank < max_spans]
+            firsts = np.cumsum(np.minimum(counts, max_spans)) - np.minimum(counts, max_spans)
         offsets = np.take(np.array(starts), order)
         begin = np.take(np.array(lefts), order) + offsets
         end = np.take(np.array(rights), order) + offsets
         if back is not None:
             mapped = np.array(back)
             begin, end = np.take(mapped, begin), np.where(end > begin, np.take(mapped, end - 1) + 1, np.take(mapped, begin))
-        sorted_cols = np.take(cols, order)
-        firsts = np.flatnonzero(np.r_[True, sorted_cols[1:] != sorted_cols[:-1]])
         spans = list(zip(itertools.repeat(source), begin.tolist(), end.tolist()))
         bounds = [*firsts.tolist(), len(spans)]
-        return np.take(sorted_cols, firsts).tolist(), [spans[i:j] for i, j in itertools.pairwise(bounds)]
+        return (np.take(sorted_cols, np.cumsum(counts) - counts).tolist(), counts.tolist(),
+                [spans[i:j] for i, j in itertools.pairwise(bounds)])
+
+
+def _grams_bytes(word: str, grams: tuple[tuple[int, ...], ...]) -> int:
+    """About what one cached word holds: the word, three tuples (their ints are small, shared) and an entry."""
+    return len(word) + 3 * (56 + 8 * len(grams[0])) + 200
 
 
 def _analyser(settings: dict, vocabulary: dict[str, int]) -> _WordBlock | _CharWbBlock:
@@ -214,11 +248,12 @@ class _Block:
                     self._terms = terms
         return self._terms
 
-    def values(self, text: str, source: str | None) -> tuple[list[int], np.ndarray, list[list[tuple]]]:
-        """The block's row of TF-IDF for ``text``: columns, values after normalisation, and the spans of each
-        as (``source``, start, end)."""
-        columns, spans = self.analyse.occurrences(text, source) if text else ([], [])
-        counts = np.fromiter(map(len, spans), dtype=np.float64, count=len(spans))
+    def values(self, text: str, source: str | None, max_spans: int | None = None
+               ) -> tuple[list[int], np.ndarray, list[int], list[list[tuple]]]:
+        """The block's row of TF-IDF for ``text``: columns, values after normalisation, how often each
+        occurs, and the spans of its first ``max_spans`` occurrences (None: all) as (``source``, start, end)."""
+        columns, occurrences, spans = self.analyse.occurrences(text, source, max_spans) if text else ([], [], [])
+        counts = np.array(occurrences, dtype=np.float64)
         if self.binary:
             counts[:] = 1.0
         if self.sublinear:
@@ -227,7 +262,7 @@ class _Block:
         values = counts * np.take(self.idf, columns) if columns else counts
         if self.norm and len(values):
             values /= math.sqrt(float(values @ values))
-        return columns, values, spans
+        return columns, values, occurrences, spans
 
 
 # ------------------------------------------------------------------------------------------------ the explainer
@@ -290,7 +325,7 @@ class Explainer:
                                                                                           len(self.labels_))
 
     def explain(self, X: Sequence, labels: Sequence[str] | None = None, top: int | None = None,
-                threshold: float | str | None = None) -> list[dict]:
+                threshold: float | str | None = None, max_spans: int | None = None) -> list[dict]:
         """One explanation per item of X (texts or (prompt, response) pairs, as ``moderate`` takes).
 
         Each is the item's verdict (``moderate``'s fields: ``flagged``, ``unsafe_score``, ``categories``,
@@ -298,23 +333,27 @@ class Explainer:
         default: the flag head, then the flagged categories by score), ``{"label", "score", "threshold", "flagged",
         "logit", "intercept", "contributions", "rest"}``. ``contributions`` are the n-gram terms, strongest
         (largest absolute contribution) first, each ``{"field", "analyzer", "ngram", "spans", "tfidf",
-        "weight", "contribution"}``: the block's field and analyser, the n-gram, its occurrences as
-        ``[input field ("prompt" or "response"; a text alone is a response), start, end]`` character
-        offsets into the original strings, its TF-IDF value after the block's normalisation, the label's
-        weight and their product. ``top`` keeps the strongest ``top`` and sums the others into ``rest``
-        (``{"count", "contribution"}``), so ``intercept + sum(contributions) + rest == logit`` always.
-        ``threshold`` overrides the unsafe cut-off (a probability or an operating point's name).
+        "weight", "contribution", "span_count"}``: the block's field and analyser, the n-gram, its
+        occurrences as ``[input field ("prompt" or "response"; a text alone is a response), start, end]``
+        character offsets into the original strings, its TF-IDF value after the block's normalisation, the
+        label's weight, their product, and how often the n-gram occurs. ``max_spans`` lists the first
+        ``max_spans`` occurrences only (None: all; a server bounds its answers so). ``top`` keeps the strongest
+        ``top`` and sums the others into ``rest`` (``{"count", "contribution"}``), so ``intercept +
+        sum(contributions) + rest == logit`` always. ``threshold`` overrides the unsafe cut-off (a
+        probability or an operating point's name).
         """
         prompts, responses = split_fields(X, require_text=True)
         asked = None if labels is None else resolve_labels(labels, self.label_set_)
         row_cuts = cut_offs(self, message_rows(prompts), threshold)
-        if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 0):
-            raise ValueError(f"top must be a whole number >= 0 or None (all), got {top!r}")
-        return [self._explain_one(p, r, asked, top, cuts) for p, r, cuts in zip(prompts, responses, row_cuts)]
+        for name, value in (("top", top), ("max_spans", max_spans)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be a whole number >= 0 or None (all), got {value!r}")
+        return [self._explain_one(p, r, asked, top, cuts, max_spans)
+                for p, r, cuts in zip(prompts, responses, row_cuts)]
 
     def _explain_one(self, prompt: str, response: str, asked: list[str] | None, top: int | None,
-                     cuts: np.ndarray) -> dict:
-        terms = self._terms(prompt, response)
+                     cuts: np.ndarray, max_spans: int | None = None) -> dict:
+        terms = self._terms(prompt, response, max_spans)
         logits = terms.logits
         proba = sigmoid(logits)
         verdict = self.label_set_.results(proba[None, :], cuts)[0]
@@ -333,8 +372,8 @@ class Explainer:
         kept, rest = (order, order[:0]) if top is None else (order[:top], order[top:])
         entries = terms.entries
         shown = [{"field": field, "analyzer": analyzer, "ngram": ngram, "spans": spans, "tfidf": value,
-                  "weight": weight, "contribution": c}
-                 for (field, analyzer, ngram, value, spans), weight, c
+                  "weight": weight, "contribution": c, "span_count": count}
+                 for (field, analyzer, ngram, value, count, spans), weight, c
                  in zip(map(entries.__getitem__, kept.tolist()), terms.weights[kept, j].tolist(),
                         column[kept].tolist())]
         return {"label": self.labels_[j], "score": float(proba[j]), "threshold": float(cuts[j]),
@@ -342,7 +381,7 @@ class Explainer:
                 "intercept": float(self.intercept_[j]), "contributions": shown,
                 "rest": {"count": len(rest), "contribution": float(column[rest].sum())}}
 
-    def _terms(self, prompt: str, response: str) -> _Terms:
+    def _terms(self, prompt: str, response: str, max_spans: int | None = None) -> _Terms:
         """Every in-vocabulary term of one item, its weights and contributions, and the logits they sum to."""
         rows: list[int] = []
         values: list[np.ndarray] = []
@@ -350,12 +389,12 @@ class Explainer:
         with self._lock:
             for block in self.blocks:
                 text = field_text(block.field, prompt, response)
-                columns, block_values, block_spans = block.values(text, _source(block.field))
+                columns, block_values, counts, block_spans = block.values(text, _source(block.field), max_spans)
                 if block.field == "joint":
                     block_spans = [_joint_spans(spans, len(prompt)) for spans in block_spans]
                 terms, offset = block.terms, block.offset
-                entries += [(block.field, block.analyzer, terms[c], v, spans)
-                            for c, v, spans in zip(columns, block_values.tolist(), block_spans)]
+                entries += [(block.field, block.analyzer, terms[c], v, count, spans)
+                            for c, v, count, spans in zip(columns, block_values.tolist(), counts, block_spans)]
                 rows += [offset + c for c in columns]
                 values.append(block_values)
         weights = np.take(self.coef, rows, axis=0) if rows else np.zeros((0, len(self.labels_)))
@@ -374,7 +413,7 @@ def model_parts(model: ModerationClassifier) -> dict:
 
 class _Terms(NamedTuple):
     """The terms of one item: logits (labels,), weights and contributions (terms, labels), and per term
-    (field, analyzer, n-gram, tf-idf value, spans)."""
+    (field, analyzer, n-gram, tf-idf value, occurrences, spans)."""
 
     logits: np.ndarray
     weights: np.ndarray
@@ -476,12 +515,12 @@ def _build_explainer(model: object) -> Explainer:
 
 
 def explain(model: ModerationClassifier | FastScorer | Explainer, X: Sequence, labels: Sequence[str] | None = None,
-            top: int | None = None, threshold: float | str | None = None) -> list[dict]:
+            top: int | None = None, threshold: float | str | None = None, max_spans: int | None = None) -> list[dict]:
     """Exact explanations of ``model``'s verdicts on X (see :meth:`Explainer.explain`).
 
     >>> lm.explain(lm.load_scorer(), [("a question", "an answer")], top=5)
     """
-    return explainer_for(model).explain(X, labels=labels, top=top, threshold=threshold)
+    return explainer_for(model).explain(X, labels=labels, top=top, threshold=threshold, max_spans=max_spans)
 
 
 def top_reasons(explanation: dict, k: int = 3, label: str | None = None) -> list[dict]:

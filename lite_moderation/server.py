@@ -52,7 +52,7 @@ from waitress.server import create_server
 from waitress.task import ErrorTask, WSGITask
 
 from .data import json_type, parse_json_text
-from .explain import explain, resolve_labels
+from .explain import explainer_for, resolve_labels
 from .labels import LabelSet, label_set_of
 from .persistence import load_scorer
 from .taxonomy import openai_categories, short_name
@@ -77,6 +77,13 @@ DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_THREADS = 4
 DEFAULT_WORKERS = 1
 DEFAULT_CONNECTION_LIMIT = 10_000
+#: /v1/explain bounds its work and its answer (an explanation is many times the size of its input):
+#: characters explained per request (prompts and responses together), terms shown per label (``top``; the
+#: others are summed into ``rest``), spans listed per term (``span_count`` gives them all), answer bytes.
+DEFAULT_MAX_EXPLAIN_CHARS = 100_000
+EXPLAIN_MAX_TOP = 100
+EXPLAIN_MAX_SPANS = 20
+DEFAULT_MAX_EXPLAIN_BYTES = 4_000_000
 SERVER_IDENT = "lite-moderation"
 MODEL_ENV = "LITE_MODERATION_MODEL"
 READ_TIMEOUT_KEY = "lite_moderation.read_timeout"
@@ -109,7 +116,9 @@ class ApiError(Exception):
 class ModerationApp:
     """The WSGI application: routes, request limits and the OpenAI response shape around one loaded model.
 
-    One instance is shared by every worker thread: scoring only reads the model. A request is answered only
+    One instance is shared by every worker thread: scoring only reads the model. Everything a request needs
+    (the scorer, the explainer, the model card, the page) is read once, here: a model directory changed on
+    disk later changes nothing a running server answers. A request is answered only
     when its Host is a loopback name or address or one of ``allowed_hosts`` (421 otherwise: a page that
     rebinds its own domain to this address still sends that domain) and, when it has an Origin, that is the
     server's own page or one of ``allowed_origins`` (403 otherwise: a foreign page's text/plain POST needs no
@@ -127,7 +136,11 @@ class ModerationApp:
         self.max_batch = max_batch
         self.allowed_hosts = checked_hosts(allowed_hosts)
         self.allowed_origins = checked_origins(allowed_origins)
+        self.max_explain_chars = DEFAULT_MAX_EXPLAIN_CHARS
+        self.max_explain_bytes = DEFAULT_MAX_EXPLAIN_BYTES
         self._model_entry = _model_entry(model, self.model_name)
+        self.explainer, self._unexplainable = _explainer_of(model)
+        try_it_page()
         self._routes: dict[str, dict[str, Callable[[dict], tuple[dict, int]]]] = {
             "/v1/moderations": {"POST": self._moderations},
             "/v1/explain": {"POST": self._explain},
@@ -202,13 +215,33 @@ class ModerationApp:
         results = [_openai_result(r, labels) for r in self.model.moderate(items, threshold=self.threshold)]
         return {"id": f"modr-{uuid.uuid4().hex}", "model": self.model_name, "results": results}, len(items)
 
-    def _explain(self, environ: dict) -> tuple[dict, int]:
-        """Each item's verdict and its exact explanation (see ``lite_moderation.explain``)."""
+    def _explain(self, environ: dict) -> tuple[Page, int]:
+        """Each item's verdict and its exact explanation (see ``lite_moderation.explain``), within the limits
+        of ``DEFAULT_MAX_EXPLAIN_CHARS``, ``EXPLAIN_MAX_TOP``, ``EXPLAIN_MAX_SPANS`` and the answer's bytes."""
         request = _parse_json(self._read_body(environ))
         items = parse_moderation_request(request, self.max_batch)
+        if self.explainer is None:
+            raise ApiError(501, f"this server's model cannot be explained: {self._unexplainable}",
+                           code="not_implemented")
+        _check_explain_size(items, self.max_explain_chars)
         options = explain_options(request, self.model, self.threshold)
-        results = explain(self.model, items, **options)
-        return {"id": f"modr-{uuid.uuid4().hex}", "model": self.model_name, "results": results}, len(items)
+        return self._explained(items, options), len(items)
+
+    def _explained(self, items: list, options: dict) -> Page:
+        """The answer as JSON, built an item at a time and refused (422) as soon as it passes
+        ``max_explain_bytes``: the work and the memory stop there."""
+        head = json.dumps({"id": f"modr-{uuid.uuid4().hex}", "model": self.model_name})[:-1] + ', "results": ['
+        parts, size = [], len(head) + 2
+        for index, item in enumerate(items):
+            [result] = self.explainer.explain([item], max_spans=EXPLAIN_MAX_SPANS, **options)
+            part = json.dumps(result)  # ASCII: its length is its size in bytes
+            size += len(part) + 2
+            if size > self.max_explain_bytes:
+                raise ApiError(422, f"the explanation passed the limit of {self.max_explain_bytes} bytes at "
+                                    f"input[{index}] of {len(items)}; ask for fewer items or labels, or a "
+                                    f"smaller 'top'", param="input", code="answer_too_large")
+            parts.append(part)
+        return Page((head + ", ".join(parts) + "]}").encode("ascii"), "application/json")
 
     def _page(self, environ: dict) -> tuple[Page, int]:
         """The try-it page: one self-contained HTML file (no external asset)."""
@@ -364,13 +397,19 @@ def _shown(value: str, limit: int = 100) -> str:
 
 
 def explain_options(request: dict, model: object, threshold: float | str | None) -> dict:
-    """The explain options of a request: ``labels`` (names), ``top`` (int >= 0 or null: all) and ``threshold``
-    (a probability or one of the model's operating points; default: the server's cut-off)."""
+    """The explain options of a request: ``labels`` (names), ``top`` (0 to ``EXPLAIN_MAX_TOP``; absent or
+    null: that limit) and ``threshold`` (a probability or one of the model's operating points; default: the
+    server's cut-off)."""
     labels, top = request.get("labels"), request.get("top")
     if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
         raise ApiError(400, f"'labels' must be a list of label names, got {json_type(labels)}", param="labels")
-    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 0):
+    if top is None:
+        top = EXPLAIN_MAX_TOP
+    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
         raise ApiError(400, f"'top' must be a whole number >= 0 or null, got {json.dumps(top)}", param="top")
+    if top > EXPLAIN_MAX_TOP:
+        raise ApiError(400, f"'top' is {top}; the limit is {EXPLAIN_MAX_TOP} terms per label (the others are "
+                            "summed into 'rest')", param="top", code="top_too_large")
     try:
         asked = resolve_labels(labels, label_set_of(model)) if labels else None
     except ValueError as exc:
@@ -380,6 +419,25 @@ def explain_options(request: dict, model: object, threshold: float | str | None)
     except ValueError as exc:
         raise ApiError(400, str(exc), param="threshold") from None
     return {"labels": asked, "top": top, "threshold": cut}
+
+
+def _check_explain_size(items: list, limit: int) -> None:
+    """Refuse (413) a request with more characters to explain than ``limit``: an explanation costs about ten
+    times a verdict, and its span lists grow with the text."""
+    size = sum(len(item) if isinstance(item, str) else len(item[0]) + len(item[1]) for item in items)
+    if size > limit:
+        raise ApiError(413, f"/v1/explain reads at most {limit} characters per request (prompts and responses "
+                            f"together); this one has {size}. Send less text, or use /v1/moderations for "
+                            "verdicts alone", param="input", code="explain_input_too_large")
+
+
+def _explainer_of(model: ModerationClassifier | FastScorer) -> tuple[Any, str | None]:
+    """The model's explainer, built now (from the files it was loaded from), or None and why it cannot be."""
+    try:
+        return explainer_for(model), None
+    except (ValueError, OSError) as exc:
+        logger.warning("/v1/explain is off: %s", exc)
+        return None, str(exc)
 
 
 def _content_length(value: str | None) -> int:
