@@ -35,6 +35,7 @@ from .hub import DownloadError
 from .labels import label_set_of
 from .model import prompt_groups
 from .output import atomic_text_writer, write_predictions
+from .persistence import DOCUMENTED_MODELS
 from .stats import Bootstrap, interval, metric_samples, resample_counts
 from .tables import Table, format_ci
 from .texts import group_keys
@@ -42,8 +43,8 @@ from .texts import group_keys
 __all__ = ["DEFAULT_MODELS", "PUBLISHED", "SOURCES", "BenchSet", "bench_tables", "gather_sets", "model_label",
            "run_bench"]
 
-#: The models ``bench`` scores when none is named: the shipped ones.
-DEFAULT_MODELS = ("default", "fast", "beavertails")
+#: The models ``bench`` scores when none is named: the documented shipped ones (named once, in persistence).
+DEFAULT_MODELS = DOCUMENTED_MODELS
 
 METRICS = ("f1", "precision", "recall", "fpr", "accuracy", "auprc", "auroc")
 SINGLE_MESSAGES_NOTE = ("Prompt sets are scored once: a prompt alone and a text alone are one input shape (a "

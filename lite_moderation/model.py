@@ -92,9 +92,10 @@ def with_labels(estimator: ModerationClassifier, labels: LabelSet) -> Moderation
     """``estimator`` (a clone) set to train on ``labels``, the label set of the data it is given; refused when it
     was built for other labels."""
     own = estimator.get_params(deep=False).get("labels")
-    if own is not None and resolve_labels(np.zeros((1, len(labels)), bool), own).names != labels.names:
-        raise ValueError(f"the estimator's labels ({list(resolve_labels(None, own).names)[:5]} ...) are not the "
-                         f"data's ({list(labels.names)[:5]} ...)")
+    own_names = None if own is None else resolve_labels(None, own).names  # given labels never look at y
+    if own_names is not None and own_names != labels.names:
+        raise ValueError(f"the estimator's labels ({list(own_names)[:5]} ...) are not the data's "
+                         f"({list(labels.names)[:5]} ...)")
     return clone(estimator).set_params(labels=labels)
 
 
