@@ -1,0 +1,166 @@
+"""Recipe variants of the message side of `default`, measured the same way: do any move issue 20's frontier?
+
+    python benchmarks/message_recipes.py [--variant NAME ...]     # about 3 minutes a variant, 2 cores
+
+Why this exists: `default` misses some message targets of issue 20 at its shipped cut-off, and
+``message_frontier.py`` shows no cut-off of the shipped model meets them together. This script asks whether a
+different recipe would. It rebuilds the shipped recipe's training rows (``sources.build_training_set`` on the
+card's ``--data`` list, shapes pair and text), keeps the single-message rows, and fits the message side alone as the
+model does (the ``lone_text`` word 1-2 and char_wb 2-5 TF-IDF blocks, liblinear dual logistic regression, C=4,
+source weights): in the shipped model these blocks are zero on every pair, so the message side is this model plus a
+shared intercept. Only the unsafe head is fitted (it alone decides ``flagged``). Its cut-off is the F1-best point of
+out-of-fold scores (3 grouped folds) on the weighted training messages, as the shipped model's is tuned.
+
+Variants:
+
+- ``shipped``: the card's rows, 50,000 terms per block;
+- ``no_red_team_prompts``: without the 1,043 BeaverTails prompts whose answers were all safe, which the shipped
+  recipe adds as harmless messages (BeaverTails' "safe" judges the answer, not the prompt: many such prompts are
+  harmful requests that were refused);
+- ``no_red_team_prompts_100k``: the same with 100,000 terms per block.
+
+Reported per variant: the held-out message sets and the everyday sets at the variant's own cut-off, the pooled
+held-out AUROC, and the recalls reached at the cut-off that keeps every harmless set at FPR <= 0.05 (chosen on the
+evaluation sets: what the variant can reach, not a shippable cut-off). Writes
+``benchmarks/results/message_recipes.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shlex
+import time
+from pathlib import Path
+
+import numpy as np
+from message_frontier import HARMFUL, HARMLESS
+from rebuild_shipped import local_path
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GroupKFold
+
+import lite_moderation as lm
+from lite_moderation.features import QAVectorizer
+from lite_moderation.sources import build_training_set, parse_source
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MESSAGES = ROOT.parent / "shared" / "data" / "messages"
+VARIANTS = {
+    "shipped": {"drop_red_team_prompts": False, "max_features": 50000},
+    "no_red_team_prompts": {"drop_red_team_prompts": True, "max_features": 50000},
+    "no_red_team_prompts_100k": {"drop_red_team_prompts": True, "max_features": 100000},
+}
+
+
+def recipe_sources() -> list:
+    """The shipped default's ``--data`` sources, with this machine's paths."""
+    card = json.loads((ROOT / "lite_moderation" / "models" / "default" / "model.json").read_text())["card"]
+    args = shlex.split(card["recipe"]["command"])
+    specs = []
+    for previous, arg in itertools.pairwise(args):
+        if previous == "--data":
+            name, _, options = arg.partition(",")
+            specs.append(parse_source(",".join(filter(None, [local_path(name), options]))))
+    return specs
+
+
+def message_rows(drop_red_team_prompts: bool) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Texts, unsafe labels, weights and groups of the training set's single messages."""
+    ts = build_training_set(recipe_sources(), shapes=("pair", "text"), seed=0)
+    pairs = [("", p) if isinstance(p, str) else tuple(p) for p in ts.pairs]
+    single = np.array([not (p and r) for p, r in pairs])
+    if drop_red_team_prompts:  # the first source's prompts added as texts alone (not its answers' copies)
+        single &= ~((ts.source_of_row == 0) & ~ts.response_copy & ~ts.primary)
+    rows = np.flatnonzero(single)
+    return [pairs[i][0] or pairs[i][1] for i in rows], ts.Y[rows, -1], ts.weights[rows], ts.groups[rows]
+
+
+def fit(texts: list[str], y: np.ndarray, w: np.ndarray, max_features: int):
+    vectorizer = QAVectorizer(word_fields=("lone_text",), char_fields=("lone_text",), max_features=max_features)
+    X = vectorizer.fit_transform([("", t) for t in texts])
+    clf = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000).fit(X, y, sample_weight=w)
+    return lambda items: clf.predict_proba(vectorizer.transform([("", t) for t in items]))[:, 1]
+
+
+def f1_best_cut(y: np.ndarray, scores: np.ndarray, w: np.ndarray) -> float:
+    order = np.argsort(-scores)
+    y, scores, w = y[order], scores[order], w[order]
+    tp, fp = np.cumsum(w * y), np.cumsum(w * ~y)
+    return float(scores[np.argmax(2 * tp / (tp + fp + (w * y).sum()))])
+
+
+def messages_of(path: Path) -> tuple[list[str], np.ndarray]:
+    dataset = lm.load_dataset(str(path))
+    return [p if isinstance(p, str) else (p[0] or p[1]) for p in dataset.pairs], np.asarray(dataset.unsafe_labels())
+
+
+def measure(name: str, drop_red_team_prompts: bool, max_features: int) -> dict:
+    start = time.time()
+    texts, y, w, groups = message_rows(drop_red_team_prompts)
+    oof = np.zeros(len(texts))
+    for train, test in GroupKFold(3).split(texts, y, groups):
+        score = fit([texts[i] for i in train], y[train], w[train], max_features)
+        oof[test] = score([texts[i] for i in test])
+    cut = f1_best_cut(y, oof, w)
+    score = fit(texts, y, w, max_features)
+    result = {"variant": name, "training_messages": len(texts), "cut_off": round(cut, 4),
+              "oof_auroc": round(float(roc_auc_score(y, oof, sample_weight=w)), 4), "sets": {}}
+    pooled_scores, pooled_unsafe = [], []
+    for path in sorted(MESSAGES.glob("*_heldout.jsonl")):
+        items, unsafe = messages_of(path)
+        s = score(items)
+        pooled_scores.append(s)
+        pooled_unsafe.append(unsafe)
+    result["pooled_heldout_auroc"] = round(float(roc_auc_score(np.concatenate(pooled_unsafe),
+                                                               np.concatenate(pooled_scores))), 4)
+    harmless = {n: score(messages_of(p)[0]) for n, p in HARMLESS}
+    harmful = {}
+    for n, p, _ in HARMFUL:
+        items, unsafe = messages_of(p)
+        harmful[n] = score(items)[unsafe]
+    result["own_cut_off"] = {**{f"fpr {n}": round(float((s >= cut).mean()), 4) for n, s in harmless.items()},
+                             **{f"recall {n}": round(float((s >= cut).mean()), 4) for n, s in harmful.items()}}
+    cuts = np.unique(np.concatenate([*harmless.values(), *harmful.values()]))
+    fpr_ok = min(c for c in cuts if all((s >= c).mean() <= 0.05 for s in harmless.values()))
+    result["every_harmless_fpr_at_most_0.05"] = {"cut_off": round(float(fpr_ok), 4), **{
+        f"recall {n}": round(float((s >= fpr_ok).mean()), 4) for n, s in harmful.items()}}
+    result["seconds"] = round(time.time() - start)
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def markdown(results: list[dict]) -> str:
+    keys = list(results[0]["own_cut_off"])
+    lines = ["# Message-side recipe variants of `default` (issue 20)", "",
+             "`python benchmarks/message_recipes.py` (unsafe head of the message blocks alone, cut-off F1-best on",
+             "out-of-fold training messages; see the script's docstring).", "",
+             "| variant | cut-off | out-of-fold AUROC | pooled held-out AUROC | " + " | ".join(keys) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(keys)]
+    for r in results:
+        lines.append(f"| {r['variant']} | {r['cut_off']:.3f} | {r['oof_auroc']:.4f} | {r['pooled_heldout_auroc']:.4f} | "
+                     + " | ".join(f"{r['own_cut_off'][k]:.3f}" for k in keys) + " |")
+    harmful = [k for k in results[0]["every_harmless_fpr_at_most_0.05"] if k != "cut_off"]
+    lines += ["", "At the cut-off that keeps every harmless set at FPR <= 0.05 (chosen on the evaluation sets):", "",
+              "| variant | cut-off | " + " | ".join(harmful) + " |", "|---|---:|" + "---:|" * len(harmful)]
+    for r in results:
+        at = r["every_harmless_fpr_at_most_0.05"]
+        lines.append(f"| {r['variant']} | {at['cut_off']:.3f} | " + " | ".join(f"{at[k]:.3f}" for k in harmful) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
+    args = parser.parse_args()
+    results = [measure(name, **VARIANTS[name]) for name in args.variant]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "message_recipes.json").write_text(json.dumps(results, indent=1) + "\n")
+    (RESULTS / "message_recipes.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
