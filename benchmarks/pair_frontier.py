@@ -1,0 +1,113 @@
+"""Can one pair cut-off meet issue 20's pair targets together? BeaverTails CV F1 against XSTest's false flags.
+
+    python benchmarks/pair_frontier.py [--auxiliary-scale 1 0.3 0]      # about a minute a setting, 2 cores
+
+Issue 20 asks, for pairs: BeaverTails CV unsafe F1 >= 0.75 and AUPRC >= 0.835, XSTest-response F1 >= 0.50 with
+FPR <= 0.35, SafeRLHF AUROC >= 0.62. The shipped `default` misses the last two. This script rebuilds the shipped
+recipe's pair rows (``sources.build_training_set`` on the card's ``--data`` list: BeaverTails pairs plus the
+instruction and chit-chat pairs) and fits the pair side alone as the model does (``pair_prompt`` word 1-2,
+``pair_response`` word 1-2 and char_wb 2-5 TF-IDF blocks, 50,000 terms each, liblinear dual logistic regression,
+C=4, source weights): in the shipped model these blocks are zero on every single message, so the pair side is this
+model plus a shared intercept. Only the unsafe head. 5 folds grouped by prompt give out-of-fold scores; the cut-off
+is their F1-best point over every pair, weighted, as the shipped model's is tuned.
+
+Reported: BeaverTails out-of-fold F1 (at that cut-off), AUPRC and AUROC; XSTest and SafeRLHF (never trained on)
+at that cut-off; and at the cut-off that holds XSTest's FPR at 0.35 (chosen on XSTest: what is reachable, not a
+shippable cut-off) the BeaverTails F1 and XSTest F1 then reached. ``--auxiliary-scale`` multiplies the weight of the
+non-BeaverTails pairs (0: BeaverTails pairs only). Writes ``benchmarks/results/pair_frontier.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from message_recipes import f1_best_cut, recipe_sources
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.model_selection import GroupKFold
+
+import lite_moderation as lm
+from lite_moderation.features import QAVectorizer
+from lite_moderation.sources import build_training_set
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+EXTERNAL = ROOT.parent / "shared" / "data" / "external"
+
+
+def fit(pairs: list, y: np.ndarray, w: np.ndarray):
+    vectorizer = QAVectorizer(word_fields=("pair_prompt", "pair_response"), char_fields=("pair_response",),
+                              max_features=50000)
+    X = vectorizer.fit_transform(pairs)
+    clf = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000).fit(X, y, sample_weight=w)
+    return lambda items: clf.predict_proba(vectorizer.transform(items))[:, 1]
+
+
+def f1(flagged: np.ndarray, unsafe: np.ndarray) -> float:
+    return float(2 * (flagged & unsafe).sum() / (flagged.sum() + unsafe.sum()))
+
+
+def measure(scale: float) -> dict:
+    start = time.time()
+    ts = build_training_set(recipe_sources(), shapes=("pair", "text"), seed=0)
+    is_pair = np.array([not isinstance(p, str) and bool(p[0] and p[1]) for p in ts.pairs])
+    rows = np.flatnonzero(is_pair & (ts.primary | (scale > 0)))
+    pairs, y, groups, primary = [ts.pairs[i] for i in rows], ts.Y[rows, -1], ts.groups[rows], ts.primary[rows]
+    w = np.where(primary, ts.weights[rows], ts.weights[rows] * scale)
+    oof = np.zeros(len(pairs))
+    for train, test in GroupKFold(5).split(pairs, y, groups):
+        oof[test] = fit([pairs[i] for i in train], y[train], w[train])([pairs[i] for i in test])
+    cut = f1_best_cut(y, oof, w)
+    bt_y, bt_s = y[primary], oof[primary]
+    score = fit(pairs, y, w)
+    result = {"auxiliary_scale": scale, "cut_off": round(cut, 4), "beavertails_cv": {
+        "f1": round(f1(bt_s >= cut, bt_y), 4), "auprc": round(float(average_precision_score(bt_y, bt_s)), 4),
+        "auroc": round(float(roc_auc_score(bt_y, bt_s)), 4)}}
+    xstest = None
+    for name in ("xstest_response_harmful", "saferlhf_2000"):
+        dataset = lm.load_dataset(str(EXTERNAL / f"{name}.jsonl"))
+        unsafe, s = np.asarray(dataset.unsafe_labels()), score(list(dataset.pairs))
+        result[name] = {"auroc": round(float(roc_auc_score(unsafe, s)), 4), "f1": round(f1(s >= cut, unsafe), 4),
+                        "fpr": round(float((s[~unsafe] >= cut).mean()), 4)}
+        if name.startswith("xstest"):
+            xstest = (unsafe, s)
+    unsafe, s = xstest
+    at = float(np.quantile(s[~unsafe], 0.65))
+    result["xstest_fpr_0.35"] = {"cut_off": round(at, 4), "beavertails_cv_f1": round(f1(bt_s >= at, bt_y), 4),
+                                 "xstest_f1": round(f1(s >= at, unsafe), 4)}
+    result["seconds"] = round(time.time() - start)
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def markdown(results: list[dict]) -> str:
+    lines = ["# Pair-side trade-off of `default` (issue 20)", "",
+             "`python benchmarks/pair_frontier.py` (unsafe head of the pair blocks alone; see the script's docstring).",
+             "", ("| auxiliary pairs' weight x | cut-off | BT CV F1 / AUPRC / AUROC | XSTest F1 / FPR / AUROC | "
+                  "SafeRLHF AUROC | at XSTest FPR 0.35: cut-off, BT CV F1, XSTest F1 |"), "|---|---:|---|---|---:|---|"]
+    for r in results:
+        bt, xs, at = r["beavertails_cv"], r["xstest_response_harmful"], r["xstest_fpr_0.35"]
+        lines.append(f"| {r['auxiliary_scale']:g} | {r['cut_off']:.3f} | {bt['f1']:.3f} / {bt['auprc']:.3f} / "
+                     f"{bt['auroc']:.3f} | {xs['f1']:.3f} / {xs['fpr']:.3f} / {xs['auroc']:.3f} | "
+                     f"{r['saferlhf_2000']['auroc']:.3f} | {at['cut_off']:.3f}, {at['beavertails_cv_f1']:.3f}, "
+                     f"{at['xstest_f1']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--auxiliary-scale", type=float, nargs="+", default=[1.0, 0.3, 0.0])
+    args = parser.parse_args()
+    results = [measure(scale) for scale in args.auxiliary_scale]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "pair_frontier.json").write_text(json.dumps(results, indent=1) + "\n")
+    (RESULTS / "pair_frontier.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
