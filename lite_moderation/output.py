@@ -294,9 +294,11 @@ class RowWriter:
     """
 
     def __init__(self, stream: TextIO, fmt: str, reasons: Callable[[object], list[str]] | None = None,
-                 labels: LabelSet = BEAVERTAILS) -> None:
+                 labels: LabelSet = BEAVERTAILS, id_column: bool = False) -> None:
         """``reasons(item)``: the table's strongest reasons for a flagged item (see ``explain.table_reasons``);
-        ``labels``: the scoring model's label set (the rows' keys and columns)."""
+        ``labels``: the scoring model's label set (the rows' keys and columns); ``id_column``: CSV gets an ``id``
+        column from its header on, empty where a row has none (else only when the first row has an id: a stream's
+        columns are fixed by its header, so an id first seen later would be lost)."""
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}: expected one of {FORMATS}")
         self.stream = stream
@@ -305,6 +307,7 @@ class RowWriter:
         self.reasons = reasons if fmt == "table" else None
         self.labels = labels
         self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
+        self.id_column = id_column
 
     def write(self, result: dict, line: int | None = None, item: object = None, id: str | int | None = None) -> None:
         """One row; ``item`` (the scored text or pair) lets the table give a flagged row's reasons."""
@@ -325,7 +328,7 @@ class RowWriter:
         ``thresholds.cut_offs`` gives them."""
         if ids is not None and all(i is None for i in ids):
             ids = None
-        if self.fmt != "jsonl" or not np.isfinite(proba).all() or ids is not None:
+        if self.fmt != "jsonl" or not np.isfinite(proba).all():
             results = self.labels.results(proba, cut_offs)
             for i, result in enumerate(results):
                 self.write(result, line=None if lines is None else lines[i], item=None if items is None else items[i],
@@ -335,17 +338,24 @@ class RowWriter:
         cut_offs = np.broadcast_to(cut_offs, proba.shape)
         for start in range(0, len(proba), _ROWS_PER_WRITE):  # bounded temporary strings
             part = slice(start, start + _ROWS_PER_WRITE)
-            flagged += self._write_jsonl_rows(proba[part], cut_offs[part], None if lines is None else lines[part])
+            flagged += self._write_jsonl_rows(proba[part], cut_offs[part], None if lines is None else lines[part],
+                                              None if ids is None else ids[part])
         return flagged
 
-    def _write_jsonl_rows(self, proba: np.ndarray, cut_offs: np.ndarray, lines: list[int] | None) -> int:
+    def _write_jsonl_rows(self, proba: np.ndarray, cut_offs: np.ndarray, lines: list[int] | None,
+                          ids: list | None = None) -> int:
         n_cat = len(self.labels.categories)
         flagged, decided = self.labels.decide(proba, cut_offs)
         categories = _categories_json(self.labels.categories, decided)
         words = ("false", "true")
         rows = zip(map(words.__getitem__, flagged.tolist()), proba[:, -1].tolist(), categories,
                    proba[:, :n_cat].tolist())
-        if lines is None:
+        if ids is not None:  # a row without an id has no "id" key, as write() leaves it out
+            heads = [_jsonl_head(None if lines is None else lines[i], id) for i, id in enumerate(ids)]
+            template = _jsonl_template(self.labels.categories, False)[1:]
+            text = "".join([head + template % (flag, unsafe, cats, *scores)
+                            for head, (flag, unsafe, cats, scores) in zip(heads, rows)])
+        elif lines is None:
             template = _jsonl_template(self.labels.categories, False)
             text = "".join([template % (flag, unsafe, cats, *scores) for flag, unsafe, cats, scores in rows])
         else:
@@ -368,7 +378,7 @@ class RowWriter:
 
     def _write_csv(self, row: dict) -> None:
         if self.count == 0:
-            self._leading = [key for key in ("line", "id") if key in row]  # the id column when the first row has one
+            self._leading = [key for key in ("line", "id") if key in row or (key == "id" and self.id_column)]
             # short names: BeaverTails' keys hold commas (legal in CSV, a trap for pandas and spreadsheets)
             self._csv.writerow([*self._leading, "flagged", "unsafe_score",
                                 *map(self.labels.short_name, row["category_scores"])])
@@ -389,6 +399,12 @@ def _jsonl_template(categories: tuple[str, ...], with_line: bool) -> str:
 
 
 _ROWS_PER_WRITE = 256
+
+
+def _jsonl_head(line: int | None, id: str | int | None) -> str:
+    """The opening of a JSONL row up to its scores: ``{"line": .., "id": .., `` as ``json.dumps`` writes them."""
+    parts = ([f'"line": {line}'] if line is not None else []) + ([f'"id": {json.dumps(id)}'] if id is not None else [])
+    return "{" + "".join(part + ", " for part in parts)
 
 
 def _categories_json(names: tuple[str, ...], decided: np.ndarray) -> list[str]:

@@ -63,6 +63,17 @@ def test_an_output_suffix_that_cannot_be_written_is_refused(tmp_path):
     assert _score("a note about tea", "-o", str(tmp_path / "out.dat"), "--format", "jsonl").returncode == 0
 
 
+def test_an_id_first_seen_after_rows_without_one_still_comes_back(tmp_path):
+    records = tmp_path / "in.jsonl"
+    records.write_text('{"text": "a note about tea"}\n{"id": "b", "text": "a walk"}\n{"id": 3, "text": "soup"}\n',
+                       encoding="utf-8")
+    table = _score("-i", str(records), "--format", "csv").stdout.splitlines()
+    assert table[0].startswith("line,id,flagged")  # the column is there although the first row has no id
+    assert [row.split(",")[:2] for row in table[1:]] == [["1", ""], ["2", "b"], ["3", "3"]]
+    rows = [json.loads(line) for line in _score("-i", str(records)).stdout.splitlines()]
+    assert "id" not in rows[0] and [r.get("id") for r in rows] == [None, "b", 3]
+
+
 def test_ids_come_back_in_every_output_row(tmp_path):
     records = tmp_path / "in.jsonl"
     records.write_text('{"id": 7, "text": "a note about tea"}\n{"key": "k2", "id": "b", "text": "a walk"}\n',

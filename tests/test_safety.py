@@ -307,7 +307,7 @@ def test_the_output_suffix_decides_the_format(runner, tiny_model_dir, scored_inp
     base = ["score", "--model", str(tiny_model_dir), "-i", str(scored_input), "-q"]
     assert runner.invoke(main, [*base, "-o", str(tmp_path / "s.csv.gz")]).exit_code == 0
     with gzip.open(tmp_path / "s.csv.gz", "rt") as fh:
-        assert fh.readline().startswith("line,flagged,unsafe_score")
+        assert fh.readline().startswith("line,id,flagged,unsafe_score")  # a file's rows may carry ids
     assert runner.invoke(main, [*base, "-o", str(tmp_path / "s.json")]).exit_code == 0
     assert len(json.loads((tmp_path / "s.json").read_text())) == 3
 

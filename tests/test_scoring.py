@@ -71,6 +71,15 @@ def test_score_file_rows_are_the_bytes_json_dumps_writes_of_each_verdict(tmp_pat
         rows_writer.close()
         arrays_writer.close()
         assert by_arrays.getvalue() == by_rows.getvalue(), fmt
+    ids = [None if n % 3 == 0 else (n if n % 2 else f"r{n}%s\"") for n in range(len(pairs))]
+    for fmt in ("jsonl", "csv"):  # with ids (some rows without): the array path writes what write() writes
+        by_rows, by_arrays = io.StringIO(), io.StringIO()
+        rows_writer, arrays_writer = RowWriter(by_rows, fmt, id_column=True), RowWriter(by_arrays, fmt, id_column=True)
+        for n, verdict in enumerate(scorer.moderate(pairs), start=1):
+            rows_writer.write(verdict, line=n, id=ids[n - 1])
+        arrays_writer.write_scores(proba, cut_offs(scorer, message_mask(pairs)), list(range(1, len(pairs) + 1)),
+                                   ids=ids)
+        assert by_arrays.getvalue() == by_rows.getvalue(), fmt
     with_nan = proba.copy()
     with_nan[0, 0] = np.nan  # never a probability, but written as json.dumps would (NaN), through the dicts
     assert RowWriter(io.StringIO(), "jsonl").write_scores(with_nan, cut_offs(scorer, message_mask(pairs))) == sum(
