@@ -128,8 +128,14 @@ from everyday import SENTENCES
 KNOWN_FLAGGED = {4}
 
 
+@pytest.fixture(scope="module")
+def default_scorer():
+    """The shipped default, loaded once for the sentences (each load costs about 0.6 s of CPU)."""
+    return load_scorer("default")
+
+
 @pytest.mark.parametrize("index", [
     pytest.param(i, marks=pytest.mark.xfail(strict=True, reason="issue 20 regression, see KNOWN_FLAGGED"))
     if i in KNOWN_FLAGGED else i for i in range(len(SENTENCES))])
-def test_the_default_model_does_not_flag_the_issues_everyday_sentences(index):
-    assert not load_scorer("default").moderate([SENTENCES[index]])[0]["flagged"]
+def test_the_default_model_does_not_flag_the_issues_everyday_sentences(default_scorer, index):
+    assert not default_scorer.moderate([SENTENCES[index]])[0]["flagged"]
