@@ -471,6 +471,10 @@ def _gather_in_order(client: Any, tasks: list[Any], on_file: Callable[[FileSumma
     return client.gather(futures)
 
 
+#: Options of a local cluster's scheduler: its HTTP server on a free port of 127.0.0.1 (see ``dask_client``).
+LOCAL_SCHEDULER_OPTIONS = {"dashboard_address": "127.0.0.1:0"}
+
+
 @contextlib.contextmanager
 def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
     """A client of the cluster at ``scheduler`` (tcp://HOST:PORT), or of a local cluster of ``workers`` processes.
@@ -486,6 +490,9 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         with Client(scheduler) as client:
             yield client
         return
+    # No dashboard; the scheduler's HTTP server (health, metrics) still starts, and on a free port, not the default
+    # 8787: a second local cluster on the machine (another run, a parallel test) would warn that 8787 is taken
     with LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:
+                      host="127.0.0.1", dashboard_address=None, scheduler_kwargs=LOCAL_SCHEDULER_OPTIONS) as cluster, \
+            Client(cluster) as client:
         yield client

@@ -161,3 +161,34 @@ def _reads_shared_data(item: pytest.Item) -> bool:
         if any(name in source for name in _SHARED_NAMES):
             return True
     return False
+
+
+# ---- running in parallel (pytest-xdist, configured in setup.cfg)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: one worker per CPU this run may use (1 on a one-CPU machine), not xdist's count of the
+    machine's physical cores, which ignores CPU affinity and a container's CPU quota (a CI container limited to
+    2 CPUs of a 64-core host would start 64 workers, each loading the shipped models). PYTEST_XDIST_AUTO_NUM_WORKERS
+    still wins."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:  # cgroup v2 quota, "max 100000" when unlimited
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``starts_first`` (the shipped models' rebuilds, minutes each) run first, in their own order.
+
+    pytest-xdist hands tests to its workers in this order, a couple at a time: a long test handed out first runs
+    beside the short ones on the other workers, instead of starting near the end and running alone. Every worker
+    sorts its own collection the same way, so all workers agree on the order (xdist requires it).
+    """
+    items.sort(key=lambda item: item.get_closest_marker("starts_first") is None)

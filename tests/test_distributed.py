@@ -5,10 +5,12 @@ Every distributed output is compared with the single-process scorer (``score_fil
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,8 +45,8 @@ MALFORMED = (
 @pytest.fixture(scope="module")
 def client() -> Client:
     """One cluster for the module: 2 worker processes, 1 thread each, on 127.0.0.1."""
-    with LocalCluster(processes=True, n_workers=2, threads_per_worker=1, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as dask_client:
+    with LocalCluster(processes=True, n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+                      scheduler_kwargs=dist.LOCAL_SCHEDULER_OPTIONS) as cluster, Client(cluster) as dask_client:
         yield dask_client
 
 
@@ -202,11 +204,16 @@ def test_dataframe_gets_score_columns_equal_to_moderate(client, tiny_model_dir):
 # --------------------------------------------------------------------------------------------- the CLI
 
 
-def test_cli_dask_engine_writes_one_file_per_input_and_a_summary(corpus, tiny_model_dir, tmp_path, runner):
+def test_cli_dask_engine_writes_one_file_per_input_and_a_summary(corpus, tiny_model_dir, tmp_path, runner, recwarn):
     out_dir = tmp_path / "scores"
-    result = runner.invoke(main, ["score", "--engine", "dask", "--workers", "2", "--model", str(tiny_model_dir),
-                                  "--input", str(corpus / "part-*"), "--output", str(out_dir)])
+    with socket.socket() as default_port:  # Dask's default HTTP port taken (as by another cluster): never needed
+        with contextlib.suppress(OSError):  # already taken: as good
+            default_port.bind(("127.0.0.1", 8787))
+            default_port.listen(1)
+        result = runner.invoke(main, ["score", "--engine", "dask", "--workers", "2", "--model", str(tiny_model_dir),
+                                      "--input", str(corpus / "part-*"), "--output", str(out_dir)])
     assert result.exit_code == 0, result.output
+    assert not [str(w.message) for w in recwarn if "already in use" in str(w.message)]
     model = lm.load(tiny_model_dir)
     for input_path in sorted(corpus.glob("part-*")):
         expected_text, _ = _reference(model, input_path, tmp_path)
