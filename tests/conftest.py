@@ -166,11 +166,16 @@ def _reads_shared_data(item: pytest.Item) -> bool:
 # ---- running in parallel (pytest-xdist, configured in setup.cfg)
 
 
+#: Workers of ``-n auto`` at most (see below).
+MAX_WORKERS = 8
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto``: one worker per CPU this run may use (1 on a one-CPU machine), not xdist's count of the
     machine's physical cores, which ignores CPU affinity and a container's CPU quota (a CI container limited to
-    2 CPUs of a 64-core host would start 64 workers, each loading the shipped models). PYTEST_XDIST_AUTO_NUM_WORKERS
+    2 CPUs of a 64-core host would start 64 workers, each loading the shipped models). At most MAX_WORKERS: the
+    rebuild of `default` alone takes minutes, and more workers only cost memory. PYTEST_XDIST_AUTO_NUM_WORKERS
     still wins."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own hook reads it
@@ -178,10 +183,10 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     try:  # cgroup v2 quota, "max 100000" when unlimited
         quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
         if quota != "max":
-            cpus = min(cpus, max(1, int(quota) // int(period)))
+            cpus = min(cpus, -(-int(quota) // int(period)))  # rounded up: 1.5 CPUs take 2 workers
     except (OSError, ValueError):
         pass
-    return max(1, cpus)
+    return max(1, min(cpus, MAX_WORKERS))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
