@@ -365,8 +365,11 @@ def test_workers_dying_right_after_start_stop_the_server_with_a_failure_code(tmp
 
 def test_sighup_drains_like_sigterm(tmp_path):
     """A closed terminal sends SIGHUP: every request already sent (here, held in the listen queue while the
-    server is paused) gets a whole HTTP answer, then the server exits 0."""
-    server = Serve(tmp_path, "--threads", "2", "--read-timeout", "2")
+    server is paused) gets a whole HTTP answer, then the server exits 0. Started as from a terminal (SIGHUP at its
+    default): under ``nohup`` the test run's own SIGHUP is ignored, and a server must keep that (next test)."""
+    from_terminal = ("import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_DFL); "
+                     "os.execv(sys.argv[1], sys.argv[1:])")
+    server = Serve(tmp_path, "--threads", "2", "--read-timeout", "2", prefix=(sys.executable, "-c", from_terminal))
     os.kill(server.process.pid, signal.SIGSTOP)
     queued = []
     try:
