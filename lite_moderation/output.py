@@ -352,7 +352,7 @@ class RowWriter:
                    proba[:, :n_cat].tolist())
         if ids is not None:  # a row without an id has no "id" key, as write() leaves it out
             heads = [_jsonl_head(None if lines is None else lines[i], id) for i, id in enumerate(ids)]
-            template = _jsonl_template(self.labels.categories, False)[1:]
+            template = _jsonl_body(self.labels.categories)
             text = "".join([head + template % (flag, unsafe, cats, *scores)
                             for head, (flag, unsafe, cats, scores) in zip(heads, rows)])
         elif lines is None:
@@ -391,11 +391,17 @@ class RowWriter:
 
 
 @functools.lru_cache(maxsize=16)
-def _jsonl_template(categories: tuple[str, ...], with_line: bool) -> str:
-    """``json.dumps`` of a result row with %-placeholders: %r of a float is its repr, as json writes it."""
+def _jsonl_body(categories: tuple[str, ...]) -> str:
+    """``json.dumps`` of a result row after its opening (``{`` and the line and id, if any) with %-placeholders:
+    %r of a float is its repr, as json writes it."""
     scores = ", ".join(f"{json.dumps(c).replace('%', '%%')}: %r" for c in categories)
-    head = '{"line": %d, ' if with_line else "{"
-    return head + '"flagged": %s, "unsafe_score": %r, "categories": %s, "category_scores": {' + scores + "}}\n"
+    return '"flagged": %s, "unsafe_score": %r, "categories": %s, "category_scores": {' + scores + "}}\n"
+
+
+@functools.lru_cache(maxsize=16)
+def _jsonl_template(categories: tuple[str, ...], with_line: bool) -> str:
+    """A whole row's template: the opening with a %d line (or none) and :func:`_jsonl_body`."""
+    return ('{"line": %d, ' if with_line else "{") + _jsonl_body(categories)
 
 
 _ROWS_PER_WRITE = 256
