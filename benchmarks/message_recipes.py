@@ -35,13 +35,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from message_frontier import HARMFUL, HARMLESS
+from message_frontier import HARMFUL, HARMLESS, lowest_cut_keeping_fpr, messages_of
 from rebuild_shipped import local_path
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
 
-import lite_moderation as lm
 from lite_moderation.features import QAVectorizer
 from lite_moderation.sources import build_training_set, parse_source
 
@@ -92,11 +91,6 @@ def f1_best_cut(y: np.ndarray, scores: np.ndarray, w: np.ndarray) -> float:
     return float(scores[np.argmax(2 * tp / (tp + fp + (w * y).sum()))])
 
 
-def messages_of(path: Path) -> tuple[list[str], np.ndarray]:
-    dataset = lm.load_dataset(str(path))
-    return [p if isinstance(p, str) else (p[0] or p[1]) for p in dataset.pairs], np.asarray(dataset.unsafe_labels())
-
-
 def measure(name: str, drop_red_team_prompts: bool, max_features: int) -> dict:
     start = time.time()
     texts, y, w, groups = message_rows(drop_red_team_prompts)
@@ -124,7 +118,7 @@ def measure(name: str, drop_red_team_prompts: bool, max_features: int) -> dict:
     result["own_cut_off"] = {**{f"fpr {n}": round(float((s >= cut).mean()), 4) for n, s in harmless.items()},
                              **{f"recall {n}": round(float((s >= cut).mean()), 4) for n, s in harmful.items()}}
     cuts = np.unique(np.concatenate([*harmless.values(), *harmful.values()]))
-    fpr_ok = min(c for c in cuts if all((s >= c).mean() <= 0.05 for s in harmless.values()))
+    fpr_ok = lowest_cut_keeping_fpr(harmless, cuts)
     result["every_harmless_fpr_at_most_0.05"] = {"cut_off": round(float(fpr_ok), 4), **{
         f"recall {n}": round(float((s >= fpr_ok).mean()), 4) for n, s in harmful.items()}}
     result["seconds"] = round(time.time() - start)
