@@ -158,6 +158,10 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     n_jobs : labels fitted in parallel: threads with the primal solver (liblinear releases the GIL, so the
         features are shared, not copied), worker processes with ``dual`` (see ``_fit_labels``); None or 1 for one.
     verbose : 1 shows a progress bar on stderr while fitting.
+    char_weight : how much the character n-gram blocks weigh against the word blocks while fitting: their
+        features are multiplied by it and the fitted weights by it too, so scoring needs no scaling. Above 1 it
+        lightens their L2 penalty (by ``char_weight**2``): the shipped ``default`` uses 1.5, which moved every message
+        target forward (``benchmarks/results/message_recipes.md``). 1 fits as plain logistic regression.
     labels : the label set of the targets: a :class:`~lite_moderation.labels.LabelSet`, category names (the flag
         head ``unsafe`` derived from them when ``y`` has no column for it), or None to go by ``y``'s shape
         ((n,) binary; (n, 14) or (n, 15) BeaverTails; (n, k) ``label_0`` ...).
@@ -195,6 +199,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         n_jobs: int | None = None,
         verbose: int = 0,
         labels: LabelSet | Sequence[str] | None = None,
+        char_weight: float = 1.0,
     ) -> None:
         self.vectorizer = vectorizer
         self.C = C
@@ -210,6 +215,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.labels = labels
+        self.char_weight = char_weight
 
     # ------------------------------------------------------------------------------------------ fitting
 
@@ -265,6 +271,9 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
                       unit="fits") as progress:
             self.vectorizer_ = clone(self.vectorizer if self.vectorizer is not None else QAVectorizer())
             features = self._features(X, vocabulary_rows)
+            scales = self._column_scales()
+            if scales is not None:  # the matrix is this fit's own
+                features.data *= scales[features.indices]
             rows = _Rows(features, Y, weights, groups, tuning, known)
             if self.threshold_holdout:
                 coef, intercept, tuned_on = self._fit_with_holdout(rows, progress)
@@ -272,6 +281,8 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
                 tuned_on = self._out_of_fold(rows, n_folds, progress)
                 coef, intercept = self._fit_labels(rows, np.arange(len(Y)), progress)
         self._tune_thresholds(rows, *tuned_on, message_mask(X))
+        if scales is not None:  # the weights of unscaled features: the same scores
+            coef = coef * scales[:, None]
         self.coef_ = coef.astype(np.float32)
         self.intercept_ = intercept.astype(np.float32)
         self.label_set_ = label_set
@@ -287,6 +298,18 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         mask = _row_vector(vocabulary_rows, len(X), "vocabulary_rows", bool, True)
         self.vectorizer_.fit([X[i] for i in np.flatnonzero(mask)])
         return self.vectorizer_.transform(X)
+
+    def _column_scales(self) -> np.ndarray | None:
+        """Each feature column's factor while fitting (``char_weight`` on character blocks, 1 elsewhere), or None
+        when every factor is 1."""
+        if not np.isfinite(self.char_weight) or self.char_weight <= 0:
+            raise ValueError(f"char_weight must be a finite number above 0, got {self.char_weight!r}")
+        if self.char_weight == 1.0:
+            return None
+        return np.concatenate([
+            np.full(len(block.vocabulary_), self.char_weight if analyzer != "word" else 1.0, dtype=np.float32)
+            for _, analyzer, block in self.vectorizer_.blocks_
+        ])
 
     def _drop_unfilled_fields(self, X: Sequence) -> None:
         """Fit no block on a field the training data never fills (the prompt of data made of single texts): it
