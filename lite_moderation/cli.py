@@ -251,6 +251,22 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
     return low, high
 
 
+def _parse_char_weight(ctx: click.Context, param: click.Parameter, value: str) -> float | dict[str, float]:
+    """``W`` or ``FIELD=W[,FIELD=W]`` as ``ModerationClassifier``'s ``char_weight``, checked there."""
+    from .model import char_weights
+
+    try:
+        if "=" not in value:
+            weight: float | dict[str, float] = float(value)
+        else:
+            weight = {field.strip(): float(number) for field, _, number in
+                      (part.partition("=") for part in value.split(","))}
+        char_weights(weight)
+    except ValueError as exc:
+        raise click.BadParameter(f"expected a number above 0 or FIELD=W[,FIELD=W], got {value!r} ({exc})") from None
+    return weight
+
+
 def recipe_options(command: Callable) -> Callable:
     """Options of the training recipe, shared by ``train`` and ``cv``.
 
@@ -270,9 +286,10 @@ def recipe_options(command: Callable) -> Callable:
                      help="Word n-gram range, e.g. 1,2, or 'none' to turn them off."),
         click.option("--char-ngrams", callback=_parse_range, default="2,5", show_default="2,5; none with --preset fast",
                      help="Character n-gram range of the response, or 'none' to turn them off."),
-        click.option("--char-weight", type=FiniteFloatRange(min=0, min_open=True), default=1.0, show_default=True,
+        click.option("--char-weight", callback=_parse_char_weight, default="1", show_default=True,
                      help="Weight of the character n-gram blocks against the word blocks while fitting (above 1: "
-                          "a lighter penalty on them; the shipped default uses 1.5)."),
+                          "a lighter penalty on them): a number for every character block, or FIELD=W[,FIELD=W] "
+                          "for some (the shipped default: pair_response=1.5)."),
         click.option("--min-df", type=click.IntRange(min=1), default=2, show_default=True,
                      help="Minimum number of documents a term must appear in."),
         click.option("--max-features", type=click.IntRange(min=1), default=None,
@@ -824,7 +841,10 @@ def _training_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], 
             option = options[key]
             parts.append((option.opts if value else option.secondary_opts)[0])
             continue
-        text = "none" if value is None else ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        if isinstance(value, dict):  # --char-weight FIELD=W,...
+            text = ",".join(f"{field}={weight:g}" for field, weight in value.items())
+        else:
+            text = "none" if value is None else ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
         parts += [f"--{key.replace('_', '-')}", text]
     return shlex.join(parts)
 

@@ -27,7 +27,7 @@ from .labels import LabelSet, label_set_of
 from .metrics import binary_metrics
 from .progress import Progress
 from .taxonomy import BEAVERTAILS, sigmoid
-from .texts import field_texts, group_keys, message_mask, scored_items, split_fields
+from .texts import FIELDS, field_texts, group_keys, message_mask, scored_items, split_fields
 from .thresholds import (
     DEFAULT_THRESHOLD,
     OPERATING_POINTS,
@@ -129,6 +129,19 @@ def _names(labels: list[str]) -> str:
     return ", ".join(f"'{label}'" for label in labels)
 
 
+def char_weights(char_weight: float | dict[str, float]) -> dict[str, float]:
+    """``char_weight`` as {field: factor} ("*": every character block), checked: known fields, finite numbers
+    above 0."""
+    weights = dict(char_weight) if isinstance(char_weight, dict) else {"*": char_weight}
+    unknown = sorted(set(weights) - {"*", *FIELDS})
+    if unknown:
+        raise ValueError(f"char_weight names unknown fields {unknown}: expected among {list(FIELDS)}")
+    for field, value in weights.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+            raise ValueError(f"char_weight must be a finite number above 0 (for {field!r}), got {value!r}")
+    return {field: float(value) for field, value in weights.items()}
+
+
 class ModerationClassifier(ClassifierMixin, BaseEstimator):
     """Multi-label moderator for texts or (prompt, response) pairs: categories + one flag head ("unsafe").
 
@@ -158,10 +171,11 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     n_jobs : labels fitted in parallel: threads with the primal solver (liblinear releases the GIL, so the
         features are shared, not copied), worker processes with ``dual`` (see ``_fit_labels``); None or 1 for one.
     verbose : 1 shows a progress bar on stderr while fitting.
-    char_weight : how much the character n-gram blocks weigh against the word blocks while fitting: their
-        features are multiplied by it and the fitted weights by it too, so scoring needs no scaling. Above 1 it
-        lightens their L2 penalty (by ``char_weight**2``): the shipped ``default`` uses 1.5, which moved every message
-        target forward (``benchmarks/results/message_recipes.md``). 1 fits as plain logistic regression.
+    char_weight : how much character n-gram blocks weigh against word blocks while fitting: a number for every
+        character block, or ``{field: number}`` for the named fields' blocks (the others 1). Their features are
+        multiplied by it and the fitted weights by it too, so scoring needs no scaling; above 1 it lightens their L2
+        penalty (by its square). The shipped ``default`` weighs its pairs' response characters 1.5
+        (``benchmarks/results/pair_frontier.md``). 1 fits as plain logistic regression.
     labels : the label set of the targets: a :class:`~lite_moderation.labels.LabelSet`, category names (the flag
         head ``unsafe`` derived from them when ``y`` has no column for it), or None to go by ``y``'s shape
         ((n,) binary; (n, 14) or (n, 15) BeaverTails; (n, k) ``label_0`` ...).
@@ -199,7 +213,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         n_jobs: int | None = None,
         verbose: int = 0,
         labels: LabelSet | Sequence[str] | None = None,
-        char_weight: float = 1.0,
+        char_weight: float | dict[str, float] = 1.0,
     ) -> None:
         self.vectorizer = vectorizer
         self.C = C
@@ -302,14 +316,13 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     def _column_scales(self) -> np.ndarray | None:
         """Each feature column's factor while fitting (``char_weight`` on character blocks, 1 elsewhere), or None
         when every factor is 1."""
-        if not np.isfinite(self.char_weight) or self.char_weight <= 0:
-            raise ValueError(f"char_weight must be a finite number above 0, got {self.char_weight!r}")
-        if self.char_weight == 1.0:
+        weights = char_weights(self.char_weight)
+        factors = [weights.get(field, weights.get("*", 1.0)) if analyzer != "word" else 1.0
+                   for field, analyzer, _ in self.vectorizer_.blocks_]
+        if all(f == 1.0 for f in factors):
             return None
-        return np.concatenate([
-            np.full(len(block.vocabulary_), self.char_weight if analyzer != "word" else 1.0, dtype=np.float32)
-            for _, analyzer, block in self.vectorizer_.blocks_
-        ])
+        return np.concatenate([np.full(len(block.vocabulary_), f, dtype=np.float32)
+                               for f, (_, _, block) in zip(factors, self.vectorizer_.blocks_)])
 
     def _drop_unfilled_fields(self, X: Sequence) -> None:
         """Fit no block on a field the training data never fills (the prompt of data made of single texts): it

@@ -356,9 +356,19 @@ def test_char_weight_option_is_recorded_and_the_saved_model_scores_as_trained(ru
     trained = lm.default_estimator(char_weight=1.5, min_df=1, threshold_folds=0).fit(data.pairs, data.y)
     np.testing.assert_allclose(lm.load(str(out)).predict_proba(data.pairs[:20]), trained.predict_proba(data.pairs[:20]),
                                atol=1e-6)
-    refused = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(tmp_path / "n"),
-                                   "--char-weight", "0"])
-    assert refused.exit_code == 2 and "--char-weight" in refused.output
+    for bad in ("0", "response=abc", "answer=2"):
+        refused = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(tmp_path / "n"),
+                                       "--char-weight", bad])
+        assert refused.exit_code == 2 and "--char-weight" in refused.output, bad
+    out = tmp_path / "by_field"
+    result = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(out), "--char-weight",
+                                  "response=1.5", "--min-df", "1", "--threshold-folds", "0", "-q"])
+    assert result.exit_code == 0, result.output
+    metadata = json.loads((out / "model.json").read_text())
+    assert "--char-weight response=1.5 " in metadata["card"]["recipe"]["command"]
+    assert metadata["params"]["classifier"]["char_weight"] == {"response": 1.5}
+    np.testing.assert_allclose(lm.load(str(out)).predict_proba(data.pairs[:20]), trained.predict_proba(data.pairs[:20]),
+                               atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["default", "accurate", "fast", "beavertails"])

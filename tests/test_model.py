@@ -253,10 +253,19 @@ def test_char_weight_fits_heavier_char_features_and_folds_the_factor_into_the_we
     plain = lm.default_estimator(min_df=1, threshold_folds=0, labels=["unsafe"]).fit(X, y)
     assert not np.allclose(model.coef_, plain.coef_)
     assert clone(model).get_params()["char_weight"] == 1.5
+    by_field = lm.default_estimator(min_df=1, threshold_folds=0, char_weight={"response": 1.5},
+                                    labels=["unsafe"]).fit(X, y)  # the recipe's one character block: the same fit
+    np.testing.assert_array_equal(by_field.coef_, model.coef_)
+    elsewhere = lm.default_estimator(min_df=1, threshold_folds=0, char_weight={"lone_text": 3.0},
+                                     labels=["unsafe"]).fit(X, y)  # no block of that field: a plain fit
+    np.testing.assert_array_equal(elsewhere.coef_, plain.coef_)
 
 
-@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
-def test_char_weight_must_be_a_finite_positive_number(xy, bad):
+@pytest.mark.parametrize(("bad", "message"), [
+    (0.0, "finite number above 0"), (-1.0, "finite number above 0"), (float("nan"), "finite number above 0"),
+    (float("inf"), "finite number above 0"), ({"response": 0.0}, "finite number above 0"),
+    ({"answer": 2.0}, "unknown fields"), ("2", "finite number above 0")])
+def test_char_weight_must_be_a_finite_positive_number_of_known_fields(xy, bad, message):
     X, Y = xy
-    with pytest.raises(ValueError, match="char_weight must be a finite number above 0"):
+    with pytest.raises(ValueError, match=f"char_weight .*{message}"):
         fast_estimator(char_weight=bad).fit(X, Y)
