@@ -13,9 +13,10 @@ out-of-fold scores (3 grouped folds) on the weighted training messages, as the s
 
 Variants:
 
-- ``shipped``: the card's rows, 50,000 terms per block, character block weighed 1.5 (``--char-weight 1.5``);
-- ``char_weight_1``: the same with the character block at weight 1 (plain logistic regression: the recipe shipped
-  before); ``char_weight_0.7`` and ``char_weight_2``: lighter and heavier;
+- ``shipped``: the card's rows, 50,000 terms per block, the character block at weight 1 (the shipped default weighs
+  only its pairs' character block, ``--char-weight pair_response=1.5``);
+- ``char_weight_0.7``, ``char_weight_1.5``, ``char_weight_2``: the message character block weighed so while fitting
+  (``--char-weight lone_text=W``);
 - ``no_red_team_prompts``: without the 1,043 BeaverTails prompts whose answers were all safe, which the shipped
   recipe adds as harmless messages (BeaverTails' "safe" judges the answer, not the prompt: many such prompts are
   harmful requests that were refused);
@@ -56,9 +57,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 MESSAGES = ROOT.parent / "shared" / "data" / "messages"
 SMOKE = ROOT / "benchmarks" / "data" / "smoke_messages.jsonl"
 VARIANTS = {
-    "shipped": {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 1.5},
-    "char_weight_1": {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 1.0},
+    "shipped": {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 1.0},
     "char_weight_0.7": {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 0.7},
+    "char_weight_1.5": {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 1.5},
     "char_weight_2": {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 2.0},
     "no_red_team_prompts": {"drop_red_team_prompts": True, "max_features": 50000, "char_weight": 1.0},
     "no_red_team_prompts_100k": {"drop_red_team_prompts": True, "max_features": 100000, "char_weight": 1.0},
@@ -143,8 +144,14 @@ def measure(name: str, drop_red_team_prompts: bool, max_features: int, char_weig
     return result
 
 
+def _cell(values: dict, key: str) -> str:
+    if key not in values:  # a result written before the smoke set was counted
+        return "not run"
+    return f"{values[key]:.3f}" if key.startswith(("fpr", "recall")) else f"{values[key]} / 20"
+
+
 def markdown(results: list[dict]) -> str:
-    keys = list(results[0]["own_cut_off"])
+    keys = max((list(r["own_cut_off"]) for r in results), key=len)
     lines = ["# Message-side recipe variants of `default` (issue 20)", "",
              "`python benchmarks/message_recipes.py` (unsafe head of the message blocks alone, cut-off F1-best on",
              "out-of-fold training messages; see the script's docstring).", "",
@@ -152,8 +159,7 @@ def markdown(results: list[dict]) -> str:
              "|---|---:|---:|---:|" + "---:|" * len(keys)]
     for r in results:
         lines.append(f"| {r['variant']} | {r['cut_off']:.3f} | {r['oof_auroc']:.4f} | {r['pooled_heldout_auroc']:.4f} | "
-                     + " | ".join(f"{r['own_cut_off'][k]:.3f}" if k.startswith(("fpr", "recall"))
-                                  else f"{r['own_cut_off'][k]} / 20" for k in keys) + " |")
+                     + " | ".join(_cell(r["own_cut_off"], k) for k in keys) + " |")
     harmful = [k for k in results[0]["every_harmless_fpr_at_most_0.05"] if k != "cut_off"]
     lines += ["", "At the cut-off that keeps every harmless set at FPR <= 0.05 (chosen on the evaluation sets):", "",
               "| variant | cut-off | " + " | ".join(harmful) + " |", "|---|---:|" + "---:|" * len(harmful)]
