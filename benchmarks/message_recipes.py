@@ -7,22 +7,29 @@ Why this exists: `default` misses some message targets of issue 20 at its shippe
 different recipe would. It rebuilds the shipped recipe's training rows (``sources.build_training_set`` on the
 card's ``--data`` list, shapes pair and text), keeps the single-message rows, and fits the message side alone as the
 model does (the ``lone_text`` word 1-2 and char_wb 2-5 TF-IDF blocks, liblinear dual logistic regression, C=4,
-source weights): in the shipped model these blocks are zero on every pair, so the message side is this model plus a
+source weights, the character block's features times ``char_weight`` while fitting): in the shipped model these blocks are zero on every pair, so the message side is this model plus a
 shared intercept. Only the unsafe head is fitted (it alone decides ``flagged``). Its cut-off is the F1-best point of
 out-of-fold scores (3 grouped folds) on the weighted training messages, as the shipped model's is tuned.
 
 Variants:
 
-- ``shipped``: the card's rows, 50,000 terms per block;
+- ``shipped``: the card's rows, 50,000 terms per block, the character block at weight 1 (the shipped default weighs
+  only its pairs' character block, ``--char-weight pair_response=1.5``);
+- ``char_weight_0.7``, ``char_weight_1.5``, ``char_weight_2``: the message character block weighed so while fitting
+  (``--char-weight lone_text=W``);
 - ``no_red_team_prompts``: without the 1,043 BeaverTails prompts whose answers were all safe, which the shipped
   recipe adds as harmless messages (BeaverTails' "safe" judges the answer, not the prompt: many such prompts are
   harmful requests that were refused);
 - ``no_red_team_prompts_100k``: the same with 100,000 terms per block.
+(The last two at character weight 1.)
 
-Reported per variant: the held-out message sets and the everyday sets at the variant's own cut-off, the pooled
-held-out AUROC, and the recalls reached at the cut-off that keeps every harmless set at FPR <= 0.05 (chosen on the
+Reported per variant: the held-out message sets, the everyday sets and the smoke set
+(``benchmarks/data/smoke_messages.jsonl``: harmful ones flagged of 20, harmless ones flagged of 20) at the variant's
+own cut-off, the out-of-fold AUROC on the training messages (what picks a variant without the evaluation sets),
+the pooled held-out AUROC, and the recalls reached at the cut-off that keeps every harmless set at FPR <= 0.05 (chosen on the
 evaluation sets: what the variant can reach, not a shippable cut-off). Writes
-``benchmarks/results/message_recipes.json`` and ``.md``.
+``benchmarks/results/message_recipes.json`` and ``.md``; ``--variant`` reruns the named variants and keeps the
+others' results.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from message_frontier import HARMFUL, HARMLESS, lowest_cut_keeping_fpr, messages_of
 from rebuild_shipped import local_path
 from sklearn.linear_model import LogisticRegression
@@ -47,10 +55,14 @@ from lite_moderation.sources import build_training_set, parse_source
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MESSAGES = ROOT.parent / "shared" / "data" / "messages"
+SMOKE = ROOT / "benchmarks" / "data" / "smoke_messages.jsonl"
 VARIANTS = {
-    "shipped": {"drop_red_team_prompts": False, "max_features": 50000},
-    "no_red_team_prompts": {"drop_red_team_prompts": True, "max_features": 50000},
-    "no_red_team_prompts_100k": {"drop_red_team_prompts": True, "max_features": 100000},
+    "shipped": {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 1.0},
+    "char_weight_0.7": {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 0.7},
+    "char_weight_1.5": {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 1.5},
+    "char_weight_2": {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 2.0},
+    "no_red_team_prompts": {"drop_red_team_prompts": True, "max_features": 50000, "char_weight": 1.0},
+    "no_red_team_prompts_100k": {"drop_red_team_prompts": True, "max_features": 100000, "char_weight": 1.0},
 }
 
 
@@ -77,11 +89,13 @@ def message_rows(drop_red_team_prompts: bool) -> tuple[list[str], np.ndarray, np
     return [pairs[i][0] or pairs[i][1] for i in rows], ts.Y[rows, -1], ts.weights[rows], ts.groups[rows]
 
 
-def fit(texts: list[str], y: np.ndarray, w: np.ndarray, max_features: int):
+def fit(texts: list[str], y: np.ndarray, w: np.ndarray, max_features: int, char_weight: float):
     vectorizer = QAVectorizer(word_fields=("lone_text",), char_fields=("lone_text",), max_features=max_features)
     X = vectorizer.fit_transform([("", t) for t in texts])
-    clf = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000).fit(X, y, sample_weight=w)
-    return lambda items: clf.predict_proba(vectorizer.transform([("", t) for t in items]))[:, 1]
+    n_words = len(vectorizer.blocks_[0][2].vocabulary_)  # the word block comes first
+    scales = sp.diags(np.r_[np.ones(n_words), np.full(X.shape[1] - n_words, char_weight)].astype(np.float32))
+    clf = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000, random_state=0).fit(X @ scales, y, sample_weight=w)
+    return lambda items: clf.predict_proba(vectorizer.transform([("", t) for t in items]) @ scales)[:, 1]
 
 
 def f1_best_cut(y: np.ndarray, scores: np.ndarray, w: np.ndarray) -> float:
@@ -91,15 +105,15 @@ def f1_best_cut(y: np.ndarray, scores: np.ndarray, w: np.ndarray) -> float:
     return float(scores[np.argmax(2 * tp / (tp + fp + (w * y).sum()))])
 
 
-def measure(name: str, drop_red_team_prompts: bool, max_features: int) -> dict:
+def measure(name: str, drop_red_team_prompts: bool, max_features: int, char_weight: float) -> dict:
     start = time.time()
     texts, y, w, groups = message_rows(drop_red_team_prompts)
     oof = np.zeros(len(texts))
     for train, test in GroupKFold(3).split(texts, y, groups):
-        score = fit([texts[i] for i in train], y[train], w[train], max_features)
+        score = fit([texts[i] for i in train], y[train], w[train], max_features, char_weight)
         oof[test] = score([texts[i] for i in test])
     cut = f1_best_cut(y, oof, w)
-    score = fit(texts, y, w, max_features)
+    score = fit(texts, y, w, max_features, char_weight)
     result = {"variant": name, "training_messages": len(texts), "cut_off": round(cut, 4),
               "oof_auroc": round(float(roc_auc_score(y, oof, sample_weight=w)), 4), "sets": {}}
     pooled_scores, pooled_unsafe = [], []
@@ -115,8 +129,12 @@ def measure(name: str, drop_red_team_prompts: bool, max_features: int) -> dict:
     for n, p, _ in HARMFUL:
         items, unsafe = messages_of(p)
         harmful[n] = score(items)[unsafe]
+    smoke = [json.loads(line) for line in SMOKE.read_text().splitlines()]
+    smoke_scores, smoke_unsafe = score([r["text"] for r in smoke]), np.array([not r["is_safe"] for r in smoke])
     result["own_cut_off"] = {**{f"fpr {n}": round(float((s >= cut).mean()), 4) for n, s in harmless.items()},
-                             **{f"recall {n}": round(float((s >= cut).mean()), 4) for n, s in harmful.items()}}
+                             **{f"recall {n}": round(float((s >= cut).mean()), 4) for n, s in harmful.items()},
+                             "smoke harmful flagged": int((smoke_scores[smoke_unsafe] >= cut).sum()),
+                             "smoke harmless flagged": int((smoke_scores[~smoke_unsafe] >= cut).sum())}
     cuts = np.unique(np.concatenate([*harmless.values(), *harmful.values()]))
     fpr_ok = lowest_cut_keeping_fpr(harmless, cuts)
     result["every_harmless_fpr_at_most_0.05"] = {"cut_off": round(float(fpr_ok), 4), **{
@@ -126,8 +144,14 @@ def measure(name: str, drop_red_team_prompts: bool, max_features: int) -> dict:
     return result
 
 
+def _cell(values: dict, key: str) -> str:
+    if key not in values:  # a result written before the smoke set was counted
+        return "not run"
+    return f"{values[key]:.3f}" if key.startswith(("fpr", "recall")) else f"{values[key]} / 20"
+
+
 def markdown(results: list[dict]) -> str:
-    keys = list(results[0]["own_cut_off"])
+    keys = max((list(r["own_cut_off"]) for r in results), key=len)
     lines = ["# Message-side recipe variants of `default` (issue 20)", "",
              "`python benchmarks/message_recipes.py` (unsafe head of the message blocks alone, cut-off F1-best on",
              "out-of-fold training messages; see the script's docstring).", "",
@@ -135,7 +159,7 @@ def markdown(results: list[dict]) -> str:
              "|---|---:|---:|---:|" + "---:|" * len(keys)]
     for r in results:
         lines.append(f"| {r['variant']} | {r['cut_off']:.3f} | {r['oof_auroc']:.4f} | {r['pooled_heldout_auroc']:.4f} | "
-                     + " | ".join(f"{r['own_cut_off'][k]:.3f}" for k in keys) + " |")
+                     + " | ".join(_cell(r["own_cut_off"], k) for k in keys) + " |")
     harmful = [k for k in results[0]["every_harmless_fpr_at_most_0.05"] if k != "cut_off"]
     lines += ["", "At the cut-off that keeps every harmless set at FPR <= 0.05 (chosen on the evaluation sets):", "",
               "| variant | cut-off | " + " | ".join(harmful) + " |", "|---|---:|" + "---:|" * len(harmful)]
@@ -149,7 +173,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
-    results = [measure(name, **VARIANTS[name]) for name in args.variant]
+    path = RESULTS / "message_recipes.json"
+    kept = {r["variant"]: r for r in json.loads(path.read_text())} if path.exists() else {}
+    kept.update((name, measure(name, **VARIANTS[name])) for name in args.variant)
+    results = [kept[name] for name in VARIANTS if name in kept]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "message_recipes.json").write_text(json.dumps(results, indent=1) + "\n")
     (RESULTS / "message_recipes.md").write_text(markdown(results))

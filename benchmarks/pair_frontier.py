@@ -1,6 +1,6 @@
 """Can one pair cut-off meet issue 20's pair targets together? BeaverTails CV F1 against XSTest's false flags.
 
-    python benchmarks/pair_frontier.py [--auxiliary-scale 1 0.3 0]      # about a minute a setting, 2 cores
+    python benchmarks/pair_frontier.py [--setting SCALE:CHAR_WEIGHT ...]      # about a minute a setting, 2 cores
 
 Issue 20 asks, for pairs: BeaverTails CV unsafe F1 >= 0.75 and AUPRC >= 0.835, XSTest-response F1 >= 0.50 with
 FPR <= 0.35, SafeRLHF AUROC >= 0.62. The shipped `default` misses the last two. This script rebuilds the shipped
@@ -13,18 +13,22 @@ is their F1-best point over every pair, weighted, as the shipped model's is tune
 
 Reported: BeaverTails out-of-fold F1 (at that cut-off), AUPRC and AUROC; XSTest and SafeRLHF (never trained on)
 at that cut-off; and at the cut-off that holds XSTest's FPR at 0.35 (chosen on XSTest: what is reachable, not a
-shippable cut-off) the BeaverTails F1 and XSTest F1 then reached. ``--auxiliary-scale`` multiplies the weight of the
-non-BeaverTails pairs (0: BeaverTails pairs only). Writes ``benchmarks/results/pair_frontier.json`` and ``.md``.
+shippable cut-off) the BeaverTails F1 and XSTest F1 then reached. A setting ``SCALE:CHAR_WEIGHT`` multiplies the weight
+of the non-BeaverTails pairs by SCALE (0: BeaverTails pairs only; the shipped default's ``pair_weight`` options are
+0.3 of its sources' weights) and weighs the character block by CHAR_WEIGHT while fitting (``--char-weight``; the
+shipped default: 1.5). Writes ``benchmarks/results/pair_frontier.json`` and ``.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from message_recipes import f1_best_cut, recipe_sources
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -39,32 +43,44 @@ RESULTS = ROOT / "benchmarks" / "results"
 EXTERNAL = ROOT.parent / "shared" / "data" / "external"
 
 
-def fit(pairs: list, y: np.ndarray, w: np.ndarray):
+def fit(pairs: list, y: np.ndarray, w: np.ndarray, char_weight: float):
     vectorizer = QAVectorizer(word_fields=("pair_prompt", "pair_response"), char_fields=("pair_response",),
                               max_features=50000)
     X = vectorizer.fit_transform(pairs)
-    clf = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000).fit(X, y, sample_weight=w)
-    return lambda items: clf.predict_proba(vectorizer.transform(items))[:, 1]
+    n_words = sum(len(block.vocabulary_) for _, analyzer, block in vectorizer.blocks_ if analyzer == "word")
+    scales = sp.diags(np.r_[np.ones(n_words), np.full(X.shape[1] - n_words, char_weight)].astype(np.float32))
+    clf = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000, random_state=0).fit(X @ scales, y, sample_weight=w)
+    return lambda items: clf.predict_proba(vectorizer.transform(items) @ scales)[:, 1]
+
+
+#: (auxiliary pairs' weight scale, character block weight): the recipe before (1, 1), the shipped one (0.3, 1.5)
+SETTINGS = [(1.0, 1.0), (0.3, 1.0), (0.0, 1.0), (0.3, 1.5), (0.0, 1.5)]
+
+
+def _setting(text: str) -> tuple[float, float]:
+    scale, _, char_weight = text.partition(":")
+    return float(scale), float(char_weight or 1.0)
 
 
 def f1(flagged: np.ndarray, unsafe: np.ndarray) -> float:
     return float(2 * (flagged & unsafe).sum() / (flagged.sum() + unsafe.sum()))
 
 
-def measure(scale: float) -> dict:
+def measure(scale: float, char_weight: float) -> dict:
     start = time.time()
-    ts = build_training_set(recipe_sources(), shapes=("pair", "text"), seed=0)
+    ts = build_training_set([dataclasses.replace(spec, pair_weight=None) for spec in recipe_sources()],
+                            shapes=("pair", "text"), seed=0)
     is_pair = np.array([not isinstance(p, str) and bool(p[0] and p[1]) for p in ts.pairs])
     rows = np.flatnonzero(is_pair & (ts.primary | (scale > 0)))
     pairs, y, groups, primary = [ts.pairs[i] for i in rows], ts.Y[rows, -1], ts.groups[rows], ts.primary[rows]
     w = np.where(primary, ts.weights[rows], ts.weights[rows] * scale)
     oof = np.zeros(len(pairs))
     for train, test in GroupKFold(5).split(pairs, y, groups):
-        oof[test] = fit([pairs[i] for i in train], y[train], w[train])([pairs[i] for i in test])
+        oof[test] = fit([pairs[i] for i in train], y[train], w[train], char_weight)([pairs[i] for i in test])
     cut = f1_best_cut(y, oof, w)
     bt_y, bt_s = y[primary], oof[primary]
-    score = fit(pairs, y, w)
-    result = {"auxiliary_scale": scale, "cut_off": round(cut, 4), "beavertails_cv": {
+    score = fit(pairs, y, w, char_weight)
+    result = {"auxiliary_scale": scale, "char_weight": char_weight, "cut_off": round(cut, 4), "beavertails_cv": {
         "f1": round(f1(bt_s >= cut, bt_y), 4), "auprc": round(float(average_precision_score(bt_y, bt_s)), 4),
         "auroc": round(float(roc_auc_score(bt_y, bt_s)), 4)}}
     xstest = None
@@ -87,11 +103,11 @@ def measure(scale: float) -> dict:
 def markdown(results: list[dict]) -> str:
     lines = ["# Pair-side trade-off of `default` (issue 20)", "",
              "`python benchmarks/pair_frontier.py` (unsafe head of the pair blocks alone; see the script's docstring).",
-             "", ("| auxiliary pairs' weight x | cut-off | BT CV F1 / AUPRC / AUROC | XSTest F1 / FPR / AUROC | "
-                  "SafeRLHF AUROC | at XSTest FPR 0.35: cut-off, BT CV F1, XSTest F1 |"), "|---|---:|---|---|---:|---|"]
+             "", ("| auxiliary pairs' weight x | char weight | cut-off | BT CV F1 / AUPRC / AUROC | XSTest F1 / FPR / AUROC | "
+                  "SafeRLHF AUROC | at XSTest FPR 0.35: cut-off, BT CV F1, XSTest F1 |"), "|---|---:|---:|---|---|---:|---|"]
     for r in results:
         bt, xs, at = r["beavertails_cv"], r["xstest_response_harmful"], r["xstest_fpr_0.35"]
-        lines.append(f"| {r['auxiliary_scale']:g} | {r['cut_off']:.3f} | {bt['f1']:.3f} / {bt['auprc']:.3f} / "
+        lines.append(f"| {r['auxiliary_scale']:g} | {r['char_weight']:g} | {r['cut_off']:.3f} | {bt['f1']:.3f} / {bt['auprc']:.3f} / "
                      f"{bt['auroc']:.3f} | {xs['f1']:.3f} / {xs['fpr']:.3f} / {xs['auroc']:.3f} | "
                      f"{r['saferlhf_2000']['auroc']:.3f} | {at['cut_off']:.3f}, {at['beavertails_cv_f1']:.3f}, "
                      f"{at['xstest_f1']:.3f} |")
@@ -100,9 +116,10 @@ def markdown(results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--auxiliary-scale", type=float, nargs="+", default=[1.0, 0.3, 0.0])
+    parser.add_argument("--setting", type=_setting, nargs="+", default=SETTINGS,
+                        help="SCALE:CHAR_WEIGHT, e.g. 0.3:1.5")
     args = parser.parse_args()
-    results = [measure(scale) for scale in args.auxiliary_scale]
+    results = [measure(*setting) for setting in args.setting]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "pair_frontier.json").write_text(json.dumps(results, indent=1) + "\n")
     (RESULTS / "pair_frontier.md").write_text(markdown(results))

@@ -251,6 +251,22 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
     return low, high
 
 
+def _parse_char_weight(ctx: click.Context, param: click.Parameter, value: str) -> float | dict[str, float]:
+    """``W`` or ``FIELD=W[,FIELD=W]`` as ``ModerationClassifier``'s ``char_weight``, checked there."""
+    from .model import char_weights
+
+    try:
+        if "=" not in value:
+            weight: float | dict[str, float] = float(value)
+        else:
+            weight = {field.strip(): float(number) for field, _, number in
+                      (part.partition("=") for part in value.split(","))}
+        char_weights(weight)
+    except ValueError as exc:
+        raise click.BadParameter(f"expected a number above 0 or FIELD=W[,FIELD=W], got {value!r} ({exc})") from None
+    return weight
+
+
 def recipe_options(command: Callable) -> Callable:
     """Options of the training recipe, shared by ``train`` and ``cv``.
 
@@ -270,6 +286,10 @@ def recipe_options(command: Callable) -> Callable:
                      help="Word n-gram range, e.g. 1,2, or 'none' to turn them off."),
         click.option("--char-ngrams", callback=_parse_range, default="2,5", show_default="2,5; none with --preset fast",
                      help="Character n-gram range of the response, or 'none' to turn them off."),
+        click.option("--char-weight", callback=_parse_char_weight, default="1", show_default=True,
+                     help="Weight of the character n-gram blocks against the word blocks while fitting (above 1: "
+                          "a lighter penalty on them): a number for every character block, or FIELD=W[,FIELD=W] "
+                          "for some (the shipped default: pair_response=1.5)."),
         click.option("--min-df", type=click.IntRange(min=1), default=2, show_default=True,
                      help="Minimum number of documents a term must appear in."),
         click.option("--max-features", type=click.IntRange(min=1), default=None,
@@ -657,7 +677,7 @@ def _write_explanations(explained: Iterator[tuple[dict, Any, int | None]], outpu
 
 
 class SourceType(click.ParamType):
-    """A training source, ``FILE[,weight=W][,rows=N]`` or ``pkg:chitchat-dataset``."""
+    """A training source, ``FILE[,weight=W][,pair_weight=P][,rows=N][,shapes=A+B]`` or ``pkg:chitchat-dataset``."""
 
     name = "source"
 
@@ -683,7 +703,8 @@ def data_options(command: Callable) -> Callable:
     options = [
         click.option("--data", "--input", "-i", "sources", required=True, multiple=True, type=SourceType(),
                      help="Labelled file (.jsonl[.gz|.xz], .json, .csv) or pkg:chitchat-dataset, optionally "
-                          "',weight=W,rows=N,shapes=A+B' (row weight; a seeded sample of N rows; this source's own "
+                          "',weight=W,pair_weight=P,rows=N,shapes=A+B' (row weight; the weight of its pairs if other "
+                          "than W; a seeded sample of N rows; this source's own "
                           "shapes instead of --shapes, e.g. shapes=text: its turns as messages, not its pairs). "
                           "Repeat for more sources: "
                           "the first is BeaverTails-style data with the 14 categories, where thresholds are tuned "
@@ -820,7 +841,10 @@ def _training_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], 
             option = options[key]
             parts.append((option.opts if value else option.secondary_opts)[0])
             continue
-        text = "none" if value is None else ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        if isinstance(value, dict):  # --char-weight FIELD=W,...
+            text = ",".join(f"{field}={weight:g}" for field, weight in value.items())
+        else:
+            text = "none" if value is None else ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
         parts += [f"--{key.replace('_', '-')}", text]
     return shlex.join(parts)
 
@@ -1157,13 +1181,18 @@ def _labels_line(label_set: dict) -> str:
             if categories else f"labels: one binary head, '{label_set['flag']}' (no categories)")
 
 
+def _pair_weight_text(source: dict) -> str:
+    """A source's own pair weight, when it has one (see ``SourceSpec.pair_weight``)."""
+    return f", pairs {source['pair_weight']:g}" if source.get("pair_weight") is not None else ""
+
+
 def _card_text(card: dict) -> str:
     data = card.get("training_data", {})
     lines = [
         f"model: {card['path']} ({card['size_bytes'] / 1e6:.2f} MB, format version {card['format_version']})",
         (f"trained on: {data.get('file')} ({data.get('rows')} rows, {data.get('distinct_prompts')} prompts, "
         f"sha256 {data.get('sha256')})"),
-        *(f"  also: {s['name']} (weight {s['weight']:g}, {s['training_rows']} training rows, "
+        *(f"  also: {s['name']} (weight {s['weight']:g}{_pair_weight_text(s)}, {s['training_rows']} training rows, "
           f"{s['sha256'] or s['package']}, license {s['license']})" for s in data.get("sources", [])[1:]),
         *([f"input shapes trained: {', '.join(data['shapes'])}"] if "shapes" in data else []),
         f"recipe: {card.get('recipe', {}).get('command', '')}",

@@ -27,7 +27,7 @@ from .labels import LabelSet, label_set_of
 from .metrics import binary_metrics
 from .progress import Progress
 from .taxonomy import BEAVERTAILS, sigmoid
-from .texts import field_texts, group_keys, message_mask, scored_items, split_fields
+from .texts import FIELDS, field_texts, group_keys, message_mask, scored_items, split_fields
 from .thresholds import (
     DEFAULT_THRESHOLD,
     OPERATING_POINTS,
@@ -129,6 +129,19 @@ def _names(labels: list[str]) -> str:
     return ", ".join(f"'{label}'" for label in labels)
 
 
+def char_weights(char_weight: float | dict[str, float]) -> dict[str, float]:
+    """``char_weight`` as {field: factor} ("*": every character block), checked: known fields, finite numbers
+    above 0."""
+    weights = dict(char_weight) if isinstance(char_weight, dict) else {"*": char_weight}
+    unknown = sorted(set(weights) - {"*", *FIELDS})
+    if unknown:
+        raise ValueError(f"char_weight names unknown fields {unknown}: expected among {list(FIELDS)}")
+    for field, value in weights.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+            raise ValueError(f"char_weight must be a finite number above 0 (for {field!r}), got {value!r}")
+    return {field: float(value) for field, value in weights.items()}
+
+
 class ModerationClassifier(ClassifierMixin, BaseEstimator):
     """Multi-label moderator for texts or (prompt, response) pairs: categories + one flag head ("unsafe").
 
@@ -158,6 +171,11 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     n_jobs : labels fitted in parallel: threads with the primal solver (liblinear releases the GIL, so the
         features are shared, not copied), worker processes with ``dual`` (see ``_fit_labels``); None or 1 for one.
     verbose : 1 shows a progress bar on stderr while fitting.
+    char_weight : how much character n-gram blocks weigh against word blocks while fitting: a number for every
+        character block, or ``{field: number}`` for the named fields' blocks (the others 1). Their features are
+        multiplied by it and the fitted weights by it too, so scoring needs no scaling; above 1 it lightens their L2
+        penalty (by its square). The shipped ``default`` weighs its pairs' response characters 1.5
+        (``benchmarks/results/pair_frontier.md``). 1 fits as plain logistic regression.
     labels : the label set of the targets: a :class:`~lite_moderation.labels.LabelSet`, category names (the flag
         head ``unsafe`` derived from them when ``y`` has no column for it), or None to go by ``y``'s shape
         ((n,) binary; (n, 14) or (n, 15) BeaverTails; (n, k) ``label_0`` ...).
@@ -195,6 +213,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         n_jobs: int | None = None,
         verbose: int = 0,
         labels: LabelSet | Sequence[str] | None = None,
+        char_weight: float | dict[str, float] = 1.0,
     ) -> None:
         self.vectorizer = vectorizer
         self.C = C
@@ -210,6 +229,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.labels = labels
+        self.char_weight = char_weight
 
     # ------------------------------------------------------------------------------------------ fitting
 
@@ -265,6 +285,9 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
                       unit="fits") as progress:
             self.vectorizer_ = clone(self.vectorizer if self.vectorizer is not None else QAVectorizer())
             features = self._features(X, vocabulary_rows)
+            scales = self._column_scales()
+            if scales is not None:  # the matrix is this fit's own
+                features.data *= scales[features.indices]
             rows = _Rows(features, Y, weights, groups, tuning, known)
             if self.threshold_holdout:
                 coef, intercept, tuned_on = self._fit_with_holdout(rows, progress)
@@ -272,6 +295,8 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
                 tuned_on = self._out_of_fold(rows, n_folds, progress)
                 coef, intercept = self._fit_labels(rows, np.arange(len(Y)), progress)
         self._tune_thresholds(rows, *tuned_on, message_mask(X))
+        if scales is not None:  # the weights of unscaled features: the same scores
+            coef = coef * scales[:, None]
         self.coef_ = coef.astype(np.float32)
         self.intercept_ = intercept.astype(np.float32)
         self.label_set_ = label_set
@@ -287,6 +312,17 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         mask = _row_vector(vocabulary_rows, len(X), "vocabulary_rows", bool, True)
         self.vectorizer_.fit([X[i] for i in np.flatnonzero(mask)])
         return self.vectorizer_.transform(X)
+
+    def _column_scales(self) -> np.ndarray | None:
+        """Each feature column's factor while fitting (``char_weight`` on character blocks, 1 elsewhere), or None
+        when every factor is 1."""
+        weights = char_weights(self.char_weight)
+        factors = [weights.get(field, weights.get("*", 1.0)) if analyzer != "word" else 1.0
+                   for field, analyzer, _ in self.vectorizer_.blocks_]
+        if all(f == 1.0 for f in factors):
+            return None
+        return np.concatenate([np.full(len(block.vocabulary_), f, dtype=np.float32)
+                               for f, (_, _, block) in zip(factors, self.vectorizer_.blocks_)])
 
     def _drop_unfilled_fields(self, X: Sequence) -> None:
         """Fit no block on a field the training data never fills (the prompt of data made of single texts): it

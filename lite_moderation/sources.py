@@ -71,7 +71,7 @@ KNOWN_LICENSES = {
 #: The largest source weight: the solver multiplies C by it, and far above this its numbers overflow (1e308: NaN).
 MAX_WEIGHT = 1e6
 
-_OPTION = re.compile(r"^(weight|rows|shapes)=(.+)$")
+_OPTION = re.compile(r"^(weight|pair_weight|rows|shapes)=(.+)$")
 
 
 @dataclass(frozen=True)
@@ -80,20 +80,25 @@ class SourceSpec:
 
     ``rows`` keeps a seeded random sample of that many rows (before shape copies are made). ``shapes``, when
     given, replaces the training set's shapes for this source: ``("text",)`` shows a dialogue source's turns
-    as single messages only, without its pairs.
+    as single messages only, without its pairs. ``pair_weight``, when given, is the weight of the source's
+    question-answer pairs, ``weight`` then that of its single messages: a source can teach one shape more than
+    the other (the shipped recipe weighs instruction and chit-chat *pairs* down, measured in
+    ``benchmarks/pair_frontier.py``, and keeps their messages).
     """
 
     path: str
     weight: float = 1.0
     rows: int | None = None
     shapes: tuple[str, ...] | None = None
+    pair_weight: float | None = None
 
     def __post_init__(self) -> None:
         if self.shapes is not None and (not self.shapes or set(self.shapes) - set(SHAPES)):
             raise ValueError(f"{self.path}: shapes must be among {SHAPES}, got {self.shapes!r}")
-        if not (0 < self.weight <= MAX_WEIGHT):
-            raise ValueError(f"{self.path}: weight must be a number above 0 and at most {MAX_WEIGHT:g} (weights are "
-                             f"relative; a larger one makes the solver overflow), got {self.weight!r}")
+        for option, value in (("weight", self.weight), ("pair_weight", self.pair_weight)):
+            if value is not None and not (0 < value <= MAX_WEIGHT):
+                raise ValueError(f"{self.path}: {option} must be a number above 0 and at most {MAX_WEIGHT:g} (weights "
+                                 f"are relative; a larger one makes the solver overflow), got {value!r}")
         if self.rows is not None and self.rows < 1:
             raise ValueError(f"{self.path}: rows must be a positive integer, got {self.rows!r}")
 
@@ -103,10 +108,12 @@ class SourceSpec:
         return self.path if self.path in PACKAGE_SOURCES else Path(self.path).name
 
     def spec_text(self, name: str | None = None) -> str:
-        """The command-line form, ``PATH[,weight=W][,rows=N][,shapes=A+B]``."""
+        """The command-line form, ``PATH[,weight=W][,pair_weight=P][,rows=N][,shapes=A+B]``."""
         parts = [name or self.path]
         if self.weight != 1.0:
             parts.append(f"weight={self.weight:g}")
+        if self.pair_weight is not None:
+            parts.append(f"pair_weight={self.pair_weight:g}")
         if self.rows is not None:
             parts.append(f"rows={self.rows}")
         if self.shapes is not None:
@@ -115,7 +122,8 @@ class SourceSpec:
 
 
 def parse_source(text: str) -> SourceSpec:
-    """``PATH[,weight=W][,rows=N][,shapes=A+B]`` (options after the last commas) as a :class:`SourceSpec`."""
+    """``PATH[,weight=W][,pair_weight=P][,rows=N][,shapes=A+B]`` (options after the last commas) as a
+    :class:`SourceSpec`."""
     parts = text.split(",")
     options: dict[str, str] = {}
     while len(parts) > 1 and _OPTION.match(parts[-1].strip()):
@@ -128,11 +136,12 @@ def parse_source(text: str) -> SourceSpec:
         raise ValueError(f"{text!r}: no file name before the options")
     try:
         weight = float(options.get("weight", 1.0))
+        pair_weight = float(options["pair_weight"]) if "pair_weight" in options else None
         rows = int(options["rows"]) if "rows" in options else None
     except ValueError:
-        raise ValueError(f"{text!r}: weight must be a number and rows an integer") from None
+        raise ValueError(f"{text!r}: weight and pair_weight must be numbers and rows an integer") from None
     shapes = tuple(options["shapes"].split("+")) if "shapes" in options else None
-    return SourceSpec(path, weight, rows, shapes)
+    return SourceSpec(path, weight, rows, shapes, pair_weight)
 
 
 def chitchat_pairs() -> list[tuple[str, str, str]]:
@@ -401,7 +410,8 @@ class _Builder:
             pair = dataset.pairs[i]
             prompt, response = ("", pair) if isinstance(pair, str) else pair
             if pairs_shown or not (prompt and response):
-                self._append((prompt, response), Y[i], k, spec.weight, group_of(i), k == 0, dataset.lines[i],
+                weight = spec.pair_weight if prompt and response and spec.pair_weight is not None else spec.weight
+                self._append((prompt, response), Y[i], k, weight, group_of(i), k == 0, dataset.lines[i],
                              known=known[i])
             if not prompt:  # a text alone: no other shape to show
                 continue
@@ -422,7 +432,8 @@ class _Builder:
                              known=prompt_known[prompt])
             if "text" in shapes and not y.any() and "prompt" not in shapes:
                 self._append(("", prompt), y, k, spec.weight, group_of(i), False, dataset.lines[i])
-        self.sources.append(describe_source(spec.path, len(dataset), len(keep), len(self.pairs) - before, spec.weight))
+        self.sources.append(describe_source(spec.path, len(dataset), len(keep), len(self.pairs) - before, spec.weight,
+                                            spec.pair_weight))
 
     def finish(self) -> TrainingSet:
         width = len(self.labels)
@@ -448,9 +459,10 @@ def _fold_key(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-def describe_source(path: str, rows_in_source: int, sampled: int, rows: int, weight: float = 1.0) -> dict:
+def describe_source(path: str, rows_in_source: int, sampled: int, rows: int, weight: float = 1.0,
+                    pair_weight: float | None = None) -> dict:
     """What a model card records of a source: name (never its directory), sha256 or package version, rows,
-    weight and license (from the records' ``license`` field, the package, or the known BeaverTails files)."""
+    weight (and ``pair_weight``, the weight of its pairs, when it has one of its own) and license (from the records' ``license`` field, the package, or the known BeaverTails files)."""
     is_file = path not in PACKAGE_SOURCES and os.path.isfile(path)
     package = PACKAGE_SOURCES.get(path)
     sha = sha256_file(path) if is_file else None
@@ -458,7 +470,7 @@ def describe_source(path: str, rows_in_source: int, sampled: int, rows: int, wei
         license_text = package[1]
     else:
         license_text = KNOWN_LICENSES.get(sha or "") or (_file_license(path) if is_file else None)
-    return {
+    entry = {
         "name": path if package else Path(path).name,
         "sha256": sha,
         "package": _package_version(package[0]) if package else None,
@@ -468,6 +480,9 @@ def describe_source(path: str, rows_in_source: int, sampled: int, rows: int, wei
         "weight": weight,
         "license": license_text,
     }
+    if pair_weight is not None:
+        entry["pair_weight"] = pair_weight
+    return entry
 
 
 def _package_version(package: str) -> str | None:

@@ -25,7 +25,7 @@ from lite_moderation.taxonomy import CATEGORIES
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 PROMPT = "How do I water a cactus?"
-RESPONSE = "Sparingly, about once a month."
+RESPONSE = "About once a month."  # flagged at the default point, not at the strict one
 WAIT = 30  # seconds
 
 

@@ -11,6 +11,7 @@ import sys
 import unicodedata
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import BEAVERTAILS_TEST, SAFERLHF, synthetic_records, write_jsonl
 
@@ -340,6 +341,34 @@ def test_char_ngrams_option_turns_them_back_on_in_the_fast_preset(runner, tiny_d
     assert result.exit_code == 0, result.output
     vectorizer = json.loads((out / "model.json").read_text())["params"]["vectorizer"]
     assert vectorizer["char_fields"] == ["response"] and vectorizer["char_ngram_range"] == [3, 4]
+
+
+def test_char_weight_option_is_recorded_and_the_saved_model_scores_as_trained(runner, tiny_data, tmp_path):
+    out = tmp_path / "m"
+    result = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(out), "--char-weight", "1.5",
+                                  "--min-df", "1", "--threshold-folds", "0", "-q"])
+    assert result.exit_code == 0, result.output
+    metadata = json.loads((out / "model.json").read_text())
+    assert metadata["card"]["recipe"]["command"].endswith("--output MODEL_DIR --char-weight 1.5 --min-df 1 "
+                                                          "--threshold-folds 0")
+    assert metadata["params"]["classifier"]["char_weight"] == 1.5
+    data = lm.load_dataset(str(tiny_data))
+    trained = lm.default_estimator(char_weight=1.5, min_df=1, threshold_folds=0).fit(data.pairs, data.y)
+    np.testing.assert_allclose(lm.load(str(out)).predict_proba(data.pairs[:20]), trained.predict_proba(data.pairs[:20]),
+                               atol=1e-6)
+    for bad in ("0", "response=abc", "answer=2"):
+        refused = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(tmp_path / "n"),
+                                       "--char-weight", bad])
+        assert refused.exit_code == 2 and "--char-weight" in refused.output, bad
+    out = tmp_path / "by_field"
+    result = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(out), "--char-weight",
+                                  "response=1.5", "--min-df", "1", "--threshold-folds", "0", "-q"])
+    assert result.exit_code == 0, result.output
+    metadata = json.loads((out / "model.json").read_text())
+    assert "--char-weight response=1.5 " in metadata["card"]["recipe"]["command"]
+    assert metadata["params"]["classifier"]["char_weight"] == {"response": 1.5}
+    np.testing.assert_allclose(lm.load(str(out)).predict_proba(data.pairs[:20]), trained.predict_proba(data.pairs[:20]),
+                               atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["default", "accurate", "fast", "beavertails"])

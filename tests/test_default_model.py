@@ -21,12 +21,13 @@ from lite_moderation.persistence import SHIPPED_MODELS
 
 #: CV floors (unsafe F1, unsafe AUPRC, macro-F1) of each shipped model, on the BeaverTails rows: regression guards
 #: just under each model's measured CV. The BeaverTails-only model keeps the floors the BeaverTails-only default
-#: had. `default` keeps issue 20's targets for pairs (unsafe F1 >= 0.75, AUPRC >= 0.835; measured 0.752 / 0.837).
-#: Issue 20 retrained `default` and `fast` with a message model beside the pair model; their category macro-F1 and
-#: `fast`'s pair quality went down, and the floors follow the new measurements (a regression reported in the
-#: issue's closing note, not hidden): default macro-F1 0.445 -> 0.429; fast unsafe F1 / AUPRC / macro-F1
-#: 0.748 / 0.838 / 0.437 -> 0.734 / 0.818 / 0.417.
-FLOORS = {"default": (0.75, 0.835, 0.425), "fast": (0.73, 0.815, 0.415), "beavertails": (0.76, 0.85, 0.45)}
+#: had. `default` keeps issue 20's targets for pairs (unsafe F1 >= 0.75, AUPRC >= 0.835); measured 0.756 / 0.844 /
+#: 0.439 since its everyday pairs weigh 0.3 of their messages and its pairs' response characters 1.5 (0.752 / 0.837
+#: / 0.429 before). Issue 20 first retrained `default` and `fast` with a message model beside the pair model; their
+#: category macro-F1 and `fast`'s pair quality went down then (a regression reported in the issue's closing note, not
+#: hidden): default macro-F1 0.445 -> 0.429; fast unsafe F1 / AUPRC / macro-F1 0.748 / 0.838 / 0.437 -> 0.734 /
+#: 0.818 / 0.417, now 0.747 / 0.827 / 0.423.
+FLOORS = {"default": (0.75, 0.84, 0.435), "fast": (0.74, 0.825, 0.42), "beavertails": (0.76, 0.85, 0.45)}
 
 #: Bytes on disk per model. `default` grew from 4.5 MB to 15.6 MB in issue 20: its message model adds two blocks,
 #: and 50,000 terms per block is what kept the pair targets (at 15,000 terms it measured unsafe F1 0.747 / AUPRC

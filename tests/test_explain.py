@@ -32,7 +32,7 @@ from lite_moderation.taxonomy import CATEGORIES, LABELS
 from lite_moderation.texts import message_mask
 from lite_moderation.thresholds import cut_offs
 
-PAIR = ("How do I water a cactus?", "Sparingly, about once a month.")
+PAIR = ("How do I water a cactus?", "About once a month.")  # flagged at the default point, not at the strict one
 TOLERANCE = 1e-9
 WORDS = re.compile(r"(?u)\b\w\w+\b")
 

@@ -231,3 +231,41 @@ def test_dual_solver_fits_are_the_same_with_label_threads():
     one = lm.default_estimator(preset="fast", threshold_folds=0).fit(data.pairs, data.y)
     two = lm.default_estimator(preset="fast", threshold_folds=0, n_jobs=2).fit(data.pairs, data.y)
     np.testing.assert_array_equal(one.coef_, two.coef_)
+
+
+def test_char_weight_fits_heavier_char_features_and_folds_the_factor_into_the_weights(xy):
+    """A logistic regression on the features with character columns times w, stored as weights of the unscaled
+    features: the model's scores are that regression's, and scoring needs no scaling."""
+    import scipy.sparse as sp
+    from sklearn.linear_model import LogisticRegression
+
+    X, Y = xy
+    y = Y.any(axis=1)
+    model = lm.default_estimator(min_df=1, threshold_folds=0, char_weight=1.5, labels=["unsafe"]).fit(X, y)
+    features = model.vectorizer_.transform(X, dtype=np.float64)
+    scales = np.concatenate([np.full(len(block.vocabulary_), 1.5 if analyzer == "char_wb" else 1.0)
+                             for _, analyzer, block in model.vectorizer_.blocks_])
+    assert (scales == 1.5).any() and (scales == 1.0).any()
+    reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000).fit(
+        features @ sp.diags(scales), y)
+    np.testing.assert_allclose(model.decision_function(X)[:, -1], reference.decision_function(features @ sp.diags(scales)),
+                               atol=1e-4)
+    plain = lm.default_estimator(min_df=1, threshold_folds=0, labels=["unsafe"]).fit(X, y)
+    assert not np.allclose(model.coef_, plain.coef_)
+    assert clone(model).get_params()["char_weight"] == 1.5
+    by_field = lm.default_estimator(min_df=1, threshold_folds=0, char_weight={"response": 1.5},
+                                    labels=["unsafe"]).fit(X, y)  # the recipe's one character block: the same fit
+    np.testing.assert_array_equal(by_field.coef_, model.coef_)
+    elsewhere = lm.default_estimator(min_df=1, threshold_folds=0, char_weight={"lone_text": 3.0},
+                                     labels=["unsafe"]).fit(X, y)  # no block of that field: a plain fit
+    np.testing.assert_array_equal(elsewhere.coef_, plain.coef_)
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    (0.0, "finite number above 0"), (-1.0, "finite number above 0"), (float("nan"), "finite number above 0"),
+    (float("inf"), "finite number above 0"), ({"response": 0.0}, "finite number above 0"),
+    ({"answer": 2.0}, "unknown fields"), ("2", "finite number above 0")])
+def test_char_weight_must_be_a_finite_positive_number_of_known_fields(xy, bad, message):
+    X, Y = xy
+    with pytest.raises(ValueError, match=f"char_weight .*{message}"):
+        fast_estimator(char_weight=bad).fit(X, Y)

@@ -34,7 +34,8 @@ def test_parse_source_reads_weight_and_rows_after_the_path():
 
 
 @pytest.mark.parametrize("bad", ["x.jsonl,weight=0", "x.jsonl,weight=abc", "x.jsonl,rows=0", ",weight=1",
-                                 "x.jsonl,weight=1,weight=2", "x.jsonl,weight=nan"])
+                                 "x.jsonl,weight=1,weight=2", "x.jsonl,weight=nan", "x.jsonl,pair_weight=0",
+                                 "x.jsonl,pair_weight=inf", "x.jsonl,pair_weight=abc"])
 def test_parse_source_rejects_bad_options(bad):
     with pytest.raises(ValueError):
         parse_source(bad)
@@ -268,6 +269,27 @@ def test_a_responses_text_alone_copy_does_not_count_toward_min_df(tmp_path):
     model = est.fit(ts.pairs, ts.Y, **ts.fit_params())
     assert not any("zyxwonce" in t for t in model.vectorizer_.get_feature_names_out())
     assert ts.response_copy.sum() == 60
+
+
+def test_a_pair_weight_weighs_a_sources_pairs_and_leaves_its_messages_at_weight(runner, two_sources, tmp_path):
+    primary, everyday = two_sources
+    spec = parse_source(f"{everyday},weight=0.5,pair_weight=0.2")
+    assert spec == SourceSpec(str(everyday), 0.5, None, None, 0.2)
+    assert spec.spec_text("e.jsonl") == "e.jsonl,weight=0.5,pair_weight=0.2"
+    ts = build_training_set([SourceSpec(str(primary)), spec], shapes=("pair", "text"))
+    rows = np.flatnonzero(ts.source_of_row == 1)
+    is_pair = np.array([bool(ts.pairs[i][0] and ts.pairs[i][1]) for i in rows])
+    assert is_pair.any() and (~is_pair).any()
+    assert set(ts.weights[rows[is_pair]]) == {0.2} and set(ts.weights[rows[~is_pair]]) == {0.5}
+    assert set(ts.weights[ts.source_of_row == 0]) == {1.0}
+    out = tmp_path / "m"
+    _train(runner, out, primary, f"{everyday},weight=0.5,pair_weight=0.2", "--shapes", "pair,text")
+    card = json.loads((out / "model.json").read_text())["card"]
+    assert card["training_data"]["sources"][1]["pair_weight"] == 0.2
+    assert "pair_weight" not in card["training_data"]["sources"][0]
+    assert f"--data {everyday.name},weight=0.5,pair_weight=0.2 " in card["recipe"]["command"]
+    info = runner.invoke(main, ["info", "--model", str(out)])
+    assert "also: everyday.jsonl (weight 0.5, pairs 0.2," in info.output
 
 
 def test_a_source_can_show_its_own_shapes(two_sources):
