@@ -17,6 +17,7 @@ Variants:
   only its pairs' character block, ``--char-weight pair_response=1.5``);
 - ``char_weight_0.7``, ``char_weight_1.5``, ``char_weight_2``: the message character block weighed so while fitting
   (``--char-weight lone_text=W``);
+- ``terms_20k``: 20,000 terms per block (the pre-issue-20 default's size; fewer terms matched per message is faster);
 - ``no_red_team_prompts``: without the 1,043 BeaverTails prompts whose answers were all safe, which the shipped
   recipe adds as harmless messages (BeaverTails' "safe" judges the answer, not the prompt: many such prompts are
   harmful requests that were refused);
@@ -61,6 +62,7 @@ VARIANTS = {
     "char_weight_0.7": {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 0.7},
     "char_weight_1.5": {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 1.5},
     "char_weight_2": {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 2.0},
+    "terms_20k": {"drop_red_team_prompts": False, "max_features": 20000, "char_weight": 1.0},
     "no_red_team_prompts": {"drop_red_team_prompts": True, "max_features": 50000, "char_weight": 1.0},
     "no_red_team_prompts_100k": {"drop_red_team_prompts": True, "max_features": 100000, "char_weight": 1.0},
 }
