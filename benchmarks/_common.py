@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 DATA = SHARED_DATA / "beavertails" / "30k_test.jsonl"
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+def write_results(name: str, results: list[dict], markdown: str) -> None:
+    """Write ``results/NAME.json`` and ``results/NAME.md`` and print the Markdown: every benchmark's last step."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown)
+    print(markdown)
 
 
 def machine(note: str) -> dict:

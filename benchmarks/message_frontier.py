@@ -20,16 +20,14 @@ they are never shipped (the shipped cut-offs are tuned on training rows). Writes
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
+from _common import SHARED_DATA, write_results
 
 import lite_moderation as lm
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "benchmarks" / "results"
+DATA = SHARED_DATA
 
 #: (name, file, rows read): harmless sets (every row safe) and harmful sets (the unsafe rows), as in issue 20.
 HARMLESS = [
@@ -131,10 +129,7 @@ def main() -> None:
     parser.add_argument("--model", nargs="+", default=["default", "fast"])
     args = parser.parse_args()
     results = [frontier(name) for name in args.model]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "message_frontier.json").write_text(json.dumps(results, indent=1) + "\n")
-    (RESULTS / "message_frontier.md").write_text(markdown(results))
-    print(markdown(results))
+    write_results("message_frontier", results, markdown(results))
 
 
 if __name__ == "__main__":

@@ -40,10 +40,10 @@ import itertools
 import json
 import shlex
 import time
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from _common import RESULTS, ROOT, SHARED_DATA, write_results
 from message_frontier import HARMFUL, HARMLESS, lowest_cut_keeping_fpr, messages_of
 from rebuild_shipped import local_path
 from sklearn.linear_model import LogisticRegression
@@ -53,9 +53,7 @@ from sklearn.model_selection import GroupKFold
 from lite_moderation.features import QAVectorizer
 from lite_moderation.sources import build_training_set, parse_source
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-MESSAGES = ROOT.parent / "shared" / "data" / "messages"
+MESSAGES = SHARED_DATA / "messages"
 SMOKE = ROOT / "benchmarks" / "data" / "smoke_messages.jsonl"
 VARIANTS = {
     "shipped": {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 1.0},
@@ -179,10 +177,7 @@ def main() -> None:
     kept = {r["variant"]: r for r in json.loads(path.read_text())} if path.exists() else {}
     kept.update((name, measure(name, **VARIANTS[name])) for name in args.variant)
     results = [kept[name] for name in VARIANTS if name in kept]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "message_recipes.json").write_text(json.dumps(results, indent=1) + "\n")
-    (RESULTS / "message_recipes.md").write_text(markdown(results))
-    print(markdown(results))
+    write_results("message_recipes", results, markdown(results))
 
 
 if __name__ == "__main__":

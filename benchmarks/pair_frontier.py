@@ -25,10 +25,10 @@ import argparse
 import dataclasses
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from _common import SHARED_DATA, write_results
 from message_recipes import f1_best_cut, recipe_sources
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -38,9 +38,7 @@ import lite_moderation as lm
 from lite_moderation.features import QAVectorizer
 from lite_moderation.sources import build_training_set
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-EXTERNAL = ROOT.parent / "shared" / "data" / "external"
+EXTERNAL = SHARED_DATA / "external"
 
 
 def fit(pairs: list, y: np.ndarray, w: np.ndarray, char_weight: float):
@@ -120,10 +118,7 @@ def main() -> None:
                         help="SCALE:CHAR_WEIGHT, e.g. 0.3:1.5")
     args = parser.parse_args()
     results = [measure(*setting) for setting in args.setting]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "pair_frontier.json").write_text(json.dumps(results, indent=1) + "\n")
-    (RESULTS / "pair_frontier.md").write_text(markdown(results))
-    print(markdown(results))
+    write_results("pair_frontier", results, markdown(results))
 
 
 if __name__ == "__main__":
