@@ -118,11 +118,13 @@ def _cell(entry: dict, point: str) -> str:
 def table() -> str:
     """One Markdown table per model: a row per set and shape, a column per label (run) and operating point."""
     runs = {p.stem.removeprefix("messages_"): json.loads(p.read_text()) for p in sorted(RESULTS.glob("messages_*.json"))}
-    labels = sorted(runs, key=lambda label: (label != "before", label))
+    order = {"before": 0, "previous": 1, "after": 2}
+    labels = sorted(runs, key=lambda label: (order.get(label, len(order)), label))
     lines = ["# Both failure modes, every shape", "",
              "`python benchmarks/messages.py --label LABEL` per run, then `python benchmarks/messages.py --table`.",
              "FPR on harmless rows, recall (rec) on harmful rows, AUROC where a set has both. `before`: the models",
-             "and code of 55993a2 (run with PYTHONPATH at its checkout); `after`: this commit's.", ""]
+             "and code of 55993a2, before issue 20 (run with PYTHONPATH at its checkout); `previous`: those of dc5ec73,",
+             "issue 20's first round (the same way); `after`: this commit's.", ""]
     models = sorted({m for r in runs.values() for m in r})
     for model in models:
         lines += [f"## {model}", "", "| set | shape | " + " | ".join(f"{label} {point}" for label in labels
