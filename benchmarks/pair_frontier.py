@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import time
 
@@ -36,6 +37,7 @@ from sklearn.model_selection import GroupKFold
 
 import lite_moderation as lm
 from lite_moderation.features import QAVectorizer
+from lite_moderation.model import column_scales
 from lite_moderation.sources import build_training_set
 
 EXTERNAL = SHARED_DATA / "external"
@@ -45,8 +47,7 @@ def fit(pairs: list, y: np.ndarray, w: np.ndarray, char_weight: float):
     vectorizer = QAVectorizer(word_fields=("pair_prompt", "pair_response"), char_fields=("pair_response",),
                               max_features=50000)
     X = vectorizer.fit_transform(pairs)
-    n_words = sum(len(block.vocabulary_) for _, analyzer, block in vectorizer.blocks_ if analyzer == "word")
-    scales = sp.diags(np.r_[np.ones(n_words), np.full(X.shape[1] - n_words, char_weight)].astype(np.float32))
+    scales = sp.diags(column_scales(vectorizer, char_weight))
     clf = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000, random_state=0).fit(X @ scales, y, sample_weight=w)
     return lambda items: clf.predict_proba(vectorizer.transform(items) @ scales)[:, 1]
 
@@ -64,10 +65,16 @@ def f1(flagged: np.ndarray, unsafe: np.ndarray) -> float:
     return float(2 * (flagged & unsafe).sum() / (flagged.sum() + unsafe.sum()))
 
 
+@functools.lru_cache(maxsize=1)
+def training_set():
+    """The shipped recipe's training set with every source's pairs at its plain weight (the settings scale them)."""
+    return build_training_set([dataclasses.replace(spec, pair_weight=None) for spec in recipe_sources()],
+                              shapes=("pair", "text"), seed=0)
+
+
 def measure(scale: float, char_weight: float) -> dict:
     start = time.time()
-    ts = build_training_set([dataclasses.replace(spec, pair_weight=None) for spec in recipe_sources()],
-                            shapes=("pair", "text"), seed=0)
+    ts = training_set()
     is_pair = np.array([not isinstance(p, str) and bool(p[0] and p[1]) for p in ts.pairs])
     rows = np.flatnonzero(is_pair & (ts.primary | (scale > 0)))
     pairs, y, groups, primary = [ts.pairs[i] for i in rows], ts.Y[rows, -1], ts.groups[rows], ts.primary[rows]

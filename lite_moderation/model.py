@@ -142,6 +142,16 @@ def char_weights(char_weight: float | dict[str, float]) -> dict[str, float]:
     return {field: float(value) for field, value in weights.items()}
 
 
+def column_scales(vectorizer: QAVectorizer, char_weight: float | dict[str, float]) -> np.ndarray:
+    """Each feature column's factor while fitting: ``char_weight`` (see :func:`char_weights`) on the fitted
+    ``vectorizer``'s character blocks, 1 elsewhere (a factor of 1 changes no bit)."""
+    weights = char_weights(char_weight)
+    factors = [weights.get(field, weights.get("*", 1.0)) if analyzer != "word" else 1.0
+               for field, analyzer, _ in vectorizer.blocks_]
+    return np.concatenate([np.full(len(block.vocabulary_), f, dtype=np.float32)
+                           for f, (_, _, block) in zip(factors, vectorizer.blocks_)])
+
+
 class ModerationClassifier(ClassifierMixin, BaseEstimator):
     """Multi-label moderator for texts or (prompt, response) pairs: categories + one flag head ("unsafe").
 
@@ -285,8 +295,8 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
                       unit="fits") as progress:
             self.vectorizer_ = clone(self.vectorizer if self.vectorizer is not None else QAVectorizer())
             features = self._features(X, vocabulary_rows)
-            scales = self._column_scales()
-            if scales is not None:  # the matrix is this fit's own
+            scales = column_scales(self.vectorizer_, self.char_weight)
+            if (scales != 1.0).any():  # in place (the matrix is this fit's own), at a temporary the size of its data
                 features.data *= scales[features.indices]
             rows = _Rows(features, Y, weights, groups, tuning, known)
             if self.threshold_holdout:
@@ -295,9 +305,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
                 tuned_on = self._out_of_fold(rows, n_folds, progress)
                 coef, intercept = self._fit_labels(rows, np.arange(len(Y)), progress)
         self._tune_thresholds(rows, *tuned_on, message_mask(X))
-        if scales is not None:  # the weights of unscaled features: the same scores
-            coef = coef * scales[:, None]
-        self.coef_ = coef.astype(np.float32)
+        self.coef_ = (coef * scales[:, None]).astype(np.float32)  # the weights of unscaled features: the same scores
         self.intercept_ = intercept.astype(np.float32)
         self.label_set_ = label_set
         self.labels_ = list(label_set.names)
@@ -312,17 +320,6 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         mask = _row_vector(vocabulary_rows, len(X), "vocabulary_rows", bool, True)
         self.vectorizer_.fit([X[i] for i in np.flatnonzero(mask)])
         return self.vectorizer_.transform(X)
-
-    def _column_scales(self) -> np.ndarray | None:
-        """Each feature column's factor while fitting (``char_weight`` on character blocks, 1 elsewhere), or None
-        when every factor is 1."""
-        weights = char_weights(self.char_weight)
-        factors = [weights.get(field, weights.get("*", 1.0)) if analyzer != "word" else 1.0
-                   for field, analyzer, _ in self.vectorizer_.blocks_]
-        if all(f == 1.0 for f in factors):
-            return None
-        return np.concatenate([np.full(len(block.vocabulary_), f, dtype=np.float32)
-                               for f, (_, _, block) in zip(factors, self.vectorizer_.blocks_)])
 
     def _drop_unfilled_fields(self, X: Sequence) -> None:
         """Fit no block on a field the training data never fills (the prompt of data made of single texts): it
