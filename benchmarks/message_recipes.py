@@ -13,16 +13,19 @@ out-of-fold scores (3 grouped folds) on the weighted training messages, as the s
 
 Variants:
 
-- ``shipped``: the card's rows, 50,000 terms per block, the character block at weight 1 (the shipped default weighs
-  only its pairs' character block, ``--char-weight pair_response=1.5``);
+- ``base``: the card's rows, 50,000 terms per block, the character block at weight 1 (the shipped default weighs
+  only its pairs' character block, ``--char-weight pair_response=1.5``), no Naive-Bayes weighting: the message side
+  shipped before ``--nb-power lone_text=0.5`` (the variant ``nb_power_0.5`` is the one shipped since);
 - ``char_weight_0.7``, ``char_weight_1.5``, ``char_weight_2``: the message character block weighed so while fitting
   (``--char-weight lone_text=W``);
 - ``terms_20k``: 20,000 terms per block (the pre-issue-20 default's size; fewer terms matched per message is faster);
 - ``no_red_team_prompts``: without the 1,043 BeaverTails prompts whose answers were all safe, which the shipped
   recipe adds as harmless messages (BeaverTails' "safe" judges the answer, not the prompt: many such prompts are
   harmful requests that were refused);
-- ``no_red_team_prompts_100k``: the same with 100,000 terms per block.
-(The last two at character weight 1.)
+- ``no_red_team_prompts_100k``: the same with 100,000 terms per block;
+- ``nb_power_0.3``, ``nb_power_0.5``, ``nb_power_0.7``, ``nb_power_1``: Naive-Bayes feature weighting of the message
+  blocks (``--nb-power lone_text=P``; ``lite_moderation.model.nb_scales``, computed in each fit from its own rows).
+(The character weight is 1 in all but the ``char_weight_*`` variants.)
 
 Reported per variant: the held-out message sets, the everyday sets and the smoke set
 (``benchmarks/data/smoke_messages.jsonl``: harmful ones flagged of 20, harmless ones flagged of 20) at the variant's
@@ -52,20 +55,24 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
 
 from lite_moderation.features import QAVectorizer
-from lite_moderation.model import column_scales
+from lite_moderation.model import column_scales, nb_scales
 from lite_moderation.sources import build_training_set, parse_source
 
 MESSAGES = SHARED_DATA / "messages"
 SMOKE = ROOT / "benchmarks" / "data" / "smoke_messages.jsonl"
-_SHIPPED = {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 1.0}
+_BASE = {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 1.0, "nb_power": 0.0}
 VARIANTS = {
-    "shipped": _SHIPPED,
-    "char_weight_0.7": {**_SHIPPED, "char_weight": 0.7},
-    "char_weight_1.5": {**_SHIPPED, "char_weight": 1.5},
-    "char_weight_2": {**_SHIPPED, "char_weight": 2.0},
-    "terms_20k": {**_SHIPPED, "max_features": 20000},
-    "no_red_team_prompts": {**_SHIPPED, "drop_red_team_prompts": True},
-    "no_red_team_prompts_100k": {**_SHIPPED, "drop_red_team_prompts": True, "max_features": 100000},
+    "base": _BASE,
+    "char_weight_0.7": {**_BASE, "char_weight": 0.7},
+    "char_weight_1.5": {**_BASE, "char_weight": 1.5},
+    "char_weight_2": {**_BASE, "char_weight": 2.0},
+    "terms_20k": {**_BASE, "max_features": 20000},
+    "no_red_team_prompts": {**_BASE, "drop_red_team_prompts": True},
+    "no_red_team_prompts_100k": {**_BASE, "drop_red_team_prompts": True, "max_features": 100000},
+    "nb_power_0.3": {**_BASE, "nb_power": 0.3},
+    "nb_power_0.5": {**_BASE, "nb_power": 0.5},
+    "nb_power_0.7": {**_BASE, "nb_power": 0.7},
+    "nb_power_1": {**_BASE, "nb_power": 1.0},
 }
 
 
@@ -93,10 +100,11 @@ def message_rows(drop_red_team_prompts: bool) -> tuple[list[str], np.ndarray, np
     return [pairs[i][0] or pairs[i][1] for i in rows], ts.Y[rows, -1], ts.weights[rows], ts.groups[rows]
 
 
-def fit(texts: list[str], y: np.ndarray, w: np.ndarray, max_features: int, char_weight: float):
+def fit(texts: list[str], y: np.ndarray, w: np.ndarray, max_features: int, char_weight: float, nb_power: float):
     vectorizer = QAVectorizer(word_fields=("lone_text",), char_fields=("lone_text",), max_features=max_features)
     X = vectorizer.fit_transform([("", t) for t in texts])
-    scales = sp.diags(column_scales(vectorizer, char_weight))
+    nb = nb_scales(vectorizer, nb_power, X, y, w)
+    scales = sp.diags(column_scales(vectorizer, char_weight) * (1.0 if nb is None else nb))
     clf = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000, random_state=0).fit(X @ scales, y, sample_weight=w)
     return lambda items: clf.predict_proba(vectorizer.transform([("", t) for t in items]) @ scales)[:, 1]
 
@@ -108,15 +116,15 @@ def f1_best_cut(y: np.ndarray, scores: np.ndarray, w: np.ndarray) -> float:
     return float(scores[np.argmax(2 * tp / (tp + fp + (w * y).sum()))])
 
 
-def measure(name: str, drop_red_team_prompts: bool, max_features: int, char_weight: float) -> dict:
+def measure(name: str, drop_red_team_prompts: bool, max_features: int, char_weight: float, nb_power: float) -> dict:
     start = time.time()
     texts, y, w, groups = message_rows(drop_red_team_prompts)
     oof = np.zeros(len(texts))
     for train, test in GroupKFold(3).split(texts, y, groups):
-        score = fit([texts[i] for i in train], y[train], w[train], max_features, char_weight)
+        score = fit([texts[i] for i in train], y[train], w[train], max_features, char_weight, nb_power)
         oof[test] = score([texts[i] for i in test])
     cut = f1_best_cut(y, oof, w)
-    score = fit(texts, y, w, max_features, char_weight)
+    score = fit(texts, y, w, max_features, char_weight, nb_power)
     result = {"variant": name, "training_messages": len(texts), "cut_off": round(cut, 4),
               "oof_auroc": round(float(roc_auc_score(y, oof, sample_weight=w)), 4), "sets": {}}
     pooled_scores, pooled_unsafe = [], []

@@ -251,20 +251,33 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
     return low, high
 
 
+def _field_numbers(value: str, check: Callable[[Any], object], expected: str) -> float | dict[str, float]:
+    """``N`` or ``FIELD=N[,FIELD=N]`` as a per-field recipe number (``char_weight``, ``nb_power``), checked by
+    ``check``."""
+    try:
+        if "=" not in value:
+            number: float | dict[str, float] = float(value)
+        else:
+            number = {field.strip(): float(text) for field, _, text in
+                      (part.partition("=") for part in value.split(","))}
+        check(number)
+    except ValueError as exc:
+        raise click.BadParameter(f"expected {expected} or FIELD=N[,FIELD=N], got {value!r} ({exc})") from None
+    return number
+
+
 def _parse_char_weight(ctx: click.Context, param: click.Parameter, value: str) -> float | dict[str, float]:
     """``W`` or ``FIELD=W[,FIELD=W]`` as ``ModerationClassifier``'s ``char_weight``, checked there."""
     from .model import char_weights
 
-    try:
-        if "=" not in value:
-            weight: float | dict[str, float] = float(value)
-        else:
-            weight = {field.strip(): float(number) for field, _, number in
-                      (part.partition("=") for part in value.split(","))}
-        char_weights(weight)
-    except ValueError as exc:
-        raise click.BadParameter(f"expected a number above 0 or FIELD=W[,FIELD=W], got {value!r} ({exc})") from None
-    return weight
+    return _field_numbers(value, char_weights, "a number above 0")
+
+
+def _parse_nb_power(ctx: click.Context, param: click.Parameter, value: str) -> float | dict[str, float]:
+    """``P`` or ``FIELD=P[,FIELD=P]`` as ``ModerationClassifier``'s ``nb_power``, checked there."""
+    from .model import nb_powers
+
+    return _field_numbers(value, nb_powers, "a number, 0 or above,")
 
 
 def recipe_options(command: Callable) -> Callable:
@@ -290,6 +303,10 @@ def recipe_options(command: Callable) -> Callable:
                      help="Weight of the character n-gram blocks against the word blocks while fitting (above 1: "
                           "a lighter penalty on them): a number for every character block, or FIELD=W[,FIELD=W] "
                           "for some (the shipped default: pair_response=1.5)."),
+        click.option("--nb-power", callback=_parse_nb_power, default="0", show_default=True,
+                     help="Naive-Bayes feature weighting while fitting: each term weighed by how much more often it "
+                          "occurs in unsafe than in safe rows (or the reverse), to this power (0: off); a number for "
+                          "every block, or FIELD=P[,FIELD=P] for some (the shipped default: lone_text=0.5)."),
         click.option("--min-df", type=click.IntRange(min=1), default=2, show_default=True,
                      help="Minimum number of documents a term must appear in."),
         click.option("--max-features", type=click.IntRange(min=1), default=None,
@@ -841,7 +858,7 @@ def _training_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], 
             option = options[key]
             parts.append((option.opts if value else option.secondary_opts)[0])
             continue
-        if isinstance(value, dict):  # --char-weight FIELD=W,...
+        if isinstance(value, dict):  # --char-weight / --nb-power FIELD=N,...
             text = ",".join(f"{field}={weight:g}" for field, weight in value.items())
         else:
             text = "none" if value is None else ",".join(map(str, value)) if isinstance(value, tuple) else str(value)

@@ -129,17 +129,31 @@ def _names(labels: list[str]) -> str:
     return ", ".join(f"'{label}'" for label in labels)
 
 
+def field_factors(value: float | dict[str, float], name: str, minimum: float = 0.0,
+                  minimum_allowed: bool = False) -> dict[str, float]:
+    """A per-field recipe number (``char_weight``, ``nb_power``) as {field: number} ("*": every field), checked:
+    known fields, finite numbers above ``minimum`` (or equal to it when ``minimum_allowed``)."""
+    factors = dict(value) if isinstance(value, dict) else {"*": value}
+    unknown = sorted(set(factors) - {"*", *FIELDS})
+    if unknown:
+        raise ValueError(f"{name} names unknown fields {unknown}: expected among {list(FIELDS)}")
+    bound = f"{minimum:g} or above" if minimum_allowed else f"above {minimum:g}"
+    for field, number in factors.items():
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not np.isfinite(number) \
+                or number < minimum or (number == minimum and not minimum_allowed):
+            raise ValueError(f"{name} must be a finite number {bound} (for {field!r}), got {number!r}")
+    return {field: float(number) for field, number in factors.items()}
+
+
 def char_weights(char_weight: float | dict[str, float]) -> dict[str, float]:
     """``char_weight`` as {field: factor} ("*": every character block), checked: known fields, finite numbers
     above 0."""
-    weights = dict(char_weight) if isinstance(char_weight, dict) else {"*": char_weight}
-    unknown = sorted(set(weights) - {"*", *FIELDS})
-    if unknown:
-        raise ValueError(f"char_weight names unknown fields {unknown}: expected among {list(FIELDS)}")
-    for field, value in weights.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-            raise ValueError(f"char_weight must be a finite number above 0 (for {field!r}), got {value!r}")
-    return {field: float(value) for field, value in weights.items()}
+    return field_factors(char_weight, "char_weight")
+
+
+def nb_powers(nb_power: float | dict[str, float]) -> dict[str, float]:
+    """``nb_power`` as {field: power} ("*": every block), checked: known fields, finite numbers, 0 or above."""
+    return field_factors(nb_power, "nb_power", minimum_allowed=True)
 
 
 def column_scales(vectorizer: QAVectorizer, char_weight: float | dict[str, float]) -> np.ndarray:
@@ -150,6 +164,33 @@ def column_scales(vectorizer: QAVectorizer, char_weight: float | dict[str, float
                for field, analyzer, _ in vectorizer.blocks_]
     return np.concatenate([np.full(len(block.vocabulary_), f, dtype=np.float32)
                            for f, (_, _, block) in zip(factors, vectorizer.blocks_)])
+
+
+def nb_scales(vectorizer: QAVectorizer, nb_power: float | dict[str, float], features: sp.csr_matrix,
+              unsafe: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
+    """Naive-Bayes feature weights (NBSVM, Wang & Manning 2012): each column's factor while fitting, the absolute
+    log-ratio of how often its term occurs in unsafe and in safe rows (presence counts, each row counting its
+    weight, +1 smoothing, each block's counts relative to the block's total), raised to its field's ``nb_power``
+    (see :func:`nb_powers`) and divided by the block's mean, so a block keeps its overall scale and a discriminative
+    term gets a lighter penalty. None when every power is 0 (plain logistic regression)."""
+    powers = nb_powers(nb_power)
+    block_powers = [powers.get(field, powers.get("*", 0.0)) for field, _, _ in vectorizer.blocks_]
+    if not any(block_powers):
+        return None
+    per_entry = np.diff(features.indptr)
+    unsafe = np.asarray(unsafe, dtype=bool)
+    n_columns = features.shape[1]
+    in_unsafe = 1.0 + np.bincount(features.indices, np.repeat(weights * unsafe, per_entry), minlength=n_columns)
+    in_safe = 1.0 + np.bincount(features.indices, np.repeat(weights * ~unsafe, per_entry), minlength=n_columns)
+    scales, start = np.ones(n_columns), 0
+    for power, (_, _, block) in zip(block_powers, vectorizer.blocks_):
+        columns = slice(start, start + len(block.vocabulary_))
+        start = columns.stop
+        if power:
+            p, q = in_unsafe[columns], in_safe[columns]
+            ratio = np.abs(np.log(p / p.sum()) - np.log(q / q.sum())) ** power
+            scales[columns] = ratio / ratio.mean()
+    return scales
 
 
 class ModerationClassifier(ClassifierMixin, BaseEstimator):
@@ -186,6 +227,12 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         multiplied by it and the fitted weights by it too, so scoring needs no scaling; above 1 it lightens their L2
         penalty (by its square). The shipped ``default`` weighs its pairs' response characters 1.5
         (``benchmarks/results/pair_frontier.md``). 1 fits as plain logistic regression.
+    nb_power : Naive-Bayes feature weighting (NBSVM): a number for every block, or ``{field: number}`` for the named
+        fields' blocks (the others 0). In each fit (every fold too) each column is multiplied by the absolute
+        log-count ratio of its term between the fit's unsafe and safe rows, to this power, normalised to mean 1 per
+        block (:func:`nb_scales`; the flag head's labels weigh the columns of every label); the fitted weights are
+        multiplied back, so scoring needs no scaling. 0 fits as plain logistic regression. The shipped ``default``
+        weighs its message blocks so at 0.5 (``benchmarks/results/message_recipes.md``).
     labels : the label set of the targets: a :class:`~lite_moderation.labels.LabelSet`, category names (the flag
         head ``unsafe`` derived from them when ``y`` has no column for it), or None to go by ``y``'s shape
         ((n,) binary; (n, 14) or (n, 15) BeaverTails; (n, k) ``label_0`` ...).
@@ -224,6 +271,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         verbose: int = 0,
         labels: LabelSet | Sequence[str] | None = None,
         char_weight: float | dict[str, float] = 1.0,
+        nb_power: float | dict[str, float] = 0.0,
     ) -> None:
         self.vectorizer = vectorizer
         self.C = C
@@ -240,6 +288,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.labels = labels
         self.char_weight = char_weight
+        self.nb_power = nb_power
 
     # ------------------------------------------------------------------------------------------ fitting
 
@@ -296,6 +345,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
             self.vectorizer_ = clone(self.vectorizer if self.vectorizer is not None else QAVectorizer())
             features = self._features(X, vocabulary_rows)
             scales = column_scales(self.vectorizer_, self.char_weight)
+            nb_powers(self.nb_power)  # refused before any fit, not in the first fold
             if (scales != 1.0).any():  # in place (the matrix is this fit's own), at a temporary the size of its data
                 features.data *= scales[features.indices]
             rows = _Rows(features, Y, weights, groups, tuning, known)
@@ -359,6 +409,10 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         features = rows.features if len(train) == rows.features.shape[0] else rows.features[train]
         features.sum_duplicates()
         Y, weights, known = rows.Y[train], rows.weights[train], rows.known[train]
+        nb = nb_scales(self.vectorizer_, self.nb_power, features, Y[:, -1], weights * known[:, -1])
+        if nb is not None:  # on this fit's own copy: the shared features stay unscaled for the other fits
+            features = features.copy() if features is rows.features else features
+            features.data *= nb[features.indices].astype(features.dtype)
         coef = np.zeros((features.shape[1], Y.shape[1]))
         intercept = np.zeros(Y.shape[1])
         # liblinear's dual solver shuffles with the C library's global rand(), seeded at the start of each fit:
@@ -370,6 +424,8 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         for j, (label_weights, bias) in enumerate(fits):
             coef[:, j], intercept[j] = label_weights, bias
             progress.update()
+        if nb is not None:
+            coef *= nb[:, None]  # the weights of features without the Naive-Bayes factor
         return coef, intercept
 
     def _fit_label(self, features: sp.csr_matrix, y: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:

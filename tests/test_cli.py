@@ -343,6 +343,27 @@ def test_char_ngrams_option_turns_them_back_on_in_the_fast_preset(runner, tiny_d
     assert vectorizer["char_fields"] == ["response"] and vectorizer["char_ngram_range"] == [3, 4]
 
 
+def test_nb_power_option_is_recorded_and_the_saved_model_scores_as_trained(runner, tiny_data, tmp_path):
+    out = tmp_path / "m"
+    result = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(out), "--nb-power",
+                                  "response=0.5", "--min-df", "1", "--threshold-folds", "0", "-q"])
+    assert result.exit_code == 0, result.output
+    metadata = json.loads((out / "model.json").read_text())
+    assert "--nb-power response=0.5 " in metadata["card"]["recipe"]["command"]
+    assert metadata["params"]["classifier"]["nb_power"] == {"response": 0.5}
+    data = lm.load_dataset(str(tiny_data))
+    trained = lm.default_estimator(nb_power={"response": 0.5}, min_df=1, threshold_folds=0).fit(data.pairs, data.y)
+    plain = lm.default_estimator(min_df=1, threshold_folds=0).fit(data.pairs, data.y)
+    loaded = lm.load(str(out)).predict_proba(data.pairs[:20])
+    np.testing.assert_allclose(loaded, trained.predict_proba(data.pairs[:20]), atol=1e-6)
+    assert not np.allclose(loaded, plain.predict_proba(data.pairs[:20]), atol=1e-4)
+    for bad in ("-1", "response=abc", "answer=2", "nan"):
+        refused = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(tmp_path / "n"),
+                                       "--nb-power", bad])
+        assert refused.exit_code == 2 and "--nb-power" in refused.output, bad
+        assert not (tmp_path / "n").exists()
+
+
 def test_char_weight_option_is_recorded_and_the_saved_model_scores_as_trained(runner, tiny_data, tmp_path):
     out = tmp_path / "m"
     result = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(out), "--char-weight", "1.5",

@@ -261,6 +261,81 @@ def test_char_weight_fits_heavier_char_features_and_folds_the_factor_into_the_we
     np.testing.assert_array_equal(elsewhere.coef_, plain.coef_)
 
 
+def _naive_bayes_factors(features, unsafe: np.ndarray, weights: np.ndarray, blocks, power: float) -> np.ndarray:
+    """The NBSVM factor of each column, computed row by row (the model computes it from the sparse structure)."""
+    present = (features.toarray() != 0).astype(float)
+    in_unsafe = 1 + (weights * unsafe) @ present
+    in_safe = 1 + (weights * ~unsafe) @ present
+    factors, start = [], 0
+    for _, _, block in blocks:
+        p, q = in_unsafe[start:start + len(block.vocabulary_)], in_safe[start:start + len(block.vocabulary_)]
+        ratio = np.abs(np.log((p / p.sum()) / (q / q.sum()))) ** power
+        factors.append(ratio / ratio.mean())
+        start += len(block.vocabulary_)
+    return np.concatenate(factors)
+
+
+def test_nb_power_fits_naive_bayes_weighted_features_and_folds_the_factor_into_the_weights(xy):
+    """NBSVM: a logistic regression on features times |log-count ratio| ** p (per block, mean 1), the row weights
+    counting in the ratio; stored as weights of the unscaled features, so scores are that regression's."""
+    import scipy.sparse as sp
+    from sklearn.linear_model import LogisticRegression
+
+    X, Y = xy
+    y = Y.any(axis=1)
+    weights = np.where(np.arange(len(y)) % 3 == 0, 0.5, 1.0)
+    model = lm.default_estimator(min_df=1, threshold_folds=0, nb_power=0.5, labels=["unsafe"]).fit(
+        X, y, sample_weight=weights)
+    features = model.vectorizer_.transform(X, dtype=np.float64)
+    factors = _naive_bayes_factors(features, y, weights, model.vectorizer_.blocks_, 0.5)
+    assert factors.std() > 0.1
+    scaled = features @ sp.diags(factors)
+    reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000).fit(
+        scaled, y, sample_weight=weights)
+    np.testing.assert_allclose(model.decision_function(X)[:, -1], reference.decision_function(scaled), atol=1e-4)
+    plain = lm.default_estimator(min_df=1, threshold_folds=0, labels=["unsafe"]).fit(X, y, sample_weight=weights)
+    assert not np.allclose(model.coef_, plain.coef_)
+    assert clone(model).get_params()["nb_power"] == 0.5
+    by_field = lm.default_estimator(min_df=1, threshold_folds=0, nb_power={"prompt": 0.5, "response": 0.5},
+                                    labels=["unsafe"]).fit(X, y, sample_weight=weights)
+    np.testing.assert_array_equal(by_field.coef_, model.coef_)
+    elsewhere = lm.default_estimator(min_df=1, threshold_folds=0, nb_power={"lone_text": 1.0},
+                                     labels=["unsafe"]).fit(X, y, sample_weight=weights)  # no block of that field
+    np.testing.assert_array_equal(elsewhere.coef_, plain.coef_)
+
+
+def test_nb_power_weighs_every_label_by_the_flag_heads_counts_of_the_fits_own_rows(xy):
+    """The categories' regressions see the same factors as the flag head (one copy of the features per fit),
+    and the factors of a fit on some rows come from those rows' labels only (no held-out label leaks into a fold)."""
+    import scipy.sparse as sp
+    from sklearn.linear_model import LogisticRegression
+
+    X, Y = xy
+    half = np.arange(len(X)) < 120
+    model = lm.default_estimator(min_df=1, threshold_folds=0, nb_power=1.0).fit(X, Y)
+    features = model.vectorizer_.transform(X, dtype=np.float64)
+    factors = _naive_bayes_factors(features, Y.any(axis=1), np.ones(len(X)), model.vectorizer_.blocks_, 1.0)
+    column = next(j for j in range(Y.shape[1]) if 5 <= Y[:, j].sum() < len(Y) - 5)
+    reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000).fit(
+        features @ sp.diags(factors), Y[:, column])
+    np.testing.assert_allclose(model.coef_[:, column], reference.coef_[0] * factors, atol=1e-4)
+    from lite_moderation.model import nb_scales
+
+    on_half = nb_scales(model.vectorizer_, 1.0, features[half].tocsr(), Y[half].any(axis=1), np.ones(half.sum()))
+    expected = _naive_bayes_factors(features[half], Y[half].any(axis=1), np.ones(half.sum()),
+                                    model.vectorizer_.blocks_, 1.0)
+    np.testing.assert_allclose(on_half, expected, rtol=1e-9)
+    assert not np.allclose(on_half, factors)
+
+
+@pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf"), {"response": -1.0}, {"answer": 1.0}, "1", True])
+def test_nb_power_must_be_a_finite_number_0_or_above_of_known_fields(xy, bad):
+    X, Y = xy
+    message = "unknown fields" if isinstance(bad, dict) and "answer" in bad else "finite number 0 or above"
+    with pytest.raises(ValueError, match=f"nb_power .*{message}"):
+        fast_estimator(nb_power=bad).fit(X, Y)
+
+
 @pytest.mark.parametrize(("bad", "message"), [
     (0.0, "finite number above 0"), (-1.0, "finite number above 0"), (float("nan"), "finite number above 0"),
     (float("inf"), "finite number above 0"), ({"response": 0.0}, "finite number above 0"),
