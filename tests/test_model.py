@@ -304,26 +304,27 @@ def test_nb_power_fits_naive_bayes_weighted_features_and_folds_the_factor_into_t
     np.testing.assert_array_equal(elsewhere.coef_, plain.coef_)
 
 
-def test_nb_power_weighs_every_label_by_the_flag_heads_counts_of_the_fits_own_rows(xy):
-    """The categories' regressions see the same factors as the flag head (one copy of the features per fit),
-    and the factors of a fit on some rows come from those rows' labels only (no held-out label leaks into a fold)."""
+def test_nb_power_weighs_the_flag_head_alone_by_the_counts_of_the_fits_own_rows(xy):
+    """The categories' regressions keep the plain features (the ratio is the flag head's), and the factors of a fit
+    on some rows come from those rows' labels only (no held-out label leaks into a fold)."""
     import scipy.sparse as sp
     from sklearn.linear_model import LogisticRegression
 
-    X, Y = xy
-    half = np.arange(len(X)) < 120
-    model = lm.default_estimator(min_df=1, threshold_folds=0, nb_power=1.0).fit(X, Y)
-    features = model.vectorizer_.transform(X, dtype=np.float64)
-    factors = _naive_bayes_factors(features, Y.any(axis=1), np.ones(len(X)), model.vectorizer_.blocks_, 1.0)
-    column = next(j for j in range(Y.shape[1]) if 5 <= Y[:, j].sum() < len(Y) - 5)
-    reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000).fit(
-        features @ sp.diags(factors), Y[:, column])
-    np.testing.assert_allclose(model.coef_[:, column], reference.coef_[0] * factors, atol=1e-4)
     from lite_moderation.model import nb_scales
 
-    on_half = nb_scales(model.vectorizer_, 1.0, features[half].tocsr(), Y[half].any(axis=1), np.ones(half.sum()))
-    expected = _naive_bayes_factors(features[half], Y[half].any(axis=1), np.ones(half.sum()),
-                                    model.vectorizer_.blocks_, 1.0)
+    X, Y = xy
+    Y = np.column_stack([Y, Y.any(axis=1)])
+    model = lm.default_estimator(min_df=1, threshold_folds=0, nb_power=1.0).fit(X, Y)
+    plain = lm.default_estimator(min_df=1, threshold_folds=0).fit(X, Y)
+    np.testing.assert_array_equal(model.coef_[:, :-1], plain.coef_[:, :-1])
+    features = model.vectorizer_.transform(X, dtype=np.float64)
+    factors = _naive_bayes_factors(features, Y[:, -1], np.ones(len(X)), model.vectorizer_.blocks_, 1.0)
+    reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000).fit(
+        features @ sp.diags(factors), Y[:, -1])
+    np.testing.assert_allclose(model.coef_[:, -1], reference.coef_[0] * factors, atol=1e-4)
+    half = np.arange(len(X)) < 120
+    on_half = nb_scales(model.vectorizer_, 1.0, features[half].tocsr(), Y[half, -1], np.ones(half.sum()))
+    expected = _naive_bayes_factors(features[half], Y[half, -1], np.ones(half.sum()), model.vectorizer_.blocks_, 1.0)
     np.testing.assert_allclose(on_half, expected, rtol=1e-9)
     assert not np.allclose(on_half, factors)
 
