@@ -25,6 +25,8 @@ Variants:
 - ``no_red_team_prompts_100k``: the same with 100,000 terms per block;
 - ``nb_power_0.3``, ``nb_power_0.5``, ``nb_power_0.7``, ``nb_power_1``: Naive-Bayes feature weighting of the message
   blocks (``--nb-power lone_text=P``; ``lite_moderation.model.nb_scales``, computed in each fit from its own rows).
+- ``fast``, ``fast_nb_power_0.5``: the shipped ``fast`` model's message side (word block only, 15,000 terms), without
+  and with Naive-Bayes weighting.
 (The character weight is 1 in all but the ``char_weight_*`` variants.)
 
 Reported per variant: the held-out message sets, the everyday sets and the smoke set
@@ -60,7 +62,8 @@ from lite_moderation.sources import build_training_set, parse_source
 
 MESSAGES = SHARED_DATA / "messages"
 SMOKE = ROOT / "benchmarks" / "data" / "smoke_messages.jsonl"
-_BASE = {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 1.0, "nb_power": 0.0}
+_BASE = {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 1.0, "nb_power": 0.0, "characters": True}
+_FAST = {**_BASE, "max_features": 15000, "characters": False}
 VARIANTS = {
     "base": _BASE,
     "char_weight_0.7": {**_BASE, "char_weight": 0.7},
@@ -73,6 +76,8 @@ VARIANTS = {
     "nb_power_0.5": {**_BASE, "nb_power": 0.5},
     "nb_power_0.7": {**_BASE, "nb_power": 0.7},
     "nb_power_1": {**_BASE, "nb_power": 1.0},
+    "fast": _FAST,
+    "fast_nb_power_0.5": {**_FAST, "nb_power": 0.5},
 }
 
 
@@ -100,8 +105,10 @@ def message_rows(drop_red_team_prompts: bool) -> tuple[list[str], np.ndarray, np
     return [pairs[i][0] or pairs[i][1] for i in rows], ts.Y[rows, -1], ts.weights[rows], ts.groups[rows]
 
 
-def fit(texts: list[str], y: np.ndarray, w: np.ndarray, max_features: int, char_weight: float, nb_power: float):
-    vectorizer = QAVectorizer(word_fields=("lone_text",), char_fields=("lone_text",), max_features=max_features)
+def fit(texts: list[str], y: np.ndarray, w: np.ndarray, max_features: int, char_weight: float, nb_power: float,
+        characters: bool):
+    vectorizer = QAVectorizer(word_fields=("lone_text",), char_fields=("lone_text",) if characters else (),
+                              max_features=max_features)
     X = vectorizer.fit_transform([("", t) for t in texts])
     nb = nb_scales(vectorizer, nb_power, X, y, w)
     scales = sp.diags(column_scales(vectorizer, char_weight) * (1.0 if nb is None else nb))
@@ -116,15 +123,17 @@ def f1_best_cut(y: np.ndarray, scores: np.ndarray, w: np.ndarray) -> float:
     return float(scores[np.argmax(2 * tp / (tp + fp + (w * y).sum()))])
 
 
-def measure(name: str, drop_red_team_prompts: bool, max_features: int, char_weight: float, nb_power: float) -> dict:
+def measure(name: str, drop_red_team_prompts: bool, max_features: int, char_weight: float, nb_power: float,
+            characters: bool) -> dict:
     start = time.time()
     texts, y, w, groups = message_rows(drop_red_team_prompts)
     oof = np.zeros(len(texts))
     for train, test in GroupKFold(3).split(texts, y, groups):
-        score = fit([texts[i] for i in train], y[train], w[train], max_features, char_weight, nb_power)
+        score = fit([texts[i] for i in train], y[train], w[train], max_features, char_weight, nb_power,
+                    characters)
         oof[test] = score([texts[i] for i in test])
     cut = f1_best_cut(y, oof, w)
-    score = fit(texts, y, w, max_features, char_weight, nb_power)
+    score = fit(texts, y, w, max_features, char_weight, nb_power, characters)
     result = {"variant": name, "training_messages": len(texts), "cut_off": round(cut, 4),
               "oof_auroc": round(float(roc_auc_score(y, oof, sample_weight=w)), 4), "sets": {}}
     pooled_scores, pooled_unsafe = [], []
