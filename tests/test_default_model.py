@@ -23,7 +23,7 @@ from lite_moderation.persistence import SHIPPED_MODELS
 #: just under each model's measured CV. The BeaverTails-only model keeps the floors the BeaverTails-only default
 #: had. `default` keeps issue 20's targets for pairs (unsafe F1 >= 0.75, AUPRC >= 0.835); measured 0.756 / 0.844 /
 #: 0.439 since its everyday pairs weigh 0.3 of their messages and its pairs' response characters 1.5 (0.752 / 0.837
-#: / 0.429 before). Issue 20 first retrained `default` and `fast` with a message model beside the pair model; their
+#: / 0.429 before), 0.757 / 0.844 / 0.439 since its message flag head is Naive-Bayes weighted (`--nb-power`). Issue 20 first retrained `default` and `fast` with a message model beside the pair model; their
 #: category macro-F1 and `fast`'s pair quality went down then (a regression reported in the issue's closing note, not
 #: hidden): default macro-F1 0.445 -> 0.429; fast unsafe F1 / AUPRC / macro-F1 0.748 / 0.838 / 0.437 -> 0.734 /
 #: 0.818 / 0.417, now 0.747 / 0.827 / 0.423.
@@ -124,7 +124,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from everyday import SENTENCES
 
 #: Sentences the shipped default flags today: a regression of issue 20's retraining (sentence 4 asks for "the best
-#: way to make" a dish, a phrase common in harmful requests; scored 0.509 against the message cut-off 0.449),
+#: way to make" a dish, a phrase common in harmful requests; scored 0.550 against the message cut-off 0.447),
 #: reported in the README and the issue's closing note. Strict: the day it passes again, this list must shrink.
 KNOWN_FLAGGED = {4}
 
