@@ -304,9 +304,10 @@ def recipe_options(command: Callable) -> Callable:
                           "a lighter penalty on them): a number for every character block, or FIELD=W[,FIELD=W] "
                           "for some (the shipped default: pair_response=1.5)."),
         click.option("--nb-power", callback=_parse_nb_power, default="0", show_default=True,
-                     help="Naive-Bayes feature weighting while fitting: each term weighed by how much more often it "
-                          "occurs in unsafe than in safe rows (or the reverse), to this power (0: off); a number for "
-                          "every block, or FIELD=P[,FIELD=P] for some (the shipped default: lone_text=0.5)."),
+                     help="Naive-Bayes feature weighting of the flag head while fitting: each term weighed by how "
+                          "much more often it occurs in unsafe than in safe rows (or the reverse), to this power (0: "
+                          "off); a number for every block, or FIELD=P[,FIELD=P] for some (the shipped default: "
+                          "lone_text=0.5)."),
         click.option("--min-df", type=click.IntRange(min=1), default=2, show_default=True,
                      help="Minimum number of documents a term must appear in."),
         click.option("--max-features", type=click.IntRange(min=1), default=None,
