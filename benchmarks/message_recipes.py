@@ -25,6 +25,7 @@ Variants:
 - ``no_red_team_prompts_100k``: the same with 100,000 terms per block;
 - ``nb_power_0.3``, ``nb_power_0.5``, ``nb_power_0.7``, ``nb_power_1``: Naive-Bayes feature weighting of the message
   blocks (``--nb-power lone_text=P``; ``lite_moderation.model.nb_scales``, computed in each fit from its own rows).
+- ``no_red_team_prompts_nb_power_0.5``: both changes together;
 - ``fast``, ``fast_nb_power_0.5``: the shipped ``fast`` model's message side (word block only, 15,000 terms), without
   and with Naive-Bayes weighting.
 (The character weight is 1 in all but the ``char_weight_*`` variants.)
@@ -76,6 +77,7 @@ VARIANTS = {
     "nb_power_0.5": {**_BASE, "nb_power": 0.5},
     "nb_power_0.7": {**_BASE, "nb_power": 0.7},
     "nb_power_1": {**_BASE, "nb_power": 1.0},
+    "no_red_team_prompts_nb_power_0.5": {**_BASE, "drop_red_team_prompts": True, "nb_power": 0.5},
     "fast": _FAST,
     "fast_nb_power_0.5": {**_FAST, "nb_power": 0.5},
 }
