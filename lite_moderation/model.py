@@ -177,17 +177,17 @@ def nb_scales(vectorizer: QAVectorizer, nb_power: float | dict[str, float], feat
     block_powers = [powers.get(field, powers.get("*", 0.0)) for field, _, _ in vectorizer.blocks_]
     if not any(block_powers):
         return None
-    per_entry = np.diff(features.indptr)
     unsafe = np.asarray(unsafe, dtype=bool)
-    n_columns = features.shape[1]
-    in_unsafe = 1.0 + np.bincount(features.indices, np.repeat(weights * unsafe, per_entry), minlength=n_columns)
-    in_safe = 1.0 + np.bincount(features.indices, np.repeat(weights * ~unsafe, per_entry), minlength=n_columns)
-    scales, start = np.ones(n_columns), 0
+    scales, start = np.ones(features.shape[1]), 0
     for power, (_, _, block) in zip(block_powers, vectorizer.blocks_):
         columns = slice(start, start + len(block.vocabulary_))
         start = columns.stop
-        if power:
-            p, q = in_unsafe[columns], in_safe[columns]
+        if power:  # counted on the block's own columns: the others' entries cost nothing
+            present = features[:, columns]
+            per_entry = np.diff(present.indptr)
+            n_columns = present.shape[1]
+            p = 1.0 + np.bincount(present.indices, np.repeat(weights * unsafe, per_entry), minlength=n_columns)
+            q = 1.0 + np.bincount(present.indices, np.repeat(weights * ~unsafe, per_entry), minlength=n_columns)
             ratio = np.abs(np.log(p / p.sum()) - np.log(q / q.sum())) ** power
             scales[columns] = ratio / ratio.mean()
     return scales
