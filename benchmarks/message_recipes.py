@@ -107,15 +107,23 @@ def message_rows(drop_red_team_prompts: bool) -> tuple[list[str], np.ndarray, np
     return [pairs[i][0] or pairs[i][1] for i in rows], ts.Y[rows, -1], ts.weights[rows], ts.groups[rows]
 
 
+def fit_flag_head(vectorizer: QAVectorizer, items: list, y: np.ndarray, w: np.ndarray, char_weight: float,
+                  nb_power: float):
+    """The unsafe head as the model fits it (liblinear dual, C=4, row weights; character blocks times
+    ``char_weight`` and Naive-Bayes factors while fitting), on ``vectorizer``'s blocks alone: a scorer of items."""
+    X = vectorizer.fit_transform(items)
+    nb = nb_scales(vectorizer, nb_power, X, y, w)
+    scales = sp.diags(column_scales(vectorizer, char_weight) * (1.0 if nb is None else nb))
+    clf = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000, random_state=0).fit(X @ scales, y, sample_weight=w)
+    return lambda new: clf.predict_proba(vectorizer.transform(new) @ scales)[:, 1]
+
+
 def fit(texts: list[str], y: np.ndarray, w: np.ndarray, max_features: int, char_weight: float, nb_power: float,
         characters: bool):
     vectorizer = QAVectorizer(word_fields=("lone_text",), char_fields=("lone_text",) if characters else (),
                               max_features=max_features)
-    X = vectorizer.fit_transform([("", t) for t in texts])
-    nb = nb_scales(vectorizer, nb_power, X, y, w)
-    scales = sp.diags(column_scales(vectorizer, char_weight) * (1.0 if nb is None else nb))
-    clf = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000, random_state=0).fit(X @ scales, y, sample_weight=w)
-    return lambda items: clf.predict_proba(vectorizer.transform([("", t) for t in items]) @ scales)[:, 1]
+    score = fit_flag_head(vectorizer, [("", t) for t in texts], y, w, char_weight, nb_power)
+    return lambda items: score([("", t) for t in items])
 
 
 def f1_best_cut(y: np.ndarray, scores: np.ndarray, w: np.ndarray) -> float:

@@ -30,16 +30,13 @@ import json
 import time
 
 import numpy as np
-import scipy.sparse as sp
 from _common import RESULTS, SHARED_DATA, write_results
-from message_recipes import f1_best_cut, recipe_sources
-from sklearn.linear_model import LogisticRegression
+from message_recipes import f1_best_cut, fit_flag_head, recipe_sources
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import GroupKFold
 
 import lite_moderation as lm
 from lite_moderation.features import QAVectorizer
-from lite_moderation.model import column_scales, nb_scales
 from lite_moderation.sources import build_training_set
 
 EXTERNAL = SHARED_DATA / "external"
@@ -48,11 +45,7 @@ EXTERNAL = SHARED_DATA / "external"
 def fit(pairs: list, y: np.ndarray, w: np.ndarray, char_weight: float, nb_power: float):
     vectorizer = QAVectorizer(word_fields=("pair_prompt", "pair_response"), char_fields=("pair_response",),
                               max_features=50000)
-    X = vectorizer.fit_transform(pairs)
-    nb = nb_scales(vectorizer, nb_power, X, y, w)
-    scales = sp.diags(column_scales(vectorizer, char_weight) * (1.0 if nb is None else nb))
-    clf = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000, random_state=0).fit(X @ scales, y, sample_weight=w)
-    return lambda items: clf.predict_proba(vectorizer.transform(items) @ scales)[:, 1]
+    return fit_flag_head(vectorizer, pairs, y, w, char_weight, nb_power)
 
 
 #: (auxiliary pairs' weight scale, character block weight, Naive-Bayes power): the recipe before (1, 1, 0), the
