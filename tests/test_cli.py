@@ -343,53 +343,49 @@ def test_char_ngrams_option_turns_them_back_on_in_the_fast_preset(runner, tiny_d
     assert vectorizer["char_fields"] == ["response"] and vectorizer["char_ngram_range"] == [3, 4]
 
 
-def test_nb_power_option_is_recorded_and_the_saved_model_scores_as_trained(runner, tiny_data, tmp_path):
-    out = tmp_path / "m"
-    result = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(out), "--nb-power",
-                                  "response=0.5", "--min-df", "1", "--threshold-folds", "0", "-q"])
+def _train_with(runner, tiny_data, out, *options: str) -> dict:
+    """``train`` on the tiny data with recipe ``options`` (no tuning folds); the saved model.json."""
+    result = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(out), *options,
+                                  "--min-df", "1", "--threshold-folds", "0", "-q"])
     assert result.exit_code == 0, result.output
-    metadata = json.loads((out / "model.json").read_text())
+    return json.loads((out / "model.json").read_text())
+
+
+def _refused(runner, tiny_data, tmp_path, option: str, bad_values: tuple[str, ...]) -> None:
+    for bad in bad_values:
+        refused = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(tmp_path / "n"), option, bad])
+        assert refused.exit_code == 2 and option in refused.output, bad
+        assert not (tmp_path / "n").exists()
+
+
+def test_nb_power_option_is_recorded_and_the_saved_model_scores_as_trained(runner, tiny_data, tmp_path):
+    metadata = _train_with(runner, tiny_data, tmp_path / "m", "--nb-power", "response=0.5")
     assert "--nb-power response=0.5 " in metadata["card"]["recipe"]["command"]
     assert metadata["params"]["classifier"]["nb_power"] == {"response": 0.5}
     data = lm.load_dataset(str(tiny_data))
     trained = lm.default_estimator(nb_power={"response": 0.5}, min_df=1, threshold_folds=0).fit(data.pairs, data.y)
     plain = lm.default_estimator(min_df=1, threshold_folds=0).fit(data.pairs, data.y)
-    loaded = lm.load(str(out)).predict_proba(data.pairs[:20])
+    loaded = lm.load(str(tmp_path / "m")).predict_proba(data.pairs[:20])
     np.testing.assert_allclose(loaded, trained.predict_proba(data.pairs[:20]), atol=1e-6)
     assert not np.allclose(loaded, plain.predict_proba(data.pairs[:20]), atol=1e-4)
-    for bad in ("-1", "response=abc", "answer=2", "nan"):
-        refused = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(tmp_path / "n"),
-                                       "--nb-power", bad])
-        assert refused.exit_code == 2 and "--nb-power" in refused.output, bad
-        assert not (tmp_path / "n").exists()
+    _refused(runner, tiny_data, tmp_path, "--nb-power", ("-1", "response=abc", "answer=2", "nan"))
 
 
 def test_char_weight_option_is_recorded_and_the_saved_model_scores_as_trained(runner, tiny_data, tmp_path):
-    out = tmp_path / "m"
-    result = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(out), "--char-weight", "1.5",
-                                  "--min-df", "1", "--threshold-folds", "0", "-q"])
-    assert result.exit_code == 0, result.output
-    metadata = json.loads((out / "model.json").read_text())
+    metadata = _train_with(runner, tiny_data, tmp_path / "m", "--char-weight", "1.5")
     assert metadata["card"]["recipe"]["command"].endswith("--output MODEL_DIR --char-weight 1.5 --min-df 1 "
                                                           "--threshold-folds 0")
     assert metadata["params"]["classifier"]["char_weight"] == 1.5
     data = lm.load_dataset(str(tiny_data))
     trained = lm.default_estimator(char_weight=1.5, min_df=1, threshold_folds=0).fit(data.pairs, data.y)
-    np.testing.assert_allclose(lm.load(str(out)).predict_proba(data.pairs[:20]), trained.predict_proba(data.pairs[:20]),
-                               atol=1e-6)
-    for bad in ("0", "response=abc", "answer=2"):
-        refused = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(tmp_path / "n"),
-                                       "--char-weight", bad])
-        assert refused.exit_code == 2 and "--char-weight" in refused.output, bad
-    out = tmp_path / "by_field"
-    result = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(out), "--char-weight",
-                                  "response=1.5", "--min-df", "1", "--threshold-folds", "0", "-q"])
-    assert result.exit_code == 0, result.output
-    metadata = json.loads((out / "model.json").read_text())
+    np.testing.assert_allclose(lm.load(str(tmp_path / "m")).predict_proba(data.pairs[:20]),
+                               trained.predict_proba(data.pairs[:20]), atol=1e-6)
+    _refused(runner, tiny_data, tmp_path, "--char-weight", ("0", "response=abc", "answer=2"))
+    metadata = _train_with(runner, tiny_data, tmp_path / "by_field", "--char-weight", "response=1.5")
     assert "--char-weight response=1.5 " in metadata["card"]["recipe"]["command"]
     assert metadata["params"]["classifier"]["char_weight"] == {"response": 1.5}
-    np.testing.assert_allclose(lm.load(str(out)).predict_proba(data.pairs[:20]), trained.predict_proba(data.pairs[:20]),
-                               atol=1e-6)
+    np.testing.assert_allclose(lm.load(str(tmp_path / "by_field")).predict_proba(data.pairs[:20]),
+                               trained.predict_proba(data.pairs[:20]), atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["default", "accurate", "fast", "beavertails"])
