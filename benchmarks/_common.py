@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from lite_moderation.output import atomic_text_writer, write_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -17,10 +20,22 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def write_results(name: str, results: list[dict], markdown: str) -> None:
     """Write ``results/NAME.json`` and ``results/NAME.md`` and print the Markdown: every benchmark's last step."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown)
+    write_text(RESULTS / f"{name}.json", json.dumps(results, indent=1) + "\n")
+    write_text(RESULTS / f"{name}.md", markdown)
     print(markdown)
+
+
+def write_text(path: Path, text: str) -> None:
+    """A result file, written atomically: an interrupted run leaves the previous result, never half of one."""
+    with atomic_text_writer(path) as out:
+        out.write(text)
+
+
+def save_figure(figure, path: Path, dpi: int) -> None:
+    """A matplotlib figure as a PNG, written atomically."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    write_bytes(buffer.getvalue(), path)
 
 
 def machine(note: str) -> dict:

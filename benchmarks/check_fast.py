@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, ROOT, SHARED_DATA
+from _common import RESULTS, ROOT, SHARED_DATA, write_text
 
 import lite_moderation as lm
 from lite_moderation.persistence import SHIPPED_MODELS
@@ -94,7 +94,7 @@ def main() -> int:
         report["models"][name] = {"sets": sets, "max": {k: max(s[k] for s in sets.values()) for k in worst}}
     report["seconds"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_text(args.out, json.dumps(report, indent=2) + "\n")
     for name, block in report["models"].items():
         print(name, "max |difference| of log-odds:", block["max"])
     ok = all(b["max"]["vs_commit_batch"] <= 1e-12 and b["max"]["vs_commit_single"] <= 1e-12

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, SHARED_DATA, machine
+from _common import RESULTS, SHARED_DATA, machine, save_figure, write_text
 
 from lite_moderation import load_dataset, load_scorer, read_card
 from lite_moderation.metrics import binary_metrics
@@ -159,7 +159,7 @@ def plot(curves: dict, points: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, 110)
 
 
 def markdown(results: dict) -> str:
@@ -224,8 +224,8 @@ def main() -> None:
         print(f"{name}: done in {entry['seconds']} s", file=sys.stderr)
     results["models"] = {name: results["models"][name] for name in MODELS if name in results["models"]}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "everyday.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    (RESULTS / "everyday.md").write_text(markdown(results))
+    write_text(RESULTS / "everyday.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
+    write_text(RESULTS / "everyday.md", markdown(results))
     if curves:
         plot({name: curves[name] for name in MODELS if name in curves}, marks, RESULTS / "everyday_tradeoff.png")
     print(markdown(results))

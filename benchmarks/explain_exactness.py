@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import RESULTS, SHARED_DATA, machine
+from _common import RESULTS, SHARED_DATA, machine, write_text
 
 import lite_moderation as lm
 from lite_moderation.data import read_records
@@ -71,7 +71,7 @@ def main() -> None:
               "items_checked": sum(r["items"] for r in rows), "worst_difference": worst, "exact": worst < TOLERANCE,
               "seconds": round(time.perf_counter() - started, 1), "runs": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "explain_exactness.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text(RESULTS / "explain_exactness.json", json.dumps(report, indent=2) + "\n")
     lines = ["# Exactness of explanations (intercept + contributions vs the model's logits)", "",
              (f"Command: `{report['command']}` ({report['seconds']} s). {report['items_checked']} items (model x file x "
              f"shape), 15 labels each. Worst absolute difference: **{worst:.2e}** (tolerance {TOLERANCE:g}: "
@@ -80,7 +80,7 @@ def main() -> None:
              "|---|---|---|---:|---:|---:|"]
     lines += [f"| {r['model']} | {r['file']} | {r['shape']} | {r['items']} | {r['max_diff_reference']:.2e} | "
               f"{r['max_diff_fast_scorer']:.2e} |" for r in rows]
-    (RESULTS / "explain_exactness.md").write_text("\n".join(lines) + "\n")
+    write_text(RESULTS / "explain_exactness.md", "\n".join(lines) + "\n")
     print(f"worst difference {worst:.2e} over {report['items_checked']} items")
     if not report["exact"]:
         sys.exit(1)

@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import DATA, RESULTS, machine
+from _common import DATA, RESULTS, machine, write_text
 
 import lite_moderation as lm
 from lite_moderation.data import load_dataset
@@ -113,9 +113,9 @@ def main() -> None:
                    for name in args.models.split(",")},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "explain_speed.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text(RESULTS / "explain_speed.json", json.dumps(report, indent=2) + "\n")
     text = markdown(report)
-    (RESULTS / "explain_speed.md").write_text(text)
+    write_text(RESULTS / "explain_speed.md", text)
     print(text)
 
 

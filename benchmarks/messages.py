@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from _common import write_text
 from sklearn.metrics import roc_auc_score
 
 import lite_moderation as lm
@@ -152,8 +153,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     if not args.table:
         results = run(args.model)
-        (RESULTS / f"messages_{args.label}.json").write_text(json.dumps(results, indent=1) + "\n")
-    (RESULTS / "messages.md").write_text(table() + "\n")
+        write_text(RESULTS / f"messages_{args.label}.json", json.dumps(results, indent=1) + "\n")
+    write_text(RESULTS / "messages.md", table() + "\n")
 
 
 if __name__ == "__main__":

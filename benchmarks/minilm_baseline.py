@@ -27,6 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_text
 from accuracy_experiments import CACHE, DATA, N_FOLDS, RESULTS, SEED, Experiment, summary
 
 from lite_moderation import load_dataset
@@ -104,7 +105,7 @@ def main() -> None:
            "unsafe_threshold": float(thr[-1]), "seconds": round(time.perf_counter() - t0, 1),
            "command": "python benchmarks/minilm_baseline.py"}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "minilm.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_text(RESULTS / "minilm.json", json.dumps(out, indent=2) + "\n")
     print(json.dumps({"cv": out["cv_summary"], "external": {k: {m: round(v[m], 3) for m in ("f1", "fpr", "auroc")}
                                                             for k, v in external.items()}}))
 

@@ -23,6 +23,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
+from _common import write_text
 
 import lite_moderation as lm
 from lite_moderation.texts import split_fields
@@ -80,7 +81,7 @@ def main() -> None:
             results[load] = {"rows": len(items), "rows_per_s": rates, "ratio_now_over_before": rates["now"] / rates["before"]}
     report = {"model": args.model, "before": args.before, "runs": args.runs, "results": results}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"model_speed_{args.model}.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_text(RESULTS / f"model_speed_{args.model}.json", json.dumps(report, indent=1) + "\n")
     lines = [f"# Batch speed of `{args.model}`: now vs the model files of {args.before}", "",
              (f"`taskset -c 0 python benchmarks/model_speed.py --before {args.before} --model {args.model}` "
               f"(fast path, one core, median of {args.runs} interleaved runs, warm word caches)"), "",
@@ -88,7 +89,7 @@ def main() -> None:
     for load, r in results.items():
         lines.append(f"| {load} | {r['rows']} | {r['rows_per_s']['before']:,.0f} | {r['rows_per_s']['now']:,.0f} | "
                      f"{r['ratio_now_over_before']:.2f} |")
-    (RESULTS / f"model_speed_{args.model}.md").write_text("\n".join(lines) + "\n")
+    write_text(RESULTS / f"model_speed_{args.model}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

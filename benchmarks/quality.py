@@ -31,6 +31,7 @@ from sklearn.base import clone
 from sklearn.metrics import precision_recall_curve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save_figure, write_text
 from recipes import build
 
 from lite_moderation import cross_validate, default_estimator, evaluate, load, load_dataset
@@ -152,7 +153,7 @@ def plots(cv, curve, minilm, extrap) -> list[str]:
     ax.set_xlabel("F1 (5-fold grouped CV on 30k_test; support in brackets)")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(RESULTS / "quality_category_f1.png", dpi=110)
+    save_figure(fig, RESULTS / "quality_category_f1.png", 110)
     names.append("quality_category_f1.png")
     # PR curve of the unsafe head
     fig, ax = plt.subplots(figsize=(6, 5))
@@ -168,7 +169,7 @@ def plots(cv, curve, minilm, extrap) -> list[str]:
     ax.set_title("unsafe head, out-of-fold (5-fold grouped CV)")
     ax.legend(loc="lower left")
     fig.tight_layout()
-    fig.savefig(RESULTS / "quality_unsafe_pr.png", dpi=110)
+    save_figure(fig, RESULTS / "quality_unsafe_pr.png", 110)
     names.append("quality_unsafe_pr.png")
     if not curve:
         plt.close("all")
@@ -186,7 +187,7 @@ def plots(cv, curve, minilm, extrap) -> list[str]:
     ax.set_ylabel("CV score")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "quality_learning_curve.png", dpi=110)
+    save_figure(fig, RESULTS / "quality_learning_curve.png", 110)
     names.append("quality_learning_curve.png")
     plt.close("all")
     return names
@@ -354,8 +355,8 @@ def peers_markdown(summary: dict) -> str:
 
 def write_peers(summary: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quality_peers.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (RESULTS / "quality_peers.md").write_text(peers_markdown(summary))
+    write_text(RESULTS / "quality_peers.json", json.dumps(summary, indent=2) + "\n")
+    write_text(RESULTS / "quality_peers.md", peers_markdown(summary))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -402,8 +403,8 @@ def main(argv: list[str] | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     result["plots"] = plots({"metrics": cv.metrics, "unsafe_true": dataset.y[:, -1], "unsafe_scores": cv.proba[:, -1]},
                             curve, minilm, extrap)
-    (RESULTS / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "quality.md").write_text(markdown(result))
+    write_text(RESULTS / "quality.json", json.dumps(result, indent=2) + "\n")
+    write_text(RESULTS / "quality.md", markdown(result))
     print((RESULTS / "quality.md").read_text())
 
 

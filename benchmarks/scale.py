@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, RESULTS, machine
+from _common import DATA, RESULTS, machine, write_text
 from distributed import Client, LocalCluster
 
 from lite_moderation import distributed as dist
@@ -185,8 +185,8 @@ def main() -> int:
             shutil.rmtree(inputs[0].parent)
             corpus.unlink()
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "scale.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.output / "scale.md").write_text(markdown(report))
+    write_text(args.output / "scale.json", json.dumps(report, indent=2) + "\n")
+    write_text(args.output / "scale.md", markdown(report))
     print(markdown(report))
     return 0
 

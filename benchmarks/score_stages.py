@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, RESULTS, ROOT, child_run, machine
+from _common import DATA, RESULTS, ROOT, child_run, machine, write_text
 
 #: Runs the CLI of the package at argv[1] (not the installed one) with the rest of argv.
 OLD_CLI = """
@@ -125,8 +125,8 @@ def main() -> int:
             report["models"][model] = entry
             print(json.dumps(entry), file=sys.stderr, flush=True)
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "score_stages.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.output / "score_stages.md").write_text(markdown(report))
+    write_text(args.output / "score_stages.json", json.dumps(report, indent=2) + "\n")
+    write_text(args.output / "score_stages.md", markdown(report))
     print(markdown(report))
     return 0
 

@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, RESULTS, ROOT, machine
+from _common import DATA, RESULTS, ROOT, machine, write_text
 
 MACHINE_NOTE = "client threads and servers share the machine (loopback, 127.0.0.1)"
 SLOW_HEAD = b"POST /v1/moderations HTTP/1.1\r\nHost: x\r\nX-Pad: "
@@ -610,8 +610,8 @@ def main() -> int:
     finally:
         shutil.rmtree(baseline, ignore_errors=True)
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "serve_load.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.output / "serve_load.md").write_text(markdown(report))
+    write_text(args.output / "serve_load.json", json.dumps(report, indent=2) + "\n")
+    write_text(args.output / "serve_load.md", markdown(report))
     print(markdown(report))
     return 0
 

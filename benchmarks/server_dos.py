@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, ROOT, machine
+from _common import RESULTS, ROOT, machine, write_text
 
 OLD_MULTIPLIER = 0x9E3779B97F4A7C15  # the fixed hash of the word table before the fix
 TIMEOUT = 900
@@ -300,8 +300,8 @@ def main() -> None:
             result[label] = side
             print(json.dumps(side, indent=1), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "server_dos.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    (RESULTS / "server_dos.md").write_text(markdown(result), encoding="utf-8")
+    write_text(RESULTS / "server_dos.json", json.dumps(result, indent=2) + "\n")
+    write_text(RESULTS / "server_dos.md", markdown(result))
     print(markdown(result))
 
 

@@ -56,7 +56,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, RESULTS, child_run
+from _common import DATA, RESULTS, child_run, save_figure, write_text
 
 WARMUP = 100
 MINILM_SINGLE = 100
@@ -681,7 +681,7 @@ def plot(result: dict, path: Path) -> bool:
     axes[1].set_yticklabels([])
     fig.suptitle(f"lite-moderation speed on {result['n_pairs']:,} BeaverTails QA pairs (1 core, medians)", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, 120)
     plt.close(fig)
     return True
 
@@ -767,8 +767,8 @@ def run(args: argparse.Namespace) -> None:
 
 def write_reports(result: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "speed.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "speed.md").write_text(markdown(result))
+    write_text(out / "speed.json", json.dumps(result, indent=2) + "\n")
+    write_text(out / "speed.md", markdown(result))
     wrote_png = plot(result, out / "speed.png")
     print(f"wrote {out / 'speed.json'}, {out / 'speed.md'}" + (", speed.png" if wrote_png else ""))
 

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import DATA, RESULTS
+from _common import DATA, RESULTS, write_text
 
 SCALE_OPTIONS = ["--threshold-holdout", "0.1", "--jobs", "2"]
 SETUPS = {
@@ -115,7 +115,7 @@ def write_results(runs: list[dict], args: argparse.Namespace) -> None:
             "machine": f"{platform.platform()}, {os.cpu_count()} cores",
             "load_average_after": os.getloadavg(), "python": platform.python_version(), "synthetic": True}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "train_scale.json").write_text(json.dumps({**meta, "runs": runs}, indent=2) + "\n")
+    write_text(RESULTS / "train_scale.json", json.dumps({**meta, "runs": runs}, indent=2) + "\n")
     lines = [
         "# Training time and memory (SYNTHETIC data: speed only, never quality)", "",
         "Commands (a later `--merge` run replaces the same setup and size): "
@@ -127,7 +127,7 @@ def write_results(runs: list[dict], args: argparse.Namespace) -> None:
     for run in runs:
         lines.append(f"| {run['setup']} | `{run['options']}` | {run['rows']:,} | {_outcome(run)} "
                      f"| {_fmt(run['peak_rss_mb'], '.0f')} | {_fmt(run.get('load_average_after'), '.1f')} |")
-    (RESULTS / "train_scale.md").write_text("\n".join(lines) + "\n")
+    write_text(RESULTS / "train_scale.md", "\n".join(lines) + "\n")
 
 
 def _outcome(run: dict) -> str:
