@@ -17,6 +17,7 @@ import itertools
 import json
 import lzma
 import os
+import re
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
@@ -644,13 +645,20 @@ def _sniff_format(lines: Iterator[tuple[int, bytes]],
     return fmt, itertools.chain(buffered, lines)
 
 
+#: What a header's other column names look like: no whitespace inside ("text, what a day" is a sentence, not a
+#: header with a column "what a day"; a line taken for a header is consumed and the rows after it misread).
+_COLUMN_NAME = re.compile(r"[\w.:\-]*")
+
+
 def _header_format(line: bytes, columns: Columns | None) -> str:
-    """"tsv" or "csv" when ``line`` is a header holding a text column among two or more, else "text"."""
+    """"tsv" or "csv" when ``line`` is a header holding a text column among two or more, every other name a column
+    name (no whitespace inside, or one ``columns`` names), else "text"."""
     text = line.decode("utf-8", errors="replace").strip()
     delimiter = "\t" if "\t" in text else ","
     names = {name.strip().strip('"').lower() for name in text.split(delimiter)}
     wanted = {"prompt", "text", *(name.lower() for name in (columns.text_fields() if columns else {}))}
-    if len(names) >= 2 and names & wanted:
+    known = wanted | {name.lower() for name in (columns.label_fields() + (columns.id or "",) if columns else ())}
+    if len(names) >= 2 and names & wanted and all(n in known or _COLUMN_NAME.fullmatch(n) for n in names):
         return "tsv" if delimiter == "\t" else "csv"
     return "text"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lite_moderation.data import DataError, Dataset, Record, load_dataset, read_records, sha256_file
+from lite_moderation.data import Columns, DataError, Dataset, Record, load_dataset, read_records, sha256_file
 from lite_moderation.taxonomy import CATEGORIES, LABELS
 
 SHARED = Path(__file__).parent.parent.parent / "shared" / "data"
@@ -405,3 +405,29 @@ def test_real_beavertails_30k_test():
     assert counts[VIOLENCE] == 724 and counts[SELF_HARM] == 19
     assert np.array_equal(ds.unsafe, ds.categories.any(axis=1))
     assert ds.y.shape == (3021, 15)
+
+
+@pytest.mark.parametrize(("first_line", "fmt"), [
+    (b"text, what a lovely day\n", "text"),        # a sentence after a comma is no column name
+    (b"prompt,\tand then some words\n", "text"),
+    (b"text,author,date\n", "csv"),
+    (b"id\tprompt\tresponse\tis_safe\n", "tsv"),
+    (b'"text","Unnamed:0",""\n', "csv"),            # quoted names, an unnamed index column
+    (b"user message,stars\n", "text"),             # a name with a space is read only when named (next test)
+])
+def test_stdin_header_sniffing_spares_sentences(monkeypatch, first_line, fmt):
+    data = first_line + b"hello there\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(data))))
+    errors = []
+    records = list(read_records("-", on_error="skip", errors=errors))
+    if fmt == "text":  # every line is a text: nothing consumed as a header, nothing lost
+        assert [r.pair for r in records] == [first_line.decode().rstrip("\n"), "hello there"] and not errors
+    else:  # a header: the next line is a row of it (here one field short, reported with its line)
+        assert not records and [e.line for e in errors] == [2]
+
+
+def test_stdin_header_with_a_named_spaced_column(monkeypatch):
+    data = b"user message,stars\nhello there,5\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(data))))
+    [record] = read_records("-", columns=Columns(text="user message"))
+    assert record.pair == "hello there" and record.line == 2
