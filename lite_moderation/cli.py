@@ -456,12 +456,10 @@ def score(texts: tuple[str, ...], prompt: str | None, response: str | None, inpu
         raise click.UsageError("--text-column, --prompt-column, --response-column and --id-column name fields of "
                                "--input records")
     if engine == "dask":
-        if not columns.is_standard:
-            raise click.UsageError("--engine dask reads the standard fields (prompt/response or text) only")
         if texts or prompt is not None or response is not None:
             raise click.UsageError("--engine dask scores files: give --input 'GLOB' and --output DIR")
         flagged, rejected = _score_on_dask(input_path, input_format, output_path, fmt, threshold, on_error,
-                                           model_path, scheduler, workers, quiet, max_record_bytes)
+                                           model_path, scheduler, workers, quiet, max_record_bytes, columns)
         _gate(fail_on_flagged, flagged, rejected)
         return
     if scheduler is not None or workers is not None:
@@ -555,7 +553,7 @@ def _score_input(model, input_path: str, input_format: str, output_path: Path | 
 def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path | None, fmt: str | None,
                    threshold: float | str | None, on_error: str, model_path: Path | None, scheduler: str | None,
                    workers: int | None, quiet: bool,
-                   max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> tuple[int, int]:
+                   max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, columns: Columns | None = None) -> tuple[int, int]:
     """Every file of the --input glob on a Dask cluster; a summary on stderr; exit 2 if a file was unreadable."""
     from . import distributed
 
@@ -572,7 +570,8 @@ def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path |
     try:
         summary = distributed.score_corpus(input_path, output_dir, model_path, scheduler=scheduler, workers=workers,
                                            on_file=on_file, fmt=fmt, on_error=on_error, threshold=threshold,
-                                           input_format=input_format, max_record_bytes=max_record_bytes)
+                                           input_format=input_format, max_record_bytes=max_record_bytes,
+                                           columns=columns)
     except distributed.DaskMissingError as exc:
         raise InputError(str(exc)) from None
     for error in summary.examples[:20]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .data import DEFAULT_MAX_RECORD_BYTES, DataError, record_from_object
+from .data import DEFAULT_MAX_RECORD_BYTES, Columns, DataError, record_from_object
 from .labels import LabelSet
 from .persistence import METADATA_FILE, ModelFormatError, load_scorer, read_card, read_metadata
 from .scoring import CHUNK_SIZE, score_file
@@ -387,11 +387,12 @@ def _outputs(paths: list[Path], output_dir: str | os.PathLike, fmt: str) -> list
 def score_files(inputs: str | os.PathLike | Sequence[str | os.PathLike], output_dir: str | os.PathLike,
                 model: ModelPayload | str | os.PathLike | None = None, *, fmt: str = "jsonl",
                 on_error: str = "skip", threshold: float | str | None = None, input_format: str = "auto",
-                max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> list[Any]:
+                max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, columns: Columns | None = None) -> list[Any]:
     """Lazy: one ``dask.delayed`` :class:`FileSummary` per input file, each writing its own output file.
 
     ``on_error="skip"`` counts bad rows (and records a file that cannot be read at all as failed);
     ``"fail"`` raises the first DataError. Paths must be reachable by every worker (shared storage).
+    ``columns`` names the text (and id) fields of the files, as for :func:`~lite_moderation.scoring.score_file`.
     """
     if fmt not in OUTPUT_FORMATS:
         raise ValueError(f"output format must be one of {OUTPUT_FORMATS} for a corpus, got {fmt!r}")
@@ -403,7 +404,7 @@ def score_files(inputs: str | os.PathLike | Sequence[str | os.PathLike], output_
     node = _model_node(_as_payload(model))
     task = dask.delayed(_score_file_task, pure=False)
     return [
-        task(node, str(path), str(out), fmt, on_error, threshold, input_format, max_record_bytes,
+        task(node, str(path), str(out), fmt, on_error, threshold, input_format, max_record_bytes, columns,
              dask_key_name=f"lite-moderation-score-{out.name}-{uuid.uuid4().hex[:8]}")
         for path, out in zip(paths, outputs)
     ]
@@ -411,12 +412,12 @@ def score_files(inputs: str | os.PathLike | Sequence[str | os.PathLike], output_
 
 def _score_file_task(payload: ModelPayload, input_path: str, output_path: str, fmt: str, on_error: str,
                      threshold: float | str | None, input_format: str,
-                     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> FileSummary:
+                     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, columns: Columns | None = None) -> FileSummary:
     """One input file -> one output file (atomic), on a worker."""
     model = model_from_payload(payload)
     try:  # a retried task's stale temp is removed by the atomic writer (only provably ours: output.remove_stale_temps)
         summary = score_file(model, input_path, output_path, fmt, on_error=on_error, threshold=threshold,
-                             input_format=input_format, max_record_bytes=max_record_bytes)
+                             input_format=input_format, max_record_bytes=max_record_bytes, columns=columns)
     except DataError as exc:
         if on_error == "fail":
             raise

@@ -26,7 +26,7 @@ from distributed import Client, LocalCluster
 import lite_moderation as lm
 from lite_moderation import distributed as dist
 from lite_moderation.cli import main
-from lite_moderation.data import DataError
+from lite_moderation.data import Columns, DataError
 from lite_moderation.scoring import score_file
 from lite_moderation.taxonomy import CATEGORIES, short_name
 
@@ -238,6 +238,29 @@ def test_cli_dask_engine_on_a_running_cluster_via_scheduler_address(client, corp
     score_file(model, corpus / "part-1.jsonl.gz", expected, fmt="csv")
     assert (tmp_path / "out" / "part-1.scores.csv").read_text() == expected.read_text()
     assert "files: 2 (0 failed), rows in: 550, scored: 550, rejected: 0" in result.stderr
+
+
+def test_cli_dask_engine_reads_the_columns_the_user_names(client, tiny_model_dir, tmp_path, runner):
+    """--text-column / --id-column reach every worker: the same rows as the single-process scorer."""
+    folder = tmp_path / "own"
+    folder.mkdir()
+    for k, seed in enumerate((21, 22)):
+        write_jsonl(folder / f"part-{k}.jsonl", [{"ref": f"r{seed}-{i}", "body": r["response"], "text": "decoy"}
+                                                 for i, r in enumerate(synthetic_records(40, seed=seed))])
+    (folder / "part-2.jsonl").write_text('{"ref": "x", "text": "no body here"}\n{"ref": "y", "body": "a chess game"}\n')
+    result = runner.invoke(main, ["score", "--engine", "dask", "--scheduler", client.scheduler.address, "--model",
+                                  str(tiny_model_dir), "--input", str(folder / "part-*"), "--output",
+                                  str(tmp_path / "out"), "--text-column", "body", "--id-column", "ref", "--quiet"])
+    assert result.exit_code == 0, result.output
+    columns = Columns(text="body", id="ref")
+    model = lm.load(tiny_model_dir)
+    for input_path in sorted(folder.glob("part-*")):
+        expected = tmp_path / "ref.jsonl"
+        score_file(model, input_path, expected, columns=columns)
+        assert dist.output_path_for(input_path, tmp_path / "out").read_text() == expected.read_text()
+    rows = [json.loads(line) for line in dist.output_path_for(folder / "part-2.jsonl", tmp_path / "out").open()]
+    assert [(row["id"], row["line"]) for row in rows] == [("y", 2)]  # the row without the named column: reported
+    assert "rows in: 82, scored: 81, rejected: 1" in result.stderr
 
 
 @pytest.mark.parametrize("args", [
