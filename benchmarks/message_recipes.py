@@ -26,15 +26,27 @@ Variants:
 - ``nb_power_0.3``, ``nb_power_0.5``, ``nb_power_0.7``, ``nb_power_1``: Naive-Bayes feature weighting of the message
   blocks (``--nb-power lone_text=P``; ``lite_moderation.model.nb_scales``, computed in each fit from its own rows).
 - ``no_red_team_prompts_nb_power_0.5``: both changes together;
+- ``instruction_forms_0.5``, ``instruction_forms_1``: ``nb_power_0.5`` plus, for every request of the request-like
+  sources (BeaverTails prompts, BeaverTails-Evaluation, forbidden questions, do-not-answer, XSafety, MultiJail; safe
+  and unsafe alike), one copy wrapped in an instruction form (``FORMS``: "Write step-by-step instructions. ...",
+  "... Write the answer as a guide." ...; written for this harness, no evaluation row read) at 0.5 or 1 of the row's
+  weight, in the row's group. Why: the harmless instruction data teaches that the form "Write ..." is safe, and
+  instruction-style harmful requests were the study's weak spot; wrapping harmful and harmless requests alike makes
+  the form carry no label. Out-of-fold AUROC is read on the original rows only;
+- ``c_2``, ``c_8``, ``c_16``: ``nb_power_0.5`` with the regression's C at 2, 8, 16 (the model's: 4);
+- ``word_trigrams``: ``nb_power_0.5`` with word 1-3 grams;
 - ``fast``, ``fast_nb_power_0.5``: the shipped ``fast`` model's message side (word block only, 15,000 terms), without
   and with Naive-Bayes weighting.
 (The character weight is 1 in all but the ``char_weight_*`` variants.)
 
 Reported per variant: the held-out message sets, the everyday sets and the smoke set
 (``benchmarks/data/smoke_messages.jsonl``: harmful ones flagged of 20, harmless ones flagged of 20) at the variant's
-own cut-off, the out-of-fold AUROC on the training messages (what picks a variant without the evaluation sets),
+own cut-off, the out-of-fold AUROC on the training messages and the out-of-fold recall at the cut-off flagging 5% of
+their safe weight (what picks a variant without the evaluation sets; the recall column was added after the first
+variants were measured, so older rows lack it),
 the pooled held-out AUROC, and the recalls reached at the cut-off that keeps every harmless set at FPR <= 0.05 (chosen on the
-evaluation sets: what the variant can reach, not a shippable cut-off). Writes
+evaluation sets: what the variant can reach, not a shippable cut-off). Also (since the fourth round) the same sets at the cut-off
+flagging 5% of the safe training messages' weight out of fold (a Neyman-Pearson rule instead of the F1-best one). Writes
 ``benchmarks/results/message_recipes.json`` and ``.md``; ``--variant`` reruns the named variants and keeps the
 others' results.
 """
@@ -47,6 +59,7 @@ import itertools
 import json
 import shlex
 import time
+import zlib
 
 import numpy as np
 import scipy.sparse as sp
@@ -63,7 +76,8 @@ from lite_moderation.sources import build_training_set, parse_source
 
 MESSAGES = SHARED_DATA / "messages"
 SMOKE = ROOT / "benchmarks" / "data" / "smoke_messages.jsonl"
-_BASE = {"drop_red_team_prompts": False, "max_features": 50000, "char_weight": 1.0, "nb_power": 0.0, "characters": True}
+_BASE = {"drop_red_team_prompts": False, "forms_weight": 0.0, "max_features": 50000, "char_weight": 1.0, "nb_power": 0.0, "characters": True,
+         "c": 4.0, "word_ngrams": 2}
 _FAST = {**_BASE, "max_features": 15000, "characters": False}
 VARIANTS = {
     "base": _BASE,
@@ -78,6 +92,12 @@ VARIANTS = {
     "nb_power_0.7": {**_BASE, "nb_power": 0.7},
     "nb_power_1": {**_BASE, "nb_power": 1.0},
     "no_red_team_prompts_nb_power_0.5": {**_BASE, "drop_red_team_prompts": True, "nb_power": 0.5},
+    "instruction_forms_0.5": {**_BASE, "nb_power": 0.5, "forms_weight": 0.5},
+    "instruction_forms_1": {**_BASE, "nb_power": 0.5, "forms_weight": 1.0},
+    "c_2": {**_BASE, "nb_power": 0.5, "c": 2.0},
+    "c_8": {**_BASE, "nb_power": 0.5, "c": 8.0},
+    "c_16": {**_BASE, "nb_power": 0.5, "c": 16.0},
+    "word_trigrams": {**_BASE, "nb_power": 0.5, "word_ngrams": 3},
     "fast": _FAST,
     "fast_nb_power_0.5": {**_FAST, "nb_power": 0.5},
 }
@@ -95,34 +115,63 @@ def recipe_sources() -> list:
     return specs
 
 
-@functools.lru_cache(maxsize=2)
-def message_rows(drop_red_team_prompts: bool) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """Texts, unsafe labels, weights and groups of the training set's single messages."""
+# Instruction forms a request can arrive in (written for this harness, no evaluation row read).
+FORMS = ("Write step-by-step instructions. {}", "{} Give me detailed step-by-step instructions.",
+         "Explain in detail: {}", "Write a tutorial that answers this: {}", "{} Write the answer as a guide.",
+         "Please answer the following. {}", "Create a detailed plan: {}", "Write a short essay on this question: {}")
+REQUEST_SOURCES = ("30k_test", "evaluation_700", "forbidden_questions", "do_not_answer", "xsafety", "multijail")
+
+
+@functools.lru_cache(maxsize=4)
+def message_rows(drop_red_team_prompts: bool, forms_weight: float = 0.0,
+                 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Texts, unsafe labels, weights, groups, which rows are not added instruction forms, and each row's source
+    (its index in the recipe's sources) of the training set's single messages."""
     ts = build_training_set(recipe_sources(), shapes=("pair", "text"), seed=0)
     pairs = [("", p) if isinstance(p, str) else tuple(p) for p in ts.pairs]
     single = np.array([not (p and r) for p, r in pairs])
     if drop_red_team_prompts:  # the first source's prompts added as texts alone (not its answers' copies)
         single &= ~((ts.source_of_row == 0) & ~ts.response_copy & ~ts.primary)
     rows = np.flatnonzero(single)
-    return [pairs[i][0] or pairs[i][1] for i in rows], ts.Y[rows, -1], ts.weights[rows], ts.groups[rows]
+    texts = [pairs[i][0] or pairs[i][1] for i in rows]
+    y, w, groups, original = ts.Y[rows, -1], ts.weights[rows], ts.groups[rows], np.ones(len(rows), bool)
+    sources = ts.source_of_row[rows]
+    if forms_weight:
+        names = [spec.path for spec in recipe_sources()]
+        requests = [k for k, n in enumerate(names) if any(r in str(n) for r in REQUEST_SOURCES)]
+        chosen = np.isin(ts.source_of_row[rows], requests) & ~ts.response_copy[rows]
+        extra = np.flatnonzero(chosen)
+        texts += [FORMS[zlib.crc32(texts[j].encode()) % len(FORMS)].format(texts[j]) for j in extra]
+        y, groups = np.concatenate([y, y[extra]]), np.concatenate([groups, groups[extra]])
+        w = np.concatenate([w, w[extra] * forms_weight])
+        original = np.concatenate([original, np.zeros(len(extra), bool)])
+        sources = np.concatenate([sources, sources[extra]])
+    return texts, y, w, groups, original, sources
 
 
 def fit_flag_head(vectorizer: QAVectorizer, items: list, y: np.ndarray, w: np.ndarray, char_weight: float,
-                  nb_power: float):
+                  nb_power: float, c: float = 4.0, word_weights: dict[str, float] | None = None):
     """The unsafe head as the model fits it (liblinear dual, C=4, row weights; character blocks times
     ``char_weight`` and Naive-Bayes factors while fitting), on ``vectorizer``'s blocks alone: a scorer of items."""
     X = vectorizer.fit_transform(items)
     nb = nb_scales(vectorizer, nb_power, X, y, w)
-    scales = sp.diags(column_scales(vectorizer, char_weight) * (1.0 if nb is None else nb))
-    clf = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000, random_state=0).fit(X @ scales, y, sample_weight=w)
+    factors = column_scales(vectorizer, char_weight) * (1.0 if nb is None else nb)
+    start = 0
+    for field, analyzer, block in vectorizer.blocks_:  # word blocks weighed so while fitting (a harness-only knob)
+        stop = start + len(block.vocabulary_)
+        if analyzer == "word" and word_weights and field in word_weights:
+            factors[start:stop] *= word_weights[field]
+        start = stop
+    scales = sp.diags(factors)
+    clf = LogisticRegression(C=c, solver="liblinear", dual=True, max_iter=1000, random_state=0).fit(X @ scales, y, sample_weight=w)
     return lambda new: clf.predict_proba(vectorizer.transform(new) @ scales)[:, 1]
 
 
 def fit(texts: list[str], y: np.ndarray, w: np.ndarray, max_features: int, char_weight: float, nb_power: float,
-        characters: bool):
+        characters: bool, c: float, word_ngrams: int):
     vectorizer = QAVectorizer(word_fields=("lone_text",), char_fields=("lone_text",) if characters else (),
-                              max_features=max_features)
-    score = fit_flag_head(vectorizer, [("", t) for t in texts], y, w, char_weight, nb_power)
+                              max_features=max_features, word_ngram_range=(1, word_ngrams))
+    score = fit_flag_head(vectorizer, [("", t) for t in texts], y, w, char_weight, nb_power, c)
     return lambda items: score([("", t) for t in items])
 
 
@@ -133,19 +182,38 @@ def f1_best_cut(y: np.ndarray, scores: np.ndarray, w: np.ndarray) -> float:
     return float(scores[np.argmax(2 * tp / (tp + fp + (w * y).sum()))])
 
 
+def cut_at_fpr(y: np.ndarray, scores: np.ndarray, w: np.ndarray, fpr: float) -> float:
+    """The lowest cut-off (a score; flagged: at or above it) flagging at most ``fpr`` of the safe weight (the
+    issue's operating point, read on out-of-fold training messages: it sees no evaluation set)."""
+    order = np.argsort(-scores, kind="stable")
+    s, safe_weight = scores[order], (w * ~y)[order]
+    false_flags = np.cumsum(safe_weight) / safe_weight.sum()
+    last = np.append(s[:-1] != s[1:], True)  # cut-offs lie between distinct scores only
+    ok = np.flatnonzero(last & (false_flags <= fpr))
+    return float(s[ok[-1]]) if len(ok) else float("inf")
+
+
+def recall_at_fpr(y: np.ndarray, scores: np.ndarray, w: np.ndarray, fpr: float) -> float:
+    """Weighted share of unsafe rows at or above :func:`cut_at_fpr`."""
+    flagged = scores >= cut_at_fpr(y, scores, w, fpr)
+    return float((w * y * flagged).sum() / (w * y).sum())
+
+
 def measure(name: str, drop_red_team_prompts: bool, max_features: int, char_weight: float, nb_power: float,
-            characters: bool) -> dict:
+            characters: bool, forms_weight: float, c: float, word_ngrams: int) -> dict:
     start = time.time()
-    texts, y, w, groups = message_rows(drop_red_team_prompts)
+    texts, y, w, groups, original, _ = message_rows(drop_red_team_prompts, forms_weight)
     oof = np.zeros(len(texts))
     for train, test in GroupKFold(3).split(texts, y, groups):
         score = fit([texts[i] for i in train], y[train], w[train], max_features, char_weight, nb_power,
-                    characters)
+                    characters, c, word_ngrams)
         oof[test] = score([texts[i] for i in test])
     cut = f1_best_cut(y, oof, w)
-    score = fit(texts, y, w, max_features, char_weight, nb_power, characters)
-    result = {"variant": name, "training_messages": len(texts), "cut_off": round(cut, 4),
-              "oof_auroc": round(float(roc_auc_score(y, oof, sample_weight=w)), 4), "sets": {}}
+    score = fit(texts, y, w, max_features, char_weight, nb_power, characters, c, word_ngrams)
+    result = {"variant": name, "training_messages": int(original.sum()), "cut_off": round(cut, 4),
+              "oof_auroc": round(float(roc_auc_score(y[original], oof[original], sample_weight=w[original])), 4),
+              "oof_recall_at_fpr_0.05": round(recall_at_fpr(y[original], oof[original], w[original], 0.05), 4),
+              "sets": {}}
     pooled_scores, pooled_unsafe = [], []
     for path in sorted(MESSAGES.glob("*_heldout.jsonl")):
         items, unsafe = messages_of(path)
@@ -169,6 +237,10 @@ def measure(name: str, drop_red_team_prompts: bool, max_features: int, char_weig
     fpr_ok = lowest_cut_keeping_fpr(harmless, cuts)
     result["every_harmless_fpr_at_most_0.05"] = {"cut_off": round(float(fpr_ok), 4), **{
         f"recall {n}": round(float((s >= fpr_ok).mean()), 4) for n, s in harmful.items()}}
+    np_cut = cut_at_fpr(y[original], oof[original], w[original], 0.05)  # the alternative cut-off rule, for comparison
+    result["cut_flagging_5pct_of_safe_training"] = {"cut_off": round(np_cut, 4), **{
+        f"fpr {n}": round(float((s >= np_cut).mean()), 4) for n, s in harmless.items()}, **{
+        f"recall {n}": round(float((s >= np_cut).mean()), 4) for n, s in harmful.items()}}
     result["seconds"] = round(time.time() - start)
     print(json.dumps(result), flush=True)
     return result
@@ -185,10 +257,12 @@ def markdown(results: list[dict]) -> str:
     lines = ["# Message-side recipe variants of `default` (issue 20)", "",
              "`python benchmarks/message_recipes.py` (unsafe head of the message blocks alone, cut-off F1-best on",
              "out-of-fold training messages; see the script's docstring).", "",
-             "| variant | cut-off | out-of-fold AUROC | pooled held-out AUROC | " + " | ".join(keys) + " |",
-             "|---|---:|---:|---:|" + "---:|" * len(keys)]
+             "| variant | cut-off | out-of-fold AUROC | out-of-fold recall at FPR 0.05 | pooled held-out AUROC | "
+             + " | ".join(keys) + " |", "|---|---:|---:|---:|---:|" + "---:|" * len(keys)]
     for r in results:
-        lines.append(f"| {r['variant']} | {r['cut_off']:.3f} | {r['oof_auroc']:.4f} | {r['pooled_heldout_auroc']:.4f} | "
+        oof_recall = f"{r['oof_recall_at_fpr_0.05']:.4f}" if "oof_recall_at_fpr_0.05" in r else "not run"
+        lines.append(f"| {r['variant']} | {r['cut_off']:.3f} | {r['oof_auroc']:.4f} | {oof_recall} | "
+                     f"{r['pooled_heldout_auroc']:.4f} | "
                      + " | ".join(_cell(r["own_cut_off"], k) for k in keys) + " |")
     harmful = [k for k in results[0]["every_harmless_fpr_at_most_0.05"] if k != "cut_off"]
     lines += ["", "At the cut-off that keeps every harmless set at FPR <= 0.05 (chosen on the evaluation sets):", "",
@@ -196,6 +270,15 @@ def markdown(results: list[dict]) -> str:
     for r in results:
         at = r["every_harmless_fpr_at_most_0.05"]
         lines.append(f"| {r['variant']} | {at['cut_off']:.3f} | " + " | ".join(f"{at[k]:.3f}" for k in harmful) + " |")
+    rule = [r for r in results if "cut_flagging_5pct_of_safe_training" in r]
+    if rule:
+        keys = [k for k in rule[0]["cut_flagging_5pct_of_safe_training"] if k != "cut_off"]
+        lines += ["", "At the cut-off flagging 5% of the safe training messages' weight out of fold (an alternative to",
+                  "the F1-best rule, chosen without the evaluation sets; variants measured since it was added):", "",
+                  "| variant | cut-off | " + " | ".join(keys) + " |", "|---|---:|" + "---:|" * len(keys)]
+        for r in rule:
+            at = r["cut_flagging_5pct_of_safe_training"]
+            lines.append(f"| {r['variant']} | {at['cut_off']:.3f} | " + " | ".join(f"{at[k]:.3f}" for k in keys) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -203,9 +286,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
-    path = RESULTS / "message_recipes.json"
+    measured = {name: measure(name, **VARIANTS[name]) for name in args.variant}
+    path = RESULTS / "message_recipes.json"  # read after measuring: a run meanwhile keeps its results
     kept = {r["variant"]: r for r in json.loads(path.read_text())} if path.exists() else {}
-    kept.update((name, measure(name, **VARIANTS[name])) for name in args.variant)
+    kept.update(measured)
     results = [kept[name] for name in VARIANTS if name in kept]
     write_results("message_recipes", results, markdown(results))
 

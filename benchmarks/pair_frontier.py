@@ -1,6 +1,6 @@
 """Can one pair cut-off meet issue 20's pair targets together? BeaverTails CV F1 against XSTest's false flags.
 
-    python benchmarks/pair_frontier.py [--setting SCALE:CHAR_WEIGHT[:NB_POWER] ...]   # about a minute a setting
+    python benchmarks/pair_frontier.py [--setting SCALE:CHAR_WEIGHT[:NB_POWER[:PROMPT_WEIGHT]] ...]   # ~1.5 min a setting
 
 Issue 20 asks, for pairs: BeaverTails CV unsafe F1 >= 0.75 and AUPRC >= 0.835, XSTest-response F1 >= 0.50 with
 FPR <= 0.35, SafeRLHF AUROC >= 0.62. The shipped `default` misses the last two. This script rebuilds the shipped
@@ -17,7 +17,10 @@ shippable cut-off) the BeaverTails F1 and XSTest F1 then reached. A setting ``SC
 of the non-BeaverTails pairs by SCALE (0: BeaverTails pairs only; the shipped default's ``pair_weight`` options are
 0.3 of its sources' weights) and weighs the character block by CHAR_WEIGHT while fitting (``--char-weight``; the
 shipped default: 1.5); NB_POWER weighs the features by their Naive-Bayes log-count ratio to that power
-(``--nb-power``; the shipped default weighs its message side so, at 0.5, not its pairs). Writes
+(``--nb-power``; the shipped default weighs its message side so, at 0.5, not its pairs); PROMPT_WEIGHT weighs the
+``pair_prompt`` word block so while fitting (a knob of this harness only, default 1: does leaning on the answer rather
+than the question spare XSTest's harmless answers to scary-sounding questions?); C is the regression's inverse
+penalty (the model's: 4). Writes
 ``benchmarks/results/pair_frontier.json`` and ``.md``; ``--setting`` reruns the named settings and keeps the others.
 """
 
@@ -42,24 +45,27 @@ from lite_moderation.sources import build_training_set
 EXTERNAL = SHARED_DATA / "external"
 
 
-def fit(pairs: list, y: np.ndarray, w: np.ndarray, char_weight: float, nb_power: float):
+def fit(pairs: list, y: np.ndarray, w: np.ndarray, char_weight: float, nb_power: float, prompt_weight: float = 1.0,
+        c: float = 4.0):
     vectorizer = QAVectorizer(word_fields=("pair_prompt", "pair_response"), char_fields=("pair_response",),
                               max_features=50000)
-    return fit_flag_head(vectorizer, pairs, y, w, char_weight, nb_power)
+    return fit_flag_head(vectorizer, pairs, y, w, char_weight, nb_power, c, word_weights={"pair_prompt": prompt_weight})
 
 
 #: (auxiliary pairs' weight scale, character block weight, Naive-Bayes power): the recipe before (1, 1, 0), the
 #: shipped one (0.3, 1.5, 0), and the Naive-Bayes weighting the message side ships with, tried on the pairs
-SETTINGS = [(1.0, 1.0, 0.0), (0.3, 1.0, 0.0), (0.0, 1.0, 0.0), (0.3, 1.5, 0.0), (0.0, 1.5, 0.0), (0.3, 1.5, 0.5)]
+SETTINGS = [(1.0, 1.0, 0.0, 1.0, 4.0), (0.3, 1.0, 0.0, 1.0, 4.0), (0.0, 1.0, 0.0, 1.0, 4.0), (0.3, 1.5, 0.0, 1.0, 4.0),
+            (0.0, 1.5, 0.0, 1.0, 4.0), (0.3, 1.5, 0.5, 1.0, 4.0)]
 
 
-def _setting(text: str) -> tuple[float, float, float]:
-    scale, char_weight, nb_power = [*text.split(":"), "", ""][:3]
-    return float(scale), float(char_weight or 1.0), float(nb_power or 0.0)
+def _setting(text: str) -> tuple[float, float, float, float, float]:
+    scale, char_weight, nb_power, prompt_weight, c = [*text.split(":"), "", "", "", ""][:5]
+    return float(scale), float(char_weight or 1.0), float(nb_power or 0.0), float(prompt_weight or 1.0), float(c or 4.0)
 
 
-def _key(result: dict) -> tuple[float, float, float]:
-    return result["auxiliary_scale"], result["char_weight"], result.get("nb_power", 0.0)
+def _key(result: dict) -> tuple[float, float, float, float, float]:
+    return (result["auxiliary_scale"], result["char_weight"], result.get("nb_power", 0.0),
+            result.get("prompt_weight", 1.0), result.get("c", 4.0))
 
 
 def f1(flagged: np.ndarray, unsafe: np.ndarray) -> float:
@@ -73,7 +79,7 @@ def training_set():
                               shapes=("pair", "text"), seed=0)
 
 
-def measure(scale: float, char_weight: float, nb_power: float) -> dict:
+def measure(scale: float, char_weight: float, nb_power: float, prompt_weight: float = 1.0, c: float = 4.0) -> dict:
     start = time.time()
     ts = training_set()
     is_pair = np.array([not isinstance(p, str) and bool(p[0] and p[1]) for p in ts.pairs])
@@ -82,11 +88,12 @@ def measure(scale: float, char_weight: float, nb_power: float) -> dict:
     w = np.where(primary, ts.weights[rows], ts.weights[rows] * scale)
     oof = np.zeros(len(pairs))
     for train, test in GroupKFold(5).split(pairs, y, groups):
-        oof[test] = fit([pairs[i] for i in train], y[train], w[train], char_weight, nb_power)([pairs[i] for i in test])
+        oof[test] = fit([pairs[i] for i in train], y[train], w[train], char_weight, nb_power, prompt_weight, c)(
+            [pairs[i] for i in test])
     cut = f1_best_cut(y, oof, w)
     bt_y, bt_s = y[primary], oof[primary]
-    score = fit(pairs, y, w, char_weight, nb_power)
-    result = {"auxiliary_scale": scale, "char_weight": char_weight, "nb_power": nb_power, "cut_off": round(cut, 4), "beavertails_cv": {
+    score = fit(pairs, y, w, char_weight, nb_power, prompt_weight, c)
+    result = {"auxiliary_scale": scale, "char_weight": char_weight, "nb_power": nb_power, "prompt_weight": prompt_weight, "c": c, "cut_off": round(cut, 4), "beavertails_cv": {
         "f1": round(f1(bt_s >= cut, bt_y), 4), "auprc": round(float(average_precision_score(bt_y, bt_s)), 4),
         "auroc": round(float(roc_auc_score(bt_y, bt_s)), 4)}}
     xstest = None
@@ -109,11 +116,11 @@ def measure(scale: float, char_weight: float, nb_power: float) -> dict:
 def markdown(results: list[dict]) -> str:
     lines = ["# Pair-side trade-off of `default` (issue 20)", "",
              "`python benchmarks/pair_frontier.py` (unsafe head of the pair blocks alone; see the script's docstring).",
-             "", ("| auxiliary pairs' weight x | char weight | Naive-Bayes power | cut-off | BT CV F1 / AUPRC / AUROC | XSTest F1 / FPR / AUROC | "
-                  "SafeRLHF AUROC | at XSTest FPR 0.35: cut-off, BT CV F1, XSTest F1 |"), "|---|---:|---:|---:|---|---|---:|---|"]
+             "", ("| auxiliary pairs' weight x | char weight | Naive-Bayes power | prompt weight | C | cut-off | BT CV F1 / AUPRC / AUROC | XSTest F1 / FPR / AUROC | "
+                  "SafeRLHF AUROC | at XSTest FPR 0.35: cut-off, BT CV F1, XSTest F1 |"), "|---|---:|---:|---:|---:|---:|---|---|---:|---|"]
     for r in results:
         bt, xs, at = r["beavertails_cv"], r["xstest_response_harmful"], r["xstest_fpr_0.35"]
-        lines.append(f"| {r['auxiliary_scale']:g} | {r['char_weight']:g} | {r.get('nb_power', 0.0):g} | {r['cut_off']:.3f} | {bt['f1']:.3f} / {bt['auprc']:.3f} / "
+        lines.append(f"| {r['auxiliary_scale']:g} | {r['char_weight']:g} | {r.get('nb_power', 0.0):g} | {r.get('prompt_weight', 1.0):g} | {r.get('c', 4.0):g} | {r['cut_off']:.3f} | {bt['f1']:.3f} / {bt['auprc']:.3f} / "
                      f"{bt['auroc']:.3f} | {xs['f1']:.3f} / {xs['fpr']:.3f} / {xs['auroc']:.3f} | "
                      f"{r['saferlhf_2000']['auroc']:.3f} | {at['cut_off']:.3f}, {at['beavertails_cv_f1']:.3f}, "
                      f"{at['xstest_f1']:.3f} |")
@@ -123,11 +130,13 @@ def markdown(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setting", type=_setting, nargs="+", default=SETTINGS,
-                        help="SCALE:CHAR_WEIGHT[:NB_POWER], e.g. 0.3:1.5 or 0.3:1.5:0.5")
+                        help="SCALE:CHAR_WEIGHT[:NB_POWER[:PROMPT_WEIGHT[:C]]], e.g. 0.3:1.5 or 0.3:1.5:0:1:8")
     args = parser.parse_args()
-    path = RESULTS / "pair_frontier.json"
-    kept = {_key(r): {**r, "nb_power": r.get("nb_power", 0.0)} for r in json.loads(path.read_text())} if path.exists() else {}
-    kept.update((setting, measure(*setting)) for setting in args.setting)
+    measured = {setting: measure(*setting) for setting in args.setting}
+    path = RESULTS / "pair_frontier.json"  # read after measuring: a run meanwhile keeps its results
+    defaults = {"nb_power": 0.0, "prompt_weight": 1.0, "c": 4.0}
+    kept = {_key(r): {**defaults, **r} for r in json.loads(path.read_text())} if path.exists() else {}
+    kept.update(measured)
     order = {setting: i for i, setting in enumerate(SETTINGS)}
     results = sorted(kept.values(), key=lambda r: (order.get(_key(r), len(order)), _key(r)))
     write_results("pair_frontier", results, markdown(results))
