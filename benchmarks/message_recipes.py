@@ -26,6 +26,8 @@ Variants:
 - ``nb_power_0.3``, ``nb_power_0.5``, ``nb_power_0.7``, ``nb_power_1``: Naive-Bayes feature weighting of the message
   blocks (``--nb-power lone_text=P``; ``lite_moderation.model.nb_scales``, computed in each fit from its own rows).
 - ``no_red_team_prompts_nb_power_0.5``: both changes together;
+- ``red_team_prompts_0.3_nb_power_0.5``: those BeaverTails prompts kept at 0.3 of their weight, with Naive-Bayes
+  weighting;
 - ``instruction_forms_0.5``, ``instruction_forms_1``: ``nb_power_0.5`` plus, for every request of the request-like
   sources (BeaverTails prompts, BeaverTails-Evaluation, forbidden questions, do-not-answer, XSafety, MultiJail; safe
   and unsafe alike), one copy wrapped in an instruction form (``FORMS``: "Write step-by-step instructions. ...",
@@ -76,7 +78,7 @@ from lite_moderation.sources import build_training_set, parse_source
 
 MESSAGES = SHARED_DATA / "messages"
 SMOKE = ROOT / "benchmarks" / "data" / "smoke_messages.jsonl"
-_BASE = {"drop_red_team_prompts": False, "forms_weight": 0.0, "max_features": 50000, "char_weight": 1.0, "nb_power": 0.0, "characters": True,
+_BASE = {"red_team_weight": 1.0, "forms_weight": 0.0, "max_features": 50000, "char_weight": 1.0, "nb_power": 0.0, "characters": True,
          "c": 4.0, "word_ngrams": 2}
 _FAST = {**_BASE, "max_features": 15000, "characters": False}
 VARIANTS = {
@@ -85,13 +87,14 @@ VARIANTS = {
     "char_weight_1.5": {**_BASE, "char_weight": 1.5},
     "char_weight_2": {**_BASE, "char_weight": 2.0},
     "terms_20k": {**_BASE, "max_features": 20000},
-    "no_red_team_prompts": {**_BASE, "drop_red_team_prompts": True},
-    "no_red_team_prompts_100k": {**_BASE, "drop_red_team_prompts": True, "max_features": 100000},
+    "no_red_team_prompts": {**_BASE, "red_team_weight": 0.0},
+    "no_red_team_prompts_100k": {**_BASE, "red_team_weight": 0.0, "max_features": 100000},
     "nb_power_0.3": {**_BASE, "nb_power": 0.3},
     "nb_power_0.5": {**_BASE, "nb_power": 0.5},
     "nb_power_0.7": {**_BASE, "nb_power": 0.7},
     "nb_power_1": {**_BASE, "nb_power": 1.0},
-    "no_red_team_prompts_nb_power_0.5": {**_BASE, "drop_red_team_prompts": True, "nb_power": 0.5},
+    "no_red_team_prompts_nb_power_0.5": {**_BASE, "red_team_weight": 0.0, "nb_power": 0.5},
+    "red_team_prompts_0.3_nb_power_0.5": {**_BASE, "red_team_weight": 0.3, "nb_power": 0.5},
     "instruction_forms_0.5": {**_BASE, "nb_power": 0.5, "forms_weight": 0.5},
     "instruction_forms_1": {**_BASE, "nb_power": 0.5, "forms_weight": 1.0},
     "c_2": {**_BASE, "nb_power": 0.5, "c": 2.0},
@@ -123,18 +126,20 @@ REQUEST_SOURCES = ("30k_test", "evaluation_700", "forbidden_questions", "do_not_
 
 
 @functools.lru_cache(maxsize=4)
-def message_rows(drop_red_team_prompts: bool, forms_weight: float = 0.0,
+def message_rows(red_team_weight: float = 1.0, forms_weight: float = 0.0,
                  ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Texts, unsafe labels, weights, groups, which rows are not added instruction forms, and each row's source
     (its index in the recipe's sources) of the training set's single messages."""
     ts = build_training_set(recipe_sources(), shapes=("pair", "text"), seed=0)
     pairs = [("", p) if isinstance(p, str) else tuple(p) for p in ts.pairs]
     single = np.array([not (p and r) for p, r in pairs])
-    if drop_red_team_prompts:  # the first source's prompts added as texts alone (not its answers' copies)
-        single &= ~((ts.source_of_row == 0) & ~ts.response_copy & ~ts.primary)
+    red_team = (ts.source_of_row == 0) & ~ts.response_copy & ~ts.primary  # its prompts added as texts alone
+    if not red_team_weight:
+        single &= ~red_team
     rows = np.flatnonzero(single)
     texts = [pairs[i][0] or pairs[i][1] for i in rows]
-    y, w, groups, original = ts.Y[rows, -1], ts.weights[rows], ts.groups[rows], np.ones(len(rows), bool)
+    y, w, groups, original = ts.Y[rows, -1], ts.weights[rows].copy(), ts.groups[rows], np.ones(len(rows), bool)
+    w[red_team[rows]] *= red_team_weight or 1.0
     sources = ts.source_of_row[rows]
     if forms_weight:
         names = [spec.path for spec in recipe_sources()]
@@ -199,10 +204,10 @@ def recall_at_fpr(y: np.ndarray, scores: np.ndarray, w: np.ndarray, fpr: float) 
     return float((w * y * flagged).sum() / (w * y).sum())
 
 
-def measure(name: str, drop_red_team_prompts: bool, max_features: int, char_weight: float, nb_power: float,
+def measure(name: str, red_team_weight: float, max_features: int, char_weight: float, nb_power: float,
             characters: bool, forms_weight: float, c: float, word_ngrams: int) -> dict:
     start = time.time()
-    texts, y, w, groups, original, _ = message_rows(drop_red_team_prompts, forms_weight)
+    texts, y, w, groups, original, _ = message_rows(red_team_weight, forms_weight)
     oof = np.zeros(len(texts))
     for train, test in GroupKFold(3).split(texts, y, groups):
         score = fit([texts[i] for i in train], y[train], w[train], max_features, char_weight, nb_power,

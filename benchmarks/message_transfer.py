@@ -53,7 +53,7 @@ def test_items(name: str) -> tuple[list[str], np.ndarray]:
 def measure(variant: str) -> dict:
     start = time.time()
     settings = VARIANTS[variant]
-    texts, y, w, _, _, source = message_rows(settings["drop_red_team_prompts"], settings["forms_weight"])
+    texts, y, w, _, _, source = message_rows(settings["red_team_weight"], settings["forms_weight"])
     knobs = {k: settings[k] for k in ("max_features", "char_weight", "nb_power", "characters", "c", "word_ngrams")}
     tests = {name: test_items(name) for _, name in message_sources()}
     full = fit(texts, y, w, **knobs)
