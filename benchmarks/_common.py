@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,15 @@ def write_results(name: str, results: list[dict], markdown: str) -> None:
     write_text(RESULTS / f"{name}.json", json.dumps(results, indent=1) + "\n")
     write_text(RESULTS / f"{name}.md", markdown)
     print(markdown)
+
+
+def kept_results(name: str, measured: dict, key: Callable[[dict], Hashable]) -> dict:
+    """The results of earlier runs of benchmark ``name`` by ``key``, updated with ``measured`` (read when called,
+    after measuring: a run of other variants meanwhile keeps its results)."""
+    path = RESULTS / f"{name}.json"
+    kept = {key(r): r for r in json.loads(path.read_text())} if path.exists() else {}
+    kept.update(measured)
+    return kept
 
 
 def write_text(path: Path, text: str) -> None:

@@ -65,7 +65,7 @@ import zlib
 
 import numpy as np
 import scipy.sparse as sp
-from _common import RESULTS, ROOT, SHARED_DATA, write_results
+from _common import ROOT, SHARED_DATA, kept_results, write_results
 from message_frontier import HARMFUL, HARMLESS, lowest_cut_keeping_fpr, messages_of
 from rebuild_shipped import local_path
 from sklearn.linear_model import LogisticRegression
@@ -292,9 +292,7 @@ def main() -> None:
     parser.add_argument("--variant", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
     measured = {name: measure(name, **VARIANTS[name]) for name in args.variant}
-    path = RESULTS / "message_recipes.json"  # read after measuring: a run meanwhile keeps its results
-    kept = {r["variant"]: r for r in json.loads(path.read_text())} if path.exists() else {}
-    kept.update(measured)
+    kept = kept_results("message_recipes", measured, key=lambda r: r["variant"])
     results = [kept[name] for name in VARIANTS if name in kept]
     write_results("message_recipes", results, markdown(results))
 

@@ -18,11 +18,10 @@ sources). Writes ``benchmarks/results/message_transfer.json`` and ``.md``; ``--v
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
-from _common import RESULTS, SHARED_DATA, write_results
+from _common import SHARED_DATA, kept_results, write_results
 from message_frontier import messages_of
 from message_recipes import VARIANTS, fit, message_rows, recipe_sources
 from sklearn.metrics import roc_auc_score
@@ -90,9 +89,7 @@ def main() -> None:
     parser.add_argument("--variant", nargs="+", choices=sorted(VARIANTS), default=["base", "nb_power_0.5"])
     args = parser.parse_args()
     measured = {name: measure(name) for name in args.variant}
-    path = RESULTS / "message_transfer.json"  # read after measuring: a run meanwhile keeps its results
-    kept = {r["variant"]: r for r in json.loads(path.read_text())} if path.exists() else {}
-    kept.update(measured)
+    kept = kept_results("message_transfer", measured, key=lambda r: r["variant"])
     results = [kept[name] for name in VARIANTS if name in kept]
     write_results("message_transfer", results, markdown(results))
 

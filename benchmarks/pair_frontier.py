@@ -33,7 +33,7 @@ import json
 import time
 
 import numpy as np
-from _common import RESULTS, SHARED_DATA, write_results
+from _common import SHARED_DATA, kept_results, write_results
 from message_recipes import f1_best_cut, fit_flag_head, recipe_sources
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import GroupKFold
@@ -133,10 +133,7 @@ def main() -> None:
                         help="SCALE:CHAR_WEIGHT[:NB_POWER[:PROMPT_WEIGHT[:C]]], e.g. 0.3:1.5 or 0.3:1.5:0:1:8")
     args = parser.parse_args()
     measured = {setting: measure(*setting) for setting in args.setting}
-    path = RESULTS / "pair_frontier.json"  # read after measuring: a run meanwhile keeps its results
-    defaults = {"nb_power": 0.0, "prompt_weight": 1.0, "c": 4.0}
-    kept = {_key(r): {**defaults, **r} for r in json.loads(path.read_text())} if path.exists() else {}
-    kept.update(measured)
+    kept = kept_results("pair_frontier", measured, key=_key)
     order = {setting: i for i, setting in enumerate(SETTINGS)}
     results = sorted(kept.values(), key=lambda r: (order.get(_key(r), len(order)), _key(r)))
     write_results("pair_frontier", results, markdown(results))
