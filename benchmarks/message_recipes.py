@@ -27,7 +27,7 @@ Variants:
   blocks (``--nb-power lone_text=P``; ``lite_moderation.model.nb_scales``, computed in each fit from its own rows).
 - ``no_red_team_prompts_nb_power_0.5``: both changes together;
 - ``red_team_prompts_0.3_nb_power_0.5``: those BeaverTails prompts kept at 0.3 of their weight, with Naive-Bayes
-  weighting;
+  weighting (in the product: ``--data 30k_test.jsonl,prompt_alone_weight=0.3``, the same rows);
 - ``instruction_forms_0.5``, ``instruction_forms_1``: ``nb_power_0.5`` plus, for every request of the request-like
   sources (BeaverTails prompts, BeaverTails-Evaluation, forbidden questions, do-not-answer, XSafety, MultiJail; safe
   and unsafe alike), one copy wrapped in an instruction form (``FORMS``: "Write step-by-step instructions. ...",

@@ -694,7 +694,8 @@ def _write_explanations(explained: Iterator[tuple[dict, Any, int | None]], outpu
 
 
 class SourceType(click.ParamType):
-    """A training source, ``FILE[,weight=W][,pair_weight=P][,rows=N][,shapes=A+B]`` or ``pkg:chitchat-dataset``."""
+    """A training source, ``FILE[,weight=W][,pair_weight=P][,prompt_alone_weight=Q][,rows=N][,shapes=A+B]`` or
+    ``pkg:chitchat-dataset``."""
 
     name = "source"
 
@@ -720,8 +721,9 @@ def data_options(command: Callable) -> Callable:
     options = [
         click.option("--data", "--input", "-i", "sources", required=True, multiple=True, type=SourceType(),
                      help="Labelled file (.jsonl[.gz|.xz], .json, .csv) or pkg:chitchat-dataset, optionally "
-                          "',weight=W,pair_weight=P,rows=N,shapes=A+B' (row weight; the weight of its pairs if other "
-                          "than W; a seeded sample of N rows; this source's own "
+                          "',weight=W,pair_weight=P,prompt_alone_weight=Q,rows=N,shapes=A+B' (row weight; the weight "
+                          "of its pairs if other than W; of the messages made of its pairs' prompts if other than W; "
+                          "a seeded sample of N rows; this source's own "
                           "shapes instead of --shapes, e.g. shapes=text: its turns as messages, not its pairs). "
                           "Repeat for more sources: "
                           "the first is BeaverTails-style data with the 14 categories, where thresholds are tuned "
@@ -1198,9 +1200,10 @@ def _labels_line(label_set: dict) -> str:
             if categories else f"labels: one binary head, '{label_set['flag']}' (no categories)")
 
 
-def _pair_weight_text(source: dict) -> str:
-    """A source's own pair weight, when it has one (see ``SourceSpec.pair_weight``)."""
-    return f", pairs {source['pair_weight']:g}" if source.get("pair_weight") is not None else ""
+def _own_weights_text(source: dict) -> str:
+    """A source's own weights of its pairs and of its prompts alone, when it has them (see ``SourceSpec``)."""
+    names = {"pair_weight": "pairs", "prompt_alone_weight": "prompts alone"}
+    return "".join(f", {name} {source[key]:g}" for key, name in names.items() if source.get(key) is not None)
 
 
 def _card_text(card: dict) -> str:
@@ -1208,8 +1211,8 @@ def _card_text(card: dict) -> str:
     lines = [
         f"model: {card['path']} ({card['size_bytes'] / 1e6:.2f} MB, format version {card['format_version']})",
         (f"trained on: {data.get('file')} ({data.get('rows')} rows, {data.get('distinct_prompts')} prompts, "
-        f"sha256 {data.get('sha256')})"),
-        *(f"  also: {s['name']} (weight {s['weight']:g}{_pair_weight_text(s)}, {s['training_rows']} training rows, "
+        f"sha256 {data.get('sha256')}{_own_weights_text((data.get('sources') or [{}])[0])})"),
+        *(f"  also: {s['name']} (weight {s['weight']:g}{_own_weights_text(s)}, {s['training_rows']} training rows, "
           f"{s['sha256'] or s['package']}, license {s['license']})" for s in data.get("sources", [])[1:]),
         *([f"input shapes trained: {', '.join(data['shapes'])}"] if "shapes" in data else []),
         f"recipe: {card.get('recipe', {}).get('command', '')}",

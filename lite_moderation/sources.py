@@ -71,7 +71,7 @@ KNOWN_LICENSES = {
 #: The largest source weight: the solver multiplies C by it, and far above this its numbers overflow (1e308: NaN).
 MAX_WEIGHT = 1e6
 
-_OPTION = re.compile(r"^(weight|pair_weight|rows|shapes)=(.+)$")
+_OPTION = re.compile(r"^(weight|pair_weight|prompt_alone_weight|rows|shapes)=(.+)$")
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,10 @@ class SourceSpec:
     as single messages only, without its pairs. ``pair_weight``, when given, is the weight of the source's
     question-answer pairs, ``weight`` then that of its single messages: a source can teach one shape more than
     the other (the shipped recipe weighs instruction and chit-chat *pairs* down, measured in
-    ``benchmarks/pair_frontier.py``, and keeps their messages).
+    ``benchmarks/pair_frontier.py``, and keeps their messages). ``prompt_alone_weight``, when given, is the weight
+    of the messages made of its pairs' prompts (shapes ``prompt``, or ``text`` for a prompt none of whose answers is
+    unsafe): a red-team prompt whose answers were all safe is often a refused harmful request, a weak "safe" message
+    (measured in ``benchmarks/message_recipes.py``, variants ``*red_team_prompts*``).
     """
 
     path: str
@@ -91,11 +94,13 @@ class SourceSpec:
     rows: int | None = None
     shapes: tuple[str, ...] | None = None
     pair_weight: float | None = None
+    prompt_alone_weight: float | None = None
 
     def __post_init__(self) -> None:
         if self.shapes is not None and (not self.shapes or set(self.shapes) - set(SHAPES)):
             raise ValueError(f"{self.path}: shapes must be among {SHAPES}, got {self.shapes!r}")
-        for option, value in (("weight", self.weight), ("pair_weight", self.pair_weight)):
+        for option, value in (("weight", self.weight), ("pair_weight", self.pair_weight),
+                              ("prompt_alone_weight", self.prompt_alone_weight)):
             if value is not None and not (0 < value <= MAX_WEIGHT):
                 raise ValueError(f"{self.path}: {option} must be a number above 0 and at most {MAX_WEIGHT:g} (weights "
                                  f"are relative; a larger one makes the solver overflow), got {value!r}")
@@ -108,12 +113,14 @@ class SourceSpec:
         return self.path if self.path in PACKAGE_SOURCES else Path(self.path).name
 
     def spec_text(self, name: str | None = None) -> str:
-        """The command-line form, ``PATH[,weight=W][,pair_weight=P][,rows=N][,shapes=A+B]``."""
+        """The command-line form, ``PATH[,weight=W][,pair_weight=P][,prompt_alone_weight=Q][,rows=N][,shapes=A+B]``."""
         parts = [name or self.path]
         if self.weight != 1.0:
             parts.append(f"weight={self.weight:g}")
         if self.pair_weight is not None:
             parts.append(f"pair_weight={self.pair_weight:g}")
+        if self.prompt_alone_weight is not None:
+            parts.append(f"prompt_alone_weight={self.prompt_alone_weight:g}")
         if self.rows is not None:
             parts.append(f"rows={self.rows}")
         if self.shapes is not None:
@@ -122,8 +129,8 @@ class SourceSpec:
 
 
 def parse_source(text: str) -> SourceSpec:
-    """``PATH[,weight=W][,pair_weight=P][,rows=N][,shapes=A+B]`` (options after the last commas) as a
-    :class:`SourceSpec`."""
+    """``PATH[,weight=W][,pair_weight=P][,prompt_alone_weight=Q][,rows=N][,shapes=A+B]`` (options after the last
+    commas) as a :class:`SourceSpec`."""
     parts = text.split(",")
     options: dict[str, str] = {}
     while len(parts) > 1 and _OPTION.match(parts[-1].strip()):
@@ -137,11 +144,13 @@ def parse_source(text: str) -> SourceSpec:
     try:
         weight = float(options.get("weight", 1.0))
         pair_weight = float(options["pair_weight"]) if "pair_weight" in options else None
+        alone = float(options["prompt_alone_weight"]) if "prompt_alone_weight" in options else None
         rows = int(options["rows"]) if "rows" in options else None
     except ValueError:
-        raise ValueError(f"{text!r}: weight and pair_weight must be numbers and rows an integer") from None
+        raise ValueError(f"{text!r}: weight, pair_weight and prompt_alone_weight must be numbers and rows an "
+                         "integer") from None
     shapes = tuple(options["shapes"].split("+")) if "shapes" in options else None
-    return SourceSpec(path, weight, rows, shapes, pair_weight)
+    return SourceSpec(path, weight, rows, shapes, pair_weight, alone)
 
 
 def chitchat_pairs() -> list[tuple[str, str, str]]:
@@ -423,17 +432,18 @@ class _Builder:
             if response and "text" in shapes:  # a copy, unless the pair itself is not shown
                 self._append(("", response), Y[i], k, spec.weight, group_of(i), False, dataset.lines[i],
                              pairs_shown, known[i])
+        alone_weight = spec.weight if spec.prompt_alone_weight is None else spec.prompt_alone_weight
         for prompt, y in prompt_labels.items():
             i = first_row[prompt]
             if prompt in given_alone:  # already a message of its own: a copy would count it twice
                 continue
             if "prompt" in shapes:
-                self._append((prompt, ""), y, k, spec.weight, group_of(i), False, dataset.lines[i],
+                self._append((prompt, ""), y, k, alone_weight, group_of(i), False, dataset.lines[i],
                              known=prompt_known[prompt])
             if "text" in shapes and not y.any() and "prompt" not in shapes:
-                self._append(("", prompt), y, k, spec.weight, group_of(i), False, dataset.lines[i])
+                self._append(("", prompt), y, k, alone_weight, group_of(i), False, dataset.lines[i])
         self.sources.append(describe_source(spec.path, len(dataset), len(keep), len(self.pairs) - before, spec.weight,
-                                            spec.pair_weight))
+                                            spec.pair_weight, spec.prompt_alone_weight))
 
     def finish(self) -> TrainingSet:
         width = len(self.labels)
@@ -460,9 +470,9 @@ def _fold_key(text: str) -> str:
 
 
 def describe_source(path: str, rows_in_source: int, sampled: int, rows: int, weight: float = 1.0,
-                    pair_weight: float | None = None) -> dict:
+                    pair_weight: float | None = None, prompt_alone_weight: float | None = None) -> dict:
     """What a model card records of a source: name (never its directory), sha256 or package version, rows,
-    weight (and ``pair_weight``, the weight of its pairs, when it has one of its own) and license (from the records' ``license`` field, the package, or the known BeaverTails files)."""
+    weight (and ``pair_weight`` / ``prompt_alone_weight`` when it has its own, see :class:`SourceSpec`) and license (from the records' ``license`` field, the package, or the known BeaverTails files)."""
     is_file = path not in PACKAGE_SOURCES and os.path.isfile(path)
     package = PACKAGE_SOURCES.get(path)
     sha = sha256_file(path) if is_file else None
@@ -482,6 +492,8 @@ def describe_source(path: str, rows_in_source: int, sampled: int, rows: int, wei
     }
     if pair_weight is not None:
         entry["pair_weight"] = pair_weight
+    if prompt_alone_weight is not None:
+        entry["prompt_alone_weight"] = prompt_alone_weight
     return entry
 
 

@@ -35,7 +35,8 @@ def test_parse_source_reads_weight_and_rows_after_the_path():
 
 @pytest.mark.parametrize("bad", ["x.jsonl,weight=0", "x.jsonl,weight=abc", "x.jsonl,rows=0", ",weight=1",
                                  "x.jsonl,weight=1,weight=2", "x.jsonl,weight=nan", "x.jsonl,pair_weight=0",
-                                 "x.jsonl,pair_weight=inf", "x.jsonl,pair_weight=abc"])
+                                 "x.jsonl,pair_weight=inf", "x.jsonl,pair_weight=abc",
+                                 "x.jsonl,prompt_alone_weight=0", "x.jsonl,prompt_alone_weight=-1"])
 def test_parse_source_rejects_bad_options(bad):
     with pytest.raises(ValueError):
         parse_source(bad)
@@ -290,6 +291,33 @@ def test_a_pair_weight_weighs_a_sources_pairs_and_leaves_its_messages_at_weight(
     assert f"--data {everyday.name},weight=0.5,pair_weight=0.2 " in card["recipe"]["command"]
     info = runner.invoke(main, ["info", "--model", str(out)])
     assert "also: everyday.jsonl (weight 0.5, pairs 0.2," in info.output
+
+
+def test_a_prompt_alone_weight_weighs_only_the_messages_made_of_a_sources_prompts(runner, tmp_path):
+    records = synthetic_records(240, seed=0)
+    for i, record in enumerate(records[::3]):  # prompts whose every answer is safe: texts alone with shapes=text
+        record.update(prompt=f"what is the tallest tree number {i % 20}", is_safe=True,
+                      category={key: False for key in record["category"]})
+    tiny_data = write_jsonl(tmp_path / "p.jsonl", records)
+    spec = parse_source(f"{tiny_data},prompt_alone_weight=0.3")
+    assert spec == SourceSpec(str(tiny_data), 1.0, None, None, None, 0.3)
+    assert spec.spec_text("p.jsonl") == "p.jsonl,prompt_alone_weight=0.3"
+    for shapes in (("pair", "text"), ("pair", "prompt", "text")):
+        plain = build_training_set([SourceSpec(str(tiny_data))], shapes=shapes)
+        ts = build_training_set([spec], shapes=shapes)
+        assert ts.pairs == plain.pairs and (ts.Y == plain.Y).all()
+        prompt_alone = np.array([not ts.response_copy[i] and not ts.primary[i] for i in range(len(ts))])
+        assert prompt_alone.any() and all(bool(ts.pairs[i][0]) != bool(ts.pairs[i][1]) for i in np.flatnonzero(prompt_alone))
+        assert set(ts.weights[prompt_alone]) == {0.3} and set(ts.weights[~prompt_alone]) == {1.0}
+    out = tmp_path / "m"
+    result = runner.invoke(main, ["train", "--data", f"{tiny_data},prompt_alone_weight=0.3", "--shapes", "pair,text",
+                                  "--output", str(out), "--char-ngrams", "none", "--min-df", "1",
+                                  "--threshold-folds", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "model.json").read_text())["card"]
+    assert card["training_data"]["sources"][0]["prompt_alone_weight"] == 0.3
+    assert f"--data {tiny_data.name},prompt_alone_weight=0.3 " in card["recipe"]["command"]
+    assert ", prompts alone 0.3)" in runner.invoke(main, ["info", "--model", str(out)]).output
 
 
 def test_a_source_can_show_its_own_shapes(two_sources):
