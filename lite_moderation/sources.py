@@ -71,7 +71,9 @@ KNOWN_LICENSES = {
 #: The largest source weight: the solver multiplies C by it, and far above this its numbers overflow (1e308: NaN).
 MAX_WEIGHT = 1e6
 
-_OPTION = re.compile(r"^(weight|pair_weight|prompt_alone_weight|rows|shapes)=(.+)$")
+#: A source's weights of some of its rows when they differ from ``weight`` (None: its weight); see SourceSpec.
+OWN_WEIGHTS = ("pair_weight", "prompt_alone_weight")
+_OPTION = re.compile(rf"^(weight|{'|'.join(OWN_WEIGHTS)}|rows|shapes)=(.+)$")
 
 
 @dataclass(frozen=True)
@@ -99,13 +101,17 @@ class SourceSpec:
     def __post_init__(self) -> None:
         if self.shapes is not None and (not self.shapes or set(self.shapes) - set(SHAPES)):
             raise ValueError(f"{self.path}: shapes must be among {SHAPES}, got {self.shapes!r}")
-        for option, value in (("weight", self.weight), ("pair_weight", self.pair_weight),
-                              ("prompt_alone_weight", self.prompt_alone_weight)):
+        for option in ("weight", *OWN_WEIGHTS):
+            value = getattr(self, option)
             if value is not None and not (0 < value <= MAX_WEIGHT):
                 raise ValueError(f"{self.path}: {option} must be a number above 0 and at most {MAX_WEIGHT:g} (weights "
                                  f"are relative; a larger one makes the solver overflow), got {value!r}")
         if self.rows is not None and self.rows < 1:
             raise ValueError(f"{self.path}: rows must be a positive integer, got {self.rows!r}")
+
+    def own_weights(self) -> dict[str, float]:
+        """The weights of :data:`OWN_WEIGHTS` this source sets."""
+        return {option: getattr(self, option) for option in OWN_WEIGHTS if getattr(self, option) is not None}
 
     @property
     def name(self) -> str:
@@ -117,10 +123,7 @@ class SourceSpec:
         parts = [name or self.path]
         if self.weight != 1.0:
             parts.append(f"weight={self.weight:g}")
-        if self.pair_weight is not None:
-            parts.append(f"pair_weight={self.pair_weight:g}")
-        if self.prompt_alone_weight is not None:
-            parts.append(f"prompt_alone_weight={self.prompt_alone_weight:g}")
+        parts += [f"{option}={value:g}" for option, value in self.own_weights().items()]
         if self.rows is not None:
             parts.append(f"rows={self.rows}")
         if self.shapes is not None:
@@ -143,14 +146,12 @@ def parse_source(text: str) -> SourceSpec:
         raise ValueError(f"{text!r}: no file name before the options")
     try:
         weight = float(options.get("weight", 1.0))
-        pair_weight = float(options["pair_weight"]) if "pair_weight" in options else None
-        alone = float(options["prompt_alone_weight"]) if "prompt_alone_weight" in options else None
+        own = {option: float(options[option]) for option in OWN_WEIGHTS if option in options}
         rows = int(options["rows"]) if "rows" in options else None
     except ValueError:
-        raise ValueError(f"{text!r}: weight, pair_weight and prompt_alone_weight must be numbers and rows an "
-                         "integer") from None
+        raise ValueError(f"{text!r}: weight, {', '.join(OWN_WEIGHTS)} must be numbers and rows an integer") from None
     shapes = tuple(options["shapes"].split("+")) if "shapes" in options else None
-    return SourceSpec(path, weight, rows, shapes, pair_weight, alone)
+    return SourceSpec(path, weight, rows, shapes, **own)
 
 
 def chitchat_pairs() -> list[tuple[str, str, str]]:
@@ -443,7 +444,7 @@ class _Builder:
             if "text" in shapes and not y.any() and "prompt" not in shapes:
                 self._append(("", prompt), y, k, alone_weight, group_of(i), False, dataset.lines[i])
         self.sources.append(describe_source(spec.path, len(dataset), len(keep), len(self.pairs) - before, spec.weight,
-                                            spec.pair_weight, spec.prompt_alone_weight))
+                                            spec.own_weights()))
 
     def finish(self) -> TrainingSet:
         width = len(self.labels)
@@ -470,9 +471,9 @@ def _fold_key(text: str) -> str:
 
 
 def describe_source(path: str, rows_in_source: int, sampled: int, rows: int, weight: float = 1.0,
-                    pair_weight: float | None = None, prompt_alone_weight: float | None = None) -> dict:
+                    own_weights: dict[str, float] | None = None) -> dict:
     """What a model card records of a source: name (never its directory), sha256 or package version, rows,
-    weight (and ``pair_weight`` / ``prompt_alone_weight`` when it has its own, see :class:`SourceSpec`) and license (from the records' ``license`` field, the package, or the known BeaverTails files)."""
+    weight (and ``own_weights``, e.g. ``pair_weight``, when it sets them, see :class:`SourceSpec`) and license (from the records' ``license`` field, the package, or the known BeaverTails files)."""
     is_file = path not in PACKAGE_SOURCES and os.path.isfile(path)
     package = PACKAGE_SOURCES.get(path)
     sha = sha256_file(path) if is_file else None
@@ -490,11 +491,7 @@ def describe_source(path: str, rows_in_source: int, sampled: int, rows: int, wei
         "weight": weight,
         "license": license_text,
     }
-    if pair_weight is not None:
-        entry["pair_weight"] = pair_weight
-    if prompt_alone_weight is not None:
-        entry["prompt_alone_weight"] = prompt_alone_weight
-    return entry
+    return {**entry, **(own_weights or {})}
 
 
 def _package_version(package: str) -> str | None:
