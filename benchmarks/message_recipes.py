@@ -37,6 +37,14 @@ Variants:
   the form carry no label. Out-of-fold AUROC is read on the original rows only;
 - ``c_2``, ``c_8``, ``c_16``: ``nb_power_0.5`` with the regression's C at 2, 8, 16 (the model's: 4);
 - ``word_trigrams``: ``nb_power_0.5`` with word 1-3 grams;
+- ``red_team_prompts_cleaned_nb_power_0.5``, ``red_team_prompts_relabelled_nb_power_0.5``: ``nb_power_0.5`` with
+  those BeaverTails prompts cleaned rather than reweighed: in each fit, the same recipe fitted without them scores
+  them, and those it flags (probability >= 0.5) are dropped, or relabelled unsafe; the rest stay harmless (inside
+  each cross-validation fold from that fold's rows alone). Out-of-fold AUROC still reads them with their original
+  label;
+- ``instruction_all_nb_power_0.5``, ``instruction_all_weight_0.6_nb_power_0.5``: every row of
+  ``instruction_train.jsonl`` (9,481, not the recipe's 3,000), at the recipe's weight 0.3 or at 0.6: more harmless
+  requests. (Adding easy rows raises out-of-fold AUROC by itself: compare these on the evaluation sets.)
 - ``fast``, ``fast_nb_power_0.5``: the shipped ``fast`` model's message side (word block only, 15,000 terms), without
   and with Naive-Bayes weighting.
 (The character weight is 1 in all but the ``char_weight_*`` variants.)
@@ -56,6 +64,7 @@ others' results.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import itertools
 import json
@@ -78,7 +87,7 @@ from lite_moderation.sources import build_training_set, parse_source
 
 MESSAGES = SHARED_DATA / "messages"
 SMOKE = ROOT / "benchmarks" / "data" / "smoke_messages.jsonl"
-_BASE = {"red_team_weight": 1.0, "forms_weight": 0.0, "max_features": 50000, "char_weight": 1.0, "nb_power": 0.0, "characters": True,
+_BASE = {"red_team_weight": 1.0, "forms_weight": 0.0, "clean": "", "overrides": (), "max_features": 50000, "char_weight": 1.0, "nb_power": 0.0, "characters": True,
          "c": 4.0, "word_ngrams": 2}
 _FAST = {**_BASE, "max_features": 15000, "characters": False}
 VARIANTS = {
@@ -101,13 +110,19 @@ VARIANTS = {
     "c_8": {**_BASE, "nb_power": 0.5, "c": 8.0},
     "c_16": {**_BASE, "nb_power": 0.5, "c": 16.0},
     "word_trigrams": {**_BASE, "nb_power": 0.5, "word_ngrams": 3},
+    "red_team_prompts_cleaned_nb_power_0.5": {**_BASE, "nb_power": 0.5, "clean": "drop"},
+    "red_team_prompts_relabelled_nb_power_0.5": {**_BASE, "nb_power": 0.5, "clean": "relabel"},
+    "instruction_all_nb_power_0.5": {**_BASE, "nb_power": 0.5, "overrides": (("instruction_train", (("rows", None),)),)},
+    "instruction_all_weight_0.6_nb_power_0.5": {
+        **_BASE, "nb_power": 0.5, "overrides": (("instruction_train", (("rows", None), ("weight", 0.6))),)},
     "fast": _FAST,
     "fast_nb_power_0.5": {**_FAST, "nb_power": 0.5},
 }
 
 
-def recipe_sources() -> list:
-    """The shipped default's ``--data`` sources, with this machine's paths."""
+def recipe_sources(overrides: tuple = ()) -> list:
+    """The shipped default's ``--data`` sources, with this machine's paths; ``overrides``: ``(name part,
+    ((field, value), ...))`` pairs replacing fields of the sources whose path holds that part."""
     card = json.loads((ROOT / "lite_moderation" / "models" / "default" / "model.json").read_text())["card"]
     args = shlex.split(card["recipe"]["command"])
     specs = []
@@ -115,6 +130,8 @@ def recipe_sources() -> list:
         if previous == "--data":
             name, _, options = arg.partition(",")
             specs.append(parse_source(",".join(filter(None, [local_path(name), options]))))
+    for part, fields in overrides:
+        specs = [dataclasses.replace(s, **dict(fields)) if part in str(s.path) else s for s in specs]
     return specs
 
 
@@ -126,11 +143,12 @@ REQUEST_SOURCES = ("30k_test", "evaluation_700", "forbidden_questions", "do_not_
 
 
 @functools.lru_cache(maxsize=4)
-def message_rows(red_team_weight: float = 1.0, forms_weight: float = 0.0,
-                 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Texts, unsafe labels, weights, groups, which rows are not added instruction forms, and each row's source
-    (its index in the recipe's sources) of the training set's single messages."""
-    ts = build_training_set(recipe_sources(), shapes=("pair", "text"), seed=0)
+def message_rows(red_team_weight: float = 1.0, forms_weight: float = 0.0, overrides: tuple = (),
+                 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Texts, unsafe labels, weights, groups, which rows are not added instruction forms, each row's source
+    (its index in the recipe's sources) of the training set's single messages, and which rows are BeaverTails
+    prompts labelled harmless only because every answer was safe (their label is in doubt)."""
+    ts = build_training_set(recipe_sources(overrides), shapes=("pair", "text"), seed=0)
     pairs = [("", p) if isinstance(p, str) else tuple(p) for p in ts.pairs]
     single = np.array([not (p and r) for p, r in pairs])
     red_team = (ts.source_of_row == 0) & ~ts.response_copy & ~ts.primary  # its prompts added as texts alone
@@ -140,9 +158,9 @@ def message_rows(red_team_weight: float = 1.0, forms_weight: float = 0.0,
     texts = [pairs[i][0] or pairs[i][1] for i in rows]
     y, w, groups, original = ts.Y[rows, -1], ts.weights[rows].copy(), ts.groups[rows], np.ones(len(rows), bool)
     w[red_team[rows]] *= red_team_weight or 1.0
-    sources = ts.source_of_row[rows]
+    sources, doubtful = ts.source_of_row[rows], red_team[rows]
     if forms_weight:
-        names = [spec.path for spec in recipe_sources()]
+        names = [spec.path for spec in recipe_sources(overrides)]
         requests = [k for k, n in enumerate(names) if any(r in str(n) for r in REQUEST_SOURCES)]
         chosen = np.isin(ts.source_of_row[rows], requests) & ~ts.response_copy[rows]
         extra = np.flatnonzero(chosen)
@@ -151,7 +169,8 @@ def message_rows(red_team_weight: float = 1.0, forms_weight: float = 0.0,
         w = np.concatenate([w, w[extra] * forms_weight])
         original = np.concatenate([original, np.zeros(len(extra), bool)])
         sources = np.concatenate([sources, sources[extra]])
-    return texts, y, w, groups, original, sources
+        doubtful = np.concatenate([doubtful, doubtful[extra]])
+    return texts, y, w, groups, original, sources, doubtful
 
 
 def fit_flag_head(vectorizer: QAVectorizer, items: list, y: np.ndarray, w: np.ndarray, char_weight: float,
@@ -173,7 +192,28 @@ def fit_flag_head(vectorizer: QAVectorizer, items: list, y: np.ndarray, w: np.nd
 
 
 def fit(texts: list[str], y: np.ndarray, w: np.ndarray, max_features: int, char_weight: float, nb_power: float,
-        characters: bool, c: float, word_ngrams: int):
+        characters: bool, c: float, word_ngrams: int, clean: str = "", doubtful: np.ndarray | None = None):
+    """The message side fitted on these rows; with ``clean``, the ``doubtful`` rows are first scored by the same
+    recipe fitted without them, and those it flags (probability >= 0.5) are dropped or relabelled unsafe."""
+    knobs = {"max_features": max_features, "char_weight": char_weight, "nb_power": nb_power,
+             "characters": characters, "c": c, "word_ngrams": word_ngrams}
+    if clean and doubtful is not None and doubtful.any():
+        sure = np.flatnonzero(~doubtful)
+        cleaner = fit([texts[i] for i in sure], y[sure], w[sure], **knobs)
+        doubt = np.flatnonzero(doubtful)
+        flagged = doubt[cleaner([texts[i] for i in doubt]) >= 0.5]
+        print(f"clean={clean}: {len(flagged)} of {len(doubt)} doubtful rows flagged", flush=True)
+        if clean == "drop":
+            keep = np.setdiff1d(np.arange(len(texts)), flagged)
+            texts, y, w = [texts[i] for i in keep], y[keep], w[keep]
+        else:
+            y = y.copy()
+            y[flagged] = True
+    return _fit_plain(texts, y, w, **knobs)
+
+
+def _fit_plain(texts: list[str], y: np.ndarray, w: np.ndarray, max_features: int, char_weight: float,
+               nb_power: float, characters: bool, c: float, word_ngrams: int):
     vectorizer = QAVectorizer(word_fields=("lone_text",), char_fields=("lone_text",) if characters else (),
                               max_features=max_features, word_ngram_range=(1, word_ngrams))
     score = fit_flag_head(vectorizer, [("", t) for t in texts], y, w, char_weight, nb_power, c)
@@ -205,16 +245,17 @@ def recall_at_fpr(y: np.ndarray, scores: np.ndarray, w: np.ndarray, fpr: float) 
 
 
 def measure(name: str, red_team_weight: float, max_features: int, char_weight: float, nb_power: float,
-            characters: bool, forms_weight: float, c: float, word_ngrams: int) -> dict:
+            characters: bool, forms_weight: float, c: float, word_ngrams: int, clean: str, overrides: tuple) -> dict:
     start = time.time()
-    texts, y, w, groups, original, _ = message_rows(red_team_weight, forms_weight)
+    texts, y, w, groups, original, _, doubtful = message_rows(red_team_weight, forms_weight, overrides)
+    knobs = {"max_features": max_features, "char_weight": char_weight, "nb_power": nb_power,
+             "characters": characters, "c": c, "word_ngrams": word_ngrams, "clean": clean}
     oof = np.zeros(len(texts))
     for train, test in GroupKFold(3).split(texts, y, groups):
-        score = fit([texts[i] for i in train], y[train], w[train], max_features, char_weight, nb_power,
-                    characters, c, word_ngrams)
+        score = fit([texts[i] for i in train], y[train], w[train], doubtful=doubtful[train], **knobs)
         oof[test] = score([texts[i] for i in test])
     cut = f1_best_cut(y, oof, w)
-    score = fit(texts, y, w, max_features, char_weight, nb_power, characters, c, word_ngrams)
+    score = fit(texts, y, w, doubtful=doubtful, **knobs)
     result = {"variant": name, "training_messages": int(original.sum()), "cut_off": round(cut, 4),
               "oof_auroc": round(float(roc_auc_score(y[original], oof[original], sample_weight=w[original])), 4),
               "oof_recall_at_fpr_0.05": round(recall_at_fpr(y[original], oof[original], w[original], 0.05), 4),

@@ -50,14 +50,16 @@ def test_items(name: str) -> tuple[list[str], np.ndarray]:
 def measure(variant: str) -> dict:
     start = time.time()
     settings = VARIANTS[variant]
-    texts, y, w, _, _, source = message_rows(settings["red_team_weight"], settings["forms_weight"])
-    knobs = {k: settings[k] for k in ("max_features", "char_weight", "nb_power", "characters", "c", "word_ngrams")}
+    texts, y, w, _, _, source, doubtful = message_rows(settings["red_team_weight"], settings["forms_weight"],
+                                                       settings["overrides"])
+    knobs = {k: settings[k] for k in ("max_features", "char_weight", "nb_power", "characters", "c", "word_ngrams",
+                                      "clean")}
     tests = {name: test_items(name) for _, name in message_sources()}
-    full = fit(texts, y, w, **knobs)
+    full = fit(texts, y, w, doubtful=doubtful, **knobs)
     result = {"variant": variant, "sources": {}}
     for k, name in message_sources():
         keep = np.flatnonzero(source != k)
-        left_out = fit([texts[i] for i in keep], y[keep], w[keep], **knobs)
+        left_out = fit([texts[i] for i in keep], y[keep], w[keep], doubtful=doubtful[keep], **knobs)
         items, unsafe = tests[name]
         result["sources"][name] = {"rows_left_out": int((source == k).sum()), "test_rows": len(items),
                                    "in": round(float(roc_auc_score(unsafe, full(items))), 4),
