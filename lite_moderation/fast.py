@@ -667,7 +667,7 @@ class _CharWbTerms:
         columns = np.fromiter(vocabulary.values(), dtype=np.int64, count=len(vocabulary))
         self.vocabulary = dict(zip(vocabulary, np.take(renumber, columns).tolist()))
         self.min_n, self.max_n = ngram_range
-        self.dtype = _index_dtype(len(vocabulary))  # uint16 for up to 65,536 terms: half the pool's bytes
+        self.dtype = np.uint32
         self.weights: np.ndarray | None = None  # set by the block: (n_terms, n_labels), idf folded in
         self.squared_idf: np.ndarray | None = None
         self.slot_arrays = ("weight_sums", "squared_idf_sums")  # per-slot arrays, counted by the cache's bytes
@@ -719,14 +719,12 @@ class _CharWbTerms:
                  self.weight_sums[first:stop])
         self.squared_idf_sums[first:stop] = np.bincount(rows, np.take(self.squared_idf, cols), minlength=len(lengths))
 
-    def packed_keys(self, slots: np.ndarray, rows: np.ndarray, marks: np.ndarray, packing: _Packing) -> np.ndarray:
-        """``(row * n_terms + column) << shift | mark`` of every n-gram occurrence of the words ``slots`` (the
-        row of each: ``rows``, its mark: ``marks``, below ``1 << shift``)."""
+    def occurrence_keys(self, slots: np.ndarray, rows: np.ndarray, n_terms: int, dtype: type) -> list[np.ndarray]:
+        """``row * n_terms + column`` of every in-vocabulary n-gram occurrence (rows: of each word)."""
         cols, lengths = self.pool.gather(slots)
-        dtype = packing.dtype
-        keys = np.repeat(rows.astype(dtype) * dtype(packing.scale) + marks.astype(dtype), lengths)
-        keys += np.left_shift(cols, dtype(packing.shift), dtype=dtype)
-        return keys
+        keys = np.repeat(rows.astype(dtype) * dtype(n_terms), lengths)
+        keys += cols.astype(dtype, copy=False)
+        return [keys]
 
 
 class _AnalyzerTerms:
@@ -808,76 +806,6 @@ def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = np.flatnonzero(first)
     counts = np.diff(starts, append=len(keys)).astype(np.float64)
     return np.take(keys, starts), counts
-
-
-def _distinct_words(slots: np.ndarray, rows: np.ndarray, n_slots: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each text's distinct words (slots, rows: sorted by row) and how often it holds each (float64)."""
-    dtype = np.uint32 if (int(rows[-1]) + 1) * n_slots < 2**32 else np.uint64
-    keys = rows.astype(dtype) * dtype(n_slots)
-    keys += slots.astype(dtype)
-    keys.sort()
-    distinct, times = _runs(keys)
-    found_rows = distinct // dtype(n_slots)
-    distinct -= found_rows * dtype(n_slots)
-    return distinct.astype(np.int32), found_rows.astype(np.int32), times
-
-
-class _Packing:
-    """Sort keys ``(row * n_terms + column) << shift | mark`` of a batch's n-gram occurrences: the low bits
-    carry how many times the text holds the word the occurrence comes from (1 to ``cap``), so one sort finds
-    each (row, column)'s count as the sum of its marks. 32-bit keys when ``shift`` >= 3 bits fit (numpy sorts
-    them 2x faster than 64-bit ones); a word held more than ``cap`` times is split into several entries."""
-
-    def __init__(self, dtype: type, shift: int, n_terms: int) -> None:
-        self.dtype = dtype
-        self.shift = shift
-        self.cap = (1 << shift) - 1
-        self.scale = n_terms << shift  # one row's span of keys
-
-    @classmethod
-    def of(cls, n: int, n_terms: int) -> _Packing:
-        """The packing of keys of ``n`` rows: as many mark bits as fit above the largest key, up to 8 (16 in
-        64 bits), leaving ``n * scale`` representable (``_sorted_keys`` computes the next row's first key)."""
-        top = (n * n_terms).bit_length()
-        if 32 - top >= 3:
-            return cls(np.uint32, min(32 - top, 8), n_terms)
-        if 64 - top < 3:
-            raise ValueError(f"{n} rows of {n_terms} terms do not fit 64-bit sort keys")
-        return cls(np.uint64, min(64 - top, 16), n_terms)
-
-    def split_times(self, slots: np.ndarray, rows: np.ndarray, times: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Entries (slot, row, mark) with marks of at most ``cap``, summing per word to ``times``."""
-        marks = times.astype(np.int64)
-        if not len(marks) or marks.max() <= self.cap:
-            return slots, rows, marks
-        pieces = -(-marks // self.cap)  # ceil: entries per word
-        last = np.cumsum(pieces) - 1
-        split = np.full(int(last[-1]) + 1, self.cap, dtype=np.int64)
-        split[last] = marks - self.cap * (pieces - 1)
-        return np.repeat(slots, pieces), np.repeat(rows, pieces), split
-
-    def repeated(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """From sorted packed keys: the ``row * n_terms + column`` keys counted more than once, and their
-        counts (float64)."""
-        if not len(keys):
-            return keys, np.zeros(0)
-        groups = keys >> self.dtype(self.shift)
-        first = np.empty(len(keys), dtype=bool)
-        first[0] = True
-        np.not_equal(groups[1:], groups[:-1], out=first[1:])
-        starts = np.flatnonzero(first)
-        # running totals of the marks (modulo 2**bits: the differences stay exact), 3x faster than reduceat
-        totals = np.empty(len(keys) + 1, dtype=self.dtype)
-        totals[0] = 0
-        np.cumsum(keys & self.dtype(self.cap), dtype=self.dtype, out=totals[1:])
-        ends = np.empty_like(starts)
-        ends[:-1] = starts[1:]
-        ends[-1] = len(keys)
-        counts = np.take(totals, ends)
-        counts -= np.take(totals, starts)
-        many = np.flatnonzero(counts > 1)
-        return np.take(groups, np.take(starts, many)), np.take(counts, many).astype(np.float64)
 
 
 def _split_keys(keys: np.ndarray, n_terms: int) -> tuple[np.ndarray, np.ndarray]:
@@ -987,22 +915,16 @@ class _Block:
 
     def _add_by_words(self, slots: np.ndarray, rows: np.ndarray, n: int, dtype: type, out: np.ndarray) -> None:
         """Sum the cached per-word sums, then correct the n-grams a text holds c > 1 times: they were counted
-        c times, and weigh tf'(c).
-
-        The sums run over the words in text order (the same floats whatever the cache's slot numbers). For
-        the counts, a word a text holds k times is taken once with weight k (its n-grams gathered and sorted
-        once: a third of a message's words are repeats); k rides in the low bits of the sort keys
-        (:class:`_Packing`)."""
+        c times, and weigh tf'(c)."""
         terms = self.terms
         total = np.zeros((n, self.weights.shape[1]))
         _product(n, slots, _indptr(rows, n), np.ones(len(slots)), terms.weight_sums, total)
         squares = np.bincount(rows, np.take(terms.squared_idf_sums, slots), minlength=n)
-        slots, rows, times = _distinct_words(slots, rows, terms.pool.slots)
-        packing = _Packing.of(n, self.n_terms)
-        slots, rows, marks = packing.split_times(slots, rows, times)
-        keys = _sorted_keys([terms.packed_keys(slots, rows, marks, packing)], packing.scale)
-        repeated, counts = packing.repeated(keys)
-        if len(repeated):
+        keys = _sorted_keys(terms.occurrence_keys(slots, rows, self.n_terms, dtype), self.n_terms)
+        repeats = np.take(keys, np.flatnonzero(keys[1:] == keys[:-1]))  # one entry per extra occurrence
+        if len(repeats):
+            repeated, extra = _runs(repeats)
+            counts = extra + 1.0
             rows2, cols2 = _split_keys(repeated, self.n_terms)
             tf = self.tf(counts.copy())
             if self.norm:
