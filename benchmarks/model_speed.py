@@ -1,13 +1,22 @@
 """Batch scoring speed of two versions of a model, in one run: is the new one no slower?
 
-    taskset -c 0 python benchmarks/model_speed.py --before REV [--model default] [--runs 7]
+    taskset -c 1 python benchmarks/model_speed.py --before REV [--model default] [--runs 7]
+    taskset -c 1 python benchmarks/model_speed.py --before REV --before-code [--calls-per-worker 4]
 
-Extracts the model directory of git revision REV (the files only: the scoring code is today's for both), loads
-both with ``lm.load_scorer`` (the fast path), and times, interleaved and alternating which goes first, one call
-on all 3,021 BeaverTails 30k_test pairs and one on 4,000 single messages (CLINC150 queries and the held-out
-message files, as texts alone), after a warm-up call. Medians of ``--runs`` and their ratio (new / old rows per
-second) go to ``benchmarks/results/model_speed_<model>.json`` and ``.md``. Single core: BLAS pinned to one
-thread; run it alone.
+Default (model files): extracts the model directory of git revision REV (the files only: the scoring code is
+today's for both), loads both with ``lm.load_scorer`` (the fast path), and times, interleaved and alternating
+which goes first, one call on all 3,021 BeaverTails 30k_test pairs and one on 4,000 single messages (CLINC150
+queries and the held-out message files, as texts alone), after a warm-up call. Medians of ``--runs`` and their
+ratio (new / old rows per second) go to ``benchmarks/results/model_speed_<model>.json`` and ``.md``.
+
+``--before-code`` (product): "before" is REV's code with REV's shipped model, "now" this checkout's code with
+its shipped model, what a user gets from each version. Each side runs in worker processes (REV's package
+extracted with ``git archive``, ``PYTHONPATH`` set to it) that load the model, warm up, and time
+``--calls-per-worker`` calls of the same items (written once by this script); workers alternate before/now
+so drift hits both, until each side has ``--runs`` timed calls. Results:
+``benchmarks/results/model_speed_<model>_code_<REV>.json`` and ``.md``.
+
+Single core: BLAS pinned to one thread; run it alone, pinned (``taskset``).
 """
 
 from __future__ import annotations
@@ -15,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,44 +63,137 @@ def workloads() -> dict[str, list]:
     return {"pairs": pairs, "messages": [("", m) for m in messages[:4000]]}
 
 
+#: A worker of ``--before-code``: run with PYTHONPATH set to one version's tree, it scores the items of a JSON
+#: file with that version's code and shipped model, and prints its timings as JSON. It imports only
+#: lite_moderation (from that tree) and the standard library, so it runs the old code as it was.
+WORKER = r"""
+import json, sys, time
+import lite_moderation as lm
+model, loads_path, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(loads_path, encoding="utf-8") as f:
+    loads = json.load(f)
+scorer = lm.load_scorer(model)
+out = {"module": lm.__file__, "seconds": {}}
+for name, items in loads.items():
+    items = [tuple(item) for item in items]
+    scorer.predict_proba(items)  # warm the word caches
+    seconds = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        scorer.predict_proba(items)
+        seconds.append(time.perf_counter() - started)
+    out["seconds"][name] = seconds
+print(json.dumps(out))
+"""
+
+
 def time_call(scorer, items: list) -> float:
     started = time.perf_counter()
     scorer.predict_proba(items)
     return time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", required=True, help="git revision of the old model files")
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--runs", type=int, default=7)
-    args = parser.parse_args()
-    loads = workloads()
+def model_files_times(before: str, model: str, loads: dict[str, list], runs: int) -> dict[str, dict[str, list]]:
+    """Seconds per call of today's code on REV's model files and on today's, interleaved in this process."""
+    out: dict[str, dict[str, list]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        scorers = {"before": lm.load_scorer(model_at(args.before, args.model, Path(tmp) / "before")),
-                   "now": lm.load_scorer(args.model)}
-        results: dict = {}
+        scorers = {"before": lm.load_scorer(model_at(before, model, Path(tmp) / "before")),
+                   "now": lm.load_scorer(model)}
         for load, items in loads.items():
             times: dict[str, list[float]] = {name: [] for name in scorers}
             for scorer in scorers.values():
                 scorer.predict_proba(items)  # warm the word caches
-            for run in range(args.runs):
+            for run in range(runs):
                 order = list(scorers) if run % 2 == 0 else list(scorers)[::-1]
                 for name in order:
                     times[name].append(time_call(scorers[name], items))
-            rates = {name: len(items) / float(np.median(t)) for name, t in times.items()}
-            results[load] = {"rows": len(items), "rows_per_s": rates, "ratio_now_over_before": rates["now"] / rates["before"]}
-    report = {"model": args.model, "before": args.before, "runs": args.runs, "results": results}
+            out[load] = times
+    return out
+
+
+def code_at(revision: str, into: Path) -> Path:
+    """The ``lite_moderation`` package of ``revision`` (code and shipped models), extracted under ``into``."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", revision, "lite_moderation"], cwd=ROOT, capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def run_worker(tree: Path, model: str, loads_path: Path, calls: int) -> dict[str, list[float]]:
+    """One worker's seconds per call and workload, with the code of ``tree`` (checked: the import came from it)."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "OPENBLAS_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", WORKER, model, str(loads_path), str(calls)], cwd=tree, env=env,
+                          capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"worker of {tree} failed: {done.stderr[-2000:]}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    if not Path(out["module"]).resolve().is_relative_to(tree.resolve()):
+        raise RuntimeError(f"worker of {tree} imported {out['module']}")
+    return out["seconds"]
+
+
+def code_times(before: str, model: str, loads: dict[str, list], runs: int, calls: int) -> dict[str, dict[str, list]]:
+    """Seconds per call of REV's code and model and of this checkout's, from alternating worker processes."""
+    out: dict[str, dict[str, list]] = {load: {"before": [], "now": []} for load in loads}
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"before": code_at(before, Path(tmp) / "before"), "now": ROOT}
+        loads_path = Path(tmp) / "loads.json"
+        loads_path.write_text(json.dumps(loads), encoding="utf-8")
+        for worker in range(-(-runs // calls)):
+            for name in (["before", "now"] if worker % 2 == 0 else ["now", "before"]):
+                for load, seconds in run_worker(trees[name], model, loads_path, calls).items():
+                    out[load][name] += seconds
+    return {load: {name: seconds[:runs] for name, seconds in times.items()} for load, times in out.items()}
+
+
+def command_line() -> str:
+    """This run's command, with the ``taskset`` that reproduces its CPU pinning."""
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = f"taskset -c {','.join(map(str, cpus))} " if len(cpus) < (os.cpu_count() or 1) else ""
+    return pin + "python benchmarks/model_speed.py " + " ".join(sys.argv[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", required=True, help="git revision of the old model files (or code)")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--before-code", action="store_true",
+                        help="before = REV's code and shipped model, now = this checkout's (worker processes)")
+    parser.add_argument("--calls-per-worker", type=int, default=4, help="timed calls per workload per worker")
+    args = parser.parse_args()
+    loads = workloads()
+    if args.before_code:
+        times = code_times(args.before, args.model, loads, args.runs, max(args.calls_per_worker, 1))
+        revision = re.sub(r"[^\w.-]", "_", args.before)  # a file name
+        name = f"model_speed_{args.model}_code_{revision}"
+        title = f"# Batch speed of `{args.model}`: this checkout's code and model vs the code and model of {args.before}"
+        compared = (f"Product comparison: before = the code **and** the shipped `{args.model}` model of {args.before} "
+                    f"(`git archive`, worker processes), now = this checkout's code and model. Workers alternate, "
+                    f"{args.calls_per_worker} timed calls each after a warm-up call")
+    else:
+        times = model_files_times(args.before, args.model, loads, args.runs)
+        name = f"model_speed_{args.model}"
+        title = f"# Batch speed of `{args.model}`: now vs the model files of {args.before}"
+        compared = (f"Model-files comparison: both sides run this checkout's code; before = the `{args.model}` model "
+                    f"files of {args.before}, now = this checkout's. Interleaved calls in one process")
+    results: dict = {}
+    for load, items in loads.items():
+        rates = {side: len(items) / float(np.median(t)) for side, t in times[load].items()}
+        results[load] = {"rows": len(items), "rows_per_s": rates, "ratio_now_over_before": rates["now"] / rates["before"],
+                         "seconds": times[load]}
+    report = {"model": args.model, "before": args.before, "runs": args.runs, "before_code": args.before_code,
+              "command": command_line(), "results": results}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_text(RESULTS / f"model_speed_{args.model}.json", json.dumps(report, indent=1) + "\n")
-    lines = [f"# Batch speed of `{args.model}`: now vs the model files of {args.before}", "",
-             (f"`taskset -c 0 python benchmarks/model_speed.py --before {args.before} --model {args.model}` "
-              f"(fast path, one core, median of {args.runs} interleaved runs, warm word caches)"), "",
+    write_text(RESULTS / f"{name}.json", json.dumps(report, indent=1) + "\n")
+    lines = [title, "", f"`{command_line()}`", "",
+             f"{compared}; fast path, one core, medians of {args.runs} calls per side, warm word caches.", "",
              "| workload | rows | before rows/s | now rows/s | now / before |", "|---|---:|---:|---:|---:|"]
     for load, r in results.items():
         lines.append(f"| {load} | {r['rows']} | {r['rows_per_s']['before']:,.0f} | {r['rows_per_s']['now']:,.0f} | "
                      f"{r['ratio_now_over_before']:.2f} |")
-    write_text(RESULTS / f"model_speed_{args.model}.md", "\n".join(lines) + "\n")
+    write_text(RESULTS / f"{name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
