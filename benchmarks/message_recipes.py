@@ -45,6 +45,11 @@ Variants:
 - ``instruction_all_nb_power_0.5``, ``instruction_all_weight_0.6_nb_power_0.5``: every row of
   ``instruction_train.jsonl`` (9,481, not the recipe's 3,000), at the recipe's weight 0.3 or at 0.6: more harmless
   requests. (Adding easy rows raises out-of-fold AUROC by itself: compare these on the evaluation sets.)
+- ``chatterbot_0.5_nb_power_0.5``, ``chatterbot_1_nb_power_0.5``, ``chatterbot_english_1_nb_power_0.5``:
+  ``nb_power_0.5`` plus the user turns of ``chatterbot-corpus`` (:func:`extra_harmless`; 5,174 distinct in every
+  language, 749 in English) as harmless messages at weight 0.5 or 1, each its own group: harmless short questions
+  in a user's voice, which the training data lacks (CLINC150's are evaluation only). Not in the training set's
+  out-of-fold AUROC (``original`` false);
 - ``fast``, ``fast_nb_power_0.5``: the shipped ``fast`` model's message side (word block only, 15,000 terms), without
   and with Naive-Bayes weighting.
 (The character weight is 1 in all but the ``char_weight_*`` variants.)
@@ -71,6 +76,7 @@ import json
 import shlex
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -87,7 +93,7 @@ from lite_moderation.sources import build_training_set, parse_source
 
 MESSAGES = SHARED_DATA / "messages"
 SMOKE = ROOT / "benchmarks" / "data" / "smoke_messages.jsonl"
-_BASE = {"red_team_weight": 1.0, "forms_weight": 0.0, "clean": "", "overrides": (), "max_features": 50000, "char_weight": 1.0, "nb_power": 0.0, "characters": True,
+_BASE = {"red_team_weight": 1.0, "forms_weight": 0.0, "clean": "", "overrides": (), "extra_weight": 0.0, "extra_languages": "*", "max_features": 50000, "char_weight": 1.0, "nb_power": 0.0, "characters": True,
          "c": 4.0, "word_ngrams": 2}
 _FAST = {**_BASE, "max_features": 15000, "characters": False}
 VARIANTS = {
@@ -115,6 +121,9 @@ VARIANTS = {
     "instruction_all_nb_power_0.5": {**_BASE, "nb_power": 0.5, "overrides": (("instruction_train", (("rows", None),)),)},
     "instruction_all_weight_0.6_nb_power_0.5": {
         **_BASE, "nb_power": 0.5, "overrides": (("instruction_train", (("rows", None), ("weight", 0.6))),)},
+    "chatterbot_0.5_nb_power_0.5": {**_BASE, "nb_power": 0.5, "extra_weight": 0.5},
+    "chatterbot_1_nb_power_0.5": {**_BASE, "nb_power": 0.5, "extra_weight": 1.0},
+    "chatterbot_english_1_nb_power_0.5": {**_BASE, "nb_power": 0.5, "extra_weight": 1.0, "extra_languages": "english"},
     "fast": _FAST,
     "fast_nb_power_0.5": {**_FAST, "nb_power": 0.5},
 }
@@ -144,7 +153,7 @@ REQUEST_SOURCES = ("30k_test", "evaluation_700", "forbidden_questions", "do_not_
 
 @functools.lru_cache(maxsize=4)
 def message_rows(red_team_weight: float = 1.0, forms_weight: float = 0.0, overrides: tuple = (),
-                 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                 extra_weight: float = 0.0, extra_languages: str = "*") -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Texts, unsafe labels, weights, groups, which rows are not added instruction forms, each row's source
     (its index in the recipe's sources) of the training set's single messages, and which rows are BeaverTails
     prompts labelled harmless only because every answer was safe (their label is in doubt)."""
@@ -170,7 +179,33 @@ def message_rows(red_team_weight: float = 1.0, forms_weight: float = 0.0, overri
         original = np.concatenate([original, np.zeros(len(extra), bool)])
         sources = np.concatenate([sources, sources[extra]])
         doubtful = np.concatenate([doubtful, doubtful[extra]])
+    if extra_weight:
+        more = extra_harmless(extra_languages)
+        texts = texts + more
+        y, w = np.concatenate([y, np.zeros(len(more), bool)]), np.concatenate([w, np.full(len(more), extra_weight)])
+        groups = np.concatenate([groups, groups.max() + 1 + np.arange(len(more))])
+        original = np.concatenate([original, np.zeros(len(more), bool)])
+        sources = np.concatenate([sources, np.full(len(more), -1)])
+        doubtful = np.concatenate([doubtful, np.zeros(len(more), bool)])
     return texts, y, w, groups, original, sources, doubtful
+
+
+def extra_harmless(languages: str = "*") -> list[str]:
+    """The user turns (first line of each conversation) of the ``chatterbot-corpus`` package (1.3.3, BSD-3; in the
+    ``bench`` extra), of ``languages`` (a glob of its language folders): short harmless questions and remarks typed
+    to a chatbot, distinct, in file order."""
+    import yaml
+    try:
+        import chatterbot_corpus
+    except ImportError as error:
+        raise SystemExit("pip install 'lite-moderation[bench]' (chatterbot-corpus==1.3.3) for the chatterbot_* "
+                         "variants") from error
+    root = Path(chatterbot_corpus.__file__).parent / "data"
+    turns = []
+    for path in sorted(root.glob(f"{languages}/*.yml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        turns += [c[0] for c in doc.get("conversations", []) if c and isinstance(c[0], str) and c[0].strip()]
+    return list(dict.fromkeys(turns))
 
 
 def fit_flag_head(vectorizer: QAVectorizer, items: list, y: np.ndarray, w: np.ndarray, char_weight: float,
@@ -245,9 +280,11 @@ def recall_at_fpr(y: np.ndarray, scores: np.ndarray, w: np.ndarray, fpr: float) 
 
 
 def measure(name: str, red_team_weight: float, max_features: int, char_weight: float, nb_power: float,
-            characters: bool, forms_weight: float, c: float, word_ngrams: int, clean: str, overrides: tuple) -> dict:
+            characters: bool, forms_weight: float, c: float, word_ngrams: int, clean: str, overrides: tuple,
+            extra_weight: float, extra_languages: str) -> dict:
     start = time.time()
-    texts, y, w, groups, original, _, doubtful = message_rows(red_team_weight, forms_weight, overrides)
+    texts, y, w, groups, original, _, doubtful = message_rows(red_team_weight, forms_weight, overrides, extra_weight,
+                                                              extra_languages)
     knobs = {"max_features": max_features, "char_weight": char_weight, "nb_power": nb_power,
              "characters": characters, "c": c, "word_ngrams": word_ngrams, "clean": clean}
     oof = np.zeros(len(texts))
