@@ -1,7 +1,7 @@
 """Batch scoring speed of two versions of a model, in one run: is the new one no slower?
 
     taskset -c 1 python benchmarks/model_speed.py --before REV [--model default] [--runs 7]
-    taskset -c 1 python benchmarks/model_speed.py --before REV --before-code [--calls-per-worker 4]
+    taskset -c 1 python benchmarks/model_speed.py --before REV --before-code [--runs 7]
 
 Default (model files): extracts the model directory of git revision REV (the files only: the scoring code is
 today's for both), loads both with ``lm.load_scorer`` (the fast path), and times, interleaved and alternating
@@ -10,10 +10,10 @@ queries and the held-out message files, as texts alone), after a warm-up call. M
 ratio (new / old rows per second) go to ``benchmarks/results/model_speed_<model>.json`` and ``.md``.
 
 ``--before-code`` (product): "before" is REV's code with REV's shipped model, "now" this checkout's code with
-its shipped model, what a user gets from each version. Each side runs in worker processes (REV's package
-extracted with ``git archive``, ``PYTHONPATH`` set to it) that load the model, warm up, and time
-``--calls-per-worker`` calls of the same items (written once by this script); workers alternate before/now
-so drift hits both, until each side has ``--runs`` timed calls. Results:
+its shipped model, what a user gets from each version. REV's package is extracted with ``git archive`` and
+imported in this process under another name (its imports are relative), and the two scorers' calls are
+interleaved as above. (Timing each side in its own worker processes read 1.12x / 0.94x for a revision against
+itself: across processes this machine does not resolve 10%.) Results:
 ``benchmarks/results/model_speed_<model>_code_<REV>.json`` and ``.md``.
 
 Single core: BLAS pinned to one thread; run it alone, pinned (``taskset``).
@@ -22,6 +22,7 @@ Single core: BLAS pinned to one thread; run it alone, pinned (``taskset``).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -66,85 +68,63 @@ def workloads() -> dict[str, list]:
 #: A worker of ``--before-code``: run with PYTHONPATH set to one version's tree, it scores the items of a JSON
 #: file with that version's code and shipped model, and prints its timings as JSON. It imports only
 #: lite_moderation (from that tree) and the standard library, so it runs the old code as it was.
-WORKER = r"""
-import json, sys, time
-import lite_moderation as lm
-model, loads_path, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
-with open(loads_path, encoding="utf-8") as f:
-    loads = json.load(f)
-scorer = lm.load_scorer(model)
-out = {"module": lm.__file__, "seconds": {}}
-for name, items in loads.items():
-    items = [tuple(item) for item in items]
-    scorer.predict_proba(items)  # warm the word caches
-    seconds = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        scorer.predict_proba(items)
-        seconds.append(time.perf_counter() - started)
-    out["seconds"][name] = seconds
-print(json.dumps(out))
-"""
-
-
 def time_call(scorer, items: list) -> float:
     started = time.perf_counter()
     scorer.predict_proba(items)
     return time.perf_counter() - started
 
 
-def model_files_times(before: str, model: str, loads: dict[str, list], runs: int) -> dict[str, dict[str, list]]:
-    """Seconds per call of today's code on REV's model files and on today's, interleaved in this process."""
+def interleaved_times(scorers: dict, loads: dict[str, list], runs: int) -> dict[str, dict[str, list]]:
+    """Seconds per call of each scorer and workload, calls interleaved in this process (which goes first
+    alternating), after a warm-up call each."""
     out: dict[str, dict[str, list]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        scorers = {"before": lm.load_scorer(model_at(before, model, Path(tmp) / "before")),
-                   "now": lm.load_scorer(model)}
-        for load, items in loads.items():
-            times: dict[str, list[float]] = {name: [] for name in scorers}
-            for scorer in scorers.values():
-                scorer.predict_proba(items)  # warm the word caches
-            for run in range(runs):
-                order = list(scorers) if run % 2 == 0 else list(scorers)[::-1]
-                for name in order:
-                    times[name].append(time_call(scorers[name], items))
-            out[load] = times
+    for load, items in loads.items():
+        times: dict[str, list[float]] = {name: [] for name in scorers}
+        for scorer in scorers.values():
+            scorer.predict_proba(items)  # warm the word caches
+        for run in range(runs):
+            order = list(scorers) if run % 2 == 0 else list(scorers)[::-1]
+            for name in order:
+                times[name].append(time_call(scorers[name], items))
+        out[load] = times
     return out
 
 
-def code_at(revision: str, into: Path) -> Path:
-    """The ``lite_moderation`` package of ``revision`` (code and shipped models), extracted under ``into``."""
+def model_files_times(before: str, model: str, loads: dict[str, list], runs: int) -> dict[str, dict[str, list]]:
+    """Seconds per call of today's code on REV's model files and on today's."""
+    with tempfile.TemporaryDirectory() as tmp:
+        scorers = {"before": lm.load_scorer(model_at(before, model, Path(tmp) / "before")),
+                   "now": lm.load_scorer(model)}
+        return interleaved_times(scorers, loads, runs)
+
+
+def package_at(revision: str, into: Path) -> ModuleType:
+    """The ``lite_moderation`` package of ``revision`` (code and shipped models), extracted under ``into`` and
+    imported under another name beside today's (its imports are relative), checked to come from there."""
     into.mkdir(parents=True)
     archive = subprocess.run(["git", "archive", revision, "lite_moderation"], cwd=ROOT, capture_output=True,
                              check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
+    name = "lite_moderation_at_" + re.sub(r"\W", "_", revision)
+    (into / "lite_moderation").rename(into / name)
+    sys.path.insert(0, str(into))
+    try:
+        package = importlib.import_module(name)
+    finally:
+        sys.path.remove(str(into))
+    if not Path(package.__file__).resolve().is_relative_to(into.resolve()):
+        raise RuntimeError(f"{name} was imported from {package.__file__}")
+    return package
 
 
-def run_worker(tree: Path, model: str, loads_path: Path, calls: int) -> dict[str, list[float]]:
-    """One worker's seconds per call and workload, with the code of ``tree`` (checked: the import came from it)."""
-    env = {**os.environ, "PYTHONPATH": str(tree), "OPENBLAS_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", WORKER, model, str(loads_path), str(calls)], cwd=tree, env=env,
-                          capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise RuntimeError(f"worker of {tree} failed: {done.stderr[-2000:]}")
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    if not Path(out["module"]).resolve().is_relative_to(tree.resolve()):
-        raise RuntimeError(f"worker of {tree} imported {out['module']}")
-    return out["seconds"]
-
-
-def code_times(before: str, model: str, loads: dict[str, list], runs: int, calls: int) -> dict[str, dict[str, list]]:
-    """Seconds per call of REV's code and model and of this checkout's, from alternating worker processes."""
-    out: dict[str, dict[str, list]] = {load: {"before": [], "now": []} for load in loads}
+def code_times(before: str, model: str, loads: dict[str, list], runs: int) -> dict[str, dict[str, list]]:
+    """Seconds per call of REV's code and model and of this checkout's, interleaved in this process."""
     with tempfile.TemporaryDirectory() as tmp:
-        trees = {"before": code_at(before, Path(tmp) / "before"), "now": ROOT}
-        loads_path = Path(tmp) / "loads.json"
-        loads_path.write_text(json.dumps(loads), encoding="utf-8")
-        for worker in range(-(-runs // calls)):
-            for name in (["before", "now"] if worker % 2 == 0 else ["now", "before"]):
-                for load, seconds in run_worker(trees[name], model, loads_path, calls).items():
-                    out[load][name] += seconds
-    return {load: {name: seconds[:runs] for name, seconds in times.items()} for load, times in out.items()}
+        old = package_at(before, Path(tmp) / "before")
+        scorers = {"before": old.load_scorer(model), "now": lm.load_scorer(model)}
+        if type(scorers["before"]).__module__.split(".")[0] != old.__name__:
+            raise RuntimeError(f"the before scorer is {type(scorers['before'])}, not from {old.__name__}")
+        return interleaved_times(scorers, loads, runs)
 
 
 def command_line() -> str:
@@ -160,18 +140,17 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--before-code", action="store_true",
-                        help="before = REV's code and shipped model, now = this checkout's (worker processes)")
-    parser.add_argument("--calls-per-worker", type=int, default=4, help="timed calls per workload per worker")
+                        help="before = REV's code and shipped model, now = this checkout's (both in this process)")
     args = parser.parse_args()
     loads = workloads()
     if args.before_code:
-        times = code_times(args.before, args.model, loads, args.runs, max(args.calls_per_worker, 1))
+        times = code_times(args.before, args.model, loads, args.runs)
         revision = re.sub(r"[^\w.-]", "_", args.before)  # a file name
         name = f"model_speed_{args.model}_code_{revision}"
         title = f"# Batch speed of `{args.model}`: this checkout's code and model vs the code and model of {args.before}"
         compared = (f"Product comparison: before = the code **and** the shipped `{args.model}` model of {args.before} "
-                    f"(`git archive`, worker processes), now = this checkout's code and model. Workers alternate, "
-                    f"{args.calls_per_worker} timed calls each after a warm-up call")
+                    f"(`git archive`, imported under another name), now = this checkout's code and model. Interleaved "
+                    f"calls in one process")
     else:
         times = model_files_times(args.before, args.model, loads, args.runs)
         name = f"model_speed_{args.model}"
