@@ -126,6 +126,10 @@ VARIANTS = {
     "chatterbot_english_1_nb_power_0.5": {**_BASE, "nb_power": 0.5, "extra_weight": 1.0, "extra_languages": "english"},
     "fast": _FAST,
     "fast_nb_power_0.5": {**_FAST, "nb_power": 0.5},
+    "fast_30k_nb_power_0.5": {**_FAST, "nb_power": 0.5, "max_features": 30000},
+    "fast_50k_nb_power_0.5": {**_FAST, "nb_power": 0.5, "max_features": 50000},
+    "fast_100k_nb_power_0.5": {**_FAST, "nb_power": 0.5, "max_features": 100000},
+    "fast_50k_trigrams_nb_power_0.5": {**_FAST, "nb_power": 0.5, "max_features": 50000, "word_ngrams": 3},
 }
 
 

@@ -280,6 +280,24 @@ def _parse_nb_power(ctx: click.Context, param: click.Parameter, value: str) -> f
     return _field_numbers(value, nb_powers, "a number, 0 or above,")
 
 
+def _parse_max_features(ctx: click.Context, param: click.Parameter, value: str | None) -> int | dict | None:
+    """``N`` or ``FIELD=N[,FIELD=N]`` (``*=N`` for the other blocks) as ``QAVectorizer``'s ``max_features``,
+    checked there (:func:`lite_moderation.texts.field_caps`)."""
+    from .texts import field_caps
+
+    if value is None:
+        return None
+    try:
+        if "=" not in value:
+            caps: int | dict[str, int] = int(value)
+        else:
+            caps = {field.strip(): int(text) for field, _, text in (part.partition("=") for part in value.split(","))}
+        field_caps(caps)
+    except ValueError as exc:
+        raise click.BadParameter(f"expected a positive integer or FIELD=N[,FIELD=N], got {value!r} ({exc})") from None
+    return caps
+
+
 def recipe_options(command: Callable) -> Callable:
     """Options of the training recipe, shared by ``train`` and ``cv``.
 
@@ -310,8 +328,9 @@ def recipe_options(command: Callable) -> Callable:
                           "lone_text=0.5)."),
         click.option("--min-df", type=click.IntRange(min=1), default=2, show_default=True,
                      help="Minimum number of documents a term must appear in."),
-        click.option("--max-features", type=click.IntRange(min=1), default=None,
-                     help="Cap on each vocabulary block (most frequent terms kept)."),
+        click.option("--max-features", callback=_parse_max_features, default=None,
+                     help="Cap on each vocabulary block (most frequent terms kept): a number for every block, or "
+                          "FIELD=N[,FIELD=N] for some (*=N: the others; the shipped fast: *=15000,lone_text=50000)."),
         click.option("--threshold-folds", type=click.IntRange(min=0), default=5, show_default=True,
                      help="Grouped folds for tuning per-label thresholds (0: keep 0.5); costs folds + 1 fits "
                           "per label."),
@@ -860,8 +879,9 @@ def _training_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], 
             option = options[key]
             parts.append((option.opts if value else option.secondary_opts)[0])
             continue
-        if isinstance(value, dict):  # --char-weight / --nb-power FIELD=N,...
-            text = ",".join(f"{field}={weight:g}" for field, weight in value.items())
+        if isinstance(value, dict):  # --char-weight / --nb-power / --max-features FIELD=N,...
+            text = ",".join(f"{field}={number:g}" if isinstance(number, float) else f"{field}={number}"
+                            for field, number in value.items())
         else:
             text = "none" if value is None else ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
         parts += [f"--{key.replace('_', '-')}", text]

@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.validation import check_is_fitted
 
-from .texts import FIELDS, JOINT_SEPARATOR, block_settings, block_specs, field_texts, split_fields
+from .texts import FIELDS, JOINT_SEPARATOR, block_settings, block_specs, field_caps, field_texts, split_fields
 
 __all__ = ["FIELDS", "JOINT_SEPARATOR", "QAVectorizer", "split_fields"]
 
@@ -31,7 +31,8 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
     char_fields : fields that get a character n-gram block (empty tuple: none).
     char_ngram_range : n-gram range of the character blocks (``char_wb`` analyzer).
     min_df : minimum document frequency of a term, per block.
-    max_features : cap on the vocabulary of each block (most frequent terms kept), None for no cap.
+    max_features : cap on the vocabulary of each block (most frequent terms kept), None for no cap; or
+        ``{field: cap}`` for the named fields' blocks ("*": the others; see :func:`texts.field_caps`).
     sublinear_tf : use 1 + log(tf), which keeps long texts from dominating.
     dtype : float dtype of the output matrix.
     """
@@ -43,7 +44,7 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
         char_fields: tuple[str, ...] = ("response",),
         char_ngram_range: tuple[int, int] = (2, 5),
         min_df: float = 2,
-        max_features: int | None = None,
+        max_features: int | dict[str, int | None] | None = None,
         sublinear_tf: bool = True,
         dtype: type = np.float32,
     ) -> None:
@@ -60,13 +61,13 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
         """The (field, analyzer) of each block, in column order."""
         return block_specs(self.word_fields, self.char_fields)
 
-    def make_block(self, analyzer: str) -> TfidfVectorizer:
-        """An unfitted TF-IDF vectorizer for one block (also used to rebuild a saved one)."""
-        return StableTfidfVectorizer(**self.block_settings(analyzer))
+    def make_block(self, analyzer: str, field: str | None = None) -> TfidfVectorizer:
+        """An unfitted TF-IDF vectorizer for one block of ``field`` (also used to rebuild a saved one)."""
+        return StableTfidfVectorizer(**self.block_settings(analyzer, field))
 
-    def block_settings(self, analyzer: str) -> dict:
+    def block_settings(self, analyzer: str, field: str | None = None) -> dict:
         """All ``TfidfVectorizer`` parameters of one block (see :func:`lite_moderation.texts.block_settings`)."""
-        return block_settings(self.get_params(), analyzer)
+        return block_settings(self.get_params(), analyzer, field)
 
     def fit(self, X: Sequence, y: object = None) -> QAVectorizer:
         self.fit_transform(X)
@@ -77,8 +78,9 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
         self.__dict__.pop("_blocks_by_dtype", None)
         self.blocks_ = []
         matrices = []
+        field_caps(self.max_features)  # a bad cap is refused before any block is fitted
         for field, analyzer in self.block_specs():
-            block = self.make_block(analyzer)
+            block = self.make_block(analyzer, field)
             texts = field_texts(field, prompts, responses)
             matrices.append(_fit_block(block, texts, field, analyzer))
             self.blocks_.append((field, analyzer, block))

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .labels import check_label_names
-from .texts import FIELDS
+from .texts import FIELDS, field_caps
 
 __all__ = ["MAX_FILE_BYTES", "ModelFormatError", "check_metadata", "check_vocabulary", "load_arrays", "parse_json"]
 
@@ -138,10 +138,11 @@ def _check_vectorizer(params: dict, path: Path) -> None:
     min_df = _get(params, "min_df", (int, float), path, where)
     if not min_df > 0:
         raise _fail(path, where + "min_df", "must be positive")
-    max_features = params.get("max_features")
-    if max_features is not None and (not isinstance(max_features, int) or isinstance(max_features, bool)
-                                     or max_features < 1):
-        raise _fail(path, where + "max_features", "must be null or a positive integer")
+    try:
+        field_caps(params.get("max_features"))
+    except (ValueError, TypeError):
+        raise _fail(path, where + "max_features", "must be null, a positive integer, or {field: positive integer "
+                    "or null}") from None
     _get(params, "sublinear_tf", bool, path, where)
     if params.get("dtype") not in _VECTORIZER_DTYPES:
         raise _fail(path, where + "dtype", f"must be one of {', '.join(_VECTORIZER_DTYPES)}")

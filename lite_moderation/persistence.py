@@ -281,7 +281,7 @@ def load_scorer(path: str | os.PathLike | None = None, cache_size: int | None = 
     specs = _checked_specs(vec_params, vocabulary, directory)
     blocks = []
     for i, ((field, analyzer), terms) in enumerate(zip(specs, vocabulary["blocks"])):
-        settings = block_settings(vec_params, analyzer)
+        settings = block_settings(vec_params, analyzer, field)
         blocks.append((field, settings, _vocabulary_dict(terms), arrays[f"idf_{i}"], _sklearn_analyzer(settings)))
     n_terms = sum(len(terms) for terms in vocabulary["blocks"])
     _check_weights(arrays["coef"], n_terms, directory)
@@ -304,7 +304,7 @@ def read_parts(path: str | os.PathLike | None = None) -> dict:
     directory, metadata, vocabulary, arrays = _read_model(path)
     vec_params = _vectorizer_params(metadata)
     specs = _checked_specs(vec_params, vocabulary, directory)
-    blocks = [(field, block_settings(vec_params, analyzer), _vocabulary_dict(terms), arrays[f"idf_{i}"], terms)
+    blocks = [(field, block_settings(vec_params, analyzer, field), _vocabulary_dict(terms), arrays[f"idf_{i}"], terms)
               for i, ((field, analyzer), terms) in enumerate(zip(specs, vocabulary["blocks"]))]
     _check_weights(arrays["coef"], sum(len(terms) for terms in vocabulary["blocks"]), directory)
     return {"blocks": blocks, "coef": arrays["coef"], "intercept": arrays["intercept"],
@@ -524,7 +524,7 @@ def _rebuild(metadata: dict, vocabulary: dict, arrays: dict[str, np.ndarray],
     specs = _checked_specs(vec_params, vocabulary, directory)
     vectorizer.blocks_ = []
     for i, ((field, analyzer), terms) in enumerate(zip(specs, vocabulary["blocks"])):
-        block = vectorizer.make_block(analyzer)
+        block = vectorizer.make_block(analyzer, field)
         block.vocabulary_ = _vocabulary_dict(terms)
         block.idf_ = arrays[f"idf_{i}"]
         vectorizer.blocks_.append((field, analyzer, block))

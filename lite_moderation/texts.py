@@ -219,9 +219,29 @@ def block_specs(word_fields: Sequence[str], char_fields: Sequence[str]) -> list[
 WORD_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 
 
-def block_settings(params: dict, analyzer: str) -> dict:
-    """Every parameter of the ``TfidfVectorizer`` of one block (analyzer "word" or "char_wb"), spelled out,
-    from the ``QAVectorizer`` parameters ``params``.
+def field_caps(max_features: int | dict[str, int | None] | None) -> dict[str, int | None]:
+    """``max_features`` as {field: cap} ("*": every other block; None: no cap), checked: known fields, caps
+    positive integers or None. Why per field: a block's size is its scoring cost and its share of the model
+    file, and the blocks of a recipe need not cost alike (``fast``'s message block against its pair blocks)."""
+    caps = dict(max_features) if isinstance(max_features, dict) else {"*": max_features}
+    unknown = sorted(set(caps) - {"*", *FIELDS})
+    if unknown:
+        raise ValueError(f"max_features names unknown fields {unknown}: expected among {list(FIELDS)}")
+    for field, cap in caps.items():
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or cap < 1):
+            raise ValueError(f"max_features must be a positive integer or None (for {field!r}), got {cap!r}")
+    return {field: None if cap is None else int(cap) for field, cap in caps.items()}
+
+
+def block_cap(max_features: int | dict[str, int | None] | None, field: str | None) -> int | None:
+    """The vocabulary cap of ``field``'s blocks under ``max_features`` (see :func:`field_caps`)."""
+    caps = field_caps(max_features)
+    return caps.get(field, caps.get("*")) if field is not None else caps.get("*")
+
+
+def block_settings(params: dict, analyzer: str, field: str | None = None) -> dict:
+    """Every parameter of the ``TfidfVectorizer`` of one block (analyzer "word" or "char_wb") of ``field``,
+    spelled out, from the ``QAVectorizer`` parameters ``params``.
 
     The single source of a block's settings: ``QAVectorizer`` builds its blocks from it, and a saved model
     is rebuilt for scoring from it without importing scikit-learn.
@@ -231,7 +251,7 @@ def block_settings(params: dict, analyzer: str) -> dict:
         "input": "content", "encoding": "utf-8", "decode_error": "strict", "strip_accents": None,
         "lowercase": True, "preprocessor": None, "tokenizer": None, "analyzer": analyzer, "stop_words": None,
         "token_pattern": WORD_TOKEN_PATTERN, "ngram_range": tuple(ngram_range), "max_df": 1.0,
-        "min_df": params["min_df"], "max_features": params["max_features"], "vocabulary": None, "binary": False,
+        "min_df": params["min_df"], "max_features": block_cap(params["max_features"], field), "vocabulary": None, "binary": False,
         "dtype": params["dtype"], "norm": "l2", "use_idf": True, "smooth_idf": True,
         "sublinear_tf": params["sublinear_tf"],
     }

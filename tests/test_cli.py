@@ -388,6 +388,24 @@ def test_char_weight_option_is_recorded_and_the_saved_model_scores_as_trained(ru
                                trained.predict_proba(data.pairs[:20]), atol=1e-6)
 
 
+def test_max_features_per_field_caps_those_blocks_is_recorded_and_the_saved_model_scores_as_trained(
+        runner, tiny_data, tmp_path):
+    metadata = _train_with(runner, tiny_data, tmp_path / "m", "--max-features", "*=40,response=15")
+    assert "--max-features '*=40,response=15' " in metadata["card"]["recipe"]["command"] + " "
+    assert metadata["params"]["vectorizer"]["max_features"] == {"*": 40, "response": 15}
+    model = lm.load(str(tmp_path / "m"))
+    sizes = {(field, analyzer): len(block.vocabulary_) for field, analyzer, block in model.vectorizer_.blocks_}
+    assert sizes == {("prompt", "word"): 40, ("response", "word"): 15, ("response", "char_wb"): 15}
+    data = lm.load_dataset(str(tiny_data))
+    trained = lm.default_estimator(max_features={"*": 40, "response": 15}, min_df=1, threshold_folds=0)
+    trained.fit(data.pairs, data.y)
+    np.testing.assert_allclose(model.predict_proba(data.pairs[:20]), trained.predict_proba(data.pairs[:20]),
+                               atol=1e-6)
+    np.testing.assert_allclose(lm.load_scorer(str(tmp_path / "m")).predict_proba(data.pairs[:20]),
+                               trained.predict_proba(data.pairs[:20]), atol=1e-6)
+    _refused(runner, tiny_data, tmp_path, "--max-features", ("0", "response=abc", "answer=20", "response=-3", "1.5"))
+
+
 @pytest.mark.parametrize("name", ["default", "accurate", "fast", "beavertails"])
 def test_shipped_models_by_name(runner, name):
     result = runner.invoke(main, ["score", "--model", name, "--format", "jsonl", "a text"])
