@@ -124,9 +124,10 @@ def table() -> str:
     lines = ["# Both failure modes, every shape", "",
              "`python benchmarks/messages.py --label LABEL` per run, then `python benchmarks/messages.py --table`.",
              "FPR on harmless rows, recall (rec) on harmful rows, AUROC where a set has both. `before`: the models",
-             "and code of 55993a2, before issue 20 (run with PYTHONPATH at its checkout); `previous`: those of 4beeb82,",
-             "issue 20's second round (the same way; the first round, dc5ec73, is in this file's history); `after`:",
-             "this commit's.", ""]
+             "and code of 55993a2, before issue 20 (run with PYTHONPATH at its checkout); `previous`: those of 8b012e0,",
+             "issue 20's third round (Naive-Bayes weighting; the first and second rounds, dc5ec73 and 4beeb82, are in",
+             "this file's history); `after`: this commit's (the fifth round: `fast`'s message block at 50,000 terms).",
+             ""]
     models = sorted({m for r in runs.values() for m in r})
     for model in models:
         lines += [f"## {model}", "", "| set | shape | " + " | ".join(f"{label} {point}" for label in labels
