@@ -255,7 +255,11 @@ def measure_before(preset: str, pairs: list, runs: int, n_single: int, work: Pat
         finally:
             sys.modules["lite_moderation.fast"] = current
 
-    scorer = load_old()
+    try:
+        scorer = load_old()
+    except persistence.ModelFormatError as error:  # e.g. message cut-offs (issue 20), unknown to that code
+        print(f"{BEFORE_PATH} not measured: it cannot read today's {name} model ({error})", file=sys.stderr)
+        return None
     scorer.predict_proba(pairs)
     return {
         "model": name, "preset": preset, "path": BEFORE_PATH, "labels": 15, "size_mb": dir_size_mb(model_dir),
