@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.validation import check_is_fitted
 
-from .texts import FIELDS, JOINT_SEPARATOR, block_settings, block_specs, field_caps, field_texts, split_fields
+from .texts import FIELDS, JOINT_SEPARATOR, block_cap, block_settings, block_specs, field_texts, split_fields
 
 __all__ = ["FIELDS", "JOINT_SEPARATOR", "QAVectorizer", "split_fields"]
 
@@ -61,9 +61,10 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
         """The (field, analyzer) of each block, in column order."""
         return block_specs(self.word_fields, self.char_fields)
 
-    def make_block(self, analyzer: str, field: str | None = None) -> TfidfVectorizer:
-        """An unfitted TF-IDF vectorizer for one block of ``field`` (also used to rebuild a saved one)."""
-        return StableTfidfVectorizer(**self.block_settings(analyzer, field))
+    def make_block(self, analyzer: str) -> TfidfVectorizer:
+        """An unfitted TF-IDF vectorizer for one block (also used to rebuild a saved one); :meth:`fit_transform`
+        sets its field's vocabulary cap (a subclass may override this with the one-argument signature)."""
+        return StableTfidfVectorizer(**self.block_settings(analyzer))
 
     def block_settings(self, analyzer: str, field: str | None = None) -> dict:
         """All ``TfidfVectorizer`` parameters of one block (see :func:`lite_moderation.texts.block_settings`)."""
@@ -78,9 +79,8 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
         self.__dict__.pop("_blocks_by_dtype", None)
         self.blocks_ = []
         matrices = []
-        field_caps(self.max_features)  # a bad cap is refused before any block is fitted
         for field, analyzer in self.block_specs():
-            block = self.make_block(analyzer, field)
+            block = self.make_block(analyzer).set_params(max_features=block_cap(self.max_features, field))
             texts = field_texts(field, prompts, responses)
             matrices.append(_fit_block(block, texts, field, analyzer))
             self.blocks_.append((field, analyzer, block))

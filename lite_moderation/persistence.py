@@ -524,7 +524,7 @@ def _rebuild(metadata: dict, vocabulary: dict, arrays: dict[str, np.ndarray],
     specs = _checked_specs(vec_params, vocabulary, directory)
     vectorizer.blocks_ = []
     for i, ((field, analyzer), terms) in enumerate(zip(specs, vocabulary["blocks"])):
-        block = vectorizer.make_block(analyzer, field)
+        block = vectorizer.make_block(analyzer)
         block.vocabulary_ = _vocabulary_dict(terms)
         block.idf_ = arrays[f"idf_{i}"]
         vectorizer.blocks_.append((field, analyzer, block))
