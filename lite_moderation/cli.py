@@ -251,19 +251,20 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
     return low, high
 
 
-def _field_numbers(value: str, check: Callable[[Any], object], expected: str) -> float | dict[str, float]:
-    """``N`` or ``FIELD=N[,FIELD=N]`` as a per-field recipe number (``char_weight``, ``nb_power``), checked by
-    ``check``."""
+def _field_numbers(value: str, check: Callable[[Any], object], expected: str,
+                   number: Callable[[str], float | int] = float) -> float | int | dict:
+    """``N`` or ``FIELD=N[,FIELD=N]`` as a per-field recipe number (``char_weight``, ``nb_power``,
+    ``max_features`` with ``number=int``), checked by ``check``."""
     try:
         if "=" not in value:
-            number: float | dict[str, float] = float(value)
+            parsed: float | int | dict = number(value)
         else:
-            number = {field.strip(): float(text) for field, _, text in
+            parsed = {field.strip(): number(text) for field, _, text in
                       (part.partition("=") for part in value.split(","))}
-        check(number)
+        check(parsed)
     except ValueError as exc:
         raise click.BadParameter(f"expected {expected} or FIELD=N[,FIELD=N], got {value!r} ({exc})") from None
-    return number
+    return parsed
 
 
 def _parse_char_weight(ctx: click.Context, param: click.Parameter, value: str) -> float | dict[str, float]:
@@ -281,21 +282,11 @@ def _parse_nb_power(ctx: click.Context, param: click.Parameter, value: str) -> f
 
 
 def _parse_max_features(ctx: click.Context, param: click.Parameter, value: str | None) -> int | dict | None:
-    """``N`` or ``FIELD=N[,FIELD=N]`` (``*=N`` for the other blocks) as ``QAVectorizer``'s ``max_features``,
-    checked there (:func:`lite_moderation.texts.field_caps`)."""
+    """``N`` or ``FIELD=N[,FIELD=N]`` (``*=N``: the other blocks) as ``QAVectorizer``'s ``max_features``, checked
+    by :func:`lite_moderation.texts.field_caps`."""
     from .texts import field_caps
 
-    if value is None:
-        return None
-    try:
-        if "=" not in value:
-            caps: int | dict[str, int] = int(value)
-        else:
-            caps = {field.strip(): int(text) for field, _, text in (part.partition("=") for part in value.split(","))}
-        field_caps(caps)
-    except ValueError as exc:
-        raise click.BadParameter(f"expected a positive integer or FIELD=N[,FIELD=N], got {value!r} ({exc})") from None
-    return caps
+    return None if value is None else _field_numbers(value, field_caps, "a positive integer", number=int)
 
 
 def recipe_options(command: Callable) -> Callable:

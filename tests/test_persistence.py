@@ -173,6 +173,20 @@ def test_npz_with_a_pickled_object_is_rejected(model_copy):
         lm.load(model_copy)
 
 
+@pytest.mark.parametrize("caps", [{"answer": 5}, {"response": -1}, {"*": 2.5}, "many", True])
+def test_a_model_file_with_bad_vocabulary_caps_is_refused_with_the_field_named(model_copy, caps):
+    from lite_moderation.persistence import _metadata_checksum
+
+    meta_path = model_copy / "model.json"
+    metadata = json.loads(meta_path.read_text())
+    metadata["params"]["vectorizer"]["max_features"] = caps
+    metadata["checksum"] = _metadata_checksum(metadata)
+    meta_path.write_text(json.dumps(metadata))
+    for load in (lm.load, lm.load_scorer):
+        with pytest.raises(ModelFormatError, match="params.vectorizer.max_features"):
+            load(model_copy)
+
+
 def test_save_replaces_an_existing_model_atomically(tiny_model_dir, tmp_path):
     model = lm.load(tiny_model_dir)
     target = tmp_path / "m"
