@@ -133,6 +133,16 @@ VARIANTS = {
 }
 
 
+#: A variant's settings that choose the training rows (:func:`message_rows`); the others go to :func:`fit`.
+ROW_SETTINGS = ("red_team_weight", "forms_weight", "overrides", "extra_weight", "extra_languages")
+
+
+def split_settings(settings: dict) -> tuple[dict, dict]:
+    """A variant's settings as (:func:`message_rows` arguments, :func:`fit` arguments)."""
+    return ({k: settings[k] for k in ROW_SETTINGS},
+            {k: v for k, v in settings.items() if k not in ROW_SETTINGS})
+
+
 def recipe_sources(overrides: tuple = ()) -> list:
     """The shipped default's ``--data`` sources, with this machine's paths; ``overrides``: ``(name part,
     ((field, value), ...))`` pairs replacing fields of the sources whose path holds that part."""
@@ -283,14 +293,10 @@ def recall_at_fpr(y: np.ndarray, scores: np.ndarray, w: np.ndarray, fpr: float) 
     return float((w * y * flagged).sum() / (w * y).sum())
 
 
-def measure(name: str, red_team_weight: float, max_features: int, char_weight: float, nb_power: float,
-            characters: bool, forms_weight: float, c: float, word_ngrams: int, clean: str, overrides: tuple,
-            extra_weight: float, extra_languages: str) -> dict:
+def measure(name: str) -> dict:
     start = time.time()
-    texts, y, w, groups, original, _, doubtful = message_rows(red_team_weight, forms_weight, overrides, extra_weight,
-                                                              extra_languages)
-    knobs = {"max_features": max_features, "char_weight": char_weight, "nb_power": nb_power,
-             "characters": characters, "c": c, "word_ngrams": word_ngrams, "clean": clean}
+    rows, knobs = split_settings(VARIANTS[name])
+    texts, y, w, groups, original, _, doubtful = message_rows(**rows)
     oof = np.zeros(len(texts))
     for train, test in GroupKFold(3).split(texts, y, groups):
         score = fit([texts[i] for i in train], y[train], w[train], doubtful=doubtful[train], **knobs)
@@ -373,7 +379,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
-    measured = {name: measure(name, **VARIANTS[name]) for name in args.variant}
+    measured = {name: measure(name) for name in args.variant}
     kept = kept_results("message_recipes", measured, key=lambda r: r["variant"])
     results = [kept[name] for name in VARIANTS if name in kept]
     write_results("message_recipes", results, markdown(results))

@@ -23,7 +23,7 @@ import time
 import numpy as np
 from _common import SHARED_DATA, kept_results, write_results
 from message_frontier import messages_of
-from message_recipes import VARIANTS, fit, message_rows, recipe_sources
+from message_recipes import VARIANTS, fit, message_rows, recipe_sources, split_settings
 from sklearn.metrics import roc_auc_score
 
 MESSAGES = SHARED_DATA / "messages"
@@ -49,11 +49,8 @@ def test_items(name: str) -> tuple[list[str], np.ndarray]:
 
 def measure(variant: str) -> dict:
     start = time.time()
-    settings = VARIANTS[variant]
-    texts, y, w, _, _, source, doubtful = message_rows(settings["red_team_weight"], settings["forms_weight"],
-                                                       settings["overrides"])
-    knobs = {k: settings[k] for k in ("max_features", "char_weight", "nb_power", "characters", "c", "word_ngrams",
-                                      "clean")}
+    rows, knobs = split_settings(VARIANTS[variant])
+    texts, y, w, _, _, source, doubtful = message_rows(**rows)
     tests = {name: test_items(name) for _, name in message_sources()}
     full = fit(texts, y, w, doubtful=doubtful, **knobs)
     result = {"variant": variant, "sources": {}}
