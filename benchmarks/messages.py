@@ -18,7 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
+
+if os.environ.get("PYTHONPATH"):  # an editable install's finder would otherwise win over PYTHONPATH
+    sys.meta_path = [finder for finder in sys.meta_path if "editable" not in repr(finder).lower()]
 
 import numpy as np
 from _common import write_text
@@ -145,7 +150,17 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def check_package_source() -> None:
+    """With ``PYTHONPATH`` set (measuring another checkout), refuse to run on a package from anywhere else."""
+    wanted = [Path(p).resolve() for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    source = Path(lm.__file__).resolve()
+    if wanted and not any(source.is_relative_to(p) for p in wanted):
+        raise SystemExit(f"PYTHONPATH names {os.environ['PYTHONPATH']} but lite_moderation was imported from {source}")
+    print(f"lite_moderation from {source.parent}", file=sys.stderr)
+
+
 def main() -> None:
+    check_package_source()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", default="after")
     parser.add_argument("--model", nargs="+", default=["default", "fast", "beavertails"])
