@@ -50,13 +50,24 @@ Variants:
   language, 749 in English) as harmless messages at weight 0.5 or 1, each its own group: harmless short questions
   in a user's voice, which the training data lacks (CLINC150's are evaluation only). Not in the training set's
   out-of-fold AUROC (``original`` false);
+- ``max_df_0.5_nb_power_0.5`` ... ``max_df_0.05_nb_power_0.5``: ``nb_power_0.5`` with each block's terms found in more
+  than that share of the training messages dropped (``DfCappedVectorizer``, a harness-only knob): the most frequent
+  n-grams (" i ", "the") carry a source's voice rather than a message's meaning;
+- ``word_unigrams_nb_power_0.5``: ``nb_power_0.5`` with word unigrams only (bigrams such as "way to" carry a
+  request's form);
+- ``chatterbot_all_turns_1_nb_power_0.5``: ``nb_power_0.5`` plus every turn of ``chatterbot-corpus``'s training part
+  (``lite_moderation.sources.chatterbot_turns``: 10,691 distinct turns in 28 languages, what ``--data
+  pkg:chatterbot-corpus`` trains on) at weight 1. Why: the held-out part of the same corpus, harmless small talk in
+  28 languages, showed the shipped model flagging 40% of it (a language, not a harm: MultiJail's rows are all
+  unsafe, and few harmless non-English messages are in training);
 - ``fast``, ``fast_nb_power_0.5``: the shipped ``fast`` model's message side (word block only, 15,000 terms), without
   and with Naive-Bayes weighting.
 (The character weight is 1 in all but the ``char_weight_*`` variants.)
 
 Reported per variant: the held-out message sets, the everyday sets and the smoke set
 (``benchmarks/data/smoke_messages.jsonl``: harmful ones flagged of 20, harmless ones flagged of 20) at the variant's
-own cut-off, the out-of-fold AUROC on the training messages and the out-of-fold recall at the cut-off flagging 5% of
+own cut-off, the false-positive rate on chatterbot-corpus's held-out part (harmless, 28 languages; since the sixth
+round), the out-of-fold AUROC on the training messages and the out-of-fold recall at the cut-off flagging 5% of
 their safe weight (what picks a variant without the evaluation sets; the recall column was added after the first
 variants were measured, so older rows lack it),
 the pooled held-out AUROC, and the recalls reached at the cut-off that keeps every harmless set at FPR <= 0.05 (chosen on the
@@ -89,12 +100,12 @@ from sklearn.model_selection import GroupKFold
 
 from lite_moderation.features import QAVectorizer
 from lite_moderation.model import column_scales, nb_scales
-from lite_moderation.sources import build_training_set, parse_source
+from lite_moderation.sources import build_training_set, chatterbot_turns, parse_source
 
 MESSAGES = SHARED_DATA / "messages"
 SMOKE = ROOT / "benchmarks" / "data" / "smoke_messages.jsonl"
 _BASE = {"red_team_weight": 1.0, "forms_weight": 0.0, "clean": "", "overrides": (), "extra_weight": 0.0, "extra_languages": "*", "max_features": 50000, "char_weight": 1.0, "nb_power": 0.0, "characters": True,
-         "c": 4.0, "word_ngrams": 2}
+         "c": 4.0, "word_ngrams": 2, "max_df": 1.0}
 _FAST = {**_BASE, "max_features": 15000, "characters": False}
 VARIANTS = {
     "base": _BASE,
@@ -124,6 +135,13 @@ VARIANTS = {
     "chatterbot_0.5_nb_power_0.5": {**_BASE, "nb_power": 0.5, "extra_weight": 0.5},
     "chatterbot_1_nb_power_0.5": {**_BASE, "nb_power": 0.5, "extra_weight": 1.0},
     "chatterbot_english_1_nb_power_0.5": {**_BASE, "nb_power": 0.5, "extra_weight": 1.0, "extra_languages": "english"},
+    "max_df_0.5_nb_power_0.5": {**_BASE, "nb_power": 0.5, "max_df": 0.5},
+    "max_df_0.2_nb_power_0.5": {**_BASE, "nb_power": 0.5, "max_df": 0.2},
+    "max_df_0.1_nb_power_0.5": {**_BASE, "nb_power": 0.5, "max_df": 0.1},
+    "max_df_0.05_nb_power_0.5": {**_BASE, "nb_power": 0.5, "max_df": 0.05},
+    "chatterbot_all_turns_1_nb_power_0.5": {**_BASE, "nb_power": 0.5, "extra_weight": 1.0,
+                                            "extra_languages": "training_part"},
+    "word_unigrams_nb_power_0.5": {**_BASE, "nb_power": 0.5, "word_ngrams": 1},
     "fast": _FAST,
     "fast_nb_power_0.5": {**_FAST, "nb_power": 0.5},
     "fast_30k_nb_power_0.5": {**_FAST, "nb_power": 0.5, "max_features": 30000},
@@ -205,6 +223,12 @@ def message_rows(red_team_weight: float = 1.0, forms_weight: float = 0.0, overri
 
 
 def extra_harmless(languages: str = "*") -> list[str]:
+    if languages == "training_part":  # what ``--data pkg:chatterbot-corpus`` trains on: every turn, its training part
+        return [text for _, _, text in chatterbot_turns()]
+    return _user_turns(languages)
+
+
+def _user_turns(languages: str) -> list[str]:
     """The user turns (first line of each conversation) of the ``chatterbot-corpus`` package (1.3.3, BSD-3; in the
     ``bench`` extra), of ``languages`` (a glob of its language folders): short harmless questions and remarks typed
     to a chatbot, distinct, in file order."""
@@ -241,11 +265,12 @@ def fit_flag_head(vectorizer: QAVectorizer, items: list, y: np.ndarray, w: np.nd
 
 
 def fit(texts: list[str], y: np.ndarray, w: np.ndarray, max_features: int, char_weight: float, nb_power: float,
-        characters: bool, c: float, word_ngrams: int, clean: str = "", doubtful: np.ndarray | None = None):
+        characters: bool, c: float, word_ngrams: int, max_df: float = 1.0, clean: str = "",
+        doubtful: np.ndarray | None = None):
     """The message side fitted on these rows; with ``clean``, the ``doubtful`` rows are first scored by the same
     recipe fitted without them, and those it flags (probability >= 0.5) are dropped or relabelled unsafe."""
     knobs = {"max_features": max_features, "char_weight": char_weight, "nb_power": nb_power,
-             "characters": characters, "c": c, "word_ngrams": word_ngrams}
+             "characters": characters, "c": c, "word_ngrams": word_ngrams, "max_df": max_df}
     if clean and doubtful is not None and doubtful.any():
         sure = np.flatnonzero(~doubtful)
         cleaner = fit([texts[i] for i in sure], y[sure], w[sure], **knobs)
@@ -261,10 +286,25 @@ def fit(texts: list[str], y: np.ndarray, w: np.ndarray, max_features: int, char_
     return _fit_plain(texts, y, w, **knobs)
 
 
+class DfCappedVectorizer(QAVectorizer):
+    """``QAVectorizer`` whose blocks drop terms in more than ``max_df`` of the texts (a harness-only knob: the
+    most frequent n-grams, " i ", "the", carry a source's voice more than a message's meaning)."""
+
+    def __init__(self, word_fields=("prompt", "response"), word_ngram_range=(1, 2), char_fields=("response",),
+                 char_ngram_range=(2, 5), min_df=2, max_features=None, sublinear_tf=True, dtype=np.float32,
+                 max_df=1.0):
+        super().__init__(word_fields, word_ngram_range, char_fields, char_ngram_range, min_df, max_features,
+                         sublinear_tf, dtype)
+        self.max_df = max_df
+
+    def make_block(self, analyzer: str):
+        return super().make_block(analyzer).set_params(max_df=self.max_df)
+
+
 def _fit_plain(texts: list[str], y: np.ndarray, w: np.ndarray, max_features: int, char_weight: float,
-               nb_power: float, characters: bool, c: float, word_ngrams: int):
-    vectorizer = QAVectorizer(word_fields=("lone_text",), char_fields=("lone_text",) if characters else (),
-                              max_features=max_features, word_ngram_range=(1, word_ngrams))
+               nb_power: float, characters: bool, c: float, word_ngrams: int, max_df: float = 1.0):
+    vectorizer = DfCappedVectorizer(word_fields=("lone_text",), char_fields=("lone_text",) if characters else (),
+                                    max_features=max_features, word_ngram_range=(1, word_ngrams), max_df=max_df)
     score = fit_flag_head(vectorizer, [("", t) for t in texts], y, w, char_weight, nb_power, c)
     return lambda items: score([("", t) for t in items])
 
@@ -322,6 +362,11 @@ def measure(name: str) -> dict:
         harmful[n] = score(items)[unsafe]
     smoke = [json.loads(line) for line in SMOKE.read_text().splitlines()]
     smoke_scores, smoke_unsafe = score([r["text"] for r in smoke]), np.array([not r["is_safe"] for r in smoke])
+    held = chatterbot_turns(heldout=True)
+    held_flagged = score([text for _, _, text in held]) >= cut
+    languages = np.array([language for _, language, _ in held])
+    result["chatterbot_heldout"] = {"fpr": round(float(held_flagged.mean()), 4), "fpr by language": {
+        lang: round(float(held_flagged[languages == lang].mean()), 3) for lang in sorted(set(languages))}}
     result["own_cut_off"] = {**{f"fpr {n}": round(float((s >= cut).mean()), 4) for n, s in harmless.items()},
                              **{f"recall {n}": round(float((s >= cut).mean()), 4) for n, s in harmful.items()},
                              "smoke harmful flagged": int((smoke_scores[smoke_unsafe] >= cut).sum()),
@@ -363,6 +408,15 @@ def markdown(results: list[dict]) -> str:
     for r in results:
         at = r["every_harmless_fpr_at_most_0.05"]
         lines.append(f"| {r['variant']} | {at['cut_off']:.3f} | " + " | ".join(f"{at[k]:.3f}" for k in harmful) + " |")
+    multilingual = [r for r in results if "chatterbot_heldout" in r]
+    if multilingual:
+        lines += ["", "Harmless messages in 28 languages (chatterbot-corpus's held-out part, 3,039 turns never trained on) at",
+                  "each variant's own cut-off (variants measured since it was added): FPR, and the five highest languages:", "",
+                  "| variant | FPR | highest languages |", "|---|---:|---|"]
+        for r in multilingual:
+            by = r["chatterbot_heldout"]["fpr by language"]
+            top = ", ".join(f"{lang} {by[lang]:.2f}" for lang in sorted(by, key=by.get, reverse=True)[:5])
+            lines.append(f"| {r['variant']} | {r['chatterbot_heldout']['fpr']:.3f} | {top} |")
     rule = [r for r in results if "cut_flagging_5pct_of_safe_training" in r]
     if rule:
         keys = [k for k in rule[0]["cut_flagging_5pct_of_safe_training"] if k != "cut_off"]

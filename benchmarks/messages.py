@@ -46,6 +46,7 @@ SETS = [
     ("instruction_heldout", DATA / "everyday" / "instruction_heldout.jsonl"),
     ("advbench", DATA / "everyday" / "advbench_harmful_behaviors.jsonl"),
     *[(p.name.removesuffix("_heldout.jsonl"), p) for p in sorted((DATA / "messages").glob("*_heldout.jsonl"))],
+    ("chatterbot_heldout", None),  # chatterbot-corpus's held-out part (lite_moderation.sources.chatterbot_turns)
     ("xstest", DATA / "external" / "xstest_response_harmful.jsonl"),
     ("saferlhf", DATA / "external" / "saferlhf_2000.jsonl"),
 ]
@@ -89,17 +90,32 @@ def measure(model, items: list, unsafe: np.ndarray) -> dict:
     return result
 
 
+def load_set(path: Path | None):
+    """A set's rows (a Dataset), and which are unsafe; ``None``: chatterbot-corpus's held-out part, harmless
+    messages in 28 languages (None if this package version has no such split: an older revision measured)."""
+    if path is not None:
+        dataset = lm.load_dataset(str(path))
+        return dataset, np.asarray(dataset.unsafe_labels(), dtype=bool)
+    try:
+        from lite_moderation.sources import chatterbot_turns
+    except ImportError:
+        return None, None
+    texts = [text for _, _, text in chatterbot_turns(heldout=True)]
+    return lm.Dataset([(t, "") for t in texts], None, np.zeros(len(texts), bool), [], texts), np.zeros(len(texts), bool)
+
+
 def run(models: list[str]) -> dict:
     results: dict = {}
     for model_name in models:
         model = lm.load(model_name)
         pooled: dict[str, tuple[list, list]] = {}
         for set_name, path in SETS:
-            dataset = lm.load_dataset(str(path))
-            unsafe = np.asarray(dataset.unsafe_labels(), dtype=bool)
+            dataset, unsafe = load_set(path)
+            if dataset is None:
+                continue
             for shape, items in shapes_of(set_name, dataset).items():
                 results.setdefault(model_name, {}).setdefault(set_name, {})[shape] = measure(model, items, unsafe)
-                if path.parent.name == "messages":  # every held-out message file, pooled
+                if path is not None and path.parent.name == "messages":  # every held-out message file, pooled
                     pooled.setdefault(shape, ([], []))[0].extend(items)
                     pooled[shape][1].extend(unsafe.tolist())
                 print(model_name, set_name, shape, {k: round(v, 3) for k, v in

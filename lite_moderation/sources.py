@@ -29,6 +29,7 @@ import itertools
 import json
 import os
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,7 +51,7 @@ from .taxonomy import BEAVERTAILS
 from .texts import group_keys
 
 __all__ = [
-    "PACKAGE_SOURCES", "SHAPES", "SourceSpec", "TrainingSet", "build_training_set", "chitchat_pairs",
+    "PACKAGE_SOURCES", "SHAPES", "SourceSpec", "TrainingSet", "build_training_set", "chatterbot_turns", "chitchat_pairs",
     "describe_source", "parse_source", "read_source",
 ]
 
@@ -58,7 +59,11 @@ __all__ = [
 SHAPES = ("pair", "prompt", "text")
 
 #: Sources read from an installed package instead of a file: name -> (pip package, license).
-PACKAGE_SOURCES = {"pkg:chitchat-dataset": ("chitchat-dataset", "MIT")}
+PACKAGE_SOURCES = {"pkg:chitchat-dataset": ("chitchat-dataset", "MIT"),
+                   "pkg:chatterbot-corpus": ("chatterbot-corpus", "BSD-3-Clause")}
+#: One conversation in this many of ``chatterbot-corpus`` is held out (never a training row): the harmless
+#: messages in 28 languages that measure whether a model flags a language rather than a harm.
+CHATTERBOT_HELDOUT_EVERY = 5
 
 #: Licenses of known data files without a ``license`` field, by sha256.
 KNOWN_LICENSES = {
@@ -177,8 +182,45 @@ def chitchat_pairs() -> list[tuple[str, str, str]]:
     return pairs
 
 
+def chatterbot_turns(heldout: bool = False) -> list[tuple[str, str, str]]:
+    """(conversation, language, text) of every distinct turn of ``chatterbot-corpus`` (short harmless messages to
+    a chatbot, 28 languages), in its training part or (``heldout``) its held-out part.
+
+    Why both parts here: the split is one decision, read by training (``pkg:chatterbot-corpus`` is the training
+    part) and by the benchmarks (the held-out part). A conversation is named by its file and position, so its
+    translations share a name and a part; a text of the held-out part is never a training row.
+    """
+    try:
+        import chatterbot_corpus
+        import yaml
+    except ImportError:
+        raise DataError("pkg:chatterbot-corpus", message="the package (or pyyaml, which reads it) is not installed",
+                        hint="pip install 'lite-moderation[everyday]' (chatterbot-corpus==1.3.3, the version the "
+                             "shipped models were trained with)") from None
+    root = Path(chatterbot_corpus.__file__).parent / "data"
+    parts: dict[bool, dict[str, tuple[str, str]]] = {False: {}, True: {}}
+    for path in sorted(root.glob("*/*.yml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for k, conversation in enumerate(doc.get("conversations") or []):
+            name = f"{path.stem}/{k}"
+            held = zlib.crc32(name.encode()) % CHATTERBOT_HELDOUT_EVERY == 0
+            for turn in conversation or []:
+                text = " ".join(turn.split()) if isinstance(turn, str) else ""
+                if text:
+                    parts[held].setdefault(text, (name, path.parent.name))
+    chosen = parts[heldout] if heldout else {t: v for t, v in parts[False].items() if t not in parts[True]}
+    return [(name, language, text) for text, (name, language) in chosen.items()]
+
+
 def _package_dataset(name: str) -> tuple[Dataset, list[str]]:
-    """A package source as a Dataset of safe pairs, with its conversation ids as groups."""
+    """A package source as a Dataset of safe rows (pairs, or messages alone), with its conversations as groups."""
+    if name == "pkg:chatterbot-corpus":
+        turns = chatterbot_turns()
+        n = len(turns)
+        pairs = [(text, "") for _, _, text in turns]
+        dataset = Dataset(pairs, None, np.zeros(n, bool), list(range(1, n + 1)), [t for t, _ in pairs], name,
+                          LabelSet(()))
+        return dataset, [conversation for conversation, _, _ in turns]
     if name != "pkg:chitchat-dataset":
         raise DataError(name, message=f"unknown package source: expected one of {sorted(PACKAGE_SOURCES)}")
     rows = chitchat_pairs()

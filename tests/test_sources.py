@@ -12,7 +12,7 @@ from conftest import BEAVERTAILS_TEST, SHARED_DATA, synthetic_records, write_jso
 from lite_moderation import cross_validate, default_estimator
 from lite_moderation.cli import main
 from lite_moderation.data import DataError
-from lite_moderation.sources import SourceSpec, build_training_set, chitchat_pairs, parse_source
+from lite_moderation.sources import SourceSpec, build_training_set, chatterbot_turns, chitchat_pairs, parse_source
 from lite_moderation.taxonomy import CATEGORIES
 from lite_moderation.texts import field_text
 
@@ -178,6 +178,27 @@ def test_chitchat_package_pairs_are_consecutive_messages():
     same_conv = [(a, b, c, d) for (c1, a, b), (c2, c, d) in itertools.pairwise(pairs) if c1 == c2]
     # each reply is the next pair's message (but where an empty message was left out)
     assert np.mean([b == c for _, b, c, _ in same_conv]) > 0.99
+
+
+def test_chatterbot_package_parts_are_disjoint_and_keep_translations_together():
+    pytest.importorskip("chatterbot_corpus")
+    train, held = chatterbot_turns(), chatterbot_turns(heldout=True)
+    assert len(train) > 5_000 and len(held) > 1_000
+    assert not {t for _, _, t in train} & {t for _, _, t in held}  # no held-out text is ever a training row
+    assert {c for c, _, _ in train}.isdisjoint({c for c, _, _ in held})  # a conversation is in one part
+    # a conversation's translations share its name, so they fall in one part: many languages per held-out name
+    languages = {}
+    for conversation, language, _ in held:
+        languages.setdefault(conversation, set()).add(language)
+    assert max(map(len, languages.values())) > 10
+    assert chatterbot_turns() == train  # the same rows on every call
+
+
+def test_chatterbot_package_source_trains_as_harmless_messages_alone():
+    pytest.importorskip("chatterbot_corpus")
+    ts = build_training_set([SourceSpec("pkg:chatterbot-corpus", rows=300)], shapes=("pair", "text"), seed=0)
+    assert len(ts) == 300 and not ts.Y.any()
+    assert all(isinstance(p, str) or not (p[0] and p[1]) for p in ts.pairs)  # single messages, no pairs
 
 
 def _train(runner, out, primary, extra: str, *options: str):
