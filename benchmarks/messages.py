@@ -17,6 +17,7 @@ Writes ``benchmarks/results/messages_<label>.json``; ``--table`` renders every l
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -90,18 +91,22 @@ def measure(model, items: list, unsafe: np.ndarray) -> dict:
     return result
 
 
-def load_set(path: Path | None):
-    """A set's rows (a Dataset), and which are unsafe; ``None``: chatterbot-corpus's held-out part, harmless
-    messages in 28 languages (None if this package version has no such split: an older revision measured)."""
+def set_shapes(name: str, path: Path | None) -> dict[str, tuple[list, np.ndarray]] | None:
+    """Each shape's items of a set, and which are unsafe. ``path`` None: chatterbot-corpus's held-out part,
+    harmless exchanges in 28 languages (every distinct turn as a message, consecutive turns as pairs); None if
+    the package measured has no such split (an older revision)."""
     if path is not None:
         dataset = lm.load_dataset(str(path))
-        return dataset, np.asarray(dataset.unsafe_labels(), dtype=bool)
+        unsafe = np.asarray(dataset.unsafe_labels(), dtype=bool)
+        return {shape: (items, unsafe) for shape, items in shapes_of(name, dataset).items()}
     try:
-        from lite_moderation.sources import chatterbot_turns
+        from lite_moderation.sources import chatterbot_conversations, chatterbot_turns
     except ImportError:
-        return None, None
+        return None
     texts = [text for _, _, text in chatterbot_turns(heldout=True)]
-    return lm.Dataset([(t, "") for t in texts], None, np.zeros(len(texts), bool), [], texts), np.zeros(len(texts), bool)
+    pairs = [pair for _, _, turns in chatterbot_conversations(heldout=True) for pair in itertools.pairwise(turns)]
+    return {"pair": (pairs, np.zeros(len(pairs), bool)), "prompt": ([(t, "") for t in texts], np.zeros(len(texts), bool)),
+            "text": ([("", t) for t in texts], np.zeros(len(texts), bool))}
 
 
 def run(models: list[str]) -> dict:
@@ -110,10 +115,8 @@ def run(models: list[str]) -> dict:
         model = lm.load(model_name)
         pooled: dict[str, tuple[list, list]] = {}
         for set_name, path in SETS:
-            dataset, unsafe = load_set(path)
-            if dataset is None:
-                continue
-            for shape, items in shapes_of(set_name, dataset).items():
+            shapes = set_shapes(set_name, path)
+            for shape, (items, unsafe) in (shapes or {}).items():
                 results.setdefault(model_name, {}).setdefault(set_name, {})[shape] = measure(model, items, unsafe)
                 if path is not None and path.parent.name == "messages":  # every held-out message file, pooled
                     pooled.setdefault(shape, ([], []))[0].extend(items)
@@ -145,9 +148,11 @@ def table() -> str:
     lines = ["# Both failure modes, every shape", "",
              "`python benchmarks/messages.py --label LABEL` per run, then `python benchmarks/messages.py --table`.",
              "FPR on harmless rows, recall (rec) on harmful rows, AUROC where a set has both. `before`: the models",
-             "and code of 55993a2, before issue 20 (run with PYTHONPATH at its checkout); `previous`: those of 8b012e0,",
-             "issue 20's third round (Naive-Bayes weighting; the first and second rounds, dc5ec73 and 4beeb82, are in",
-             "this file's history); `after`: this commit's (the fifth round: `fast`'s message block at 50,000 terms).",
+             "and code of 55993a2, before issue 20 (run with PYTHONPATH at its checkout; its code has no chatterbot",
+             "split, so that set is blank there); `previous`: the models of 9dae24e, issue 20's fifth round, measured",
+             "with this commit's code (the models alone changed since; earlier rounds are in this file's history);",
+             "`after`: this commit's (the sixth round: `default` and `fast` also trained on chatterbot-corpus's training",
+             "part, harmless messages in 28 languages; `chatterbot_heldout` is its held-out part).",
              ""]
     models = sorted({m for r in runs.values() for m in r})
     for model in models:

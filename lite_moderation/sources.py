@@ -51,7 +51,7 @@ from .taxonomy import BEAVERTAILS
 from .texts import group_keys
 
 __all__ = [
-    "PACKAGE_SOURCES", "SHAPES", "SourceSpec", "TrainingSet", "build_training_set", "chatterbot_turns", "chitchat_pairs",
+    "PACKAGE_SOURCES", "SHAPES", "SourceSpec", "TrainingSet", "build_training_set", "chatterbot_conversations", "chatterbot_turns", "chitchat_pairs",
     "describe_source", "parse_source", "read_source",
 ]
 
@@ -182,13 +182,13 @@ def chitchat_pairs() -> list[tuple[str, str, str]]:
     return pairs
 
 
-def chatterbot_turns(heldout: bool = False) -> list[tuple[str, str, str]]:
-    """(conversation, language, text) of every distinct turn of ``chatterbot-corpus`` (short harmless messages to
-    a chatbot, 28 languages), in its training part or (``heldout``) its held-out part.
+def chatterbot_conversations(heldout: bool = False) -> list[tuple[str, str, list[str]]]:
+    """(name, language, turns) of every conversation of ``chatterbot-corpus`` (short harmless exchanges with a
+    chatbot, 28 languages) in its training part or (``heldout``) its held-out part.
 
-    Why both parts here: the split is one decision, read by training (``pkg:chatterbot-corpus`` is the training
-    part) and by the benchmarks (the held-out part). A conversation is named by its file and position, so its
-    translations share a name and a part; a text of the held-out part is never a training row.
+    Why here: the split is one decision, read by training (``pkg:chatterbot-corpus`` is the training part, see
+    :func:`chatterbot_turns`) and by the benchmarks (the held-out part). A conversation is named by its file and
+    position, so its translations share a name and a part.
     """
     try:
         import chatterbot_corpus
@@ -198,17 +198,33 @@ def chatterbot_turns(heldout: bool = False) -> list[tuple[str, str, str]]:
                         hint="pip install 'lite-moderation[everyday]' (chatterbot-corpus==1.3.3, the version the "
                              "shipped models were trained with)") from None
     root = Path(chatterbot_corpus.__file__).parent / "data"
-    parts: dict[bool, dict[str, tuple[str, str]]] = {False: {}, True: {}}
+    conversations = []
     for path in sorted(root.glob("*/*.yml")):
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for k, conversation in enumerate(doc.get("conversations") or []):
             name = f"{path.stem}/{k}"
-            held = zlib.crc32(name.encode()) % CHATTERBOT_HELDOUT_EVERY == 0
-            for turn in conversation or []:
-                text = " ".join(turn.split()) if isinstance(turn, str) else ""
-                if text:
-                    parts[held].setdefault(text, (name, path.parent.name))
-    chosen = parts[heldout] if heldout else {t: v for t, v in parts[False].items() if t not in parts[True]}
+            if (zlib.crc32(name.encode()) % CHATTERBOT_HELDOUT_EVERY == 0) != heldout:
+                continue
+            turns = [" ".join(t.split()) for t in conversation or [] if isinstance(t, str)]
+            if any(turns):
+                conversations.append((name, path.parent.name, [t for t in turns if t]))
+    return conversations
+
+
+def chatterbot_turns(heldout: bool = False) -> list[tuple[str, str, str]]:
+    """(conversation, language, text) of every distinct turn of a part of ``chatterbot-corpus`` (see
+    :func:`chatterbot_conversations`); a text of the held-out part is never one of the training part."""
+    def distinct(part: list) -> dict[str, tuple[str, str]]:
+        turns: dict[str, tuple[str, str]] = {}
+        for name, language, texts in part:
+            for text in texts:
+                turns.setdefault(text, (name, language))
+        return turns
+
+    chosen = distinct(chatterbot_conversations(heldout))
+    if not heldout:
+        held = distinct(chatterbot_conversations(heldout=True))
+        chosen = {t: v for t, v in chosen.items() if t not in held}
     return [(name, language, text) for text, (name, language) in chosen.items()]
 
 

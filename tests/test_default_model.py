@@ -144,3 +144,22 @@ def default_scorer():
     if i in KNOWN_FLAGGED else i for i in range(len(SENTENCES))])
 def test_the_default_model_does_not_flag_the_issues_everyday_sentences(default_scorer, index):
     assert not default_scorer.moderate([SENTENCES[index]])[0]["flagged"]
+
+
+#: Share of chatterbot-corpus's held-out turns (harmless small talk with a chatbot in 28 languages, never trained on)
+#: each model may flag as messages. Measured in issue 20's sixth round: `default` 0.406 -> 0.028, `fast` 0.798 ->
+#: 0.029 once trained on the corpus's training part (before, MultiJail's all-unsafe rows taught that a language is
+#: a harm: Bengali, Korean, Japanese, Italian, Chinese small talk was flagged 67-98% of the time).
+MULTILINGUAL_FPR_LIMITS = {"default": 0.05, "fast": 0.05}
+
+
+@pytest.mark.parametrize("name", sorted(MULTILINGUAL_FPR_LIMITS))
+def test_shipped_models_spare_harmless_messages_in_other_languages(name):
+    pytest.importorskip("chatterbot_corpus")
+    from lite_moderation.sources import chatterbot_turns
+
+    turns = chatterbot_turns(heldout=True)
+    flagged = [r["flagged"] for r in load_scorer(name).moderate([text for _, _, text in turns])]
+    assert sum(flagged) / len(flagged) <= MULTILINGUAL_FPR_LIMITS[name]
+    in_english = [f for (_, language, _), f in zip(turns, flagged) if language == "english"]
+    assert sum(in_english) / len(in_english) <= MULTILINGUAL_FPR_LIMITS[name]
