@@ -705,7 +705,7 @@ def _write_explanations(explained: Iterator[tuple[dict, Any, int | None]], outpu
 
 class SourceType(click.ParamType):
     """A training source, ``FILE[,weight=W][,pair_weight=P][,prompt_alone_weight=Q][,rows=N][,shapes=A+B]`` or
-    ``pkg:chitchat-dataset``."""
+    ``pkg:chitchat-dataset`` / ``pkg:chatterbot-corpus`` (see ``sources.PACKAGE_SOURCES``)."""
 
     name = "source"
 
@@ -730,7 +730,7 @@ def data_options(command: Callable) -> Callable:
     """The training data of ``train`` and ``cv``: one or more sources, and the input shapes shown."""
     options = [
         click.option("--data", "--input", "-i", "sources", required=True, multiple=True, type=SourceType(),
-                     help="Labelled file (.jsonl[.gz|.xz], .json, .csv) or pkg:chitchat-dataset, optionally "
+                     help="Labelled file (.jsonl[.gz|.xz], .json, .csv), pkg:chitchat-dataset or pkg:chatterbot-corpus, optionally "
                           "',weight=W,pair_weight=P,prompt_alone_weight=Q,rows=N,shapes=A+B' (row weight; the weight "
                           "of its pairs if other than W; of the messages made of its pairs' prompts if other than W; "
                           "a seeded sample of N rows; this source's own "

@@ -51,8 +51,8 @@ from .taxonomy import BEAVERTAILS
 from .texts import group_keys
 
 __all__ = [
-    "PACKAGE_SOURCES", "SHAPES", "SourceSpec", "TrainingSet", "build_training_set", "chatterbot_conversations", "chatterbot_turns", "chitchat_pairs",
-    "describe_source", "parse_source", "read_source",
+    "PACKAGE_SOURCES", "SHAPES", "SourceSpec", "TrainingSet", "build_training_set", "chatterbot_conversations",
+    "chatterbot_turns", "chitchat_pairs", "describe_source", "parse_source", "read_source",
 ]
 
 #: The input shapes training can show: the pair, the prompt alone, the text (response) alone.

@@ -23,7 +23,8 @@ from lite_moderation.persistence import SHIPPED_MODELS
 #: just under each model's measured CV. The BeaverTails-only model keeps the floors the BeaverTails-only default
 #: had. `default` keeps issue 20's targets for pairs (unsafe F1 >= 0.75, AUPRC >= 0.835); measured 0.756 / 0.844 /
 #: 0.439 since its everyday pairs weigh 0.3 of their messages and its pairs' response characters 1.5 (0.752 / 0.837
-#: / 0.429 before), 0.757 / 0.844 / 0.439 since its message flag head is Naive-Bayes weighted (`--nb-power`). Issue 20 first retrained `default` and `fast` with a message model beside the pair model; their
+#: / 0.429 before), 0.757 / 0.844 / 0.439 since its message flag head is Naive-Bayes weighted (`--nb-power`), 0.759 /
+#: 0.844 / 0.443 since it also trains on chatterbot-corpus (`fast`: 0.744 / 0.827 / 0.423 -> 0.749 / 0.831 / 0.420). Issue 20 first retrained `default` and `fast` with a message model beside the pair model; their
 #: category macro-F1 and `fast`'s pair quality went down then (a regression reported in the issue's closing note, not
 #: hidden): default macro-F1 0.445 -> 0.429; fast unsafe F1 / AUPRC / macro-F1 0.748 / 0.838 / 0.437 -> 0.734 /
 #: 0.818 / 0.417, now 0.747 / 0.827 / 0.423.
@@ -149,7 +150,7 @@ def test_the_default_model_does_not_flag_the_issues_everyday_sentences(default_s
 #: Share of chatterbot-corpus's held-out turns (harmless small talk with a chatbot in 28 languages, never trained on)
 #: each model may flag as messages. Measured in issue 20's sixth round: `default` 0.406 -> 0.028, `fast` 0.798 ->
 #: 0.029 once trained on the corpus's training part (before, MultiJail's all-unsafe rows taught that a language is
-#: a harm: Bengali, Korean, Japanese, Italian, Chinese small talk was flagged 67-98% of the time).
+#: a harm: `default` flagged Bengali, Korean, Italian, Japanese and Chinese small talk 70-90% of the time).
 MULTILINGUAL_FPR_LIMITS = {"default": 0.05, "fast": 0.05}
 
 
