@@ -52,7 +52,7 @@ from .texts import group_keys
 
 __all__ = [
     "PACKAGE_SOURCES", "SHAPES", "SourceSpec", "TrainingSet", "build_training_set", "chatterbot_conversations",
-    "chatterbot_turns", "chitchat_pairs", "describe_source", "parse_source", "read_source",
+    "chatterbot_pairs", "chatterbot_turns", "chitchat_pairs", "describe_source", "parse_source", "read_source",
 ]
 
 #: The input shapes training can show: the pair, the prompt alone, the text (response) alone.
@@ -60,7 +60,8 @@ SHAPES = ("pair", "prompt", "text")
 
 #: Sources read from an installed package instead of a file: name -> (pip package, license).
 PACKAGE_SOURCES = {"pkg:chitchat-dataset": ("chitchat-dataset", "MIT"),
-                   "pkg:chatterbot-corpus": ("chatterbot-corpus", "BSD-3-Clause")}
+                   "pkg:chatterbot-corpus": ("chatterbot-corpus", "BSD-3-Clause"),
+                   "pkg:chatterbot-corpus-pairs": ("chatterbot-corpus", "BSD-3-Clause")}
 #: One conversation in this many of ``chatterbot-corpus`` is held out (never a training row): the harmless
 #: messages in 28 languages that measure whether a model flags a language rather than a harm.
 CHATTERBOT_HELDOUT_EVERY = 5
@@ -228,18 +229,32 @@ def chatterbot_turns(heldout: bool = False) -> list[tuple[str, str, str]]:
     return [(name, language, text) for text, (name, language) in chosen.items()]
 
 
+def chatterbot_pairs() -> list[tuple[str, str, str]]:
+    """(conversation, turn, next turn) of every distinct pair of consecutive turns of ``chatterbot-corpus``'s
+    training part, leaving out any pair holding a text of the held-out part (see :func:`chatterbot_conversations`)."""
+    held = {text for _, _, text in chatterbot_turns(heldout=True)}
+    pairs: dict[tuple[str, str], str] = {}
+    for name, _, turns in chatterbot_conversations():
+        for a, b in itertools.pairwise(turns):
+            if a not in held and b not in held:
+                pairs.setdefault((a, b), name)
+    return [(name, a, b) for (a, b), name in pairs.items()]
+
+
+def _package_rows(name: str) -> list[tuple[str, str, str]]:
+    """(group, prompt, response) of every row of a package source (response "": a message alone), all harmless."""
+    if name == "pkg:chatterbot-corpus":
+        return [(conversation, text, "") for conversation, _, text in chatterbot_turns()]
+    if name == "pkg:chatterbot-corpus-pairs":
+        return chatterbot_pairs()
+    if name == "pkg:chitchat-dataset":
+        return chitchat_pairs()
+    raise DataError(name, message=f"unknown package source: expected one of {sorted(PACKAGE_SOURCES)}")
+
+
 def _package_dataset(name: str) -> tuple[Dataset, list[str]]:
     """A package source as a Dataset of safe rows (pairs, or messages alone), with its conversations as groups."""
-    if name == "pkg:chatterbot-corpus":
-        turns = chatterbot_turns()
-        n = len(turns)
-        pairs = [(text, "") for _, _, text in turns]
-        dataset = Dataset(pairs, None, np.zeros(n, bool), list(range(1, n + 1)), [t for t, _ in pairs], name,
-                          LabelSet(()))
-        return dataset, [conversation for conversation, _, _ in turns]
-    if name != "pkg:chitchat-dataset":
-        raise DataError(name, message=f"unknown package source: expected one of {sorted(PACKAGE_SOURCES)}")
-    rows = chitchat_pairs()
+    rows = _package_rows(name)
     pairs = [(a, b) for _, a, b in rows]
     n = len(pairs)
     # every row safe: a binary source, which fits beside any label set (every category false)

@@ -12,7 +12,15 @@ from conftest import BEAVERTAILS_TEST, SHARED_DATA, synthetic_records, write_jso
 from lite_moderation import cross_validate, default_estimator
 from lite_moderation.cli import main
 from lite_moderation.data import DataError
-from lite_moderation.sources import SourceSpec, build_training_set, chatterbot_turns, chitchat_pairs, parse_source
+from lite_moderation.sources import (
+    SourceSpec,
+    build_training_set,
+    chatterbot_conversations,
+    chatterbot_pairs,
+    chatterbot_turns,
+    chitchat_pairs,
+    parse_source,
+)
 from lite_moderation.taxonomy import CATEGORIES
 from lite_moderation.texts import field_text
 
@@ -192,6 +200,19 @@ def test_chatterbot_package_parts_are_disjoint_and_keep_translations_together():
         languages.setdefault(conversation, set()).add(language)
     assert max(map(len, languages.values())) > 10
     assert chatterbot_turns() == train  # the same rows on every call
+
+
+def test_chatterbot_pairs_are_consecutive_turns_of_the_training_part_only():
+    pytest.importorskip("chatterbot_corpus")
+    pairs = chatterbot_pairs()
+    held = {t for _, _, t in chatterbot_turns(heldout=True)}
+    assert len(pairs) > 3_000 and len({(a, b) for _, a, b in pairs}) == len(pairs)
+    assert not any(a in held or b in held for _, a, b in pairs)
+    consecutive = {(name, a, b) for name, _, turns in chatterbot_conversations() for a, b in itertools.pairwise(turns)}
+    assert all(p in consecutive for p in pairs)
+    ts = build_training_set([parse_source("pkg:chatterbot-corpus-pairs,weight=0.15,shapes=pair")],
+                            shapes=("pair", "text"), seed=0)
+    assert len(ts) == len(pairs) and all(p and r for p, r in ts.pairs) and not ts.Y.any()  # pairs only
 
 
 def test_chatterbot_package_source_trains_as_harmless_messages_alone():
