@@ -25,6 +25,7 @@ or text (case and spacing folded), so they all leave the training folds whenever
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import os
@@ -33,6 +34,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -160,18 +162,26 @@ def parse_source(text: str) -> SourceSpec:
     return SourceSpec(path, weight, rows, shapes, **own)
 
 
+def _package_module(source: str, module: str, pin: str, also: tuple[str, ...] = ()) -> Any:
+    """The installed module a package source reads (and the modules ``also`` it needs), or a DataError saying
+    what to install."""
+    try:
+        for name in also:
+            importlib.import_module(name)
+        return importlib.import_module(module)
+    except ImportError:
+        raise DataError(source, message=f"the package {pin.split('==')[0]} (or {', '.join(also) or 'what it needs'}) "
+                        "is not installed", hint=f"pip install 'lite-moderation[everyday]' ({pin}, the version the "
+                        "shipped models were trained with)") from None
+
+
 def chitchat_pairs() -> list[tuple[str, str, str]]:
     """(conversation id, message, reply) for every pair of consecutive messages of ``chitchat-dataset``.
 
     A message is one speaker's utterances joined by spaces. Read from the package's own JSON file, so the
     same pairs come out on every machine where the package is installed.
     """
-    try:
-        import chitchat_dataset
-    except ImportError:
-        raise DataError("pkg:chitchat-dataset", message="the package is not installed",
-                        hint="pip install 'lite-moderation[everyday]' (chitchat-dataset==0.9.0, the version the shipped "
-                             "models were trained with)") from None
+    chitchat_dataset = _package_module("pkg:chitchat-dataset", "chitchat_dataset", "chitchat-dataset==0.9.0")
     path = Path(chitchat_dataset.__file__).parent / "dataset.json"
     with open(path, encoding="utf-8") as fh:
         conversations = json.load(fh)
@@ -191,13 +201,10 @@ def chatterbot_conversations(heldout: bool = False) -> list[tuple[str, str, list
     :func:`chatterbot_turns`) and by the benchmarks (the held-out part). A conversation is named by its file and
     position, so its translations share a name and a part.
     """
-    try:
-        import chatterbot_corpus
-        import yaml
-    except ImportError:
-        raise DataError("pkg:chatterbot-corpus", message="the package (or pyyaml, which reads it) is not installed",
-                        hint="pip install 'lite-moderation[everyday]' (chatterbot-corpus==1.3.3, the version the "
-                             "shipped models were trained with)") from None
+    chatterbot_corpus = _package_module("pkg:chatterbot-corpus", "chatterbot_corpus", "chatterbot-corpus==1.3.3",
+                                        also=("yaml",))
+    import yaml
+
     root = Path(chatterbot_corpus.__file__).parent / "data"
     conversations = []
     for path in sorted(root.glob("*/*.yml")):
@@ -243,13 +250,14 @@ def chatterbot_pairs() -> list[tuple[str, str, str]]:
 
 def _package_rows(name: str) -> list[tuple[str, str, str]]:
     """(group, prompt, response) of every row of a package source (response "": a message alone), all harmless."""
-    if name == "pkg:chatterbot-corpus":
-        return [(conversation, text, "") for conversation, _, text in chatterbot_turns()]
-    if name == "pkg:chatterbot-corpus-pairs":
-        return chatterbot_pairs()
-    if name == "pkg:chitchat-dataset":
-        return chitchat_pairs()
-    raise DataError(name, message=f"unknown package source: expected one of {sorted(PACKAGE_SOURCES)}")
+    readers = {"pkg:chatterbot-corpus": lambda: [(conv, text, "") for conv, _, text in chatterbot_turns()],
+               "pkg:chatterbot-corpus-pairs": chatterbot_pairs, "pkg:chitchat-dataset": chitchat_pairs}
+    if name not in readers:
+        raise DataError(name, message=f"unknown package source: expected one of {sorted(PACKAGE_SOURCES)}")
+    try:
+        return readers[name]()
+    except DataError as error:  # name the source the user gave (two sources read one package)
+        raise DataError(name, message=error.message, hint=error.hint) from None
 
 
 def _package_dataset(name: str) -> tuple[Dataset, list[str]]:

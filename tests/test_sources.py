@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -213,6 +214,16 @@ def test_chatterbot_pairs_are_consecutive_turns_of_the_training_part_only():
     ts = build_training_set([parse_source("pkg:chatterbot-corpus-pairs,weight=0.15,shapes=pair")],
                             shapes=("pair", "text"), seed=0)
     assert len(ts) == len(pairs) and all(p and r for p, r in ts.pairs) and not ts.Y.any()  # pairs only
+
+
+@pytest.mark.parametrize("source, module", [("pkg:chatterbot-corpus", "chatterbot_corpus"),
+                                            ("pkg:chatterbot-corpus-pairs", "yaml"),
+                                            ("pkg:chitchat-dataset", "chitchat_dataset")])
+def test_a_package_source_not_installed_says_what_to_install(monkeypatch, source, module):
+    monkeypatch.setitem(sys.modules, module, None)  # the import fails as if the package were absent
+    with pytest.raises(DataError, match=r"lite-moderation\[everyday\].*==") as caught:
+        build_training_set([SourceSpec(source)], shapes=("pair", "text"), seed=0)
+    assert source in str(caught.value)
 
 
 def test_chatterbot_package_source_trains_as_harmless_messages_alone():
