@@ -25,6 +25,7 @@ or text (case and spacing folded), so they all leave the training folds whenever
 
 from __future__ import annotations
 
+import functools
 import importlib
 import itertools
 import json
@@ -201,6 +202,13 @@ def chatterbot_conversations(heldout: bool = False) -> list[tuple[str, str, list
     :func:`chatterbot_turns`) and by the benchmarks (the held-out part). A conversation is named by its file and
     position, so its translations share a name and a part.
     """
+    return [(name, language, list(turns)) for name, language, held, turns in _chatterbot_corpus() if held == heldout]
+
+
+@functools.lru_cache(maxsize=1)
+def _chatterbot_corpus() -> tuple[tuple[str, str, bool, tuple[str, ...]], ...]:
+    """Every conversation of the installed corpus with its part, parsed once per process (its YAML files take about
+    1.4 s, and a training set or a benchmark reads both parts several times)."""
     chatterbot_corpus = _package_module("pkg:chatterbot-corpus", "chatterbot_corpus", "chatterbot-corpus==1.3.3",
                                         also=("yaml",))
     import yaml
@@ -211,12 +219,11 @@ def chatterbot_conversations(heldout: bool = False) -> list[tuple[str, str, list
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for k, conversation in enumerate(doc.get("conversations") or []):
             name = f"{path.stem}/{k}"
-            if (zlib.crc32(name.encode()) % CHATTERBOT_HELDOUT_EVERY == 0) != heldout:
-                continue
-            turns = [" ".join(t.split()) for t in conversation or [] if isinstance(t, str)]
+            turns = tuple(" ".join(t.split()) for t in conversation or [] if isinstance(t, str))
             if any(turns):
-                conversations.append((name, path.parent.name, [t for t in turns if t]))
-    return conversations
+                held = zlib.crc32(name.encode()) % CHATTERBOT_HELDOUT_EVERY == 0
+                conversations.append((name, path.parent.name, held, tuple(t for t in turns if t)))
+    return tuple(conversations)
 
 
 def chatterbot_turns(heldout: bool = False) -> list[tuple[str, str, str]]:

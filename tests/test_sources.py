@@ -15,6 +15,7 @@ from lite_moderation.cli import main
 from lite_moderation.data import DataError
 from lite_moderation.sources import (
     SourceSpec,
+    _chatterbot_corpus,  # the parse cache, cleared where a test hides the package
     build_training_set,
     chatterbot_conversations,
     chatterbot_pairs,
@@ -221,6 +222,7 @@ def test_chatterbot_pairs_are_consecutive_turns_of_the_training_part_only():
                                             ("pkg:chitchat-dataset", "chitchat_dataset")])
 def test_a_package_source_not_installed_says_what_to_install(monkeypatch, source, module):
     monkeypatch.setitem(sys.modules, module, None)  # the import fails as if the package were absent
+    _chatterbot_corpus.cache_clear()  # a corpus parsed earlier in this process would be served from memory
     with pytest.raises(DataError, match=r"lite-moderation\[everyday\].*==") as caught:
         build_training_set([SourceSpec(source)], shapes=("pair", "text"), seed=0)
     assert source in str(caught.value)
