@@ -126,7 +126,16 @@ class StableTfidfVectorizer(TfidfVectorizer):
         X, removed = pruned if isinstance(pruned, tuple) else (pruned, None)
         if limit is not None and X.shape[1] > limit:
             X = _keep_most_frequent(X, vocabulary, limit, removed)
+        X.sort_indices()
         return X if removed is None else (X, removed)
+
+    def _sort_features(self, X, vocabulary):
+        """Renumber terms by name, keeping each row's columns in order: ``fit_transform`` then gives the bytes
+        ``transform`` gives (tf-idf row norms are sums in column order), so training reuses its output."""
+        X = super()._sort_features(X, vocabulary)
+        X.has_sorted_indices = False  # its indices were replaced in place: the cached flag is stale
+        X.sort_indices()
+        return X
 
 
 def _keep_most_frequent(X: sp.spmatrix, vocabulary: dict, limit: int, removed: set | None) -> sp.csr_matrix:
