@@ -12,7 +12,10 @@ unsafe-only sources (jailbreak prompts, MultiJail) against the CLINC150 queries 
 (awesome prompts) against AdvBench (harmful). The same AUROC with the source in training is reported beside it
 (``in``), so the gap is what a new source costs. The mean over sources of the left-out AUROC is the transfer score
 a recipe can be picked by (it sees no evaluation set of the issue's targets: only held-out halves of training
-sources). Writes ``benchmarks/results/message_transfer.json`` and ``.md``; ``--variant`` keeps the others'.
+sources). CLINC150 is English: a model that reads a language as a harm ranks MultiJail's non-English requests above
+it for that cue alone. So unsafe-only sources are also scored against CLINC150 plus chatterbot-corpus's held-out
+part (harmless small talk in 28 languages, never trained on; ``lite_moderation.sources.chatterbot_turns``), where
+the language cue counts against a model as much as for it (``multilingual``, and its mean over sources). Writes ``benchmarks/results/message_transfer.json`` and ``.md``; ``--variant`` keeps the others'.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from _common import SHARED_DATA, kept_results, write_results
 from message_frontier import messages_of
 from message_recipes import VARIANTS, fit, message_rows, recipe_sources, split_settings
 from sklearn.metrics import roc_auc_score
+
+from lite_moderation.sources import chatterbot_turns
 
 MESSAGES = SHARED_DATA / "messages"
 #: The set a one-label source is paired with: harmless queries for unsafe-only sources, harmful requests otherwise.
@@ -47,11 +52,23 @@ def test_items(name: str) -> tuple[list[str], np.ndarray]:
     return items, unsafe
 
 
+def multilingual_items(name: str) -> tuple[list[str], np.ndarray] | None:
+    """An unsafe-only source's held-out messages against CLINC150 and chatterbot-corpus's held-out turns (None for
+    a source with safe rows)."""
+    items, unsafe = messages_of(MESSAGES / f"{name}_heldout.jsonl")
+    if not unsafe.all():
+        return None
+    partner, _ = messages_of(HARMLESS_PARTNER)
+    partner += [text for _, _, text in chatterbot_turns(heldout=True)]
+    return items + partner, np.concatenate([unsafe, np.zeros(len(partner), dtype=bool)])
+
+
 def measure(variant: str) -> dict:
     start = time.time()
     rows, knobs = split_settings(VARIANTS[variant])
     texts, y, w, _, _, source, doubtful = message_rows(**rows)
     tests = {name: test_items(name) for _, name in message_sources()}
+    multilingual = {name: multilingual_items(name) for _, name in message_sources()}
     full = fit(texts, y, w, doubtful=doubtful, **knobs)
     result = {"variant": variant, "sources": {}}
     for k, name in message_sources():
@@ -61,9 +78,17 @@ def measure(variant: str) -> dict:
         result["sources"][name] = {"rows_left_out": int((source == k).sum()), "test_rows": len(items),
                                    "in": round(float(roc_auc_score(unsafe, full(items))), 4),
                                    "left_out": round(float(roc_auc_score(unsafe, left_out(items))), 4)}
+        if multilingual[name] is not None:
+            items, unsafe = multilingual[name]
+            result["sources"][name]["multilingual"] = {
+                "test_rows": len(items), "in": round(float(roc_auc_score(unsafe, full(items))), 4),
+                "left_out": round(float(roc_auc_score(unsafe, left_out(items))), 4)}
         print(variant, name, result["sources"][name], flush=True)
     result["mean_in"] = round(float(np.mean([s["in"] for s in result["sources"].values()])), 4)
     result["mean_left_out"] = round(float(np.mean([s["left_out"] for s in result["sources"].values()])), 4)
+    fair = [s.get("multilingual", s) for s in result["sources"].values()]
+    result["mean_in_multilingual"] = round(float(np.mean([s["in"] for s in fair])), 4)
+    result["mean_left_out_multilingual"] = round(float(np.mean([s["left_out"] for s in fair])), 4)
     result["seconds"] = round(time.time() - start)
     return result
 
@@ -78,7 +103,27 @@ def markdown(results: list[dict]) -> str:
     for r in results:
         cells = [f"{r['sources'][n]['left_out']:.3f} ({r['sources'][n]['in']:.3f})" for n in names]
         lines.append(f"| {r['variant']} | {r['mean_left_out']:.4f} ({r['mean_in']:.4f}) | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + multilingual_markdown(results)) + "\n"
+
+
+def multilingual_markdown(results: list[dict]) -> list[str]:
+    """The unsafe-only sources against a harmless partner in 28 languages (variants measured since it exists)."""
+    measured = [r for r in results if "mean_left_out_multilingual" in r]
+    if not measured:
+        return []
+    names = [n for n, s in measured[0]["sources"].items() if "multilingual" in s]
+    lines = ["", "## Unsafe-only sources against harmless messages in 28 languages", "",
+             "The same fits; the unsafe-only sources scored against CLINC150 **plus** chatterbot-corpus's held-out",
+             "part (3,039 harmless turns in 28 languages, never trained on), so reading a language as a harm no",
+             "longer helps (against CLINC150 alone, English, it did). The mean takes these cells for those sources",
+             "and the cells above for the others.", "",
+             "| variant | mean left out (in) | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+    for r in measured:
+        cells = [f"{r['sources'][n]['multilingual']['left_out']:.3f} ({r['sources'][n]['multilingual']['in']:.3f})"
+                 for n in names]
+        lines.append(f"| {r['variant']} | {r['mean_left_out_multilingual']:.4f} ({r['mean_in_multilingual']:.4f}) | "
+                     + " | ".join(cells) + " |")
+    return lines
 
 
 def main() -> None:
