@@ -9,6 +9,7 @@ and the blocks are stacked side by side; the linear model then weighs "how to" i
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -129,6 +130,17 @@ class StableTfidfVectorizer(TfidfVectorizer):
         X.sort_indices()
         return X if removed is None else (X, removed)
 
+    def _char_wb_ngrams(self, text_document: str) -> list[str]:
+        """scikit-learn's ``char_wb`` n-grams, each word's taken from a cache (:func:`_word_char_ngrams`): words
+        repeat, so training and the scikit-learn scoring path stop rebuilding the same n-grams. Same list, same
+        order (a test compares them)."""
+        min_n, max_n = self.ngram_range
+        ngrams: list[str] = []
+        for word in self._white_spaces.sub(" ", text_document).split():
+            ngrams += _word_char_ngrams(word, min_n, max_n) if len(word) <= _CACHED_WORD_CHARS \
+                else _padded_word_ngrams(word, min_n, max_n)
+        return ngrams
+
     def _sort_features(self, X, vocabulary):
         """Renumber terms by name, keeping each row's columns in order: ``fit_transform`` then gives the bytes
         ``transform`` gives (tf-idf row norms are sums in column order), so training reuses its output."""
@@ -136,6 +148,25 @@ class StableTfidfVectorizer(TfidfVectorizer):
         X.has_sorted_indices = False  # its indices were replaced in place: the cached flag is stale
         X.sort_indices()
         return X
+
+
+#: Words longer than this are not cached (a hostile megabyte-long word would hold millions of n-grams).
+_CACHED_WORD_CHARS = 64
+
+
+def _padded_word_ngrams(word: str, min_n: int, max_n: int) -> tuple[str, ...]:
+    """The ``char_wb`` n-grams of one word, as scikit-learn's ``_char_wb_ngrams`` lists them: the word padded with
+    a space each side, n from min_n to max_n, a word shorter than n counted once."""
+    padded = f" {word} "
+    ngrams = []
+    for n in range(min_n, max_n + 1):
+        ngrams += [padded[i:i + n] for i in range(max(len(padded) - n + 1, 1))]
+        if len(padded) <= n:
+            break
+    return tuple(ngrams)
+
+
+_word_char_ngrams = functools.lru_cache(maxsize=1 << 17)(_padded_word_ngrams)
 
 
 def _keep_most_frequent(X: sp.spmatrix, vocabulary: dict, limit: int, removed: set | None) -> sp.csr_matrix:
