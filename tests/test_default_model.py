@@ -76,7 +76,7 @@ def _metadata_without_cv(path) -> dict:
     return metadata
 
 
-#: The rebuilds, longest first (default ~4.5 min, fast ~1 min, beavertails ~30 s): marked `starts_first`, they are
+#: The rebuilds, longest first (default ~4 min, fast ~1 min, beavertails ~20 s): marked `starts_first`, they are
 #: handed to pytest-xdist's workers before any other test (tests/conftest.py), and the short tests fill the workers
 #: around them. `--jobs 2` fits the labels in two processes: it changes the speed, not the bytes (the dual solver's
 #: shuffle draws from each process's own rand(), seeded per fit), and the card's command leaves it out.
