@@ -76,9 +76,9 @@ def _metadata_without_cv(path) -> dict:
     return metadata
 
 
-#: The rebuilds, longest first (default ~4 min, fast ~1 min, beavertails ~20 s): marked `starts_first`, they are
-#: handed to pytest-xdist's workers before any other test (tests/conftest.py), and the short tests fill the workers
-#: around them. `--jobs 1`, as the card's command: the other worker keeps the second CPU busy, and `--jobs 2` only
+#: The rebuilds, longest first (in the suite: default ~5.5 min, fast ~1.5 min, beavertails ~20 s): marked
+#: `starts_first`, they are handed to pytest-xdist's workers before any other test (tests/conftest.py), and the short
+#: tests fill the workers around them. `--jobs 1`, as the card's command: the other worker keeps the second CPU busy, and `--jobs 2` only
 #: adds work there (measured alone, default's training: 253 s wall but 381 CPU-s with two processes, 294 s with
 #: one: each fit ships the features to a process). Two processes give the same bytes (test_model.py
 #: test_label_threads_give_the_same_model: the dual solver's shuffle draws from each process's own rand()).
