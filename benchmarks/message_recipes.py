@@ -176,8 +176,8 @@ def recipe_sources(overrides: tuple = ()) -> list:
     args = shlex.split(card["recipe"]["command"])
     specs = []
     for previous, arg in itertools.pairwise(args):
-        if previous == "--data" and arg.partition(",")[0] not in NOT_IN_BASE:
-            name, _, options = arg.partition(",")
+        name, _, options = arg.partition(",")
+        if previous == "--data" and name not in NOT_IN_BASE:
             specs.append(parse_source(",".join(filter(None, [local_path(name), options]))))
     for part, fields in overrides:
         specs = [dataclasses.replace(s, **dict(fields)) if part in str(s.path) else s for s in specs]

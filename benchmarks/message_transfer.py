@@ -15,13 +15,15 @@ a recipe can be picked by (it sees no evaluation set of the issue's targets: onl
 sources). CLINC150 is English: a model that reads a language as a harm ranks MultiJail's non-English requests above
 it for that cue alone. So unsafe-only sources are also scored against CLINC150 plus chatterbot-corpus's held-out
 part (harmless small talk in 28 languages, never trained on; ``lite_moderation.sources.chatterbot_turns``), where
-the language cue counts against a model as much as for it (``multilingual``, and its mean over sources). Writes ``benchmarks/results/message_transfer.json`` and ``.md``; ``--variant`` keeps the others'.
+the language cue counts against a model as much as for it (``multilingual``, and its mean over sources). Writes
+``benchmarks/results/message_transfer.json`` and ``.md``; ``--variant`` keeps the others'.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 from _common import SHARED_DATA, kept_results, write_results
@@ -43,24 +45,14 @@ def message_sources() -> list[tuple[int, str]]:
             for k, spec in enumerate(recipe_sources()) if "/messages/" in str(spec.path)]
 
 
-def test_items(name: str) -> tuple[list[str], np.ndarray]:
-    """The source's held-out messages, with a never-trained partner set when it has one label only."""
+def test_items(name: str) -> tuple[list[str], np.ndarray, Path | None]:
+    """The source's held-out messages, with a never-trained partner set when it has one label only (and which)."""
     items, unsafe = messages_of(MESSAGES / f"{name}_heldout.jsonl")
-    if unsafe.all() or not unsafe.any():
-        partner, _ = messages_of(HARMLESS_PARTNER if unsafe.all() else HARMFUL_PARTNER)
-        items, unsafe = items + partner, np.concatenate([unsafe, np.full(len(partner), not unsafe[0])])
-    return items, unsafe
-
-
-def multilingual_items(name: str) -> tuple[list[str], np.ndarray] | None:
-    """An unsafe-only source's held-out messages against CLINC150 and chatterbot-corpus's held-out turns (None for
-    a source with safe rows)."""
-    items, unsafe = messages_of(MESSAGES / f"{name}_heldout.jsonl")
-    if not unsafe.all():
-        return None
-    partner, _ = messages_of(HARMLESS_PARTNER)
-    partner += [text for _, _, text in chatterbot_turns(heldout=True)]
-    return items + partner, np.concatenate([unsafe, np.zeros(len(partner), dtype=bool)])
+    if not (unsafe.all() or not unsafe.any()):
+        return items, unsafe, None
+    partner_path = HARMLESS_PARTNER if unsafe.all() else HARMFUL_PARTNER
+    partner, _ = messages_of(partner_path)
+    return items + partner, np.concatenate([unsafe, np.full(len(partner), not unsafe[0])]), partner_path
 
 
 def measure(variant: str) -> dict:
@@ -68,17 +60,19 @@ def measure(variant: str) -> dict:
     rows, knobs = split_settings(VARIANTS[variant])
     texts, y, w, _, _, source, doubtful = message_rows(**rows)
     tests = {name: test_items(name) for _, name in message_sources()}
-    multilingual = {name: multilingual_items(name) for _, name in message_sources()}
+    small_talk = [text for _, _, text in chatterbot_turns(heldout=True)]
+    multilingual = {name: (items + small_talk, np.concatenate([unsafe, np.zeros(len(small_talk), dtype=bool)]))
+                    for name, (items, unsafe, partner) in tests.items() if partner == HARMLESS_PARTNER}
     full = fit(texts, y, w, doubtful=doubtful, **knobs)
     result = {"variant": variant, "sources": {}}
     for k, name in message_sources():
         keep = np.flatnonzero(source != k)
         left_out = fit([texts[i] for i in keep], y[keep], w[keep], doubtful=doubtful[keep], **knobs)
-        items, unsafe = tests[name]
+        items, unsafe, _ = tests[name]
         result["sources"][name] = {"rows_left_out": int((source == k).sum()), "test_rows": len(items),
                                    "in": round(float(roc_auc_score(unsafe, full(items))), 4),
                                    "left_out": round(float(roc_auc_score(unsafe, left_out(items))), 4)}
-        if multilingual[name] is not None:
+        if name in multilingual:
             items, unsafe = multilingual[name]
             result["sources"][name]["multilingual"] = {
                 "test_rows": len(items), "in": round(float(roc_auc_score(unsafe, full(items))), 4),
