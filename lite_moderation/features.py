@@ -127,7 +127,8 @@ class StableTfidfVectorizer(TfidfVectorizer):
         X, removed = pruned if isinstance(pruned, tuple) else (pruned, None)
         if limit is not None and X.shape[1] > limit:
             X = _keep_most_frequent(X, vocabulary, limit, removed)
-        X.sort_indices()
+        if limit is not None:  # the last step of fit_transform (without max_features, _sort_features is)
+            X.sort_indices()
         return X if removed is None else (X, removed)
 
     def _char_wb_ngrams(self, text_document: str) -> list[str]:
@@ -142,11 +143,13 @@ class StableTfidfVectorizer(TfidfVectorizer):
         return ngrams
 
     def _sort_features(self, X, vocabulary):
-        """Renumber terms by name, keeping each row's columns in order: ``fit_transform`` then gives the bytes
-        ``transform`` gives (tf-idf row norms are sums in column order), so training reuses its output."""
+        """Renumber terms by name. ``fit_transform``'s counts leave with each row's columns in order (sorted once,
+        by its last step): it then gives the bytes ``transform`` gives (tf-idf row norms are sums in column order),
+        so training reuses its output."""
         X = super()._sort_features(X, vocabulary)
         X.has_sorted_indices = False  # its indices were replaced in place: the cached flag is stale
-        X.sort_indices()
+        if self.max_features is None:  # the last step: _limit_features ran before
+            X.sort_indices()
         return X
 
 

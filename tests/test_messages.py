@@ -211,6 +211,17 @@ def test_cached_character_ngrams_equal_scikit_learns_on_shared_texts(ngram_range
     assert [i for i, text in enumerate(texts) if ours(text) != reference(text)] == []
 
 
+@pytest.mark.parametrize("analyzer, max_features", [("char_wb", 3000), ("word", None)])
+def test_fit_transform_gives_the_bytes_transform_gives(analyzer, max_features) -> None:
+    """Training reuses fit_transform's features for the rows the vocabulary is learned from: they must be
+    transform's, column order included (tf-idf row norms are sums in that order), with and without a term cap."""
+    texts = [r for _, r in lm.load_dataset(str(BEAVERTAILS_TEST)).pairs[:800]]
+    vectorizer = StableTfidfVectorizer(analyzer=analyzer, max_features=max_features, min_df=2, sublinear_tf=True)
+    fitted, transformed = vectorizer.fit_transform(texts), vectorizer.transform(texts)
+    for part in ("indptr", "indices", "data"):
+        assert getattr(fitted, part).tobytes() == getattr(transformed, part).tobytes(), part
+
+
 def test_a_huge_word_is_not_kept_in_the_ngram_cache() -> None:
     from lite_moderation.features import _word_char_ngrams
 
