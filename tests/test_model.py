@@ -153,6 +153,28 @@ def test_label_threads_give_the_same_model(xy):
     np.testing.assert_array_equal(one.thresholds_, two.thresholds_)
 
 
+class HalvedWeights(lm.ModerationClassifier):
+    """An extension through ``_fit_label``, with a setting of its own that ``__init__`` keeps out of the params."""
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.factor = 0.5
+
+    def _fit_label(self, features, y, weights):
+        label_weights, bias = super()._fit_label(features, y, weights)
+        return label_weights * self.factor, bias
+
+
+def test_worker_processes_fit_with_a_subclass_and_its_own_settings(xy):
+    X, Y = xy
+    params = fast_estimator().get_params(deep=False)
+    plain = lm.ModerationClassifier(**params).fit(X, Y)
+    one, two = HalvedWeights(**params).fit(X, Y), HalvedWeights(**{**params, "n_jobs": 2}).fit(X, Y)
+    assert two.dual  # worker processes, each sent a copy of the estimator without its learned state
+    np.testing.assert_array_equal(one.coef_, two.coef_)
+    np.testing.assert_allclose(one.coef_, plain.coef_ * 0.5)
+
+
 def test_fbeta_threshold_with_beta_one_is_the_f1_threshold_and_smaller_beta_is_stricter():
     from lite_moderation.thresholds import best_fbeta_threshold
 
