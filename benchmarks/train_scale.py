@@ -2,7 +2,8 @@
 
 The rows are BeaverTails 30k_test pairs resampled by index and perturbed (words dropped and swapped, tokens
 appended) so vocabularies grow with size like real data; the set measures speed and memory only, never
-quality. Each training run is the real CLI in a subprocess; peak RSS is that child's ru_maxrss.
+quality. Each training run is the real CLI in a subprocess; memory is its peak RSS (ru_maxrss) and the sampled
+peak of its process tree's proportional set sizes (the workers of ``--jobs`` included).
 
     python benchmarks/train_scale.py --sizes 30000 300000 --setups fast-holdout-2jobs accurate-holdout-2jobs
 
@@ -16,14 +17,17 @@ Writes benchmarks/results/train_scale.json and train_scale.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import random
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from _common import DATA, RESULTS, write_text
@@ -56,7 +60,12 @@ def synthetic_file(rows: int, directory: Path, seed: int = 0) -> Path:
 
 
 def timed_training(data: Path, extra: list[str], output: Path, timeout: float) -> dict:
-    """Wall seconds and peak RSS of one `lite-moderation train` subprocess (None when it timed out)."""
+    """Wall seconds and memory of one `lite-moderation train` subprocess (None when it timed out).
+
+    ``peak_rss_mb``: the largest process's peak (ru_maxrss of the training process and the workers it waited
+    for); ``peak_tree_pss_mb``: the largest sum, sampled every 0.2 s, of the proportional set sizes of the training
+    process and its workers (a page they share, such as the memory-mapped features, counted once): what the
+    machine must hold with ``--jobs 2``."""
     wrapper = (
         "import json, resource, subprocess, sys, time\n"
         "t = time.perf_counter()\n"
@@ -66,12 +75,42 @@ def timed_training(data: Path, extra: list[str], output: Path, timeout: float) -
     )
     command = [sys.executable, "-m", "lite_moderation", "train", "--data", str(data), "--output", str(output),
                "--quiet", *extra]
+    proc = subprocess.Popen([sys.executable, "-c", wrapper, *command], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    peak_pss_kib = 0
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            for pid in reversed(process_tree(proc.pid)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.wait()
+            return {"code": None, "seconds": None, "peak_rss_mb": None, "peak_tree_pss_mb": None,
+                    "timed_out_after_s": timeout}
+        peak_pss_kib = max(peak_pss_kib, sum(map(pss_kib, process_tree(proc.pid))))
+        time.sleep(0.2)
+    result = json.loads(proc.stdout.read().strip().splitlines()[-1])
+    return {**result, "peak_tree_pss_mb": peak_pss_kib / 1024}
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc), parents first."""
+    tree, at = [pid], 0
+    while at < len(tree):
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{tree[at]}/task").iterdir():
+                tree += map(int, (task / "children").read_text().split())
+        at += 1
+    return tree
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size of a process in KiB (0 once it is gone)."""
     try:
-        proc = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True,
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {"code": None, "seconds": None, "peak_rss_mb": None, "timed_out_after_s": timeout}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    return sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("Pss:"))
 
 
 def main() -> None:
@@ -121,12 +160,16 @@ def write_results(runs: list[dict], args: argparse.Namespace) -> None:
         "Commands (a later `--merge` run replaces the same setup and size): "
         + "; ".join(f"`{c}`" for c in meta["commands"]) + f". Machine: {meta['machine']}.",
         "Each run is `lite-moderation train --data SYNTHETIC.jsonl --output DIR --quiet OPTIONS` in a subprocess;",
-        "rows are resampled, perturbed 30k_test pairs; peak RSS is the training process's.", "",
-        "| setup | options | rows | seconds | peak RSS MB | load average after |", "|---|---|---:|---:|---:|---:|",
+        "rows are resampled, perturbed 30k_test pairs. Peak RSS: the largest process's peak (the training process or",
+        "one of its `--jobs` workers); peak PSS of all: the largest sum of the proportional set sizes of the training",
+        "process and its workers, sampled every 0.2 s (shared pages counted once): the memory the run needs.", "",
+        "| setup | options | rows | seconds | peak RSS MB | peak PSS of all MB | load average after |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         lines.append(f"| {run['setup']} | `{run['options']}` | {run['rows']:,} | {_outcome(run)} "
-                     f"| {_fmt(run['peak_rss_mb'], '.0f')} | {_fmt(run.get('load_average_after'), '.1f')} |")
+                     f"| {_fmt(run['peak_rss_mb'], '.0f')} | {_fmt(run.get('peak_tree_pss_mb'), '.0f')} "
+                     f"| {_fmt(run.get('load_average_after'), '.1f')} |")
     write_text(RESULTS / "train_scale.md", "\n".join(lines) + "\n")
 
 

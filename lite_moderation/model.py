@@ -419,9 +419,12 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         flag = Y.shape[1] - 1
         nb = nb_scales(self.vectorizer_, self.nb_power, features, Y[:, flag], weights * known[:, flag])
         flag_features = features
-        if nb is not None:  # the flag head's own copy: the categories keep the plain features
-            flag_features = features.copy()
-            flag_features.data *= nb[flag_features.indices].astype(flag_features.dtype)
+        if nb is not None:  # the flag head's own values (the categories keep the plain ones), on the same columns
+            values = np.take(nb.astype(features.dtype), features.indices)
+            values *= features.data
+            flag_features = sp.csr_matrix((values, features.indices, features.indptr), shape=features.shape)
+            # the very same column arrays, not views of them: worker processes then map them from one file
+            flag_features.indices, flag_features.indptr = features.indices, features.indptr
         coef = np.zeros((features.shape[1], Y.shape[1]))
         intercept = np.zeros(Y.shape[1])
         # liblinear's dual solver shuffles with the C library's global rand(), seeded at the start of each fit:
