@@ -166,14 +166,16 @@ def parse_source(text: str) -> SourceSpec:
 def _package_module(source: str, module: str, pin: str, also: tuple[str, ...] = ()) -> Any:
     """The installed module a package source reads (and the modules ``also`` it needs), or a DataError saying
     what to install."""
+    package = pin.split("==")[0]
     try:
         for name in also:
             importlib.import_module(name)
         return importlib.import_module(module)
-    except ImportError:
-        raise DataError(source, message=f"the package {pin.split('==')[0]} (or {', '.join(also) or 'what it needs'}) "
-                        "is not installed", hint=f"pip install 'lite-moderation[everyday]' ({pin}, the version the "
-                        "shipped models were trained with)") from None
+    except ImportError as error:
+        missing = (error.name or module).split(".")[0]
+        what = f"the package {package}" if missing == module.split(".")[0] else f"{missing}, which {package} needs,"
+        raise DataError(source, message=f"{what} is not installed", hint=f"pip install 'lite-moderation[everyday]' "
+                        f"({pin}, the version the shipped models were trained with)") from None
 
 
 def chitchat_pairs() -> list[tuple[str, str, str]]:

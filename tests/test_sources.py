@@ -217,15 +217,16 @@ def test_chatterbot_pairs_are_consecutive_turns_of_the_training_part_only():
     assert len(ts) == len(pairs) and all(p and r for p, r in ts.pairs) and not ts.Y.any()  # pairs only
 
 
-@pytest.mark.parametrize("source, module", [("pkg:chatterbot-corpus", "chatterbot_corpus"),
-                                            ("pkg:chatterbot-corpus-pairs", "yaml"),
-                                            ("pkg:chitchat-dataset", "chitchat_dataset")])
-def test_a_package_source_not_installed_says_what_to_install(monkeypatch, source, module):
+@pytest.mark.parametrize("source, module, missing", [
+    ("pkg:chatterbot-corpus", "chatterbot_corpus", "the package chatterbot-corpus is not installed"),
+    ("pkg:chatterbot-corpus-pairs", "yaml", "yaml, which chatterbot-corpus needs, is not installed"),
+    ("pkg:chitchat-dataset", "chitchat_dataset", "the package chitchat-dataset is not installed")])
+def test_a_package_source_not_installed_says_what_to_install(monkeypatch, source, module, missing):
     monkeypatch.setitem(sys.modules, module, None)  # the import fails as if the package were absent
     _chatterbot_corpus.cache_clear()  # a corpus parsed earlier in this process would be served from memory
     with pytest.raises(DataError, match=r"lite-moderation\[everyday\].*==") as caught:
         build_training_set([SourceSpec(source)], shapes=("pair", "text"), seed=0)
-    assert source in str(caught.value)
+    assert source in str(caught.value) and missing in str(caught.value)
 
 
 def test_chatterbot_package_source_trains_as_harmless_messages_alone():
