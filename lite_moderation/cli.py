@@ -336,7 +336,8 @@ def recipe_options(command: Callable) -> Callable:
                      help="liblinear's dual solver (no BLAS: the same weights on every CPU) or its primal one "
                           "(labels fitted in parallel with --jobs; weights move by a float32 ulp between CPUs)."),
         click.option("--jobs", "-j", "n_jobs", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Labels fitted in parallel (threads, or processes with the dual solver; memory grows with each)."),
+                     help="Feature blocks and labels fitted in parallel, in worker processes (threads for the labels with "
+                          "--primal); the same model, memory grows with each."),
     ]
     for option in reversed(options):
         command = option(command)

@@ -219,8 +219,9 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     dual : solve liblinear's dual problem (coordinate descent) instead of the primal (trust-region Newton):
         about twice as fast on large sparse data, the same optimum to within the tolerance.
     random_state : seed of the fold shuffle and the solver.
-    n_jobs : labels fitted in parallel: threads with the primal solver (liblinear releases the GIL, so the
-        features are shared, not copied), worker processes with ``dual`` (see ``_fit_labels``); None or 1 for one.
+    n_jobs : the vectorizer's blocks fitted in that many worker processes, then the labels in parallel: threads
+        with the primal solver (liblinear releases the GIL, so the features are shared, not copied), worker
+        processes with ``dual`` (see ``_fit_labels``); None or 1 for one. The same model either way.
     verbose : 1 shows a progress bar on stderr while fitting.
     char_weight : how much character n-gram blocks weigh against word blocks while fitting: a number for every
         character block, or ``{field: number}`` for the named fields' blocks (the others 1). Their features are
@@ -367,15 +368,16 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     def _features(self, X: Sequence, vocabulary_rows: object) -> sp.csr_matrix:
         self._drop_unfilled_fields(X)
         if vocabulary_rows is None:
-            return self.vectorizer_.fit_transform(X)
+            return self.vectorizer_.fit_transform(X, n_jobs=self.n_jobs)
         mask = _row_vector(vocabulary_rows, len(X), "vocabulary_rows", bool, True)
         learned, others = np.flatnonzero(mask), np.flatnonzero(~mask)
-        fitted = self.vectorizer_.fit_transform([X[i] for i in learned])
+        fitted = self.vectorizer_.fit_transform([X[i] for i in learned], n_jobs=self.n_jobs)
         if not len(others):
             return fitted
         # the vocabulary rows' features come from the fit itself (analysing every text twice cost a fifth of a
         # training run); only the other rows are transformed, and the rows are put back in their order
-        stacked = sp.vstack([fitted, self.vectorizer_.transform([X[i] for i in others])], format="csr")
+        transformed = self.vectorizer_.transform([X[i] for i in others], n_jobs=self.n_jobs)
+        stacked = sp.vstack([fitted, transformed], format="csr")
         return stacked[np.argsort(np.concatenate([learned, others]), kind="stable")]
 
     def _drop_unfilled_fields(self, X: Sequence) -> None:

@@ -20,7 +20,7 @@ import pytest
 from conftest import BEAVERTAILS_TEST, SHARED_DATA, synthetic_records, write_jsonl
 
 import lite_moderation as lm
-from lite_moderation.features import StableTfidfVectorizer
+from lite_moderation.features import QAVectorizer, StableTfidfVectorizer
 from lite_moderation.persistence import _metadata_checksum
 from lite_moderation.taxonomy import CATEGORIES, decide
 from lite_moderation.texts import message_mask, single_message, split_fields
@@ -220,6 +220,21 @@ def test_fit_transform_gives_the_bytes_transform_gives(analyzer, max_features) -
     fitted, transformed = vectorizer.fit_transform(texts), vectorizer.transform(texts)
     for part in ("indptr", "indices", "data"):
         assert getattr(fitted, part).tobytes() == getattr(transformed, part).tobytes(), part
+
+
+def test_blocks_fitted_in_worker_processes_give_the_same_features_and_vocabularies() -> None:
+    """``n_jobs`` fits and transforms the blocks in worker processes: the same bytes, the same vocabularies."""
+    pairs = list(lm.load_dataset(str(BEAVERTAILS_TEST)).pairs[:600])
+    one, two = QAVectorizer(char_fields=("response",)), QAVectorizer(char_fields=("response",))
+    fitted_one, fitted_two = one.fit_transform(pairs), two.fit_transform(pairs, n_jobs=2)
+    unseen = list(lm.load_dataset(str(BEAVERTAILS_TEST)).pairs[600:900])
+    pairs_of_matrices = [(fitted_one, fitted_two), (one.transform(unseen), two.transform(unseen, n_jobs=2))]
+    for a, b in pairs_of_matrices:
+        for part in ("indptr", "indices", "data"):
+            assert getattr(a, part).tobytes() == getattr(b, part).tobytes(), part
+    assert [(f, a, b.vocabulary_) for f, a, b in one.blocks_] == [(f, a, b.vocabulary_) for f, a, b in two.blocks_]
+    assert len(two.blocks_) == 3 and all(np.array_equal(a.idf_, b.idf_) for (*_, a), (*_, b) in
+                                         zip(one.blocks_, two.blocks_))
 
 
 def test_a_huge_word_is_not_kept_in_the_ngram_cache() -> None:
