@@ -449,9 +449,9 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
 
     def _without_learned_state(self) -> ModerationClassifier:
         """A shallow copy holding what ``__init__`` set (a subclass's settings too), none of the learned state."""
-        copy = object.__new__(type(self))
-        copy.__dict__.update((k, v) for k, v in self.__dict__.items() if not k.endswith("_"))
-        return copy
+        bare = object.__new__(type(self))
+        bare.__dict__.update((k, v) for k, v in self.__dict__.items() if not k.endswith("_"))
+        return bare
 
     def _fit_label(self, features: sp.csr_matrix, y: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
         """Weights of one label (rows of weight 0 do not count); a label with one class only gets a constant
