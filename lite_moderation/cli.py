@@ -705,7 +705,7 @@ def _write_explanations(explained: Iterator[tuple[dict, Any, int | None]], outpu
 
 
 class SourceType(click.ParamType):
-    """A training source, ``FILE[,weight=W][,pair_weight=P][,prompt_alone_weight=Q][,rows=N][,shapes=A+B]`` or
+    """A training source, ``FILE[,weight=W][,pair_weight=P][,prompt_alone_weight=Q][,rows=N][,shapes=A+B][,category=C]`` or
     ``pkg:chitchat-dataset`` / ``pkg:chatterbot-corpus`` (see ``sources.PACKAGE_SOURCES``)."""
 
     name = "source"
@@ -732,10 +732,11 @@ def data_options(command: Callable) -> Callable:
     options = [
         click.option("--data", "--input", "-i", "sources", required=True, multiple=True, type=SourceType(),
                      help="Labelled file (.jsonl[.gz|.xz], .json, .csv), pkg:chitchat-dataset or pkg:chatterbot-corpus, optionally "
-                          "',weight=W,pair_weight=P,prompt_alone_weight=Q,rows=N,shapes=A+B' (row weight; the weight "
-                          "of its pairs if other than W; of the messages made of its pairs' prompts if other than W; "
-                          "a seeded sample of N rows; this source's own "
-                          "shapes instead of --shapes, e.g. shapes=text: its turns as messages, not its pairs). "
+                          "',weight=W,pair_weight=P,prompt_alone_weight=Q,rows=N,shapes=A+B,category=C' (row weight; "
+                          "the weight of its pairs if other than W; of the messages made of its pairs' prompts if "
+                          "other than W; a seeded sample of N rows; this source's own "
+                          "shapes instead of --shapes, e.g. shapes=text: its turns as messages, not its pairs; for a "
+                          "source labelled is_safe only, the category of all its unsafe rows, e.g. hate_speech). "
                           "Repeat for more sources: "
                           "the first is BeaverTails-style data with the 14 categories, where thresholds are tuned "
                           "and CV reports; the others (categories, or is_safe only: their unsafe rows then teach "
@@ -1213,9 +1214,11 @@ def _labels_line(label_set: dict) -> str:
 
 
 def _own_weights_text(source: dict) -> str:
-    """A source's own weights of its pairs and of its prompts alone, when it has them (see ``SourceSpec``)."""
+    """A source's own weights of its pairs and of its prompts alone, and the category of its unsafe rows, when it
+    has them (see ``SourceSpec``)."""
     names = {"pair_weight": "pairs", "prompt_alone_weight": "prompts alone"}
-    return "".join(f", {name} {source[key]:g}" for key, name in names.items() if source.get(key) is not None)
+    text = "".join(f", {name} {source[key]:g}" for key, name in names.items() if source.get(key) is not None)
+    return text + (f", unsafe rows are {source['category']}" if source.get("category") else "")
 
 
 def _card_text(card: dict) -> str:

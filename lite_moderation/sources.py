@@ -82,7 +82,7 @@ MAX_WEIGHT = 1e6
 
 #: A source's weights of some of its rows when they differ from ``weight`` (None: its weight); see SourceSpec.
 OWN_WEIGHTS = ("pair_weight", "prompt_alone_weight")
-_OPTION = re.compile(rf"^(weight|{'|'.join(OWN_WEIGHTS)}|rows|shapes)=(.+)$")
+_OPTION = re.compile(rf"^(weight|{'|'.join(OWN_WEIGHTS)}|rows|shapes|category)=(.+)$")
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,10 @@ class SourceSpec:
     ``benchmarks/pair_frontier.py``, and keeps their messages). ``prompt_alone_weight``, when given, is the weight
     of the messages made of its pairs' prompts (shapes ``prompt``, or ``text`` for a prompt none of whose answers is
     unsafe): a red-team prompt whose answers were all safe is often a refused harmful request, a weak "safe" message
-    (measured in ``benchmarks/message_recipes.py``, variants ``*red_team_prompts*``).
+    (measured in ``benchmarks/message_recipes.py``, variants ``*red_team_prompts*``). ``category``, for a source
+    labelled only ``is_safe``, names the one category all its unsafe rows are (e.g. ``hate_speech`` for a set of
+    offensive tweets): those rows then teach that category too, and stay unknown to the other categories (without
+    it they teach the flag head alone).
     """
 
     path: str
@@ -106,6 +109,7 @@ class SourceSpec:
     shapes: tuple[str, ...] | None = None
     pair_weight: float | None = None
     prompt_alone_weight: float | None = None
+    category: str | None = None
 
     def __post_init__(self) -> None:
         if self.shapes is not None and (not self.shapes or set(self.shapes) - set(SHAPES)):
@@ -128,7 +132,8 @@ class SourceSpec:
         return self.path if self.path in PACKAGE_SOURCES else Path(self.path).name
 
     def spec_text(self, name: str | None = None) -> str:
-        """The command-line form, ``PATH[,weight=W][,pair_weight=P][,prompt_alone_weight=Q][,rows=N][,shapes=A+B]``."""
+        """The command-line form,
+        ``PATH[,weight=W][,pair_weight=P][,prompt_alone_weight=Q][,rows=N][,shapes=A+B][,category=C]``."""
         parts = [name or self.path]
         if self.weight != 1.0:
             parts.append(f"weight={self.weight:g}")
@@ -137,12 +142,14 @@ class SourceSpec:
             parts.append(f"rows={self.rows}")
         if self.shapes is not None:
             parts.append(f"shapes={'+'.join(self.shapes)}")
+        if self.category is not None:
+            parts.append(f"category={self.category}")
         return ",".join(parts)
 
 
 def parse_source(text: str) -> SourceSpec:
-    """``PATH[,weight=W][,pair_weight=P][,prompt_alone_weight=Q][,rows=N][,shapes=A+B]`` (options after the last
-    commas) as a :class:`SourceSpec`."""
+    """``PATH[,weight=W][,pair_weight=P][,prompt_alone_weight=Q][,rows=N][,shapes=A+B][,category=C]`` (options
+    after the last commas) as a :class:`SourceSpec`."""
     parts = text.split(",")
     options: dict[str, str] = {}
     while len(parts) > 1 and _OPTION.match(parts[-1].strip()):
@@ -160,7 +167,7 @@ def parse_source(text: str) -> SourceSpec:
     except ValueError:
         raise ValueError(f"{text!r}: weight, {', '.join(OWN_WEIGHTS)} must be numbers and rows an integer") from None
     shapes = tuple(options["shapes"].split("+")) if "shapes" in options else None
-    return SourceSpec(path, weight, rows, shapes, **own)
+    return SourceSpec(path, weight, rows, shapes, **own, category=options.get("category"))
 
 
 def _package_module(source: str, module: str, pin: str, also: tuple[str, ...] = ()) -> Any:
@@ -320,12 +327,36 @@ def _label_list(labels: LabelSet) -> str:
 
 
 def categories_known(dataset: Dataset) -> np.ndarray:
-    """(n,) bool: which rows' categories are known. A safe row has none; an unsafe row with no category (a
-    source labelled only ``is_safe``) says nothing of which harm it is, so it trains the unsafe head alone."""
-    categories = dataset.categories if dataset.categories is not None else np.zeros((len(dataset), 1), bool)
-    return ~dataset.unsafe_labels() | categories.any(axis=1)
+    """(n, categories) bool: which categories of each row are known. A safe row has none; an unsafe row with no
+    category (a source labelled only ``is_safe``) says nothing of which harm it is, so it trains the unsafe head
+    alone."""
+    categories = dataset.categories if dataset.categories is not None else np.zeros((len(dataset), 0), bool)
+    row_known = ~dataset.unsafe_labels() | categories.any(axis=1)
+    return np.repeat(row_known[:, None], categories.shape[1], axis=1)
 
 
+def with_source_category(spec: SourceSpec, dataset: Dataset, binary: bool) -> tuple[Dataset, np.ndarray]:
+    """``dataset`` (already under the primary's labels) and its known categories (:func:`categories_known`), its
+    unsafe rows labelled ``spec.category`` when the source names one: that category known, the others not.
+    ``binary``: the source itself was labelled only ``is_safe`` (a category option on one with its own is refused)."""
+    if spec.category is None:
+        return dataset, categories_known(dataset)
+    labels = dataset.labels
+    matches = [j for j, name in enumerate(labels.categories) if spec.category in (name, labels.short_name(name))]
+    if not binary or not matches:
+        choices = ", ".join(labels.short_name(name) for name in labels.categories) or "none: a binary model"
+        problem = ("its rows have categories of their own" if not binary
+                   else f"{spec.category!r} is not one of the model's categories ({choices})")
+        raise DataError(spec.path, field="category", message=f"category={spec.category}: {problem}",
+                        hint="category= names the one category of a source labelled only is_safe")
+    j = matches[0]
+    unsafe = dataset.unsafe_labels()
+    categories = dataset.categories.copy()
+    categories[unsafe, j] = True
+    known = np.ones(categories.shape, bool)
+    known[unsafe] = False
+    known[unsafe, j] = True
+    return replace(dataset, categories=categories), known
 
 
 @dataclass
@@ -427,9 +458,10 @@ def build_training_set(sources: Sequence[SourceSpec], shapes: Sequence[str] = ("
         if k == 0:
             builder.labels = dataset.labels
             _check_primary_shapes(spec, dataset, shapes)
-        dataset = reconcile(builder.labels, dataset)
+        binary = dataset.categories is None or not dataset.labels.categories
+        dataset, known = with_source_category(spec, reconcile(builder.labels, dataset), binary)
         keep = _sample(len(dataset), spec.rows, seed + k)
-        builder.add(k, spec, dataset, keys, keep, categories_known(dataset))
+        builder.add(k, spec, dataset, keys, keep, known)
     return builder.finish()
 
 
@@ -463,14 +495,14 @@ class _Builder:
         self.source_of_row: list[int] = []
         self.lines: list[int] = []
         self.response_copy: list[bool] = []
-        self.known: list[bool] = []
+        self.known: list[np.ndarray] = []  # per row, which of its categories are known
         self.sources: list[dict] = []
         self.primary_groups: dict[str, tuple[int, str]] = {}  # a primary prompt, case and spacing folded -> group
 
     def _append(self, pair: object, y: np.ndarray, k: int, weight: float, group: tuple[int, str],
-                primary: bool, line: int, response_copy: bool = False, known: bool = True) -> None:
+                primary: bool, line: int, response_copy: bool = False, known: np.ndarray | None = None) -> None:
         self.pairs.append(pair)
-        self.known.append(bool(known))
+        self.known.append(np.ones(len(y) - 1, bool) if known is None else known)
         self.lines.append(line)
         self.response_copy.append(response_copy)
         self.Y.append(y)
@@ -481,7 +513,7 @@ class _Builder:
 
     def add(self, k: int, spec: SourceSpec, dataset: Dataset, keys: list[str], keep: np.ndarray,
             known: np.ndarray) -> None:
-        """Rows ``keep`` of one source and their shape copies; ``known``: which rows' categories are known."""
+        """Rows ``keep`` of one source and their shape copies; ``known``: which categories of each row are known."""
         Y = np.column_stack([dataset.categories, dataset.categories.any(axis=1)])
         if dataset.unsafe is not None:
             Y[:, -1] |= dataset.unsafe
@@ -503,7 +535,7 @@ class _Builder:
         shapes = spec.shapes or self.shapes
         pairs_shown = "pair" in shapes
         prompt_labels: dict[str, np.ndarray] = {}
-        prompt_known: dict[str, bool] = {}
+        prompt_known: dict[str, np.ndarray] = {}
         first_row: dict[str, int] = {}  # a prompt's copies take the group and line of its first row
         given_alone: set[str] = set()
         for i in keep:
@@ -518,7 +550,7 @@ class _Builder:
             if not response:
                 given_alone.add(prompt)
             prompt_labels[prompt] = prompt_labels.get(prompt, Y[i]) | Y[i]
-            prompt_known[prompt] = prompt_known.get(prompt, True) and bool(known[i])
+            prompt_known[prompt] = prompt_known.get(prompt, known[i]) & known[i]
             first_row.setdefault(prompt, i)
             if response and "text" in shapes:  # a copy, unless the pair itself is not shown
                 self._append(("", response), Y[i], k, spec.weight, group_of(i), False, dataset.lines[i],
@@ -533,8 +565,9 @@ class _Builder:
                              known=prompt_known[prompt])
             if "text" in shapes and not y.any() and "prompt" not in shapes:
                 self._append(("", prompt), y, k, alone_weight, group_of(i), False, dataset.lines[i])
+        recorded = {**spec.own_weights(), **({"category": spec.category} if spec.category else {})}
         self.sources.append(describe_source(spec.path, len(dataset), len(keep), len(self.pairs) - before, spec.weight,
-                                            spec.own_weights()))
+                                            recorded))
 
     def finish(self) -> TrainingSet:
         width = len(self.labels)
@@ -549,8 +582,8 @@ class _Builder:
             line_of_row=np.array(self.lines, dtype=np.int64),
             response_copy=np.array(self.response_copy, dtype=bool),
             sources=self.sources,
-            label_mask=np.column_stack([np.repeat(np.array(self.known, dtype=bool)[:, None], width - 1, 1),
-                                        np.ones(len(self.known), bool)]).reshape(len(self.known), width),
+            label_mask=np.column_stack([np.array(self.known, dtype=bool).reshape(len(self.known), width - 1),
+                                        np.ones(len(self.known), bool)]),
             shapes=self.shapes, labels=self.labels, has_categories=width > 1,
         )
 
@@ -561,9 +594,9 @@ def _fold_key(text: str) -> str:
 
 
 def describe_source(path: str, rows_in_source: int, sampled: int, rows: int, weight: float = 1.0,
-                    own_weights: dict[str, float] | None = None) -> dict:
+                    options: dict[str, float | str] | None = None) -> dict:
     """What a model card records of a source: name (never its directory), sha256 or package version, rows,
-    weight (and ``own_weights``, e.g. ``pair_weight``, when it sets them, see :class:`SourceSpec`) and license (from the records' ``license`` field, the package, or the known BeaverTails files)."""
+    weight (and ``options``, e.g. ``pair_weight`` or ``category``, when it sets them, see :class:`SourceSpec`) and license (from the records' ``license`` field, the package, or the known BeaverTails files)."""
     is_file = path not in PACKAGE_SOURCES and os.path.isfile(path)
     package = PACKAGE_SOURCES.get(path)
     sha = sha256_file(path) if is_file else None
@@ -581,7 +614,7 @@ def describe_source(path: str, rows_in_source: int, sampled: int, rows: int, wei
         "weight": weight,
         "license": license_text,
     }
-    return {**entry, **(own_weights or {})}
+    return {**entry, **(options or {})}
 
 
 def _package_version(package: str) -> str | None:

@@ -96,8 +96,19 @@ OPENAI_CATEGORIES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+#: The BeaverTails categories that fill some OpenAI category by themselves (an "any" rule); the other four
+#: (controversial topics, misinformation, non-violent unethical behaviour, privacy violation) have no counterpart.
+OPENAI_MAPPED = tuple(c for c in CATEGORIES if any(rule == "any" and c in keys for rule, keys in OPENAI_CATEGORIES.values()))
+
+
 def openai_categories(categories: dict[str, bool], scores: dict[str, float]) -> tuple[dict, dict]:
-    """OpenAI's ``categories`` and ``category_scores`` of one BeaverTails verdict (see :data:`OPENAI_CATEGORIES`)."""
+    """OpenAI's ``categories`` and ``category_scores`` of one BeaverTails verdict (see :data:`OPENAI_CATEGORIES`).
+
+    OpenAI's rule holds in its shape too: a verdict naming only categories without an OpenAI counterpart (a flagged
+    one names at least one) also names, for OpenAI's fields, its most probable category that has one. Else code
+    written for OpenAI would read a flagged result with no category."""
+    if any(categories.values()) and not any(categories[c] for c in OPENAI_MAPPED):
+        categories = {**categories, max(OPENAI_MAPPED, key=scores.__getitem__): True}
     flags, values = {}, {}
     for name, (rule, keys) in OPENAI_CATEGORIES.items():
         combine, pick = (all, min) if rule == "all" else (any, max)

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import raw_exchange
+from conftest import SHARED_DATA, raw_exchange
 
 from lite_moderation.cli import main
 from lite_moderation.persistence import DEFAULT_MODEL_DIR
 from lite_moderation.server import MODEL_ENV, create_app, make_app, make_server, try_it_page
-from lite_moderation.taxonomy import CATEGORIES, OPENAI_CATEGORIES, openai_categories, short_name
+from lite_moderation.taxonomy import CATEGORIES, OPENAI_CATEGORIES, OPENAI_MAPPED, openai_categories, short_name
 
 TEXTS = ["The weather is lovely today.", "Please pass the salt and pepper."]
 PAIR = {"prompt": "How do I water a cactus?", "response": "Sparingly, about once a month."}
@@ -140,6 +140,36 @@ def test_openai_categories_follow_the_documented_rule():
     flags["violence,aiding_and_abetting,incitement"] = True
     categories, _ = openai_categories(flags, scores)
     assert categories["hate/threatening"] and categories["harassment/threatening"] and categories["violence"]
+
+
+def test_a_verdict_naming_only_categories_openai_lacks_names_its_most_probable_mapped_one():
+    """privacy_violation (no OpenAI counterpart) alone: OpenAI's fields name the most probable category that has
+    one (here hate_speech), so a flagged result never reads as "no category"."""
+    scores = dict.fromkeys(CATEGORIES, 0.01)
+    scores.update({"privacy_violation": 0.4, "hate_speech,offensive_language": 0.03, "self_harm": 0.02})
+    flags = {c: c == "privacy_violation" for c in CATEGORIES}
+    categories, values = openai_categories(flags, scores)
+    assert [name for name, on in categories.items() if on] == ["harassment", "hate"]
+    assert values["hate"] == 0.03  # the scores stay the model's
+    assert not any(openai_categories(dict.fromkeys(CATEGORIES, False), scores)[0].values())
+
+
+def test_every_flagged_real_message_names_an_openai_category(port):
+    """The first 120 held-out jailbreak prompts and 120 held-out HateCheck messages, by index (their text stays out
+    of the output): the model names privacy_violation, non_violent_unethical_behavior... for many of them, which
+    have no OpenAI counterpart. In OpenAI's shape, flagged holds exactly when some category does."""
+    messages = SHARED_DATA / "messages"
+    texts = []
+    for name in ("jailbreak_prompts_heldout.jsonl", "hatecheck_heldout.jsonl"):
+        with open(messages / name, encoding="utf-8") as fh:
+            texts += [json.loads(line)["prompt"] for line, _ in zip(fh, range(120))]
+    results = []
+    for start in range(0, len(texts), 60):
+        results += moderate(port, {"input": texts[start:start + 60]})["results"]
+    unmapped = [i for i, r in enumerate(results)
+                if r["flagged"] and not any(r["model_categories"][short_name(c)] for c in OPENAI_MAPPED)]
+    assert unmapped, "no verdict named only categories OpenAI lacks: this test checks nothing"
+    assert [i for i, r in enumerate(results) if r["flagged"] != any(r["categories"].values())] == []
 
 
 def test_openai_client_parses_the_answer(port):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import BEAVERTAILS_TEST, SHARED_DATA, synthetic_records, write_jsonl
 
-from lite_moderation import cross_validate, default_estimator
+from lite_moderation import cross_validate, default_estimator, load
 from lite_moderation.cli import main
 from lite_moderation.data import DataError
 from lite_moderation.sources import (
@@ -388,3 +388,49 @@ def test_a_source_can_show_its_own_shapes(two_sources):
         parse_source(f"{everyday},shapes=pair+nonsense")
     with pytest.raises(ValueError, match="first source"):
         build_training_set([parse_source(f"{primary},shapes=text")])
+
+
+def test_a_source_category_labels_its_unsafe_rows_and_leaves_the_other_categories_unknown(tmp_path, tiny_data):
+    binary = write_jsonl(tmp_path / "abuse.jsonl", [{"prompt": "", "response": "you are a useless bot", "is_safe": False},
+                                                    {"prompt": "", "response": "thanks, that helped", "is_safe": True}])
+    spec = parse_source(f"{binary},weight=0.5,category=hate_speech")
+    assert spec.category == "hate_speech" and spec.spec_text("abuse.jsonl") == "abuse.jsonl,weight=0.5,category=hate_speech"
+    ts = build_training_set([SourceSpec(str(tiny_data)), spec])
+    unsafe, safe = np.flatnonzero(ts.source_of_row == 1)
+    hate = CATEGORIES.index("hate_speech,offensive_language")
+    assert np.flatnonzero(ts.Y[unsafe, :-1]).tolist() == [hate] and ts.Y[unsafe, -1]
+    assert np.flatnonzero(ts.label_mask[unsafe, :-1]).tolist() == [hate] and ts.label_mask[unsafe, -1]
+    assert ts.label_mask[safe].all() and not ts.Y[safe].any()
+    assert ts.sources[1]["category"] == "hate_speech"
+
+
+@pytest.mark.parametrize(("option", "message"), [("category=no_such_harm", "not one of the model's categories"),
+                                                 ("category=hate_speech", "categories of their own")])
+def test_a_source_category_is_refused_when_unknown_or_when_the_source_has_its_own(tmp_path, tiny_data, option,
+                                                                                 message):
+    own = "category=no_such_harm" not in option
+    source = tiny_data if own else write_jsonl(tmp_path / "b.jsonl", [{"prompt": "q", "response": "", "is_safe": False}])
+    with pytest.raises(DataError, match=message) as error:
+        build_training_set([SourceSpec(str(tiny_data)), parse_source(f"{source},{option}")])
+    assert "hate_speech" in str(error.value) or own  # the choices are listed
+
+
+def test_train_cli_teaches_a_source_category_and_the_card_says_so(runner, tiny_data, tmp_path):
+    """Insults as a binary source: with category=hate_speech the hate_speech head learns them, without it the
+    head never sees them as positives."""
+    insults = [f"you are a {w} {k} bot" for k, w in enumerate(["useless", "stupid", "pathetic", "worthless"] * 10)]
+    rows = [{"prompt": "", "response": t, "is_safe": False} for t in insults]
+    rows += [{"prompt": "", "response": f"thanks {k}, the {w} helped", "is_safe": True}
+             for k, w in enumerate(["map", "recipe", "answer", "list"] * 10)]
+    binary = write_jsonl(tmp_path / "abuse.jsonl", rows)
+    scores = {}
+    for option in ("", ",category=hate_speech"):
+        out = tmp_path / f"m{bool(option)}"
+        _train(runner, out, tiny_data, f"{binary}{option}", "--shapes", "pair,text")
+        proba = load(str(out)).predict_proba(["you are a useless and stupid bot"])[0]
+        scores[option] = proba[CATEGORIES.index("hate_speech,offensive_language")]
+    assert scores[",category=hate_speech"] > scores[""] + 0.2
+    card = json.loads((tmp_path / "mTrue" / "model.json").read_text())["card"]
+    assert card["recipe"]["command"].split(" --shapes")[0].endswith("abuse.jsonl,category=hate_speech")
+    info = runner.invoke(main, ["info", "--model", str(tmp_path / "mTrue")])
+    assert "unsafe rows are hate_speech" in info.output

@@ -1,0 +1,188 @@
+"""Which harm does a flagged message name? Categories of single messages, read as a user of ``/v1/moderations`` sees them.
+
+    python benchmarks/message_categories.py [--model LABEL=NAME_OR_DIR ...]    # default: default=default fast=fast
+
+Why this exists: issue 20 asked that ``flagged`` and the categories agree (a flagged item names at least one
+category) and the shipped models do; it did not ask *which* one. Read on the held-out messages, the answer was
+often wrong: held-out MultiJail requests named ``sexually_explicit`` most of the time, a death threat
+``privacy_violation``, and in OpenAI's shape (``taxonomy.openai_categories``) many flagged messages named no
+category at all, since four BeaverTails categories have no OpenAI counterpart.
+
+Every row is scored as a message alone, at the model's default point, and read in OpenAI's categories (what the
+server answers). Three kinds of sets:
+
+- **tagged**: held-out rows whose source tag says which harm they are (``EXPECTED``: e.g. HateCheck's hateful
+  functional tests -> ``hate`` or ``harassment``; Do-Not-Answer's "Adult Content" -> ``sexual``), and the 20
+  harmful rows of our smoke set (``benchmarks/data/smoke_messages.jsonl``, field ``openai_categories``, written
+  with the set). Read: of the flagged rows, the share naming one of the expected OpenAI categories;
+- **untagged**: harmful sets without such tags (AdvBench, MultiJail, jailbreak prompts): which OpenAI categories
+  the flagged rows name, the most frequent first (no right answer is known; MultiJail's requests are Anthropic's
+  red-team questions in ten languages, of every kind);
+- every set: flagged rows naming no OpenAI category.
+
+Which sources trained a category (``--data FILE,category=C``) is in each model's card: a source's held-out half is
+then in-distribution for that category, so the table marks those rows. Results:
+``benchmarks/results/message_categories.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from _common import machine, write_results
+
+import lite_moderation as lm
+from lite_moderation.taxonomy import OPENAI_MAPPED, openai_categories
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+SMOKE = ROOT / "benchmarks" / "data" / "smoke_messages.jsonl"
+
+_HATE = ("hate", "harassment")
+_ILLICIT = ("illicit", "illicit/violent", "violence")
+#: held-out file -> source tag (the last ``:`` field of ``source``, or the harm type of Do-Not-Answer) -> the
+#: OpenAI categories any of which is a right answer for its unsafe rows. Tags not listed are left out.
+EXPECTED = {
+    "hatecheck_heldout": {"*_h": _HATE},
+    "tweets_offensive_heldout": {"offensive": _HATE, "hate_speech": _HATE},
+    "convabuse_heldout": {"*": (*_HATE, "sexual")},  # abuse of a chatbot: insults, sexism, sexual harassment
+    "xsafety_heldout": {"Insult": _HATE, "Crimes_And_Illegal_Activities": _ILLICIT},
+    "do_not_answer_heldout": {"Adult Content": ("sexual",), "Toxic language (hate speech)": _HATE,
+                              "Social stereotypes and unfair discrimination": ("hate",),
+                              "Assisting illegal activities": _ILLICIT},
+    "forbidden_questions_heldout": {"Hate Speech": _HATE, "Pornography": ("sexual",), "Fraud": ("illicit",),
+                                    "Malware": ("illicit",), "Illegal Activity": _ILLICIT,
+                                    "Physical Harm": (*_ILLICIT, "self-harm")},
+}
+UNTAGGED = {"advbench": DATA / "everyday" / "advbench_harmful_behaviors.jsonl",
+            "multijail_heldout": DATA / "messages" / "multijail_heldout.jsonl",
+            "jailbreak_prompts_heldout": DATA / "messages" / "jailbreak_prompts_heldout.jsonl"}
+
+
+def _records(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def _tag(source: str) -> str:
+    return source.rsplit(":", 1)[-1]
+
+
+def _expected_of(tags: dict, tag: str) -> tuple[str, ...] | None:
+    if "*" in tags:
+        return tags["*"]
+    if "*_h" in tags:
+        return tags["*_h"] if tag.endswith("_h") else None
+    return tags.get(tag)
+
+
+def tagged_rows() -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+    """Per set, (message, expected OpenAI categories) of its unsafe rows with a known harm."""
+    sets: dict[str, list] = {}
+    for name, tags in EXPECTED.items():
+        rows = []
+        for record in _records(DATA / "messages" / f"{name}.jsonl"):
+            expected = _expected_of(tags, _tag(record["source"]))
+            if not record["is_safe"] and expected:
+                rows.append((record["prompt"], expected))
+        sets[name] = rows
+    sets["smoke"] = [(r["text"], tuple(r["openai_categories"])) for r in _records(SMOKE) if not r["is_safe"]]
+    return sets
+
+
+def untagged_rows() -> dict[str, list[str]]:
+    return {name: [r["prompt"] for r in _records(path) if not r["is_safe"]] for name, path in UNTAGGED.items()}
+
+
+def openai_verdicts(scorer, texts: list[str]) -> list[tuple[bool, set[str], bool]]:
+    """(flagged, OpenAI categories named, whether the model's own categories had no OpenAI counterpart) of each
+    text, as a message alone at the default point. The last: OpenAI's fields come from the fallback of
+    ``openai_categories`` (before it, such a flagged row named no OpenAI category)."""
+    out = []
+    for verdict in scorer.moderate(texts):
+        flags, _ = openai_categories(verdict["categories"], verdict["category_scores"])
+        unmapped = verdict["flagged"] and not any(verdict["categories"][c] for c in OPENAI_MAPPED)
+        out.append((verdict["flagged"], {name for name, on in flags.items() if on}, unmapped))
+    return out
+
+
+def trained_categories(scorer) -> dict[str, str]:
+    """Sources whose unsafe rows trained a category (``--data FILE,category=C``), from the model's card."""
+    sources = getattr(scorer, "card_", {}).get("training_data", {}).get("sources", [])
+    return {Path(s["name"]).name.removesuffix(".jsonl").removesuffix("_train"): s["category"]
+            for s in sources if s.get("category")}
+
+
+def measure(label: str, model: str) -> dict:
+    scorer = lm.load_scorer(model)
+    trained = trained_categories(scorer)
+    result = {"model": label, "path": model, "trained_categories": trained, "tagged": {}, "untagged": {}}
+    for name, rows in tagged_rows().items():
+        verdicts = openai_verdicts(scorer, [text for text, _ in rows])
+        flagged = [(named, expected) for (flag, named, _), (_, expected) in zip(verdicts, rows) if flag]
+        right = sum(1 for named, expected in flagged if named & set(expected))
+        result["tagged"][name] = {"rows": len(rows), "flagged": len(flagged), "named_as_expected": right,
+                                  "share_of_flagged": round(right / max(len(flagged), 1), 3),
+                                  "named_none": sum(1 for named, _ in flagged if not named),
+                                  "only_categories_openai_lacks": sum(unmapped for *_, unmapped in verdicts),
+                                  "category_trained": name.removesuffix("_heldout") in trained}
+    for name, texts in untagged_rows().items():
+        verdicts = openai_verdicts(scorer, texts)
+        flagged = [named for flag, named, _ in verdicts if flag]
+        counts = Counter(category for named in flagged for category in named)
+        result["untagged"][name] = {"rows": len(texts), "flagged": len(flagged),
+                                    "named_none": sum(1 for named in flagged if not named),
+                                    "only_categories_openai_lacks": sum(unmapped for *_, unmapped in verdicts),
+                                    "named": {k: round(v / max(len(flagged), 1), 3) for k, v in counts.most_common()}}
+    return result
+
+
+def markdown(results: list[dict], info: dict) -> str:
+    lines = ["# Which harm a flagged message names (OpenAI's categories, messages alone, default point)", "",
+             "`python benchmarks/message_categories.py --model " + " ".join(f"{r['model']}={r['path']}" for r in results)
+             + "`", "", f"Machine: {info['cpus']} cores, Python {info['python']}.", "",
+             ("Tagged sets: of the flagged harmful rows, how many name one of the OpenAI categories their source tag "
+              "implies (`EXPECTED` in the script; the smoke set's own `openai_categories`). * = that source's training "
+              "half taught the model a category (`--data FILE,category=C`): in-distribution. Fallback: flagged rows "
+              "whose own categories all lack an OpenAI counterpart, named by `openai_categories`' fallback (before "
+              "it, they named no OpenAI category); none: flagged rows naming no OpenAI category."), "",
+             "| set | " + " | ".join(r["model"] for r in results) + " |", "|---|" + "---:|" * len(results)]
+    for name in results[0]["tagged"]:
+        cells = []
+        for r in results:
+            t = r["tagged"][name]
+            cells.append(f"{t['named_as_expected']} / {t['flagged']} ({t['share_of_flagged']:.2f})"
+                         + (" *" if t["category_trained"] else "") + f"; fallback {t['only_categories_openai_lacks']}"
+                         + (f", none {t['named_none']}" if t["named_none"] else ""))
+        lines.append(f"| {name} ({results[0]['tagged'][name]['rows']} harmful) | " + " | ".join(cells) + " |")
+    lines += ["", ("Untagged harmful sets: the OpenAI categories flagged rows name (share of the flagged rows; a row "
+                   "can name several), the four most frequent; fallback and none as above."), "",
+              "| set | " + " | ".join(r["model"] for r in results) + " |", "|---|" + "---|" * len(results)]
+    for name in results[0]["untagged"]:
+        cells = []
+        for r in results:
+            u = r["untagged"][name]
+            top = ", ".join(f"{k} {v:.2f}" for k, v in list(u["named"].items())[:4])
+            cells.append(f"{u['flagged']} flagged: {top}; fallback {u['only_categories_openai_lacks']}; "
+                         f"none {u['named_none']}")
+        lines.append(f"| {name} ({results[0]['untagged'][name]['rows']}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", nargs="+", default=["default=default", "fast=fast"],
+                        help="LABEL=NAME_OR_DIR: a shipped model's name or a model directory")
+    args = parser.parse_args()
+    info = machine("message categories")
+    results = [measure(*spec.split("=", 1)) for spec in args.model]
+    for r in results:
+        r["machine"] = info
+    write_results("message_categories", results, markdown(results, info))
+
+
+if __name__ == "__main__":
+    main()
