@@ -1,6 +1,7 @@
 """Which harm does a flagged message name? Categories of single messages, read as a user of ``/v1/moderations`` sees them.
 
-    python benchmarks/message_categories.py [--model LABEL=NAME_OR_DIR ...]    # default: default=default fast=fast
+    python benchmarks/message_categories.py [--model LABEL=NAME_OR_DIR ...] [--before REV]
+    # default: default=default fast=fast; --before adds REV's shipped default and fast beside them
 
 Why this exists: issue 20 asked that ``flagged`` and the categories agree (a flagged item names at least one
 category) and the shipped models do; it did not ask *which* one. Read on the held-out messages, the answer was
@@ -29,13 +30,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 from _common import machine, write_results
+from model_speed import model_at
 
 import lite_moderation as lm
 from lite_moderation.taxonomy import OPENAI_MAPPED, openai_categories
+from lite_moderation.thresholds import cut_offs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -97,15 +102,20 @@ def untagged_rows() -> dict[str, list[str]]:
     return {name: [r["prompt"] for r in _records(path) if not r["is_safe"]] for name, path in UNTAGGED.items()}
 
 
-def openai_verdicts(scorer, texts: list[str]) -> list[tuple[bool, set[str], bool]]:
-    """(flagged, OpenAI categories named, whether the model's own categories had no OpenAI counterpart) of each
-    text, as a message alone at the default point. The last: OpenAI's fields come from the fallback of
-    ``openai_categories`` (before it, such a flagged row named no OpenAI category)."""
+def openai_verdicts(scorer, texts: list[str]) -> list[tuple[bool, set[str], bool, bool]]:
+    """(flagged, OpenAI categories named, whether the model's own categories had no OpenAI counterpart, whether
+    some category reached its own cut-off) of each text, as a message alone at the default point.
+
+    The third: OpenAI's fields come from the fallback of ``openai_categories`` (before it, such a flagged row named
+    no OpenAI category). The fourth false on a flagged row: no category head reached its cut-off, and the one named
+    is the nearest to it (``LabelSet.decide``), a guess rather than a verdict."""
+    proba = scorer.predict_proba([("", text) for text in texts])
+    reached = (proba[:, :-1] >= cut_offs(scorer, np.ones(len(texts), bool))[:, :-1]).any(axis=1)
     out = []
-    for verdict in scorer.moderate(texts):
+    for verdict, some_reached in zip(scorer.moderate(texts), reached):
         flags, _ = openai_categories(verdict["categories"], verdict["category_scores"])
         unmapped = verdict["flagged"] and not any(verdict["categories"][c] for c in OPENAI_MAPPED)
-        out.append((verdict["flagged"], {name for name, on in flags.items() if on}, unmapped))
+        out.append((verdict["flagged"], {name for name, on in flags.items() if on}, unmapped, bool(some_reached)))
     return out
 
 
@@ -122,31 +132,36 @@ def measure(label: str, model: str) -> dict:
     result = {"model": label, "path": model, "trained_categories": trained, "tagged": {}, "untagged": {}}
     for name, rows in tagged_rows().items():
         verdicts = openai_verdicts(scorer, [text for text, _ in rows])
-        flagged = [(named, expected) for (flag, named, _), (_, expected) in zip(verdicts, rows) if flag]
+        flagged = [(named, expected) for (flag, named, *_), (_, expected) in zip(verdicts, rows) if flag]
         right = sum(1 for named, expected in flagged if named & set(expected))
         result["tagged"][name] = {"rows": len(rows), "flagged": len(flagged), "named_as_expected": right,
                                   "share_of_flagged": round(right / max(len(flagged), 1), 3),
                                   "named_none": sum(1 for named, _ in flagged if not named),
-                                  "only_categories_openai_lacks": sum(unmapped for *_, unmapped in verdicts),
+                                  "only_categories_openai_lacks": sum(v[2] for v in verdicts),
+                                  "some_category_reached_its_cut_off": sum(v[0] and v[3] for v in verdicts),
                                   "category_trained": name.removesuffix("_heldout") in trained}
     for name, texts in untagged_rows().items():
         verdicts = openai_verdicts(scorer, texts)
-        flagged = [named for flag, named, _ in verdicts if flag]
+        flagged = [named for flag, named, *_ in verdicts if flag]
         counts = Counter(category for named in flagged for category in named)
         result["untagged"][name] = {"rows": len(texts), "flagged": len(flagged),
                                     "named_none": sum(1 for named in flagged if not named),
-                                    "only_categories_openai_lacks": sum(unmapped for *_, unmapped in verdicts),
+                                    "only_categories_openai_lacks": sum(v[2] for v in verdicts),
+                                  "some_category_reached_its_cut_off": sum(v[0] and v[3] for v in verdicts),
                                     "named": {k: round(v / max(len(flagged), 1), 3) for k, v in counts.most_common()}}
     return result
 
 
 def markdown(results: list[dict], info: dict) -> str:
     lines = ["# Which harm a flagged message names (OpenAI's categories, messages alone, default point)", "",
-             "`python benchmarks/message_categories.py --model " + " ".join(f"{r['model']}={r['path']}" for r in results)
-             + "`", "", f"Machine: {info['cpus']} cores, Python {info['python']}.", "",
+             "`python benchmarks/message_categories.py --model " + " ".join(
+                 f"{r['model']}={r['path']}" for r in results if ":" not in r["path"])
+             + "".join(f" --before {r['path'].split(':')[0]}" for r in results[-1:] if ":" in r["path"]) + "`", "", f"Machine: {info['cpus']} cores, Python {info['python']}.", "",
              ("Tagged sets: of the flagged harmful rows, how many name one of the OpenAI categories their source tag "
               "implies (`EXPECTED` in the script; the smoke set's own `openai_categories`). * = that source's training "
-              "half taught the model a category (`--data FILE,category=C`): in-distribution. Fallback: flagged rows "
+              "half taught the model a category (`--data FILE,category=C`): in-distribution. Reached: flagged rows "
+              "where some category head reached its own cut-off (on the others no head did, and the category named is "
+              "the one nearest its cut-off: a guess, not a verdict). Fallback: flagged rows "
               "whose own categories all lack an OpenAI counterpart, named by `openai_categories`' fallback (before "
               "it, they named no OpenAI category); none: flagged rows naming no OpenAI category."), "",
              "| set | " + " | ".join(r["model"] for r in results) + " |", "|---|" + "---:|" * len(results)]
@@ -155,18 +170,20 @@ def markdown(results: list[dict], info: dict) -> str:
         for r in results:
             t = r["tagged"][name]
             cells.append(f"{t['named_as_expected']} / {t['flagged']} ({t['share_of_flagged']:.2f})"
-                         + (" *" if t["category_trained"] else "") + f"; fallback {t['only_categories_openai_lacks']}"
+                         + (" *" if t["category_trained"] else "") + f"; reached {t['some_category_reached_its_cut_off']}"
+                         + f"; fallback {t['only_categories_openai_lacks']}"
                          + (f", none {t['named_none']}" if t["named_none"] else ""))
         lines.append(f"| {name} ({results[0]['tagged'][name]['rows']} harmful) | " + " | ".join(cells) + " |")
     lines += ["", ("Untagged harmful sets: the OpenAI categories flagged rows name (share of the flagged rows; a row "
-                   "can name several), the four most frequent; fallback and none as above."), "",
+                   "can name several), the four most frequent; reached, fallback and none as above."), "",
               "| set | " + " | ".join(r["model"] for r in results) + " |", "|---|" + "---|" * len(results)]
     for name in results[0]["untagged"]:
         cells = []
         for r in results:
             u = r["untagged"][name]
             top = ", ".join(f"{k} {v:.2f}" for k, v in list(u["named"].items())[:4])
-            cells.append(f"{u['flagged']} flagged: {top}; fallback {u['only_categories_openai_lacks']}; "
+            cells.append(f"{u['flagged']} flagged: {top}; reached {u['some_category_reached_its_cut_off']}; "
+                         f"fallback {u['only_categories_openai_lacks']}; "
                          f"none {u['named_none']}")
         lines.append(f"| {name} ({results[0]['untagged'][name]['rows']}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -176,9 +193,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", nargs="+", default=["default=default", "fast=fast"],
                         help="LABEL=NAME_OR_DIR: a shipped model's name or a model directory")
+    parser.add_argument("--before", metavar="REV", help="also measure the shipped default and fast of git revision REV")
     args = parser.parse_args()
     info = machine("message categories")
     results = [measure(*spec.split("=", 1)) for spec in args.model]
+    if args.before:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in ("default", "fast"):
+                path = model_at(args.before, name, Path(tmp) / name)
+                results.append({**measure(f"{name} at {args.before}", str(path)), "path": f"{args.before}:{name}"})
     for r in results:
         r["machine"] = info
     write_results("message_categories", results, markdown(results, info))
