@@ -32,6 +32,7 @@ import argparse
 import json
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -126,37 +127,65 @@ def trained_categories(scorer) -> dict[str, str]:
             for s in sources if s.get("category")}
 
 
+def _tally(verdicts: list[tuple[bool, set[str], bool, bool]]) -> dict:
+    """Counts of one set: flagged rows, those naming no OpenAI category, those named by the OpenAI fallback, and
+    those on which some category reached its cut-off (see :func:`openai_verdicts`)."""
+    flagged = [v for v in verdicts if v[0]]
+    return {"flagged": len(flagged), "named_none": sum(1 for v in flagged if not v[1]),
+            "only_categories_openai_lacks": sum(v[2] for v in flagged),
+            "some_category_reached_its_cut_off": sum(v[3] for v in flagged)}
+
+
 def measure(label: str, model: str) -> dict:
     scorer = lm.load_scorer(model)
     trained = trained_categories(scorer)
     result = {"model": label, "path": model, "trained_categories": trained, "tagged": {}, "untagged": {}}
     for name, rows in tagged_rows().items():
         verdicts = openai_verdicts(scorer, [text for text, _ in rows])
-        flagged = [(named, expected) for (flag, named, *_), (_, expected) in zip(verdicts, rows) if flag]
-        right = sum(1 for named, expected in flagged if named & set(expected))
-        result["tagged"][name] = {"rows": len(rows), "flagged": len(flagged), "named_as_expected": right,
-                                  "share_of_flagged": round(right / max(len(flagged), 1), 3),
-                                  "named_none": sum(1 for named, _ in flagged if not named),
-                                  "only_categories_openai_lacks": sum(v[2] for v in verdicts),
-                                  "some_category_reached_its_cut_off": sum(v[0] and v[3] for v in verdicts),
+        right = sum(1 for (flag, named, *_), (_, expected) in zip(verdicts, rows) if flag and named & set(expected))
+        tally = _tally(verdicts)
+        result["tagged"][name] = {"rows": len(rows), **tally, "named_as_expected": right,
+                                  "share_of_flagged": round(right / max(tally["flagged"], 1), 3),
                                   "category_trained": name.removesuffix("_heldout") in trained}
     for name, texts in untagged_rows().items():
         verdicts = openai_verdicts(scorer, texts)
-        flagged = [named for flag, named, *_ in verdicts if flag]
-        counts = Counter(category for named in flagged for category in named)
-        result["untagged"][name] = {"rows": len(texts), "flagged": len(flagged),
-                                    "named_none": sum(1 for named in flagged if not named),
-                                    "only_categories_openai_lacks": sum(v[2] for v in verdicts),
-                                  "some_category_reached_its_cut_off": sum(v[0] and v[3] for v in verdicts),
-                                    "named": {k: round(v / max(len(flagged), 1), 3) for k, v in counts.most_common()}}
+        tally = _tally(verdicts)
+        counts = Counter(category for flag, named, *_ in verdicts if flag for category in named)
+        result["untagged"][name] = {"rows": len(texts), **tally, "named": {
+            k: round(v / max(tally["flagged"], 1), 3) for k, v in counts.most_common()}}
     return result
+
+
+def _command(results: list[dict]) -> str:
+    models = " ".join(f"{r['model']}={r['path']}" for r in results if ":" not in r["path"])
+    before = "".join(f" --before {r['path'].split(':')[0]}" for r in results[-1:] if ":" in r["path"])
+    return f"`python benchmarks/message_categories.py --model {models}{before}`"
+
+
+def _table(results: list[dict], kind: str, cell: Callable[[dict], str], suffix: str) -> list[str]:
+    """One Markdown table: a row per set of ``kind`` ("tagged" or "untagged"), a column per model."""
+    lines = ["| set | " + " | ".join(r["model"] for r in results) + " |", "|---|" + "---|" * len(results)]
+    for name, first in results[0][kind].items():
+        cells = " | ".join(cell(r[kind][name]) for r in results)
+        lines.append(f"| {name} ({first['rows']}{suffix}) | {cells} |")
+    return lines
+
+
+def _tagged_cell(t: dict) -> str:
+    return (f"{t['named_as_expected']} / {t['flagged']} ({t['share_of_flagged']:.2f})"
+            + (" *" if t["category_trained"] else "") + f"; reached {t['some_category_reached_its_cut_off']}"
+            + f"; fallback {t['only_categories_openai_lacks']}" + (f", none {t['named_none']}" if t["named_none"] else ""))
+
+
+def _untagged_cell(u: dict) -> str:
+    top = ", ".join(f"{k} {v:.2f}" for k, v in list(u["named"].items())[:4])
+    return (f"{u['flagged']} flagged: {top}; reached {u['some_category_reached_its_cut_off']}; "
+            f"fallback {u['only_categories_openai_lacks']}; none {u['named_none']}")
 
 
 def markdown(results: list[dict], info: dict) -> str:
     lines = ["# Which harm a flagged message names (OpenAI's categories, messages alone, default point)", "",
-             "`python benchmarks/message_categories.py --model " + " ".join(
-                 f"{r['model']}={r['path']}" for r in results if ":" not in r["path"])
-             + "".join(f" --before {r['path'].split(':')[0]}" for r in results[-1:] if ":" in r["path"]) + "`", "", f"Machine: {info['cpus']} cores, Python {info['python']}.", "",
+             _command(results), "", f"Machine: {info['cpus']} cores, Python {info['python']}.", "",
              ("Tagged sets: of the flagged harmful rows, how many name one of the OpenAI categories their source tag "
               "implies (`EXPECTED` in the script; the smoke set's own `openai_categories`). * = that source's training "
               "half taught the model a category (`--data FILE,category=C`): in-distribution. Reached: flagged rows "
@@ -164,28 +193,10 @@ def markdown(results: list[dict], info: dict) -> str:
               "the one nearest its cut-off: a guess, not a verdict). Fallback: flagged rows "
               "whose own categories all lack an OpenAI counterpart, named by `openai_categories`' fallback (before "
               "it, they named no OpenAI category); none: flagged rows naming no OpenAI category."), "",
-             "| set | " + " | ".join(r["model"] for r in results) + " |", "|---|" + "---:|" * len(results)]
-    for name in results[0]["tagged"]:
-        cells = []
-        for r in results:
-            t = r["tagged"][name]
-            cells.append(f"{t['named_as_expected']} / {t['flagged']} ({t['share_of_flagged']:.2f})"
-                         + (" *" if t["category_trained"] else "") + f"; reached {t['some_category_reached_its_cut_off']}"
-                         + f"; fallback {t['only_categories_openai_lacks']}"
-                         + (f", none {t['named_none']}" if t["named_none"] else ""))
-        lines.append(f"| {name} ({results[0]['tagged'][name]['rows']} harmful) | " + " | ".join(cells) + " |")
-    lines += ["", ("Untagged harmful sets: the OpenAI categories flagged rows name (share of the flagged rows; a row "
-                   "can name several), the four most frequent; reached, fallback and none as above."), "",
-              "| set | " + " | ".join(r["model"] for r in results) + " |", "|---|" + "---|" * len(results)]
-    for name in results[0]["untagged"]:
-        cells = []
-        for r in results:
-            u = r["untagged"][name]
-            top = ", ".join(f"{k} {v:.2f}" for k, v in list(u["named"].items())[:4])
-            cells.append(f"{u['flagged']} flagged: {top}; reached {u['some_category_reached_its_cut_off']}; "
-                         f"fallback {u['only_categories_openai_lacks']}; "
-                         f"none {u['named_none']}")
-        lines.append(f"| {name} ({results[0]['untagged'][name]['rows']}) | " + " | ".join(cells) + " |")
+             *_table(results, "tagged", _tagged_cell, " harmful"), "",
+             ("Untagged harmful sets: the OpenAI categories flagged rows name (share of the flagged rows; a row "
+              "can name several), the four most frequent; reached, fallback and none as above."), "",
+             *_table(results, "untagged", _untagged_cell, "")]
     return "\n".join(lines) + "\n"
 
 
