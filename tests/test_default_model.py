@@ -18,6 +18,7 @@ from conftest import SHARED_DATA
 
 from lite_moderation import load_scorer
 from lite_moderation.persistence import SHIPPED_MODELS
+from lite_moderation.taxonomy import openai_categories
 
 #: CV floors (unsafe F1, unsafe AUPRC, macro-F1) of each shipped model, on the BeaverTails rows: regression guards
 #: just under each model's measured CV. The BeaverTails-only model keeps the floors the BeaverTails-only default
@@ -166,3 +167,18 @@ def test_shipped_models_spare_harmless_messages_in_other_languages(name):
     assert sum(flagged) / len(flagged) <= MULTILINGUAL_FPR_LIMITS[name]
     in_english = [f for (_, language, _), f in zip(turns, flagged) if language == "english"]
     assert sum(in_english) / len(in_english) <= MULTILINGUAL_FPR_LIMITS[name]
+
+
+@pytest.mark.parametrize("name", ["default", "fast"])
+def test_shipped_models_name_hate_or_harassment_for_flagged_held_out_hate_messages(name):
+    """HateCheck's held-out hateful messages (by the ``_h`` functional tests; their text stays out of the output): a
+    flagged one names ``hate`` or ``harassment`` in OpenAI's shape. Before the shipped models learned hate_speech from
+    the messages sources (``--data hatecheck_train.jsonl,category=hate_speech``...), 404 of 507 did for `default`,
+    the rest naming the category nearest its cut-off (benchmarks/results/message_categories.md)."""
+    with open(SHARED_DATA / "messages" / "hatecheck_heldout.jsonl", encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
+    texts = [r["prompt"] for r in rows if not r["is_safe"] and r["source"].endswith("_h")]
+    verdicts = [v for v in load_scorer(name).moderate(texts) if v["flagged"]]
+    named = [openai_categories(v["categories"], v["category_scores"])[0] for v in verdicts]
+    assert len(verdicts) >= 0.95 * len(texts)
+    assert sum(1 for n in named if n["hate"] or n["harassment"]) >= 0.98 * len(verdicts)
