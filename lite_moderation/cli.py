@@ -744,8 +744,10 @@ def data_options(command: Callable) -> Callable:
                           "tune the message cut-offs."),
         click.option("--shapes", callback=_parse_shapes, default="pair", show_default=True,
                      help="Input shapes training shows, comma-separated: pair, plus text (each response, and "
-                          "each prompt none of whose answers is unsafe, as a single message) and prompt (each "
-                          "prompt as a single message, unsafe when any of its answers is)."),
+                          "each prompt none of whose answers is unsafe, as a single message), prompt (each "
+                          "prompt as a single message, unsafe when any of its answers is) and prompt_categories "
+                          "(each prompt with an unsafe answer as a single message teaching its answers' categories "
+                          "only, not the unsafe head)."),
         click.option("--vocabulary-from", type=click.Choice(["all", "harmful", "first"]), default="all",
                      show_default=True,
                      help="Sources the vocabulary and idf are learned from: all, those holding unsafe rows, or the "

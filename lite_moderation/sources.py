@@ -16,7 +16,10 @@ alone: one shape, ``texts.single_message``). Training shows each shape (``shapes
   A red-team prompt is not made a message: "any answer unsafe" does not judge the words on their own, and
   measured, it taught the model that questions are unsafe (benchmarks/results/accuracy.md, Session 3);
 - with "prompt", every prompt as a single message, unsafe when any of its answers is (what the previous
-  shipped models did; measured in issue 20 to flag most harmless questions).
+  shipped models did; measured in issue 20 to flag most harmless questions);
+- with "prompt_categories" (and without "prompt"), each prompt with an unsafe answer as a single message that
+  teaches the categories alone: those of its unsafe answers, which say what harm the request is about; its flag
+  label stays unknown, for the reason above. Like a response's copy, it is not a document of the vocabulary.
 A row that already is a single message (a source of messages) is shown once, as it is.
 Copies made from a primary row share its prompt's group, and so does any other source's row with the same prompt
 or text (case and spacing folded), so they all leave the training folds whenever that prompt is held out. Sources labelled only ``is_safe`` teach the unsafe head alone with their unsafe rows
@@ -58,8 +61,9 @@ __all__ = [
     "chatterbot_pairs", "chatterbot_turns", "chitchat_pairs", "describe_source", "parse_source", "read_source",
 ]
 
-#: The input shapes training can show: the pair, the prompt alone, the text (response) alone.
-SHAPES = ("pair", "prompt", "text")
+#: The input shapes training can show: the pair, the prompt alone, the text (response) alone, and the prompt alone
+#: teaching its answers' categories only (see the module's docstring).
+SHAPES = ("pair", "prompt", "text", "prompt_categories")
 
 #: Sources read from an installed package instead of a file: name -> (pip package, license).
 PACKAGE_SOURCES = {"pkg:chitchat-dataset": ("chitchat-dataset", "MIT"),
@@ -418,8 +422,9 @@ class TrainingSet:
     def vocabulary_rows(self) -> np.ndarray:
         """Rows the vocabulary and idf are learned from: of every source ("all"), the first ("first"), or the
         sources holding unsafe rows ("harmful": the harm vocabulary; all-safe sources then only teach weights).
-        A response's text-alone copy never counts: it would give every response's terms a second document, so
-        min_df would keep terms seen in one answer only (and idf would halve their rarity)."""
+        A response's text-alone copy never counts (nor a prompt's copy made by the "prompt_categories" shape): it
+        would give every response's terms a second document, so min_df would keep terms seen in one answer only (and
+        idf would halve their rarity)."""
         rows = ~self.response_copy
         if self.vocabulary_from == "first":
             return rows & (self.source_of_row == 0)
@@ -495,14 +500,16 @@ class _Builder:
         self.source_of_row: list[int] = []
         self.lines: list[int] = []
         self.response_copy: list[bool] = []
-        self.known: list[np.ndarray] = []  # per row, which of its categories are known
+        self.known: list[np.ndarray] = []  # per row, which of its labels are known (categories, then the flag)
         self.sources: list[dict] = []
         self.primary_groups: dict[str, tuple[int, str]] = {}  # a primary prompt, case and spacing folded -> group
 
     def _append(self, pair: object, y: np.ndarray, k: int, weight: float, group: tuple[int, str],
-                primary: bool, line: int, response_copy: bool = False, known: np.ndarray | None = None) -> None:
+                primary: bool, line: int, response_copy: bool = False, known: np.ndarray | None = None,
+                flag_known: bool = True) -> None:
+        """``known``: which of the row's categories are known (all when None); ``flag_known``: its flag label."""
         self.pairs.append(pair)
-        self.known.append(np.ones(len(y) - 1, bool) if known is None else known)
+        self.known.append(np.append(np.ones(len(y) - 1, bool) if known is None else known, flag_known))
         self.lines.append(line)
         self.response_copy.append(response_copy)
         self.Y.append(y)
@@ -565,6 +572,9 @@ class _Builder:
                              known=prompt_known[prompt])
             if "text" in shapes and not y.any() and "prompt" not in shapes:
                 self._append(("", prompt), y, k, alone_weight, group_of(i), False, dataset.lines[i])
+            if "prompt_categories" in shapes and "prompt" not in shapes and (y[:-1] & prompt_known[prompt]).any():
+                self._append((prompt, ""), y, k, alone_weight, group_of(i), False, dataset.lines[i],
+                             response_copy=pairs_shown, known=prompt_known[prompt], flag_known=False)
         recorded = {**spec.own_weights(), **({"category": spec.category} if spec.category else {})}
         self.sources.append(describe_source(spec.path, len(dataset), len(keep), len(self.pairs) - before, spec.weight,
                                             recorded))
@@ -582,8 +592,7 @@ class _Builder:
             line_of_row=np.array(self.lines, dtype=np.int64),
             response_copy=np.array(self.response_copy, dtype=bool),
             sources=self.sources,
-            label_mask=np.column_stack([np.array(self.known, dtype=bool).reshape(len(self.known), width - 1),
-                                        np.ones(len(self.known), bool)]),
+            label_mask=np.array(self.known, dtype=bool).reshape(len(self.known), width),
             shapes=self.shapes, labels=self.labels, has_categories=width > 1,
         )
 

@@ -434,3 +434,39 @@ def test_train_cli_teaches_a_source_category_and_the_card_says_so(runner, tiny_d
     assert card["recipe"]["command"].split(" --shapes")[0].endswith("abuse.jsonl,category=hate_speech")
     info = runner.invoke(main, ["info", "--model", str(tmp_path / "mTrue")])
     assert "unsafe rows are hate_speech" in info.output
+
+
+def test_prompt_categories_shape_adds_each_harmful_prompt_teaching_its_answers_categories_only(tiny_data):
+    records = [json.loads(line) for line in tiny_data.read_text().splitlines()]
+    union: dict[str, set] = {}
+    for r in records:
+        if not r["is_safe"]:
+            union.setdefault(r["prompt"], set()).update(c for c, on in r["category"].items() if on)
+    plain = build_training_set([SourceSpec(str(tiny_data))], shapes=("pair", "text"))
+    ts = build_training_set([SourceSpec(str(tiny_data))], shapes=("pair", "text", "prompt_categories"))
+    added = np.arange(len(plain), len(ts))
+    assert len(ts) == len(plain) + len(union) and ts.pairs[:len(plain)] == plain.pairs
+    assert {ts.pairs[i] for i in added} == {(p, "") for p in union}
+    for i in added:
+        assert {CATEGORIES[j] for j in np.flatnonzero(ts.Y[i, :-1])} == union[ts.pairs[i][0]]
+        assert ts.label_mask[i, :-1].all() and not ts.label_mask[i, -1]  # the flag head learns nothing from it
+    assert not ts.vocabulary_rows()[added].any() and not ts.primary[added].any()
+    groups = {ts.pairs[i][0]: ts.groups[i] for i in range(len(plain)) if ts.primary[i]}
+    assert all(ts.groups[i] == groups[ts.pairs[i][0]] for i in added)  # out of the folds with its prompt
+    with_prompts = build_training_set([SourceSpec(str(tiny_data))], shapes=("pair", "prompt", "prompt_categories"))
+    assert with_prompts.label_mask[:, -1].all()  # prompts already messages (unsafe when any answer is): no copy
+
+
+def test_prompt_categories_shape_leaves_the_unsafe_head_exactly_as_it_was(tiny_data):
+    """The rows it adds have no flag label and no vocabulary vote: the unsafe head's weights and cut-offs are the
+    same to the bit; a category head is not."""
+    models = []
+    for shapes in (("pair", "text"), ("pair", "text", "prompt_categories")):
+        ts = build_training_set([SourceSpec(str(tiny_data))], shapes=shapes)
+        estimator = default_estimator(preset="fast", min_df=1, threshold_folds=2)
+        models.append(estimator.fit(ts.pairs, ts.Y, **ts.fit_params()))
+    before, after = models
+    assert np.array_equal(before.coef_[:, -1], after.coef_[:, -1]) and before.intercept_[-1] == after.intercept_[-1]
+    assert before.thresholds_[-1] == after.thresholds_[-1]
+    assert before.message_thresholds_[-1] == after.message_thresholds_[-1]
+    assert not np.array_equal(before.coef_[:, :-1], after.coef_[:, :-1])
