@@ -40,6 +40,7 @@ from _common import machine, write_results
 from model_speed import model_at
 
 import lite_moderation as lm
+from lite_moderation.labels import label_set_of
 from lite_moderation.taxonomy import OPENAI_MAPPED, openai_categories
 from lite_moderation.thresholds import cut_offs
 
@@ -111,9 +112,10 @@ def openai_verdicts(scorer, texts: list[str]) -> list[tuple[bool, set[str], bool
     no OpenAI category). The fourth false on a flagged row: no category head reached its cut-off, and the one named
     is the nearest to it (``LabelSet.decide``), a guess rather than a verdict."""
     proba = scorer.predict_proba([("", text) for text in texts])
-    reached = (proba[:, :-1] >= cut_offs(scorer, np.ones(len(texts), bool))[:, :-1]).any(axis=1)
+    cuts = cut_offs(scorer, np.ones(len(texts), bool))
+    reached = (proba[:, :-1] >= cuts[:, :-1]).any(axis=1)
     out = []
-    for verdict, some_reached in zip(scorer.moderate(texts), reached):
+    for verdict, some_reached in zip(label_set_of(scorer).results(proba, cuts), reached):  # scored once
         flags, _ = openai_categories(verdict["categories"], verdict["category_scores"])
         unmapped = verdict["flagged"] and not any(verdict["categories"][c] for c in OPENAI_MAPPED)
         out.append((verdict["flagged"], {name for name, on in flags.items() if on}, unmapped, bool(some_reached)))

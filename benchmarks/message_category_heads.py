@@ -14,6 +14,7 @@ it is not shipped.
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -23,10 +24,6 @@ from rebuild_shipped import MODELS, documented_arguments
 from lite_moderation import cli, save
 from lite_moderation.sources import build_training_set
 from lite_moderation.training import train
-
-#: ``train``'s own parameters; the others are its recipe options (``**recipe`` of ``cli.train_command``).
-NOT_RECIPE = {"sources", "shapes", "vocabulary_from", "output_dir", "cv_folds", "seed", "license_text", "overwrite",
-              "on_error", "max_record_bytes", "quiet", "columns"}
 
 
 def main() -> None:
@@ -41,7 +38,8 @@ def main() -> None:
     training_set.vocabulary_from = params["vocabulary_from"]
     training_set.label_mask = training_set.label_mask.copy()
     training_set.label_mask[:, :-1] &= training_set.Y[:, -1:]  # categories learn from unsafe rows only
-    recipe = {k: v for k, v in params.items() if k not in NOT_RECIPE}
+    named = inspect.signature(cli.main.commands["train"].callback).parameters  # train's own; the rest: **recipe
+    recipe = {k: v for k, v in params.items() if k not in named}
     with context:  # the recipe options the command gave, as `train` reads them
         estimator = cli._estimator_from_options(recipe)
     model, new_card = train(training_set, estimator, command="experiment: benchmarks/message_category_heads.py",
