@@ -41,7 +41,7 @@ from .output import (
     write_predictions,
 )
 from .persistence import SHIPPED_MODELS, ModelFormatError, load, load_scorer, read_card, save
-from .scoring import WorkerDiedError, score_file
+from .scoring import NothingScoredError, WorkerDiedError, score_file
 from .server import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY_BYTES,
@@ -131,11 +131,13 @@ def _skipped_text(error: DataError) -> str:
     return str(DataError(error.path, error.line, error.field, error.message))
 
 
-def _report_skipped(errors: list[DataError], limit: int = 20, what: str = "skipped", rows: str = "bad rows") -> None:
-    """Every skipped row is named on stderr (the first ``limit`` in full, then a count)."""
+def _report_skipped(errors: list[DataError], limit: int | None = None, what: str = "skipped",
+                    rows: str = "bad rows") -> None:
+    """Every skipped row is named on stderr, one line each (or the first ``limit``, then a count: for label
+    warnings on rows that were used)."""
     for error in errors[:limit]:
         _note(f"{what}: {_skipped_text(error)}")
-    if len(errors) > limit:
+    if limit is not None and len(errors) > limit:
         _note(f"{what}: ... and {len(errors) - limit} more {rows}")
 
 
@@ -371,9 +373,11 @@ def _estimator_from_options(options: dict, verbose: int = 0):
 
 #: The column options (train, cv, evaluate): option, Columns field, help.
 _COLUMN_OPTIONS = (
-    ("--text-column", "text", "Field (JSON) or column (CSV) holding a single text [default: text, or prompt]."),
+    ("--text-column", "text", ("Field (JSON) or column (CSV) holding a single text; naming it ignores prompt/"
+                               "response/text columns [default: prompt (with response) when present, else text].")),
     ("--prompt-column", "prompt", "Field or column holding the prompt of a pair [default: prompt]."),
-    ("--response-column", "response", "Field or column holding the response of a pair [default: response]."),
+    ("--response-column", "response", ("Field or column holding the response of a pair, read whenever present "
+                                       "[default: response].")),
     ("--label-column", "label", ("Field or column holding one class name per row: one head per class but "
                                  "--safe-class (multi-class).")),
     ("--label-columns", "labels", ("Comma-separated boolean fields or columns, one head each (multi-label); one "
@@ -546,18 +550,24 @@ def _score_input(model, input_path: str, input_format: str, output_path: Path | 
     Rows printed to a terminal show the progress themselves: a bar on the same screen would cut into them.
     """
     to_terminal = str(output_path or "-") == "-" and sys.stdout.isatty()
-    summary = score_file(model, input_path, output_path, fmt, on_error=on_error, threshold=threshold,
-                         input_format=input_format, progress=not quiet and not to_terminal, jobs=jobs,
-                         columns=columns, max_record_bytes=max_record_bytes)
+    try:
+        summary = score_file(model, input_path, output_path, fmt, on_error=on_error, threshold=threshold,
+                             input_format=input_format, progress=not quiet and not to_terminal, jobs=jobs,
+                             columns=columns, max_record_bytes=max_record_bytes)
+    except NothingScoredError as nothing:
+        summary = nothing.summary
     _report_skipped(summary.errors)
-    _report_skipped(summary.warnings, what="warning", rows="rows with ignored label problems")
+    _report_skipped(summary.warnings, limit=20, what="warning", rows="rows with ignored label problems")
     warned = f", label warnings: {len(summary.warnings)}" if summary.warnings else ""
     _note(f"rows in: {summary.rows_in}, scored: {summary.scored}, skipped: {summary.rejected}, "
           f"flagged: {summary.flagged}{warned}")
     if summary.rejected and not summary.scored:  # a run that scored nothing did not do its job: never exit 0
         first = summary.errors[0]
-        raise InputError(f"{first.path}: no row could be scored (all {summary.rejected} skipped); the first: "
-                         f"{first.message}" + (f". {first.hint}" if first.hint else ""))
+        where = f"line {first.line}" if first.line is not None else "the file"
+        raise InputError(f"{first.path}: no row could be scored (all {summary.rejected} skipped; the first, {where}: "
+                         f"{first.message}); an --output file is left as it was. "
+                         + (first.hint if first.hint and first.hint != FIX_HINT
+                            else "Check the file's format and the column options (--text-column...)"))
     return summary.flagged, summary.rejected
 
 

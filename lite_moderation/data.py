@@ -8,6 +8,7 @@ decoded per line so one non-UTF-8 line costs one record, not the whole file.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import dataclasses
@@ -52,6 +53,8 @@ _DISCARD_CHUNK = 1 << 20
 _CATEGORY_SET = frozenset(CATEGORIES)
 _BOM = b"\xef\xbb\xbf"
 _FIX_HINT = FIX_HINT = "Fix the record or pass --on-error skip."
+_QUOTE_HINT = ("Close the quote, or double a quote inside a quoted cell (\"\"); the rows after this line are "
+               "read on their own.")
 _IGNORED_HINT = "Scoring does not use labels: the row was scored."
 _KEYS_HINT = "Category keys are the 14 BeaverTails keys listed in lite_moderation.taxonomy.CATEGORIES."
 _LABELS_HINT = "This step needs labelled data: add 'is_safe' or a full 'category' object to every record."
@@ -193,8 +196,8 @@ class Columns:
             object.__setattr__(self, "labels", tuple(self.labels))
         if self.text is not None and (self.prompt is not None or self.response is not None):
             raise ValueError("name a text column or prompt/response columns, not both")
-        if self.response is not None and self.prompt is None:
-            raise ValueError("a response column needs a prompt column (or name the text column alone)")
+        if self.response is not None and self.prompt is None:  # the prompt keeps its default name, as documented
+            object.__setattr__(self, "prompt", "prompt")
         if self.label is not None and self.labels is not None:
             raise ValueError("name one class column (label) or boolean columns (labels), not both")
         if self.safe_class is not None and self.label is None:
@@ -213,11 +216,14 @@ class Columns:
         return self == Columns()
 
     def text_fields(self) -> dict[str, str]:
-        """{user's field: standard field} of the text."""
+        """{user's field: standard field} of the text. A named prompt keeps the default response field
+        (``response``) unless one is named: a pair's answer is never dropped for being unnamed."""
         if self.text is not None:
             return {self.text: "text"}
-        named = {self.prompt: "prompt", self.response: "response"}
-        return {k: v for k, v in named.items() if k is not None}
+        if self.prompt is None:
+            return {}
+        response = self.response if self.response is not None else "response"
+        return {self.prompt: "prompt"} if response == self.prompt else {self.prompt: "prompt", response: "response"}
 
     def standard_object(self, obj: dict) -> dict:
         """A JSON record with its text under the standard names (and without standard labels when the user's
@@ -593,6 +599,9 @@ def _raw_lines(stream: IO[bytes], source: _Source) -> Iterator[tuple[int, bytes]
     try:
         for raw in bounded_lines(stream, source.max_record_bytes):
             n += 1
+            if n == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+                raise source.fatal("the file is UTF-16 (it starts with a UTF-16 byte-order mark); records are read "
+                                   "as UTF-8", 1, hint="Convert it first, e.g. iconv -f UTF-16 -t UTF-8 FILE > NEW")
             yield n, raw
     except _READ_ERRORS as exc:
         raise source.fatal(f"cannot read the file: {exc}", line=n + 1) from None
@@ -849,7 +858,7 @@ def _id_value(value: Any, field: str, present: bool) -> str | int:
         raise _Bad(field, "missing", f"Every record needs the id field '{field}' you named.")
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise _Bad(field, f"expected a string or whole-number id, got {json_type(value)}")
-    return value
+    return _string(value, field) if isinstance(value, str) else value
 
 
 def _mapped_record(obj: Any, require: str, line: int, notes: list[_Bad] | None,
@@ -958,17 +967,66 @@ def _set_csv_field_limit(limit: int) -> None:
     csv.field_size_limit(limit)
 
 
-def _csv_text(lines: Iterable[tuple[int, bytes]], bad: dict[int, str]) -> Iterator[str]:
-    """Decoded lines for csv.reader; undecodable or overlong lines are noted in ``bad`` (line -> problem)."""
+def _csv_text(lines: Iterable[tuple[int, bytes]], bad: dict[int, str]) -> Iterator[tuple[int, str]]:
+    """(line, decoded text) for csv.reader; undecodable or overlong lines are noted in ``bad`` (line -> problem)."""
     for n, raw in lines:
         if isinstance(raw, OverlongLine):
             bad[n] = raw.message
-            yield "-\n"  # a stand-in row, so the dropped line is reported, never lost as a blank one
+            yield n, "-\n"  # a stand-in row, so the dropped line is reported, never lost as a blank one
             continue
         text, offset = _try_decode(raw, n)
         if offset is not None:
             bad[n] = f"not valid UTF-8 (byte offset {offset})"
-        yield text
+        yield n, text
+
+
+class _CsvLines:
+    """The lines csv.reader reads, each row's kept until the next row starts (``taken``).
+
+    Why: a malformed row (an unclosed quote, a stray carriage return) would otherwise swallow the rows after it
+    or stop the file; its lines after the first are put back (:meth:`resume_after_first`) and a new reader
+    goes on from there, so only that row is lost, and reported. What is kept is bounded by the record limit
+    (csv's field limit).
+    """
+
+    def __init__(self, lines: Iterator[tuple[int, str]]) -> None:
+        self.lines = lines
+        self.put_back: collections.deque[tuple[int, str]] = collections.deque()
+        self.taken: list[tuple[int, str]] = []
+        self.exhausted = False  # the reader asked for a line after the last one
+
+    def __iter__(self) -> _CsvLines:
+        return self
+
+    def __next__(self) -> str:
+        if self.put_back:
+            item = self.put_back.popleft()
+        else:
+            try:
+                item = next(self.lines)
+            except StopIteration:
+                self.exhausted = True
+                raise
+        self.taken.append(item)
+        return item[1]
+
+    def next_row(self) -> None:
+        self.taken = []
+
+    def resume_after_first(self) -> None:
+        """Read the current row's lines again from its second, as new rows."""
+        self.put_back.extendleft(reversed(self.taken[1:]))
+        self.taken, self.exhausted = [], False
+
+
+def _unclosed_quote(texts: list[str], delimiter: str) -> bool:
+    """Whether a row read to the end of the file did so inside a quoted field (csv's lenient mode accepts it)."""
+    try:
+        for _ in csv.reader(texts, delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
 
 
 def _column_label(name: str) -> str:
@@ -981,7 +1039,9 @@ def _mapped_header(names: list[str], columns: Columns | None) -> list[str]:
     if columns is None:
         return names
     fields = columns.text_fields()
-    hidden = set(fields.values()) | ({"is_safe", "category", *CATEGORIES} if columns.own_labels else set())
+    # a named text column hides every standard text column (a "prompt" column must not win over it)
+    hidden = ({"prompt", "response", "text"} if fields else set()) \
+        | ({"is_safe", "category", *CATEGORIES} if columns.own_labels else set())
     return [fields.get(n) or ("\0" + n if n in hidden else n) for n in names]
 
 
@@ -1122,19 +1182,22 @@ def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
     """CSV (or TSV) rows as records; a record's line is the physical line its row starts on (header = 1)."""
     _set_csv_field_limit(source.max_record_bytes)
     bad: dict[int, str] = {}
-    reader = csv.reader(_csv_text(lines, bad), delimiter=delimiter)
-    rows = _csv_rows(reader, source)
+    rows = _csv_rows(_CsvLines(_csv_text(lines, bad)), source, delimiter)
     header = next(rows, None)
     if header is None:
         return
-    header_start, header_row = header
+    header_start, _, header_row = header
+    if isinstance(header_row, _Bad):
+        raise source.fatal(f"header: {header_row.message}", header_start)
     if bad:
         line = min(bad)
         raise source.fatal(f"header: {bad[line]}", line)
     cols = _csv_columns(header_row, source, require, header_start)
-    for start, row in rows:
-        lines_bad = [n for n in range(start, reader.line_num + 1) if n in bad]
+    for start, row_lines, row in rows:
+        lines_bad = [n for n in row_lines if n in bad]
         try:
+            if isinstance(row, _Bad):
+                raise row
             if lines_bad:
                 raise _Bad(None, bad[lines_bad[0]])
             notes: list[_Bad] = []
@@ -1142,24 +1205,48 @@ def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
             yield from (source.warning(start, note) for note in notes)
             yield record
         except _Bad as problem:
-            yield source.error(lines_bad[0] if lines_bad else start, problem)
+            yield source.error(lines_bad[0] if lines_bad and not isinstance(row, _Bad) else start, problem)
         for n in lines_bad:
             del bad[n]
 
 
-def _csv_rows(reader: Any, source: _Source) -> Iterator[tuple[int, list[str]]]:
-    """Non-blank rows with the line each starts on; a CSV syntax error is a whole-file error."""
-    previous = 0
+def _csv_rows(lines: _CsvLines, source: _Source,
+              delimiter: str) -> Iterator[tuple[int, list[int], list[str] | _Bad]]:
+    """Non-blank rows: the line each starts on, its lines, and its cells, or a _Bad for a row csv cannot read
+    (an unclosed quote, a stray carriage return, a field over the record limit): that row is dropped and
+    reading resumes on the line after its first."""
+    reader = csv.reader(lines, delimiter=delimiter)
     while True:
+        lines.next_row()
         try:
-            row = next(reader)
+            row: list[str] | _Bad = next(reader)
+            if lines.exhausted and len(lines.taken) > 1 and _unclosed_quote([t for _, t in lines.taken], delimiter):
+                row = _Bad(None, "a quote (\") opened here is never closed: the row runs to the end of the file",
+                           _QUOTE_HINT)
         except StopIteration:
             return
         except csv.Error as exc:
-            raise source.fatal(f"not valid CSV: {exc}", reader.line_num) from None
-        start, previous = previous + 1, reader.line_num
-        if any(cell.strip() for cell in row):
-            yield start, row
+            too_long = "field larger than field limit" in str(exc)
+            row = _Bad(None, f"longer than the record limit ({source.max_record_bytes} bytes), or a quote opened "
+                             f"here is never closed" if too_long else f"not valid CSV: {_csv_problem(exc)}",
+                       _QUOTE_HINT if too_long else _FIX_HINT)
+        if not lines.taken:  # csv's error came before it read a line: nothing more to read
+            return
+        numbers = [n for n, _ in lines.taken]
+        if isinstance(row, _Bad):
+            yield numbers[0], numbers[:1], row
+            lines.resume_after_first()
+            reader = csv.reader(lines, delimiter=delimiter)
+        elif any(cell.strip() for cell in row):
+            yield numbers[0], numbers, row
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    """csv's message without its advice to programmers (universal-newline mode)."""
+    message = str(exc).split(" - ")[0]
+    if "new-line character seen in unquoted field" in message:
+        return "a carriage return (CR) inside an unquoted cell"
+    return message
 
 
 # ------------------------------------------------------------------------------------------------- arrays

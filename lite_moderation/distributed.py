@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from .data import DEFAULT_MAX_RECORD_BYTES, Columns, DataError, record_from_object
 from .labels import LabelSet
 from .persistence import METADATA_FILE, ModelFormatError, load_scorer, read_card, read_metadata
-from .scoring import CHUNK_SIZE, score_file
+from .scoring import CHUNK_SIZE, NothingScoredError, score_file
 
 if TYPE_CHECKING:
     from .fast import FastScorer
@@ -418,6 +418,8 @@ def _score_file_task(payload: ModelPayload, input_path: str, output_path: str, f
     try:  # a retried task's stale temp is removed by the atomic writer (only provably ours: output.remove_stale_temps)
         summary = score_file(model, input_path, output_path, fmt, on_error=on_error, threshold=threshold,
                              input_format=input_format, max_record_bytes=max_record_bytes, columns=columns)
+    except NothingScoredError as nothing:  # every row rejected: no output file, each row still accounted for
+        summary, output_path = nothing.summary, None
     except DataError as exc:
         if on_error == "fail":
             raise

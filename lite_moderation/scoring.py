@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 from .output import RowWriter, atomic_text_writer
 from .progress import Progress
 
-__all__ = ["ScoreSummary", "WorkerDiedError", "iter_scores", "score_file"]
+__all__ = ["NothingScoredError", "ScoreSummary", "WorkerDiedError", "iter_scores", "score_file"]
 
 CHUNK_SIZE = 2048
 #: Fewer rows than this never show a progress bar, however long they take.
@@ -181,4 +181,21 @@ def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.Pa
             summary.scored += len(chunk)
             bar.update(len(chunk))
         writer.close()
+        if summary.rejected and not summary.scored:  # raised inside the writer: an --output file is kept as it was
+            raise NothingScoredError(summary)
     return summary
+
+
+class NothingScoredError(DataError):
+    """Every row of a file was rejected: the run did not do its job, and an output file is not written.
+
+    ``summary`` holds the rejected rows' errors (each with its line)."""
+
+    def __init__(self, summary: ScoreSummary) -> None:
+        first = summary.errors[0]
+        super().__init__(first.path, None, None, f"no row could be scored (all {summary.rejected} skipped); the "
+                         f"first: {first}", None)
+        self.summary = summary
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.summary,))

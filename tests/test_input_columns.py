@@ -1,0 +1,110 @@
+"""Input files read as their user meant (a user's exploratory round): the column named is the one scored, a
+pair's answer is never dropped for being unnamed, a malformed CSV row loses only itself, and a run that scored
+nothing leaves an existing output file as it was.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import lite_moderation as lm
+from lite_moderation.cli import main
+from lite_moderation.data import Columns
+
+
+def _texts(path, **columns) -> list:
+    errors: list = []
+    records = lm.read_records(path, on_error="skip", errors=errors, columns=Columns(**columns) if columns else None)
+    return [(r.line, r.pair) for r in records], [(e.line, e.message) for e in errors]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_a_named_text_column_wins_over_a_prompt_column(tmp_path, suffix):
+    path = tmp_path / f"in.{suffix}"
+    if suffix == "csv":
+        path.write_text("prompt,comment\nthe prompt cell,the comment cell\n")
+    else:
+        path.write_text(json.dumps({"prompt": "the prompt cell", "comment": "the comment cell"}) + "\n")
+    rows, errors = _texts(path, text="comment")
+    assert [pair for _, pair in rows] == ["the comment cell"] and not errors
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_a_named_prompt_column_keeps_the_default_response_column(tmp_path, suffix):
+    path = tmp_path / f"in.{suffix}"
+    if suffix == "csv":
+        path.write_text("q,response\na question,an answer\n")
+    else:
+        path.write_text(json.dumps({"q": "a question", "response": "an answer"}) + "\n")
+    rows, _ = _texts(path, prompt="q")
+    assert [pair for _, pair in rows] == [("a question", "an answer")]
+
+
+def test_a_named_response_column_alone_reads_the_default_prompt_column(tmp_path, runner, tiny_model_dir):
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"prompt": "a question", "answer": "an answer"}) + "\n")
+    rows, _ = _texts(path, response="answer")
+    assert [pair for _, pair in rows] == [("a question", "an answer")]
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(path), "--response-column",
+                                  "answer", "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t"], ids=["csv", "tsv"])
+def test_an_unclosed_quote_loses_its_row_only(tmp_path, delimiter):
+    path = tmp_path / ("in.csv" if delimiter == "," else "in.tsv")
+    lines = ["id,text", "1,first row", '2,"a quote never closed', "3,third row", "4,fourth row"]
+    path.write_text("\n".join(line.replace(",", delimiter) for line in lines) + "\n")
+    rows, errors = _texts(path)
+    assert rows == [(2, "first row"), (4, "third row"), (5, "fourth row")]
+    assert [line for line, _ in errors] == [3] and "never closed" in errors[0][1]
+
+
+def test_a_quoted_cell_over_several_lines_is_still_one_row(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text('id,text\n1,"line one\nline two"\n2,after\n3,"last one\nends the file"')
+    rows, errors = _texts(path)
+    assert rows == [(2, "line one\nline two"), (4, "after"), (5, "last one\nends the file")] and not errors
+
+
+def test_a_carriage_return_inside_an_unquoted_cell_is_one_bad_row(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"id,text\n1,hello\n2,stray\rcarriage return\n3,world\n")
+    rows, errors = _texts(path)
+    assert rows == [(2, "hello"), (4, "world")]
+    assert errors == [(3, "not valid CSV: a carriage return (CR) inside an unquoted cell")]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "txt", "jsonl"])
+def test_a_utf16_file_is_named_as_such(tmp_path, suffix):
+    path = tmp_path / f"in.{suffix}"
+    path.write_bytes("text\nhello\n".encode("utf-16"))
+    with pytest.raises(lm.DataError, match="UTF-16.*iconv"):
+        _texts(path)
+
+
+def test_a_surrogate_id_is_one_bad_row_not_a_crashed_run(runner, tiny_model_dir, tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"id": "\\ud800x", "text": "garden"}\n{"id": "ok", "text": "river"}\n')
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(path), "--format", "csv", "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert [row.split(",")[:2] for row in result.stdout.splitlines()[1:]] == [["2", "ok"]]
+    assert "in.jsonl:1: field 'id': contains an unpaired surrogate" in result.stderr
+
+
+def test_a_run_that_scores_nothing_keeps_the_existing_output(runner, tiny_model_dir, tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text("1\n[2]\n")
+    out = tmp_path / "out.jsonl"
+    out.write_text("results of yesterday\n")
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(path), "-o", str(out), "-q"])
+    assert result.exit_code == 2 and "no row could be scored" in result.stderr
+    assert "--on-error skip" not in result.stderr.splitlines()[-1]  # already skipping: not the advice
+    assert out.read_text() == "results of yesterday\n"
+    with pytest.raises(lm.scoring.NothingScoredError) as raised:
+        lm.scoring.score_file(lm.load_scorer(tiny_model_dir), path, out)
+    assert [e.line for e in raised.value.summary.errors] == [1, 2]
+    assert out.read_text() == "results of yesterday\n"
