@@ -321,6 +321,9 @@ def recipe_options(command: Callable) -> Callable:
                           "lone_text=0.5)."),
         click.option("--min-df", type=click.IntRange(min=1), default=2, show_default=True,
                      help="Minimum number of documents a term must appear in."),
+        click.option("--normalize", type=click.Choice(["nfkc", "none"]), default="nfkc", show_default=True,
+                     help="Text normalisation before analysis, training and scoring alike: nfkc (fullwidth and "
+                          "styled letters folded, invisible characters such as zero-width spaces removed) or none."),
         click.option("--max-features", callback=_parse_max_features, default=None,
                      help="Cap on each vocabulary block (most frequent terms kept): a number for every block, or "
                           "FIELD=N[,FIELD=N] for some (*=N: the others; the shipped fast: *=15000,lone_text=50000)."),
@@ -355,7 +358,9 @@ def _given_options(options: dict) -> dict:
 def _estimator_from_options(options: dict, verbose: int = 0):
     given = _given_options(options)
     params: dict[str, Any] = {k: v for k, v in given.items()
-                              if k not in ("preset", "class_weight", "word_ngrams", "char_ngrams")}
+                              if k not in ("preset", "class_weight", "word_ngrams", "char_ngrams", "normalize")}
+    if "normalize" in given:
+        params["normalize"] = None if given["normalize"] == "none" else given["normalize"]
     if "class_weight" in given:
         params["class_weight"] = None if given["class_weight"] == "none" else given["class_weight"]
     for option, field_key, range_key in (("word_ngrams", "word_fields", "word_ngram_range"),
@@ -1214,7 +1219,14 @@ def info(model_path: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(card, indent=2))
         return
-    click.echo("\n".join(map(printable, _card_text(card).split("\n"))))  # a model's card is its author's text
+    try:
+        lines = _card_lines(card)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:  # re-signed by hand, say
+        raise InputError(f"{card.get('path', model_path)}: the model card is malformed ({type(exc).__name__}: "
+                         f"{printable(str(exc))[:200]}); info --json shows it as saved. Retrain or reinstall the "
+                         f"model") from None
+    # a model's card is its author's text: each line escaped on its own, so a value cannot print a line of its own
+    click.echo("\n".join(map(printable, lines)))
 
 
 def _labels_line(label_set: dict) -> str:
@@ -1233,7 +1245,7 @@ def _own_weights_text(source: dict) -> str:
     return text + (f", unsafe rows are {source['category']}" if source.get("category") else "")
 
 
-def _card_text(card: dict) -> str:
+def _card_lines(card: dict) -> list[str]:
     data = card.get("training_data", {})
     lines = [
         f"model: {card['path']} ({card['size_bytes'] / 1e6:.2f} MB, format version {card['format_version']})",
@@ -1262,7 +1274,7 @@ def _card_text(card: dict) -> str:
         if points:
             lines.append(f"{title}unsafe operating points (--threshold NAME): "
                          + ", ".join(f"{name} {value:.3f}" for name, value in points.items()))
-    return "\n".join(lines)
+    return lines
 
 
 @main.command("download")

@@ -28,7 +28,7 @@ from typing import IO, Any, Union
 
 import numpy as np
 
-from .labels import LabelSet
+from .labels import DEFAULT_FLAG, LabelSet
 from .taxonomy import BEAVERTAILS, CATEGORIES
 
 __all__ = [
@@ -53,6 +53,8 @@ _DISCARD_CHUNK = 1 << 20
 _CATEGORY_SET = frozenset(CATEGORIES)
 _BOM = b"\xef\xbb\xbf"
 _FIX_HINT = FIX_HINT = "Fix the record or pass --on-error skip."
+_LABEL_NAMES_HINT = (f"Rename the class or column: {DEFAULT_FLAG!r} is the flag head, flagged when any label is (a "
+                     "class column of two classes, one the --safe-class, may call the other 'unsafe').")
 _QUOTE_HINT = ("Close the quote, or double a quote inside a quoted cell (\"\"); the rows after this line are "
                "read on their own.")
 _IGNORED_HINT = "Scoring does not use labels: the row was scored."
@@ -284,7 +286,13 @@ class _Source:
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
     def error(self, line: int | None, bad: _Bad) -> DataError:
-        return DataError(self.display, line, bad.field, bad.message, bad.hint)
+        return DataError(self.display, line, self.users_field(bad.field), bad.message, bad.hint)
+
+    def users_field(self, field: str | None) -> str | None:
+        """A standard text field's name as the user's file spells it (``--text-column comment``: 'comment')."""
+        if self.columns is None or field is None:
+            return field
+        return {standard: name for name, standard in self.columns.text_fields().items()}.get(field, field)
 
     def warning(self, line: int | None, bad: _Bad) -> DataWarning:
         return DataWarning(self.display, line, bad.field, bad.message, _IGNORED_HINT)
@@ -378,7 +386,13 @@ def load_dataset(
             line = lines[targets.index(None)]
             raise DataError(display, line, "is_safe", "this row has is_safe but not the label column(s) "
                             f"{list(columns.label_fields())} other rows have", "Label every row the same way.")
-        label_set, categories, unsafe = _own_labels(targets, columns, labels, display)
+        try:
+            label_set, categories, unsafe = _own_labels(targets, columns, labels, display)
+        except ValueError as exc:  # names a label set cannot have (LabelSet's rule), found in the data
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(display, field=",".join(columns.label_fields()), message=str(exc),
+                            hint=_LABEL_NAMES_HINT) from None
         return Dataset(pairs, categories, unsafe, lines, prompts, display, label_set)
     categories = _category_array(cats)
     label_set = BEAVERTAILS if categories is not None or labels is None else labels
@@ -430,6 +444,10 @@ def _own_labels(targets: list, columns: Columns, fixed: LabelSet | None,
     if not names:
         return fixed or LabelSet(()), None, unsafe
     if len(names) == 1 and unsafe is None:  # one boolean column: a binary target of that name
+        if fixed is not None and (fixed.categories or fixed.flag != names[0]):
+            raise DataError(display, field=names[0], message=f"one label column {names[0]!r}, but the model's labels "
+                            f"are {list(fixed.names)[:10]}", hint="Name the model's label columns, in its order "
+                            "(lite-moderation info --model DIR lists them).")
         return fixed or LabelSet((), names[0]), None, flags[:, 0]
     label_set = fixed or LabelSet(tuple(names))
     _check_fixed(label_set, tuple(names), display)
@@ -447,7 +465,10 @@ def _class_labels(targets: list[str], columns: Columns, fixed: LabelSet | None,
     if fixed is None and columns.safe_class not in found:
         raise DataError(display, field=columns.label, message=f"the safe class {columns.safe_class!r} is not among "
                         f"the classes found ({found[:10]})", hint="Check --safe-class against the label column.")
-    label_set = fixed or LabelSet(tuple(c for c in found if c != columns.safe_class))
+    flagged_classes = tuple(c for c in found if c != columns.safe_class)
+    if fixed is None and flagged_classes == (DEFAULT_FLAG,):  # classes safe/unsafe: a binary target
+        return LabelSet(()), None, np.array([t != columns.safe_class for t in targets], dtype=bool)
+    label_set = fixed or LabelSet(flagged_classes)
     column_of = {name: j for j, name in enumerate(label_set.categories)}
     categories = np.zeros((len(targets), len(label_set.categories)), bool)
     for i, target in enumerate(targets):
@@ -576,7 +597,7 @@ def _drive(items: Iterable[Record | DataError], source: _Source, on_error: str,
 def _items(source: _Source, require: str) -> Iterator[Record | DataError]:
     """Records and per-record errors of one source, in file order."""
     with _open_stream(source) as stream:
-        if source.fmt == "json":
+        if source.fmt == "json" or (source.fmt is None and _starts_a_json_array(stream)):
             yield from _json_items(stream, source, require)
             return
         lines = _raw_lines(stream, source)
@@ -589,6 +610,19 @@ def _items(source: _Source, require: str) -> Iterator[Record | DataError]:
             yield from _jsonl_items(lines, source, require)
         else:
             yield from _text_items(lines, source, require)
+
+
+_JSON_ARRAY_START = re.compile(rb"\s*\[\s*[{\[\"\]]")
+
+
+def _starts_a_json_array(stream: IO[bytes]) -> bool:
+    """Whether a stream of unknown format (stdin, an unknown suffix) starts a JSON array of records (`jq` output:
+    "[" then "{", "[", a string or "]"; a text line such as "[URGENT] call me" stays text), read whole as a .json
+    file; peeked, so nothing is consumed."""
+    peek = getattr(stream, "peek", None)
+    if peek is None:
+        return False
+    return bool(_JSON_ARRAY_START.match(peek(4096)[:4096].removeprefix(_BOM)))
 
 
 def _raw_lines(stream: IO[bytes], source: _Source) -> Iterator[tuple[int, bytes]]:
@@ -669,6 +703,9 @@ def _header_format(line: bytes, columns: Columns | None) -> str:
     known = wanted | {name.lower() for name in (columns.label_fields() + (columns.id or "",) if columns else ())}
     if len(names) >= 2 and names & wanted and all(n in known or _COLUMN_NAME.fullmatch(n) for n in names):
         return "tsv" if delimiter == "\t" else "csv"
+    named = {name.lower() for name in (columns.text_fields() if columns else {})}
+    if len(names) == 1 and names <= named:  # a one-column table whose column the user named
+        return "csv"
     return "text"
 
 

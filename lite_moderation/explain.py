@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from .labels import LabelSet, label_set_of
+from .normalize import check_normalization, normalized_positions
 from .taxonomy import sigmoid
 from .texts import JOINT_SEPARATOR, field_text, message_rows, split_fields
 from .thresholds import cut_offs, message_cut_offs, set_message_cut_offs
@@ -277,8 +278,10 @@ class Explainer:
 
     def __init__(self, blocks: list[_Block], coef: np.ndarray, intercept: np.ndarray, thresholds: np.ndarray,
                  labels: LabelSet | list[str], operating_points: dict[str, float],
-                 message_cut_offs: tuple[np.ndarray, dict[str, float]] | None = None) -> None:
+                 message_cut_offs: tuple[np.ndarray, dict[str, float]] | None = None,
+                 normalize: str | None = None) -> None:
         self.blocks = blocks
+        self.normalize = check_normalization(normalize)
         self.coef = np.asarray(coef, dtype=np.float64)
         self.intercept_ = np.asarray(intercept, dtype=np.float64)
         self.thresholds_ = np.asarray(thresholds, dtype=np.float64)
@@ -296,13 +299,14 @@ class Explainer:
     def from_parts(cls, parts: dict) -> Explainer:
         """From plain fitted state: ``blocks`` = per block (field, TfidfVectorizer settings, vocabulary
         {term: column}, idf[, terms by column]), then ``coef`` (n_terms, labels), ``intercept``, ``thresholds``,
-        ``labels``, ``operating_points`` and ``message_cut_offs`` (None: pairs' cut-offs for messages too)."""
+        ``labels``, ``operating_points``, ``message_cut_offs`` (None: pairs' cut-offs for messages too) and
+        ``normalize`` (the model's text normalisation, None when absent)."""
         blocks, offset = [], 0
         for field, settings, vocabulary, idf, *terms in parts["blocks"]:
             blocks.append(_Block(field, settings, vocabulary, idf, offset, terms[0] if terms else None))
             offset += len(vocabulary)
         return cls(blocks, parts["coef"], parts["intercept"], parts["thresholds"], parts["labels"],
-                   parts.get("operating_points", {}), parts.get("message_cut_offs"))
+                   parts.get("operating_points", {}), parts.get("message_cut_offs"), parts.get("normalize"))
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None) -> Explainer:
@@ -321,7 +325,7 @@ class Explainer:
     def decision_function(self, X: Sequence) -> np.ndarray:
         """(n, labels) logits as the sums of the explained terms (what the tests compare with the model's)."""
         prompts, responses = split_fields(X, require_text=True)
-        return np.array([self._terms(p, r).logits for p, r in zip(prompts, responses)]).reshape(len(prompts),
+        return np.array([self._read_terms(p, r).logits for p, r in zip(prompts, responses)]).reshape(len(prompts),
                                                                                           len(self.labels_))
 
     def explain(self, X: Sequence, labels: Sequence[str] | None = None, top: int | None = None,
@@ -353,7 +357,7 @@ class Explainer:
 
     def _explain_one(self, prompt: str, response: str, asked: list[str] | None, top: int | None,
                      cuts: np.ndarray, max_spans: int | None = None) -> dict:
-        terms = self._terms(prompt, response, max_spans)
+        terms = self._read_terms(prompt, response, max_spans)
         logits = terms.logits
         proba = sigmoid(logits)
         verdict = self.label_set_.results(proba[None, :], cuts)[0]
@@ -380,6 +384,17 @@ class Explainer:
                 "flagged": bool(flags[j]), "logit": float(logits[j]),
                 "intercept": float(self.intercept_[j]), "contributions": shown,
                 "rest": {"count": len(rest), "contribution": float(column[rest].sum())}}
+
+    def _read_terms(self, prompt: str, response: str, max_spans: int | None = None) -> _Terms:
+        """:meth:`_terms` of the texts as the model reads them (normalised), with spans in the texts as given."""
+        read_prompt, prompt_back = normalized_positions(prompt, self.normalize)
+        read_response, response_back = normalized_positions(response, self.normalize)
+        terms = self._terms(read_prompt, read_response, max_spans)
+        if prompt_back is None and response_back is None:
+            return terms
+        backs = {"prompt": prompt_back, "response": response_back}
+        entries = [(*entry[:5], [_span_back(span, backs[span[0]]) for span in entry[5]]) for entry in terms.entries]
+        return terms._replace(entries=entries)
 
     def _terms(self, prompt: str, response: str, max_spans: int | None = None) -> _Terms:
         """Every in-vocabulary term of one item, its weights and contributions, and the logits they sum to."""
@@ -408,7 +423,7 @@ def model_parts(model: ModerationClassifier) -> dict:
               for field, _, vectorizer in model.vectorizer_.blocks_]
     return {"blocks": blocks, "coef": model.coef_, "intercept": model.intercept_, "thresholds": model.thresholds_,
             "labels": label_set_of(model), "operating_points": dict(getattr(model, "operating_points_", {})),
-            "message_cut_offs": message_cut_offs(model)}
+            "message_cut_offs": message_cut_offs(model), "normalize": getattr(model.vectorizer_, "normalize", None)}
 
 
 class _Terms(NamedTuple):
@@ -419,6 +434,14 @@ class _Terms(NamedTuple):
     weights: np.ndarray
     contributions: np.ndarray
     entries: list[tuple]
+
+
+def _span_back(span: tuple, back: list[int] | None) -> tuple:
+    """A (source, start, end) span of a normalised text as a span of the text as given."""
+    if back is None:
+        return span
+    source, start, end = span
+    return (source, *_original_span(back, start, end))
 
 
 def _source(field: str) -> str | None:

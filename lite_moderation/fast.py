@@ -27,6 +27,7 @@ stripping...) fall back to scikit-learn's own analyser, so the result stays exac
 
 from __future__ import annotations
 
+import copy as _copy
 import functools
 import itertools
 import os
@@ -42,6 +43,7 @@ from scipy.sparse import _sparsetools
 
 from .explain import model_parts
 from .labels import LabelSet, label_set_of
+from .normalize import check_normalization, normalize_texts
 from .taxonomy import sigmoid
 from .texts import WORD_TOKEN_PATTERN, field_text, field_texts, scored_items, split_fields
 from .thresholds import cut_offs, message_cut_offs, set_message_cut_offs
@@ -969,8 +971,10 @@ class FastScorer:
 
     def __init__(self, blocks: list[_Block], weights: np.ndarray, intercept: np.ndarray, thresholds: np.ndarray,
                  labels: LabelSet | list[str], operating_points: dict[str, float],
-                 message_cut_offs: tuple[np.ndarray, dict[str, float]] | None = None) -> None:
+                 message_cut_offs: tuple[np.ndarray, dict[str, float]] | None = None,
+                 normalize: str | None = None) -> None:
         self.blocks = blocks
+        self.normalize = check_normalization(normalize)  # the model's text normalisation (see normalize.py)
         self.weights = weights
         self.batch_size = BATCH_SIZE
         self._lock = threading.Lock()  # the word caches grow while scoring: one call at a time per scorer
@@ -990,7 +994,7 @@ class FastScorer:
                   for field, _, vectorizer in model.vectorizer_.blocks_]
         scorer = cls.from_parts(blocks, model.coef_, model.intercept_, model.thresholds_, label_set_of(model),
                                 getattr(model, "operating_points_", {}), cache_size, message_cut_offs(model),
-                                cache_bytes)
+                                cache_bytes, getattr(model.vectorizer_, "normalize", None))
         scorer.explain_parts_ = functools.partial(model_parts, model)  # what lite_moderation.explain reads
         return scorer
 
@@ -999,10 +1003,10 @@ class FastScorer:
                    labels: list[str], operating_points: dict[str, float],
                    cache_size: int = DEFAULT_CACHE_SIZE,
                    message_cut_offs: tuple[np.ndarray, dict[str, float]] | None = None,
-                   cache_bytes: int = DEFAULT_CACHE_BYTES) -> FastScorer:
+                   cache_bytes: int = DEFAULT_CACHE_BYTES, normalize: str | None = None) -> FastScorer:
         """A scorer from plain fitted state: per block (field, TfidfVectorizer settings, vocabulary, idf,
-        analyser factory), then the (n_features, 15) weights, biases, thresholds and label names, and the
-        model's own cut-offs for single messages, if it has them."""
+        analyser factory), then the (n_features, 15) weights, biases, thresholds and label names, the
+        model's own cut-offs for single messages, if it has them, and its text normalisation."""
         coef = np.asarray(coef)
         weights = np.empty(coef.shape, dtype=np.float64)
         built = []
@@ -1021,7 +1025,7 @@ class FastScorer:
         total = start + sum(len(b[2]) for b in blocks[len(built):])
         if total != weights.shape[0]:
             raise ValueError(f"the model's blocks have {total} terms but coef_ has {weights.shape[0]} rows")
-        scorer = cls(built, weights, intercept, thresholds, labels, operating_points, message_cut_offs)
+        scorer = cls(built, weights, intercept, thresholds, labels, operating_points, message_cut_offs, normalize)
         scorer.cache_size = max(int(cache_size), 1)
         scorer.cache_bytes = max(int(cache_bytes), 1)
         return scorer
@@ -1036,6 +1040,35 @@ class FastScorer:
         from .persistence import load_scorer
 
         return load_scorer(path, cache_size=cache_size)
+
+    def with_own_caches(self, cache_bytes: int | None = None) -> FastScorer:
+        """A scorer sharing this one's model (weights, vocabularies, tables) with word caches of its own.
+
+        Why: a scorer's caches grow while it scores, so it scores one call at a time; a server gives each worker
+        thread its own copy, so a long request (a megabyte of new words takes seconds) never holds the others.
+        ``cache_bytes`` bounds each of the copy's caches (default: this scorer's bound)."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__.pop("_single", None)
+        copy._lock = threading.Lock()
+        copy.cache_bytes = max(int(cache_bytes), 1) if cache_bytes is not None else getattr(
+            self, "cache_bytes", DEFAULT_CACHE_BYTES)
+        caches: dict[tuple[str, bool], _WordCache] = {}
+        copy.blocks = []
+        for block in self.blocks:
+            block = _copy.copy(block)
+            if block.fast:
+                block.terms = _copy.copy(block.terms)
+                if block.per_word_sums:
+                    block.terms.reset()
+                key = (block.source, block.lowercase)
+                if key not in caches:  # the same table key (multipliers) as this scorer's: one key per process
+                    caches[key] = _WordCache(copy.cache_size, copy.cache_bytes)
+                    caches[key].table = _WordTable(multipliers=block.cache.table.multipliers)
+                block.cache = caches[key]
+                block.cache.register(block.terms)
+            copy.blocks.append(block)
+        return copy
 
     @property
     def exact_analyzers(self) -> list[str]:
@@ -1059,6 +1092,8 @@ class FastScorer:
             return self._decision(prompts, responses)
 
     def _decision(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        form = getattr(self, "normalize", None)  # scorers pickled before normalisation existed have none
+        prompts, responses = normalize_texts(prompts, form), normalize_texts(responses, form)
         n = len(prompts)
         if n == 1 and len(prompts[0]) + len(responses[0]) <= SINGLE_MAX_CHARS:
             return self._decision_one(prompts[0], responses[0])[None, :]

@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.validation import check_is_fitted
 
+from .normalize import check_normalization, normalize_texts
 from .texts import FIELDS, JOINT_SEPARATOR, block_cap, block_settings, block_specs, field_texts, split_fields
 
 __all__ = ["FIELDS", "JOINT_SEPARATOR", "QAVectorizer", "split_fields"]
@@ -37,6 +38,8 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
         ``{field: cap}`` for the named fields' blocks ("*": the others; see :func:`texts.field_caps`).
     sublinear_tf : use 1 + log(tf), which keeps long texts from dominating.
     dtype : float dtype of the output matrix.
+    normalize : how texts are normalised before analysis: ``"nfkc"`` (compatibility forms folded, invisible
+        format characters removed: :mod:`lite_moderation.normalize`) or None (read as they are).
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
         max_features: int | dict[str, int | None] | None = None,
         sublinear_tf: bool = True,
         dtype: type = np.float32,
+        normalize: str | None = "nfkc",
     ) -> None:
         self.word_fields = word_fields
         self.word_ngram_range = word_ngram_range
@@ -58,6 +62,7 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
         self.max_features = max_features
         self.sublinear_tf = sublinear_tf
         self.dtype = dtype
+        self.normalize = normalize
 
     def block_specs(self) -> list[tuple[str, str]]:
         """The (field, analyzer) of each block, in column order."""
@@ -72,6 +77,12 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
         """All ``TfidfVectorizer`` parameters of one block (see :func:`lite_moderation.texts.block_settings`)."""
         return block_settings(self.get_params(), analyzer, field)
 
+    def read(self, X: Sequence) -> tuple[list[str], list[str]]:
+        """The prompts and responses of X as the blocks read them (:func:`split_fields`, then normalised)."""
+        prompts, responses = split_fields(X)
+        form = check_normalization(self.normalize)
+        return normalize_texts(prompts, form), normalize_texts(responses, form)
+
     def fit(self, X: Sequence, y: object = None) -> QAVectorizer:
         self.fit_transform(X)
         return self
@@ -79,7 +90,7 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
     def fit_transform(self, X: Sequence, y: object = None, *, n_jobs: int | None = None) -> sp.csr_matrix:
         """Fit every block and return the features of X; ``n_jobs`` worker processes fit blocks side by side
         (the same features and vocabularies: speed only)."""
-        prompts, responses = split_fields(X)
+        prompts, responses = self.read(X)
         self.__dict__.pop("_blocks_by_dtype", None)
         specs = self.block_specs()
         calls = [(self.make_block(analyzer).set_params(max_features=block_cap(self.max_features, field)),
@@ -93,7 +104,7 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
         """Features of X; ``dtype`` overrides the output dtype (scoring uses float64, training float32);
         ``n_jobs`` worker processes transform blocks side by side."""
         check_is_fitted(self, "blocks_")
-        prompts, responses = split_fields(X)
+        prompts, responses = self.read(X)
         blocks = self.blocks_ if dtype is None else self._blocks_as(np.dtype(dtype))
         calls = [(block, field_texts(field, prompts, responses), field, analyzer) for field, analyzer, block in blocks]
         return sp.hstack(_per_block(_transform_block, calls, n_jobs), format="csr")

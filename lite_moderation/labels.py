@@ -41,6 +41,9 @@ class LabelSet:
     def __post_init__(self) -> None:
         object.__setattr__(self, "categories", tuple(self.categories))
         object.__setattr__(self, "descriptions", dict(self.descriptions or {}))
+        if self.flag in self.categories:
+            raise ValueError(f"a label is named {self.flag!r}, the name of the flag head (flagged when any label "
+                             f"is)")
         problem = check_label_names(self.names)
         if problem:
             raise ValueError(problem)

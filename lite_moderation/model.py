@@ -383,7 +383,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     def _drop_unfilled_fields(self, X: Sequence) -> None:
         """Fit no block on a field the training data never fills (the prompt of data made of single texts): it
         would have no terms. The fitted ``vectorizer_`` records the fields it reads; refused when none is left."""
-        prompts, responses = split_fields(X)
+        prompts, responses = self.vectorizer_.read(X)
         specs = self.vectorizer_.block_specs()
         filled = {field for field, _ in specs
                   if any(text.strip() for text in field_texts(field, prompts, responses))}

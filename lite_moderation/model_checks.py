@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .labels import check_label_names
+from .normalize import NORMALIZATIONS
 from .texts import FIELDS, field_caps
 
 __all__ = ["MAX_FILE_BYTES", "ModelFormatError", "check_metadata", "check_vocabulary", "load_arrays", "parse_json"]
@@ -144,6 +145,8 @@ def _check_vectorizer(params: dict, path: Path) -> None:
         raise _fail(path, where + "max_features", "must be null, a positive integer, or {field: positive integer "
                     "or null}") from None
     _get(params, "sublinear_tf", bool, path, where)
+    if params.get("normalize") not in NORMALIZATIONS:
+        raise _fail(path, where + "normalize", f"must be one of {', '.join(map(json.dumps, NORMALIZATIONS))}")
     if params.get("dtype") not in _VECTORIZER_DTYPES:
         raise _fail(path, where + "dtype", f"must be one of {', '.join(_VECTORIZER_DTYPES)}")
 

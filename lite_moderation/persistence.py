@@ -54,7 +54,8 @@ __all__ = [
 ]
 
 FORMAT_NAME = "lite-moderation-model"
-FORMAT_VERSION = 1
+#: 2: the vectorizer's ``normalize`` parameter (a model of format 1 has none: texts read as they are).
+FORMAT_VERSION = 2
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL_DIR = MODELS_DIR / "default"
 #: Shipped models by name (``--model fast``): "default" and "fast" are trained on BeaverTails plus everyday text
@@ -288,7 +289,7 @@ def load_scorer(path: str | os.PathLike | None = None, cache_size: int | None = 
     scorer = FastScorer.from_parts(blocks, arrays["coef"], arrays["intercept"], _thresholds(metadata),
                                    _label_set(metadata), _operating_points(metadata),
                                    cache_size=DEFAULT_CACHE_SIZE if cache_size is None else cache_size,
-                                   message_cut_offs=_message_cut_offs(metadata))
+                                   message_cut_offs=_message_cut_offs(metadata), normalize=vec_params["normalize"])
     _describe(scorer, directory, metadata)
     return scorer
 
@@ -310,7 +311,7 @@ def read_parts(path: str | os.PathLike | None = None) -> dict:
     return {"blocks": blocks, "coef": arrays["coef"], "intercept": arrays["intercept"],
             "thresholds": _thresholds(metadata), "labels": _label_set(metadata),
             "operating_points": _operating_points(metadata), "message_cut_offs": _message_cut_offs(metadata),
-            "path": str(directory)}
+            "normalize": vec_params["normalize"], "path": str(directory)}
 
 
 def _sklearn_analyzer(settings: dict):
@@ -453,6 +454,7 @@ def _checked_size(file_path: Path, declared: int | None) -> int:
 
 def _vectorizer_params(metadata: dict) -> dict:
     params = dict(metadata["params"]["vectorizer"])
+    params.setdefault("normalize", None)  # models saved before format 2 read texts as they are
     params["dtype"] = np.dtype(params["dtype"]).type
     for key in ("word_ngram_range", "char_ngram_range", "word_fields", "char_fields"):
         params[key] = tuple(params[key])

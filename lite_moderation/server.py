@@ -53,6 +53,7 @@ from waitress.task import ErrorTask, WSGITask
 
 from .data import json_type, parse_json_text
 from .explain import explainer_for, resolve_labels
+from .fast import DEFAULT_CACHE_BYTES
 from .labels import LabelSet, label_set_of
 from .persistence import load_scorer
 from .taxonomy import openai_categories, short_name
@@ -130,6 +131,8 @@ class ModerationApp:
                  threshold: float | str | None = None, allowed_hosts: Iterable[str] = (),
                  allowed_origins: Iterable[str] = ()) -> None:
         self.model = model
+        self._thread_scorers = threading.local()
+        self._scorers: list = []  # every thread's, for diagnostics (scorers())
         self.threshold = checked_threshold(threshold, model)  # checked at start-up, not per request
         self.model_name = model_name or _model_name(model)
         self.max_body_bytes = max_body_bytes
@@ -156,7 +159,10 @@ class ModerationApp:
         items, extra_headers = 0, []
         try:
             self._check_caller(environ)
-            payload, items = self._dispatch(method, path, environ)
+            extra_headers = self._cors_headers(environ)
+            if method == "OPTIONS" and path in self._routes:
+                return self._preflight(environ, path, extra_headers, start_response)
+            payload, items = self._dispatch("GET" if method == "HEAD" else method, path, environ)
             status = 200
         except ApiError as error:
             payload, status, extra_headers = error.payload(), error.status, error.headers
@@ -172,7 +178,31 @@ class ModerationApp:
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         request_logger.info("%s %s %d %.1fms items=%d", _loggable_method(method), _loggable_path(path, self._routes), status,
                     (time.perf_counter() - started) * 1000, items)
-        return [body]
+        return [b""] if method == "HEAD" else [body]  # HEAD: GET's headers, no content (RFC 9110 9.3.2)
+
+    def _cors_headers(self, environ: dict) -> list[tuple[str, str]]:
+        """A page of an ``--allowed-origin`` may read the answers (CORS); other origins were refused before."""
+        origin = environ.get("HTTP_ORIGIN")
+        if origin is None or not self.allowed_origins:
+            return []
+        return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+
+    def _preflight(self, environ: dict, path: str, cors: list[tuple[str, str]],
+                   start_response: StartResponse) -> Iterable[bytes]:
+        """OPTIONS: the methods of ``path``; for an allowed origin's preflight, the methods and headers it may use
+        (the OpenAI SDK sends an Authorization and its own x- headers)."""
+        allowed = ", ".join(self._routes[path])
+        headers = [("Allow", allowed), ("Content-Length", "0"), *_NOSNIFF, *cors]
+        if cors:
+            asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "")
+            names = [n.strip() for n in asked.split(",") if n.strip()]
+            valid = all(HEADER_NAME.fullmatch(n) for n in names) and len(asked) <= 2048
+            headers += [("Access-Control-Allow-Methods", allowed),
+                        ("Access-Control-Allow-Headers", ", ".join(names) if names and valid else "Content-Type"),
+                        ("Access-Control-Max-Age", "600")]
+        start_response("204 No Content", headers)
+        request_logger.info("OPTIONS %s 204", _loggable_path(path, self._routes))
+        return [b""]
 
     def _check_caller(self, environ: dict) -> None:
         """Refuse a Host this server does not answer to (a DNS-rebinding page names its own domain) and an
@@ -212,8 +242,27 @@ class ModerationApp:
         request = _parse_json(self._read_body(environ))
         items = parse_moderation_request(request, self.max_batch)
         labels = label_set_of(self.model)
-        results = [_openai_result(r, labels) for r in self.model.moderate(items, threshold=self.threshold)]
+        results = [_openai_result(r, labels) for r in self._scorer().moderate(items, threshold=self.threshold)]
         return {"id": f"modr-{uuid.uuid4().hex}", "model": self.model_name, "results": results}, len(items)
+
+    def _scorer(self) -> ModerationClassifier | FastScorer:
+        """This worker thread's scorer: a fast scorer's copy with word caches of its own (each bounded by an equal
+        share of the model's), so threads score at once and a long request never holds the others."""
+        scorer = getattr(self._thread_scorers, "scorer", None)
+        if scorer is None:
+            # a scikit-learn model scores through its fast scorer: the same numbers and verdicts
+            fast = self.model if hasattr(self.model, "with_own_caches") else getattr(
+                self.model, "_fast_scorer", lambda: None)()
+            if fast is None:
+                return self.model
+            budget = getattr(fast, "cache_bytes", DEFAULT_CACHE_BYTES)
+            scorer = self._thread_scorers.scorer = fast.with_own_caches(max(budget // DEFAULT_THREADS, 1))
+            self._scorers.append(scorer)
+        return scorer
+
+    def scorers(self) -> list:
+        """The scorers the worker threads made so far (their caches: what a memory or probe count reads)."""
+        return list(self._scorers)
 
     def _explain(self, environ: dict) -> tuple[Page, int]:
         """Each item's verdict and its exact explanation (see ``lite_moderation.explain``), within the limits
@@ -270,6 +319,10 @@ class ModerationApp:
                            code="body_too_large")
         timeout = environ.get(READ_TIMEOUT_KEY, DEFAULT_READ_TIMEOUT)
         return _read_exactly(environ["wsgi.input"], length, timeout)
+
+
+#: An HTTP header name (RFC 9110 token), as a preflight may ask for one.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")
 
 
 class Page(NamedTuple):
@@ -499,7 +552,7 @@ def _parse_json(body: bytes) -> Any:
 
 
 def parse_moderation_request(request: Any, max_batch: int) -> list[str | tuple[str, str]]:
-    """The items of an OpenAI moderation request: texts, QA pairs, or ``{"type": "text"}`` parts.
+    """The items of an OpenAI moderation request: texts and QA pairs, or one input of ``{"type": "text"}`` parts.
 
     ``model`` may name any model (clients often send OpenAI's names); this server answers with its own.
     """
@@ -520,7 +573,30 @@ def parse_moderation_request(request: Any, max_batch: int) -> list[str | tuple[s
     if len(raw) > max_batch:
         raise ApiError(400, f"'input' has {len(raw)} items; the limit is {max_batch} per request",
                        param="input", code="batch_too_large")
+    if any(isinstance(value, dict) and "type" in value for value in raw):
+        return [_parts_text(raw)]
     return [_item(value, f"input[{i}]") for i, value in enumerate(raw)]
+
+
+def _parts_text(parts: list) -> str:
+    """OpenAI's multi-modal input: a list of parts is one input with one result, as OpenAI answers it; its text
+    parts are read as one message, joined by line breaks. Images are not read: such a part is refused, never
+    skipped (a verdict on the text alone would pass an image unseen)."""
+    texts = []
+    for i, part in enumerate(parts):
+        param = f"input[{i}]"
+        if not isinstance(part, dict) or "type" not in part:
+            raise ApiError(400, f"{param}: a list of {{'type': ...}} parts is one input and holds parts only; send "
+                                f"texts and pairs in a list of their own", param=param)
+        if part["type"] != "text":
+            kind = repr(_shown(part["type"], 40)) if isinstance(part["type"], str) else json_type(part["type"])
+            raise ApiError(400, f"{param}: only text parts are supported, got type {kind} (this model reads text, "
+                                f"not images)", param=param, code="unsupported_input")
+        texts.append(_text(part.get("text"), f"{param}.text"))
+    text = "\n".join(texts)
+    if not text.strip():
+        raise ApiError(400, "input: its text parts are empty or only whitespace: nothing to moderate", param="input")
+    return text
 
 
 def _whole_text(value: Any, param: str) -> str:
@@ -543,12 +619,8 @@ def _item(value: Any, param: str) -> str | tuple[str, str]:
         if not prompt.strip() and not response.strip():
             raise ApiError(400, f"{param}: prompt and response are both empty: nothing to moderate", param=param)
         return prompt, response
-    if value.get("type") == "text":
-        return _whole_text(value.get("text"), f"{param}.text")
-    if "type" in value:
-        raise ApiError(400, f"{param}: only text inputs are supported", param=param, code="unsupported_input")
-    raise ApiError(400, f"{param} must be a string, a {{'prompt', 'response'}} pair or a {{'type': 'text'}} part",
-                   param=param)
+    raise ApiError(400, f"{param} must be a string or a {{'prompt', 'response'}} pair (a list of {{'type': 'text'}} "
+                        f"parts is one input)", param=param)
 
 
 def _text(value: Any, param: str) -> str:

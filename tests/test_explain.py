@@ -310,7 +310,7 @@ def request(port: int, method: str, path: str, body: dict | None = None) -> tupl
 
 def test_http_explain_takes_the_moderation_input_shapes(port):
     body = {"input": [{"prompt": PAIR[0], "response": PAIR[1]}, "A short note.", {"prompt": "Where is the library?"},
-                      {"type": "text", "text": "Another note."}], "top": 5, "labels": ["unsafe", "violence"]}
+                      "Another note."], "top": 5, "labels": ["unsafe", "violence"]}
     status, kind, raw = request(port, "POST", "/v1/explain", body)
     assert status == 200 and kind == "application/json"
     results = json.loads(raw)["results"]

@@ -6,6 +6,8 @@ nothing leaves an existing output file as it was.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -108,3 +110,24 @@ def test_a_run_that_scores_nothing_keeps_the_existing_output(runner, tiny_model_
         lm.scoring.score_file(lm.load_scorer(tiny_model_dir), path, out)
     assert [e.line for e in raised.value.summary.errors] == [1, 2]
     assert out.read_text() == "results of yesterday\n"
+
+
+def _score_stdin(tiny_model_dir, text: str, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lite_moderation", "score", "--model", str(tiny_model_dir),
+                           "--format", "jsonl", "-q", *options], input=text, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_a_json_array_on_stdin_is_read_as_records_and_a_bracketed_text_line_stays_text(tiny_model_dir):
+    records = json.dumps([{"text": "garden"}, {"text": "river"}], indent=2)
+    done = _score_stdin(tiny_model_dir, records)
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["line"] for line in done.stdout.splitlines()] == [1, 2]
+    texts = _score_stdin(tiny_model_dir, "[URGENT] call me\n[1] second line\n")
+    assert texts.returncode == 0 and len(texts.stdout.splitlines()) == 2
+
+
+def test_a_one_column_table_on_stdin_is_a_table_when_its_column_is_named(tiny_model_dir):
+    done = _score_stdin(tiny_model_dir, "comment\ngarden\nriver\n", "--text-column", "comment")
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["line"] for line in done.stdout.splitlines()] == [2, 3]

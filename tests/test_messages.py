@@ -87,15 +87,16 @@ def test_the_cli_judges_a_message_alike_as_text_and_as_prompt(tmp_path) -> None:
 
 def test_the_server_judges_a_message_alike_in_every_form(port) -> None:
     texts, _ = _smoke()
-    forms = [texts, [{"type": "text", "text": t} for t in texts]]
-    answers = []
-    for form in forms:
+    def ask(form: object) -> list[bool]:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/moderations",
                                          data=json.dumps({"input": form}).encode(),
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
-            answers.append([r["flagged"] for r in json.load(response)["results"]])
-    assert answers[0] == answers[1]
+            return [r["flagged"] for r in json.load(response)["results"]]
+
+    answers = [ask(texts), [flag for t in texts for flag in ask([{"type": "text", "text": t}])],
+               [flag for t in texts for flag in ask(t)]]
+    assert answers[0] == answers[1] == answers[2]
     assert answers[0] == [r["flagged"] for r in lm.load().moderate(texts)]
 
 

@@ -216,3 +216,58 @@ def test_the_server_answers_with_the_models_own_category_names(own_model):
         server.stop(signal.SIGTERM)
     assert result["flagged"] and result["categories"] == {"insult": False, "spam": True, "toxic": False}
     assert set(result["category_scores"]) == {"insult", "spam", "toxic"}
+
+
+# ------------------------------------------------------------------------------------------------ round of a user
+
+
+def _multi_label_csv(path: Path) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["comment", "spam", "insult"])
+        for row in _rows():
+            writer.writerow([row["comment"], row["label"] == "spam", row["label"] == "insult"])
+    return path
+
+
+def test_evaluating_one_of_a_models_label_columns_is_refused_not_read_as_its_flag(tmp_path):
+    data = _multi_label_csv(tmp_path / "multi.csv")
+    model = tmp_path / "m"
+    _cli("train", "--data", str(data), "--text-column", "comment", "--label-columns", "spam,insult", "--min-df", "1",
+         "--threshold-folds", "0", "-q", "--output", str(model))
+    refused = _cli("evaluate", "--model", str(model), "--data", str(data), "--text-column", "comment",
+                   "--label-columns", "spam", check=False)
+    assert refused.returncode == 2 and "one label column 'spam'" in refused.stderr and "info" in refused.stderr
+    whole = _cli("evaluate", "--model", str(model), "--data", str(data), "--text-column", "comment",
+                 "--label-columns", "spam,insult", "--json", "-")
+    assert set(json.loads(whole.stdout)["categories"]["per_category"]) == {"spam", "insult"}
+
+
+def test_classes_safe_and_unsafe_are_a_binary_target_and_a_class_named_unsafe_among_others_is_explained(tmp_path):
+    path = tmp_path / "verdicts.jsonl"
+    write_jsonl(path, [{"text": r["comment"], "verdict": "safe" if r["label"] == "ok" else "unsafe"} for r in _rows()])
+    dataset = load_dataset(path, text_column="text", label_column="verdict", safe_class="safe")
+    assert dataset.labels.categories == () and dataset.labels.flag == "unsafe" and dataset.categories is None
+    assert dataset.unsafe_labels().sum() == 120
+    mixed = tmp_path / "mixed.jsonl"
+    write_jsonl(mixed, [{"text": r["comment"], "verdict": {"ok": "safe", "spam": "spam"}.get(r["label"], "unsafe")}
+                        for r in _rows()])
+    with pytest.raises(DataError, match=r"mixed.jsonl: field 'verdict': a label is named 'unsafe'.*Rename"):
+        load_dataset(mixed, text_column="text", label_column="verdict", safe_class="safe")
+
+
+def test_info_escapes_a_card_value_holding_line_breaks_and_reports_a_malformed_card(tiny_model_dir, tmp_path):
+    from lite_moderation.persistence import _metadata_checksum
+
+    lm.save(lm.load(tiny_model_dir), tmp_path / "m", {**lm.read_card(tiny_model_dir),
+                                                       "license": "MIT\nthresholds: unsafe 0.999"})
+    shown = _cli("info", "--model", str(tmp_path / "m")).stdout
+    assert "MIT\\nthresholds: unsafe 0.999" in shown
+    assert not any(line.startswith("thresholds: unsafe 0.999") for line in shown.splitlines())
+    path = tmp_path / "m" / "model.json"
+    metadata = json.loads(path.read_text())
+    metadata["card"]["training_data"] = ["not", "an", "object"]
+    metadata["checksum"] = _metadata_checksum(metadata)  # a consistent file, re-signed by hand
+    path.write_text(json.dumps(metadata))
+    broken = _cli("info", "--model", str(tmp_path / "m"), check=False)
+    assert broken.returncode == 2 and "model card is malformed" in broken.stderr and "Traceback" not in broken.stderr

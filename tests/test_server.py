@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -74,13 +75,22 @@ def test_single_text_has_openai_shape_and_matches_the_library(port, model):
                                                                                   expected["category_scores"])
 
 
-def test_batch_of_texts_pairs_and_text_parts_keeps_order(port, model):
-    body = {"input": [TEXTS[0], PAIR, {"type": "text", "text": TEXTS[1]}], "model": "omni-moderation-latest"}
+def test_batch_of_texts_and_pairs_keeps_order(port, model):
+    body = {"input": [TEXTS[0], PAIR, TEXTS[1]], "model": "omni-moderation-latest"}
     answer = moderate(port, body)
     expected = model.moderate([TEXTS[0], (PAIR["prompt"], PAIR["response"]), TEXTS[1]])
     assert answer["model"] == "lite-moderation-default"
     assert [r["unsafe_score"] for r in answer["results"]] == pytest.approx([e["unsafe_score"] for e in expected])
     assert [r["flagged"] for r in answer["results"]] == [e["flagged"] for e in expected]
+
+
+def test_a_list_of_text_parts_is_one_input_as_openai_answers_it(port, model):
+    """OpenAI's multi-modal input: its parts are one input with one result (code reads results[0])."""
+    parts = [{"type": "text", "text": TEXTS[0]}, {"type": "text", "text": TEXTS[1]}]
+    answer = moderate(port, {"input": parts})
+    [expected] = model.moderate([TEXTS[0] + "\n" + TEXTS[1]])
+    assert len(answer["results"]) == 1
+    assert answer["results"][0]["unsafe_score"] == pytest.approx(expected["unsafe_score"], abs=1e-12)
 
 
 def test_a_prompt_or_a_response_alone_is_that_input_shape(port, model):
@@ -243,8 +253,12 @@ BAD_BODIES = {
     "blank-text": (b'{"input": " "}', "input is empty or only whitespace"),
     "blank-item": (b'{"input": ["a", "\\t"]}', "input[1] is empty or only whitespace"),
     "pair-wrong-type": (b'{"input": [{"prompt": "a", "response": false}]}', "got boolean"),
-    "image-part": (b'{"input": [{"type": "image_url", "image_url": {"url": "x"}}]}', "only text inputs"),
-    "unknown-object": (b'{"input": [{"foo": "a"}]}', "input[0] must be a string, a"),
+    "image-part": (b'{"input": [{"type": "image_url", "image_url": {"url": "x"}}]}', "only text parts"),
+    "text-and-image-parts": ((b'{"input": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": '
+                              b'{"url": "x"}}]}'), "input[1]: only text parts are supported, got type 'image_url'"),
+    "parts-mixed-with-texts": (b'{"input": ["a", {"type": "text", "text": "b"}]}', "input[0]: a list of"),
+    "blank-parts": (b'{"input": [{"type": "text", "text": " "}, {"type": "text", "text": ""}]}', "only whitespace"),
+    "unknown-object": (b'{"input": [{"foo": "a"}]}', "input[0] must be a string or a"),
     "model-not-string": (b'{"input": "a", "model": 5}', "'model' must be a string"),
     "lone-surrogate": (b'{"input": "a\\ud800b"}', "unpaired surrogate at character 1"),
     "deep-nesting": (b'{"input": ' + b"[" * 100_000 + b"}", "not valid JSON"),
@@ -634,3 +648,64 @@ def test_cli_serve_on_a_wildcard_address_takes_allowed_hosts_and_origins():
     finally:
         code = server.stop(signal.SIGTERM)
     assert code == 0
+
+
+# ------------------------------------------------------------------------------------------------ round of a user
+
+
+def test_head_is_get_without_content(port):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=GUARD)
+    try:
+        for path, status in (("/healthz", 200), ("/", 200), ("/v1/moderations", 405)):
+            conn.request("HEAD", path)
+            reply = conn.getresponse()
+            assert reply.status == status and reply.read() == b""
+            assert int(reply.getheader("Content-Length")) > 0  # GET's length: the connection stays in step
+        conn.request("GET", "/healthz")  # the same keep-alive connection: nothing was left unread
+        assert json.loads(conn.getresponse().read())["status"] == "ok"
+    finally:
+        conn.close()
+
+
+def test_an_allowed_origin_can_read_answers_and_pass_its_preflight(start):
+    origin = "https://app.example"
+    allowed = start(allowed_origins=[origin]).server_port
+    status, headers, _ = call(allowed, "POST", "/v1/moderations", {"input": TEXTS[0]},
+                              {"Origin": origin, "Content-Type": "application/json"})
+    assert status == 200 and headers["Access-Control-Allow-Origin"] == origin and headers["Vary"] == "Origin"
+    conn = http.client.HTTPConnection("127.0.0.1", allowed, timeout=GUARD)
+    try:
+        conn.request("OPTIONS", "/v1/moderations", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, x-stainless-lang"})
+        reply = conn.getresponse()
+        assert reply.status == 204 and reply.read() == b""
+        assert reply.getheader("Access-Control-Allow-Origin") == origin
+        assert reply.getheader("Access-Control-Allow-Methods") == "POST"
+        assert reply.getheader("Access-Control-Allow-Headers") == "authorization, content-type, x-stainless-lang"
+    finally:
+        conn.close()
+    status, headers, _ = call(allowed, "POST", "/v1/moderations", {"input": TEXTS[0]},
+                              {"Origin": "https://other.example"})
+    assert status == 403 and "Access-Control-Allow-Origin" not in headers
+
+
+def test_a_long_request_does_not_hold_a_short_one(start):
+    """A megabyte of words never seen takes seconds to score (over 2 s here: a Python step per new word); a short
+    request sent a second after it, on another connection, is answered first: each thread has its own scorer. An
+    order of answers, not a timing. Before, the short one waited for the long one's scorer lock."""
+    busy = start(threads=4, max_body_bytes=2_000_000).server_port
+    long_text = " ".join(f"w{i:x}q{i * 7919 % 100003:x}" for i in range(90_000))
+    finished: queue.Queue = queue.Queue()
+
+    def long_request() -> None:
+        call(busy, "POST", "/v1/moderations", {"input": long_text})
+        finished.put("long")
+
+    worker = threading.Thread(target=long_request)
+    worker.start()
+    time.sleep(1.0)  # the long request is uploaded and parsed by then, and being scored
+    moderate(busy, {"input": TEXTS[0]})
+    finished.put("short")
+    worker.join(timeout=GUARD)
+    assert [finished.get(timeout=GUARD) for _ in range(2)] == ["short", "long"]

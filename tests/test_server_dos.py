@@ -29,6 +29,7 @@ from lite_moderation.persistence import DEFAULT_MODEL_DIR
 from lite_moderation.server import (
     DEFAULT_MAX_EXPLAIN_BYTES,
     DEFAULT_MAX_EXPLAIN_CHARS,
+    DEFAULT_THREADS,
     EXPLAIN_MAX_SPANS,
     EXPLAIN_MAX_TOP,
     ModerationServer,
@@ -53,16 +54,22 @@ def post(port: int, path: str, body: dict) -> tuple[int, bytes]:
         conn.close()
 
 
+#: The app of each server a test started, by port (its thread scorers are what the tests read).
+APPS: dict[int, object] = {}
+
+
 @pytest.fixture(scope="module")
 def serve() -> Iterator[Callable[[object], int]]:
     """Start a server around a scorer or model; returns its port. All stop when the module ends."""
     running: list[tuple[ModerationServer, threading.Thread]] = []
 
-    def _serve(model: object) -> int:
-        server = make_server(make_app(model), "127.0.0.1", 0, threads=2, read_timeout=GUARD)
+    def _serve(model: object, threads: int = 2) -> int:
+        app = make_app(model)
+        server = make_server(app, "127.0.0.1", 0, threads=threads, read_timeout=GUARD)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         running.append((server, thread))
+        APPS[server.server_port] = app
         return server.server_port
 
     yield _serve
@@ -98,13 +105,19 @@ def _texts(words: list[str]) -> list[str]:
     return [" ".join(words[i::16]) for i in range(16)]  # 16 texts: the numpy path of batches
 
 
-def _probes_of(port: int, scorer: FastScorer, words: list[str]) -> tuple[int, _WordTable, list[dict]]:
-    """Send the words twice (the second time they are all cached); the probes the response table counted."""
+def _response_caches(port: int) -> list:
+    """The response-word caches of the server's worker threads (each thread scores with caches of its own)."""
+    return [next(b.cache for b in scorer.blocks if b.fast and b.source == "response")
+            for scorer in APPS[port].scorers()]
+
+
+def _probes_of(port: int, words: list[str]) -> tuple[int, list[_WordTable], list[dict]]:
+    """Send the words twice (the second time they are all cached); the probes the response tables counted."""
     for _ in range(2):
         status, raw = post(port, "/v1/moderations", {"input": _texts(words)})
         assert status == 200, raw
-    [cache] = {id(b.cache): b.cache for b in scorer.blocks if b.fast and b.source == "response"}.values()
-    return cache.table.probes, cache.table, json.loads(raw)["results"]
+    tables = [cache.table for cache in _response_caches(port)]
+    return sum(t.probes for t in tables), tables, json.loads(raw)["results"]
 
 
 def test_words_crafted_to_collide_cost_bounded_probes_and_score_exactly(serve):
@@ -112,22 +125,23 @@ def test_words_crafted_to_collide_cost_bounded_probes_and_score_exactly(serve):
     random_scorer, crafted_scorer, other_scorer = (lm.load_scorer("fast") for _ in range(3))
     rng = np.random.default_rng(1)
     random_words = list(dict.fromkeys(bytes(r).decode() for r in _eight_letter_words(rng, n)))
-    random_probes, _, _ = _probes_of(serve(random_scorer), random_scorer, random_words)
+    random_probes, _, _ = _probes_of(serve(random_scorer, threads=1), random_words)
 
+    # the threads' caches keep the scorer's table key: words crafted against it collide in theirs
     response_cache = next(b.cache for b in crafted_scorer.blocks if b.fast and b.source == "response")
     crafted = _colliding_words(response_cache.table, n)
-    crafted_probes, table, results = _probes_of(serve(crafted_scorer), crafted_scorer, crafted)
+    crafted_probes, tables, results = _probes_of(serve(crafted_scorer, threads=1), crafted)
     # unbounded linear probing costs ~n/2 probes per crafted word (about 400x a random set here)
     assert crafted_probes <= (2 * _WordTable.MAX_PROBES + 1) * n
     assert crafted_probes <= 12 * random_probes
-    assert table.overflow, "the crafted words did not collide: the test would prove nothing"
+    assert tables[0].overflow, "the crafted words did not collide: the test would prove nothing"
 
     reference = lm.load("fast").predict_proba(_texts(crafted))
     assert np.abs(np.array([r["unsafe_score"] for r in results]) - reference[:, -1]).max() < 1e-9
 
     # the same words, crafted against one table's key, do not collide in another's (keys are per table)
-    other_probes, other_table, _ = _probes_of(serve(other_scorer), other_scorer, crafted)
-    assert other_probes <= 2 * random_probes and not other_table.overflow
+    other_probes, other_tables, _ = _probes_of(serve(other_scorer, threads=1), crafted)
+    assert other_probes <= 2 * random_probes and not other_tables[0].overflow
 
 
 # ------------------------------------------------------------------------------------------------ amplification
@@ -205,14 +219,15 @@ def _explainer_held_bytes(app_explainer: object) -> int:
 
 def test_huge_words_leave_the_caches_within_their_byte_budgets(model):
     budget = 1 << 20
-    scorer = FastScorer.from_model(model, cache_bytes=budget)
+    scorer = FastScorer.from_model(model, cache_bytes=budget * DEFAULT_THREADS)  # each thread's copy: budget
     app = make_app(scorer)
-    server = make_server(app, "127.0.0.1", 0, threads=2, read_timeout=GUARD)
+    server = make_server(app, "127.0.0.1", 0, threads=1, read_timeout=GUARD)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         port = server.server_port
         assert post(port, "/v1/moderations", {"input": "warm up"})[0] == 200
+        [scorer] = app.scorers()
         baseline = _held_bytes(scorer)
         rng = np.random.default_rng(4)
         for _ in range(10):  # each word alone holds about 1.3 MB of n-gram columns: 13 MB unbounded
@@ -231,13 +246,13 @@ def test_huge_words_leave_the_caches_within_their_byte_budgets(model):
 
 
 def test_a_long_single_text_costs_the_work_of_its_new_words_only(serve):
-    scorer = lm.load_scorer("fast")
-    port = serve(scorer)
+    port = serve(lm.load_scorer("fast"), threads=1)  # one thread: both requests use its caches
     rng = np.random.default_rng(5)
     words = list(dict.fromkeys(bytes(r).decode() for r in _eight_letter_words(rng, 25_000)))
-    [cache] = {id(b.cache): b.cache for b in scorer.blocks if b.fast and b.source == "response"}.values()
     status, raw = post(port, "/v1/moderations", {"input": " ".join(words)})
     assert status == 200, raw
+    [scorer] = APPS[port].scorers()
+    [cache] = _response_caches(port)
     computed = cache.size  # words whose n-grams were computed (one cache slot each)
     assert computed == len(words)
     # the same text with one word changed: one word's n-grams computed, not 25,000 (the old single-request

@@ -1,0 +1,128 @@
+"""Text a reader sees unchanged, a model does not: invisible characters and look-alike letters, both sides.
+
+    python benchmarks/disguises.py [--before REV]     # --before: REV's shipped models beside today's
+
+Why this exists: a user's exploratory round found that a zero-width space between characters, fullwidth letters
+or soft hyphens inside words turned flagged requests into text no feature had seen (176 of AdvBench's first 200
+flagged by `default`; 0 of them with zero-width spaces). Since then the shipped models normalise text
+(``lite_moderation/normalize.py``: NFKC per character, invisible format characters removed).
+
+Each set is scored as typed and in each disguise, at each model's default point: flagged share of harmful sets
+(recall) and of harmless ones (false-positive rate), as single messages (a prompt alone and a text alone are one
+verdict: one shape) and as pairs (the disguise on the response of SafeRLHF's pairs, whose labels judge the
+response). The look-alike letters (Cyrillic а, е, о, р, с, х, у for the Latin ones) are not folded by the rule:
+measured to show it. Results: ``benchmarks/results/disguises.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from _common import SHARED_DATA, machine, write_results
+from model_speed import model_at
+
+import lite_moderation as lm
+
+LOOK_ALIKES = str.maketrans("aeopcxy", "аеорсху")
+
+
+def _fullwidth(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else "\u3000" if c == " " else c for c in text)
+
+
+def _math_bold(text: str) -> str:
+    return "".join(chr(0x1D41A + ord(c) - 97) if "a" <= c <= "z" else chr(0x1D400 + ord(c) - 65) if "A" <= c <= "Z"
+                   else c for c in text)
+
+
+DISGUISES: dict[str, Callable[[str], str]] = {
+    "as typed": lambda t: t,
+    "zero-width space between characters": lambda t: "\u200b".join(t),
+    "soft hyphens inside words": lambda t: " ".join("\u00ad".join(w) for w in t.split(" ")),
+    "fullwidth letters": _fullwidth,
+    "mathematical bold letters": _math_bold,
+    "Cyrillic look-alike letters (not folded)": lambda t: t.translate(LOOK_ALIKES),
+}
+
+
+def _messages(path: Path, n: int) -> list[str]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()[:n]]
+    return [r.get("text") or r["prompt"] for r in rows]
+
+
+def sets() -> dict[str, tuple[str, list, np.ndarray | None]]:
+    """name -> (shape, items as typed, unsafe flags; None: every item harmful or every one harmless by its name)."""
+    saferlhf = [json.loads(line) for line in (SHARED_DATA / "external" / "saferlhf_2000.jsonl").read_text().splitlines()]
+    return {
+        "AdvBench requests (harmful)": ("message", _messages(SHARED_DATA / "everyday" / "advbench_harmful_behaviors.jsonl",
+                                                             520), None),
+        "CLINC150 queries (harmless)": ("message", _messages(SHARED_DATA / "everyday" / "clinc150_queries.jsonl", 2000),
+                                        None),
+        "SafeRLHF pairs": ("pair", [(r["prompt"], r["response"]) for r in saferlhf],
+                           np.array([not r["is_safe"] for r in saferlhf])),
+    }
+
+
+def disguised(shape: str, items: list, disguise: Callable[[str], str]) -> list:
+    return [disguise(i) for i in items] if shape == "message" else [(p, disguise(r)) for p, r in items]
+
+
+def measure(models: dict[str, Path | str]) -> list[dict]:
+    results = []
+    data = sets()
+    for label, where in models.items():
+        scorer = lm.load_scorer(where)
+        for set_name, (shape, items, unsafe) in data.items():
+            for disguise_name, disguise in DISGUISES.items():
+                flagged = np.array([r["flagged"] for r in scorer.moderate(disguised(shape, items, disguise))])
+                row = {"model": label, "set": set_name, "shape": shape, "disguise": disguise_name, "n": len(items)}
+                if unsafe is None:
+                    row["flagged"] = round(float(flagged.mean()), 4)
+                else:
+                    row["recall"] = round(float(flagged[unsafe].mean()), 4)
+                    row["fpr"] = round(float(flagged[~unsafe].mean()), 4)
+                results.append(row)
+    return results
+
+
+def markdown(results: list[dict], command: str) -> str:
+    lines = ["# Disguised text: invisible characters and look-alike letters, both sides", "",
+             (f"`{command}` (see the script's docstring). Flagged share at each model's default point: recall of "
+             "the harmful sets, false-positive rate of the harmless ones; SafeRLHF pairs (the disguise on the "
+             "response) read as recall / FPR."), ""]
+    models = list(dict.fromkeys(r["model"] for r in results))
+    columns = list(dict.fromkeys((r["set"], r["shape"]) for r in results))
+    header = " | ".join(f"{name} ({shape})" for name, shape in columns)
+    lines += [f"| model | disguise | {header} |", "|---|---|" + "---:|" * len(columns)]
+    for model in models:
+        for disguise in DISGUISES:
+            cells = []
+            for name, shape in columns:
+                [row] = [r for r in results if (r["model"], r["disguise"], r["set"]) == (model, disguise, name)]
+                cells.append(f"{row['flagged']:.3f}" if "flagged" in row else f"{row['recall']:.3f} / {row['fpr']:.3f}")
+            lines.append(f"| {model} | {disguise} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", metavar="REV", help="also REV's shipped models (git show)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        models: dict[str, Path | str] = {}
+        for name in ("default", "fast", "beavertails"):
+            if args.before:
+                models[f"{name} @ {args.before}"] = model_at(args.before, name, Path(tmp) / name)
+            models[name] = name
+        results = measure(models)
+    command = "python benchmarks/disguises.py" + (f" --before {args.before}" if args.before else "")
+    write_results("disguises", [{"machine": machine(command)}, *results], markdown(results, command))
+
+
+if __name__ == "__main__":
+    main()

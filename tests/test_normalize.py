@@ -1,0 +1,129 @@
+"""Text normalisation (lite_moderation/normalize.py): invisible characters and compatibility forms cannot hide a
+text from the model, in every scoring path, and explanations still point into the text as typed.
+
+Found by a user's exploratory round: of AdvBench's first 200 requests, 176 flagged by `default` as typed, 0 with a
+zero-width space between characters, 0 in fullwidth letters, 35 with soft hyphens inside words.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import SHARED_DATA
+
+import lite_moderation as lm
+from lite_moderation.cli import main
+from lite_moderation.normalize import normalize_texts, normalized, normalized_positions
+from lite_moderation.persistence import _metadata_checksum
+
+ADVBENCH = SHARED_DATA / "everyday" / "advbench_harmful_behaviors.jsonl"
+
+
+def _fullwidth(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else "\u3000" if c == " " else c for c in text)
+
+
+def _math_bold(text: str) -> str:
+    return "".join(chr(0x1D41A + ord(c) - 97) if "a" <= c <= "z" else chr(0x1D400 + ord(c) - 65) if "A" <= c <= "Z"
+                   else c for c in text)
+
+
+#: Disguises a reader does not see (or reads as the same letters), each of a text.
+DISGUISES = {
+    "zero-width space between characters": lambda t: "\u200b".join(t),
+    "soft hyphens inside words": lambda t: " ".join("\u00ad".join(w) for w in t.split(" ")),
+    "word joiners and a byte-order mark": lambda t: "\ufeff" + "\u2060".join(t),
+    "fullwidth letters": _fullwidth,
+    "mathematical bold letters": _math_bold,
+}
+
+
+def test_the_rule_folds_compatibility_forms_and_drops_invisible_characters():
+    assert normalized("ｆｕｌｌ\u3000ｗｉｄｔｈ") == "full width"
+    assert normalized("𝐛𝐨𝐥𝐝 ﬁne ①") == "bold fine 1"
+    assert normalized("in\u200bvis\u00adi\u200dble\u202e\ufeff") == "invisible"
+    assert normalized("naïve café 東京 привет") == "naïve café 東京 привет"  # already plain: unchanged
+    assert normalized("раураl") == "раураl"  # look-alike Cyrillic letters are not folded (documented)
+    ascii_text = "plain ascii"
+    assert normalized(ascii_text) is ascii_text and normalized("ｘ", None) == "ｘ"
+    texts = ["a", "b"]
+    assert normalize_texts(texts, "nfkc") is texts
+
+
+def test_positions_map_each_character_back_to_the_text_as_typed():
+    text = "ｋ\u200bｉｌｌ ﬁre"
+    folded, back = normalized_positions(text, "nfkc")
+    assert folded == "kill fire" and len(back) == len(folded) + 1 and back[-1] == len(text)
+    assert [text[i] for i in back[:-1]] == ["ｋ", "ｉ", "ｌ", "ｌ", " ", "ﬁ", "ﬁ", "r", "e"]
+    assert normalized_positions("plain", "nfkc") == ("plain", None)
+
+
+@pytest.mark.parametrize("name", ["default", "fast", "beavertails"])
+def test_no_disguise_changes_a_shipped_models_verdict_on_advbench(name):
+    requests = [json.loads(line)["prompt"] for line in ADVBENCH.read_text().splitlines()[:200]]
+    scorer = lm.load_scorer(name)
+    plain = scorer.predict_proba(requests)
+    assert plain[:, -1].max() > 0.5  # the set holds flagged requests
+    for disguise, change in DISGUISES.items():
+        disguised = [change(r) for r in requests]
+        np.testing.assert_allclose(scorer.predict_proba(disguised), plain, rtol=0, atol=1e-12, err_msg=disguise)
+        single = scorer.predict_proba([(disguised[3], "")])  # one request: the single-item path
+        np.testing.assert_allclose(single[0], plain[3], rtol=0, atol=1e-12, err_msg=disguise)
+
+
+def test_the_scikit_learn_path_and_the_explainer_read_the_same_text():
+    model = lm.load("default")
+    texts = ["ｈｏｗ ｄｏ ｉ ｐｉｃｋ ａ ｌｏｃｋ", "w\u200bh\u200by", ("q\u00adues\u00adtion", "ａｎｓｗｅｒ ﬁne")]
+    reference = model.reference_decision_function(texts)
+    np.testing.assert_allclose(lm.load_scorer("default").decision_function(texts), reference, rtol=0, atol=1e-9)
+    explainer = lm.Explainer.from_model(model)
+    np.testing.assert_allclose(explainer.decision_function(texts), reference, rtol=0, atol=1e-9)
+
+
+def test_explained_spans_point_into_the_text_as_typed():
+    text = "ｐｉｃｋ\u200b ａ ｌｏｃｋ"
+    explanation = lm.explain(lm.load("default"), [text], top=None)[0]["explanations"][0]
+    words = {c["ngram"]: c["spans"] for c in explanation["contributions"] if c["analyzer"] == "word"}
+    (_, start, end), = words["pick"]
+    assert text[start:end] == "ｐｉｃｋ"
+    (_, start, end), = words["lock"]
+    assert text[start:end] == "ｌｏｃｋ"
+
+
+def test_a_model_of_format_1_reads_texts_as_they_are(tiny_model_dir, tmp_path):
+    lm.save(lm.load(tiny_model_dir), tmp_path / "old", lm.read_card(tiny_model_dir))
+    path = tmp_path / "old" / "model.json"
+    metadata = json.loads(path.read_text())
+    assert metadata["format_version"] == 2 and metadata["params"]["vectorizer"]["normalize"] == "nfkc"
+    del metadata["params"]["vectorizer"]["normalize"]
+    metadata["format_version"] = 1
+    metadata["checksum"] = _metadata_checksum(metadata)
+    path.write_text(json.dumps(metadata))
+    for loaded in (lm.load(tmp_path / "old"), lm.load_scorer(tmp_path / "old"), lm.Explainer.load(tmp_path / "old")):
+        assert (loaded.vectorizer_.normalize if hasattr(loaded, "vectorizer_") else loaded.normalize) is None
+
+
+def test_a_model_naming_an_unknown_normalisation_is_refused(tiny_model_dir, tmp_path):
+    lm.save(lm.load(tiny_model_dir), tmp_path / "m", lm.read_card(tiny_model_dir))
+    path = tmp_path / "m" / "model.json"
+    metadata = json.loads(path.read_text())
+    metadata["params"]["vectorizer"]["normalize"] = "nfd"
+    metadata["checksum"] = _metadata_checksum(metadata)
+    path.write_text(json.dumps(metadata))
+    with pytest.raises(lm.ModelFormatError, match="params.vectorizer.normalize"):
+        lm.load_scorer(tmp_path / "m")
+
+
+def test_train_can_turn_normalisation_off(runner, tiny_data, tmp_path):
+    for option, expected in (("nfkc", "nfkc"), ("none", None)):
+        out = tmp_path / option
+        result = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(out), "--char-ngrams",
+                                      "none", "--threshold-folds", "0", "--normalize", option, "-q"])
+        assert result.exit_code == 0, result.stderr
+        assert json.loads((out / "model.json").read_text())["params"]["vectorizer"]["normalize"] == expected
+    plain = lm.load_scorer(tmp_path / "nfkc").predict_proba(["garden river"])
+    assert np.array_equal(lm.load_scorer(tmp_path / "nfkc").predict_proba(["ｇａｒｄｅｎ ｒｉｖｅｒ"]), plain)
+    assert not np.array_equal(lm.load_scorer(tmp_path / "none").predict_proba(["ｇａｒｄｅｎ ｒｉｖｅｒ"]),
+                              lm.load_scorer(tmp_path / "none").predict_proba(["garden river"]))
