@@ -27,6 +27,7 @@ from . import __version__, exits
 from .data import DEFAULT_MAX_RECORD_BYTES, FIX_HINT, JSON_FILE_RECORDS, Columns, DataError, load_dataset
 from .data import FORMATS as INPUT_FORMATS
 from .explain import table_reasons
+from .guard_suite import GUARD_SUITE
 from .guards import Terminated, check_outputs, signals_as_exceptions, silence_stdout
 from .hub import DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS, REVISION, SPLITS, DownloadError, download
 from .labels import label_set_of
@@ -308,7 +309,8 @@ def recipe_options(command: Callable) -> Callable:
                      help="Weigh each label's classes: none, or balanced (inversely to their frequency)."),
         click.option("--word-ngrams", callback=_parse_range, default="1,2", show_default=True,
                      help="Word n-gram range, e.g. 1,2, or 'none' to turn them off."),
-        click.option("--char-ngrams", callback=_parse_range, default="2,5", show_default="2,5; none with --preset fast",
+        click.option("--char-ngrams", callback=_parse_range, default="2,5",
+                     show_default="2,5; none with --preset fast or shapes-fast",
                      help="Character n-gram range of the response, or 'none' to turn them off."),
         click.option("--char-weight", callback=_parse_char_weight, default="1", show_default=True,
                      help="Weight of the character n-gram blocks against the word blocks while fitting (above 1: "
@@ -1101,7 +1103,7 @@ class SystemType(click.ParamType):
 @click.option("--system", "systems", required=True, multiple=True, type=SystemType(),
               help="NAME=PREDICTIONS, repeated: JSONL with one line per row, {\"row\": i, ...} and a verdict "
                    "(\"flagged\" or NAME: true/false) and/or a score (\"scores\": {\"unsafe\": x}, \"score\", "
-                   "or NAME: a number). `evaluate`/`cv --predictions` write this.")
+                   "\"unsafe_score\", or NAME: a number). `evaluate`/`cv --predictions` write this.")
 @click.option("--reference", default=None, help="Compare every system with this one only [default: every pair].")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "latex", "csv", "json"]), default="text",
               show_default=True, help="How the comparison is printed: text, Markdown or LaTeX (booktabs) tables, "
@@ -1153,7 +1155,9 @@ def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], refe
 @click.option("--suite", "suite_name", default="guard", show_default=True,
               help="guard (GuardReasoner's normalised copies of the guard-model sets, pinned by commit and sha256), "
                    "or a manifest JSON of your own in the same shape.")
-@click.option("--set", "set_names", multiple=True, metavar="NAME", help="Score only this set of the suite (repeat).")
+@click.option("--set", "set_names", multiple=True, metavar="NAME",
+              help="Score only this set of the suite (repeat), by its id: guard's are "
+                   + ", ".join(f.name for f in GUARD_SUITE.files) + ".")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="Read the suite's files from this directory (offline: nothing is downloaded; files not there are "
                    "named with where to get them, and left out) [default: fetch them into the cache].")

@@ -226,6 +226,9 @@ class ModerationApp:
 
     def _dispatch(self, method: str, path: str, environ: dict) -> tuple[dict, int]:
         methods = self._routes.get(path)
+        if methods is None and path.startswith("/v1/models/"):
+            raise ApiError(404, f"no model {_shown(path[len('/v1/models/'):], 80)!r} here: this server's model is "
+                                f"{self.model_name!r} (GET /v1/models)", param="model", code="model_not_found")
         if methods is None:
             raise ApiError(404, "no such endpoint; try POST /v1/moderations, POST /v1/explain, GET /v1/models, GET /healthz or GET /",
                            code="not_found")
@@ -313,6 +316,10 @@ class ModerationApp:
         ``serve`` (waitress) has buffered the whole body before the app runs; under a server that streams it,
         the deadline (``lite_moderation.read_timeout`` in the environ, else 10 s) cuts off a trickling client.
         """
+        coding = environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
+        if coding not in ("", "identity"):
+            raise ApiError(415, f"Content-Encoding {_shown(coding, 40)} is not supported: send the body uncompressed",
+                           code="unsupported_content_encoding")
         length = _content_length(environ.get("CONTENT_LENGTH"))
         if length > self.max_body_bytes:
             raise ApiError(413, f"request body is {length} bytes; the limit is {self.max_body_bytes}",
@@ -459,7 +466,8 @@ def explain_options(request: dict, model: object, threshold: float | str | None)
     if top is None:
         top = EXPLAIN_MAX_TOP
     if isinstance(top, bool) or not isinstance(top, int) or top < 0:
-        raise ApiError(400, f"'top' must be a whole number >= 0 or null, got {json.dumps(top)}", param="top")
+        raise ApiError(400, f"'top' must be a whole number >= 0 or null, got {_shown(json.dumps(top), 60)}",
+                       param="top")
     if top > EXPLAIN_MAX_TOP:
         raise ApiError(400, f"'top' is {top}; the limit is {EXPLAIN_MAX_TOP} terms per label (the others are "
                             "summed into 'rest')", param="top", code="top_too_large")

@@ -709,3 +709,13 @@ def test_a_long_request_does_not_hold_a_short_one(start):
     finished.put("short")
     worker.join(timeout=GUARD)
     assert [finished.get(timeout=GUARD) for _ in range(2)] == ["short", "long"]
+
+
+def test_a_compressed_body_and_another_models_name_get_their_own_errors(port):
+    status, _, answer = call(port, "POST", "/v1/moderations", b"\x1f\x8b\x08\x00", {"Content-Encoding": "gzip"})
+    assert status == 415 and answer["error"]["code"] == "unsupported_content_encoding"
+    status, _, answer = call(port, "GET", "/v1/models/omni-moderation-latest")
+    assert status == 404 and answer["error"]["code"] == "model_not_found"
+    assert "lite-moderation-default" in answer["error"]["message"]
+    status, _, answer = call(port, "POST", "/v1/explain", {"input": "a note", "top": "x" * 100_000})
+    assert status == 400 and len(answer["error"]["message"]) < 200
