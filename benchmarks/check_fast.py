@@ -22,6 +22,7 @@ import numpy as np
 from _common import RESULTS, ROOT, SHARED_DATA, write_text
 
 import lite_moderation as lm
+from lite_moderation.normalize import normalized
 from lite_moderation.persistence import SHIPPED_MODELS
 
 MODELS = ("default", "fast")
@@ -57,6 +58,11 @@ def items_of(path: Path) -> list:
     return items
 
 
+def _normalized(item: str | tuple[str, str], form: str | None) -> str | tuple[str, str]:
+    """An item as the model reads it: the commit compared with predates text normalisation (normalize.py)."""
+    return normalized(item, form) if isinstance(item, str) else tuple(normalized(text, form) for text in item)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commit", default="1ba1bba")
@@ -81,14 +87,15 @@ def main() -> int:
                 if not shape:
                     continue
                 got = new.decision_function(shape)
+                read = [_normalized(item, model.vectorizer_.normalize) for item in shape]  # the commit's input
                 worst["vs_commit_batch"] = max(worst["vs_commit_batch"],
-                                               float(np.abs(got - before.decision_function(shape)).max()))
+                                               float(np.abs(got - before.decision_function(read)).max()))
                 worst["vs_sklearn"] = max(worst["vs_sklearn"],
                                           float(np.abs(got - model.reference_decision_function(shape)).max()))
                 singles = shape[::args.single_every]
                 one = np.vstack([new.decision_function([item]) for item in singles])
                 worst["vs_commit_single"] = max(worst["vs_commit_single"], float(
-                    np.abs(one - before.decision_function(singles)).max()))
+                    np.abs(one - before.decision_function(read[::args.single_every])).max()))
             sets[str(path.relative_to(SHARED_DATA))] = {"rows": len(items), **worst}
             print(name, path.relative_to(SHARED_DATA), len(items), worst, flush=True)
         report["models"][name] = {"sets": sets, "max": {k: max(s[k] for s in sets.values()) for k in worst}}

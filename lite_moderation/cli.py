@@ -323,9 +323,11 @@ def recipe_options(command: Callable) -> Callable:
                           "lone_text=0.5)."),
         click.option("--min-df", type=click.IntRange(min=1), default=2, show_default=True,
                      help="Minimum number of documents a term must appear in."),
-        click.option("--normalize", type=click.Choice(["nfkc", "none"]), default="nfkc", show_default=True,
-                     help="Text normalisation before analysis, training and scoring alike: nfkc (fullwidth and "
-                          "styled letters folded, invisible characters such as zero-width spaces removed) or none."),
+        click.option("--normalize", type=click.Choice(["visible", "none"]), default="visible", show_default=True,
+                     help="Text normalisation before analysis, training and scoring alike: visible (the text as a "
+                          "reader sees it: fullwidth and styled letters folded, invisible characters such as "
+                          "zero-width spaces removed, Cyrillic and Greek look-alikes inside Latin words made Latin) "
+                          "or none."),
         click.option("--max-features", callback=_parse_max_features, default=None,
                      help="Cap on each vocabulary block (most frequent terms kept): a number for every block, or "
                           "FIELD=N[,FIELD=N] for some (*=N: the others; the shipped fast: *=15000,lone_text=50000)."),

@@ -38,8 +38,9 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
         ``{field: cap}`` for the named fields' blocks ("*": the others; see :func:`texts.field_caps`).
     sublinear_tf : use 1 + log(tf), which keeps long texts from dominating.
     dtype : float dtype of the output matrix.
-    normalize : how texts are normalised before analysis: ``"nfkc"`` (compatibility forms folded, invisible
-        format characters removed: :mod:`lite_moderation.normalize`) or None (read as they are).
+    normalize : how texts are normalised before analysis: ``"visible"`` (as a reader sees them: compatibility
+        forms folded, invisible format characters removed, look-alike letters inside Latin words made Latin:
+        :mod:`lite_moderation.normalize`) or None (read as they are).
     """
 
     def __init__(
@@ -52,7 +53,7 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
         max_features: int | dict[str, int | None] | None = None,
         sublinear_tf: bool = True,
         dtype: type = np.float32,
-        normalize: str | None = "nfkc",
+        normalize: str | None = "visible",
     ) -> None:
         self.word_fields = word_fields
         self.word_ngram_range = word_ngram_range

@@ -2,7 +2,8 @@
 text from the model, in every scoring path, and explanations still point into the text as typed.
 
 Found by a user's exploratory round: of AdvBench's first 200 requests, 176 flagged by `default` as typed, 0 with a
-zero-width space between characters, 0 in fullwidth letters, 35 with soft hyphens inside words.
+zero-width space between characters, 0 in fullwidth letters, 35 with soft hyphens inside words, 30 with Cyrillic
+look-alike letters.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from conftest import SHARED_DATA
 
 import lite_moderation as lm
 from lite_moderation.cli import main
+from lite_moderation.explain import explain
 from lite_moderation.normalize import normalize_texts, normalized, normalized_positions
 from lite_moderation.persistence import _metadata_checksum
 
@@ -37,6 +39,7 @@ DISGUISES = {
     "word joiners and a byte-order mark": lambda t: "\ufeff" + "\u2060".join(t),
     "fullwidth letters": _fullwidth,
     "mathematical bold letters": _math_bold,
+    "Cyrillic look-alike letters": lambda t: t.translate(str.maketrans("aeopcxyABEKMHOPCTX", "аеорсхуАВЕКМНОРСТХ")),
 }
 
 
@@ -45,19 +48,22 @@ def test_the_rule_folds_compatibility_forms_and_drops_invisible_characters():
     assert normalized("𝐛𝐨𝐥𝐝 ﬁne ①") == "bold fine 1"
     assert normalized("in\u200bvis\u00adi\u200dble\u202e\ufeff") == "invisible"
     assert normalized("naïve café 東京 привет") == "naïve café 東京 привет"  # already plain: unchanged
-    assert normalized("раураl") == "раураl"  # look-alike Cyrillic letters are not folded (documented)
+    assert normalized("раураl сору а file") == "paypal copy a file"  # Latin text typed with look-alikes
+    assert normalized("привет, мир: ок") == "привет, мир: ок"  # Russian text stays Russian
+    assert normalized("Привет, how are уou") == "Привет, how are you"  # in mixed text, mixed words only
+    assert normalized("ΑΘΗΝΑ") == "ΑΘΗΝΑ"
     ascii_text = "plain ascii"
     assert normalized(ascii_text) is ascii_text and normalized("ｘ", None) == "ｘ"
     texts = ["a", "b"]
-    assert normalize_texts(texts, "nfkc") is texts
+    assert normalize_texts(texts, "visible") is texts
 
 
 def test_positions_map_each_character_back_to_the_text_as_typed():
     text = "ｋ\u200bｉｌｌ ﬁre"
-    folded, back = normalized_positions(text, "nfkc")
+    folded, back = normalized_positions(text, "visible")
     assert folded == "kill fire" and len(back) == len(folded) + 1 and back[-1] == len(text)
     assert [text[i] for i in back[:-1]] == ["ｋ", "ｉ", "ｌ", "ｌ", " ", "ﬁ", "ﬁ", "r", "e"]
-    assert normalized_positions("plain", "nfkc") == ("plain", None)
+    assert normalized_positions("plain", "visible") == ("plain", None)
 
 
 @pytest.mark.parametrize("name", ["default", "fast", "beavertails"])
@@ -84,7 +90,7 @@ def test_the_scikit_learn_path_and_the_explainer_read_the_same_text():
 
 def test_explained_spans_point_into_the_text_as_typed():
     text = "ｐｉｃｋ\u200b ａ ｌｏｃｋ"
-    explanation = lm.explain(lm.load("default"), [text], top=None)[0]["explanations"][0]
+    explanation = explain(lm.load("default"), [text], top=None)[0]["explanations"][0]
     words = {c["ngram"]: c["spans"] for c in explanation["contributions"] if c["analyzer"] == "word"}
     (_, start, end), = words["pick"]
     assert text[start:end] == "ｐｉｃｋ"
@@ -96,7 +102,7 @@ def test_a_model_of_format_1_reads_texts_as_they_are(tiny_model_dir, tmp_path):
     lm.save(lm.load(tiny_model_dir), tmp_path / "old", lm.read_card(tiny_model_dir))
     path = tmp_path / "old" / "model.json"
     metadata = json.loads(path.read_text())
-    assert metadata["format_version"] == 2 and metadata["params"]["vectorizer"]["normalize"] == "nfkc"
+    assert metadata["format_version"] == 2 and metadata["params"]["vectorizer"]["normalize"] == "visible"
     del metadata["params"]["vectorizer"]["normalize"]
     metadata["format_version"] = 1
     metadata["checksum"] = _metadata_checksum(metadata)
@@ -117,13 +123,13 @@ def test_a_model_naming_an_unknown_normalisation_is_refused(tiny_model_dir, tmp_
 
 
 def test_train_can_turn_normalisation_off(runner, tiny_data, tmp_path):
-    for option, expected in (("nfkc", "nfkc"), ("none", None)):
+    for option, expected in (("visible", "visible"), ("none", None)):
         out = tmp_path / option
         result = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(out), "--char-ngrams",
                                       "none", "--threshold-folds", "0", "--normalize", option, "-q"])
         assert result.exit_code == 0, result.stderr
         assert json.loads((out / "model.json").read_text())["params"]["vectorizer"]["normalize"] == expected
-    plain = lm.load_scorer(tmp_path / "nfkc").predict_proba(["garden river"])
-    assert np.array_equal(lm.load_scorer(tmp_path / "nfkc").predict_proba(["ｇａｒｄｅｎ ｒｉｖｅｒ"]), plain)
+    plain = lm.load_scorer(tmp_path / "visible").predict_proba(["garden river"])
+    assert np.array_equal(lm.load_scorer(tmp_path / "visible").predict_proba(["ｇａｒｄｅｎ ｒｉｖｅｒ"]), plain)
     assert not np.array_equal(lm.load_scorer(tmp_path / "none").predict_proba(["ｇａｒｄｅｎ ｒｉｖｅｒ"]),
                               lm.load_scorer(tmp_path / "none").predict_proba(["garden river"]))
