@@ -367,7 +367,10 @@ def load_dataset(
                             max_record_bytes=max_record_bytes):
         if known is not None and rec.target not in known:
             bad = DataError(display, rec.line, columns.label, f"class {_describe_cell(rec.target)} is not one of the "
-                            f"model's ({', '.join(map(repr, sorted(known)[:10]))})", _FIX_HINT)
+                            f"model's ({', '.join(map(repr, sorted(known)[:10]))})",
+                            f"If it means nothing flagged, pass --safe-class {_describe_cell(rec.target)} (safe_class= "
+                            f"in Python); "
+                            f"else fix the record or pass --on-error skip." if columns.safe_class is None else _FIX_HINT)
             if on_error == "fail":
                 raise bad
             errors.append(bad)
@@ -1111,6 +1114,12 @@ def _csv_columns(header: list[str], source: _Source, require: str, line: int) ->
     def missing(field: str, what: str) -> DataError:
         return source.fatal(f"missing column {what}; found columns: {found}", line, field, _CSV_COLUMNS_HINT)
 
+    for name in {"prompt", "response", "text", "is_safe", "category", *CATEGORIES} & set(names):
+        if names.count(name) > 1:  # which one holds the data? csv would silently read the first
+            columns_at = [str(i + 1) for i, n in enumerate(names) if n == name]
+            raise source.fatal(f"the header names column {_column_label(raw_names[names.index(name)])} "
+                               f"{len(columns_at)} times (columns {', '.join(columns_at[:5])})", line,
+                               hint="Rename or drop the extra columns, or name the one to read (--text-column...).")
     text_field = "prompt" if "prompt" in index else "text" if "text" in index else None
     if text_field is None:
         named = source.columns.text_fields() if source.columns is not None else {}

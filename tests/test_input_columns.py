@@ -131,3 +131,12 @@ def test_a_one_column_table_on_stdin_is_a_table_when_its_column_is_named(tiny_mo
     done = _score_stdin(tiny_model_dir, "comment\ngarden\nriver\n", "--text-column", "comment")
     assert done.returncode == 0, done.stderr
     assert [json.loads(line)["line"] for line in done.stdout.splitlines()] == [2, 3]
+
+
+def test_a_header_naming_a_read_column_twice_is_refused_and_a_named_column_wins(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text("id,text,text\n1,first cell,second cell\n")
+    with pytest.raises(lm.DataError, match=r"in.csv:1: the header names column 'text' 2 times \(columns 2, 3\)"):
+        _texts(path)
+    path.write_text("id,text,comment\n1,first cell,second cell\n")
+    assert _texts(path, text="comment")[0] == [(2, "second cell")]

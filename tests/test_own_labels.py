@@ -271,3 +271,9 @@ def test_info_escapes_a_card_value_holding_line_breaks_and_reports_a_malformed_c
     path.write_text(json.dumps(metadata))
     broken = _cli("info", "--model", str(tmp_path / "m"), check=False)
     assert broken.returncode == 2 and "model card is malformed" in broken.stderr and "Traceback" not in broken.stderr
+
+
+def test_a_class_outside_the_models_says_to_name_the_safe_class(own_model, comments_csv):
+    refused = _cli("evaluate", "--model", str(own_model), "--data", str(comments_csv), "--text-column", "comment",
+                   "--label-column", "label", check=False)
+    assert refused.returncode == 2 and "pass --safe-class 'ok'" in refused.stderr
