@@ -22,26 +22,24 @@ def _texts(path, **columns) -> list:
     return [(r.line, r.pair) for r in records], [(e.line, e.message) for e in errors]
 
 
-@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
-def test_a_named_text_column_wins_over_a_prompt_column(tmp_path, suffix):
-    path = tmp_path / f"in.{suffix}"
-    if suffix == "csv":
-        path.write_text("prompt,comment\nthe prompt cell,the comment cell\n")
+def _write_record(path, record: dict) -> None:
+    """One record as a CSV row under its header, or as a JSONL line (by the path's suffix)."""
+    if path.suffix == ".csv":
+        path.write_text(",".join(record) + "\n" + ",".join(record.values()) + "\n")
     else:
-        path.write_text(json.dumps({"prompt": "the prompt cell", "comment": "the comment cell"}) + "\n")
-    rows, errors = _texts(path, text="comment")
-    assert [pair for _, pair in rows] == ["the comment cell"] and not errors
+        path.write_text(json.dumps(record) + "\n")
 
 
 @pytest.mark.parametrize("suffix", ["csv", "jsonl"])
-def test_a_named_prompt_column_keeps_the_default_response_column(tmp_path, suffix):
+@pytest.mark.parametrize("record, columns, read", [
+    ({"prompt": "the prompt cell", "comment": "the comment cell"}, {"text": "comment"}, "the comment cell"),
+    ({"q": "a question", "response": "an answer"}, {"prompt": "q"}, ("a question", "an answer")),
+], ids=["a named text column wins over a prompt column", "a named prompt keeps the default response column"])
+def test_the_named_columns_are_read_alike_in_csv_and_jsonl(tmp_path, suffix, record, columns, read):
     path = tmp_path / f"in.{suffix}"
-    if suffix == "csv":
-        path.write_text("q,response\na question,an answer\n")
-    else:
-        path.write_text(json.dumps({"q": "a question", "response": "an answer"}) + "\n")
-    rows, _ = _texts(path, prompt="q")
-    assert [pair for _, pair in rows] == [("a question", "an answer")]
+    _write_record(path, record)
+    rows, errors = _texts(path, **columns)
+    assert [pair for _, pair in rows] == [read] and not errors
 
 
 def test_a_named_response_column_alone_reads_the_default_prompt_column(tmp_path, runner, tiny_model_dir):
