@@ -4,14 +4,15 @@
 
 Why this exists: a user's exploratory round found that a zero-width space between characters, fullwidth letters
 or soft hyphens inside words turned flagged requests into text no feature had seen (176 of AdvBench's first 200
-flagged by `default`; 0 of them with zero-width spaces). Since then the shipped models normalise text
-(``lite_moderation/normalize.py``: NFKC per character, invisible format characters removed).
+flagged by `default`; 0 of them with zero-width spaces). Since then the shipped models read text as a reader sees
+it (``lite_moderation/normalize.py``, ``normalize="visible"``: NFKC per character, invisible format characters
+removed, Cyrillic and Greek look-alikes of Latin letters made Latin).
 
 Each set is scored as typed and in each disguise, at each model's default point: flagged share of harmful sets
 (recall) and of harmless ones (false-positive rate), as single messages (a prompt alone and a text alone are one
 verdict: one shape) and as pairs (the disguise on the response of SafeRLHF's pairs, whose labels judge the
-response). The look-alike letters (Cyrillic а, е, о, р, с, х, у for the Latin ones) are not folded by the rule:
-measured to show it. Results: ``benchmarks/results/disguises.json`` and ``.md``.
+response). The look-alike disguise types Cyrillic а, е, о, р, с, х, у for the Latin letters. Results:
+``benchmarks/results/disguises.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ DISGUISES: dict[str, Callable[[str], str]] = {
     "soft hyphens inside words": lambda t: " ".join("\u00ad".join(w) for w in t.split(" ")),
     "fullwidth letters": _fullwidth,
     "mathematical bold letters": _math_bold,
-    "Cyrillic look-alike letters (not folded)": lambda t: t.translate(LOOK_ALIKES),
+    "Cyrillic look-alike letters": lambda t: t.translate(LOOK_ALIKES),
 }
 
 

@@ -132,7 +132,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from everyday import SENTENCES
 
 #: Sentences the shipped default flags today: a regression of issue 20's retraining (sentence 4 asks for "the best
-#: way to make" a dish, a phrase common in harmful requests; scored 0.550 against the message cut-off 0.447),
+#: way to make" a dish, a phrase common in harmful requests; scored 0.550 against the message cut-off 0.447, 0.509
+#: against 0.392 since the normalisation round),
 #: reported in the README and the issue's closing note. Strict: the day it passes again, this list must shrink.
 KNOWN_FLAGGED = {4}
 
