@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from conftest import SHARED_DATA, write_jsonl
 
 import lite_moderation as lm
+from lite_moderation.cli import main
 from lite_moderation.data import Columns, DataError, load_dataset
 from lite_moderation.labels import LabelSet
 from lite_moderation.sources import SourceSpec, build_training_set
@@ -233,13 +235,16 @@ def _multi_label_csv(path: Path) -> Path:
 def test_evaluating_one_of_a_models_label_columns_is_refused_not_read_as_its_flag(tmp_path):
     data = _multi_label_csv(tmp_path / "multi.csv")
     model = tmp_path / "m"
-    _cli("train", "--data", str(data), "--text-column", "comment", "--label-columns", "spam,insult", "--min-df", "1",
-         "--threshold-folds", "0", "-q", "--output", str(model))
-    refused = _cli("evaluate", "--model", str(model), "--data", str(data), "--text-column", "comment",
-                   "--label-columns", "spam", check=False)
-    assert refused.returncode == 2 and "one label column 'spam'" in refused.stderr and "info" in refused.stderr
-    whole = _cli("evaluate", "--model", str(model), "--data", str(data), "--text-column", "comment",
-                 "--label-columns", "spam,insult", "--json", "-")
+    runner = CliRunner()
+    trained = runner.invoke(main, ["train", "--data", str(data), "--text-column", "comment", "--label-columns",
+                                   "spam,insult", "--min-df", "1", "--threshold-folds", "0", "-q", "--output",
+                                   str(model)])
+    assert trained.exit_code == 0, trained.stderr
+    refused = runner.invoke(main, ["evaluate", "--model", str(model), "--data", str(data), "--text-column", "comment",
+                                   "--label-columns", "spam"])
+    assert refused.exit_code == 2 and "one label column 'spam'" in refused.stderr and "info" in refused.stderr
+    whole = runner.invoke(main, ["evaluate", "--model", str(model), "--data", str(data), "--text-column", "comment",
+                                 "--label-columns", "spam,insult", "--json", "-"])
     assert set(json.loads(whole.stdout)["categories"]["per_category"]) == {"spam", "insult"}
 
 
