@@ -1063,7 +1063,7 @@ class FastScorer:
                     block.terms.reset()
                 key = (block.source, block.lowercase)
                 if key not in caches:  # the same table key (multipliers) as this scorer's: one key per process
-                    caches[key] = _WordCache(copy.cache_size, copy.cache_bytes)
+                    caches[key] = _WordCache(getattr(self, "cache_size", DEFAULT_CACHE_SIZE), copy.cache_bytes)
                     caches[key].table = _WordTable(multipliers=block.cache.table.multipliers)
                 block.cache = caches[key]
                 block.cache.register(block.terms)

@@ -101,10 +101,9 @@ def _changing() -> tuple[re.Pattern, re.Pattern, re.Pattern]:
 
 
 def _fold_word(match: re.Match) -> str:
+    """A word holding a look-alike (``_WORD_WITH_LOOK_ALIKE``), folded when it also holds a Latin letter."""
     word = match.group()
-    if _LATIN.search(word) and not _LOOK_ALIKE_CHARS.isdisjoint(word):
-        return word.translate(_LOOK_ALIKE_TABLE)
-    return word
+    return word.translate(_LOOK_ALIKE_TABLE) if _LATIN.search(word) else word
 
 
 def normalized(text: str, form: str | None = "visible") -> str:
@@ -115,8 +114,7 @@ def normalized(text: str, form: str | None = "visible") -> str:
     if not either.search(text):  # nothing to change: most non-ASCII text
         return text
     text = plane_0.sub(_step_1_char, text)  # a substitution per match: str.translate costs 130 ns a character
-    if _BEYOND_PLANE_0.search(text):
-        text = _BEYOND_PLANE_0.sub(_step_1_char, text)
+    text = _BEYOND_PLANE_0.sub(_step_1_char, text)
     return _fold_look_alikes(text, step_2) if step_2.search(text) else text
 
 
