@@ -152,7 +152,9 @@ def table() -> str:
              "split, so that set is blank there); `previous`: the models of 9dae24e, issue 20's fifth round, measured",
              "with this commit's code (the models alone changed since; earlier rounds are in this file's history);",
              "`after`: this commit's (the sixth round: `default` and `fast` also trained on chatterbot-corpus's training",
-             "part, harmless messages in 28 languages; `chatterbot_heldout` is its held-out part).",
+             "part, harmless messages in 28 languages; `chatterbot_heldout` is its held-out part; since the normalisation",
+             "round, text read as a reader sees it); `at_88d8c56`: the models and code of 88d8c56, just before that round",
+             "(run with PYTHONPATH at its checkout, the same day as `after`).",
              ""]
     models = sorted({m for r in runs.values() for m in r})
     for model in models:
