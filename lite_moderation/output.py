@@ -294,11 +294,12 @@ class RowWriter:
     """
 
     def __init__(self, stream: TextIO, fmt: str, reasons: Callable[[object], list[str]] | None = None,
-                 labels: LabelSet = BEAVERTAILS, id_column: bool = False) -> None:
+                 labels: LabelSet = BEAVERTAILS, id_column: bool = False, line_column: bool = False) -> None:
         """``reasons(item)``: the table's strongest reasons for a flagged item (see ``explain.table_reasons``);
         ``labels``: the scoring model's label set (the rows' keys and columns); ``id_column``: CSV gets an ``id``
         column from its header on, empty where a row has none (else only when the first row has an id: a stream's
-        columns are fixed by its header, so an id first seen later would be lost)."""
+        columns are fixed by its header, so an id first seen later would be lost); ``line_column``: the rows carry
+        their input line, so the header of a CSV without rows names it as a CSV with rows would."""
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}: expected one of {FORMATS}")
         self.stream = stream
@@ -308,6 +309,7 @@ class RowWriter:
         self.labels = labels
         self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
         self.id_column = id_column
+        self.line_column = line_column
 
     def write(self, result: dict, line: int | None = None, item: object = None, id: str | int | None = None) -> None:
         """One row; ``item`` (the scored text or pair) lets the table give a flagged row's reasons."""
@@ -367,8 +369,12 @@ class RowWriter:
         return int(flagged.sum())
 
     def close(self) -> None:
+        """End the output. With no rows it is still a valid empty document: JSON ``[]``, CSV its header line (a
+        CSV reader of an empty run then finds the columns, not an empty file)."""
         if self.fmt == "json":
             self.stream.write("[]\n" if self.count == 0 else "\n]\n")
+        elif self.fmt == "csv" and self.count == 0:
+            self._write_csv_header([key for key, on in (("line", self.line_column), ("id", self.id_column)) if on])
 
     def _write_jsonl(self, row: dict) -> None:
         self.stream.write(json.dumps(row) + "\n")
@@ -378,13 +384,15 @@ class RowWriter:
 
     def _write_csv(self, row: dict) -> None:
         if self.count == 0:
-            self._leading = [key for key in ("line", "id") if key in row or (key == "id" and self.id_column)]
-            # short names: BeaverTails' keys hold commas (legal in CSV, a trap for pandas and spreadsheets)
-            self._csv.writerow([*self._leading, "flagged", "unsafe_score",
-                                *map(self.labels.short_name, row["category_scores"])])
+            self._write_csv_header([key for key in ("line", "id") if key in row or (key == "id" and self.id_column)])
         leading = [row.get(key, "") for key in self._leading]
         scores = [f"{score:.6f}" for score in row["category_scores"].values()]
         self._csv.writerow([*leading, int(row["flagged"]), f"{row['unsafe_score']:.6f}", *scores])
+
+    def _write_csv_header(self, leading: list[str]) -> None:
+        self._leading = leading
+        # short names: BeaverTails' keys hold commas (legal in CSV, a trap for pandas and spreadsheets)
+        self._csv.writerow([*leading, "flagged", "unsafe_score", *map(self.labels.short_name, self.labels.categories)])
 
     def _write_table(self, row: dict) -> None:
         self.stream.write(format_table_row(row, self.count) + "\n")

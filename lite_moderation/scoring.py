@@ -172,7 +172,7 @@ def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.Pa
     chunks = _chunks(records, chunk_size)
     with atomic_text_writer(output_path) as stream, bar:
         reasons = table_reasons(model) if fmt == "table" else None
-        writer = RowWriter(stream, fmt, reasons=reasons, labels=label_set_of(model), id_column=True)
+        writer = RowWriter(stream, fmt, reasons=reasons, labels=label_set_of(model), id_column=True, line_column=True)
         probas = _parallel_probas(model, chunks, jobs) if jobs > 1 else _serial_probas(model, chunks)
         for chunk, proba in probas:  # a chunk at a time: the writer formats rows from the arrays
             items = [r.pair for r in chunk] if reasons else None

@@ -110,6 +110,26 @@ def test_a_run_that_scores_nothing_keeps_the_existing_output(runner, tiny_model_
     assert out.read_text() == "results of yesterday\n"
 
 
+def test_a_run_that_scores_nothing_prints_the_csv_header_alone_and_writes_no_file(runner, tiny_model_dir, tmp_path):
+    """Every row skipped: stdout gets the format's empty document (a CSV's header, as JSON gets []), so a CSV
+    reader finds the columns; the run still fails (exit 2) and, like any failed run, writes no --output file."""
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    good.write_text('{"id": "a", "text": "garden"}\n')
+    bad.write_text("1\n[2]\n")
+    scored = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(good), "--format", "csv", "-q"])
+    assert scored.exit_code == 0, scored.stderr
+    header = scored.stdout.splitlines()[0]
+    assert header.startswith("line,id,flagged,unsafe_score,")
+    nothing = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(bad), "--format", "csv", "-q"])
+    assert nothing.exit_code == 2 and "no row could be scored" in nothing.stderr
+    assert nothing.stdout == header + "\n"
+    as_json = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(bad), "--format", "json", "-q"])
+    assert as_json.exit_code == 2 and json.loads(as_json.stdout) == []
+    out = tmp_path / "new.csv"
+    to_file = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(bad), "-o", str(out), "-q"])
+    assert to_file.exit_code == 2 and not out.exists()
+
+
 def _score_stdin(tiny_model_dir, text: str, *options: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lite_moderation", "score", "--model", str(tiny_model_dir),
                            "--format", "jsonl", "-q", *options], input=text, capture_output=True, text=True,
