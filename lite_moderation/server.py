@@ -205,24 +205,34 @@ class ModerationApp:
         return [b""]
 
     def _check_caller(self, environ: dict) -> None:
-        """Refuse a Host this server does not answer to (a DNS-rebinding page names its own domain) and an
-        Origin other than the server's own page (a foreign page posting text/plain needs no preflight)."""
+        """Refuse a Host this server does not answer to (a DNS-rebinding page names its own domain), in the Host
+        header or in an absolute-form request target (``GET http://name/path``, whose authority is the request's
+        host, RFC 9112 3.2.2), and an Origin other than the server's own page (a foreign page posting text/plain
+        needs no preflight)."""
         host = environ.get("HTTP_HOST")
         if host is not None:
-            name = host_name(host)
-            if name is None:
-                raise ApiError(400, f"Host header {_shown(host)} is malformed", code="bad_host")
-            if not host_allowed(name, self.allowed_hosts):
-                raise ApiError(421, f"Host {_shown(name)} is not a name this server answers to (a guard against DNS "
-                                    f"rebinding); if it is this server's, start serve with --allowed-host "
-                                    f"{_shown(name)} (another WSGI server: {ALLOWED_HOSTS_ENV})",
-                               code="host_not_allowed")
+            self._check_host(host, "Host header")
+        authority = target_authority(environ.get("REQUEST_URI") or environ.get("RAW_URI") or "")
+        if authority is not None:
+            self._check_host(authority, "request target's host")
+            host = authority
         origin = environ.get("HTTP_ORIGIN")
         if origin is not None and not origin_allowed(origin, host, self.allowed_origins):
             raise ApiError(403, f"Origin {_shown(origin)} is not this server's own page: cross-origin requests are "
                                 f"refused; to accept that page's requests, start serve with --allowed-origin "
                                 f"{_shown(origin)} (another WSGI server: {ALLOWED_ORIGINS_ENV})",
                            code="origin_not_allowed")
+
+    def _check_host(self, host: str, what: str) -> None:
+        """400 for a malformed ``host``, 421 for one that is not an allowed name (``what`` says where it was)."""
+        name = host_name(host)
+        if name is None:
+            raise ApiError(400, f"{what} {_shown(host)} is malformed", code="bad_host")
+        if not host_allowed(name, self.allowed_hosts):
+            raise ApiError(421, f"{what} {_shown(name)} is not a name this server answers to (a guard against DNS "
+                                f"rebinding); if it is this server's, start serve with --allowed-host "
+                                f"{_shown(name)} (another WSGI server: {ALLOWED_HOSTS_ENV})",
+                           code="host_not_allowed")
 
     def _dispatch(self, method: str, path: str, environ: dict) -> tuple[dict, int]:
         methods = self._routes.get(path)
@@ -377,6 +387,17 @@ ALLOWED_ORIGINS_ENV = "LITE_MODERATION_ALLOWED_ORIGINS"
 _WILDCARD_ADDRESSES = frozenset({"0.0.0.0", "::"})
 _HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+#: An absolute-form request target: a scheme, "//" and the authority up to the path, query or fragment.
+_ABSOLUTE_TARGET = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://([^/?#]*)")
+
+
+def target_authority(target: str) -> str | None:
+    """The authority of an absolute-form request target (``http://evil.example/v1/models``: ``evil.example``; ""
+    when empty), None for the usual origin form (``/v1/models``) or ``*``."""
+    match = _ABSOLUTE_TARGET.match(target)
+    return match.group(1) if match else None
 
 
 def host_name(value: str) -> str | None:

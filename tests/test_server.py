@@ -564,6 +564,27 @@ def test_a_host_that_is_not_this_servers_is_refused(start):
         assert _status(p, host) == 400, host
 
 
+def test_an_absolute_form_target_naming_another_host_is_refused_like_a_bad_host(start):
+    """``GET http://evil.example/... HTTP/1.1`` with a good Host header: the target's authority is the request's
+    host (RFC 9112 3.2.2), so it is checked as a Host header is: 421, or 400 when malformed."""
+    p = start().server_port
+
+    def status(target: str, host: str | None = f"127.0.0.1:{p}") -> tuple[bytes, bytes]:
+        head = f"GET {target} HTTP/1.1\r\n" + (f"Host: {host}\r\n" if host else "") + "Connection: close\r\n\r\n"
+        reply = raw_exchange(p, head.encode())
+        return reply.split(b" ", 2)[1], reply
+    for target in ("http://evil.example/v1/models", f"http://evil.example:{p}/healthz", "HTTPS://EVIL.EXAMPLE/",
+                   "http://10.0.0.1/healthz"):
+        code, reply = status(target)
+        assert code == b"421", (target, reply[:200])
+        assert b"host_not_allowed" in reply and b"--allowed-host" in reply
+        assert status(target, host=None)[0] == b"421", target  # no Host header at all: the target still decides
+    for target in ("http://user@127.0.0.1/healthz", "http:///healthz"):
+        assert status(target)[0] == b"400", target
+    for target in (f"http://127.0.0.1:{p}/healthz", "http://localhost/healthz", "/healthz"):
+        assert status(target)[0] == b"200", target
+
+
 def test_a_cross_origin_page_cannot_post(start):
     """A foreign page's text/plain POST needs no CORS preflight: it must be refused, not scored."""
     p = start().server_port
