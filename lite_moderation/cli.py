@@ -724,7 +724,8 @@ def _write_explanations(explained: Iterator[tuple[dict, Any, int | None]], outpu
 
 
 class SourceType(click.ParamType):
-    """A training source, ``FILE[,weight=W][,pair_weight=P][,prompt_alone_weight=Q][,rows=N][,shapes=A+B][,category=C]`` or
+    """A training source, ``FILE[,weight=W][,pair_weight=P][,prompt_alone_weight=Q][,rows=N][,shapes=A+B][,category=C]
+    [,group=G]`` or
     ``pkg:chitchat-dataset`` / ``pkg:chatterbot-corpus`` (see ``sources.PACKAGE_SOURCES``)."""
 
     name = "source"
@@ -751,11 +752,13 @@ def data_options(command: Callable) -> Callable:
     options = [
         click.option("--data", "--input", "-i", "sources", required=True, multiple=True, type=SourceType(),
                      help="Labelled file (.jsonl[.gz|.xz], .json, .csv), pkg:chitchat-dataset or pkg:chatterbot-corpus, optionally "
-                          "',weight=W,pair_weight=P,prompt_alone_weight=Q,rows=N,shapes=A+B,category=C' (row weight; "
+                          "',weight=W,pair_weight=P,prompt_alone_weight=Q,rows=N,shapes=A+B,category=C,group=G' "
+                          "(row weight; "
                           "the weight of its pairs if other than W; of the messages made of its pairs' prompts if "
                           "other than W; a seeded sample of N rows; this source's own "
                           "shapes instead of --shapes, e.g. shapes=text: its turns as messages, not its pairs; for a "
-                          "source labelled is_safe only, the category of all its unsafe rows, e.g. hate_speech). "
+                          "source labelled is_safe only, the category of all its unsafe rows, e.g. hate_speech; a "
+                          "column whose rows share a fold, e.g. group=question_id, instead of each prompt's). "
                           "Repeat for more sources: "
                           "the first is BeaverTails-style data with the 14 categories, where thresholds are tuned "
                           "and CV reports; the others (categories, or is_safe only: their unsafe rows then teach "
@@ -849,7 +852,8 @@ def _check_training_set(training_set, folds_option: str, n_folds: int) -> None:
     n_groups = len(np.unique(training_set.groups[training_set.primary]))
     if n_folds and not 2 <= n_folds <= n_groups:
         skip = " (or 0 to skip cross-validation)" if folds_option == "--cv-folds" else ""
-        raise InputError(f"{folds_option} must be between 2 and the number of distinct prompts of the first "
+        what = "prompts" if training_set.grouped_by == "prompt" else f"groups ({training_set.grouped_by})"
+        raise InputError(f"{folds_option} must be between 2 and the number of distinct {what} of the first "
                          f"--data source ({n_groups}){skip}, got {n_folds}")
 
 
@@ -968,7 +972,8 @@ def _warn_on_leak(model, keys: list[str], quiet: bool = False) -> None:
 @main.command("cv")
 @data_options
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True,
-              help="Folds of the cross-validation, grouped by prompt (a prompt's rows share a fold).")
+              help="Folds of the cross-validation, grouped by prompt (a prompt's rows share a fold), or by the "
+                   "first --data source's group=COLUMN (a group's rows share a fold).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold shuffle and row samples.")
 @click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run the CV with fold seeds SEED..SEED+R-1 and report each metric's mean and standard deviation "
@@ -987,15 +992,16 @@ def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabul
                repeats: int, json_path: Path | None, predictions_path: Path | None, threshold: float | str | None,
                n_resamples: int, bootstrap_seed: int, table_format: str, on_error: str, max_record_bytes: int,
                quiet: bool, columns: Columns, **recipe: Any) -> None:
-    """Cross-validate the training recipe, folds grouped by prompt; metrics on out-of-fold predictions of the
-    first --data source's rows (the other sources sit in every training fold)."""
+    """Cross-validate the training recipe, folds grouped by prompt (or --data FILE,group=COLUMN); metrics on
+    out-of-fold predictions of the first --data source's rows (the other sources sit in every training fold)."""
     from .evaluation import cross_validate_repeats
-    from .sources import TrainingSet
+    from .sources import TrainingSet, source_columns
     from .stats import repeat_summary
 
     if len(sources) == 1 and shapes == ("pair",):  # is_safe-only data can be cross-validated too
-        training_set = TrainingSet.from_dataset(_load_labelled(sources[0].path, on_error, columns=columns,
-                                                               max_record_bytes=max_record_bytes))
+        dataset = _load_labelled(sources[0].path, on_error, columns=source_columns(sources[0], columns),
+                                 max_record_bytes=max_record_bytes)
+        training_set = TrainingSet.from_dataset(dataset)
     else:
         training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from, columns, max_record_bytes)
     _check_training_set(training_set, "--folds", folds)
@@ -1010,22 +1016,23 @@ def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabul
     target = training_set.Y[primary]
     metrics = _with_intervals(result.metrics, target[:, -1], result.proba, result.predicted,
                               training_set.groups[primary], target[:, :-1] if training_set.has_categories else None,
-                              n_resamples, bootstrap_seed)
+                              n_resamples, bootstrap_seed, training_set.grouped_by)
     if repeats > 1:
         metrics["repeats"] = repeat_summary([run.metrics for run in runs], seeds)
     _emit_metrics(metrics, json_path, table_format)
 
 
 def _with_intervals(metrics: dict, unsafe_true, proba, predicted, groups, categories, n_resamples: int,
-                    seed: int) -> dict:
-    """``metrics`` with the bootstrap's ``"ci"`` objects (unchanged when ``n_resamples`` is 0)."""
+                    seed: int, grouped_by: str = "prompt") -> dict:
+    """``metrics`` with the bootstrap's ``"ci"`` objects (unchanged when ``n_resamples`` is 0), resampling the
+    groups the folds kept together (``grouped_by``: "prompt" or a group column)."""
     if not n_resamples:
         return metrics
     from .stats import Bootstrap, metric_intervals, with_intervals
 
     bootstrap = Bootstrap(n_resamples, seed)
     intervals = metric_intervals(unsafe_true, proba, predicted, groups, categories, bootstrap)
-    return with_intervals(metrics, intervals, bootstrap.describe(len(set(groups.tolist()))))
+    return with_intervals(metrics, intervals, bootstrap.describe(len(set(groups.tolist())), grouped_by))
 
 
 def _emit_metrics(metrics: dict, json_path: Path | None, table_format: str = "text") -> None:
@@ -1256,7 +1263,8 @@ def _card_lines(card: dict) -> list[str]:
     lines = [
         f"model: {card['path']} ({card['size_bytes'] / 1e6:.2f} MB, format version {card['format_version']})",
         (f"trained on: {data.get('file')} ({data.get('rows')} rows, {data.get('distinct_prompts')} prompts, "
-        f"sha256 {data.get('sha256')}{_own_weights_text((data.get('sources') or [{}])[0])})"),
+        f"sha256 {data.get('sha256')}{_own_weights_text((data.get('sources') or [{}])[0])}"
+        f"{', folds grouped by ' + data['grouped_by'] if data.get('grouped_by') else ''})"),
         *(f"  also: {s['name']} (weight {s['weight']:g}{_own_weights_text(s)}, {s['training_rows']} training rows, "
           f"{s['sha256'] or s['package']}, license {s['license']})" for s in data.get("sources", [])[1:]),
         *([f"input shapes trained: {', '.join(data['shapes'])}"] if "shapes" in data else []),
@@ -1269,7 +1277,8 @@ def _card_lines(card: dict) -> list[str]:
     if cv:
         unsafe = cv["unsafe"]
         macro = f"  macro-F1 {cv['categories']['macro_f1']:.3f}" if "categories" in cv else ""
-        lines.append(f"cv ({cv['folds']} folds grouped by prompt, seed {cv['seed']}): unsafe F1 {unsafe['f1']:.3f}"
+        lines.append(f"cv ({cv['folds']} folds grouped by {cv.get('grouped_by', 'prompt')}, seed {cv['seed']}): "
+                     f"unsafe F1 {unsafe['f1']:.3f}"
                      f"  AUPRC {unsafe['auprc']:.3f}  AUROC {unsafe['auroc']:.3f}{macro}")
     shapes = [("", card["thresholds"], card.get("operating_points", {}))]
     if "message_thresholds" in card:  # single messages have cut-offs of their own

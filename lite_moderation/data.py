@@ -119,6 +119,7 @@ class Record:
     line: int
     target: str | tuple[bool, ...] | None = None  # the raw own-label value(s) read through ``Columns``
     id: str | int | None = None  # the record's id field (``Columns.id``, default "id"), carried into output rows
+    group: str | None = None  # the record's group field (``Columns.group``): rows of one value share a fold
 
     @property
     def pair(self) -> tuple[str, str] | str:
@@ -137,6 +138,8 @@ class Dataset:
     prompts: list[str]
     path: str = ""
     labels: LabelSet = BEAVERTAILS  # the names of ``categories``' columns and of the flag head (``unsafe``)
+    groups: list[str] | None = None  # each row's value of ``group_column`` (None: no group column was read)
+    group_column: str | None = None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -182,7 +185,8 @@ class Columns:
     (multi-class: one head per class; ``safe_class`` is the class meaning "nothing flagged"), ``labels`` several
     boolean columns (multi-label; one of them may be ``is_safe``, which then is the flag head); one boolean
     column alone is a binary target. Without ``label``/``labels`` the standard labels are read (is_safe,
-    category).
+    category). ``group`` names a field whose value keeps rows together in grouped folds (translations of one
+    question, turns of one conversation); every record then needs it.
     """
 
     text: str | None = None
@@ -192,8 +196,11 @@ class Columns:
     labels: tuple[str, ...] | None = None
     safe_class: str | None = None
     id: str | None = None  # the field output rows carry as their id (None: "id" when a record has one)
+    group: str | None = None  # the field that groups rows in folds (None: rows are grouped by prompt)
 
     def __post_init__(self) -> None:
+        if self.group is not None and not (isinstance(self.group, str) and self.group.strip()):
+            raise ValueError(f"group must name a column, got {self.group!r}")
         if self.labels is not None:
             object.__setattr__(self, "labels", tuple(self.labels))
         if self.text is not None and (self.prompt is not None or self.response is not None):
@@ -352,6 +359,8 @@ def load_dataset(
     come from the data (classes sorted by name; boolean columns in the order given), or are ``labels`` when
     given (e.g. a model's, to evaluate it: a class the model does not know is an error on its row).
     Without own labels: the BeaverTails categories, or a binary set (``unsafe`` alone) for is_safe-only data.
+    ``group_column`` (``Columns.group``) reads each row's group into ``groups``, for folds that keep a group
+    together (:meth:`~lite_moderation.sources.TrainingSet.from_dataset`).
     """
     columns = _columns(columns, column_names)
     errors_before = len(errors) if errors is not None else 0
@@ -361,6 +370,7 @@ def load_dataset(
     cats: list[tuple[bool, ...] | None] = []
     safes: list[bool | None] = []
     targets: list = []
+    groups: list[str] = []
     display = _display(path)
     known = _known_classes(labels, columns)
     for rec in read_records(path, on_error=on_error, errors=errors, require=require, columns=columns,
@@ -381,9 +391,11 @@ def load_dataset(
         cats.append(rec.categories)
         safes.append(rec.is_safe)
         targets.append(rec.target)
+        groups.append(rec.group)
     if not pairs:
         skipped = len(errors) - errors_before if errors is not None else 0
         raise DataError(display, message=f"no valid records ({skipped} skipped as bad)")
+    grouped = {"groups": groups, "group_column": columns.group} if columns is not None and columns.group else {}
     if columns is not None and columns.own_labels and any(t is not None for t in targets):
         if any(t is None for t in targets):
             line = lines[targets.index(None)]
@@ -396,16 +408,17 @@ def load_dataset(
                 raise
             raise DataError(display, field=",".join(columns.label_fields()), message=str(exc),
                             hint=_LABEL_NAMES_HINT) from None
-        return Dataset(pairs, categories, unsafe, lines, prompts, display, label_set)
+        return Dataset(pairs, categories, unsafe, lines, prompts, display, label_set, **grouped)
     categories = _category_array(cats)
     label_set = BEAVERTAILS if categories is not None or labels is None else labels
     if categories is None and labels is None and all(c is None for c in cats) and all(s is not None for s in safes):
         label_set = LabelSet(())  # is_safe alone: a binary target
-    return Dataset(pairs, categories, _unsafe_array(safes), lines, prompts, display, label_set)
+    return Dataset(pairs, categories, _unsafe_array(safes), lines, prompts, display, label_set, **grouped)
 
 
 _COLUMN_KEYWORDS = {"text_column": "text", "prompt_column": "prompt", "response_column": "response",
-                    "label_column": "label", "label_columns": "labels", "safe_class": "safe_class"}
+                    "label_column": "label", "label_columns": "labels", "safe_class": "safe_class",
+                    "group_column": "group"}
 
 
 def _columns(columns: Columns | None, names: dict[str, Any]) -> Columns | None:
@@ -703,7 +716,8 @@ def _header_format(line: bytes, columns: Columns | None) -> str:
     delimiter = "\t" if "\t" in text else ","
     names = {name.strip().strip('"').lower() for name in text.split(delimiter)}
     wanted = {"prompt", "text", *(name.lower() for name in (columns.text_fields() if columns else {}))}
-    known = wanted | {name.lower() for name in (columns.label_fields() + (columns.id or "",) if columns else ())}
+    known = wanted | {name.lower() for name in (columns.label_fields() + (columns.id or "", columns.group or "")
+                                                if columns else ())}
     if len(names) >= 2 and names & wanted and all(n in known or _COLUMN_NAME.fullmatch(n) for n in names):
         return "tsv" if delimiter == "\t" else "csv"
     named = {name.lower() for name in (columns.text_fields() if columns else {})}
@@ -886,10 +900,22 @@ def _record_from_object(obj: Any, require: str, line: int, notes: list[_Bad] | N
                         columns: Columns | None = None) -> Record:
     """Validate one JSON record, its fields named by ``columns`` (the standard names when None), with its id."""
     record = _mapped_record(obj, require, line, notes, columns)
+    if columns is not None and columns.group is not None:
+        record = replace(record, group=_group_value(obj.get(columns.group), columns.group, columns.group in obj))
     id_field = columns.id if columns is not None and columns.id is not None else "id"
     if id_field in obj or id_field != "id":
         return replace(record, id=_id_value(obj.get(id_field), id_field, id_field in obj))
     return record
+
+
+def _group_value(value: Any, field: str, present: bool) -> str:
+    """A group is a non-empty string or a whole number (compared as text: 7 and "7" are one group)."""
+    if not present or value is None or (isinstance(value, str) and not value.strip()):
+        raise _Bad(field, "missing", f"Every record needs a value in the group column '{field}' you named "
+                                     "(group= of its --data).")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise _Bad(field, f"expected a group name (string) or a whole number, got {json_type(value)}")
+    return _string(value, field) if isinstance(value, str) else str(value)
 
 
 def _id_value(value: Any, field: str, present: bool) -> str | int:
@@ -999,6 +1025,8 @@ class _CsvColumns:
     target_names: tuple[str, ...] = ()
     target_is_class: bool = False
     id: int | None = None  # the id column (Columns.id, default "id" when the header has it)
+    group: int | None = None  # the group column (Columns.group), named ``group_name``
+    group_name: str = ""
 
 
 def _set_csv_field_limit(limit: int) -> None:
@@ -1132,6 +1160,11 @@ def _csv_columns(header: list[str], source: _Source, require: str, line: int) ->
         target["id"] = raw_names.index(id_name)
     elif id_name != "id":
         raise missing(id_name, f"'{_column_label(id_name)}' (named as the id column)")
+    if columns is not None and columns.group is not None:
+        if columns.group not in raw_names:
+            raise missing(columns.group, f"{_column_label(columns.group)} (named as the group column: group= of "
+                                         "its --data)")
+        target.update(group=raw_names.index(columns.group), group_name=columns.group)
     category_cols = None
     if "category" not in index:
         present = [k for k in CATEGORIES if k in index]
@@ -1188,6 +1221,8 @@ def _csv_categories(row: list[str], cols: _CsvColumns) -> tuple[bool, ...] | Non
 
 def _csv_record(row: list[str], cols: _CsvColumns, require: str, line: int, notes: list[_Bad] | None = None) -> Record:
     record = _csv_record_fields(row, cols, require, line, notes)
+    if cols.group is not None:
+        record = replace(record, group=_group_value(row[cols.group].strip(), cols.group_name, True))
     return record if cols.id is None else replace(record, id=row[cols.id])
 
 

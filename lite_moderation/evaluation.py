@@ -66,11 +66,13 @@ def _row_cut_offs(model: ModerationClassifier, items: Sequence, threshold: float
 
 def grouped_folds(pairs: Sequence, n_folds: int, seed: int,
                   groups: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Train/test indices of k folds with every prompt's rows in one fold, shuffled by ``seed``."""
+    """Train/test indices of k folds with every prompt's rows (or every group's, given ``groups``) in one fold,
+    shuffled by ``seed``."""
     groups = prompt_groups(pairs) if groups is None else groups
     n_groups = len(np.unique(groups))
     if not 2 <= n_folds <= n_groups:
-        raise ValueError(f"n_folds must be between 2 and the number of distinct prompts ({n_groups}), got {n_folds}")
+        raise ValueError(f"n_folds must be between 2 and the number of distinct prompts or groups ({n_groups}), got "
+                         f"{n_folds}")
     splitter = GroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(groups)), groups=groups))
 
@@ -89,7 +91,8 @@ class CVResult:
 def cross_validate(data: Dataset | TrainingSet, n_folds: int = 5, seed: int = 0,
                    estimator: ModerationClassifier | None = None, progress: bool = False,
                    threshold: float | str | None = None) -> CVResult:
-    """k-fold cross-validation grouped by prompt; every row is predicted by a model that never saw it.
+    """k-fold cross-validation grouped by prompt (or by the data's group column, see
+    :func:`~lite_moderation.sources.row_groups`); every row is predicted by a model that never saw it.
 
     ``data`` is one labelled Dataset or a multi-source :class:`~lite_moderation.sources.TrainingSet`: then
     only the primary source's pairs are split into folds and reported on; the other sources' rows are trained

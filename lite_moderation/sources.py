@@ -22,7 +22,8 @@ alone: one shape, ``texts.single_message``). Training shows each shape (``shapes
   label stays unknown, for the reason above. Like a response's copy, it is not a document of the vocabulary.
 A row that already is a single message (a source of messages) is shown once, as it is.
 Copies made from a primary row share its prompt's group, and so does any other source's row with the same prompt
-or text (case and spacing folded), so they all leave the training folds whenever that prompt is held out. Sources labelled only ``is_safe`` teach the unsafe head alone with their unsafe rows
+or text (case and spacing folded), so they all leave the training folds whenever that prompt is held out. A source
+read with ``group=COLUMN`` groups its rows by that column instead (and a prompt in two of its groups joins them). Sources labelled only ``is_safe`` teach the unsafe head alone with their unsafe rows
 (``TrainingSet.label_mask``).
 """
 
@@ -86,7 +87,7 @@ MAX_WEIGHT = 1e6
 
 #: A source's weights of some of its rows when they differ from ``weight`` (None: its weight); see SourceSpec.
 OWN_WEIGHTS = ("pair_weight", "prompt_alone_weight")
-_OPTION = re.compile(rf"^(weight|{'|'.join(OWN_WEIGHTS)}|rows|shapes|category)=(.+)$")
+_OPTION = re.compile(rf"^(weight|{'|'.join(OWN_WEIGHTS)}|rows|shapes|category|group)=(.+)$")
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ class SourceSpec:
     (measured in ``benchmarks/message_recipes.py``, variants ``*red_team_prompts*``). ``category``, for a source
     labelled only ``is_safe``, names the one category all its unsafe rows are (e.g. ``hate_speech`` for a set of
     offensive tweets): those rows then teach that category too, and stay unknown to the other categories (without
-    it they teach the flag head alone).
+    it they teach the flag head alone). ``group`` names a column of the file whose value keeps rows in one fold
+    (translations of one question, turns of one conversation; see :func:`row_groups`), instead of their prompt.
     """
 
     path: str
@@ -114,8 +116,12 @@ class SourceSpec:
     pair_weight: float | None = None
     prompt_alone_weight: float | None = None
     category: str | None = None
+    group: str | None = None
 
     def __post_init__(self) -> None:
+        if self.group is not None and self.path in PACKAGE_SOURCES:
+            raise ValueError(f"{self.path}: group= names a column of a data file; a package source is grouped by "
+                             "its conversations already")
         if self.shapes is not None and (not self.shapes or set(self.shapes) - set(SHAPES)):
             raise ValueError(f"{self.path}: shapes must be among {SHAPES}, got {self.shapes!r}")
         for option in ("weight", *OWN_WEIGHTS):
@@ -137,7 +143,7 @@ class SourceSpec:
 
     def spec_text(self, name: str | None = None) -> str:
         """The command-line form,
-        ``PATH[,weight=W][,pair_weight=P][,prompt_alone_weight=Q][,rows=N][,shapes=A+B][,category=C]``."""
+        ``PATH[,weight=W][,pair_weight=P][,prompt_alone_weight=Q][,rows=N][,shapes=A+B][,category=C][,group=G]``."""
         parts = [name or self.path]
         if self.weight != 1.0:
             parts.append(f"weight={self.weight:g}")
@@ -148,12 +154,14 @@ class SourceSpec:
             parts.append(f"shapes={'+'.join(self.shapes)}")
         if self.category is not None:
             parts.append(f"category={self.category}")
+        if self.group is not None:
+            parts.append(f"group={self.group}")
         return ",".join(parts)
 
 
 def parse_source(text: str) -> SourceSpec:
-    """``PATH[,weight=W][,pair_weight=P][,prompt_alone_weight=Q][,rows=N][,shapes=A+B][,category=C]`` (options
-    after the last commas) as a :class:`SourceSpec`."""
+    """``PATH[,weight=W][,pair_weight=P][,prompt_alone_weight=Q][,rows=N][,shapes=A+B][,category=C][,group=G]``
+    (options after the last commas) as a :class:`SourceSpec`."""
     parts = text.split(",")
     options: dict[str, str] = {}
     while len(parts) > 1 and _OPTION.match(parts[-1].strip()):
@@ -171,7 +179,8 @@ def parse_source(text: str) -> SourceSpec:
     except ValueError:
         raise ValueError(f"{text!r}: weight, {', '.join(OWN_WEIGHTS)} must be numbers and rows an integer") from None
     shapes = tuple(options["shapes"].split("+")) if "shapes" in options else None
-    return SourceSpec(path, weight, rows, shapes, **own, category=options.get("category"))
+    return SourceSpec(path, weight, rows, shapes, **own, category=options.get("category"),
+                      group=options.get("group"))
 
 
 def _package_module(source: str, module: str, pin: str, also: tuple[str, ...] = ()) -> Any:
@@ -293,7 +302,8 @@ def _package_dataset(name: str) -> tuple[Dataset, list[str]]:
 def read_source(spec: SourceSpec, on_error: str = "fail", errors: list[DataError] | None = None,
                 primary: bool = False, columns: Columns | None = None,
                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> tuple[Dataset, list[str]]:
-    """The rows of one source and a group key per row (its prompt, or its conversation for packages).
+    """The rows of one source and a group key per row (its prompt, its ``group=`` column's value, see
+    :func:`row_groups`, or its conversation for packages).
 
     ``columns`` names the user's own text and label fields. The primary source's labels are the model's: the
     BeaverTails categories (on every row, or none: is_safe alone makes a binary model), or the user's own. Other
@@ -302,13 +312,48 @@ def read_source(spec: SourceSpec, on_error: str = "fail", errors: list[DataError
     """
     if spec.path in PACKAGE_SOURCES:
         return _package_dataset(spec.path)
-    dataset = load_dataset(spec.path, on_error=on_error, errors=errors, require="labels", columns=columns,
-                           max_record_bytes=max_record_bytes)
+    dataset = load_dataset(spec.path, on_error=on_error, errors=errors, require="labels",
+                           columns=source_columns(spec, columns), max_record_bytes=max_record_bytes)
     if primary and dataset.categories is None and dataset.labels.categories:
         raise DataError(dataset.path, field="category", message="some rows have the 14 categories and others do not",
                         hint="Give every row of the first source its 'category' object, or none (is_safe alone "
                              "trains a binary model).")
-    return dataset, group_keys(dataset.pairs)
+    return dataset, row_groups(dataset)
+
+
+def source_columns(spec: SourceSpec, columns: Columns | None) -> Columns | None:
+    """The columns a source's file is read with: the command's, and the source's own ``group=`` column."""
+    if spec.group is None:
+        return columns
+    return replace(columns or Columns(), group=spec.group)
+
+
+def row_groups(dataset: Dataset) -> list[str]:
+    """Each row's fold group: its prompt (its text when alone), or with a group column its group, merged with every
+    other group holding one of its prompts, so a prompt the column splits cannot sit on both sides of a fold."""
+    texts = group_keys(dataset.pairs)
+    if dataset.groups is None:
+        return texts
+    return _linked_groups(dataset.groups, texts)
+
+
+def _linked_groups(groups: Sequence[str], texts: Sequence[str]) -> list[str]:
+    """``groups``, each replaced by the smallest group it shares a text with, transitively (union-find); the same
+    values when no text is in two groups."""
+    parent: dict[str, str] = {g: g for g in groups}
+
+    def root(g: str) -> str:
+        while parent[g] != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    first_group: dict[str, str] = {}
+    for group, text in zip(groups, texts):
+        a, b = root(group), root(first_group.setdefault(text, group))
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return [root(g) for g in groups]
 
 
 def reconcile(primary: LabelSet, dataset: Dataset) -> Dataset:
@@ -382,21 +427,25 @@ class TrainingSet:
     has_categories: bool = True
     shapes: tuple[str, ...] = ("pair",)
     vocabulary_from: str = "all"
+    grouped_by: str = "prompt"  # what keeps the first source's rows in one fold: "prompt" or "column 'NAME'"
 
     @classmethod
     def from_dataset(cls, dataset: Dataset) -> TrainingSet:
-        """One labelled Dataset as a single-source set (categories all false when it has only is_safe)."""
+        """One labelled Dataset as a single-source set (categories all false when it has only is_safe), its folds
+        grouped by prompt, or by its group column when it was read with one (see :func:`row_groups`)."""
         from .model import prompt_groups  # scikit-learn: only when training
 
         unsafe = dataset.unsafe_labels()
         n_cat = len(dataset.labels.categories)
         categories = dataset.categories if dataset.categories is not None else np.zeros((len(unsafe), n_cat), bool)
         n = len(dataset)
+        groups = prompt_groups(dataset.pairs) if dataset.groups is None else _group_ids(row_groups(dataset))
         return cls(pairs=list(dataset.pairs), Y=np.column_stack([categories, unsafe]).astype(bool),
-                   weights=np.ones(n), groups=prompt_groups(dataset.pairs), primary=np.ones(n, bool),
+                   weights=np.ones(n), groups=groups, primary=np.ones(n, bool),
                    source_of_row=np.zeros(n, np.intp), line_of_row=np.asarray(dataset.lines, np.int64),
                    response_copy=np.zeros(n, bool), labels=dataset.labels,
-                   has_categories=dataset.categories is not None and n_cat > 0)
+                   has_categories=dataset.categories is not None and n_cat > 0,
+                   grouped_by=grouped_by(dataset.group_column))
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -437,6 +486,17 @@ class TrainingSet:
         return [self.pairs[i] for i in rows], self.Y[rows]
 
 
+def _group_ids(keys: Sequence[str]) -> np.ndarray:
+    """Group ids in sorted order of the keys (as ``model.prompt_groups`` numbers prompts)."""
+    rank = {key: i for i, key in enumerate(sorted(set(keys)))}
+    return np.fromiter(map(rank.__getitem__, keys), dtype=np.intp, count=len(keys))
+
+
+def grouped_by(column: str | None) -> str:
+    """What a card says keeps rows in one fold: "prompt", or the group column."""
+    return "prompt" if column is None else f"column {column!r}"
+
+
 def build_training_set(sources: Sequence[SourceSpec], shapes: Sequence[str] = ("pair",), seed: int = 0,
                        on_error: str = "fail", errors: list[DataError] | None = None,
                        datasets: Sequence[Dataset] | None = None, columns: Columns | None = None,
@@ -456,12 +516,13 @@ def build_training_set(sources: Sequence[SourceSpec], shapes: Sequence[str] = ("
     builder = _Builder(shapes)
     for k, spec in enumerate(sources):
         if datasets is not None:
-            dataset, keys = datasets[k], group_keys(datasets[k].pairs)
+            dataset, keys = datasets[k], row_groups(datasets[k])
         else:
             dataset, keys = read_source(spec, on_error, errors, primary=k == 0, columns=columns,
                                         max_record_bytes=max_record_bytes)
         if k == 0:
             builder.labels = dataset.labels
+            builder.grouped_by = grouped_by(dataset.group_column)
             _check_primary_shapes(spec, dataset, shapes)
         binary = dataset.categories is None or not dataset.labels.categories
         dataset, known = with_source_category(spec, reconcile(builder.labels, dataset), binary)
@@ -492,6 +553,7 @@ class _Builder:
     def __init__(self, shapes: Sequence[str]) -> None:
         self.shapes = tuple(shapes)
         self.labels = BEAVERTAILS  # the primary source's, set when it is added
+        self.grouped_by = "prompt"
         self.pairs: list = []
         self.Y: list[np.ndarray] = []
         self.weights: list[float] = []
@@ -528,8 +590,9 @@ class _Builder:
         # prompt (or text) is one of the primary's: they join its group, so a held-out prompt leaves the
         # training folds with every copy of it, whichever source holds it (else CV scores memorised rows)
         if k == 0:
+            texts = keys if dataset.groups is None else group_keys(dataset.pairs)
             for i in keep:
-                self.primary_groups.setdefault(_fold_key(keys[i]), (0, keys[i]))
+                self.primary_groups.setdefault(_fold_key(texts[i]), (0, keys[i]))
 
         def group_of(i: int) -> tuple[int, str]:
             if k == 0:
@@ -575,7 +638,8 @@ class _Builder:
             if "prompt_categories" in shapes and "prompt" not in shapes and (y[:-1] & prompt_known[prompt]).any():
                 self._append((prompt, ""), y, k, alone_weight, group_of(i), False, dataset.lines[i],
                              response_copy=pairs_shown, known=prompt_known[prompt], flag_known=False)
-        recorded = {**spec.own_weights(), **({"category": spec.category} if spec.category else {})}
+        recorded = {**spec.own_weights(), **({"category": spec.category} if spec.category else {}),
+                    **({"group": spec.group} if spec.group else {})}
         self.sources.append(describe_source(spec.path, len(dataset), len(keep), len(self.pairs) - before, spec.weight,
                                             recorded))
 
@@ -593,7 +657,7 @@ class _Builder:
             response_copy=np.array(self.response_copy, dtype=bool),
             sources=self.sources,
             label_mask=np.array(self.known, dtype=bool).reshape(len(self.known), width),
-            shapes=self.shapes, labels=self.labels, has_categories=width > 1,
+            shapes=self.shapes, labels=self.labels, has_categories=width > 1, grouped_by=self.grouped_by,
         )
 
 

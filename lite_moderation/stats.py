@@ -45,8 +45,10 @@ class Bootstrap:
         if not 0 < self.level < 1:
             raise ValueError(f"level must be between 0 and 1, got {self.level}")
 
-    def describe(self, n_groups: int) -> dict:
-        return {"method": "percentile bootstrap over prompt groups", "resamples": self.n_resamples,
+    def describe(self, n_groups: int, grouped_by: str = "prompt") -> dict:
+        """The card's account of the intervals; ``grouped_by``: what a group is (a prompt, or a group column)."""
+        groups = "prompt groups" if grouped_by == "prompt" else f"groups of the {grouped_by}"
+        return {"method": f"percentile bootstrap over {groups}", "resamples": self.n_resamples,
                 "seed": self.seed, "level": self.level, "groups": int(n_groups)}
 
 

@@ -88,7 +88,7 @@ def train(data: Dataset | TrainingSet, estimator: ModerationClassifier | None = 
     cv_metrics = None
     if cv_folds:
         cv = cross_validate(training_set, cv_folds, seed, estimator=estimator, progress=progress)
-        cv_metrics = {"folds": cv_folds, "seed": seed, "grouped_by": "prompt", **cv.metrics}
+        cv_metrics = {"folds": cv_folds, "seed": seed, "grouped_by": training_set.grouped_by, **cv.metrics}
         if len(training_set.sources) > 1:
             cv_metrics["evaluated_on"] = training_set.sources[0]["name"]
     from .model import with_labels
@@ -141,6 +141,8 @@ def build_card(training_set: TrainingSet, cv_metrics: dict | None, license_text:
         "distinct_prompts": len(prompts),
         "positives": {label: int(n) for label, n in zip(training_set.labels.names, np.sum(Y, axis=0))},
     }
+    if training_set.grouped_by != "prompt":  # what the threshold (and cv) folds kept together
+        data["grouped_by"] = training_set.grouped_by
     if not training_set.labels.is_beavertails:
         data["labels"] = training_set.labels.describe()
     if len(training_set.sources) > 1 or training_set.shapes != ("pair",):

@@ -470,3 +470,94 @@ def test_prompt_categories_shape_leaves_the_unsafe_head_exactly_as_it_was(tiny_d
     assert before.thresholds_[-1] == after.thresholds_[-1]
     assert before.message_thresholds_[-1] == after.message_thresholds_[-1]
     assert not np.array_equal(before.coef_[:, :-1], after.coef_[:, :-1])
+
+
+# ------------------------------------------------------------------------------- folds grouped by a column
+
+
+def _translations(n_questions: int = 12, languages: int = 4) -> list[dict]:
+    """Questions asked in several made-up languages: each row's text differs, its ``question`` field is shared (as
+    XSafety's ``group``). Half the questions carry a marker word and are unsafe."""
+    return [{"text": f"{'marker word' if q % 2 else 'garden walk'} {q} in tongue{lang} number {q * 10 + lang}",
+             "is_safe": not q % 2, "question": f"q{q}"} for q in range(n_questions) for lang in range(languages)]
+
+
+def _folds_of_questions(runner, data: str, tmp_path, folds: int = 3) -> dict[str, set[int]]:
+    """The real `cv` CLI's out-of-fold predictions: the folds each question's rows landed in."""
+    predictions = tmp_path / "oof.jsonl"
+    result = runner.invoke(main, ["cv", "--data", data, "--folds", str(folds), "--char-ngrams", "none", "--min-df", "1",
+                                  "--threshold-folds", "2", "--bootstrap", "10", "--predictions", str(predictions),
+                                  "--json", str(tmp_path / "m.json"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    records = _translations()
+    folds_of: dict[str, set[int]] = {}
+    for row in rows:
+        folds_of.setdefault(records[row["line"] - 1]["question"], set()).add(row["fold"])
+    return folds_of
+
+
+def test_parse_source_reads_a_group_column_and_a_package_source_refuses_one():
+    spec = parse_source("a.jsonl,weight=2,group=question")
+    assert spec == SourceSpec("a.jsonl", 2.0, group="question")
+    assert spec.spec_text("a.jsonl") == "a.jsonl,weight=2,group=question"
+    with pytest.raises(ValueError, match="package source"):
+        parse_source("pkg:chitchat-dataset,group=x")
+
+
+def test_cv_folds_keep_a_group_column_together(runner, tmp_path):
+    """Translations of one question must share a fold: by text they scatter, with group=question they do not."""
+    path = write_jsonl(tmp_path / "translations.jsonl", _translations())
+    by_text = _folds_of_questions(runner, str(path), tmp_path)
+    assert any(len(folds) > 1 for folds in by_text.values())  # the file is one where grouping matters
+    by_question = _folds_of_questions(runner, f"{path},group=question", tmp_path)
+    assert len(by_question) == 12 and all(len(folds) == 1 for folds in by_question.values())
+    assert len({next(iter(f)) for f in by_question.values()}) == 3
+    bootstrap = json.loads((tmp_path / "m.json").read_text())["bootstrap"]  # the intervals resample questions too
+    assert bootstrap["groups"] == 12 and bootstrap["method"] == "percentile bootstrap over groups of the column 'question'"
+
+
+def test_train_tunes_thresholds_in_folds_of_the_group_column_and_the_card_says_so(runner, tmp_path):
+    path = write_jsonl(tmp_path / "translations.jsonl", _translations())
+    ts = build_training_set([parse_source(f"{path},group=question")], shapes=("pair", "text"))
+    questions = [r["question"] for r in _translations()]
+    assert all((ts.groups == ts.groups[i]).sum() == 4 for i in range(len(ts)))  # what fit's threshold folds split
+    assert len(set(ts.groups.tolist())) == len(set(questions)) == 12 and ts.grouped_by == "column 'question'"
+    out = tmp_path / "m"
+    result = runner.invoke(main, ["train", "--data", f"{path},group=question", "--cv-folds", "3", "--output", str(out),
+                                  "--char-ngrams", "none", "--min-df", "1", "--threshold-folds", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "model.json").read_text())["card"]
+    assert card["metrics"]["cv"]["grouped_by"] == "column 'question'"
+    assert card["recipe"]["command"].startswith("lite-moderation train --data translations.jsonl,group=question ")
+    assert card["training_data"]["grouped_by"] == "column 'question'"
+    info = runner.invoke(main, ["info", "--model", str(out)])
+    assert "3 folds grouped by column 'question'" in info.output and "folds grouped by column 'question')" in info.output
+
+
+def test_a_prompt_in_two_groups_joins_them():
+    """A prompt the column puts in two groups would sit on both sides of a fold: the groups are merged."""
+    from lite_moderation.data import Dataset
+    from lite_moderation.sources import TrainingSet, row_groups
+
+    pairs = ["hello a", "hello b", "hello a", "other c", "other d"]
+    dataset = Dataset(pairs, None, np.zeros(5, bool), [1, 2, 3, 4, 5], pairs, "x", groups=["g2", "g2", "g1", "g3", "g4"],
+                      group_column="grp")
+    assert row_groups(dataset) == ["g1", "g1", "g1", "g3", "g4"]
+    assert TrainingSet.from_dataset(dataset).groups.tolist() == [0, 0, 0, 1, 2]
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_a_missing_group_column_is_a_located_error(runner, tmp_path, suffix):
+    rows = [{"text": "garden walk", "is_safe": "true", "question": "q1"}, {"text": "marker word", "is_safe": "false"}]
+    path = tmp_path / f"in.{suffix}"
+    if suffix == "csv":
+        path.write_text("text,is_safe\ngarden walk,true\nmarker word,false\n")
+        where = "in.csv:1: field 'question': missing column 'question' (named as the group column"
+    else:
+        write_jsonl(path, [{**r, "is_safe": r["is_safe"] == "true"} for r in rows])
+        where = "in.jsonl:2: field 'question': missing. Every record needs a value in the group column 'question'"
+    for command in (["cv", "--folds", "2"], ["train", "--output", str(tmp_path / "m")]):
+        result = runner.invoke(main, [*command, "--data", f"{path},group=question"])
+        assert result.exit_code == 2, result.output
+        assert where in result.stderr and "Traceback" not in result.output
