@@ -129,7 +129,7 @@ def _skipped_text(error: DataError) -> str:
     """A skipped row's report, without the advice to skip it (it was)."""
     if error.hint != FIX_HINT:
         return str(error)
-    return str(DataError(error.path, error.line, error.field, error.message))
+    return str(DataError(error.path, error.line, error.field, error.message, element=error.element))
 
 
 def _report_skipped(errors: list[DataError], limit: int | None = None, what: str = "skipped",
@@ -572,7 +572,7 @@ def _score_input(model, input_path: str, input_format: str, output_path: Path | 
           f"flagged: {summary.flagged}{warned}")
     if summary.rejected and not summary.scored:  # a run that scored nothing did not do its job: never exit 0
         first = summary.errors[0]
-        where = f"line {first.line}" if first.line is not None else "the file"
+        where = first.location or "the file"
         raise InputError(f"{first.path}: no row could be scored (all {summary.rejected} skipped; the first, {where}: "
                          f"{first.message}); an --output file is left as it was. "
                          + (first.hint if first.hint and first.hint != FIX_HINT

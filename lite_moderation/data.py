@@ -33,7 +33,8 @@ from .taxonomy import BEAVERTAILS, CATEGORIES
 
 __all__ = [
     "DEFAULT_MAX_RECORD_BYTES", "Columns", "DataError", "DataWarning", "Dataset", "OverlongLine", "Record",
-    "bounded_lines", "load_dataset", "parse_json_text", "read_records", "record_from_object", "sha256_file",
+    "bounded_lines", "load_dataset", "parse_json_array", "parse_json_text", "read_records", "record_from_object",
+    "sha256_file",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -76,7 +77,9 @@ class DataError(ValueError):
     """One bad record or file problem, located precisely enough for the user to fix it.
 
     Attributes: ``path`` (str), ``line`` (1-based int or None), ``field`` (str or None), ``message`` (str),
-    ``hint`` (str or None). ``str(e)`` is one line: ``path:line: field 'f': message. hint``.
+    ``hint`` (str or None), ``element`` (a record's 1-based place in a .json array, whose ``line`` is the line it
+    starts on; None elsewhere). ``str(e)`` is one line: ``path:line: field 'f': message. hint``, or for a .json
+    array ``path: element N (line L): ...``.
     """
 
     def __init__(
@@ -86,16 +89,28 @@ class DataError(ValueError):
         field: str | None = None,
         message: str = "",
         hint: str | None = None,
+        element: int | None = None,
     ) -> None:
         self.path = str(path)
         self.line = line
         self.field = field
         self.message = message
         self.hint = hint
+        self.element = element
         super().__init__(self._format())
 
+    @property
+    def location(self) -> str:
+        """Where in the file, for a sentence: "line 7", "element 3 (line 12)", or "" for the whole file."""
+        if self.line is None:
+            return ""
+        return f"line {self.line}" if self.element is None else f"element {self.element} (line {self.line})"
+
     def _format(self) -> str:
-        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        if self.line is None:
+            where = self.path
+        else:
+            where = f"{self.path}:{self.line}" if self.element is None else f"{self.path}: {self.location}"
         text = f"field '{self.field}': {self.message}" if self.field else self.message
         if self.hint:
             text = f"{text.rstrip('.')}. {self.hint}"
@@ -104,7 +119,7 @@ class DataError(ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Keep the attributes when pickled (e.g. errors sent back from worker processes)."""
-        return (type(self), (self.path, self.line, self.field, self.message, self.hint))
+        return (type(self), (self.path, self.line, self.field, self.message, self.hint, self.element))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +135,13 @@ class Record:
     target: str | tuple[bool, ...] | None = None  # the raw own-label value(s) read through ``Columns``
     id: str | int | None = None  # the record's id field (``Columns.id``, default "id"), carried into output rows
     group: str | None = None  # the record's group field (``Columns.group``): rows of one value share a fold
+    start_line: int | None = None  # a .json array's record: the line it starts on (``line`` is its element number)
+
+    def error(self, path: str, field: str | None, message: str, hint: str | None = None) -> DataError:
+        """A problem found in this record after reading, located as a reading error would be."""
+        if self.start_line is None:
+            return DataError(path, self.line, field, message, hint)
+        return DataError(path, self.start_line, field, message, hint, element=self.line)
 
     @property
     def pair(self) -> tuple[str, str] | str:
@@ -292,8 +314,8 @@ class _Source:
     columns: Columns | None = None  # the user's field names (None: the standard ones)
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
-    def error(self, line: int | None, bad: _Bad) -> DataError:
-        return DataError(self.display, line, self.users_field(bad.field), bad.message, bad.hint)
+    def error(self, line: int | None, bad: _Bad, element: int | None = None) -> DataError:
+        return DataError(self.display, line, self.users_field(bad.field), bad.message, bad.hint, element)
 
     def users_field(self, field: str | None) -> str | None:
         """A standard text field's name as the user's file spells it (``--text-column comment``: 'comment')."""
@@ -301,8 +323,8 @@ class _Source:
             return field
         return {standard: name for name, standard in self.columns.text_fields().items()}.get(field, field)
 
-    def warning(self, line: int | None, bad: _Bad) -> DataWarning:
-        return DataWarning(self.display, line, bad.field, bad.message, _IGNORED_HINT)
+    def warning(self, line: int | None, bad: _Bad, element: int | None = None) -> DataWarning:
+        return DataWarning(self.display, line, bad.field, bad.message, _IGNORED_HINT, element)
 
     def fatal(self, message: str, line: int | None = None, field: str | None = None,
               hint: str | None = None) -> DataError:
@@ -371,12 +393,13 @@ def load_dataset(
     safes: list[bool | None] = []
     targets: list = []
     groups: list[str] = []
+    unlabelled: Record | None = None  # the first record without the user's label columns
     display = _display(path)
     known = _known_classes(labels, columns)
     for rec in read_records(path, on_error=on_error, errors=errors, require=require, columns=columns,
                             max_record_bytes=max_record_bytes):
         if known is not None and rec.target not in known:
-            bad = DataError(display, rec.line, columns.label, f"class {_describe_cell(rec.target)} is not one of the "
+            bad = rec.error(display, columns.label, f"class {_describe_cell(rec.target)} is not one of the "
                             f"model's ({', '.join(map(repr, sorted(known)[:10]))})",
                             f"If it means nothing flagged, pass --safe-class {_describe_cell(rec.target)} (safe_class= "
                             f"in Python); "
@@ -392,15 +415,16 @@ def load_dataset(
         safes.append(rec.is_safe)
         targets.append(rec.target)
         groups.append(rec.group)
+        if rec.target is None and unlabelled is None:
+            unlabelled = rec
     if not pairs:
         skipped = len(errors) - errors_before if errors is not None else 0
         raise DataError(display, message=f"no valid records ({skipped} skipped as bad)")
     grouped = {"groups": groups, "group_column": columns.group} if columns is not None and columns.group else {}
     if columns is not None and columns.own_labels and any(t is not None for t in targets):
-        if any(t is None for t in targets):
-            line = lines[targets.index(None)]
-            raise DataError(display, line, "is_safe", "this row has is_safe but not the label column(s) "
-                            f"{list(columns.label_fields())} other rows have", "Label every row the same way.")
+        if unlabelled is not None:
+            raise unlabelled.error(display, "is_safe", "this row has is_safe but not the label column(s) "
+                                   f"{list(columns.label_fields())} other rows have", "Label every row the same way.")
         try:
             label_set, categories, unsafe = _own_labels(targets, columns, labels, display)
         except ValueError as exc:  # names a label set cannot have (LabelSet's rule), found in the data
@@ -779,7 +803,9 @@ def _text_items(lines: Iterable[tuple[int, bytes]], source: _Source,
 
 
 def _json_items(stream: IO[bytes], source: _Source, require: str) -> Iterator[Record | DataError]:
-    """A .json file holds one list of record objects; it is loaded whole. Line = index + 1."""
+    """A .json file holds one list of record objects; it is loaded whole. A record's ``line`` is its element
+    number (output rows stay aligned however the file is laid out); its errors name the element and the line it
+    starts on."""
     limit = JSON_FILE_RECORDS * source.max_record_bytes
     try:
         data = stream.read(limit + 1)
@@ -796,23 +822,24 @@ def _json_items(stream: IO[bytes], source: _Source, require: str) -> Iterator[Re
     if not text.strip():
         return
     try:
-        value = parse_json_text(text)
+        elements = parse_json_array(text)
+        value = parse_json_text(text) if elements is None else None
     except json.JSONDecodeError as exc:
         hint = "One JSON object per line? That is JSONL: name the file .jsonl." if exc.msg == "Extra data" else None
         raise source.fatal(f"not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})", hint=hint) from None
     except ValueError as exc:
         raise source.fatal(f"not valid JSON: {exc}") from None
-    if not isinstance(value, list):
+    if elements is None:
         raise source.fatal(f"expected a JSON list of records, got {json_type(value)}",
                            hint="For one record per line use a .jsonl file.")
-    for i, obj in enumerate(value, 1):
+    for i, (start, obj) in enumerate(elements, 1):
         try:
             notes: list[_Bad] = []
-            record = _record_from_object(obj, require, i, notes, source.columns)
-            yield from (source.warning(i, note) for note in notes)
+            record = replace(_record_from_object(obj, require, i, notes, source.columns), start_line=start)
+            yield from (source.warning(start, note, i) for note in notes)
             yield record
         except _Bad as bad:
-            yield source.error(i, bad)
+            yield source.error(start, bad, i)
 
 
 # -------------------------------------------------------------------------------------------- validation
@@ -837,14 +864,58 @@ def parse_json_text(text: str | bytes) -> Any:
     Caught: nesting deeper than the interpreter's stack ("nested too deeply") and integers longer than
     Python's int-string limit (its advice on ``sys.set_int_max_str_digits`` is for operators, not users).
     """
-    try:
+    with _untrusted_json():
         return json.loads(text)
+
+
+@contextlib.contextmanager
+def _untrusted_json() -> Iterator[None]:
+    """:func:`parse_json_text`'s errors: a JSONDecodeError as it is, any other failure a plain ValueError."""
+    try:
+        yield
     except json.JSONDecodeError:
         raise
     except RecursionError:
         raise ValueError("nested too deeply") from None
     except ValueError as exc:
         raise ValueError(str(exc).split(";")[0]) from None
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def parse_json_array(text: str) -> list[tuple[int, Any]] | None:
+    """(line it starts on, value) of each element of a JSON array, or None when ``text`` is not an array.
+
+    Why not ``json.loads``: it drops where each element was, and an error on a record should name the line a user
+    can open. Parsed element by element with the C decoder (``raw_decode``), lines counted once over the text; bad
+    syntax raises as :func:`parse_json_text` does, with json's own message and position.
+    """
+    decoder, at = json.JSONDecoder(), _JSON_SPACE.match(text).end()
+    if not text.startswith("[", at):
+        return None
+    elements: list[tuple[int, Any]] = []
+    line, counted = 1, 0
+    at = _JSON_SPACE.match(text, at + 1).end()
+    if text.startswith("]", at):
+        at += 1
+    else:
+        with _untrusted_json():
+            while True:
+                line, counted = line + text.count("\n", counted, at), at
+                value, at = decoder.raw_decode(text, at)
+                elements.append((line, value))
+                at = _JSON_SPACE.match(text, at).end()
+                if text.startswith("]", at):
+                    at += 1
+                    break
+                if not text.startswith(",", at):
+                    raise json.JSONDecodeError("Expecting ',' delimiter", text, at)
+                at = _JSON_SPACE.match(text, at + 1).end()
+    at = _JSON_SPACE.match(text, at).end()
+    if at != len(text):
+        raise json.JSONDecodeError("Extra data", text, at)
+    return elements
 
 
 def _parse_json(text: str) -> Any:

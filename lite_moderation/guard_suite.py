@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError, Dataset, sha256_file
+from .data import DataError, Dataset, parse_json_array, sha256_file
 from .hub import cache_dir, fetch
 from .labels import LabelSet
 
@@ -233,15 +233,15 @@ def check_pinned(path: Path, suite: Suite, spec: SuiteFile) -> None:
 
 def read_suite_file(path: Path, spec: SuiteFile) -> tuple[Dataset | None, list[DataError]]:
     """The file's rows as a labelled :class:`~lite_moderation.data.Dataset` (is_safe only; a prompt alone where
-    there is no response, so prompt sets are single messages), or None and every bad record (``path:N``, N
-    the record's 1-based place in the list, as for any .json data file)."""
+    there is no response, so prompt sets are single messages), or None and every bad record (``path: element N
+    (line L)``, as for any .json data file)."""
     records = _json_list(path)
     pairs, prompts, harmful, errors = [], [], [], []
-    for i, obj in enumerate(records, 1):
+    for i, (line, obj) in enumerate(records, 1):
         try:
             prompt, response, label = _parse_record(obj, spec.task)
         except _BadRecord as bad:
-            errors.append(DataError(str(path), i, bad.field, bad.message, bad.hint))
+            errors.append(DataError(str(path), line, bad.field, bad.message, bad.hint, element=i))
             continue
         pairs.append((prompt, response or ""))
         prompts.append(prompt)
@@ -253,17 +253,20 @@ def read_suite_file(path: Path, spec: SuiteFile) -> tuple[Dataset | None, list[D
                    str(path), LabelSet(())), []
 
 
-def _json_list(path: Path) -> list:
+def _json_list(path: Path) -> list[tuple[int, object]]:
+    """(line it starts on, record) of each element of the file's JSON list."""
     try:
-        value = json.loads(Path(path).read_bytes().decode("utf-8-sig"))
+        elements = parse_json_array(Path(path).read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise DataError(str(path), message=f"not valid UTF-8 (byte offset {exc.start})", hint=_FORMAT_HINT) from None
     except json.JSONDecodeError as exc:
         raise DataError(str(path), message=f"not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})",
                         hint=_FORMAT_HINT) from None
-    if not isinstance(value, list) or not value:
+    except ValueError as exc:  # nested too deeply, a number too long
+        raise DataError(str(path), message=f"not valid JSON: {exc}", hint=_FORMAT_HINT) from None
+    if not elements:
         raise DataError(str(path), message="expected a non-empty JSON list of records", hint=_FORMAT_HINT)
-    return value
+    return elements
 
 
 class _BadRecord(Exception):

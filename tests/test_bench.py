@@ -269,8 +269,10 @@ def test_every_bad_record_is_named_and_nothing_is_scored(runner, tmp_path) -> No
     _assert_clean_failure(result, f"{len(BAD_RECORDS)} records of the suite's files could not be read")
     lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(lines) == len(BAD_RECORDS)  # one error per bad record, none for the good ones
+    starts = [n for n, text in enumerate(data.read_text().splitlines(), 1) if text in (" {", " [")]
+    assert len(starts) == len(records)  # where each element opens: what the errors must point at
     for position, ((_, field, words), line) in enumerate(zip(BAD_RECORDS, lines), start=2):
-        assert line.startswith(f"error: {data}:{position}: "), line
+        assert line.startswith(f"error: {data}: element {position} (line {starts[position - 1]}): "), line
         assert (f"field '{field}'" in line) if field else "field '" not in line, line
         assert words in line, line
 
@@ -282,9 +284,10 @@ def test_a_prompt_set_record_with_a_response_is_refused_and_answers_blocks_are_r
     manifest = _write_suite(tmp_path, {"prompts": ("prompt", records)})
     result = runner.invoke(main, ["bench", "--suite", str(manifest), "--data-dir", str(tmp_path), "--model", "fast",
                                   "-q"])
-    _assert_clean_failure(result, f"{tmp_path / 'prompts.json'}:3: field 'input': a prompt set's record holds a "
-                                  "response", "1 records")
-    assert ":2:" not in result.stderr  # the Answers block's Request label was read
+    start = [n for n, text in enumerate((tmp_path / "prompts.json").read_text().splitlines(), 1) if text == " {"][2]
+    _assert_clean_failure(result, f"{tmp_path / 'prompts.json'}: element 3 (line {start}): field 'input': a prompt "
+                                  "set's record holds a response", "1 records")
+    assert "element 2" not in result.stderr  # the Answers block's Request label was read
 
 
 def test_a_file_whose_counts_are_not_the_manifests_is_refused(runner, tmp_path) -> None:

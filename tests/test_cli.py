@@ -125,6 +125,21 @@ def test_score_file_fail_mode_stops_with_line_number_and_writes_nothing(runner, 
     assert not out.exists()
 
 
+def test_a_json_arrays_bad_record_is_reported_by_element_and_real_line(runner, tiny_model_dir, tmp_path):
+    """A pretty-printed .json array: the skipped record is named by its element and the line it starts on (the
+    element number alone read as a line pointed at the wrong place); output rows keep the element numbers."""
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps([{"text": "garden"}, {"prompt": "q", "response": 3}, {"text": "river"}], indent=2))
+    start = path.read_text().splitlines().index("  {", 4) + 1  # the second element's opening brace
+    assert start == 5
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(path), "-q"])
+    assert result.exit_code == 0, result.output
+    assert [row["line"] for row in _jsonl(result.stdout)] == [1, 3]
+    assert f"skipped: {path}: element 2 (line 5): field 'response': expected a string" in result.stderr
+    failed = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(path), "--on-error", "fail"])
+    _assert_clean_failure(failed, f"{path}: element 2 (line 5): field 'response'")
+
+
 def test_score_file_with_jobs_matches_one_process(runner, tmp_path):
     lines = BEAVERTAILS_TEST.read_text(encoding="utf-8").splitlines()[:300]
     source = tmp_path / "in.jsonl"

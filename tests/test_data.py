@@ -304,7 +304,26 @@ def test_json_list(tmp_path):
     records = list(read_records(path, on_error="skip", errors=errors))
     assert [(r.line, r.pair) for r in records] == [(1, ("how do I bake bread?", "Mix flour and water.")),
                                                    (2, "plain text")]
-    assert [(e.line, e.field) for e in errors] == [(3, "prompt")]
+    assert [(e.element, e.line, e.field) for e in errors] == [(3, 1, "prompt")]  # all on line 1
+
+
+def test_a_json_arrays_bad_record_is_named_by_element_and_the_line_it_starts_on(tmp_path):
+    """A .json error names the element and the line a user can open, not the element number as a line; the
+    records' own ``line`` stays the element number, so output rows stay aligned however the file is laid out."""
+    elements = [record(), {"text": "plain\ntext", "id": 7}, {"prompt": 5, "response": "r"}, {"text": "last"}]
+    text = json.dumps(elements, indent=2)
+    path = tmp_path / "d.json"
+    path.write_text(text)
+    starts = [n for n, line in enumerate(text.splitlines(), 1) if line == "  {"]
+    assert len(starts) == 4 and starts[2] > 3
+    errors: list[DataError] = []
+    records = list(read_records(path, on_error="skip", errors=errors))
+    assert [r.line for r in records] == [1, 2, 4] and [r.start_line for r in records] == [starts[0], starts[1], starts[3]]
+    [error] = errors
+    assert (error.element, error.line, error.field) == (3, starts[2], "prompt")
+    assert str(error).startswith(f"{path}: element 3 (line {starts[2]}): field 'prompt': expected a string")
+    with pytest.raises(DataError, match=rf"d\.json: element 3 \(line {starts[2]}\): field 'prompt'"):
+        load_dataset(path, require="none")
 
 
 @pytest.mark.parametrize(("suffix", "opener"), [(".jsonl.gz", gzip.open), (".jsonl.xz", lzma.open)])
