@@ -60,6 +60,11 @@ Variants:
   pkg:chatterbot-corpus`` trains on) at weight 1. Why: the held-out part of the same corpus, harmless small talk in
   28 languages, showed the shipped model flagging 40% of it (a language, not a harm: MultiJail's rows are all
   unsafe, and few harmless non-English messages are in training);
+- ``unsafe_red_team_prompts_0.5``, ``unsafe_red_team_prompts_1``: the shipped message side
+  (``chatterbot_all_turns_1_nb_power_0.5``) plus BeaverTails' prompts with an unsafe answer as unsafe messages at
+  that weight, in their prompt's group (the recipe leaves their flag label unknown). Why: blatant short requests
+  are what the smoke set misses and Do-Not-Answer holds;
+- ``evaluation_700_weight_2``: the shipped message side with BeaverTails-Evaluation's 700 harmful requests weighed 2;
 - ``fast``, ``fast_nb_power_0.5``: the shipped ``fast`` model's message side (word block only, 15,000 terms), without
   and with Naive-Bayes weighting.
 (The character weight is 1 in all but the ``char_weight_*`` variants.)
@@ -104,9 +109,11 @@ from lite_moderation.sources import build_training_set, chatterbot_turns, parse_
 
 MESSAGES = SHARED_DATA / "messages"
 SMOKE = ROOT / "benchmarks" / "data" / "smoke_messages.jsonl"
-_BASE = {"red_team_weight": 1.0, "forms_weight": 0.0, "clean": "", "overrides": (), "extra_weight": 0.0, "extra_languages": "*", "max_features": 50000, "char_weight": 1.0, "nb_power": 0.0, "characters": True,
+_BASE = {"red_team_weight": 1.0, "unsafe_prompts_weight": 0.0, "forms_weight": 0.0, "clean": "", "overrides": (), "extra_weight": 0.0, "extra_languages": "*", "max_features": 50000, "char_weight": 1.0, "nb_power": 0.0, "characters": True,
          "c": 4.0, "word_ngrams": 2, "max_df": 1.0}
 _FAST = {**_BASE, "max_features": 15000, "characters": False}
+#: The shipped default's message side since the sixth round (``chatterbot_all_turns_1_nb_power_0.5``).
+_SHIPPED = {**_BASE, "nb_power": 0.5, "extra_weight": 1.0, "extra_languages": "training_part"}
 VARIANTS = {
     "base": _BASE,
     "char_weight_0.7": {**_BASE, "char_weight": 0.7},
@@ -142,6 +149,9 @@ VARIANTS = {
     "chatterbot_all_turns_1_nb_power_0.5": {**_BASE, "nb_power": 0.5, "extra_weight": 1.0,
                                             "extra_languages": "training_part"},
     "word_unigrams_nb_power_0.5": {**_BASE, "nb_power": 0.5, "word_ngrams": 1},
+    "unsafe_red_team_prompts_0.5": {**_SHIPPED, "unsafe_prompts_weight": 0.5},
+    "unsafe_red_team_prompts_1": {**_SHIPPED, "unsafe_prompts_weight": 1.0},
+    "evaluation_700_weight_2": {**_SHIPPED, "overrides": (("evaluation_700", (("weight", 2.0),)),)},
     "fast": _FAST,
     "fast_nb_power_0.5": {**_FAST, "nb_power": 0.5},
     "fast_30k_nb_power_0.5": {**_FAST, "nb_power": 0.5, "max_features": 30000},
@@ -152,7 +162,7 @@ VARIANTS = {
 
 
 #: A variant's settings that choose the training rows (:func:`message_rows`); the others go to :func:`fit`.
-ROW_SETTINGS = ("red_team_weight", "forms_weight", "overrides", "extra_weight", "extra_languages")
+ROW_SETTINGS = ("red_team_weight", "unsafe_prompts_weight", "forms_weight", "overrides", "extra_weight", "extra_languages")
 
 
 def split_settings(settings: dict) -> tuple[dict, dict]:
@@ -192,7 +202,8 @@ REQUEST_SOURCES = ("30k_test", "evaluation_700", "forbidden_questions", "do_not_
 
 
 @functools.lru_cache(maxsize=4)
-def message_rows(red_team_weight: float = 1.0, forms_weight: float = 0.0, overrides: tuple = (),
+def message_rows(red_team_weight: float = 1.0, unsafe_prompts_weight: float = 0.0, forms_weight: float = 0.0,
+                 overrides: tuple = (),
                  extra_weight: float = 0.0, extra_languages: str = "*") -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Texts, unsafe labels, weights, groups, which rows are not added instruction forms, each row's source
     (its index in the recipe's sources) of the training set's single messages, and which rows are BeaverTails
@@ -208,6 +219,14 @@ def message_rows(red_team_weight: float = 1.0, forms_weight: float = 0.0, overri
     y, w, groups, original = ts.Y[rows, -1], ts.weights[rows].copy(), ts.groups[rows], np.ones(len(rows), bool)
     w[red_team[rows]] *= red_team_weight or 1.0
     sources, doubtful = ts.source_of_row[rows], red_team[rows]
+    if unsafe_prompts_weight:
+        more, more_groups = unsafe_red_team_prompts(ts, pairs)
+        texts = texts + more
+        y, w = np.concatenate([y, np.ones(len(more), bool)]), np.concatenate([w, np.full(len(more), unsafe_prompts_weight)])
+        groups = np.concatenate([groups, more_groups])
+        original = np.concatenate([original, np.zeros(len(more), bool)])
+        sources = np.concatenate([sources, np.zeros(len(more), np.intp)])
+        doubtful = np.concatenate([doubtful, np.zeros(len(more), bool)])
     if forms_weight:
         names = [spec.path for spec in recipe_sources(overrides)]
         requests = [k for k, n in enumerate(names) if any(r in str(n) for r in REQUEST_SOURCES)]
@@ -228,6 +247,17 @@ def message_rows(red_team_weight: float = 1.0, forms_weight: float = 0.0, overri
         sources = np.concatenate([sources, np.full(len(more), -1)])
         doubtful = np.concatenate([doubtful, np.zeros(len(more), bool)])
     return texts, y, w, groups, original, sources, doubtful
+
+
+def unsafe_red_team_prompts(ts, pairs: list[tuple[str, str]]) -> tuple[list[str], np.ndarray]:
+    """BeaverTails' prompts with at least one unsafe answer, as unsafe messages in their prompt's group (the shipped
+    recipe leaves their flag label unknown: "any answer unsafe" does not judge the words)."""
+    chosen: dict[str, int] = {}
+    for i in np.flatnonzero((ts.source_of_row == 0) & ts.primary & ts.Y[:, -1]):
+        prompt, response = pairs[i]
+        if prompt and response:
+            chosen.setdefault(prompt, int(ts.groups[i]))
+    return list(chosen), np.array(list(chosen.values()), dtype=ts.groups.dtype)
 
 
 def extra_harmless(languages: str = "*") -> list[str]:
