@@ -28,7 +28,7 @@ from typing import IO, Any, Union
 
 import numpy as np
 
-from .labels import DEFAULT_FLAG, LabelSet
+from .labels import DEFAULT_FLAG, IS_SAFE, LabelSet, label_set_of_columns
 from .taxonomy import BEAVERTAILS, CATEGORIES
 
 __all__ = [
@@ -474,24 +474,11 @@ def _own_labels(targets: list, columns: Columns, fixed: LabelSet | None,
     if columns.label is not None:
         return _class_labels(targets, columns, fixed, display)
     flags = np.array(targets, dtype=bool).reshape(len(targets), len(columns.labels))
-    names = list(columns.labels)
-    unsafe = None
-    if "is_safe" in names:
-        j = names.index("is_safe")
-        unsafe = ~flags[:, j]
-        flags = np.delete(flags, j, axis=1)
-        names.pop(j)
-    if not names:
-        return fixed or LabelSet(()), None, unsafe
-    if len(names) == 1 and unsafe is None:  # one boolean column: a binary target of that name
-        if fixed is not None and (fixed.categories or fixed.flag != names[0]):
-            raise DataError(display, field=names[0], message=f"one label column {names[0]!r}, but the model's labels "
-                            f"are {list(fixed.names)[:10]}", hint="Name the model's label columns, in its order "
-                            "(lite-moderation info --model DIR lists them).")
-        return fixed or LabelSet((), names[0]), None, flags[:, 0]
-    label_set = fixed or LabelSet(tuple(names))
-    _check_fixed(label_set, tuple(names), display)
-    return label_set, flags, flags.any(axis=1) if unsafe is None else unsafe | flags.any(axis=1)
+    found = label_set_of_columns(columns.labels)  # the rule Python's labels= follows too
+    if fixed is not None:
+        _check_fixed(fixed, found, columns.labels, display)
+    Y = found.matrix(flags, columns.labels)
+    return fixed or found, Y[:, :-1] if found.categories else None, Y[:, -1]
 
 
 def _class_labels(targets: list[str], columns: Columns, fixed: LabelSet | None,
@@ -517,10 +504,16 @@ def _class_labels(targets: list[str], columns: Columns, fixed: LabelSet | None,
     return label_set, categories, np.array([t != columns.safe_class for t in targets], dtype=bool)
 
 
-def _check_fixed(label_set: LabelSet, names: tuple[str, ...], display: str) -> None:
-    if label_set.categories != names:
-        raise DataError(display, message=f"label columns {list(names)} differ from the model's categories "
-                        f"{list(label_set.categories)[:10]}", hint="Name the model's label columns, in its order.")
+def _check_fixed(fixed: LabelSet, found: LabelSet, names: tuple[str, ...], display: str) -> None:
+    """Refuse label columns that are not a model's (``fixed``): its categories, or its one binary column (is_safe
+    alone fits any model: it is read as the flag head)."""
+    if found.categories and fixed.categories != found.categories:
+        raise DataError(display, message=f"label columns {list(found.categories)} differ from the model's categories "
+                        f"{list(fixed.categories)[:10]}", hint="Name the model's label columns, in its order.")
+    if not found.categories and IS_SAFE not in names and fixed.names != found.names:
+        raise DataError(display, field=names[0], message=f"one label column {names[0]!r}, but the model's labels "
+                        f"are {list(fixed.names)[:10]}", hint="Name the model's label columns, in its order "
+                        "(lite-moderation info --model DIR lists them).")
 
 
 def record_from_object(obj: Any, source: str = "<object>", line: int | None = None,

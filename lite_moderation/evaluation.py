@@ -41,7 +41,7 @@ def evaluate_rows(model: ModerationClassifier, dataset: Dataset,
     """:func:`evaluate`'s metrics, with the (n, 15) probabilities and decisions they were computed from."""
     labels = label_set_of(model)
     categories = _comparable_categories(labels, dataset)
-    proba = model.predict_proba(dataset.pairs)
+    proba = model._label_proba(dataset.pairs)
     predicted = proba >= _row_cut_offs(model, dataset.pairs, threshold)
     metrics = moderation_metrics(dataset.unsafe_labels(), proba, predicted, categories, labels.categories)
     return metrics, proba, predicted
@@ -120,7 +120,7 @@ def cross_validate(data: Dataset | TrainingSet, n_folds: int = 5, seed: int = 0,
             pairs, Y = training_set.subset(train)
             model = clone(estimator).fit(pairs, Y, **training_set.fit_params(train))
             check_fitted(model)  # NaN cut-offs would report garbage metrics as if they were real
-            proba[test] = model.predict_proba(training_set.subset(held_out)[0])
+            proba[test] = model._label_proba(training_set.subset(held_out)[0])
             predicted[test] = proba[test] >= _row_cut_offs(model, training_set.subset(held_out)[0], threshold)
             fold_of_row[test] = k
             operating_points.append(dict(model.operating_points_))

@@ -962,7 +962,7 @@ class FastScorer:
     """Scores like a fitted :class:`ModerationClassifier`, to 1e-9, without scikit-learn at call time.
 
     >>> scorer = FastScorer.from_model(lite_moderation.load())
-    >>> scorer.predict_proba([("a question", "an answer")])   # (1, 15), same columns as the model
+    >>> scorer.predict_proba([("a question", "an answer")])   # (1, 15): every head, columns as the model's labels_
 
     ``cache_size`` (words) and ``cache_bytes`` bound each per-source cache of distinct whitespace-separated
     words (their token ids and character n-gram columns); results never depend on them, only speed and
@@ -1135,6 +1135,10 @@ class FastScorer:
     def predict_proba(self, X: Sequence) -> np.ndarray:
         """(n, k) probabilities, columns ordered as ``labels_`` (categories, then the flag head)."""
         return sigmoid(self.decision_function(X))
+
+    #: Every head's probabilities, the name a :class:`ModerationClassifier` gives them (its ``predict_proba`` answers
+    #: for the y it was fitted on), so the internal callers of either read ``_label_proba``.
+    _label_proba = predict_proba
 
     def predict(self, X: Sequence) -> np.ndarray:
         """(n, k) bool decisions at the model's tuned thresholds of each row's shape."""

@@ -11,6 +11,11 @@ least one when the model has categories. Where the flag head comes from:
 - categories without a binary column (one class per row with a safe class, or several boolean columns): the
   flag head ``unsafe`` is derived from them (a row is unsafe when any category is set, or its class is not
   the safe class), and trained and tuned like any head.
+
+Which of these a list of boolean columns is (the CLI's ``--label-columns``, ``labels=`` in Python) is decided in
+one place, :func:`label_set_of_columns`: an ``is_safe`` column is the flag head ``unsafe`` (negated: a row is
+unsafe when it is not safe, or when any category is set), one other column alone is a binary target of that name,
+and any other columns are categories.
 Why one binary head rather than "any category at its cut-off": one score gets one tuned cut-off, named
 operating points (default/strict) and its own AUROC, and false flags do not compound over k cut-offs.
 """
@@ -22,10 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["DEFAULT_FLAG", "LabelSet", "label_set_of"]
+__all__ = ["DEFAULT_FLAG", "IS_SAFE", "LabelSet", "label_set_of", "label_set_of_columns"]
 
 #: The name of a derived (or is_safe) flag head; the JSON verdict's ``unsafe_score`` is this head's score.
 DEFAULT_FLAG = "unsafe"
+#: A target column of this name (that is not one of the set's heads) holds the flag head negated: 1 means safe.
+IS_SAFE = "is_safe"
 
 _MAX_NAME = 200
 
@@ -79,24 +86,61 @@ class LabelSet:
     def is_beavertails(self) -> bool:
         return self.names == beavertails().names
 
-    def matrix(self, y: object) -> np.ndarray:
-        """(n, len(self)) bool targets from (n, len(self)) labels, or (n, categories) ones (the flag head is then
-        derived: any category set), or (n,) / (n, 1) for a set without categories."""
+    def columns_of(self, width: int, names: Sequence[str] | None = None) -> tuple[str, ...]:
+        """The head each of a target's ``width`` columns holds: the ``names`` the columns were given (one more
+        column than names of categories is the flag head), else every head, or the categories alone (the flag head
+        then derived). A name may be ``is_safe``: the flag head negated."""
+        if names is not None:
+            names = tuple(names)
+            if width == len(names) + 1 and IS_SAFE not in names and self.categories:
+                return (*names, self.flag)
+            return names
+        if width == len(self):
+            return self.names
+        return self.categories if width == len(self.categories) and self.categories else self.names
+
+    def heads_of(self, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Each target column's head (its index in :attr:`names`) and whether it holds the head negated
+        (``is_safe``); a ValueError for columns that are not this set's heads, repeat one, or leave a category out."""
+        columns = tuple(columns)
+        index = {name: j for j, name in enumerate(self.names)}
+        negated = [name == IS_SAFE and name not in index for name in columns]
+        heads = [len(self) - 1 if neg else index.get(name, -1) for name, neg in zip(columns, negated)]
+        missing = [c for c in self.categories if c not in columns]
+        if -1 in heads or len(set(heads)) != len(heads) or missing:
+            raise ValueError(f"target columns {list(columns)[:6]} are not the heads of labels {list(self.names)[:6]}"
+                             f"{' ...' if len(self) > 6 else ''}: each names a head once (or is_safe, the flag head "
+                             f"negated), and every category has one")
+        return np.array(heads, dtype=np.intp), np.array(negated, dtype=bool)
+
+    def matrix(self, y: object, columns: Sequence[str] | None = None) -> np.ndarray:
+        """(n, len(self)) bool targets from ``y``, whose columns hold the heads ``columns`` (default: by its width,
+        see :meth:`columns_of`): (n, len(self)) labels, or (n, categories) ones (the flag head is then derived: any
+        category set), or (n,) / (n, 1) for a set without categories. An ``is_safe`` column gives the flag head
+        negated, or-ed with the categories (a row is unsafe when it is not safe or any category is set)."""
         Y = np.asarray(y)
         if Y.ndim == 1:
             Y = Y[:, None]
-        n_cat = len(self.categories)
-        allowed = (n_cat, n_cat + 1) if n_cat else (1,)
-        if Y.ndim != 2 or Y.shape[1] not in allowed:
-            shapes = " or ".join(f"(n, {k})" for k in allowed) + (" or (n,)" if not n_cat else "")
-            raise ValueError(f"y must have shape {shapes} for labels {list(self.names)[:6]}"
+        width = Y.shape[1] if Y.ndim == 2 else -1
+        columns = self.columns_of(width) if columns is None else tuple(columns)
+        if Y.ndim != 2 or width != len(columns) or not _whole_set(self, columns):
+            raise ValueError(f"y must have shape {self._shapes(columns)} for labels {list(self.names)[:6]}"
                              f"{' ...' if len(self) > 6 else ''}, got {Y.shape}; pass labels= to name other columns")
         if Y.dtype.kind not in "biuf" or not np.isin(Y, (0, 1)).all():
             raise ValueError("y must hold booleans or 0/1 values")
-        Y = Y.astype(bool)
-        if n_cat and Y.shape[1] == n_cat:
-            Y = np.column_stack([Y, Y.any(axis=1)])
-        return Y
+        heads, negated = self.heads_of(columns)
+        Y = Y.astype(bool) ^ negated
+        out = np.zeros((len(Y), len(self)), dtype=bool)
+        out[:, heads] = Y
+        flag = len(self) - 1
+        if flag not in heads[~negated]:  # derived: any category, or-ed with a negated is_safe column
+            out[:, flag] = out[:, :flag].any(axis=1) | (Y[:, negated].any(axis=1) if negated.any() else False)
+        return out
+
+    def _shapes(self, columns: tuple[str, ...]) -> str:
+        """The target shapes this set takes, for an error message."""
+        widths = sorted({len(columns), len(self), len(self.categories) or len(self)})
+        return " or ".join(f"(n, {k})" for k in widths) + (" or (n,)" if 1 in widths else "")
 
     def decide(self, proba: np.ndarray, cut_offs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``flagged`` (n,) and ``categories`` (n, k) of (n, k+1) probabilities at (k+1,) or (n, k+1) cut-offs.
@@ -148,6 +192,29 @@ def check_label_names(names: Sequence[object]) -> str | None:
     if repeated:
         return f"label names repeat: {repeated[:3]}"
     return None
+
+
+def label_set_of_columns(names: Sequence[str]) -> LabelSet:
+    """The label set of boolean target columns ``names``: the one rule of the CLI's ``--label-columns`` and of
+    ``labels=`` in Python. An ``is_safe`` column is the flag head ``unsafe`` (its negation); one other column
+    alone is a binary target of that name; any other columns are categories (``unsafe`` derived from them)."""
+    names = [names] if isinstance(names, str) else list(names)
+    problem = check_label_names(names) if names else "labels must name at least one column"
+    if problem:
+        raise ValueError(problem)
+    categories = tuple(name for name in names if name != IS_SAFE)
+    if len(categories) == 1 and IS_SAFE not in names:
+        return LabelSet((), categories[0])
+    return LabelSet(categories)
+
+
+def _whole_set(labels: LabelSet, columns: tuple[str, ...]) -> bool:
+    """Whether target ``columns`` hold heads of ``labels`` (see :meth:`LabelSet.heads_of`)."""
+    try:
+        labels.heads_of(columns)
+    except ValueError:
+        return False
+    return True
 
 
 def beavertails() -> LabelSet:

@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from .features import QAVectorizer
-from .labels import LabelSet, label_set_of
+from .labels import LabelSet, label_set_of, label_set_of_columns
 from .metrics import binary_metrics
 from .progress import Progress
 from .taxonomy import BEAVERTAILS, sigmoid
@@ -38,7 +38,7 @@ from .thresholds import (
 )
 
 __all__ = ["LabelWarning", "ModerationClassifier", "as_label_matrix", "check_training_labels", "hash_prompts",
-           "prompt_groups", "resolve_labels", "rows_outside_groups", "with_labels"]
+           "prompt_groups", "resolve_labels", "resolve_targets", "rows_outside_groups", "set_target", "with_labels"]
 
 
 class LabelWarning(UserWarning):
@@ -64,20 +64,21 @@ def prompt_groups(X: Sequence) -> np.ndarray:
 
 def as_label_matrix(y: object, labels: LabelSet | Sequence[str] | None = None) -> np.ndarray:
     """(n, k+1) bool targets (categories, then the flag head) of ``y`` under ``labels`` (see
-    :func:`resolve_labels`; the flag head is derived, any category set, when ``y`` lacks its column)."""
-    return resolve_labels(y, labels).matrix(y)
+    :func:`resolve_targets`; the flag head is derived, any category set, when ``y`` lacks its column)."""
+    label_set, columns = resolve_targets(y, labels)
+    return label_set.matrix(y, columns)
 
 
 def resolve_labels(y: object, labels: LabelSet | Sequence[str] | None = None) -> LabelSet:
-    """The label set of targets ``y``: ``labels`` when given (a :class:`LabelSet`, or category names: the flag
-    head ``unsafe`` is then derived; one name alone is a binary target of that name), else guessed from the shape: (n,) or (n, 1) a binary target alone (flag
-    head ``unsafe``), (n, 14) or (n, 15) the BeaverTails categories (then unsafe), (n, k) categories named
-    ``label_0`` ... (then a derived ``unsafe``)."""
+    """The label set of targets ``y``: ``labels`` when given (a :class:`LabelSet`, or the names of y's columns, read
+    by :func:`~lite_moderation.labels.label_set_of_columns`, the CLI's rule: ``is_safe`` is the flag head
+    ``unsafe``, one other name alone a binary target of that name, others categories with ``unsafe`` derived), else
+    guessed from the shape: (n,) or (n, 1) a binary target alone (flag head ``unsafe``), (n, 14) or (n, 15) the
+    BeaverTails categories (then unsafe), (n, k) categories named ``label_0`` ... (then a derived ``unsafe``)."""
     if isinstance(labels, LabelSet):
         return labels
     if labels is not None:
-        names = [labels] if isinstance(labels, str) else list(labels)
-        return LabelSet((), names[0]) if len(names) == 1 else LabelSet(tuple(names))
+        return label_set_of_columns(labels)
     shape = np.shape(y)
     if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
         return LabelSet(())
@@ -86,6 +87,16 @@ def resolve_labels(y: object, labels: LabelSet | Sequence[str] | None = None) ->
     if len(shape) != 2 or shape[1] < 1:
         raise ValueError(f"y must have shape (n,) or (n, k), got {shape}")
     return LabelSet(tuple(f"label_{j}" for j in range(shape[1])))
+
+
+def resolve_targets(y: object, labels: LabelSet | Sequence[str] | None = None) -> tuple[LabelSet, tuple[str, ...]]:
+    """The label set of targets ``y`` (:func:`resolve_labels`) and the head each of y's columns holds: the names
+    given (plus the flag head when y has one more column), else by y's width (:meth:`LabelSet.columns_of`)."""
+    label_set = resolve_labels(y, labels)
+    shape = np.shape(y)
+    width = 1 if len(shape) == 1 else shape[1] if len(shape) == 2 else -1
+    names = None if labels is None or isinstance(labels, LabelSet) else [labels] if isinstance(labels, str) else labels
+    return label_set, label_set.columns_of(width, names)
 
 
 def with_labels(estimator: ModerationClassifier, labels: LabelSet) -> ModerationClassifier:
@@ -199,6 +210,21 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     Its labels are data: the BeaverTails 14 categories + "unsafe" by default (targets of 14 or 15 columns),
     or any set (``labels``; see :mod:`lite_moderation.labels` for the flag rule).
 
+    Every head is fitted and tuned whatever ``y`` is; scikit-learn's methods answer for y's columns as fitted, so
+    its scorers (``roc_auc``, ``average_precision``, ``f1``, ``f1_micro`` ...) work in ``GridSearchCV`` and
+    ``cross_val_score``:
+
+    - fitted on a binary target (``y`` of shape (n,) or (n, 1)): a binary classifier, ``classes_`` the two classes
+      of y, ``predict`` (n,) of them, ``predict_proba`` (n, 2) (column 1: ``classes_[1]``), ``decision_function``
+      (n,) log-odds of ``classes_[1]``;
+    - fitted on a label matrix (n, k): a multilabel classifier as ``OneVsRestClassifier``, ``classes_`` =
+      ``np.arange(k)``, ``predict`` (n, k) 0/1 integers, ``predict_proba`` and ``decision_function`` (n, k), one
+      column per column of y (14 BeaverTails columns give 14, 15 give 15; an ``is_safe`` column gives the flag head
+      negated).
+
+    ``moderate`` reads every head (its verdicts do not depend on y's shape), and ``reference_decision_function``
+    gives every head's log-odds, (n, len(labels_)).
+
     Parameters
     ----------
     vectorizer : the feature extractor (default: ``QAVectorizer()``); cloned at fit.
@@ -251,6 +277,9 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         messages among the tuning rows; None when the model has none (its pair thresholds serve messages too).
     message_operating_points_ : the unsafe head's named cut-offs for single messages (None likewise).
     labels_ : the label names in column order (categories, then the flag head).
+    classes_ : the two classes of a binary target, or ``np.arange(k)`` for a label matrix of k columns.
+    target_type_ : "binary" or "multilabel-indicator" (scikit-learn's ``type_of_target`` names).
+    target_columns_ : the head each column of y holds (a name of ``labels_``, or ``is_safe``: the flag head negated).
     label_set_ : the :class:`~lite_moderation.labels.LabelSet` (names, flag head, descriptions).
     train_prompt_hashes_ : sorted 64-bit fingerprints of the training prompts, and of the texts of single
         messages (leak check).
@@ -328,8 +357,8 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     def _fit(self, X: Sequence, y: object, groups: np.ndarray | None, sample_weight: object,
              tuning_rows: object, vocabulary_rows: object, label_mask: object) -> ModerationClassifier:
         self.__dict__.pop("_fast_scorer_", None)
-        label_set = resolve_labels(y, self.labels)
-        Y = label_set.matrix(y)
+        label_set, columns = resolve_targets(y, self.labels)
+        Y = label_set.matrix(y, columns)
         if len(X) != len(Y):
             raise ValueError(f"X has {len(X)} items but y has {len(Y)} rows")
         problem = check_training_labels(Y, label_set)
@@ -361,6 +390,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         self.intercept_ = intercept.astype(np.float32)
         self.label_set_ = label_set
         self.labels_ = list(label_set.names)
+        set_target(self, columns, np.unique(y) if len(columns) == 1 else None)
         self.train_prompt_hashes_ = np.unique(hash_prompts(group_keys(X)))
         self.n_features_in_ = 1
         return self
@@ -527,7 +557,15 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------------------------------ scoring
 
     def decision_function(self, X: Sequence) -> np.ndarray:
-        """(n, k) linear scores (log-odds), through the fast path when the recipe allows it.
+        """Log-odds of y's columns as fitted: (n,) of ``classes_[1]`` for a binary target, else (n, k) one column per
+        column of y (an ``is_safe`` column: the flag head's, negated)."""
+        heads, negated = self._target_heads()
+        scores = self._label_scores(X)[:, heads]
+        scores[:, negated] *= -1
+        return scores[:, 0] if self.target_type_ == "binary" else scores
+
+    def _label_scores(self, X: Sequence) -> np.ndarray:
+        """(n, len(labels_)) log-odds of every head, through the fast path when the recipe allows it.
 
         The fast path (``lite_moderation.fast``) gives the reference path's scores to within 1e-9 while
         skipping scikit-learn's per-call overhead; recipes it cannot reproduce exactly use the reference.
@@ -537,7 +575,8 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         return scorer.decision_function(X) if scorer is not None else self.reference_decision_function(X)
 
     def reference_decision_function(self, X: Sequence) -> np.ndarray:
-        """The scikit-learn path, in float64: one sparse product for all labels (what the fast path matches)."""
+        """(n, len(labels_)) log-odds of every head on the scikit-learn path, in float64: one sparse product for all
+        labels (what the fast path matches)."""
         check_is_fitted(self, "coef_")
         prompts, responses = split_fields(X, require_text=True)
         features = self.vectorizer_.transform(list(zip(prompts, responses)), dtype=np.float64)
@@ -560,19 +599,39 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         return state
 
     def predict_proba(self, X: Sequence) -> np.ndarray:
-        """(n, k) probabilities, columns ordered as ``labels_`` (categories, then the flag head)."""
-        return sigmoid(self.decision_function(X))
+        """Probabilities of y's columns as fitted: (n, 2) of ``classes_`` for a binary target (as scikit-learn's
+        binary classifiers), else (n, k), one column per column of y (as its multilabel ones)."""
+        heads, negated = self._target_heads()
+        proba = self._label_proba(X)[:, heads]
+        proba[:, negated] = 1.0 - proba[:, negated]
+        return np.column_stack([1.0 - proba[:, 0], proba[:, 0]]) if self.target_type_ == "binary" else proba
+
+    def _label_proba(self, X: Sequence) -> np.ndarray:
+        """(n, len(labels_)) probabilities of every head, columns ordered as ``labels_`` (categories, then the flag
+        head): what ``moderate``, evaluation and the other internal callers read, whatever y was fitted on."""
+        return sigmoid(self._label_scores(X))
 
     def predict(self, X: Sequence) -> np.ndarray:
-        """(n, k) bool decisions at the tuned thresholds of each row's shape (pair or single message)."""
+        """Decisions at the tuned thresholds of each row's shape (pair or single message): (n,) of ``classes_``
+        for a binary target, else (n, k) 0/1 integers, one column per column of y."""
         items, messages = scored_items(X)
-        return self.predict_proba(items) >= cut_offs(self, messages)
+        heads, negated = self._target_heads()
+        decided = (self._label_proba(items) >= cut_offs(self, messages))[:, heads] ^ negated
+        return self.classes_[decided[:, 0].astype(np.intp)] if self.target_type_ == "binary" else decided.astype(int)
+
+    def _target_heads(self) -> tuple[np.ndarray, np.ndarray]:
+        """The head of each of y's columns and whether it is negated (:meth:`LabelSet.heads_of`)."""
+        check_is_fitted(self, "coef_")
+        return label_set_of(self).heads_of(self.target_columns_)
 
     def score(self, X: Sequence, y: object, sample_weight: object = None) -> float:
-        """F1 of the flag head (what GridSearchCV maximises by default)."""
-        Y = label_set_of(self).matrix(y)
+        """F1 of the flag head (what GridSearchCV maximises by default); ``y`` as fitted (or any shape the labels
+        take, see :meth:`LabelSet.columns_of`)."""
+        labels = label_set_of(self)
+        width = 1 if np.ndim(y) == 1 else np.shape(y)[1]
+        Y = labels.matrix(y, self.target_columns_ if width == len(self.target_columns_) else None)
         items, messages = scored_items(X)
-        proba = self.predict_proba(items)
+        proba = self._label_proba(items)
         flagged = proba[:, -1] >= cut_offs(self, messages)[:, -1]
         return binary_metrics(Y[:, -1], proba[:, -1], flagged)["f1"]
 
@@ -583,15 +642,28 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         ``operating_points_`` ("strict": fewer false flags, lower recall).
         """
         items, messages = scored_items(X)
-        return label_set_of(self).results(self.predict_proba(items), cut_offs(self, messages, threshold))
+        return label_set_of(self).results(self._label_proba(items), cut_offs(self, messages, threshold))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        tags.classifier_tags.multi_label = True
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
         return tags
 
+
+
+def set_target(model: ModerationClassifier, columns: Sequence[str], classes: object = None) -> None:
+    """The target state scikit-learn's scorers read, from the heads of y's ``columns``: one column is a binary
+    target (``classes_``: its two ``classes``, ``target_type_`` "binary"); more are a multilabel one (``classes_``
+    np.arange(k) as OneVsRestClassifier's, "multilabel-indicator"). Fit and load both set it here."""
+    model.target_columns_ = list(columns)
+    binary = len(model.target_columns_) == 1
+    model.target_type_ = "binary" if binary else "multilabel-indicator"
+    model.classes_ = np.asarray(classes) if binary else np.arange(len(model.target_columns_))
+    if binary and model.classes_.shape != (2,):
+        raise ValueError(f"a binary target has two classes, got {model.classes_.tolist()[:5]}")
 
 
 def _label_mask(values: object, shape: tuple[int, int]) -> np.ndarray:

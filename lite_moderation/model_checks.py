@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .labels import check_label_names
+from .labels import IS_SAFE, check_label_names
 from .normalize import NORMALIZATIONS
 from .texts import FIELDS, field_caps
 
@@ -112,6 +112,43 @@ def check_metadata(metadata: dict, path: Path, file_names: tuple[str, ...]) -> N
     params = _get(metadata, "params", dict, path)
     _get(params, "classifier", dict, path, "params.")
     _check_vectorizer(_get(params, "vectorizer", dict, path, "params."), path)
+    _check_given(params.get("given", {}), path)
+    _check_target(metadata.get("target"), labels, path)
+
+
+def _check_given(given: Any, path: Path) -> None:
+    """``params.given`` (absent in models saved before it existed): the ``vectorizer`` and ``labels`` parameters the
+    model was given, where they differ from its fitted state."""
+    if not isinstance(given, dict) or set(given) - {"vectorizer", "labels"}:
+        raise _fail(path, "params.given", "must be an object of 'vectorizer' and 'labels'")
+    if given.get("vectorizer") is not None:
+        _check_vectorizer(_get(given, "vectorizer", dict, path, "params.given."), path, "params.given.vectorizer.")
+    labels = given.get("labels")
+    if labels is not None and not isinstance(labels, str) and (
+            not isinstance(labels, list) or not labels or check_label_names(labels)):
+        raise _fail(path, "params.given.labels", "must be null, a label name or a list of label names")
+
+
+_TARGET_TYPES = ("binary", "multilabel-indicator")
+
+
+def _check_target(target: Any, labels: list, path: Path) -> None:
+    """``target`` (absent: a label matrix of every head): the y a model was fitted on, its type, the head of each of
+    its columns (a label, or ``is_safe``: the flag head negated) and a binary target's two classes."""
+    if target is None:
+        return
+    if not isinstance(target, dict) or target.get("type") not in _TARGET_TYPES:
+        raise _fail(path, "target.type", f"must be one of {', '.join(_TARGET_TYPES)}")
+    columns = _get(target, "columns", list, path, "target.")
+    if not columns or len(set(map(str, columns))) != len(columns) \
+            or not all(isinstance(c, str) and (c in labels or c == IS_SAFE) for c in columns) \
+            or (len(columns) == 1) != (target["type"] == "binary"):
+        raise _fail(path, "target.columns", f"must name distinct labels (or {IS_SAFE}), one for a binary target")
+    if target["type"] == "binary":
+        classes = _get(target, "classes", list, path, "target.")
+        kinds = {_kind(c) for c in classes}
+        if len(classes) != 2 or classes[0] == classes[1] or len(kinds) != 1 or kinds - {"boolean", "number"}:
+            raise _fail(path, "target.classes", "must be two distinct booleans or numbers")
 
 
 def _check_file_sizes(metadata: dict, path: Path, file_names: tuple[str, ...]) -> None:
@@ -125,8 +162,7 @@ def _check_file_sizes(metadata: dict, path: Path, file_names: tuple[str, ...]) -
             raise _fail(path, f"file_sizes.{name}", f"must be a number of bytes between 0 and {MAX_FILE_BYTES}")
 
 
-def _check_vectorizer(params: dict, path: Path) -> None:
-    where = "params.vectorizer."
+def _check_vectorizer(params: dict, path: Path, where: str = "params.vectorizer.") -> None:
     for key in ("word_fields", "char_fields"):
         fields = _get(params, key, list, path, where)
         if not all(isinstance(f, str) and f in FIELDS for f in fields):

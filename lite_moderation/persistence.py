@@ -36,6 +36,7 @@ from .thresholds import message_cut_offs, set_message_cut_offs
 
 if TYPE_CHECKING:  # imported when needed: loading a scorer must not import scikit-learn
     from .fast import FastScorer
+    from .features import QAVectorizer
     from .model import ModerationClassifier
 
 __all__ = [
@@ -97,6 +98,7 @@ def save(model: ModerationClassifier, path: str | os.PathLike, card: dict | None
         "thresholds": [float(t) for t in model.thresholds_],
         "operating_points": dict(getattr(model, "operating_points_", {})),
         **_message_cut_offs_entry(model),
+        **_target_entry(model),
         "params": _model_params(model),
         "card": card or {},
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
@@ -175,12 +177,49 @@ def _terms_by_index(vocabulary: dict[str, int]) -> list[str]:
 
 
 def _model_params(model: ModerationClassifier) -> dict[str, Any]:
-    # the labels are saved as "labels" (and "label_descriptions"), not as a parameter
+    # the labels are saved as "labels" (and "label_descriptions"), not as a parameter; n_jobs and verbose change no
+    # bit of the model, so they stay out of its bytes
     params = {k: v for k, v in model.get_params(deep=False).items()
               if k not in ("vectorizer", "verbose", "n_jobs", "labels")}
-    vec_params = model.vectorizer_.get_params()
-    vec_params["dtype"] = np.dtype(vec_params["dtype"]).name
-    return {"classifier": params, "vectorizer": _jsonable(vec_params)}
+    return {"classifier": params, "vectorizer": _vectorizer_entry(model.vectorizer_),
+            **_given_entry(model)}
+
+
+def _vectorizer_entry(vectorizer: QAVectorizer) -> dict[str, Any]:
+    params = vectorizer.get_params()
+    params["dtype"] = np.dtype(params["dtype"]).name
+    return _jsonable(params)
+
+
+def _given_entry(model: ModerationClassifier) -> dict[str, Any]:
+    """``given``: the estimator's ``vectorizer`` and ``labels`` parameters where the fitted state the loader rebuilds
+    them from differs (a field the data never filled dropped from the fitted vectorizer, a default vectorizer
+    (None), label names rather than the fitted label set), so a loaded model's ``get_params()`` are the saved
+    model's and ``clone(load(dir)).fit(...)`` refits its recipe. Absent (every shipped model) when nothing differs."""
+    from .features import QAVectorizer
+
+    given = {}
+    fitted = _vectorizer_entry(model.vectorizer_)
+    if model.vectorizer is None:
+        given["vectorizer"] = None
+    elif type(model.vectorizer) is QAVectorizer and _vectorizer_entry(model.vectorizer) != fitted:
+        given["vectorizer"] = _vectorizer_entry(model.vectorizer)
+    if not isinstance(model.labels, LabelSet):
+        labels = model.labels
+        given["labels"] = labels if labels is None or isinstance(labels, str) else [str(name) for name in labels]
+    return {"given": given} if given else {}
+
+
+def _target_entry(model: ModerationClassifier) -> dict[str, Any]:
+    """``target``: what y the model was fitted on (``target_type_``, ``target_columns_``, a binary target's
+    ``classes_``), saved when it is not what a model without the entry is loaded as: a label matrix of every head
+    (so the shipped models' files stay as they were)."""
+    if model.target_type_ != "binary" and list(model.target_columns_) == list(model.labels_):
+        return {}
+    entry = {"type": model.target_type_, "columns": list(model.target_columns_)}
+    if model.target_type_ == "binary":
+        entry["classes"] = np.asarray(model.classes_).tolist()
+    return {"target": entry}
 
 
 def _jsonable(value: Any) -> Any:
@@ -278,7 +317,7 @@ def load_scorer(path: str | os.PathLike | None = None, cache_size: int | None = 
     from .fast import DEFAULT_CACHE_SIZE, FastScorer
 
     directory, metadata, vocabulary, arrays = _read_model(path)
-    vec_params = _vectorizer_params(metadata)
+    vec_params = _vectorizer_params(metadata["params"]["vectorizer"])
     specs = _checked_specs(vec_params, vocabulary, directory)
     blocks = []
     for i, ((field, analyzer), terms) in enumerate(zip(specs, vocabulary["blocks"])):
@@ -303,7 +342,7 @@ def read_parts(path: str | os.PathLike | None = None) -> dict:
     What :class:`lite_moderation.explain.Explainer` is built from, independent of any scorer's internals.
     """
     directory, metadata, vocabulary, arrays = _read_model(path)
-    vec_params = _vectorizer_params(metadata)
+    vec_params = _vectorizer_params(metadata["params"]["vectorizer"])
     specs = _checked_specs(vec_params, vocabulary, directory)
     blocks = [(field, block_settings(vec_params, analyzer, field), _vocabulary_dict(terms), arrays[f"idf_{i}"], terms)
               for i, ((field, analyzer), terms) in enumerate(zip(specs, vocabulary["blocks"]))]
@@ -452,8 +491,9 @@ def _checked_size(file_path: Path, declared: int | None) -> int:
     return size
 
 
-def _vectorizer_params(metadata: dict) -> dict:
-    params = dict(metadata["params"]["vectorizer"])
+def _vectorizer_params(saved: dict) -> dict:
+    """``QAVectorizer`` parameters from their saved form (``params.vectorizer``, or ``params.given.vectorizer``)."""
+    params = dict(saved)
     params.setdefault("normalize", None)  # models saved before format 2 read texts as they are
     params["dtype"] = np.dtype(params["dtype"]).type
     for key in ("word_ngram_range", "char_ngram_range", "word_fields", "char_fields"):
@@ -519,9 +559,9 @@ def _check_weights(coef: np.ndarray, n_terms: int, directory: Path) -> None:
 def _rebuild(metadata: dict, vocabulary: dict, arrays: dict[str, np.ndarray],
              directory: Path) -> ModerationClassifier:
     from .features import QAVectorizer
-    from .model import ModerationClassifier
+    from .model import ModerationClassifier, set_target
 
-    vec_params = _vectorizer_params(metadata)
+    vec_params = _vectorizer_params(metadata["params"]["vectorizer"])
     vectorizer = QAVectorizer(**vec_params)
     specs = _checked_specs(vec_params, vocabulary, directory)
     vectorizer.blocks_ = []
@@ -533,8 +573,10 @@ def _rebuild(metadata: dict, vocabulary: dict, arrays: dict[str, np.ndarray],
     vectorizer.n_features_out_ = sum(len(terms) for terms in vocabulary["blocks"])
     _check_weights(arrays["coef"], vectorizer.n_features_out_, directory)
     label_set = _label_set(metadata)
-    model = ModerationClassifier(vectorizer=QAVectorizer(**vec_params), labels=label_set,
-                                 **metadata["params"]["classifier"])
+    given = metadata["params"].get("given", {})
+    recipe = given.get("vectorizer", vec_params)
+    model = ModerationClassifier(vectorizer=None if recipe is None else QAVectorizer(**_vectorizer_params(recipe)),
+                                 labels=given.get("labels", label_set), **metadata["params"]["classifier"])
     model.vectorizer_ = vectorizer
     model.coef_ = arrays["coef"]
     model.intercept_ = arrays["intercept"]
@@ -543,6 +585,8 @@ def _rebuild(metadata: dict, vocabulary: dict, arrays: dict[str, np.ndarray],
     set_message_cut_offs(model, _message_cut_offs(metadata))
     model.label_set_ = label_set
     model.labels_ = list(label_set.names)
+    target = metadata.get("target", {"columns": model.labels_})
+    set_target(model, target["columns"], target.get("classes"))
     model.train_prompt_hashes_ = arrays["train_prompt_hashes"]
     model.n_features_in_ = 1
     return model

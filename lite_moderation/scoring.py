@@ -83,7 +83,7 @@ def _chunk_cut_offs(model: ModerationClassifier | FastScorer, chunk: list[Record
 def _serial_probas(model: ModerationClassifier | FastScorer,
                    chunks: Iterator[list[Record]]) -> Iterator[tuple[list[Record], np.ndarray]]:
     for chunk in chunks:
-        yield chunk, model.predict_proba([r.pair for r in chunk])
+        yield chunk, model._label_proba([r.pair for r in chunk])
 
 
 _WORKER_MODEL: ModerationClassifier | None = None
@@ -97,7 +97,7 @@ def _worker_init() -> None:
 
 
 def _worker_proba(pairs: list) -> np.ndarray:
-    return _WORKER_MODEL.predict_proba(pairs)
+    return _WORKER_MODEL._label_proba(pairs)
 
 
 def _parallel_probas(model: ModerationClassifier | FastScorer, chunks: Iterator[list[Record]],

@@ -43,9 +43,10 @@ def test_fit_learns_the_markers_and_sets_fitted_attributes(xy):
     X, Y = xy
     model = fast_estimator().fit(X, Y)
     assert model.coef_.shape[1] == 15 and model.thresholds_.shape == (15,)
-    pred = model.predict([("q", "marker7 marker7 garden"), ("q", "garden river chess")])
-    assert pred[0, 7] and pred[0, -1]
-    assert not pred[1, 7]
+    items = [("q", "marker7 marker7 garden"), ("q", "garden river chess")]
+    pred = model.predict(items)
+    assert pred.shape == (2, 14) and pred[0, 7] == 1 and pred[1, 7] == 0  # y's 14 columns
+    assert [v["flagged"] for v in model.moderate(items)] == [True, False]
 
 
 def test_unfitted_model_raises_not_fitted():
@@ -74,7 +75,7 @@ def test_grid_search_with_groups(xy):
 def test_inside_a_pipeline(xy):
     X, Y = xy
     pipe = Pipeline([("moderator", fast_estimator())]).fit(X, Y)
-    assert pipe.predict_proba(X[:3]).shape == (3, 15)
+    assert pipe.predict_proba(X[:3]).shape == (3, 14)
 
 
 def test_fourteen_category_labels_derive_unsafe():
@@ -130,8 +131,9 @@ def test_shrinkage_pulls_rare_label_thresholds_toward_prevalence():
 def test_threshold_holdout_fits_once_and_tunes_on_held_out_prompts(xy):
     X, Y = xy
     model = fast_estimator(threshold_holdout=0.25).fit(X, Y)
-    pred = model.predict([("q", "marker7 marker7 garden"), ("q", "garden river chess")])
-    assert pred[0, 7] and pred[0, -1] and not pred[1, 7]
+    items = [("q", "marker7 marker7 garden"), ("q", "garden river chess")]
+    pred = model.predict(items)
+    assert pred[0, 7] and model.moderate(items)[0]["flagged"] and not pred[1, 7]
     assert not np.array_equal(model.thresholds_, fast_estimator().fit(X, Y).thresholds_)
     with pytest.raises(ValueError, match="threshold_holdout must be a fraction"):
         fast_estimator(threshold_holdout=1.5).fit(X, Y)
@@ -190,7 +192,7 @@ def test_operating_points_are_learned_and_selectable_by_name(xy):
     model = fast_estimator().fit(X, Y)
     assert model.operating_points_["default"] == model.thresholds_[-1]
     strict = model.operating_points_["strict"]
-    proba = model.predict_proba(X)[:, -1]
+    proba = np.array([v["unsafe_score"] for v in model.moderate(X)])
     assert [v["flagged"] for v in model.moderate(X, threshold="strict")] == list(proba >= strict)
     with pytest.raises(ValueError, match="unknown operating point 'lenient': this model has default, strict"):
         model.moderate(X, threshold="lenient")
@@ -270,7 +272,7 @@ def test_char_weight_fits_heavier_char_features_and_folds_the_factor_into_the_we
     assert (scales == 1.5).any() and (scales == 1.0).any()
     reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000).fit(
         features @ sp.diags(scales), y)
-    np.testing.assert_allclose(model.decision_function(X)[:, -1], reference.decision_function(features @ sp.diags(scales)),
+    np.testing.assert_allclose(model.decision_function(X), reference.decision_function(features @ sp.diags(scales)),
                                atol=1e-4)
     plain = lm.default_estimator(min_df=1, threshold_folds=0, labels=["unsafe"]).fit(X, y)
     assert not np.allclose(model.coef_, plain.coef_)
@@ -314,7 +316,7 @@ def test_nb_power_fits_naive_bayes_weighted_features_and_folds_the_factor_into_t
     scaled = features @ sp.diags(factors)
     reference = LogisticRegression(C=4.0, solver="liblinear", dual=True, max_iter=1000).fit(
         scaled, y, sample_weight=weights)
-    np.testing.assert_allclose(model.decision_function(X)[:, -1], reference.decision_function(scaled), atol=1e-4)
+    np.testing.assert_allclose(model.decision_function(X), reference.decision_function(scaled), atol=1e-4)
     plain = lm.default_estimator(min_df=1, threshold_folds=0, labels=["unsafe"]).fit(X, y, sample_weight=weights)
     assert not np.allclose(model.coef_, plain.coef_)
     assert clone(model).get_params()["nb_power"] == 0.5
@@ -367,3 +369,121 @@ def test_char_weight_must_be_a_finite_positive_number_of_known_fields(xy, bad, m
     X, Y = xy
     with pytest.raises(ValueError, match=f"char_weight .*{message}"):
         fast_estimator(char_weight=bad).fit(X, Y)
+
+
+# ------------------------------------------------------------------------------------------ scikit-learn's scorers
+
+
+def _rows(X, rows):
+    return [X[i] for i in rows]
+
+
+@pytest.fixture(scope="module")
+def binary_target(xy):
+    """A binary y (0/1 integers: any marker) of the module's data."""
+    X, Y = xy
+    return X, Y.any(axis=1).astype(int)
+
+
+@pytest.fixture(scope="module")
+def label_matrix(xy):
+    """A label matrix of two categories (markers 7 and 10) and is_safe (no marker): columns a, b, is_safe."""
+    X, Y = xy
+    return X, np.column_stack([Y[:, 7], Y[:, 10], ~Y.any(axis=1)]).astype(int)
+
+
+LABEL_MATRIX_NAMES = ["a", "b", "is_safe"]
+
+
+def _estimator(y):
+    return fast_estimator(labels=LABEL_MATRIX_NAMES) if np.ndim(y) == 2 else fast_estimator()
+
+
+def _by_hand(X, y, scoring: str) -> list[float]:
+    """Each grouped fold's score computed from the fold model's verdicts (``moderate``, every head), not from the
+    methods scikit-learn calls: binary y is the flag head; the label matrix's columns are a, b and is_safe (the flag
+    head negated), each decided at its own tuned cut-off."""
+    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+
+    scores = []
+    for train, test in GroupKFold(3).split(X, y, groups=prompt_groups(X)):
+        model = clone(_estimator(y)).fit(_rows(X, train), y[train])
+        verdicts = model.moderate(_rows(X, test))
+        unsafe = np.array([v["unsafe_score"] for v in verdicts])
+        if np.ndim(y) == 1:
+            proba, decided = unsafe, np.array([v["flagged"] for v in verdicts])
+        else:
+            proba = np.column_stack([[v["category_scores"][c] for v in verdicts] for c in "ab"] + [1 - unsafe])
+            decided = np.column_stack([proba[:, :2] >= model.thresholds_[:2], unsafe < model.thresholds_[-1]])
+        metric = {"roc_auc": roc_auc_score, "average_precision": average_precision_score}.get(scoring)
+        scores.append(metric(y[test], proba) if metric else f1_score(y[test], decided, average=scoring[3:] or "binary"))
+    return scores
+
+
+@pytest.mark.parametrize("scoring", ["roc_auc", "average_precision", "f1"])
+def test_scorers_on_a_binary_target_give_the_scores_computed_by_hand(binary_target, scoring):
+    """A 1-D binary y: GridSearchCV and cross_val_score gave NaN for every candidate (no classes_, (n, 1) predict)
+    and still picked a best_params_."""
+    from sklearn.model_selection import cross_val_score
+
+    X, y = binary_target
+    expected = _by_hand(X, y, scoring)
+    groups = prompt_groups(X)
+    scores = cross_val_score(fast_estimator(), X, y, groups=groups, cv=GroupKFold(3), scoring=scoring)
+    np.testing.assert_allclose(scores, expected, rtol=1e-12)
+    search = GridSearchCV(fast_estimator(), {"C": [0.5, 4.0]}, cv=GroupKFold(3), scoring=scoring).fit(X, y, groups=groups)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    np.testing.assert_allclose([search.cv_results_[f"split{k}_test_score"][1] for k in range(3)], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("scoring", ["roc_auc", "average_precision", "f1_micro", "f1_macro"])
+def test_scorers_on_a_label_matrix_give_the_scores_computed_by_hand(label_matrix, scoring):
+    from sklearn.model_selection import cross_val_score
+
+    X, Y = label_matrix
+    expected = _by_hand(X, Y, scoring)
+    groups = prompt_groups(X)
+    scores = cross_val_score(_estimator(Y), X, Y, groups=groups, cv=GroupKFold(3), scoring=scoring)
+    np.testing.assert_allclose(scores, expected, rtol=1e-12)
+    search = GridSearchCV(_estimator(Y), {"C": [0.5, 4.0]}, cv=GroupKFold(3), scoring=scoring).fit(X, Y, groups=groups)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    np.testing.assert_allclose([search.cv_results_[f"split{k}_test_score"][1] for k in range(3)], expected, rtol=1e-12)
+
+
+def test_a_binary_target_gives_scikit_learns_binary_shapes(binary_target):
+    X, y = binary_target
+    model = fast_estimator().fit(X, y.astype(bool))
+    assert model.target_type_ == "binary" and model.classes_.tolist() == [False, True]
+    proba, scores, predicted = model.predict_proba(X), model.decision_function(X), model.predict(X)
+    assert proba.shape == (len(X), 2) and scores.shape == predicted.shape == (len(X),) and predicted.dtype == bool
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_allclose(proba[:, 1], [v["unsafe_score"] for v in model.moderate(X)], rtol=1e-12)
+    np.testing.assert_allclose(scores, np.log(proba[:, 1] / proba[:, 0]), atol=1e-9)
+    np.testing.assert_array_equal(predicted, [v["flagged"] for v in model.moderate(X)])
+    assert fast_estimator().fit(X, y[:, None]).predict(X[:2]).shape == (2,)  # a column vector is binary too
+
+
+def test_a_label_matrix_gives_one_column_per_column_of_y_as_one_vs_rest(label_matrix):
+    """0/1 integer decisions, probabilities and log-odds of y's own columns: the is_safe column is the flag head
+    negated; ``moderate`` still reads every head."""
+    X, Y = label_matrix
+    model = _estimator(Y).fit(X, Y)
+    assert model.target_type_ == "multilabel-indicator" and model.classes_.tolist() == [0, 1, 2]
+    assert model.labels_ == ["a", "b", "unsafe"]
+    proba, scores, predicted = model.predict_proba(X), model.decision_function(X), model.predict(X)
+    assert proba.shape == scores.shape == predicted.shape == Y.shape and predicted.dtype.kind == "i"
+    unsafe = np.array([v["unsafe_score"] for v in model.moderate(X)])
+    np.testing.assert_allclose(proba[:, 2], 1 - unsafe, atol=1e-12)
+    np.testing.assert_allclose(scores, np.log(proba / (1 - proba)), atol=1e-9)
+    np.testing.assert_array_equal(predicted[:, 2], unsafe < model.thresholds_[-1])
+    assert ((predicted == 0) | (predicted == 1)).all()
+
+
+@pytest.mark.parametrize(("labels", "width", "message"), [
+    (["spam", "is_safe"], 3, "y must have shape"),  # is_safe is the flag head: y has no further column for it
+    (["is_safe", "is_safe"], 2, "label names repeat"),
+    ([], 1, "at least one column"),
+])
+def test_label_names_that_cannot_name_the_columns_of_y_are_refused(labels, width, message):
+    with pytest.raises(ValueError, match=message):
+        as_label_matrix(np.zeros((3, width), dtype=int), labels)

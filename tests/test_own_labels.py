@@ -22,6 +22,7 @@ import lite_moderation as lm
 from lite_moderation.cli import main
 from lite_moderation.data import Columns, DataError, load_dataset
 from lite_moderation.labels import LabelSet
+from lite_moderation.model import as_label_matrix
 from lite_moderation.sources import SourceSpec, build_training_set
 from lite_moderation.training import PRESETS, default_estimator
 
@@ -282,3 +283,34 @@ def test_a_class_outside_the_models_says_to_name_the_safe_class(own_model, comme
     refused = _cli("evaluate", "--model", str(own_model), "--data", str(comments_csv), "--text-column", "comment",
                    "--label-column", "label", check=False)
     assert refused.returncode == 2 and "pass --safe-class 'ok'" in refused.stderr
+
+
+def _is_safe_csv(path: Path, names: tuple[str, ...]) -> Path:
+    """Boolean columns ``names`` of the made-up rows: ``spam`` set on spam rows, ``is_safe`` on the 'ok' rows."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["comment", *names])
+        for row in _rows():
+            writer.writerow([row["comment"], *({"spam": row["label"] == "spam", "is_safe": row["label"] == "ok"}[n]
+                                               for n in names)])
+    return path
+
+
+@pytest.mark.parametrize("names", [("spam", "is_safe"), ("is_safe", "spam"), ("is_safe",)])
+def test_an_is_safe_column_is_the_flag_head_in_python_as_in_the_cli(tmp_path, names):
+    """``labels=[..., "is_safe"]`` in Python and ``--label-columns ...,is_safe`` in the CLI give one label set: is_safe
+    is the flag head ``unsafe`` (negated), not a category whose rows would all be flagged."""
+    data = _is_safe_csv(tmp_path / "labels.csv", names)
+    out = tmp_path / "m"
+    trained = CliRunner().invoke(main, ["train", "--data", str(data), "--text-column", "comment", "--label-columns",
+                                        ",".join(names), "--min-df", "1", "--threshold-folds", "0", "-q", "--output",
+                                        str(out)])
+    assert trained.exit_code == 0, trained.stderr
+    dataset = load_dataset(data, text_column="comment", label_columns=",".join(names))
+    rows = _rows()
+    Y = np.array([[{"spam": r["label"] == "spam", "is_safe": r["label"] == "ok"}[n] for n in names] for r in rows])
+    model = default_estimator(min_df=1, threshold_folds=0, labels=list(names)).fit([r["comment"] for r in rows], Y)
+    assert model.labels_ == lm.read_card(out)["labels"] == list(dataset.labels.names)
+    assert model.labels_ == (["spam", "unsafe"] if "spam" in names else ["unsafe"])
+    np.testing.assert_array_equal(as_label_matrix(Y, list(names)), dataset.y)
+    assert [v["flagged"] for v in model.moderate(["garden tea today", "coupon winner click now"])] == [False, True]

@@ -215,3 +215,101 @@ def test_a_model_saved_without_operating_points_explains_what_to_do(model_copy, 
     assert runner.invoke(main, ["score", "--model", str(model_copy), "some text"]).exit_code == 0
     result = runner.invoke(main, ["score", "--model", str(model_copy), "--threshold", "strict", "some text"])
     assert result.exit_code == 2 and "retrain" in result.stderr
+
+
+# ------------------------------------------------------------------------------------------------ estimator state
+
+
+def _recipe_params(model) -> dict:
+    """Every parameter but the vectorizer object itself (compared by its own parameters) and the run-time settings
+    a model's files leave out (n_jobs, verbose: they change no bit of the model)."""
+    return {k: v for k, v in model.get_params().items() if k not in ("vectorizer", "n_jobs", "verbose")}
+
+
+@pytest.fixture(scope="module")
+def marker_rows():
+    from conftest import synthetic_records
+
+    records = synthetic_records(160, seed=4)
+    texts = [r["response"] for r in records]
+    pairs = [(r["prompt"], r["response"]) for r in records]
+    flags = np.array([[r["category"][c] for c in lm.CATEGORIES] for r in records])
+    return texts, pairs, np.column_stack([flags[:, 7], ~flags.any(axis=1)])  # columns "a" and "is_safe"
+
+
+@pytest.mark.parametrize("vectorizer", ["recipe", None])
+def test_a_loaded_model_has_the_saved_models_params_and_its_clone_refits_the_same_recipe(tmp_path, marker_rows,
+                                                                                          vectorizer):
+    """Fitted on single texts, the fitted vectorizer drops the prompt blocks; the file kept only it (and the label
+    set), so a clone of the loaded model refitted another recipe: no prompt features on pairs, is_safe read as a
+    plain flag column."""
+    from sklearn.base import clone
+
+    from lite_moderation.features import QAVectorizer
+
+    texts, pairs, Y = marker_rows
+    recipe = QAVectorizer(word_fields=("prompt", "response"), word_ngram_range=(1, 3), char_fields=(), min_df=1,
+                          max_features={"prompt": 50, "*": None}, normalize=None)
+    model = lm.ModerationClassifier(vectorizer=recipe if vectorizer else None, labels=["a", "is_safe"],
+                                    threshold_folds=0, n_jobs=1).fit(texts, Y)
+    assert [f for f, _, _ in model.vectorizer_.blocks_] == ["response"] * (1 if vectorizer else 2)
+    lm.save(model, tmp_path / "m")
+    loaded = lm.load(tmp_path / "m")
+    assert _recipe_params(loaded) == _recipe_params(model)
+    assert (loaded.vectorizer is None) == (model.vectorizer is None)
+    np.testing.assert_array_equal(loaded.predict_proba(texts), model.predict_proba(texts))
+    refitted, again = clone(loaded).fit(pairs, Y), clone(model).fit(pairs, Y)
+    assert [f for f, _, _ in refitted.vectorizer_.blocks_] == [f for f, _, _ in again.vectorizer_.blocks_]
+    np.testing.assert_array_equal(refitted.coef_, again.coef_)
+
+
+def test_a_binary_target_round_trips_its_classes(tmp_path, marker_rows):
+    texts, _, Y = marker_rows
+    model = lm.ModerationClassifier(vectorizer=lm.QAVectorizer(char_fields=(), min_df=1), labels="is_safe",
+                                    threshold_folds=0).fit(texts, Y[:, 1].astype(int))
+    lm.save(model, tmp_path / "m")
+    loaded = lm.load(tmp_path / "m")
+    assert loaded.target_type_ == "binary" and loaded.classes_.tolist() == [0, 1] and loaded.labels_ == ["unsafe"]
+    np.testing.assert_array_equal(loaded.predict(texts), model.predict(texts))
+    np.testing.assert_array_equal(loaded.predict_proba(texts), model.predict_proba(texts))
+    assert loaded.moderate(texts) == model.moderate(texts)
+
+
+@pytest.mark.parametrize("name", ["beavertails", "fast"])
+def test_a_shipped_model_loads_as_a_label_matrix_of_every_head_and_saves_back_byte_for_byte(tmp_path, name):
+    """The shipped files hold neither ``target`` nor ``params.given`` (saved before they existed): they load as a
+    label matrix of every head, and saving the loaded model writes the very same files (nothing new to record)."""
+    from lite_moderation.persistence import SHIPPED_MODELS
+
+    model = lm.load(name)
+    assert model.target_type_ == "multilabel-indicator" and model.classes_.tolist() == list(range(15))
+    items = ["a text", ("a question", "an answer")]
+    assert model.predict(items).shape == (2, 15) and model.predict_proba(items).shape == (2, 15)
+    lm.save(model, tmp_path / "m", model.card_)
+    for file in ("model.json", "vocabulary.json", "arrays.npz"):
+        assert (tmp_path / "m" / file).read_bytes() == (SHIPPED_MODELS[name] / file).read_bytes(), file
+
+
+@pytest.mark.parametrize(("key", "value", "named"), [
+    ("target", {"type": "multiclass", "columns": ["unsafe"]}, "target.type"),
+    ("target", {"type": "binary", "columns": ["nonsense"], "classes": [0, 1]}, "target.columns"),
+    ("target", {"type": "binary", "columns": ["unsafe", "is_safe"], "classes": [0, 1]}, "target.columns"),
+    ("target", {"type": "binary", "columns": ["unsafe"], "classes": [1, 1]}, "target.classes"),
+    ("target", {"type": "binary", "columns": ["unsafe"], "classes": [{"x": 1}, 2]}, "target.classes"),
+    ("target", "binary", "target.type"),
+    ("given", {"labels": 5}, "params.given.labels"),
+    ("given", {"labels": ["a", "a"]}, "params.given.labels"),
+    ("given", {"vectorizer": {"word_fields": ["answer"]}}, "params.given.vectorizer.word_fields"),
+    ("given", {"vectorizer": None, "pickle": "x"}, "params.given"),
+])
+def test_a_model_file_with_a_bad_target_or_given_params_is_refused_with_the_field_named(model_copy, key, value, named):
+    from lite_moderation.persistence import _metadata_checksum
+
+    meta_path = model_copy / "model.json"
+    metadata = json.loads(meta_path.read_text())
+    (metadata["params"] if key == "given" else metadata)[key] = value
+    metadata["checksum"] = _metadata_checksum(metadata)
+    meta_path.write_text(json.dumps(metadata))
+    for load in (lm.load, lm.load_scorer):
+        with pytest.raises(ModelFormatError, match=f"'{named}'"):
+            load(model_copy)
