@@ -1125,20 +1125,12 @@ class _CsvLines:
         self.lines = lines
         self.put_back: collections.deque[tuple[int, str]] = collections.deque()
         self.taken: list[tuple[int, str]] = []
-        self.exhausted = False  # the reader asked for a line after the last one
 
     def __iter__(self) -> _CsvLines:
         return self
 
     def __next__(self) -> str:
-        if self.put_back:
-            item = self.put_back.popleft()
-        else:
-            try:
-                item = next(self.lines)
-            except StopIteration:
-                self.exhausted = True
-                raise
+        item = self.put_back.popleft() if self.put_back else next(self.lines)
         self.taken.append(item)
         return item[1]
 
@@ -1148,17 +1140,7 @@ class _CsvLines:
     def resume_after_first(self) -> None:
         """Read the current row's lines again from its second, as new rows."""
         self.put_back.extendleft(reversed(self.taken[1:]))
-        self.taken, self.exhausted = [], False
-
-
-def _unclosed_quote(texts: list[str], delimiter: str) -> bool:
-    """Whether a row read to the end of the file did so inside a quoted field (csv's lenient mode accepts it)."""
-    try:
-        for _ in csv.reader(texts, delimiter=delimiter, strict=True):
-            pass
-    except csv.Error as exc:
-        return "unexpected end of data" in str(exc)
-    return False
+        self.taken = []
 
 
 def _column_label(name: str) -> str:
@@ -1358,40 +1340,47 @@ def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
 def _csv_rows(lines: _CsvLines, source: _Source,
               delimiter: str) -> Iterator[tuple[int, list[int], list[str] | _Bad]]:
     """Non-blank rows: the line each starts on, its lines, and its cells, or a _Bad for a row csv cannot read
-    (an unclosed quote, a stray carriage return, a field over the record limit): that row is dropped and
-    reading resumes on the line after its first."""
-    reader = csv.reader(lines, delimiter=delimiter)
+    (an unclosed quote, a quoted cell followed by more than a delimiter, a stray carriage return, a field over
+    the record limit): that row is dropped and reading resumes on the line after its first.
+
+    Why csv's strict mode: its lenient one reads ``"first`` up to the next row's opening quote and on past it
+    (``first\n2,second row"``), so an unclosed quote silently swallowed the row after it."""
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
     while True:
         lines.next_row()
         try:
             row: list[str] | _Bad = next(reader)
-            if lines.exhausted and len(lines.taken) > 1 and _unclosed_quote([t for _, t in lines.taken], delimiter):
-                row = _Bad(None, "a quote (\") opened here is never closed: the row runs to the end of the file",
-                           _QUOTE_HINT)
         except StopIteration:
             return
         except csv.Error as exc:
-            too_long = "field larger than field limit" in str(exc)
-            row = _Bad(None, f"longer than the record limit ({source.max_record_bytes} bytes), or a quote opened "
-                             f"here is never closed" if too_long else f"not valid CSV: {_csv_problem(exc)}",
-                       _QUOTE_HINT if too_long else _FIX_HINT)
+            row = _csv_bad_row(exc, [n for n, _ in lines.taken], source.max_record_bytes)
         if not lines.taken:  # csv's error came before it read a line: nothing more to read
             return
         numbers = [n for n, _ in lines.taken]
         if isinstance(row, _Bad):
             yield numbers[0], numbers[:1], row
             lines.resume_after_first()
-            reader = csv.reader(lines, delimiter=delimiter)
+            reader = csv.reader(lines, delimiter=delimiter, strict=True)
         elif any(cell.strip() for cell in row):
             yield numbers[0], numbers, row
 
 
-def _csv_problem(exc: csv.Error) -> str:
-    """csv's message without its advice to programmers (universal-newline mode)."""
-    message = str(exc).split(" - ")[0]
+def _csv_bad_row(exc: csv.Error, numbers: list[int], limit: int) -> _Bad:
+    """What is wrong with a row csv could not read (read over the lines ``numbers``), and how to fix it."""
+    message = str(exc).split(" - ")[0]  # without csv's advice to programmers (universal-newline mode)
+    if "field larger than field limit" in message:
+        return _Bad(None, f"longer than the record limit ({limit} bytes), or a quote opened here is never closed",
+                    _QUOTE_HINT)
+    if "unexpected end of data" in message:
+        return _Bad(None, "a quote (\") opened here is never closed: the row runs to the end of the file", _QUOTE_HINT)
+    if "expected after" in message and len(numbers) > 1:
+        return _Bad(None, f"a quote (\") opened here runs on to line {numbers[-1]}, where a quote is followed by "
+                          "more than a delimiter: most likely this quote is never closed", _QUOTE_HINT)
+    if "expected after" in message:
+        return _Bad(None, "a quoted cell's closing quote (\") is followed by more than a delimiter", _QUOTE_HINT)
     if "new-line character seen in unquoted field" in message:
-        return "a carriage return (CR) inside an unquoted cell"
-    return message
+        return _Bad(None, "not valid CSV: a carriage return (CR) inside an unquoted cell")
+    return _Bad(None, f"not valid CSV: {message}")
 
 
 # ------------------------------------------------------------------------------------------------- arrays

@@ -70,6 +70,29 @@ def test_a_quoted_cell_over_several_lines_is_still_one_row(tmp_path):
     assert rows == [(2, "line one\nline two"), (4, "after"), (5, "last one\nends the file")] and not errors
 
 
+@pytest.mark.parametrize("delimiter", [",", "\t"], ids=["csv", "tsv"])
+def test_an_unclosed_quote_that_the_next_rows_quote_closes_loses_its_row_only(runner, tiny_model_dir, tmp_path,
+                                                                             delimiter):
+    """csv's lenient mode read row 1's cell up to row 2's opening quote and on (`first\n2,second row"`): row 2
+    vanished without a report (a user's exploratory round)."""
+    path = tmp_path / ("in.csv" if delimiter == "," else "in.tsv")
+    lines = ["id,text", '1,"first', '2,"second row"', "3,third"]
+    path.write_text("\n".join(line.replace(",", delimiter) for line in lines) + "\n")
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(path), "--format", "jsonl"])
+    assert result.exit_code == 0, result.stderr
+    assert [(row["line"], row["id"]) for row in map(json.loads, result.stdout.splitlines())] == [(3, "2"), (4, "3")]
+    assert f"skipped: {path}:2: a quote (\") opened here runs on to line 3" in result.stderr
+    assert "rows in: 3, scored: 2, skipped: 1" in result.stderr
+
+
+def test_a_quoted_cell_followed_by_more_than_a_delimiter_is_one_bad_row_and_quoted_lines_still_read(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text('id,text\n1,"said ""hi""\n\nand left"\n2,"quoted" then more\n3,after\n')
+    rows, errors = _texts(path)
+    assert rows == [(2, 'said "hi"\n\nand left'), (6, "after")]
+    assert errors == [(5, "a quoted cell's closing quote (\") is followed by more than a delimiter")]
+
+
 def test_a_carriage_return_inside_an_unquoted_cell_is_one_bad_row(tmp_path):
     path = tmp_path / "in.csv"
     path.write_bytes(b"id,text\n1,hello\n2,stray\rcarriage return\n3,world\n")
