@@ -24,7 +24,7 @@ import click
 from click.core import ParameterSource
 
 from . import __version__, exits
-from .data import DEFAULT_MAX_RECORD_BYTES, FIX_HINT, JSON_FILE_RECORDS, Columns, DataError, load_dataset
+from .data import DEFAULT_MAX_RECORD_BYTES, FIX_HINT, JSON_FILE_RECORDS, Columns, DataError, load_dataset, skipped_rows
 from .data import FORMATS as INPUT_FORMATS
 from .explain import table_reasons
 from .guard_suite import GUARD_SUITE
@@ -675,7 +675,7 @@ def explain_command(texts: tuple[str, ...], prompt: str | None, response: str | 
     count = _write_explanations(explained, output_path, fmt, top, model_path)
     _report_skipped(errors)
     if input_path is not None and not quiet:
-        _note(f"rows explained: {count}, skipped: {len(errors)}")
+        _note(f"rows explained: {count}, skipped: {skipped_rows(errors)}")
 
 
 def _explain_format(output_path: Path | None, fmt: str | None) -> str:

@@ -34,7 +34,7 @@ from .taxonomy import BEAVERTAILS, CATEGORIES
 __all__ = [
     "DEFAULT_MAX_RECORD_BYTES", "Columns", "DataError", "DataWarning", "Dataset", "OverlongLine", "Record",
     "bounded_lines", "load_dataset", "parse_json_array", "parse_json_text", "read_records", "record_from_object",
-    "sha256_file",
+    "sha256_file", "skipped_rows",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -78,8 +78,9 @@ class DataError(ValueError):
 
     Attributes: ``path`` (str), ``line`` (1-based int or None), ``field`` (str or None), ``message`` (str),
     ``hint`` (str or None), ``element`` (a record's 1-based place in a .json array, whose ``line`` is the line it
-    starts on; None elsewhere). ``str(e)`` is one line: ``path:line: field 'f': message. hint``, or for a .json
-    array ``path: element N (line L): ...``.
+    starts on; None elsewhere), ``rows`` (how many input rows this one report stands for: 1, or a run of blank
+    lines, reported once so that a file of a million blank lines is not a million reports). ``str(e)`` is one
+    line: ``path:line: field 'f': message. hint``, or for a .json array ``path: element N (line L): ...``.
     """
 
     def __init__(
@@ -90,6 +91,7 @@ class DataError(ValueError):
         message: str = "",
         hint: str | None = None,
         element: int | None = None,
+        rows: int = 1,
     ) -> None:
         self.path = str(path)
         self.line = line
@@ -97,6 +99,7 @@ class DataError(ValueError):
         self.message = message
         self.hint = hint
         self.element = element
+        self.rows = rows
         super().__init__(self._format())
 
     @property
@@ -119,7 +122,7 @@ class DataError(ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Keep the attributes when pickled (e.g. errors sent back from worker processes)."""
-        return (type(self), (self.path, self.line, self.field, self.message, self.hint, self.element))
+        return (type(self), (self.path, self.line, self.field, self.message, self.hint, self.element, self.rows))
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +192,25 @@ class Dataset:
 
 class DataWarning(DataError):
     """A problem that did not stop a record from being used (e.g. a malformed label when scoring)."""
+
+
+def skipped_rows(errors: Iterable[DataError]) -> int:
+    """How many input rows these reports stand for (a run of blank lines is one report of several rows)."""
+    return sum(error.rows for error in errors)
+
+
+@dataclass(frozen=True, slots=True)
+class _Blank:
+    """A blank (empty or whitespace-only) line: a row without a record. Why not skipped: every input row gets an
+    output row or a report (a blank line may be an empty text, as ``jq -r .text`` writes one); runs of them
+    become one report (:func:`_drive`)."""
+
+    line: int
+
+
+def _is_blank(text: str | bytes) -> bool:
+    """The one rule of a blank line, in every line format: nothing on it but whitespace."""
+    return not text.strip()
 
 
 class _Bad(Exception):
@@ -418,7 +440,7 @@ def load_dataset(
         if rec.target is None and unlabelled is None:
             unlabelled = rec
     if not pairs:
-        skipped = len(errors) - errors_before if errors is not None else 0
+        skipped = skipped_rows(errors[errors_before:]) if errors is not None else 0
         raise DataError(display, message=f"no valid records ({skipped} skipped as bad)")
     grouped = {"groups": groups, "group_column": columns.group} if columns is not None and columns.group else {}
     if columns is not None and columns.own_labels and any(t is not None for t in targets):
@@ -606,28 +628,58 @@ def _open_stream(source: _Source) -> Iterator[IO[bytes]]:
 # ---------------------------------------------------------------------------------------------- iteration
 
 
-def _drive(items: Iterable[Record | DataError], source: _Source, on_error: str,
+def _drive(items: Iterable[Record | DataError | _Blank], source: _Source, on_error: str,
            errors: list[DataError] | None, warnings: list[DataWarning] | None = None) -> Iterator[Record]:
-    """Apply the on_error policy; a file with no records at all (good or bad) is an error."""
+    """Apply the on_error policy; a run of blank lines is one report; a file with no records at all (good or bad;
+    blank lines alone are none) is an error."""
     seen = 0
+    blank: list[int] = []  # the first and last line of a run of blank lines not yet reported
     for item in items:
+        if isinstance(item, _Blank):
+            if blank and item.line == blank[1] + 1:
+                blank[1] = item.line
+                continue
+            if blank:
+                _settle(_blank_error(source, *blank), on_error, errors)
+            blank = [item.line, item.line]
+            continue
+        if blank and not isinstance(item, DataWarning):
+            _settle(_blank_error(source, *blank), on_error, errors)
+            blank = []
         if isinstance(item, DataWarning):
             if warnings is not None:
                 warnings.append(item)
             continue
         seen += 1
         if isinstance(item, DataError):
-            if on_error == "fail":
-                raise item
-            assert errors is not None  # checked by _check_options
-            errors.append(item)
+            _settle(item, on_error, errors)
             continue
         yield item
     if seen == 0:
-        raise source.fatal("file has no records")
+        count = blank[1] - blank[0] + 1 if blank else 0
+        raise source.fatal("file has no records", hint=f"Apart from {count} blank line{'s' * (count > 1)}, it holds "
+                                                       "none." if blank else None)
+    if blank:
+        _settle(_blank_error(source, *blank), on_error, errors)
 
 
-def _items(source: _Source, require: str) -> Iterator[Record | DataError]:
+def _settle(error: DataError, on_error: str, errors: list[DataError] | None) -> None:
+    """Raise a bad row's error (``on_error="fail"``) or keep it in ``errors`` (``"skip"``)."""
+    if on_error == "fail":
+        raise error
+    assert errors is not None  # checked by _check_options
+    errors.append(error)
+
+
+def _blank_error(source: _Source, first: int, last: int) -> DataError:
+    """The one report of the blank lines ``first``..``last``."""
+    if first == last:
+        return DataError(source.display, first, None, "blank line: no record on it", _FIX_HINT)
+    return DataError(source.display, first, None, f"blank lines: no record on them (lines {first}-{last}, "
+                     f"{last - first + 1} lines)", _FIX_HINT, rows=last - first + 1)
+
+
+def _items(source: _Source, require: str) -> Iterator[Record | DataError | _Blank]:
     """Records and per-record errors of one source, in file order."""
     with _open_stream(source) as stream:
         if source.fmt == "json" or (source.fmt is None and _starts_a_json_array(stream)):
@@ -706,19 +758,32 @@ def _sniff_format(lines: Iterator[tuple[int, bytes]],
     """Peek at the first non-blank line: "{" means JSONL, a header naming a text column (prompt, text, or the
     one ``columns`` names) split by tabs or commas means TSV or CSV, anything else plain text lines.
 
-    Blank lines before it are not kept (both formats skip them), so a file of blank lines costs no memory."""
-    buffered = []
+    Blank lines before it are kept as runs (first, last line), given back as empty lines: a file of blank lines
+    costs no memory, and each is still reported."""
+    buffered: list[tuple[int, bytes] | range] = []
     fmt = "text"
     for n, raw in lines:
         head = raw[len(_BOM):] if n == 1 and raw.startswith(_BOM) else raw
-        head = head.lstrip()
         if isinstance(raw, OverlongLine):
             buffered.append((n, raw))  # reported as a bad line; the next line decides the format
-        elif head:
+        elif not _is_blank(head):
             buffered.append((n, raw))
-            fmt = "jsonl" if head.startswith(b"{") else _header_format(head, columns)
+            fmt = "jsonl" if head.lstrip().startswith(b"{") else _header_format(head.lstrip(), columns)
             break
-    return fmt, itertools.chain(buffered, lines)
+        elif buffered and isinstance(buffered[-1], range):
+            buffered[-1] = range(buffered[-1].start, n + 1)
+        else:
+            buffered.append(range(n, n + 1))
+    return fmt, itertools.chain(_unbuffered(buffered), lines)
+
+
+def _unbuffered(buffered: list[tuple[int, bytes] | range]) -> Iterator[tuple[int, bytes]]:
+    """The lines :func:`_sniff_format` peeked at, its runs of blank lines as empty lines."""
+    for entry in buffered:
+        if isinstance(entry, range):
+            yield from ((n, b"\n") for n in entry)
+        else:
+            yield entry
 
 
 #: What a header's other column names look like: no whitespace inside ("text, what a day" is a sentence, not a
@@ -766,11 +831,12 @@ def _strip_newline(text: str) -> str:
 
 
 def _jsonl_items(lines: Iterable[tuple[int, bytes]], source: _Source,
-                 require: str) -> Iterator[Record | DataError]:
+                 require: str) -> Iterator[Record | DataError | _Blank]:
     for n, raw in lines:
         try:
             text = _decode(raw, n)
-            if not text.strip():
+            if _is_blank(text):
+                yield _Blank(n)
                 continue
             notes: list[_Bad] = []
             record = _record_from_object(_parse_json(text), require, n, notes, source.columns)
@@ -781,14 +847,15 @@ def _jsonl_items(lines: Iterable[tuple[int, bytes]], source: _Source,
 
 
 def _text_items(lines: Iterable[tuple[int, bytes]], source: _Source,
-                require: str) -> Iterator[Record | DataError]:
+                require: str) -> Iterator[Record | DataError | _Blank]:
     if source.columns is not None:
         raise source.fatal("plain text lines have no named fields for the column options",
                            hint="Use a CSV file with a header, or JSONL records.")
     for n, raw in lines:
         try:
             text = _strip_newline(_decode(raw, n))
-            if not text.strip():
+            if _is_blank(text):
+                yield _Blank(n)
                 continue
             yield _finish(text, None, "text", None, None, require, n)
         except _Bad as bad:
@@ -1305,12 +1372,15 @@ def _csv_labels(row: list[str], cols: _CsvColumns) -> tuple[tuple[bool, ...] | N
 
 
 def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
-               require: str, delimiter: str = ",") -> Iterator[Record | DataError]:
+               require: str, delimiter: str = ",") -> Iterator[Record | DataError | _Blank]:
     """CSV (or TSV) rows as records; a record's line is the physical line its row starts on (header = 1)."""
     _set_csv_field_limit(source.max_record_bytes)
     bad: dict[int, str] = {}
     rows = _csv_rows(_CsvLines(_csv_text(lines, bad)), source, delimiter)
     header = next(rows, None)
+    while header is not None and isinstance(header[2], _Blank):  # blank lines before the header
+        yield header[2]
+        header = next(rows, None)
     if header is None:
         return
     header_start, _, header_row = header
@@ -1321,6 +1391,9 @@ def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
         raise source.fatal(f"header: {bad[line]}", line)
     cols = _csv_columns(header_row, source, require, header_start)
     for start, row_lines, row in rows:
+        if isinstance(row, _Blank):
+            yield row
+            continue
         lines_bad = [n for n in row_lines if n in bad]
         try:
             if isinstance(row, _Bad):
@@ -1338,8 +1411,9 @@ def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
 
 
 def _csv_rows(lines: _CsvLines, source: _Source,
-              delimiter: str) -> Iterator[tuple[int, list[int], list[str] | _Bad]]:
-    """Non-blank rows: the line each starts on, its lines, and its cells, or a _Bad for a row csv cannot read
+              delimiter: str) -> Iterator[tuple[int, list[int], list[str] | _Bad | _Blank]]:
+    """Rows: the line each starts on, its lines, and its cells, a _Blank for a blank line (a row of empty cells,
+    such as ",", is a row: its text is empty), or a _Bad for a row csv cannot read
     (an unclosed quote, a quoted cell followed by more than a delimiter, a stray carriage return, a field over
     the record limit): that row is dropped and reading resumes on the line after its first.
 
@@ -1361,7 +1435,9 @@ def _csv_rows(lines: _CsvLines, source: _Source,
             yield numbers[0], numbers[:1], row
             lines.resume_after_first()
             reader = csv.reader(lines, delimiter=delimiter, strict=True)
-        elif any(cell.strip() for cell in row):
+        elif len(lines.taken) == 1 and _is_blank(lines.taken[0][1]):
+            yield numbers[0], numbers, _Blank(numbers[0])
+        else:
             yield numbers[0], numbers, row
 
 

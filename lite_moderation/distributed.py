@@ -424,7 +424,9 @@ def _score_file_task(payload: ModelPayload, input_path: str, output_path: str, f
         if on_error == "fail":
             raise
         return FileSummary(input_path, None, error=exc)
-    reasons = Counter(_reason(e) for e in summary.errors)
+    reasons: Counter[str] = Counter()
+    for error in summary.errors:  # a run of blank lines is one report of several rows
+        reasons[_reason(error)] += error.rows
     return FileSummary(input_path, output_path, summary.rows_in, summary.scored, summary.flagged,
                        summary.rejected, dict(reasons), summary.errors[:MAX_EXAMPLES])
 

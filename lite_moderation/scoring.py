@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .data import DEFAULT_MAX_RECORD_BYTES, Columns, DataError, DataWarning, Record, read_records
+from .data import DEFAULT_MAX_RECORD_BYTES, Columns, DataError, DataWarning, Record, read_records, skipped_rows
 from .explain import table_reasons
 from .labels import label_set_of
 from .texts import message_mask
@@ -46,7 +46,7 @@ class ScoreSummary:
 
     @property
     def rejected(self) -> int:
-        return len(self.errors)
+        return skipped_rows(self.errors)
 
     @property
     def rows_in(self) -> int:

@@ -117,7 +117,7 @@ def test_score_file_skips_and_reports_bad_lines_one_row_per_good_line(runner, ti
 
 def test_score_file_fail_mode_stops_with_line_number_and_writes_nothing(runner, tiny_model_dir, tmp_path):
     path = tmp_path / "in.jsonl"
-    path.write_text('{"prompt": "q", "response": "r"}\n\n{"prompt": 3, "response": "r"}\n')
+    path.write_text('{"prompt": "q", "response": "r"}\n{"text": "t"}\n{"prompt": 3, "response": "r"}\n')
     out = tmp_path / "out.jsonl"
     result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "--input", str(path),
                                   "--output", str(out), "--on-error", "fail"])

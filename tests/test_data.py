@@ -130,13 +130,13 @@ def test_bom_is_tolerated(tmp_path):
 
 def test_jsonl_line_not_json_reports_right_line(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [record(), "", '{"prompt": "x",', record()])
-    err = one_error(path)
-    assert (err.line, err.field) == (3, None)
-    assert err.message.startswith("not valid JSON: ")
-    assert str(err).startswith(f"{path}:3: not valid JSON")
+    assert (one_error(path).line, one_error(path).message) == (2, "blank line: no record on it")
     errors: list[DataError] = []
     assert [r.line for r in read_records(path, on_error="skip", errors=errors)] == [1, 4]
-    assert len(errors) == 1
+    err = errors[1]
+    assert (len(errors), err.line, err.field) == (2, 3, None)
+    assert err.message.startswith("not valid JSON: ")
+    assert str(err).startswith(f"{path}:3: not valid JSON")
 
 
 def test_json_not_an_object(tmp_path):
@@ -196,7 +196,7 @@ def test_skip_mode_accounts_for_every_record(tmp_path):
     errors: list[DataError] = []
     records = list(read_records(write_jsonl(tmp_path / "d.jsonl", rows), on_error="skip", errors=errors))
     assert [r.line for r in records] == [1, 5]
-    assert [e.line for e in errors] == [2, 3, 4]
+    assert [e.line for e in errors] == [2, 3, 4, 6]
 
 
 def test_bad_options(tmp_path):
@@ -345,19 +345,21 @@ def test_truncated_gzip_is_a_file_error(tmp_path):
 def test_text_file(tmp_path):
     path = tmp_path / "d.txt"
     path.write_bytes(b"first text\r\n\n  second text  \nthird")
-    records = list(read_records(path))
+    errors: list[DataError] = []
+    records = list(read_records(path, on_error="skip", errors=errors))
     assert [(r.line, r.pair) for r in records] == [(1, "first text"), (3, "  second text  "), (4, "third")]
+    assert [(e.line, e.message) for e in errors] == [(2, "blank line: no record on it")]
     assert all(r.response is None and r.categories is None and r.is_safe is None for r in records)
 
 
 def test_auto_detection_unknown_suffix(tmp_path):
     jsonl = write_jsonl(tmp_path / "d.data", ["", record()])
-    [rec] = read_records(jsonl)
+    [rec] = read_records(jsonl, on_error="skip", errors=[])
     assert rec.line == 2 and rec.is_safe is True
     text = tmp_path / "t.data"
     text.write_text("\n[not json]\n")
-    assert [r.pair for r in read_records(text)] == ["[not json]"]
-    assert [r.pair for r in read_records(jsonl, fmt="text")] == [json.dumps(record())]
+    assert [r.pair for r in read_records(text, on_error="skip", errors=[])] == ["[not json]"]
+    assert [r.pair for r in read_records(jsonl, fmt="text", on_error="skip", errors=[])] == [json.dumps(record())]
 
 
 @pytest.mark.parametrize("compress", [False, True])

@@ -101,6 +101,39 @@ def test_a_carriage_return_inside_an_unquoted_cell_is_one_bad_row(tmp_path):
     assert errors == [(3, "not valid CSV: a carriage return (CR) inside an unquoted cell")]
 
 
+@pytest.mark.parametrize("name, content, scored, reported", [
+    ("in.txt", "hello\n\n   \n\t\nworld\n", [1, 5], ["2: blank lines: no record on them (lines 2-4, 3 lines)"]),
+    ("in.jsonl", '{"text": "hello"}\n\n{"text": "world"}\n \n', [1, 3], ["2: blank line", "4: blank line"]),
+    ("in.csv", "id,text\n1,\n3,hello\n,\n\n", [3], ["2: field 'text': text is empty",
+                                                     "4: field 'text': text is empty", "5: blank line"]),
+], ids=["text", "jsonl", "csv"])
+def test_blank_lines_and_empty_rows_are_reported_with_their_line_in_every_format(runner, tiny_model_dir, tmp_path,
+                                                                                name, content, scored, reported):
+    """Whitespace lines in text input and "," rows in CSV were neither scored nor reported (a user's exploratory
+    round); every line is a row, but the newline that ends the file starts none."""
+    path = tmp_path / name
+    path.write_text(content)
+    result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(path), "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert [row["line"] for row in map(json.loads, result.stdout.splitlines())] == scored
+    skipped = [line.removeprefix(f"skipped: {path}:") for line in result.stderr.splitlines()
+               if line.startswith("skipped: ")]
+    assert [line[:len(want)] for line, want in zip(skipped, reported)] == reported and len(skipped) == len(reported)
+    rows_in = content.count("\n") - (name == "in.csv")
+    assert f"rows in: {rows_in}, scored: {len(scored)}, skipped: {rows_in - len(scored)}," in result.stderr
+
+
+def test_a_file_of_blank_lines_has_no_records_and_a_blank_line_fails_a_training_run_at_its_line(runner, tmp_path):
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text("\n \n\n")
+    with pytest.raises(lm.DataError, match="file has no records. Apart from 3 blank lines, it holds none"):
+        _texts(blank)
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"prompt": "hi", "response": "hello", "is_safe": true}\n\n')
+    result = runner.invoke(main, ["cv", "--data", str(data), "--folds", "2", "-q"])
+    assert result.exit_code == 2 and f"{data}:2: blank line: no record on it" in result.stderr
+
+
 @pytest.mark.parametrize("suffix", ["csv", "txt", "jsonl"])
 def test_a_utf16_file_is_named_as_such(tmp_path, suffix):
     path = tmp_path / f"in.{suffix}"
