@@ -65,7 +65,13 @@ _CATEGORIES_HINT = "This step needs the 14 harm categories: add a full 'category
 _CSV_COLUMNS_HINT = (
     "The first row must be a header: prompt,response[,is_safe][,category or the 14 category key columns]."
 )
-_CSV_BOOLS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+#: The one rule of a label flag (is_safe, a category, a boolean label column) in every format: JSON true/false, the
+#: numbers 1/0, or one of these words in any case, as a CSV cell or a JSON string (1.0/0.0: pandas writes a label
+#: column with gaps as floats); null or an empty cell is no value. Why one rule: a pandas int column written as
+#: JSONL (1/0) was refused where the same CSV was read.
+_FLAG_WORDS = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False, "yes": True,
+               "no": False}
+_FLAG_RULE = "true/false (or 1/0, yes/no)"
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
                    ".txt": "text"}
 _COMPRESSIONS = {".gz": "gzip", ".xz": "xz"}
@@ -318,13 +324,35 @@ def _class_value(value: Any, field: str, present: bool) -> str:
 
 
 def _bool_value(value: Any, field: str, present: bool) -> bool:
-    if not present or value is None:
+    flag = _label_flag(value, field) if present else None
+    if flag is None:
         raise _Bad(field, "missing", "Every training row needs a value (true/false) in each label column.")
-    if isinstance(value, bool):
+    return flag
+
+
+def _label_flag(value: Any, field: str, key: str | None = None) -> bool | None:
+    """A label flag read by the one rule (:data:`_FLAG_WORDS`), in every format; None when it has no value.
+
+    ``key`` names a flag inside ``field`` (a category of the category object), for the error."""
+    if value is None or isinstance(value, bool):
         return value
-    if isinstance(value, int) and value in (0, 1):
+    if isinstance(value, (int, float)) and value in (0, 1):
         return bool(value)
-    raise _Bad(field, f"expected true/false (or 1/0), got {json_type(value)}")
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if not word or word in _FLAG_WORDS:
+            return _FLAG_WORDS.get(word)
+    where = f"key '{key}': " if key is not None else ""
+    raise _Bad(field, f"{where}expected {_FLAG_RULE}, got {_describe_value(value)}")
+
+
+def _describe_value(value: Any) -> str:
+    """A short label value as it is, else its type (a long string may be harmful text: only its length)."""
+    if isinstance(value, str):
+        return _describe_cell(value)
+    if isinstance(value, (int, float)) and len(repr(value)) <= 12:
+        return f"the number {value!r}"
+    return json_type(value)
 
 
 @dataclass(frozen=True)
@@ -1021,10 +1049,11 @@ def _categories(value: Any) -> tuple[bool, ...]:
         problems.append(f"missing key{'s' * (len(missing) > 1)} {_name_keys(missing)}")
     if problems:
         raise _Bad("category", "; ".join(problems), _KEYS_HINT)
-    for key in CATEGORIES:
-        if not isinstance(value[key], bool):
-            raise _Bad("category", f"key '{key}': expected true/false, got {json_type(value[key])}")
-    return tuple(value[key] for key in CATEGORIES)
+    flags = tuple(_label_flag(value[key], "category", key) for key in CATEGORIES)
+    empty = next((key for key, flag in zip(CATEGORIES, flags) if flag is None), None)
+    if empty is not None:
+        raise _Bad("category", f"key '{empty}': no value (null or empty): give every category {_FLAG_RULE}")
+    return flags
 
 
 def _record_from_object(obj: Any, require: str, line: int, notes: list[_Bad] | None = None,
@@ -1098,10 +1127,7 @@ def _object_labels(obj: dict) -> tuple[tuple[bool, ...] | None, bool | None]:
     """(categories, is_safe) of a JSON record, each None when absent."""
     raw_categories = obj.get("category")
     categories = None if raw_categories is None else _categories(raw_categories)
-    is_safe = obj.get("is_safe")
-    if is_safe is not None and not isinstance(is_safe, bool):
-        raise _Bad("is_safe", f"expected true/false, got {json_type(is_safe)}")
-    return categories, is_safe
+    return categories, _label_flag(obj.get("is_safe"), "is_safe")
 
 
 def _note_label_problems(read_labels: Any, notes: list[_Bad] | None) -> None:
@@ -1300,15 +1326,6 @@ def _describe_cell(cell: str) -> str:
     return repr(value) if len(value) <= 12 else f"{len(value)} characters of text"
 
 
-def _csv_bool(cell: str, field: str) -> bool | None:
-    value = cell.strip().lower()
-    if not value:
-        return None
-    if value not in _CSV_BOOLS:
-        raise _Bad(field, f"expected true/false (or 1/0, yes/no), got {_describe_cell(cell)}")
-    return _CSV_BOOLS[value]
-
-
 def _csv_categories(row: list[str], cols: _CsvColumns) -> tuple[bool, ...] | None:
     """Categories from a JSON `category` cell or from 14 columns; all-empty means absent."""
     if cols.category_json is not None:
@@ -1323,7 +1340,7 @@ def _csv_categories(row: list[str], cols: _CsvColumns) -> tuple[bool, ...] | Non
             raise _Bad("category", f"not valid JSON: {exc}") from None
     if cols.category_cols is None:
         return None
-    flags = [_csv_bool(row[i], key) for i, key in zip(cols.category_cols, CATEGORIES)]
+    flags = [_label_flag(row[i], key) for i, key in zip(cols.category_cols, CATEGORIES)]
     if all(flag is None for flag in flags):
         return None
     empty = next((key for key, flag in zip(CATEGORIES, flags) if flag is None), None)
@@ -1359,7 +1376,7 @@ def _csv_target_value(row: list[str], cols: _CsvColumns) -> str | tuple[bool, ..
         return _class_value(row[cols.target[0]], cols.target_names[0], True)
     flags = []
     for i, name in zip(cols.target, cols.target_names):
-        flag = _csv_bool(row[i], name)
+        flag = _label_flag(row[i], name)
         if flag is None:
             raise _Bad(name, "missing", "Every training row needs a value (true/false) in each label column.")
         flags.append(flag)
@@ -1367,7 +1384,7 @@ def _csv_target_value(row: list[str], cols: _CsvColumns) -> str | tuple[bool, ..
 
 
 def _csv_labels(row: list[str], cols: _CsvColumns) -> tuple[tuple[bool, ...] | None, bool | None]:
-    is_safe = None if cols.is_safe is None else _csv_bool(row[cols.is_safe], "is_safe")
+    is_safe = None if cols.is_safe is None else _label_flag(row[cols.is_safe], "is_safe")
     return _csv_categories(row, cols), is_safe
 
 

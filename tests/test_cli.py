@@ -257,7 +257,7 @@ def test_train_fails_cleanly_on_unlabelled_data(runner, tmp_path):
          ("jsonl:1:", "category")),
         ('{"prompt": "q", "response": "r", "category": {"not_a_category": true}, "is_safe": false}\n',
          ("jsonl:1:", "not_a_category")),
-        ('{"prompt": "q", "response": "r", "is_safe": "yes"}\n', ("jsonl:1:", "is_safe")),
+        ('{"prompt": "q", "response": "r", "is_safe": "maybe"}\n', ("jsonl:1:", "is_safe")),
     ],
     ids=["empty-file", "category-missing-key", "category-unknown-key", "is-safe-not-boolean"],
 )

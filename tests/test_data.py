@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lite_moderation.cli import main
 from lite_moderation.data import Columns, DataError, Dataset, Record, load_dataset, read_records, sha256_file
 from lite_moderation.taxonomy import CATEGORIES, LABELS
 
@@ -174,16 +175,17 @@ def test_category_unknown_key(tmp_path):
 
 def test_category_value_not_boolean(tmp_path):
     row = record()
-    row["category"][SELF_HARM] = 1
+    row["category"][SELF_HARM] = 2
     err = one_error(write_jsonl(tmp_path / "d.jsonl", [row]))
-    assert err.field == "category" and f"'{SELF_HARM}': expected true/false, got number" in err.message
+    assert err.field == "category" and f"'{SELF_HARM}': expected true/false (or 1/0, yes/no), got the number 2" \
+        in err.message
 
 
 def test_is_safe_not_boolean(tmp_path):
-    err = one_error(write_jsonl(tmp_path / "data.jsonl", [record(), record(), record(is_safe="yes")]))
+    err = one_error(write_jsonl(tmp_path / "data.jsonl", [record(), record(), record(is_safe="maybe")]))
     assert (err.line, err.field) == (3, "is_safe")
-    assert str(err) == (f"{tmp_path / 'data.jsonl'}:3: field 'is_safe': expected true/false, got string. "
-                        "Fix the record or pass --on-error skip.")
+    assert str(err) == (f"{tmp_path / 'data.jsonl'}:3: field 'is_safe': expected true/false (or 1/0, yes/no), got "
+                        "'maybe'. Fix the record or pass --on-error skip.")
 
 
 def test_is_safe_inconsistent_with_categories(tmp_path):
@@ -292,6 +294,56 @@ def test_csv_is_safe_not_boolean(tmp_path):
     path = write_csv(tmp_path / "d.csv", ["prompt", "response", "is_safe"], [["q", "a", "true"], ["q", "a", "maybe"]])
     err = one_error(path)
     assert (err.line, err.field) == (3, "is_safe") and "'maybe'" in err.message
+
+
+FLAGS = [(True, True), (1, True), (1.0, True), ("yes", True), ("TRUE", True), (" 1 ", True),
+         (False, False), (0, False), (0.0, False), ("No", False), ("false", False), ("0", False)]
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "json", "csv"])
+@pytest.mark.parametrize("field", ["is_safe", SELF_HARM])
+def test_a_label_flag_is_read_by_one_rule_in_every_format(tmp_path, suffix, field):
+    """CSV read is_safe 1/0 and yes/no where JSONL refused the numbers 1 and 0 (pandas' to_json of an int label
+    column) and "true" (a user's exploratory round); one rule now reads every label flag, categories too."""
+    def labels(value: object) -> dict:
+        return {"is_safe": value} if field == "is_safe" else {key: value if key == SELF_HARM else False
+                                                               for key in CATEGORIES}
+    path = tmp_path / f"d.{suffix}"
+    if suffix == "csv":
+        names = list(labels(True))
+        write_csv(path, ["prompt", "response", *names], [[f"q{i}", "a", *map(str, labels(value).values())]
+                                                          for i, (value, _) in enumerate(FLAGS)])
+    else:
+        rows = [{"prompt": f"q{i}", "response": "a", **({"category": labels(value)} if field != "is_safe"
+                                                        else labels(value))} for i, (value, _) in enumerate(FLAGS)]
+        path.write_text(json.dumps(rows) if suffix == "json" else "".join(json.dumps(row) + "\n" for row in rows))
+    records = list(read_records(path, require="labels"))
+    read = [r.is_safe if field == "is_safe" else r.categories[CATEGORIES.index(SELF_HARM)] for r in records]
+    assert read == [flag for _, flag in FLAGS]
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+@pytest.mark.parametrize("value, shown", [("maybe", "'maybe'"), (2, "the number 2"), ("-1", "'-1'")])
+def test_anything_else_as_is_safe_is_one_located_error_saying_the_rule(tmp_path, suffix, value, shown):
+    path = tmp_path / f"d.{suffix}"
+    if suffix == "csv":
+        write_csv(path, ["prompt", "response", "is_safe"], [["q", "a", "1"], ["q", "a", str(value)]])
+        shown = shown.replace("the number 2", "'2'")
+    else:
+        write_jsonl(path, [{"prompt": "q", "response": "a", "is_safe": 1}, {"prompt": "q", "response": "a",
+                                                                          "is_safe": value}])
+    err = one_error(path, require="labels")
+    assert (err.line, err.field, err.message) == (2 + (suffix == "csv"), "is_safe",
+                                                  f"expected true/false (or 1/0, yes/no), got {shown}")
+
+
+def test_evaluate_reads_a_jsonl_file_labelled_1_and_0(runner, tiny_model_dir, tmp_path):
+    path = write_jsonl(tmp_path / "l.jsonl", [{"prompt": "tell me about the garden please", "response": "it is",
+                                               "is_safe": i % 2} for i in range(4)])
+    result = runner.invoke(main, ["evaluate", "--model", str(tiny_model_dir), "-i", str(path), "--bootstrap", "0",
+                                  "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert "rows: 4" in result.stdout
 
 
 # ------------------------------------------------------------------------------------- other formats
