@@ -32,6 +32,7 @@ from .guards import Terminated, check_outputs, signals_as_exceptions, silence_st
 from .hub import DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS, REVISION, SPLITS, DownloadError, download
 from .labels import label_set_of
 from .output import (
+    EXPLAIN_SUFFIX_FORMATS,
     FORMATS,
     OutputError,
     RowWriter,
@@ -618,7 +619,6 @@ def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path |
 # ------------------------------------------------------------------------------------------------ explain
 
 EXPLAIN_FORMATS = ("text", "jsonl", "json", "html")
-_EXPLAIN_SUFFIXES = {".html": "html", ".htm": "html", ".txt": "text", ".jsonl": "jsonl", ".json": "json"}
 
 
 @main.command("explain")
@@ -629,7 +629,8 @@ _EXPLAIN_SUFFIXES = {".html": "html", ".htm": "html", ".txt": "text", ".jsonl": 
 @click.option("--input-format", type=click.Choice(list(INPUT_FORMATS)), default="auto",
               show_default=True, help="Format of --input (auto: from the suffix, or sniffed for stdin).")
 @click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
-              help="Write to this file (atomically) instead of stdout; .html, .jsonl, .json or .txt sets the format.")
+              help="Write to this file (atomically) instead of stdout; .html, .jsonl, .json or .txt sets the format, "
+                   "and .gz or .xz after it compresses it (report.html.gz).")
 @click.option("--format", "fmt", type=click.Choice(EXPLAIN_FORMATS), default=None,
               help="text (marked input and terms; coloured on a terminal), jsonl, json, or html (a self-contained "
                    "report) [default: from --output's suffix, else text on a terminal, jsonl otherwise].")
@@ -679,13 +680,9 @@ def explain_command(texts: tuple[str, ...], prompt: str | None, response: str | 
 
 
 def _explain_format(output_path: Path | None, fmt: str | None) -> str:
-    suffix_fmt = None
-    if output_path is not None and str(output_path) != "-":
-        suffix_fmt = _EXPLAIN_SUFFIXES.get(output_path.suffix.lower())
-    if fmt and suffix_fmt and fmt != suffix_fmt:
-        raise InputError(f"{output_path}: the suffix says {suffix_fmt} but --format is {fmt}; drop --format or "
-                         "rename the output")
-    return fmt or suffix_fmt or ("text" if output_path is None and sys.stdout.isatty() else "jsonl")
+    """The suffix under any compression suffix decides, as for score (report.html.gz: gzipped HTML)."""
+    default = "text" if output_path is None and sys.stdout.isatty() else "jsonl"
+    return output_format(output_path, fmt, default, EXPLAIN_SUFFIX_FORMATS)
 
 
 def _write_explanations(explained: Iterator[tuple[dict, Any, int | None]], output_path: Path | None, fmt: str,

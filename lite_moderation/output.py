@@ -39,29 +39,36 @@ class OutputError(ValueError):
 
 #: Score output formats by file suffix (before any compression suffix).
 SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".txt": "table"}
+#: Explain output formats by file suffix (before any compression suffix: report.html.gz is gzipped HTML).
+EXPLAIN_SUFFIX_FORMATS = {".html": "html", ".htm": "html", ".txt": "text", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                          ".json": "json"}
 #: Compression by the last suffix.
 COMPRESSIONS = {".gz": "gzip", ".xz": "xz"}
 _TEMP_SUFFIX = ".tmp"
 
 
-def split_suffix(path: str | os.PathLike) -> tuple[str | None, str | None]:
-    """(format, compression) that the name of ``path`` says, each None when it says nothing."""
+def split_suffix(path: str | os.PathLike,
+                 formats: dict[str, str] = SUFFIX_FORMATS) -> tuple[str | None, str | None]:
+    """(format, compression) that the name of ``path`` says, each None when it says nothing: the format by the
+    suffix under any compression suffix (``formats``: score's, or another command's)."""
     name = Path(path).name.lower()
     compression = next((c for s, c in COMPRESSIONS.items() if name.endswith(s)), None)
     if compression:
         name = name.rsplit(".", 1)[0]
-    fmt = next((f for s, f in SUFFIX_FORMATS.items() if name.endswith(s)), None)
+    fmt = next((f for s, f in formats.items() if name.endswith(s)), None)
     return fmt, compression
 
 
-def output_format(path: str | os.PathLike | None, fmt: str | None, default: str) -> str:
-    """The score format for ``path``: its suffix decides; a different explicit ``fmt`` is refused."""
-    suffix_fmt = None if path is None or str(path) == "-" else split_suffix(path)[0]
+def output_format(path: str | os.PathLike | None, fmt: str | None, default: str,
+                  formats: dict[str, str] = SUFFIX_FORMATS) -> str:
+    """The output format for ``path``: its suffix decides (``formats``: score's or explain's), under any
+    compression suffix; a different explicit ``fmt`` is refused, and so is a suffix no format has."""
+    suffix_fmt = None if path is None or str(path) == "-" else split_suffix(path, formats)[0]
     if suffix_fmt is None and fmt is None and path is not None and str(path) != "-":
         name = Path(path).name.lower()
         suffix = Path(name.rsplit(".", 1)[0] if split_suffix(path)[1] else name).suffix
         if suffix:  # out.parquet must not silently become JSONL
-            known = ", ".join(sorted(SUFFIX_FORMATS))
+            known = ", ".join(sorted(formats))
             raise OutputError(f"{path}: unknown output suffix {suffix!r}: name the file {known} (optionally .gz or "
                               f".xz), or give --format")
     if fmt and suffix_fmt and fmt != suffix_fmt:

@@ -259,6 +259,27 @@ def test_cli_explain_html_report_is_self_contained_and_written_atomically(runner
     assert clash.exit_code == 2 and "suffix says html" in clash.stderr
 
 
+@pytest.mark.parametrize("name, opener, starts", [
+    ("r.html.gz", "gzip", "<!DOCTYPE html>"), ("r.json.xz", "lzma", "[\n  {"), ("r.txt.gz", "gzip", "line 1  "),
+    ("r.ndjson.xz", "lzma", '{"line": 1, '),
+])
+def test_cli_explain_output_format_follows_the_suffix_under_a_compression_suffix(runner, tiny_model_dir, tmp_path,
+                                                                                name, opener, starts):
+    """-o r.html.gz wrote gzipped JSONL: the compression suffix hid the format's (a user's exploratory round)."""
+    import gzip
+    import lzma
+
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"text": "hello there"}) + "\n")
+    out = tmp_path / name
+    result = runner.invoke(main, ["explain", "--model", str(tiny_model_dir), "-i", str(data), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert {"gzip": gzip, "lzma": lzma}[opener].open(out, "rt").read().startswith(starts)
+    unknown = runner.invoke(main, ["explain", "--model", str(tiny_model_dir), "-i", str(data), "-o",
+                                   str(tmp_path / "r.pdf.gz")])
+    assert unknown.exit_code == 2 and "unknown output suffix '.pdf'" in unknown.stderr
+
+
 def test_cli_explain_refuses_bad_usage(runner):
     assert runner.invoke(main, ["explain"]).exit_code == 2
     bad = runner.invoke(main, ["explain", "--label", "nope", "some text"])
