@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .output import OutputError, check_output_file
+from .output import OutputError, check_output_file, same_path
 from .persistence import check_model_target, resolve_model_path
 
 __all__ = ["Terminated", "check_outputs", "signals_as_exceptions", "silence_stdout"]
@@ -26,6 +26,7 @@ def check_outputs(command: Callable) -> Callable:
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
+        _refuse_shared_outputs(kwargs)
         inputs = _input_paths(kwargs)
         if kwargs.get("output_dir") is not None:
             target = check_model_target(kwargs["output_dir"], kwargs.get("overwrite", False))
@@ -40,6 +41,42 @@ def check_outputs(command: Callable) -> Callable:
         return command(**kwargs)
 
     return wrapper
+
+
+#: The options naming an output file (``<name>_path``); "-" is stdout.
+_FILE_OUTPUTS = ("output", "json", "predictions", "plot")
+
+
+def _refuse_shared_outputs(kwargs: dict) -> None:
+    """Two outputs of one command on one file, or both on stdout, would leave only the one written last or mix
+    them in one stream (``evaluate --json x --predictions x`` kept the metrics alone, silently)."""
+    given = [(f"--{name}", kwargs[f"{name}_path"]) for name in _FILE_OUTPUTS if kwargs.get(f"{name}_path") is not None
+             and not (name == "output" and kwargs.get("engine") == "dask")]  # dask's --output is a directory
+    files = [(option, Path(path)) for option, path in given if str(path) != "-"]
+    for i, (option, path) in enumerate(files):
+        for other, other_path in files[:i]:
+            if same_path(path, other_path):
+                raise OutputError(f"{option} {path}: is also given as {other}; give each output a file of its own")
+    on_stdout = [f"{option} -" for option, path in given if str(path) == "-"]
+    if "json_path" in kwargs and str(kwargs["json_path"]) != "-":
+        on_stdout.append("the metrics table")  # evaluate and cv print the metrics unless --json - does
+    if len(on_stdout) > 1:
+        raise OutputError(f"{' and '.join(on_stdout)} would {'both' if len(on_stdout) == 2 else 'all'} write to "
+                          "stdout, one after the other in one stream; give each output but one a file of its own")
+    if on_stdout:
+        _refuse_stdout_as(files, on_stdout[0])
+
+
+def _refuse_stdout_as(files: list[tuple[str, Path]], what: str) -> None:
+    """``evaluate --json m.json > m.json``: the table printed to stdout would go to the file --json replaces."""
+    try:
+        out = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (captured, closed)
+        return
+    for option, path in files:
+        if path.exists() and os.path.samestat(out, os.stat(path)):
+            raise OutputError(f"stdout is the file given as {option} {path}, so {what} written there would be lost "
+                              f"when {option} replaces it; redirect stdout elsewhere")
 
 
 def _input_paths(kwargs: dict) -> dict[str, list]:

@@ -218,6 +218,32 @@ def test_train_then_evaluate_writes_exact_metrics_shape(runner, tiny_data, tiny_
     assert "0 of" in result.stderr and "WARNING" not in result.stderr
 
 
+@pytest.mark.parametrize("command", ["evaluate", "cv"])
+@pytest.mark.parametrize("outputs, message", [
+    (["--json", "{d}/x.json", "--predictions", "{d}/./x.json"], "--predictions {d}/x.json: is also given as --json"),
+    (["--json", "-", "--predictions", "-"], "--json - and --predictions - would both write to stdout"),
+    (["--predictions", "-"], "--predictions - and the metrics table would both write to stdout"),
+], ids=["one file", "both on stdout", "predictions beside the table"])
+def test_two_outputs_on_one_path_are_refused_before_any_work(runner, tmp_path, command, outputs, message):
+    """evaluate --json x --predictions x kept the metrics alone, the predictions silently lost (a user's round)."""
+    d = str(tmp_path)
+    result = runner.invoke(main, [command, "--data", str(tmp_path / "not-read-yet.jsonl"), "-q",
+                                  *(o.format(d=d) for o in outputs)])
+    _assert_clean_failure(result, message.format(d=d), "give each output")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stdout_redirected_to_an_output_file_is_refused(tiny_model_dir, tiny_eval_data, tmp_path):
+    """evaluate --json m.json > m.json: the table printed to stdout would go to the file --json then replaces."""
+    out = tmp_path / "m.json"
+    with open(out, "w") as stdout:
+        proc = subprocess.run([sys.executable, "-m", "lite_moderation", "evaluate", "--model", str(tiny_model_dir),
+                               "--data", str(tiny_eval_data), "--json", str(out), "--bootstrap", "0", "-q"],
+                              stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert f"stdout is the file given as --json {out}" in proc.stderr and out.read_text() == ""
+
+
 def test_evaluate_warns_loudly_when_prompts_were_seen_in_training(runner, tiny_model_dir, tiny_data):
     result = runner.invoke(main, ["evaluate", "--model", str(tiny_model_dir), "--data", str(tiny_data)])
     assert result.exit_code == 0, result.output
