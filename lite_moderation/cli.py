@@ -38,6 +38,7 @@ from .output import (
     RowWriter,
     atomic_text_writer,
     format_detail,
+    keyed_row,
     output_format,
     write_json,
     write_predictions,
@@ -645,12 +646,13 @@ EXPLAIN_FORMATS = ("text", "jsonl", "json", "html")
 @max_record_option
 @model_option
 @quiet_option
+@functools.partial(column_options, fields=("id",))
 @_friendly_errors
 @check_outputs
 def explain_command(texts: tuple[str, ...], prompt: str | None, response: str | None, input_path: str | None,
                     input_format: str, output_path: Path | None, fmt: str | None, top: int | None,
                     labels: tuple[str, ...], threshold: float | str | None, on_error: str, max_record_bytes: int,
-                    model_path: Path | None, quiet: bool) -> None:
+                    model_path: Path | None, quiet: bool, columns: Columns) -> None:
     """Explain the verdicts on TEXTS, a --prompt/--response pair, or every record of --input, exactly: each
     label's logit as its intercept plus one contribution (weight x tf-idf) per n-gram, with where it occurs.
     """
@@ -660,6 +662,8 @@ def explain_command(texts: tuple[str, ...], prompt: str | None, response: str | 
     sources = sum([bool(texts), prompt is not None or response is not None, input_path is not None])
     if sources != 1:
         raise click.UsageError("give exactly one of: TEXTS, --prompt/--response, or --input FILE")
+    if not columns.is_standard and input_path is None:
+        raise click.UsageError("--id-column names a field of --input records")
     fmt = _explain_format(output_path, fmt)
     explainer = Explainer.load(model_path)
     asked = resolve_labels(labels, explainer.label_set_) if labels else None
@@ -667,12 +671,12 @@ def explain_command(texts: tuple[str, ...], prompt: str | None, response: str | 
     errors: list[DataError] = []
     if input_path is not None:
         records = read_records(input_path, on_error=on_error, errors=errors, fmt=input_format, require="text",
-                               max_record_bytes=max_record_bytes)
-        rows = ((record.pair, record.line) for record in records)
+                               max_record_bytes=max_record_bytes, columns=columns)
+        rows = ((record.pair, record.line, record.id) for record in records)
     else:
-        rows = ((item, None) for item in _items_from_arguments(texts, prompt, response))
-    explained = ((explainer.explain([item], labels=asked, top=top, threshold=threshold)[0], item, line)
-                 for item, line in rows)
+        rows = ((item, None, None) for item in _items_from_arguments(texts, prompt, response))
+    explained = ((explainer.explain([item], labels=asked, top=top, threshold=threshold)[0], item, line, id)
+                 for item, line, id in rows)
     count = _write_explanations(explained, output_path, fmt, top, model_path)
     _report_skipped(errors)
     if input_path is not None and not quiet:
@@ -685,9 +689,16 @@ def _explain_format(output_path: Path | None, fmt: str | None) -> str:
     return output_format(output_path, fmt, default, EXPLAIN_SUFFIX_FORMATS)
 
 
-def _write_explanations(explained: Iterator[tuple[dict, Any, int | None]], output_path: Path | None, fmt: str,
-                        top: int | None, model_path: Path | None) -> int:
-    """Write every explanation in ``fmt``; the number written."""
+def _explanation_title(line: int | None, id: str | int | None, count: int) -> str:
+    """A text or html report's heading of one row: its input line (or place) and its id, if it has one."""
+    where = f"line {line}" if line is not None else f"#{count}"
+    return where if id is None else f"{where}, id {printable(str(id))[:60]}"
+
+
+def _write_explanations(explained: Iterator[tuple[dict, Any, int | None, str | int | None]],
+                        output_path: Path | None, fmt: str, top: int | None, model_path: Path | None) -> int:
+    """Write every explanation in ``fmt``, each with its input's line and id as score's rows carry them; the number
+    written."""
     from .explain import item_pair
     from .highlight import html_report, text_report
 
@@ -696,23 +707,23 @@ def _write_explanations(explained: Iterator[tuple[dict, Any, int | None]], outpu
         if fmt == "html":
             def rows():
                 nonlocal count
-                for explanation, item, line in explained:
+                for explanation, item, line, id in explained:
                     count += 1
-                    yield explanation, item_pair(item), f"line {line}" if line is not None else f"#{count}"
+                    yield explanation, item_pair(item), _explanation_title(line, id, count)
 
             name = str(model_path or "default")
             stream.write(html_report(rows(), f"lite-moderation explanations ({name})", name,
                                      top=10 if top is None else top))
             return count
         color = fmt == "text" and str(output_path or "-") == "-" and sys.stdout.isatty()
-        for explanation, item, line in explained:
+        for explanation, item, line, id in explained:
             count += 1
             if fmt == "text":
-                title = f"line {line}" if line is not None else f"#{count}"
+                title = _explanation_title(line, id, count)
                 stream.write(("\n" if count > 1 else "")
                              + text_report(explanation, item_pair(item), title, color, top=10 if top is None else top))
             else:
-                row = {"line": line, **explanation} if line is not None else explanation
+                row = keyed_row(explanation, line, id)
                 separator = ("[\n  " if count == 1 else ",\n  ") if fmt == "json" else ""
                 stream.write(separator + json.dumps(row) + ("" if fmt == "json" else "\n"))
         if fmt == "json":

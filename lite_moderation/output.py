@@ -27,8 +27,8 @@ from .labels import LabelSet
 from .taxonomy import BEAVERTAILS, short_name
 from .terminal import printable
 
-__all__ = ["FORMATS", "OutputError", "RowWriter", "atomic_text_writer", "check_output_file", "output_format",
-           "write_bytes", "write_json", "write_predictions"]
+__all__ = ["FORMATS", "OutputError", "RowWriter", "atomic_text_writer", "check_output_file", "keyed_row",
+           "output_format", "write_bytes", "write_json", "write_predictions"]
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -320,9 +320,7 @@ class RowWriter:
 
     def write(self, result: dict, line: int | None = None, item: object = None, id: str | int | None = None) -> None:
         """One row; ``item`` (the scored text or pair) lets the table give a flagged row's reasons."""
-        row = {"line": line, **result} if line is not None else result
-        if id is not None:  # the input's id, right after the line, so rows join back to the input
-            row = {"line": line, "id": id, **result} if line is not None else {"id": id, **result}
+        row = keyed_row(result, line, id)
         if self.reasons is not None and item is not None and result["flagged"]:
             row = {**row, "reasons": self.reasons(item)}
         getattr(self, f"_write_{self.fmt}")(row)
@@ -403,6 +401,14 @@ class RowWriter:
 
     def _write_table(self, row: dict) -> None:
         self.stream.write(format_table_row(row, self.count) + "\n")
+
+
+def keyed_row(result: dict, line: int | None = None, id: str | int | None = None) -> dict:
+    """An output row of score or explain: the input's ``line`` and ``id`` first (each when there is one), so rows
+    join back to the input, then ``result``."""
+    if line is None and id is None:
+        return result
+    return {**({"line": line} if line is not None else {}), **({"id": id} if id is not None else {}), **result}
 
 
 @functools.lru_cache(maxsize=16)

@@ -280,6 +280,29 @@ def test_cli_explain_output_format_follows_the_suffix_under_a_compression_suffix
     assert unknown.exit_code == 2 and "unknown output suffix '.pdf'" in unknown.stderr
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+@pytest.mark.parametrize("suffix, options", [("jsonl", []), ("csv", ["--id-column", "ref"])],
+                         ids=["default id field", "named id column"])
+def test_cli_explain_rows_carry_the_input_id_as_scores_rows_do(runner, tiny_model_dir, tmp_path, fmt, suffix,
+                                                               options):
+    """explain's rows had the line only, so explanations could not be joined to records by id (a user's round)."""
+    data = tmp_path / f"in.{suffix}"
+    if suffix == "csv":
+        data.write_text("ref,text\na7,hello there\n,no id here\n12,the garden\n")
+    else:
+        data.write_text("".join(json.dumps(r) + "\n" for r in [{"id": "a7", "text": "hello there"},
+                                                                {"text": "no id here"}, {"id": 12, "text": "garden"}]))
+    heads = {}
+    for command in ("explain", "score"):
+        result = runner.invoke(main, [command, "--model", str(tiny_model_dir), "-i", str(data), "--format", fmt, "-q",
+                                      *options])
+        assert result.exit_code == 0, result.stderr
+        rows = json.loads(result.stdout) if fmt == "json" else [json.loads(line) for line in result.stdout.splitlines()]
+        heads[command] = [{k: row[k] for k in ("line", "id") if k in row} for row in rows]
+    assert heads["explain"] == heads["score"]
+    assert [head.get("id") for head in heads["explain"]] == (["a7", "", "12"] if suffix == "csv" else ["a7", None, 12])
+
+
 def test_cli_explain_refuses_bad_usage(runner):
     assert runner.invoke(main, ["explain"]).exit_code == 2
     bad = runner.invoke(main, ["explain", "--label", "nope", "some text"])
