@@ -218,7 +218,7 @@ def atomic_text_writer(path: str | os.PathLike | None) -> Iterator[TextIO]:
     if target.is_dir():
         raise OutputError(f"{path}: is a directory; give the path of a file to write")
     if target.exists() and not target.is_file():
-        with _compressed_text(open(target, "wb"), target) as fh:
+        with _compressed_text(_output_file(target, path), target) as fh:
             yield fh
         return
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -229,13 +229,34 @@ def atomic_text_writer(path: str | os.PathLike | None) -> Iterator[TextIO]:
         raise OutputError(f"{path}: cannot write in {target.parent} ({exc.strerror or exc})") from None
     os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp makes it private; results are ordinary files
     try:
-        with _compressed_text(os.fdopen(fd, "wb"), target) as fh:
+        with _compressed_text(_output_file(fd, path), target) as fh:
             yield fh
         os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+class _OutputFile(io.FileIO):
+    """An output file (or its temp) whose write errors name the output: a full disk said only "No space left on
+    device", and a command writing two files did not say which."""
+
+    def __init__(self, file: int | Path, display: str | os.PathLike) -> None:
+        super().__init__(file, "wb")
+        self.display = str(display)
+
+    def write(self, data: bytes) -> int | None:  # type: ignore[override]
+        try:
+            return super().write(data)
+        except OSError as exc:
+            exc.filename = self.display  # shown by the CLI as "PATH: No space left on device"
+            raise
+
+
+def _output_file(file: int | Path, display: str | os.PathLike) -> BinaryIO:
+    """A buffered binary writer over ``file`` (a path or a temp's descriptor) whose write errors name ``display``."""
+    return io.BufferedWriter(_OutputFile(file, display))
 
 
 @contextlib.contextmanager
@@ -486,7 +507,7 @@ def write_bytes(data: bytes, path: str | os.PathLike) -> None:
     fd, tmp_name = make_temp_file(target)
     os.chmod(tmp_name, 0o666 & ~current_umask())
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with _output_file(fd, path) as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -255,6 +255,38 @@ def test_the_record_limit_applies_to_training_and_csv_rows(runner, tmp_path):
     assert [r.line for r in records] == [2, 4] and [e.line for e in errors] == [3]
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("args", [
+    ["score", "garden river", "-o", "/dev/full"],
+    ["explain", "garden river", "-o", "/dev/full", "--format", "json"],
+    ["evaluate", "--data", "{data}", "--json", "/dev/full", "--bootstrap", "0"],
+    ["evaluate", "--data", "{data}", "--json", "{tmp}/m.json", "--predictions", "/dev/full", "--bootstrap", "0"],
+], ids=["score", "explain", "evaluate --json", "evaluate --predictions"])
+def test_a_write_error_names_the_output(runner, tiny_model_dir, tiny_eval_data, tmp_path, args):
+    """A full disk printed only "No space left on device": which of a command's outputs? (a user's round)"""
+    args = [a.format(data=tiny_eval_data, tmp=tmp_path) for a in args]
+    result = runner.invoke(main, [*args, "--model", str(tiny_model_dir), "-q"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-1] == "Error: /dev/full: No space left on device"
+
+
+def test_a_write_error_on_a_regular_file_names_it_keeps_the_old_one_and_leaves_no_temp(tiny_model_dir, tmp_path):
+    """The same through the temp file an output is written to (here a file-size limit: EFBIG, as ENOSPC)."""
+    data = tmp_path / "in.jsonl"
+    data.write_bytes(ROW * 3000)
+    out = tmp_path / "out.jsonl"
+    out.write_text("old\n")
+    probe = ("import resource, runpy, sys\n"
+             "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))\n"
+             "sys.argv[0] = 'lite-moderation'\n"
+             "runpy.run_module('lite_moderation', run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", probe, "score", "--model", str(tiny_model_dir), "-i", str(data),
+                           "-o", str(out), "-q"], capture_output=True, text=True, timeout=GUARD, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == f"Error: {out}: File too large"
+    assert out.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
+
+
 # ------------------------------------------------------------------------------------------ malformed JSON
 
 NESTED = "[" * 100_000 + "]" * 100_000
