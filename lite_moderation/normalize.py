@@ -13,7 +13,12 @@ The one rule, ``"visible"``:
    bidirectional controls, byte-order marks, tag characters) are removed. Character by character (not the
    whole-text NFKC, which also composes sequences), so every character of the result comes from one of the
    input's, and explanations map their spans back to the text as typed (:func:`normalized_positions`);
-2. Cyrillic and Greek letters that look like Latin ones (``LOOK_ALIKES``) become those Latin letters, one for one:
+2. a letter typed as separate code points, a base and its combining marks (decomposed text, NFD: what macOS file
+   names and some keyboards give, "e" + U+0301 for "é"), or Hangul jamo, is composed as NFC composes it: NFKC per
+   character never joins a mark to its letter, so the same words typed decomposed read as different text (a
+   Vietnamese request flagged at 0.99 as typed composed scored 0.09 decomposed). Each composed sequence maps back
+   to its first character;
+3. Cyrillic and Greek letters that look like Latin ones (``LOOK_ALIKES``) become those Latin letters, one for one:
    in the whole text when it holds Latin letters and no other Cyrillic or Greek letter (English typed with
    look-alikes: "а" and "сору" too), else inside words that hold a Latin letter only (Russian or Greek text, and
    its words in an English sentence, are left as they are).
@@ -111,11 +116,38 @@ def normalized(text: str, form: str | None = "visible") -> str:
     if form is None or text.isascii():
         return text
     either, plane_0, step_2 = _changing()
-    if not either.search(text):  # nothing to change: most non-ASCII text
-        return text
+    if not either.search(text):  # nothing steps 1 and 3 change: most non-ASCII text
+        return text if unicodedata.is_normalized("NFC", text) else _composed(text)
     text = plane_0.sub(_step_1_char, text)  # a substitution per match: str.translate costs 130 ns a character
     text = _BEYOND_PLANE_0.sub(_step_1_char, text)
+    if not unicodedata.is_normalized("NFC", text):
+        text = _composed(text)
     return _fold_look_alikes(text, step_2) if step_2.search(text) else text
+
+
+@functools.cache
+def _sequence() -> re.Pattern:
+    """A character and the characters after it that NFC may join to it (combining marks, the second character of
+    any canonical composition, Hangul vowel and final jamo): the unit step 2 composes."""
+    marks = {*range(0x1161, 0x1176), *range(0x11A8, 0x11C3)}  # Hangul composes by rule, not by table
+    for start, stop in _RANGES:
+        for code in range(start, stop):
+            char = chr(code)
+            if unicodedata.combining(char):
+                marks.add(code)
+            parts = unicodedata.decomposition(char).split()
+            if len(parts) == 2 and not parts[0].startswith("<"):  # a canonical pair: its second part joins
+                marks.add(int(parts[1], 16))
+    return re.compile(r"[\s\S]" + _char_class(sorted(marks)) + "+")
+
+
+def _composed(text: str) -> str:
+    """Step 2: ``text`` with every sequence of a letter and its marks (:func:`_sequence`) composed as NFC does."""
+    return _sequence().sub(_compose_sequence, text)
+
+
+def _compose_sequence(match: re.Match) -> str:
+    return unicodedata.normalize("NFC", match.group())
 
 
 def _step_1_char(match: re.Match) -> str:
@@ -128,7 +160,7 @@ def _look_alike_char(match: re.Match) -> str:
 
 
 def _fold_look_alikes(text: str, look_alike: re.Pattern) -> str:
-    """Step 2: every look-alike of a Latin text with no other Cyrillic or Greek letter, else those of mixed words."""
+    """Step 3: every look-alike of a Latin text with no other Cyrillic or Greek letter, else those of mixed words."""
     if not _LATIN.search(text):  # Russian or Greek alone: nothing to fold
         return text
     if all(char in _LOOK_ALIKE_CHARS for char in _CYRILLIC_OR_GREEK.findall(text)):
@@ -149,14 +181,33 @@ def normalize_texts(texts: list[str], form: str | None) -> list[str]:
 
 def normalized_positions(text: str, form: str | None) -> tuple[str, list[int] | None]:
     """The normalised text and, for each of its characters plus its end, the position in ``text`` it came from
-    (None: the text is unchanged, positions are the same). Step 2 keeps lengths: step 1 alone moves positions."""
+    (None: the text is unchanged, positions are the same). Step 3 keeps lengths: steps 1 and 2 move positions."""
     folded = normalized(text, form)
     if folded is text or folded == text:
         return text, None
     table = _nfkc_table()
+    step_1: list[str] = []
     back: list[int] = []
     for i, char in enumerate(text):
-        replacement = table.get(ord(char), char)
-        back += [i] * (len(replacement) if replacement is not None else 0)
+        replacement = table.get(ord(char), char) or ""
+        step_1.append(replacement)
+        back += [i] * len(replacement)
+    read = "".join(step_1)
+    if not unicodedata.is_normalized("NFC", read):
+        back = _composed_positions(read, back)
     back.append(len(text))
     return folded, back
+
+
+def _composed_positions(read: str, back: list[int]) -> list[int]:
+    """``back`` (a position of the text as typed for each character of ``read``) for ``read`` after step 2: each
+    composed sequence's characters come from where it began."""
+    out: list[int] = []
+    done = 0
+    for match in _sequence().finditer(read):
+        start, end = match.span()
+        composed = _compose_sequence(match)
+        out += back[done:start]
+        out += back[start:end] if composed == match.group() else [back[start]] * len(composed)
+        done = end
+    return out + back[done:]

@@ -9,6 +9,7 @@ look-alike letters.
 from __future__ import annotations
 
 import json
+import unicodedata
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from lite_moderation.normalize import normalize_texts, normalized, normalized_po
 from lite_moderation.persistence import _metadata_checksum
 
 ADVBENCH = SHARED_DATA / "everyday" / "advbench_harmful_behaviors.jsonl"
+MULTIJAIL = SHARED_DATA / "messages" / "multijail_heldout.jsonl"
 
 
 def _fullwidth(text: str) -> str:
@@ -64,6 +66,33 @@ def test_positions_map_each_character_back_to_the_text_as_typed():
     assert folded == "kill fire" and len(back) == len(folded) + 1 and back[-1] == len(text)
     assert [text[i] for i in back[:-1]] == ["ｋ", "ｉ", "ｌ", "ｌ", " ", "ﬁ", "ﬁ", "r", "e"]
     assert normalized_positions("plain", "visible") == ("plain", None)
+
+
+def test_decomposed_letters_read_as_the_composed_ones():
+    for text in ["Tôi muốn biết", "café crème", "한국어 문장", "Ёлка й", "বাংলা ভাষা কোন", "e\u0301\u0302"]:
+        assert normalized(unicodedata.normalize("NFD", text)) == normalized(text) == unicodedata.normalize("NFC", text)
+    composed = "caf\u00e9 ok"
+    assert normalized(composed) is composed  # already composed: unchanged, not copied
+
+
+def test_positions_of_decomposed_text_map_each_letter_to_where_it_was_typed():
+    text = "ｃａｆe\u0301 한"
+    folded, back = normalized_positions(unicodedata.normalize("NFD", text), "visible")
+    typed = unicodedata.normalize("NFD", text)
+    assert folded == "café 한" and len(back) == len(folded) + 1 and back[-1] == len(typed)
+    assert [typed[i] for i in back[:-1]] == ["ｃ", "ａ", "ｆ", "e", " ", "\u1112"]
+
+
+def test_decomposed_text_gets_the_composed_texts_verdict_on_multilingual_requests():
+    """Found by a user's round: a Vietnamese request flagged at 0.99 as typed composed scored 0.09 decomposed."""
+    requests = [json.loads(line)["prompt"] for line in MULTIJAIL.read_text(encoding="utf-8").splitlines()[:300]]
+    decomposed = [unicodedata.normalize("NFD", r) for r in requests]
+    assert sum(d != r for d, r in zip(decomposed, requests)) > 50  # the set holds many letters with marks
+    scorer = lm.load_scorer("default")
+    np.testing.assert_allclose(scorer.predict_proba(decomposed), scorer.predict_proba(requests), rtol=0, atol=1e-12)
+    model = lm.load("default")
+    np.testing.assert_allclose(model.reference_decision_function(decomposed[:20]),
+                               model.reference_decision_function(requests[:20]), rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("name", ["default", "fast", "beavertails"])
