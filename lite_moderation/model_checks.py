@@ -13,7 +13,7 @@ import math
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -202,17 +202,37 @@ def check_vocabulary(vocabulary: Any, path: Path, n_blocks: int) -> list[list[st
     return blocks
 
 
-def expected_arrays(block_sizes: list[int], n_labels: int) -> dict[str, tuple[tuple[int | None, ...], str]]:
-    """Shape (None: any length) and dtype kind of every array a model holds, given its vocabulary and labels."""
+class ArraySpec(NamedTuple):
+    """What one array of a model must be: its shape (None: any length), dtype kind and (floats) the finite range of
+    its values, so no array a checksum vouches for can turn a score into NaN."""
+
+    shape: tuple[int | None, ...]
+    kind: str
+    low: float = -math.inf
+    high: float = math.inf
+
+
+#: idf with smooth_idf (every block's setting): ln((1 + n) / (1 + df)) + 1, at least 1 (a term in every document) and
+#: at most this (a term in one document of 2**63, more rows than any corpus): any other value is a forged model, and
+#: 0 or a huge one makes tf-idf rows NaN once normalised.
+IDF_RANGE = (1.0, 1.0 + math.log(2.0 ** 63))
+#: Weights are saved as float32: a larger one (a float64 array) could overflow a logit to inf - inf = NaN.
+_WEIGHT_RANGE = (-float(np.finfo(np.float32).max), float(np.finfo(np.float32).max))
+
+
+def expected_arrays(block_sizes: list[int], n_labels: int) -> dict[str, ArraySpec]:
+    """What every array a model holds must be, given its vocabulary and labels."""
     n_terms = sum(block_sizes)
-    shapes: dict[str, tuple[tuple[int | None, ...], str]] = {
-        "coef": ((n_terms, n_labels), "f"), "intercept": ((n_labels,), "f"), "train_prompt_hashes": ((None,), "u"),
+    specs = {
+        "coef": ArraySpec((n_terms, n_labels), "f", *_WEIGHT_RANGE),
+        "intercept": ArraySpec((n_labels,), "f", *_WEIGHT_RANGE),
+        "train_prompt_hashes": ArraySpec((None,), "u"),
     }
-    shapes.update({f"idf_{i}": ((size,), "f") for i, size in enumerate(block_sizes)})
-    return shapes
+    specs.update({f"idf_{i}": ArraySpec((size,), "f", *IDF_RANGE) for i, size in enumerate(block_sizes)})
+    return specs
 
 
-def load_arrays(data: bytes, path: Path, expected: dict[str, tuple[tuple[int | None, ...], str]]) -> dict:
+def load_arrays(data: bytes, path: Path, expected: dict[str, ArraySpec]) -> dict:
     """The arrays of an ``arrays.npz``, their headers checked against ``expected`` before any data is read."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -220,7 +240,7 @@ def load_arrays(data: bytes, path: Path, expected: dict[str, tuple[tuple[int | N
             missing = sorted(set(expected) - set(members))
             if missing or set(members) - set(expected):
                 raise ModelFormatError(f"{path}: holds arrays {sorted(members)}, expected {sorted(expected)}")
-            return {name: _read_member(archive, members[name], path, name, *expected[name]) for name in expected}
+            return {name: _read_member(archive, members[name], path, name, expected[name]) for name in expected}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         if isinstance(exc, ModelFormatError):
             raise
@@ -228,7 +248,7 @@ def load_arrays(data: bytes, path: Path, expected: dict[str, tuple[tuple[int | N
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, name: str,
-                 shape: tuple[int | None, ...], kind: str) -> np.ndarray:
+                 spec: ArraySpec) -> np.ndarray:
     if info.file_size > max(_SMALL_MEMBER, _MAX_INFLATION * info.compress_size):
         raise ModelFormatError(f"{path}: array '{name}' declares {info.file_size} bytes from {info.compress_size} "
                                f"compressed; refusing to inflate it")
@@ -239,21 +259,34 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, na
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         found, _fortran, dtype = reader(fh)
         header = fh.tell()
-    _check_header(path, name, found, dtype, shape, kind)
+    _check_header(path, name, found, dtype, spec)
     if header + math.prod(found) * dtype.itemsize != info.file_size:
         raise ModelFormatError(f"{path}: array '{name}' has {info.file_size - header} data bytes, its header "
                                f"says shape {found} of {dtype}")
     with archive.open(info) as fh:
         array = np.lib.format.read_array(fh, allow_pickle=False)
-    if kind == "f" and not np.isfinite(array).all():
-        raise ModelFormatError(f"{path}: array '{name}' holds NaN or infinite values")
+    _check_values(path, name, array, spec)
     return array
 
 
-def _check_header(path: Path, name: str, found: tuple, dtype: np.dtype, shape: tuple, kind: str) -> None:
-    if dtype.kind != kind or dtype.hasobject:
+def _check_values(path: Path, name: str, array: np.ndarray, spec: ArraySpec) -> None:
+    """A float array's values: finite, and within the range its spec gives."""
+    if spec.kind != "f":
+        return
+    if not np.isfinite(array).all():
+        raise ModelFormatError(f"{path}: array '{name}' holds NaN or infinite values; the model is damaged: retrain "
+                               f"or reinstall it")
+    if array.size and (array.min() < spec.low or array.max() > spec.high):
+        raise ModelFormatError(f"{path}: array '{name}' holds values from {array.min():g} to {array.max():g}, outside "
+                               f"[{spec.low:g}, {spec.high:g}] (what training can give); the model is damaged: "
+                               f"retrain or reinstall it")
+
+
+def _check_header(path: Path, name: str, found: tuple, dtype: np.dtype, spec: ArraySpec) -> None:
+    if dtype.kind != spec.kind or dtype.hasobject:
         raise ModelFormatError(f"{path}: array '{name}' has dtype {dtype}, expected a "
-                               f"{'float' if kind == 'f' else 'unsigned integer'} array")
+                               f"{'float' if spec.kind == 'f' else 'unsigned integer'} array")
+    shape = spec.shape
     if len(found) != len(shape) or any(want is not None and got != want for got, want in zip(found, shape)):
         want = tuple("n" if s is None else s for s in shape)
         raise ModelFormatError(f"{path}: array '{name}' has shape {found}, but the model's metadata and "

@@ -405,6 +405,11 @@ def _break(model: Path, how: str) -> None:
         arrays["intercept"] = arrays["intercept"][:3]
     elif how == "coef nan":
         arrays["coef"] = np.full_like(arrays["coef"], np.nan)
+    elif how.startswith("idf "):  # a zero idf made NaN scores (written as NaN, never flagged); negative flipped verdicts
+        arrays["idf_0"][:3] = {"idf zero": 0.0, "idf negative": -5.0, "idf huge": 1e300}[how]
+    elif how == "coef beyond float32":  # finite, but logits of inf - inf
+        arrays["coef"] = arrays["coef"].astype(np.float64)
+        arrays["coef"][:2] = [[1e300], [-1e300]]
     elif how == "huge declared size":
         _forge(model, arrays=_huge_hashes_npz(arrays))
         return
@@ -422,6 +427,10 @@ BROKEN = {
     "deep vocabulary": ("vocabulary.json", "nested too deeply"),
     "intercept shape": ("arrays.npz", "intercept"),
     "coef nan": ("arrays.npz", "NaN"),
+    "idf zero": ("arrays.npz", "'idf_0' holds values from 0 to", "outside [1, "),
+    "idf negative": ("arrays.npz", "'idf_0' holds values from -5 to"),
+    "idf huge": ("arrays.npz", "'idf_0' holds values from", "to 1e+300"),
+    "coef beyond float32": ("arrays.npz", "'coef' holds values from -1e+300 to 1e+300"),
     "huge declared size": ("arrays.npz", "train_prompt_hashes"),
 }
 
@@ -434,6 +443,15 @@ def test_a_malformed_model_is_one_line_naming_file_and_problem(runner, tiny_mode
         _refused(runner.invoke(main, [command[0], "--model", str(model), *command[1:]]), *BROKEN[how])
     with pytest.raises(ModelFormatError, match=BROKEN[how][0]):
         lm.load(model)
+
+
+def test_a_score_that_is_not_a_number_is_refused_not_written(tiny_model_dir):
+    """The last guard behind the load checks: a NaN score (never flagged, and not JSON) never reaches an output."""
+    labels = lm.load_scorer(tiny_model_dir).label_set_
+    proba = np.full((2, len(labels.names)), 0.5)
+    proba[1, -1] = np.nan
+    with pytest.raises(ValueError, match="not a number"):
+        labels.results(proba, np.full(len(labels.names), 0.5))
 
 
 def test_a_deeply_nested_model_json_is_refused(runner, tiny_model_dir, tmp_path):
