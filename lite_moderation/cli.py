@@ -272,14 +272,14 @@ def _field_numbers(value: str, check: Callable[[Any], object], expected: str,
 
 def _parse_char_weight(ctx: click.Context, param: click.Parameter, value: str) -> float | dict[str, float]:
     """``W`` or ``FIELD=W[,FIELD=W]`` as ``ModerationClassifier``'s ``char_weight``, checked there."""
-    from .model import char_weights
+    from .texts import char_weights
 
     return _field_numbers(value, char_weights, "a number above 0")
 
 
 def _parse_nb_power(ctx: click.Context, param: click.Parameter, value: str) -> float | dict[str, float]:
     """``P`` or ``FIELD=P[,FIELD=P]`` as ``ModerationClassifier``'s ``nb_power``, checked there."""
-    from .model import nb_powers
+    from .texts import nb_powers
 
     return _field_numbers(value, nb_powers, "a number, 0 or above,")
 

@@ -27,7 +27,7 @@ from .labels import LabelSet, label_set_of, label_set_of_columns
 from .metrics import binary_metrics
 from .progress import Progress
 from .taxonomy import BEAVERTAILS, sigmoid
-from .texts import FIELDS, field_texts, group_keys, message_mask, scored_items, split_fields
+from .texts import char_weights, field_texts, group_keys, message_mask, nb_powers, scored_items, split_fields
 from .thresholds import (
     DEFAULT_THRESHOLD,
     OPERATING_POINTS,
@@ -138,33 +138,6 @@ def check_training_labels(Y: np.ndarray, labels: LabelSet = BEAVERTAILS) -> str 
 def _names(labels: list[str]) -> str:
     """Label names quoted: several hold commas of their own."""
     return ", ".join(f"'{label}'" for label in labels)
-
-
-def field_factors(value: float | dict[str, float], name: str, minimum: float = 0.0,
-                  minimum_allowed: bool = False) -> dict[str, float]:
-    """A per-field recipe number (``char_weight``, ``nb_power``) as {field: number} ("*": every field), checked:
-    known fields, finite numbers above ``minimum`` (or equal to it when ``minimum_allowed``)."""
-    factors = dict(value) if isinstance(value, dict) else {"*": value}
-    unknown = sorted(set(factors) - {"*", *FIELDS})
-    if unknown:
-        raise ValueError(f"{name} names unknown fields {unknown}: expected among {list(FIELDS)}")
-    bound = f"{minimum:g} or above" if minimum_allowed else f"above {minimum:g}"
-    for field, number in factors.items():
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not np.isfinite(number) \
-                or number < minimum or (number == minimum and not minimum_allowed):
-            raise ValueError(f"{name} must be a finite number {bound} (for {field!r}), got {number!r}")
-    return {field: float(number) for field, number in factors.items()}
-
-
-def char_weights(char_weight: float | dict[str, float]) -> dict[str, float]:
-    """``char_weight`` as {field: factor} ("*": every character block), checked: known fields, finite numbers
-    above 0."""
-    return field_factors(char_weight, "char_weight")
-
-
-def nb_powers(nb_power: float | dict[str, float]) -> dict[str, float]:
-    """``nb_power`` as {field: power} ("*": every block), checked: known fields, finite numbers, 0 or above."""
-    return field_factors(nb_power, "nb_power", minimum_allowed=True)
 
 
 def column_scales(vectorizer: QAVectorizer, char_weight: float | dict[str, float]) -> np.ndarray:

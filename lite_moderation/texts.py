@@ -255,3 +255,30 @@ def block_settings(params: dict, analyzer: str, field: str | None = None) -> dic
         "dtype": params["dtype"], "norm": "l2", "use_idf": True, "smooth_idf": True,
         "sublinear_tf": params["sublinear_tf"],
     }
+
+
+def field_factors(value: float | dict[str, float], name: str, minimum: float = 0.0,
+                  minimum_allowed: bool = False) -> dict[str, float]:
+    """A per-field recipe number (``char_weight``, ``nb_power``) as {field: number} ("*": every field), checked:
+    known fields, finite numbers above ``minimum`` (or equal to it when ``minimum_allowed``)."""
+    factors = dict(value) if isinstance(value, dict) else {"*": value}
+    unknown = sorted(set(factors) - {"*", *FIELDS})
+    if unknown:
+        raise ValueError(f"{name} names unknown fields {unknown}: expected among {list(FIELDS)}")
+    bound = f"{minimum:g} or above" if minimum_allowed else f"above {minimum:g}"
+    for field, number in factors.items():
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not np.isfinite(number) \
+                or number < minimum or (number == minimum and not minimum_allowed):
+            raise ValueError(f"{name} must be a finite number {bound} (for {field!r}), got {number!r}")
+    return {field: float(number) for field, number in factors.items()}
+
+
+def char_weights(char_weight: float | dict[str, float]) -> dict[str, float]:
+    """``char_weight`` as {field: factor} ("*": every character block), checked: known fields, finite numbers
+    above 0."""
+    return field_factors(char_weight, "char_weight")
+
+
+def nb_powers(nb_power: float | dict[str, float]) -> dict[str, float]:
+    """``nb_power`` as {field: power} ("*": every block), checked: known fields, finite numbers, 0 or above."""
+    return field_factors(nb_power, "nb_power", minimum_allowed=True)
