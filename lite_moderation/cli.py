@@ -57,7 +57,7 @@ from .server import (
 from .sources import SHAPES, SourceSpec, parse_source
 from .taxonomy import short_name
 from .terminal import printable
-from .texts import group_keys, message_mask, split_fields
+from .texts import MAX_NGRAM, group_keys, message_mask, split_fields
 from .thresholds import OPERATING_POINTS, checked_threshold, cut_offs
 from .training import (
     DEFAULT_PRESET,
@@ -249,8 +249,8 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
         low, high = (int(v) for v in value.split(","))
     except ValueError:
         raise click.BadParameter(f"expected two integers like 1,2 (or none), got {value!r}") from None
-    if not 1 <= low <= high:
-        raise click.BadParameter(f"expected 1 <= low <= high, got {value!r}")
+    if not 1 <= low <= high <= MAX_NGRAM:
+        raise click.BadParameter(f"expected 1 <= low <= high <= {MAX_NGRAM}, got {value!r}")
     return low, high
 
 
@@ -308,10 +308,10 @@ def recipe_options(command: Callable) -> Callable:
         click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True,
                      help="Weigh each label's classes: none, or balanced (inversely to their frequency)."),
         click.option("--word-ngrams", callback=_parse_range, default="1,2", show_default=True,
-                     help="Word n-gram range, e.g. 1,2, or 'none' to turn them off."),
+                     help=f"Word n-gram range, e.g. 1,2 (n at most {MAX_NGRAM}), or 'none' to turn them off."),
         click.option("--char-ngrams", callback=_parse_range, default="2,5",
                      show_default="2,5; none with --preset fast or shapes-fast",
-                     help="Character n-gram range of the response, or 'none' to turn them off."),
+                     help=f"Character n-gram range of the response (n at most {MAX_NGRAM}), or 'none' to turn them off."),
         click.option("--char-weight", callback=_parse_char_weight, default="1", show_default=True,
                      help="Weight of the character n-gram blocks against the word blocks while fitting (above 1: "
                           "a lighter penalty on them): a number for every character block, or FIELD=W[,FIELD=W] "

@@ -7,6 +7,7 @@ checked before anything is allocated. Every failure is a :class:`ModelFormatErro
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -20,7 +21,7 @@ import numpy as np
 
 from .labels import IS_SAFE, check_label_names
 from .normalize import NORMALIZATIONS
-from .texts import FIELDS, char_weights, field_caps, nb_powers
+from .texts import FIELDS, MAX_NGRAM, char_weights, field_caps, nb_powers, ngram_range
 
 __all__ = ["MAX_FILE_BYTES", "ModelFormatError", "check_metadata", "check_vocabulary", "load_arrays", "parse_json"]
 
@@ -229,11 +230,9 @@ def _check_vectorizer(params: dict, path: Path, where: str = "params.vectorizer.
         fields = _get(params, key, list, path, where)
         if not all(isinstance(f, str) and f in FIELDS for f in fields):
             raise _fail(path, where + key, f"must list fields among {', '.join(FIELDS)}")
-    for key in ("word_ngram_range", "char_ngram_range"):
-        pair = _get(params, key, list, path, where)
-        if len(pair) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) for n in pair) \
-                or not 1 <= pair[0] <= pair[1] <= 64:
-            raise _fail(path, where + key, "must be two integers 1 <= low <= high <= 64")
+    for key in ("word_ngram_range", "char_ngram_range"):  # no longer than training makes them: memory
+        if not _accepted_by(functools.partial(ngram_range, name=key))(_get(params, key, list, path, where)):
+            raise _fail(path, where + key, f"must be two integers 1 <= low <= high <= {MAX_NGRAM}")
     min_df = _get(params, "min_df", (int, float), path, where)
     if not min_df > 0:
         raise _fail(path, where + "min_df", "must be positive")

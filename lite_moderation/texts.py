@@ -22,6 +22,11 @@ __all__ = [
 #: inside a question-answer pair.
 FIELDS = ("prompt", "response", "joint", "pair_prompt", "pair_response", "lone_prompt", "lone_text")
 
+#: The longest n-gram a block may take, in words or characters, in training and in a model file alike: featurising a
+#: text makes about n n-grams per word or character, each up to n long, so memory grows with n squared (the shipped
+#: models use at most 5; a model file declaring 64 took many GB at the default --max-record-bytes).
+MAX_NGRAM = 8
+
 #: What joins prompt and response in the "joint" field (a token no real text produces).
 JOINT_SEPARATOR = " \n qqaasep \n "
 
@@ -282,3 +287,12 @@ def char_weights(char_weight: float | dict[str, float]) -> dict[str, float]:
 def nb_powers(nb_power: float | dict[str, float]) -> dict[str, float]:
     """``nb_power`` as {field: power} ("*": every block), checked: known fields, finite numbers, 0 or above."""
     return field_factors(nb_power, "nb_power", minimum_allowed=True)
+
+
+def ngram_range(value: object, name: str) -> tuple[int, int]:
+    """``value`` as an n-gram range (low, high), checked: two whole numbers 1 <= low <= high <= ``MAX_NGRAM``."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 \
+            and all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in value) \
+            and 1 <= value[0] <= value[1] <= MAX_NGRAM:
+        return int(value[0]), int(value[1])
+    raise ValueError(f"{name} must be two whole numbers 1 <= low <= high <= {MAX_NGRAM}, got {value!r}")

@@ -431,6 +431,8 @@ def _break(model: Path, how: str) -> None:
         return
     elif how in ("extra vectorizer key", "extra classifier key"):  # accepted by score/info/explain, not by lm.load
         meta["params"][how.split()[1]]["evil"] = 1
+    elif how == "ngram range beyond training's":  # (1, 64) took GB per MB of text
+        meta["params"]["vectorizer"]["word_ngram_range"] = [1, 64]
     elif how == "C a string":
         meta["params"]["classifier"]["C"] = "abc"
     elif how == "nb_power of an unknown field":
@@ -463,6 +465,7 @@ BROKEN = {
     "huge declared size": ("arrays.npz", "train_prompt_hashes"),
     "extra vectorizer key": ("model.json", "'params.vectorizer.evil' is not a parameter of the vectorizer"),
     "extra classifier key": ("model.json", "'params.classifier.evil' is not a parameter of the classifier"),
+    "ngram range beyond training's": ("model.json", "'params.vectorizer.word_ngram_range'", "<= high <= 8"),
     "C a string": ("model.json", "'params.classifier.C' must be a number above 0, got \"abc\""),
     "nb_power of an unknown field": ("model.json", "'params.classifier.nb_power' must be"),
     "format_version 0": ("model.json", "'format_version' must be a whole number from 1 to 2, got 0"),
