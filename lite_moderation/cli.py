@@ -1069,7 +1069,8 @@ def _print_metrics(metrics: dict, err: bool = False) -> None:
     if "categories" in metrics:
         cats = metrics["categories"]
         macro_ci = f" {_fmt_ci(cats['ci']['macro_f1'])}" if "ci" in cats else ""
-        lines.append(f"categories: macro-F1 {cats['macro_f1']:.3f}{macro_ci}  micro-F1 {cats['micro_f1']:.3f}")
+        lines.append(f"categories: macro-F1 {_fmt(cats['macro_f1']).strip()}{macro_ci}  "
+                     f"micro-F1 {_fmt(cats['micro_f1']).strip()}")
         lines.append(f"  {'category':<32} {'f1':>6} {'prec':>6} {'recall':>6} {'auprc':>6} {'support':>7}")
         for name, m in cats["per_category"].items():
             lines.append(f"  {short_name(name):<32} {_fmt(m['f1']):>6} {_fmt(m['precision']):>6} "
@@ -1276,10 +1277,10 @@ def _card_lines(card: dict) -> list[str]:
     cv = card.get("metrics", {}).get("cv")
     if cv:
         unsafe = cv["unsafe"]
-        macro = f"  macro-F1 {cv['categories']['macro_f1']:.3f}" if "categories" in cv else ""
+        macro = f"  macro-F1 {_fmt(cv['categories']['macro_f1']).strip()}" if "categories" in cv else ""
         lines.append(f"cv ({cv['folds']} folds grouped by {cv.get('grouped_by', 'prompt')}, seed {cv['seed']}): "
-                     f"unsafe F1 {unsafe['f1']:.3f}"
-                     f"  AUPRC {unsafe['auprc']:.3f}  AUROC {unsafe['auroc']:.3f}{macro}")
+                     f"unsafe F1 {_fmt(unsafe['f1']).strip()}"
+                     f"  AUPRC {_fmt(unsafe['auprc']).strip()}  AUROC {_fmt(unsafe['auroc']).strip()}{macro}")
     shapes = [("", card["thresholds"], card.get("operating_points", {}))]
     if "message_thresholds" in card:  # single messages have cut-offs of their own
         shapes = [("pairs: ", *shapes[0][1:]),

@@ -599,14 +599,16 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
 
     def score(self, X: Sequence, y: object, sample_weight: object = None) -> float:
         """F1 of the flag head (what GridSearchCV maximises by default); ``y`` as fitted (or any shape the labels
-        take, see :meth:`LabelSet.columns_of`)."""
+        take, see :meth:`LabelSet.columns_of`). NaN when undefined (no unsafe row and none flagged), as
+        scikit-learn's ``f1_score(..., zero_division=np.nan)``: the metrics' rule (:mod:`lite_moderation.metrics`)."""
         labels = label_set_of(self)
         width = 1 if np.ndim(y) == 1 else np.shape(y)[1]
         Y = labels.matrix(y, self.target_columns_ if width == len(self.target_columns_) else None)
         items, messages = scored_items(X)
         proba = self._label_proba(items)
         flagged = proba[:, -1] >= cut_offs(self, messages)[:, -1]
-        return binary_metrics(Y[:, -1], proba[:, -1], flagged)["f1"]
+        f1 = binary_metrics(Y[:, -1], proba[:, -1], flagged)["f1"]
+        return float("nan") if f1 is None else f1
 
     def moderate(self, X: Sequence, threshold: float | str | None = None) -> list[dict]:
         """One verdict per item: ``{"flagged", "unsafe_score", "categories", "category_scores"}``.
