@@ -142,6 +142,17 @@ def _report_skipped(errors: list[DataError], limit: int | None = None, what: str
         _note(f"{what}: ... and {len(errors) - limit} more {rows}")
 
 
+def _nothing_scored(source: str, rejected: int, first: DataError) -> InputError:
+    """A run that scored no row did not do its job (local and Dask alike): exit 2, never 0, and why."""
+    where = first.location or "the file"
+    if first.path != source:
+        where = f"{first.path} {where}".strip()
+    hint = first.hint if first.hint and first.hint != FIX_HINT else \
+        "Check the file's format and the column options (--text-column...)"
+    return InputError(f"{source}: no row could be scored (all {rejected} skipped; the first, {where}: "
+                      f"{first.message}); an --output file is left as it was. {hint}")
+
+
 # ------------------------------------------------------------------------------------------------ options
 
 class ModelType(click.ParamType):
@@ -571,12 +582,7 @@ def _score_input(model, input_path: str, input_format: str, output_path: Path | 
     _note(f"rows in: {summary.rows_in}, scored: {summary.scored}, skipped: {summary.rejected}, "
           f"flagged: {summary.flagged}{warned}")
     if summary.rejected and not summary.scored:  # a run that scored nothing did not do its job: never exit 0
-        first = summary.errors[0]
-        where = first.location or "the file"
-        raise InputError(f"{first.path}: no row could be scored (all {summary.rejected} skipped; the first, {where}: "
-                         f"{first.message}); an --output file is left as it was. "
-                         + (first.hint if first.hint and first.hint != FIX_HINT
-                            else "Check the file's format and the column options (--text-column...)"))
+        raise _nothing_scored(summary.errors[0].path, summary.rejected, summary.errors[0])
     return summary.flagged, summary.rejected
 
 
@@ -612,6 +618,8 @@ def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path |
         _note(line)
     if summary.failed:
         raise InputError(f"{len(summary.failed)} of {len(summary.files)} input files could not be read")
+    if summary.rejected and not summary.scored:  # as local scoring: a run that scored nothing exits 2
+        raise _nothing_scored(input_path, summary.rejected, summary.examples[0])
     return summary.flagged, summary.rejected
 
 

@@ -343,8 +343,9 @@ def file_line(summary: FileSummary) -> str:
     """One line per finished file, for progress on stderr."""
     if summary.error is not None:
         return f"failed: {summary.error}"
+    written = summary.output if summary.output is not None else "no output file (no row could be scored)"
     return (f"{summary.input}: rows in {summary.rows_in}, scored {summary.scored}, rejected {summary.rejected}, "
-            f"flagged {summary.flagged} -> {summary.output}")
+            f"flagged {summary.flagged} -> {written}")
 
 
 def resolve_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:

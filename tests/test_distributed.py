@@ -263,6 +263,24 @@ def test_cli_dask_engine_reads_the_columns_the_user_names(client, tiny_model_dir
     assert "rows in: 82, scored: 81, rejected: 1" in result.stderr
 
 
+def test_cli_dask_engine_that_scores_no_row_exits_2_as_local_score(client, tiny_model_dir, tmp_path, runner):
+    """A wrong --text-column over a whole corpus looked like success: exit 0, and "-> None" for the file."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "x.jsonl").write_text('{"body": "hello"}\n{"body": "world"}\n')
+    result = runner.invoke(main, ["score", "--engine", "dask", "--scheduler", client.scheduler.address, "--model",
+                                  str(tiny_model_dir), "--input", str(folder / "*.jsonl"), "--output",
+                                  str(tmp_path / "out")])
+    local = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "--input", str(folder / "x.jsonl"),
+                                 "--output", str(tmp_path / "x.scores.jsonl")])
+    for run in (result, local):
+        assert run.exit_code == 2, run.output
+        assert "no row could be scored (all 2 skipped" in run.stderr and "Name the text field with --text-column" \
+            in run.stderr.splitlines()[-1]
+    assert "x.jsonl: rows in 2, scored 0, rejected 2, flagged 0 -> no output file" in result.stderr
+    assert "None" not in result.stderr and list((tmp_path / "out").iterdir()) == []
+
+
 @pytest.mark.parametrize("args", [
     ["--workers", "2", "some text"],
     ["--engine", "dask", "some text"],
