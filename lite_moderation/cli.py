@@ -133,13 +133,15 @@ def _skipped_text(error: DataError) -> str:
 
 
 def _report_skipped(errors: list[DataError], limit: int | None = None, what: str = "skipped",
-                    rows: str = "bad rows") -> None:
+                    rows: str = "bad rows", total: int | None = None) -> None:
     """Every skipped row is named on stderr, one line each (or the first ``limit``, then a count: for label
-    warnings on rows that were used)."""
-    for error in errors[:limit]:
+    warnings on rows that were used). ``total``: how many there were, when ``errors`` holds only some (Dask)."""
+    shown = errors[:limit]
+    for error in shown:
         _note(f"{what}: {_skipped_text(error)}")
-    if limit is not None and len(errors) > limit:
-        _note(f"{what}: ... and {len(errors) - limit} more {rows}")
+    more = (len(errors) if total is None else total) - len(shown)
+    if more > 0:
+        _note(f"{what}: ... and {more} more {rows}")
 
 
 def _nothing_scored(source: str, rejected: int, first: DataError) -> InputError:
@@ -577,13 +579,18 @@ def _score_input(model, input_path: str, input_format: str, output_path: Path | 
     except NothingScoredError as nothing:
         summary = nothing.summary
     _report_skipped(summary.errors)
-    _report_skipped(summary.warnings, limit=20, what="warning", rows="rows with ignored label problems")
+    _report_label_warnings(summary.warnings, len(summary.warnings))
     warned = f", label warnings: {len(summary.warnings)}" if summary.warnings else ""
     _note(f"rows in: {summary.rows_in}, scored: {summary.scored}, skipped: {summary.rejected}, "
           f"flagged: {summary.flagged}{warned}")
     if summary.rejected and not summary.scored:  # a run that scored nothing did not do its job: never exit 0
         raise _nothing_scored(summary.errors[0].path, summary.rejected, summary.errors[0])
     return summary.flagged, summary.rejected
+
+
+def _report_label_warnings(warnings: list[DataError], total: int) -> None:
+    """Rows scored despite a malformed label: the first 20 named, then a count."""
+    _report_skipped(warnings, limit=20, what="warning", rows="rows with ignored label problems", total=total)
 
 
 def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path | None, fmt: str | None,
@@ -610,10 +617,8 @@ def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path |
                                            columns=columns)
     except distributed.DaskMissingError as exc:
         raise InputError(str(exc)) from None
-    for error in summary.examples[:20]:
-        _note(f"skipped: {_skipped_text(error)}")
-    if summary.rejected > len(summary.examples[:20]):
-        _note(f"skipped: ... and {summary.rejected - len(summary.examples[:20])} more bad rows")
+    _report_skipped(summary.examples, limit=20, total=summary.rejected)
+    _report_label_warnings(summary.warnings, summary.label_warnings)
     for line in summary.report_lines():
         _note(line)
     if summary.failed:

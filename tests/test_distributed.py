@@ -9,6 +9,7 @@ import contextlib
 import gzip
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ import lite_moderation as lm
 from lite_moderation import distributed as dist
 from lite_moderation.cli import main
 from lite_moderation.data import Columns, DataError
+from lite_moderation.output import OutputError
 from lite_moderation.scoring import score_file
 from lite_moderation.taxonomy import CATEGORIES, short_name
 
@@ -281,6 +283,43 @@ def test_cli_dask_engine_that_scores_no_row_exits_2_as_local_score(client, tiny_
     assert "None" not in result.stderr and list((tmp_path / "out").iterdir()) == []
 
 
+def test_cli_dask_engine_reports_label_warnings_as_local_score(client, tiny_model_dir, tmp_path, runner):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "x.jsonl").write_text('{"text": "hello", "is_safe": "maybe"}\n{"text": "a chess game"}\n')
+    result = runner.invoke(main, ["score", "--engine", "dask", "--scheduler", client.scheduler.address, "--model",
+                                  str(tiny_model_dir), "--input", str(folder / "*.jsonl"), "--output",
+                                  str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "warning: " in result.stderr and "x.jsonl:1: field 'is_safe'" in result.stderr
+    assert re.search(r"scored: 2, rejected: 0, flagged: \d, label warnings: 1", result.stderr)
+
+
+def test_an_output_directory_that_cannot_be_written_is_refused_before_any_work(tiny_model_dir, corpus):
+    """It was found by the workers once scoring had started, with their tracebacks on stderr."""
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc, where no one may create files")
+    with pytest.raises(OutputError, match="/proc/self/dk: cannot write the score files there"):
+        dist.score_files(str(corpus / "part-0.*"), "/proc/self/dk", tiny_model_dir)  # lazy: nothing computed
+    done = subprocess.run(_cli("score", "--engine", "dask", "--workers", "1", "--model", str(tiny_model_dir), "-i",
+                               str(corpus / "part-0.*"), "-o", "/proc/self/dk", "-q"),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "/proc/self/dk: cannot write the score files there" in done.stderr
+
+
+def test_a_failed_file_is_one_line_without_worker_tracebacks(tiny_model_dir, tmp_path):
+    """--on-error fail printed "distributed.worker - ERROR - Compute Failed ... Traceback", even with -q."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "x.jsonl").write_text('{"text": "hello"}\nnot json\n')
+    done = subprocess.run(_cli("score", "--engine", "dask", "--workers", "1", "--model", str(tiny_model_dir), "-i",
+                               str(folder / "*.jsonl"), "-o", str(tmp_path / "out"), "--on-error", "fail", "-q"),
+                          capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "x.jsonl:2: not valid JSON" in done.stderr and "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize("args", [
     ["--workers", "2", "some text"],
     ["--engine", "dask", "some text"],
@@ -312,6 +351,10 @@ def test_importing_the_cli_does_not_import_dask():
 
 
 # --------------------------------------------------------------------------------------------- failures
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lite_moderation", *args]
 
 
 def test_worker_killed_mid_run_loses_and_duplicates_nothing(client, tmp_path):
