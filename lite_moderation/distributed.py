@@ -11,6 +11,8 @@ without it, every entry point raises :class:`DaskMissingError` saying ``pip inst
 - Each input file is one task that writes one output file through a temp file renamed into place: a task
   retried after a worker died never leaves half a file or duplicated rows.
 - Row accounting per file and in total: rows_in == scored + rejected.
+- A run on a local cluster of its own that is stopped (Ctrl-C, SIGTERM, an error) removes the temp files its
+  killed workers left (only those provably theirs: :func:`lite_moderation.output.remove_stale_temps`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .data import DEFAULT_MAX_RECORD_BYTES, Columns, DataError, DataWarning, record_from_object
 from .labels import LabelSet
-from .output import OutputError, make_temp_file
+from .output import OutputError, make_temp_file, remove_stale_temps
 from .persistence import METADATA_FILE, ModelFormatError, load_scorer, read_card, read_metadata
 from .scoring import CHUNK_SIZE, NothingScoredError, score_file
 
@@ -484,10 +486,16 @@ def score_corpus(inputs: str | os.PathLike | Sequence[str | os.PathLike], output
     scheduler. ``on_file`` gets each file's summary as it finishes; ``options`` go to :func:`score_files`.
     """
     dask = _require_dask()
-    tasks = score_files(inputs, output_dir, model, **options)
+    tasks, outputs = _file_tasks(inputs, output_dir, model, **options)
     if client is None and (scheduler is not None or workers is not None):
-        with dask_client(scheduler, workers) as own_client:
-            return CorpusSummary(_gather_in_order(own_client, tasks, on_file))
+        try:
+            with dask_client(scheduler, workers) as own_client:
+                return CorpusSummary(_gather_in_order(own_client, tasks, on_file))
+        except BaseException:  # Ctrl-C, SIGTERM, an error: the cluster is down, its workers' temps are stale now
+            if scheduler is None:
+                for output in outputs:
+                    remove_stale_temps(output)
+            raise
     if client is None:
         from distributed import default_client
 

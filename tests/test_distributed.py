@@ -6,6 +6,7 @@ Every distributed output is compared with the single-process scorer (``score_fil
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import json
 import os
@@ -355,6 +356,58 @@ def test_importing_the_cli_does_not_import_dask():
 
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "lite_moderation", *args]
+
+
+#: Reset SIGINT to its default, then exec (a harness run in the background of a script passes SIGINT ignored).
+SIGINT_DEFAULT_EXEC = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                       "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def _writer_of(fifo: Path, proc: subprocess.Popen) -> int:
+    """The write end of ``fifo``, once a worker opened it to read (polls: no timing assumption)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # no reader yet
+                raise
+            time.sleep(0.05)
+            continue
+        os.set_blocking(fd, True)
+        return fd
+    raise AssertionError(f"no worker opened the input: {proc.communicate()[1]}")
+
+
+@pytest.mark.parametrize(("signum", "group", "code", "said"), [
+    (signal.SIGINT, True, 130, "interrupted"),  # Ctrl-C: the whole process group, workers included
+    (signal.SIGTERM, False, 143, "terminated"),  # the command alone: its cluster stops the workers
+])
+def test_a_signal_to_a_dask_run_leaves_no_temp_file_and_its_exit_code(tiny_model_dir, tmp_path, signum, group, code,
+                                                                      said):
+    """A worker writing its temp file (it waits on a FIFO for more rows) when the signal comes: the temps were left,
+    hidden, until the next run to the same directory."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    fifo = folder / "a.jsonl"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-c", SIGINT_DEFAULT_EXEC, *_cli(
+        "score", "--engine", "dask", "--workers", "1", "--model", str(tiny_model_dir), "-i", str(folder / "*.jsonl"),
+        "-o", str(out))], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    writer = _writer_of(fifo, proc)
+    try:
+        os.write(writer, b'{"text": "a plain text about chess"}\n' * 50)
+        deadline = time.monotonic() + 60
+        while not list(out.glob(".a.scores.jsonl.*.tmp")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(out.glob(".a.scores.jsonl.*.tmp")), "the worker made no temp file"
+        (os.killpg if group else os.kill)(proc.pid, signum)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        os.close(writer)
+    assert list(out.iterdir()) == [], stderr
+    assert proc.returncode == code, stderr
+    assert stderr.decode().strip() == said
 
 
 def test_worker_killed_mid_run_loses_and_duplicates_nothing(client, tmp_path):
