@@ -33,6 +33,7 @@ from .guard_suite import (
 )
 from .hub import DownloadError
 from .labels import label_set_of
+from .metrics import reported
 from .model import prompt_groups
 from .output import atomic_text_writer, write_predictions
 from .persistence import DOCUMENTED_MODELS
@@ -231,9 +232,9 @@ def _weighted_averages(model: str, scored: Sequence[SuiteFile], results: list[di
         if not specs:
             continue
         weights = np.array([s.rows for s in specs], dtype=np.float64) / sum(s.rows for s in specs)
-        drawn = sum(w * samples[s.name, model] for w, s in zip(weights, specs))
-        out[task] = {"f1": float(sum(w * f1[s.name] for w, s in zip(weights, specs))),
-                     "ci": interval(drawn, level), "sets": [s.name for s in specs]}
+        drawn = sum(w * samples[s.name, model] for w, s in zip(weights, specs))  # NaN where a set's F1 is undefined
+        point = sum(w * (np.nan if f1[s.name] is None else f1[s.name]) for w, s in zip(weights, specs))
+        out[task] = {"f1": reported(point), "ci": interval(drawn, level), "sets": [s.name for s in specs]}
     return out
 
 

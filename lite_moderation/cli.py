@@ -59,7 +59,7 @@ from .server import (
 from .sources import SHAPES, SourceSpec, parse_source
 from .taxonomy import short_name
 from .terminal import printable
-from .texts import group_keys, message_mask, split_fields
+from .texts import MAX_NGRAM, group_keys, message_mask, split_fields
 from .thresholds import OPERATING_POINTS, checked_threshold, cut_offs
 from .training import (
     DEFAULT_PRESET,
@@ -135,13 +135,26 @@ def _skipped_text(error: DataError) -> str:
 
 
 def _report_skipped(errors: list[DataError], limit: int | None = None, what: str = "skipped",
-                    rows: str = "bad rows") -> None:
+                    rows: str = "bad rows", total: int | None = None) -> None:
     """Every skipped row is named on stderr, one line each (or the first ``limit``, then a count: for label
-    warnings on rows that were used)."""
-    for error in errors[:limit]:
+    warnings on rows that were used). ``total``: how many there were, when ``errors`` holds only some (Dask)."""
+    shown = errors[:limit]
+    for error in shown:
         _note(f"{what}: {_skipped_text(error)}")
-    if limit is not None and len(errors) > limit:
-        _note(f"{what}: ... and {len(errors) - limit} more {rows}")
+    more = (len(errors) if total is None else total) - len(shown)
+    if more > 0:
+        _note(f"{what}: ... and {more} more {rows}")
+
+
+def _nothing_scored(source: str, rejected: int, first: DataError) -> InputError:
+    """A run that scored no row did not do its job (local and Dask alike): exit 2, never 0, and why."""
+    where = first.location or "the file"
+    if first.path != source:
+        where = f"{first.path} {where}".strip()
+    hint = first.hint if first.hint and first.hint != FIX_HINT else \
+        "Check the file's format and the column options (--text-column...)"
+    return InputError(f"{source}: no row could be scored (all {rejected} skipped; the first, {where}: "
+                      f"{first.message}); an --output file is left as it was. {hint}")
 
 
 # ------------------------------------------------------------------------------------------------ options
@@ -251,8 +264,8 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
         low, high = (int(v) for v in value.split(","))
     except ValueError:
         raise click.BadParameter(f"expected two integers like 1,2 (or none), got {value!r}") from None
-    if not 1 <= low <= high:
-        raise click.BadParameter(f"expected 1 <= low <= high, got {value!r}")
+    if not 1 <= low <= high <= MAX_NGRAM:
+        raise click.BadParameter(f"expected 1 <= low <= high <= {MAX_NGRAM}, got {value!r}")
     return low, high
 
 
@@ -274,14 +287,14 @@ def _field_numbers(value: str, check: Callable[[Any], object], expected: str,
 
 def _parse_char_weight(ctx: click.Context, param: click.Parameter, value: str) -> float | dict[str, float]:
     """``W`` or ``FIELD=W[,FIELD=W]`` as ``ModerationClassifier``'s ``char_weight``, checked there."""
-    from .model import char_weights
+    from .texts import char_weights
 
     return _field_numbers(value, char_weights, "a number above 0")
 
 
 def _parse_nb_power(ctx: click.Context, param: click.Parameter, value: str) -> float | dict[str, float]:
     """``P`` or ``FIELD=P[,FIELD=P]`` as ``ModerationClassifier``'s ``nb_power``, checked there."""
-    from .model import nb_powers
+    from .texts import nb_powers
 
     return _field_numbers(value, nb_powers, "a number, 0 or above,")
 
@@ -310,10 +323,10 @@ def recipe_options(command: Callable) -> Callable:
         click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True,
                      help="Weigh each label's classes: none, or balanced (inversely to their frequency)."),
         click.option("--word-ngrams", callback=_parse_range, default="1,2", show_default=True,
-                     help="Word n-gram range, e.g. 1,2, or 'none' to turn them off."),
+                     help=f"Word n-gram range, e.g. 1,2 (n at most {MAX_NGRAM}), or 'none' to turn them off."),
         click.option("--char-ngrams", callback=_parse_range, default="2,5",
                      show_default="2,5; none with --preset fast or shapes-fast",
-                     help="Character n-gram range of the response, or 'none' to turn them off."),
+                     help=f"Character n-gram range of the response (n at most {MAX_NGRAM}), or 'none' to turn them off."),
         click.option("--char-weight", callback=_parse_char_weight, default="1", show_default=True,
                      help="Weight of the character n-gram blocks against the word blocks while fitting (above 1: "
                           "a lighter penalty on them): a number for every character block, or FIELD=W[,FIELD=W] "
@@ -568,18 +581,18 @@ def _score_input(model, input_path: str, input_format: str, output_path: Path | 
     except NothingScoredError as nothing:
         summary = nothing.summary
     _report_skipped(summary.errors)
-    _report_skipped(summary.warnings, limit=20, what="warning", rows="rows with ignored label problems")
+    _report_label_warnings(summary.warnings, len(summary.warnings))
     warned = f", label warnings: {len(summary.warnings)}" if summary.warnings else ""
     _note(f"rows in: {summary.rows_in}, scored: {summary.scored}, skipped: {summary.rejected}, "
           f"flagged: {summary.flagged}{warned}")
     if summary.rejected and not summary.scored:  # a run that scored nothing did not do its job: never exit 0
-        first = summary.errors[0]
-        where = first.location or "the file"
-        raise InputError(f"{first.path}: no row could be scored (all {summary.rejected} skipped; the first, {where}: "
-                         f"{first.message}); an --output file is left as it was. "
-                         + (first.hint if first.hint and first.hint != FIX_HINT
-                            else "Check the file's format and the column options (--text-column...)"))
+        raise _nothing_scored(summary.errors[0].path, summary.rejected, summary.errors[0])
     return summary.flagged, summary.rejected
+
+
+def _report_label_warnings(warnings: list[DataError], total: int) -> None:
+    """Rows scored despite a malformed label: the first 20 named, then a count."""
+    _report_skipped(warnings, limit=20, what="warning", rows="rows with ignored label problems", total=total)
 
 
 def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path | None, fmt: str | None,
@@ -606,14 +619,14 @@ def _score_on_dask(input_path: str | None, input_format: str, output_dir: Path |
                                            columns=columns)
     except distributed.DaskMissingError as exc:
         raise InputError(str(exc)) from None
-    for error in summary.examples[:20]:
-        _note(f"skipped: {_skipped_text(error)}")
-    if summary.rejected > len(summary.examples[:20]):
-        _note(f"skipped: ... and {summary.rejected - len(summary.examples[:20])} more bad rows")
+    _report_skipped(summary.examples, limit=20, total=summary.rejected)
+    _report_label_warnings(summary.warnings, summary.label_warnings)
     for line in summary.report_lines():
         _note(line)
     if summary.failed:
         raise InputError(f"{len(summary.failed)} of {len(summary.files)} input files could not be read")
+    if summary.rejected and not summary.scored:  # as local scoring: a run that scored nothing exits 2
+        raise _nothing_scored(input_path, summary.rejected, summary.examples[0])
     return summary.flagged, summary.rejected
 
 
@@ -1077,7 +1090,8 @@ def _print_metrics(metrics: dict, err: bool = False) -> None:
     if "categories" in metrics:
         cats = metrics["categories"]
         macro_ci = f" {_fmt_ci(cats['ci']['macro_f1'])}" if "ci" in cats else ""
-        lines.append(f"categories: macro-F1 {cats['macro_f1']:.3f}{macro_ci}  micro-F1 {cats['micro_f1']:.3f}")
+        lines.append(f"categories: macro-F1 {_fmt(cats['macro_f1']).strip()}{macro_ci}  "
+                     f"micro-F1 {_fmt(cats['micro_f1']).strip()}")
         lines.append(f"  {'category':<32} {'f1':>6} {'prec':>6} {'recall':>6} {'auprc':>6} {'support':>7}")
         for name, m in cats["per_category"].items():
             lines.append(f"  {short_name(name):<32} {_fmt(m['f1']):>6} {_fmt(m['precision']):>6} "
@@ -1284,10 +1298,10 @@ def _card_lines(card: dict) -> list[str]:
     cv = card.get("metrics", {}).get("cv")
     if cv:
         unsafe = cv["unsafe"]
-        macro = f"  macro-F1 {cv['categories']['macro_f1']:.3f}" if "categories" in cv else ""
+        macro = f"  macro-F1 {_fmt(cv['categories']['macro_f1']).strip()}" if "categories" in cv else ""
         lines.append(f"cv ({cv['folds']} folds grouped by {cv.get('grouped_by', 'prompt')}, seed {cv['seed']}): "
-                     f"unsafe F1 {unsafe['f1']:.3f}"
-                     f"  AUPRC {unsafe['auprc']:.3f}  AUROC {unsafe['auroc']:.3f}{macro}")
+                     f"unsafe F1 {_fmt(unsafe['f1']).strip()}"
+                     f"  AUPRC {_fmt(unsafe['auprc']).strip()}  AUROC {_fmt(unsafe['auroc']).strip()}{macro}")
     shapes = [("", card["thresholds"], card.get("operating_points", {}))]
     if "message_thresholds" in card:  # single messages have cut-offs of their own
         shapes = [("pairs: ", *shapes[0][1:]),

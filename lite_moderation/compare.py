@@ -350,7 +350,8 @@ def plot_curves(comparison: Comparison, path: str | os.PathLike) -> None:
             fpr, tpr, _ = roc_curve(y, scores)
             roc.plot(fpr, tpr, color=color, label=name)
         if verdicts is not None:
-            m = point_metrics(np.zeros(len(y), dtype=np.int64), y, verdicts=verdicts)
+            m = {k: np.nan if v is None else v  # an undefined rate is no point
+                 for k, v in point_metrics(np.zeros(len(y), dtype=np.int64), y, verdicts=verdicts).items()}
             label = None if scores is not None else f"{name} (verdicts)"
             pr.plot([m["recall"]], [m["precision"]], marker, color=color, label=label)
             roc.plot([m["fpr"]], [m["recall"]], marker, color=color, label=label)

@@ -11,6 +11,8 @@ without it, every entry point raises :class:`DaskMissingError` saying ``pip inst
 - Each input file is one task that writes one output file through a temp file renamed into place: a task
   retried after a worker died never leaves half a file or duplicated rows.
 - Row accounting per file and in total: rows_in == scored + rejected.
+- A run on a local cluster of its own that is stopped (Ctrl-C, SIGTERM, an error) removes the temp files its
+  killed workers left (only those provably theirs: :func:`lite_moderation.output.remove_stale_temps`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -28,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .data import DEFAULT_MAX_RECORD_BYTES, Columns, DataError, record_from_object
+from .data import DEFAULT_MAX_RECORD_BYTES, Columns, DataError, DataWarning, record_from_object
 from .labels import LabelSet
+from .output import OutputError, make_temp_file, remove_stale_temps
 from .persistence import METADATA_FILE, ModelFormatError, load_scorer, read_card, read_metadata
 from .scoring import CHUNK_SIZE, NothingScoredError, score_file
 
@@ -299,6 +303,9 @@ class FileSummary:
     reasons: dict[str, int] = field(default_factory=dict)
     examples: list[DataError] = field(default_factory=list)
     error: DataError | None = None
+    #: Rows scored despite a malformed label (a field scoring does not use): how many, and the first few.
+    label_warnings: int = 0
+    warnings: list[DataWarning] = field(default_factory=list)
 
 
 @dataclass
@@ -314,6 +321,7 @@ class CorpusSummary:
     scored = property(lambda self: self._total("scored"))
     flagged = property(lambda self: self._total("flagged"))
     rejected = property(lambda self: self._total("rejected"))
+    label_warnings = property(lambda self: self._total("label_warnings"))
 
     @property
     def failed(self) -> list[FileSummary]:
@@ -330,10 +338,15 @@ class CorpusSummary:
     def examples(self) -> list[DataError]:
         return [e for f in self.files for e in f.examples]
 
+    @property
+    def warnings(self) -> list[DataWarning]:
+        return [w for f in self.files for w in f.warnings]
+
     def report_lines(self) -> list[str]:
         """The human summary: totals, rejected rows by reason, files that could not be read."""
+        warned = f", label warnings: {self.label_warnings}" if self.label_warnings else ""
         lines = [(f"files: {len(self.files)} ({len(self.failed)} failed), rows in: {self.rows_in}, "
-                  f"scored: {self.scored}, rejected: {self.rejected}, flagged: {self.flagged}")]
+                  f"scored: {self.scored}, rejected: {self.rejected}, flagged: {self.flagged}{warned}")]
         lines += [f"rejected: {count} x {reason}" for reason, count in self.reasons.most_common()]
         lines += [f"failed file (nothing written): {f.error}" for f in self.failed]
         return lines
@@ -343,8 +356,9 @@ def file_line(summary: FileSummary) -> str:
     """One line per finished file, for progress on stderr."""
     if summary.error is not None:
         return f"failed: {summary.error}"
+    written = summary.output if summary.output is not None else "no output file (no row could be scored)"
     return (f"{summary.input}: rows in {summary.rows_in}, scored {summary.scored}, rejected {summary.rejected}, "
-            f"flagged {summary.flagged} -> {summary.output}")
+            f"flagged {summary.flagged} -> {written}")
 
 
 def resolve_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
@@ -391,9 +405,20 @@ def score_files(inputs: str | os.PathLike | Sequence[str | os.PathLike], output_
     """Lazy: one ``dask.delayed`` :class:`FileSummary` per input file, each writing its own output file.
 
     ``on_error="skip"`` counts bad rows (and records a file that cannot be read at all as failed);
-    ``"fail"`` raises the first DataError. Paths must be reachable by every worker (shared storage).
+    ``"fail"`` raises the first DataError. Paths must be reachable by every worker (shared storage); the output
+    directory is made, and checked to be writable, here, before any work.
     ``columns`` names the text (and id) fields of the files, as for :func:`~lite_moderation.scoring.score_file`.
     """
+    return _file_tasks(inputs, output_dir, model, fmt=fmt, on_error=on_error, threshold=threshold,
+                       input_format=input_format, max_record_bytes=max_record_bytes, columns=columns)[0]
+
+
+def _file_tasks(inputs: str | os.PathLike | Sequence[str | os.PathLike], output_dir: str | os.PathLike,
+                model: ModelPayload | str | os.PathLike | None, *, fmt: str = "jsonl", on_error: str = "skip",
+                threshold: float | str | None = None, input_format: str = "auto",
+                max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+                columns: Columns | None = None) -> tuple[list[Any], list[Path]]:
+    """:func:`score_files`' tasks and the output file each writes."""
     if fmt not in OUTPUT_FORMATS:
         raise ValueError(f"output format must be one of {OUTPUT_FORMATS} for a corpus, got {fmt!r}")
     if on_error not in ("fail", "skip"):
@@ -402,12 +427,26 @@ def score_files(inputs: str | os.PathLike | Sequence[str | os.PathLike], output_
     paths = [path.absolute() for path in resolve_inputs(inputs)]  # workers may run in another directory
     outputs = _outputs(paths, Path(output_dir).absolute(), fmt)
     node = _model_node(_as_payload(model))
+    _check_writable_dir(Path(output_dir))
     task = dask.delayed(_score_file_task, pure=False)
-    return [
+    tasks = [
         task(node, str(path), str(out), fmt, on_error, threshold, input_format, max_record_bytes, columns,
              dask_key_name=f"lite-moderation-score-{out.name}-{uuid.uuid4().hex[:8]}")
         for path, out in zip(paths, outputs)
     ]
+    return tasks, outputs
+
+
+def _check_writable_dir(directory: Path) -> None:
+    """Make ``directory`` and write a temp file in it, as the workers will: an output directory that cannot take
+    the files is refused before any work, not found by the workers once scoring has started."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = make_temp_file(directory / ".lite-moderation-probe")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise OutputError(f"{directory}: cannot write the score files there ({exc.strerror or exc})") from None
 
 
 def _score_file_task(payload: ModelPayload, input_path: str, output_path: str, fmt: str, on_error: str,
@@ -428,7 +467,8 @@ def _score_file_task(payload: ModelPayload, input_path: str, output_path: str, f
     for error in summary.errors:  # a run of blank lines is one report of several rows
         reasons[_reason(error)] += error.rows
     return FileSummary(input_path, output_path, summary.rows_in, summary.scored, summary.flagged,
-                       summary.rejected, dict(reasons), summary.errors[:MAX_EXAMPLES])
+                       summary.rejected, dict(reasons), summary.errors[:MAX_EXAMPLES],
+                       label_warnings=len(summary.warnings), warnings=summary.warnings[:MAX_EXAMPLES])
 
 
 def _reason(error: DataError) -> str:
@@ -448,10 +488,16 @@ def score_corpus(inputs: str | os.PathLike | Sequence[str | os.PathLike], output
     scheduler. ``on_file`` gets each file's summary as it finishes; ``options`` go to :func:`score_files`.
     """
     dask = _require_dask()
-    tasks = score_files(inputs, output_dir, model, **options)
+    tasks, outputs = _file_tasks(inputs, output_dir, model, **options)
     if client is None and (scheduler is not None or workers is not None):
-        with dask_client(scheduler, workers) as own_client:
-            return CorpusSummary(_gather_in_order(own_client, tasks, on_file))
+        try:
+            with dask_client(scheduler, workers) as own_client:
+                return CorpusSummary(_gather_in_order(own_client, tasks, on_file))
+        except BaseException:  # Ctrl-C, SIGTERM, an error: the cluster is down, its workers' temps are stale now
+            if scheduler is None:
+                for output in outputs:
+                    remove_stale_temps(output)
+            raise
     if client is None:
         from distributed import default_client
 
@@ -484,7 +530,9 @@ LOCAL_SCHEDULER_OPTIONS = {"dashboard_address": "127.0.0.1:0"}
 def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
     """A client of the cluster at ``scheduler`` (tcp://HOST:PORT), or of a local cluster of ``workers`` processes.
 
-    A local cluster (one thread per worker process: scoring holds the GIL) lives as long as the block.
+    A local cluster (one thread per worker process: scoring holds the GIL) lives as long as the block. Its logs
+    are silenced below CRITICAL: a failed task reaches the caller as its exception, and a stopped run's
+    cancellations are no news, so neither prints a worker traceback on stderr.
     """
     _require_dask()
     from distributed import Client, LocalCluster
@@ -498,6 +546,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
     # No dashboard; the scheduler's HTTP server (health, metrics) still starts, and on a free port, not the default
     # 8787: a second local cluster on the machine (another run, a parallel test) would warn that 8787 is taken
     with LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=None, scheduler_kwargs=LOCAL_SCHEDULER_OPTIONS) as cluster, \
+                      host="127.0.0.1", dashboard_address=None, scheduler_kwargs=LOCAL_SCHEDULER_OPTIONS,
+                      silence_logs=logging.CRITICAL) as cluster, \
             Client(cluster) as client:
         yield client

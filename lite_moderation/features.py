@@ -20,7 +20,16 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.validation import check_is_fitted
 
 from .normalize import check_normalization, normalize_texts
-from .texts import FIELDS, JOINT_SEPARATOR, block_cap, block_settings, block_specs, field_texts, split_fields
+from .texts import (
+    FIELDS,
+    JOINT_SEPARATOR,
+    block_cap,
+    block_settings,
+    block_specs,
+    field_texts,
+    ngram_range,
+    split_fields,
+)
 
 __all__ = ["FIELDS", "JOINT_SEPARATOR", "QAVectorizer", "split_fields"]
 
@@ -91,6 +100,8 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
     def fit_transform(self, X: Sequence, y: object = None, *, n_jobs: int | None = None) -> sp.csr_matrix:
         """Fit every block and return the features of X; ``n_jobs`` worker processes fit blocks side by side
         (the same features and vocabularies: speed only)."""
+        for name in ("word_ngram_range", "char_ngram_range"):  # a model file may declare no more (memory)
+            ngram_range(getattr(self, name), name)
         prompts, responses = self.read(X)
         self.__dict__.pop("_blocks_by_dtype", None)
         specs = self.block_specs()

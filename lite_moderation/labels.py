@@ -147,7 +147,12 @@ class LabelSet:
 
         OpenAI's rule: flagged when the flag head reaches its cut-off; a category is reported only for a flagged
         item, and a flagged item names at least one: those at their cut-off, else the one closest to it.
+        A score that is not a number is refused (a NaN is never flagged, and is not JSON): model files are checked
+        at load so none gives one, and this keeps any that slips through from failing open.
         """
+        if not np.isfinite(proba).all():
+            raise ValueError("the model gave a score that is not a number (NaN or infinite): the model is damaged; "
+                             "retrain or reinstall it")
         n_cat = len(self.categories)
         cut_offs = np.broadcast_to(cut_offs, proba.shape)
         flagged = proba[:, -1] >= cut_offs[:, -1]

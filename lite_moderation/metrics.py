@@ -6,6 +6,12 @@ Shape (``categories`` only when the data has the 14 categories)::
      "unsafe": {"f1", "precision", "recall", "fpr", "accuracy", "auprc", "auroc"},
      "categories": {"macro_f1", "micro_f1",
                     "per_category": {NAME: {"f1", "precision", "recall", "auprc", "support"}}}}
+
+A metric with nothing to count is undefined, not 0, and reported as None (null in JSON, n/a in tables): recall
+without a positive row, precision without a flagged one, FPR without a negative, F1 without either, AUPRC
+without a positive, AUROC without both classes. That is scikit-learn's ``zero_division=np.nan``; a macro average
+leaves the undefined out, as scikit-learn's does then. :func:`ratio` and :func:`mean_of_defined` are the rule,
+for these points and for every bootstrap resample (:mod:`lite_moderation.stats`).
 """
 
 from __future__ import annotations
@@ -17,11 +23,33 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from .taxonomy import CATEGORIES
 
-__all__ = ["binary_metrics", "category_metrics", "moderation_metrics"]
+__all__ = ["binary_metrics", "category_metrics", "mean_of_defined", "moderation_metrics", "ratio", "reported"]
 
 
-def _ratio(numerator: float, denominator: float) -> float:
-    return float(numerator / denominator) if denominator else 0.0
+def ratio(numerator: np.ndarray | float, denominator: np.ndarray | float) -> np.ndarray:
+    """numerator / denominator, NaN (undefined) where the denominator is 0: a count of nothing is no evidence, and
+    0 would read as a failure (a perfect classifier's F1 interval was [0, 1] from the resamples without a
+    positive). Elementwise over arrays of counts (the bootstrap's resamples)."""
+    numerator, denominator = np.broadcast_arrays(np.asarray(numerator, dtype=np.float64),
+                                                 np.asarray(denominator, dtype=np.float64))
+    out = np.full(numerator.shape, np.nan)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
+
+
+def mean_of_defined(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The mean of the defined (non-NaN) values along ``axis``, NaN where none is (a macro average)."""
+    defined = ~np.isnan(values)
+    return ratio(np.where(defined, values, 0.0).sum(axis=axis), defined.sum(axis=axis))
+
+
+def reported(value: np.ndarray | float) -> float | None:
+    """A metric as reported: a float, or None when undefined (NaN)."""
+    return None if np.isnan(value) else float(value)
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return reported(ratio(numerator, denominator))
 
 
 def _counts(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[int, int, int, int]:
@@ -32,7 +60,7 @@ def _counts(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[int, int, int, int]
     return tp, fp, fn, tn
 
 
-def _f1(tp: int, fp: int, fn: int) -> float:
+def _f1(tp: int, fp: int, fn: int) -> float | None:
     return _ratio(2 * tp, 2 * tp + fp + fn)
 
 
@@ -42,10 +70,8 @@ def _auprc(y_true: np.ndarray, scores: np.ndarray) -> float | None:
 
 
 def binary_metrics(y_true: np.ndarray, scores: np.ndarray, y_pred: np.ndarray) -> dict[str, float | None]:
-    """F1, precision, recall, false-positive rate, accuracy, AUPRC and AUROC of one binary head.
-
-    AUPRC/AUROC are None when only one class is present (they are undefined there).
-    """
+    """F1, precision, recall, false-positive rate, accuracy, AUPRC and AUROC of one binary head; None where
+    undefined (see the module's rule)."""
     y_true = np.asarray(y_true, dtype=bool)
     y_pred = np.asarray(y_pred, dtype=bool)
     tp, fp, fn, tn = _counts(y_true, y_pred)
@@ -64,7 +90,7 @@ def binary_metrics(y_true: np.ndarray, scores: np.ndarray, y_pred: np.ndarray) -
 def category_metrics(Y_true: np.ndarray, scores: np.ndarray, Y_pred: np.ndarray,
                      names: Sequence[str] = CATEGORIES) -> dict:
     """Per-category F1/precision/recall/AUPRC/support plus macro and micro F1 over the categories ``names``
-    (the columns of the arrays; default the BeaverTails 14)."""
+    (the columns of the arrays; default the BeaverTails 14); macro-F1 over the categories whose F1 is defined."""
     Y_true = np.asarray(Y_true, dtype=bool)
     Y_pred = np.asarray(Y_pred, dtype=bool)
     per_category = {}
@@ -79,8 +105,9 @@ def category_metrics(Y_true: np.ndarray, scores: np.ndarray, Y_pred: np.ndarray,
             "auprc": _auprc(Y_true[:, j], scores[:, j]),
             "support": int(Y_true[:, j].sum()),
         }
+    f1s = np.array([np.nan if m["f1"] is None else m["f1"] for m in per_category.values()])
     return {
-        "macro_f1": float(np.mean([m["f1"] for m in per_category.values()])),
+        "macro_f1": reported(mean_of_defined(f1s)),
         "micro_f1": _f1(*totals),
         "per_category": per_category,
     }

@@ -27,7 +27,7 @@ from .labels import LabelSet, label_set_of, label_set_of_columns
 from .metrics import binary_metrics
 from .progress import Progress
 from .taxonomy import BEAVERTAILS, sigmoid
-from .texts import FIELDS, field_texts, group_keys, message_mask, scored_items, split_fields
+from .texts import char_weights, field_texts, group_keys, message_mask, nb_powers, scored_items, split_fields
 from .thresholds import (
     DEFAULT_THRESHOLD,
     OPERATING_POINTS,
@@ -138,33 +138,6 @@ def check_training_labels(Y: np.ndarray, labels: LabelSet = BEAVERTAILS) -> str 
 def _names(labels: list[str]) -> str:
     """Label names quoted: several hold commas of their own."""
     return ", ".join(f"'{label}'" for label in labels)
-
-
-def field_factors(value: float | dict[str, float], name: str, minimum: float = 0.0,
-                  minimum_allowed: bool = False) -> dict[str, float]:
-    """A per-field recipe number (``char_weight``, ``nb_power``) as {field: number} ("*": every field), checked:
-    known fields, finite numbers above ``minimum`` (or equal to it when ``minimum_allowed``)."""
-    factors = dict(value) if isinstance(value, dict) else {"*": value}
-    unknown = sorted(set(factors) - {"*", *FIELDS})
-    if unknown:
-        raise ValueError(f"{name} names unknown fields {unknown}: expected among {list(FIELDS)}")
-    bound = f"{minimum:g} or above" if minimum_allowed else f"above {minimum:g}"
-    for field, number in factors.items():
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not np.isfinite(number) \
-                or number < minimum or (number == minimum and not minimum_allowed):
-            raise ValueError(f"{name} must be a finite number {bound} (for {field!r}), got {number!r}")
-    return {field: float(number) for field, number in factors.items()}
-
-
-def char_weights(char_weight: float | dict[str, float]) -> dict[str, float]:
-    """``char_weight`` as {field: factor} ("*": every character block), checked: known fields, finite numbers
-    above 0."""
-    return field_factors(char_weight, "char_weight")
-
-
-def nb_powers(nb_power: float | dict[str, float]) -> dict[str, float]:
-    """``nb_power`` as {field: power} ("*": every block), checked: known fields, finite numbers, 0 or above."""
-    return field_factors(nb_power, "nb_power", minimum_allowed=True)
 
 
 def column_scales(vectorizer: QAVectorizer, char_weight: float | dict[str, float]) -> np.ndarray:
@@ -626,14 +599,16 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
 
     def score(self, X: Sequence, y: object, sample_weight: object = None) -> float:
         """F1 of the flag head (what GridSearchCV maximises by default); ``y`` as fitted (or any shape the labels
-        take, see :meth:`LabelSet.columns_of`)."""
+        take, see :meth:`LabelSet.columns_of`). NaN when undefined (no unsafe row and none flagged), as
+        scikit-learn's ``f1_score(..., zero_division=np.nan)``: the metrics' rule (:mod:`lite_moderation.metrics`)."""
         labels = label_set_of(self)
         width = 1 if np.ndim(y) == 1 else np.shape(y)[1]
         Y = labels.matrix(y, self.target_columns_ if width == len(self.target_columns_) else None)
         items, messages = scored_items(X)
         proba = self._label_proba(items)
         flagged = proba[:, -1] >= cut_offs(self, messages)[:, -1]
-        return binary_metrics(Y[:, -1], proba[:, -1], flagged)["f1"]
+        f1 = binary_metrics(Y[:, -1], proba[:, -1], flagged)["f1"]
+        return float("nan") if f1 is None else f1
 
     def moderate(self, X: Sequence, threshold: float | str | None = None) -> list[dict]:
         """One verdict per item: ``{"flagged", "unsafe_score", "categories", "category_scores"}``.

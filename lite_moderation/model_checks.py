@@ -7,19 +7,21 @@ checked before anything is allocated. Every failure is a :class:`ModelFormatErro
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .labels import IS_SAFE, check_label_names
 from .normalize import NORMALIZATIONS
-from .texts import FIELDS, field_caps
+from .texts import FIELDS, MAX_NGRAM, char_weights, field_caps, nb_powers, ngram_range
 
 __all__ = ["MAX_FILE_BYTES", "ModelFormatError", "check_metadata", "check_vocabulary", "load_arrays", "parse_json"]
 
@@ -110,7 +112,7 @@ def check_metadata(metadata: dict, path: Path, file_names: tuple[str, ...]) -> N
             raise _fail(path, f"files.{name}", "must be a sha256 hex digest")
     _check_file_sizes(metadata, path, file_names)
     params = _get(metadata, "params", dict, path)
-    _get(params, "classifier", dict, path, "params.")
+    _check_classifier(_get(params, "classifier", dict, path, "params."), path)
     _check_vectorizer(_get(params, "vectorizer", dict, path, "params."), path)
     _check_given(params.get("given", {}), path)
     _check_target(metadata.get("target"), labels, path)
@@ -162,16 +164,75 @@ def _check_file_sizes(metadata: dict, path: Path, file_names: tuple[str, ...]) -
             raise _fail(path, f"file_sizes.{name}", f"must be a number of bytes between 0 and {MAX_FILE_BYTES}")
 
 
+def _real(value: Any) -> bool:
+    """A finite number (a bool is not one)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _accepted_by(check: Callable[[Any], object]) -> Callable[[Any], bool]:
+    """Whether a value passes the estimator's own check of it (which raises ValueError or TypeError)."""
+    def accepts(value: Any) -> bool:
+        try:
+            check(value)
+        except (ValueError, TypeError, OverflowError):
+            return False
+        return True
+
+    return accepts
+
+
+#: Every ``ModerationClassifier`` parameter a model file saves (``params.classifier``), with its rule: what ``fit``
+#: accepts. A model saved before a parameter existed lacks it (its default applies); any other key is refused, so
+#: every load path (scoring-only or scikit-learn) accepts the same files.
+CLASSIFIER_PARAMS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "C": (lambda v: _real(v) and v > 0, "a number above 0"),
+    "class_weight": (lambda v: v is None or v == "balanced", 'null or "balanced"'),
+    "threshold_folds": (lambda v: _whole(v) and v >= 0, "a whole number, 0 or above"),
+    "threshold_shrinkage": (lambda v: _real(v) and v >= 0, "a number, 0 or above"),
+    "threshold_holdout": (lambda v: v is None or (_real(v) and 0 < v < 1), "null or a fraction between 0 and 1"),
+    "strict_beta": (lambda v: _real(v) and v > 0, "a number above 0"),
+    "max_iter": (lambda v: _whole(v) and v >= 1, "a whole number above 0"),
+    "tol": (lambda v: _real(v) and v > 0, "a number above 0"),
+    "dual": (lambda v: isinstance(v, bool), "true or false"),
+    "random_state": (lambda v: v is None or (_whole(v) and 0 <= v < 2 ** 32), "null or a whole number from 0 to 4294967295"),
+    "char_weight": (_accepted_by(char_weights), "a number above 0 or {field: number above 0}"),
+    "nb_power": (_accepted_by(nb_powers), "a number, 0 or above, or {field: number, 0 or above}"),
+}
+#: Every ``QAVectorizer`` parameter (``params.vectorizer``); ``normalize`` is absent from models of format 1.
+VECTORIZER_PARAMS = ("word_fields", "word_ngram_range", "char_fields", "char_ngram_range", "min_df", "max_features",
+                     "sublinear_tf", "dtype", "normalize")
+
+
+def _check_classifier(params: dict, path: Path) -> None:
+    unknown = sorted(set(params) - set(CLASSIFIER_PARAMS))
+    if unknown:
+        raise _fail(path, f"params.classifier.{unknown[0]}", "is not a parameter of the classifier")
+    for key, (valid, expected) in CLASSIFIER_PARAMS.items():
+        if key in params and not valid(params[key]):
+            raise _fail(path, f"params.classifier.{key}", f"must be {expected}, got {_shown(params[key])}")
+
+
+def _shown(value: Any) -> str:
+    """A model file's value as JSON, cut short (it may be anything)."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _check_vectorizer(params: dict, path: Path, where: str = "params.vectorizer.") -> None:
+    unknown = sorted(set(params) - set(VECTORIZER_PARAMS))
+    if unknown:
+        raise _fail(path, where + unknown[0], "is not a parameter of the vectorizer")
     for key in ("word_fields", "char_fields"):
         fields = _get(params, key, list, path, where)
         if not all(isinstance(f, str) and f in FIELDS for f in fields):
             raise _fail(path, where + key, f"must list fields among {', '.join(FIELDS)}")
-    for key in ("word_ngram_range", "char_ngram_range"):
-        pair = _get(params, key, list, path, where)
-        if len(pair) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) for n in pair) \
-                or not 1 <= pair[0] <= pair[1] <= 64:
-            raise _fail(path, where + key, "must be two integers 1 <= low <= high <= 64")
+    for key in ("word_ngram_range", "char_ngram_range"):  # no longer than training makes them: memory
+        if not _accepted_by(functools.partial(ngram_range, name=key))(_get(params, key, list, path, where)):
+            raise _fail(path, where + key, f"must be two integers 1 <= low <= high <= {MAX_NGRAM}")
     min_df = _get(params, "min_df", (int, float), path, where)
     if not min_df > 0:
         raise _fail(path, where + "min_df", "must be positive")
@@ -202,25 +263,55 @@ def check_vocabulary(vocabulary: Any, path: Path, n_blocks: int) -> list[list[st
     return blocks
 
 
-def expected_arrays(block_sizes: list[int], n_labels: int) -> dict[str, tuple[tuple[int | None, ...], str]]:
-    """Shape (None: any length) and dtype kind of every array a model holds, given its vocabulary and labels."""
+class ArraySpec(NamedTuple):
+    """What one array of a model must be: its shape (None: any length), dtype kind and item sizes (those ``save``
+    writes, or, for floats, may have written) and (floats) the finite range of its values, so no array a checksum
+    vouches for can turn a score into NaN."""
+
+    shape: tuple[int | None, ...]
+    kind: str
+    itemsizes: tuple[int, ...]
+    low: float = -math.inf
+    high: float = math.inf
+
+    def dtype_name(self) -> str:
+        kind = {"f": "float", "u": "uint"}[self.kind]
+        return " or ".join(f"{kind}{8 * size}" for size in self.itemsizes)
+
+
+#: idf with smooth_idf (every block's setting): ln((1 + n) / (1 + df)) + 1, at least 1 (a term in every document) and
+#: at most this (a term in one document of 2**63, more rows than any corpus): any other value is a forged model, and
+#: 0 or a huge one makes tf-idf rows NaN once normalised.
+IDF_RANGE = (1.0, 1.0 + math.log(2.0 ** 63))
+#: Weights are saved as float32: a larger one (a float64 array) could overflow a logit to inf - inf = NaN.
+_WEIGHT_RANGE = (-float(np.finfo(np.float32).max), float(np.finfo(np.float32).max))
+_FLOAT_SIZES = (4, 8)
+
+
+def expected_arrays(block_sizes: list[int], n_labels: int) -> dict[str, ArraySpec]:
+    """What every array a model holds must be, given its vocabulary and labels."""
     n_terms = sum(block_sizes)
-    shapes: dict[str, tuple[tuple[int | None, ...], str]] = {
-        "coef": ((n_terms, n_labels), "f"), "intercept": ((n_labels,), "f"), "train_prompt_hashes": ((None,), "u"),
+    specs = {
+        "coef": ArraySpec((n_terms, n_labels), "f", _FLOAT_SIZES, *_WEIGHT_RANGE),
+        "intercept": ArraySpec((n_labels,), "f", _FLOAT_SIZES, *_WEIGHT_RANGE),
+        "train_prompt_hashes": ArraySpec((None,), "u", (8,)),  # 64-bit fingerprints: narrower ones match no prompt
     }
-    shapes.update({f"idf_{i}": ((size,), "f") for i, size in enumerate(block_sizes)})
-    return shapes
+    specs.update({f"idf_{i}": ArraySpec((size,), "f", _FLOAT_SIZES, *IDF_RANGE) for i, size in enumerate(block_sizes)})
+    return specs
 
 
-def load_arrays(data: bytes, path: Path, expected: dict[str, tuple[tuple[int | None, ...], str]]) -> dict:
+def load_arrays(data: bytes, path: Path, expected: dict[str, ArraySpec]) -> dict:
     """The arrays of an ``arrays.npz``, their headers checked against ``expected`` before any data is read."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            if len(members) != len(archive.infolist()):  # a zip may hold a name twice: which one is read is no rule
+                raise ModelFormatError(f"{path}: holds an array more than once; the model is damaged: retrain or "
+                                       f"reinstall it")
             missing = sorted(set(expected) - set(members))
             if missing or set(members) - set(expected):
                 raise ModelFormatError(f"{path}: holds arrays {sorted(members)}, expected {sorted(expected)}")
-            return {name: _read_member(archive, members[name], path, name, *expected[name]) for name in expected}
+            return {name: _read_member(archive, members[name], path, name, expected[name]) for name in expected}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         if isinstance(exc, ModelFormatError):
             raise
@@ -228,7 +319,7 @@ def load_arrays(data: bytes, path: Path, expected: dict[str, tuple[tuple[int | N
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, name: str,
-                 shape: tuple[int | None, ...], kind: str) -> np.ndarray:
+                 spec: ArraySpec) -> np.ndarray:
     if info.file_size > max(_SMALL_MEMBER, _MAX_INFLATION * info.compress_size):
         raise ModelFormatError(f"{path}: array '{name}' declares {info.file_size} bytes from {info.compress_size} "
                                f"compressed; refusing to inflate it")
@@ -239,21 +330,33 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, na
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         found, _fortran, dtype = reader(fh)
         header = fh.tell()
-    _check_header(path, name, found, dtype, shape, kind)
+    _check_header(path, name, found, dtype, spec)
     if header + math.prod(found) * dtype.itemsize != info.file_size:
         raise ModelFormatError(f"{path}: array '{name}' has {info.file_size - header} data bytes, its header "
                                f"says shape {found} of {dtype}")
     with archive.open(info) as fh:
         array = np.lib.format.read_array(fh, allow_pickle=False)
-    if kind == "f" and not np.isfinite(array).all():
-        raise ModelFormatError(f"{path}: array '{name}' holds NaN or infinite values")
+    _check_values(path, name, array, spec)
     return array
 
 
-def _check_header(path: Path, name: str, found: tuple, dtype: np.dtype, shape: tuple, kind: str) -> None:
-    if dtype.kind != kind or dtype.hasobject:
-        raise ModelFormatError(f"{path}: array '{name}' has dtype {dtype}, expected a "
-                               f"{'float' if kind == 'f' else 'unsigned integer'} array")
+def _check_values(path: Path, name: str, array: np.ndarray, spec: ArraySpec) -> None:
+    """A float array's values: finite, and within the range its spec gives."""
+    if spec.kind != "f":
+        return
+    if not np.isfinite(array).all():
+        raise ModelFormatError(f"{path}: array '{name}' holds NaN or infinite values; the model is damaged: retrain "
+                               f"or reinstall it")
+    if array.size and (array.min() < spec.low or array.max() > spec.high):
+        raise ModelFormatError(f"{path}: array '{name}' holds values from {array.min():g} to {array.max():g}, outside "
+                               f"[{spec.low:g}, {spec.high:g}] (what training can give); the model is damaged: "
+                               f"retrain or reinstall it")
+
+
+def _check_header(path: Path, name: str, found: tuple, dtype: np.dtype, spec: ArraySpec) -> None:
+    if dtype.kind != spec.kind or dtype.hasobject or dtype.itemsize not in spec.itemsizes:
+        raise ModelFormatError(f"{path}: array '{name}' has dtype {dtype}, expected {spec.dtype_name()}")
+    shape = spec.shape
     if len(found) != len(shape) or any(want is not None and got != want for got, want in zip(found, shape)):
         want = tuple("n" if s is None else s for s in shape)
         raise ModelFormatError(f"{path}: array '{name}' has shape {found}, but the model's metadata and "

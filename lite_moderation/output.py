@@ -356,7 +356,7 @@ class RowWriter:
         ``thresholds.cut_offs`` gives them."""
         if ids is not None and all(i is None for i in ids):
             ids = None
-        if self.fmt != "jsonl" or not np.isfinite(proba).all():
+        if self.fmt != "jsonl":
             results = self.labels.results(proba, cut_offs)
             for i, result in enumerate(results):
                 self.write(result, line=None if lines is None else lines[i], item=None if items is None else items[i],

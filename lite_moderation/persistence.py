@@ -443,7 +443,10 @@ def read_metadata(directory: Path) -> dict:
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
         raise ModelFormatError(f"{meta_path}: not a lite-moderation model file")
     version = metadata.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelFormatError(f"{meta_path}: 'format_version' must be a whole number from 1 to {FORMAT_VERSION}, got "
+                               f"{json.dumps(version)[:40]}; the model is damaged: retrain or reinstall it")
+    if version > FORMAT_VERSION:
         raise ModelFormatError(
             f"{meta_path}: model format version {version!r} is newer than this lite-moderation reads "
             f"(up to {FORMAT_VERSION}); upgrade lite-moderation"

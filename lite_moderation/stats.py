@@ -9,7 +9,9 @@ The same matrix serves every system of a comparison: differences are paired (sam
 Why not ``scipy.stats.bootstrap``: it resamples observations, not groups (passing group ids as the
 observations works, but then each system and metric is its own call), its BCa interval returns NaN on a
 degenerate distribution (an FPR of 0 in every resample), and it has no notion of a metric undefined in one
-resample (no positives drawn). The percentile interval here ignores such resamples and says how many there were.
+resample (no positives drawn). A metric undefined in a resample is NaN there, by the rule of the point values
+(:func:`lite_moderation.metrics.ratio`: never 0), and the percentile interval is that of the resamples where it
+is defined (None when it is defined in none).
 The paired test on verdicts is McNemar's exact (binomial) test, from ``scipy.stats.binomtest``.
 """
 
@@ -19,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from .metrics import mean_of_defined, ratio, reported
 
 __all__ = ["BOOTSTRAP_METRICS", "Bootstrap", "interval", "mcnemar", "metric_intervals", "metric_samples",
            "paired_difference", "point_metrics", "repeat_summary", "resample_counts", "with_intervals"]
@@ -77,18 +81,11 @@ def _group_sums(values: np.ndarray, group_of_row: np.ndarray, n_groups: int) -> 
     return sums
 
 
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, 0 where the denominator is 0 (the convention of metrics.py)."""
-    out = np.zeros(np.broadcast(numerator, denominator).shape)
-    np.divide(numerator, denominator, out=out, where=denominator > 0)
-    return out
-
-
 def _threshold_samples(counts: np.ndarray, group_of_row: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict:
     cells = np.stack([y & pred, ~y & pred, y & ~pred, ~y & ~pred], axis=1).astype(np.float64)
     tp, fp, fn, tn = (counts @ _group_sums(cells, group_of_row, counts.shape[1])).T
-    return {"f1": _ratio(2 * tp, 2 * tp + fp + fn), "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn),
-            "fpr": _ratio(fp, fp + tn), "accuracy": _ratio(tp + tn, tp + fp + fn + tn)}
+    return {"f1": ratio(2 * tp, 2 * tp + fp + fn), "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn),
+            "fpr": ratio(fp, fp + tn), "accuracy": ratio(tp + tn, tp + fp + fn + tn)}
 
 
 def _rank_samples(counts: np.ndarray, group_of_row: np.ndarray, y: np.ndarray, scores: np.ndarray) -> dict:
@@ -104,12 +101,11 @@ def _rank_samples(counts: np.ndarray, group_of_row: np.ndarray, y: np.ndarray, s
         neg = np.add.reduceat(weights * ~sorted_y, starts, axis=1)
         tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
         n_pos, n_neg = tp[:, -1], fp[:, -1]
-        precision = _ratio(tp, tp + fp)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            auprc[lo:lo + step] = np.where(n_pos > 0, (pos * precision).sum(axis=1) / n_pos, np.nan)
-            below = n_neg[:, None] - fp  # negatives scored strictly lower than this level
-            area = (pos * (below + 0.5 * neg)).sum(axis=1)
-            auroc[lo:lo + step] = np.where((n_pos > 0) & (n_neg > 0), area / (n_pos * n_neg), np.nan)
+        precision = np.nan_to_num(ratio(tp, tp + fp))  # undefined only at levels no drawn row reaches: pos 0 there
+        auprc[lo:lo + step] = ratio((pos * precision).sum(axis=1), n_pos)
+        below = n_neg[:, None] - fp  # negatives scored strictly lower than this level
+        area = (pos * (below + 0.5 * neg)).sum(axis=1)
+        auroc[lo:lo + step] = ratio(area, n_pos * n_neg)
     return {"auprc": auprc, "auroc": auroc}
 
 
@@ -118,7 +114,7 @@ def _macro_f1_samples(counts: np.ndarray, group_of_row: np.ndarray, Y: np.ndarra
     cells = np.concatenate([Y & P, ~Y & P, Y & ~P], axis=1).astype(np.float64)
     sums = counts @ _group_sums(cells, group_of_row, counts.shape[1])
     tp, fp, fn = sums[:, :n_cat], sums[:, n_cat:2 * n_cat], sums[:, 2 * n_cat:]
-    return _ratio(2 * tp, 2 * tp + fp + fn).mean(axis=1)
+    return mean_of_defined(ratio(2 * tp, 2 * tp + fp + fn), axis=1)
 
 
 def metric_samples(counts: np.ndarray, group_of_row: np.ndarray, unsafe_true: np.ndarray,
@@ -205,8 +201,7 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
 def point_metrics(group_of_row: np.ndarray, unsafe_true: np.ndarray, **arrays: np.ndarray | None) -> dict:
     """The metrics on the rows as they are (every group once), through the same code as the resamples."""
     ones = np.ones((1, int(group_of_row.max()) + 1))
-    return {name: None if np.isnan(v[0]) else float(v[0])
-            for name, v in metric_samples(ones, group_of_row, unsafe_true, **arrays).items()}
+    return {name: reported(v[0]) for name, v in metric_samples(ones, group_of_row, unsafe_true, **arrays).items()}
 
 
 def repeat_summary(runs: Sequence[dict], seeds: Sequence[int]) -> dict:

@@ -131,7 +131,7 @@ def metrics_tables(metrics: dict, title: str = "") -> list[Table]:
     rows = [[short_name(c), format_ci(per[c]["f1"]), format_ci(per[c]["precision"]), format_ci(per[c]["recall"]),
              format_ci(per[c]["auprc"]), str(per[c]["support"])] for c in per]
     tables.append(Table(["category", "F1", "precision", "recall", "AUPRC", "support"], rows,
-                        f"{caption}harm categories: macro-F1 {macro}, micro-F1 {cats['micro_f1']:.3f}"))
+                        f"{caption}harm categories: macro-F1 {macro}, micro-F1 {format_ci(cats['micro_f1'])}"))
     return tables
 
 

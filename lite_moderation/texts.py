@@ -22,6 +22,11 @@ __all__ = [
 #: inside a question-answer pair.
 FIELDS = ("prompt", "response", "joint", "pair_prompt", "pair_response", "lone_prompt", "lone_text")
 
+#: The longest n-gram a block may take, in words or characters, in training and in a model file alike: featurising a
+#: text makes about n n-grams per word or character, each up to n long, so memory grows with n squared (the shipped
+#: models use at most 5; a model file declaring 64 took many GB at the default --max-record-bytes).
+MAX_NGRAM = 8
+
 #: What joins prompt and response in the "joint" field (a token no real text produces).
 JOINT_SEPARATOR = " \n qqaasep \n "
 
@@ -255,3 +260,39 @@ def block_settings(params: dict, analyzer: str, field: str | None = None) -> dic
         "dtype": params["dtype"], "norm": "l2", "use_idf": True, "smooth_idf": True,
         "sublinear_tf": params["sublinear_tf"],
     }
+
+
+def field_factors(value: float | dict[str, float], name: str, minimum: float = 0.0,
+                  minimum_allowed: bool = False) -> dict[str, float]:
+    """A per-field recipe number (``char_weight``, ``nb_power``) as {field: number} ("*": every field), checked:
+    known fields, finite numbers above ``minimum`` (or equal to it when ``minimum_allowed``)."""
+    factors = dict(value) if isinstance(value, dict) else {"*": value}
+    unknown = sorted(set(factors) - {"*", *FIELDS})
+    if unknown:
+        raise ValueError(f"{name} names unknown fields {unknown}: expected among {list(FIELDS)}")
+    bound = f"{minimum:g} or above" if minimum_allowed else f"above {minimum:g}"
+    for field, number in factors.items():
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not np.isfinite(number) \
+                or number < minimum or (number == minimum and not minimum_allowed):
+            raise ValueError(f"{name} must be a finite number {bound} (for {field!r}), got {number!r}")
+    return {field: float(number) for field, number in factors.items()}
+
+
+def char_weights(char_weight: float | dict[str, float]) -> dict[str, float]:
+    """``char_weight`` as {field: factor} ("*": every character block), checked: known fields, finite numbers
+    above 0."""
+    return field_factors(char_weight, "char_weight")
+
+
+def nb_powers(nb_power: float | dict[str, float]) -> dict[str, float]:
+    """``nb_power`` as {field: power} ("*": every block), checked: known fields, finite numbers, 0 or above."""
+    return field_factors(nb_power, "nb_power", minimum_allowed=True)
+
+
+def ngram_range(value: object, name: str) -> tuple[int, int]:
+    """``value`` as an n-gram range (low, high), checked: two whole numbers 1 <= low <= high <= ``MAX_NGRAM``."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 \
+            and all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in value) \
+            and 1 <= value[0] <= value[1] <= MAX_NGRAM:
+        return int(value[0]), int(value[1])
+    raise ValueError(f"{name} must be two whole numbers 1 <= low <= high <= {MAX_NGRAM}, got {value!r}")

@@ -87,6 +87,33 @@ def test_compare_ours_against_a_peer_matches_evaluate_and_draws_curves(runner, t
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_perfect_system_is_compared_with_perfect_intervals(runner, tmp_path) -> None:
+    """The report's case: 50 rows, 2 unsafe, all right. F1, precision and recall read 1.000 [0.000, 1.000]."""
+    data = write_jsonl(tmp_path / "perfect.jsonl", [{"prompt": f"question {i}", "response": f"answer {i}",
+                                                      "is_safe": i >= 2} for i in range(50)])
+    predictions = write_jsonl(tmp_path / "pred.jsonl", [{"row": i, "flagged": i < 2, "score": 0.9 if i < 2 else 0.1}
+                                                         for i in range(50)])
+    result = runner.invoke(main, ["compare", "--data", str(data), "--system", f"perfect={predictions}"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("1.000 [1.000, 1.000]") == 6 and "0.000 [0.000, 1.000]" not in result.output
+    assert "0.000 [0.000, 0.000]" in result.output  # FPR: defined (48 safe rows), and 0
+
+
+def test_evaluate_reports_what_an_all_safe_or_all_unsafe_file_cannot_measure_as_na(runner, tiny_model_dir,
+                                                                                   tmp_path) -> None:
+    """An all-safe file printed recall 0.000 [0.000, 0.000]; an all-unsafe one fpr 0.000 [0.000, 0.000]."""
+    for safe, undefined in ((True, "recall"), (False, "fpr")):
+        data = write_jsonl(tmp_path / f"{safe}.jsonl", [{"prompt": f"how do I plant tulips {i}", "response": "in "
+                                                         "autumn", "is_safe": safe} for i in range(12)])
+        out = tmp_path / f"{safe}.json"
+        result = runner.invoke(main, ["evaluate", "--model", str(tiny_model_dir), "--data", str(data), "--json",
+                                      str(out), "--bootstrap", "200", "-q"])
+        assert result.exit_code == 0, result.output
+        assert re.search(rf"\b{undefined} +n/a", result.output) and f"{undefined} n/a" in result.output
+        metrics = json.loads(out.read_text())["unsafe"]
+        assert metrics[undefined] is None and metrics["ci"][undefined] is None and metrics["auroc"] is None
+
+
 def test_compare_on_the_rows_all_systems_cover(tmp_path) -> None:
     dataset = load_dataset(XSTEST)
     peers = [json.loads(line) for line in PEERS.read_text().splitlines()]

@@ -6,9 +6,11 @@ Every distributed output is compared with the single-process scorer (``score_fil
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -27,6 +29,7 @@ import lite_moderation as lm
 from lite_moderation import distributed as dist
 from lite_moderation.cli import main
 from lite_moderation.data import Columns, DataError
+from lite_moderation.output import OutputError
 from lite_moderation.scoring import score_file
 from lite_moderation.taxonomy import CATEGORIES, short_name
 
@@ -263,6 +266,61 @@ def test_cli_dask_engine_reads_the_columns_the_user_names(client, tiny_model_dir
     assert "rows in: 82, scored: 81, rejected: 1" in result.stderr
 
 
+def test_cli_dask_engine_that_scores_no_row_exits_2_as_local_score(client, tiny_model_dir, tmp_path, runner):
+    """A wrong --text-column over a whole corpus looked like success: exit 0, and "-> None" for the file."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "x.jsonl").write_text('{"body": "hello"}\n{"body": "world"}\n')
+    result = runner.invoke(main, ["score", "--engine", "dask", "--scheduler", client.scheduler.address, "--model",
+                                  str(tiny_model_dir), "--input", str(folder / "*.jsonl"), "--output",
+                                  str(tmp_path / "out")])
+    local = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "--input", str(folder / "x.jsonl"),
+                                 "--output", str(tmp_path / "x.scores.jsonl")])
+    for run in (result, local):
+        assert run.exit_code == 2, run.output
+        assert "no row could be scored (all 2 skipped" in run.stderr and "Name the text field with --text-column" \
+            in run.stderr.splitlines()[-1]
+    assert "x.jsonl: rows in 2, scored 0, rejected 2, flagged 0 -> no output file" in result.stderr
+    assert "None" not in result.stderr and list((tmp_path / "out").iterdir()) == []
+
+
+def test_cli_dask_engine_reports_label_warnings_as_local_score(client, tiny_model_dir, tmp_path, runner):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "x.jsonl").write_text('{"text": "hello", "is_safe": "maybe"}\n{"text": "a chess game"}\n')
+    result = runner.invoke(main, ["score", "--engine", "dask", "--scheduler", client.scheduler.address, "--model",
+                                  str(tiny_model_dir), "--input", str(folder / "*.jsonl"), "--output",
+                                  str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "warning: " in result.stderr and "x.jsonl:1: field 'is_safe'" in result.stderr
+    assert re.search(r"scored: 2, rejected: 0, flagged: \d, label warnings: 1", result.stderr)
+
+
+def test_an_output_directory_that_cannot_be_written_is_refused_before_any_work(tiny_model_dir, corpus):
+    """It was found by the workers once scoring had started, with their tracebacks on stderr."""
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc, where no one may create files")
+    with pytest.raises(OutputError, match="/proc/self/dk: cannot write the score files there"):
+        dist.score_files(str(corpus / "part-0.*"), "/proc/self/dk", tiny_model_dir)  # lazy: nothing computed
+    done = subprocess.run(_cli("score", "--engine", "dask", "--workers", "1", "--model", str(tiny_model_dir), "-i",
+                               str(corpus / "part-0.*"), "-o", "/proc/self/dk", "-q"),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "/proc/self/dk: cannot write the score files there" in done.stderr
+
+
+def test_a_failed_file_is_one_line_without_worker_tracebacks(tiny_model_dir, tmp_path):
+    """--on-error fail printed "distributed.worker - ERROR - Compute Failed ... Traceback", even with -q."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "x.jsonl").write_text('{"text": "hello"}\nnot json\n')
+    done = subprocess.run(_cli("score", "--engine", "dask", "--workers", "1", "--model", str(tiny_model_dir), "-i",
+                               str(folder / "*.jsonl"), "-o", str(tmp_path / "out"), "--on-error", "fail", "-q"),
+                          capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "x.jsonl:2: not valid JSON" in done.stderr and "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize("args", [
     ["--workers", "2", "some text"],
     ["--engine", "dask", "some text"],
@@ -294,6 +352,62 @@ def test_importing_the_cli_does_not_import_dask():
 
 
 # --------------------------------------------------------------------------------------------- failures
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lite_moderation", *args]
+
+
+#: Reset SIGINT to its default, then exec (a harness run in the background of a script passes SIGINT ignored).
+SIGINT_DEFAULT_EXEC = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                       "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def _writer_of(fifo: Path, proc: subprocess.Popen) -> int:
+    """The write end of ``fifo``, once a worker opened it to read (polls: no timing assumption)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # no reader yet
+                raise
+            time.sleep(0.05)
+            continue
+        os.set_blocking(fd, True)
+        return fd
+    raise AssertionError(f"no worker opened the input: {proc.communicate()[1]}")
+
+
+@pytest.mark.parametrize(("signum", "group", "code", "said"), [
+    (signal.SIGINT, True, 130, "interrupted"),  # Ctrl-C: the whole process group, workers included
+    (signal.SIGTERM, False, 143, "terminated"),  # the command alone: its cluster stops the workers
+])
+def test_a_signal_to_a_dask_run_leaves_no_temp_file_and_its_exit_code(tiny_model_dir, tmp_path, signum, group, code,
+                                                                      said):
+    """A worker writing its temp file (it waits on a FIFO for more rows) when the signal comes: the temps were left,
+    hidden, until the next run to the same directory."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    fifo = folder / "a.jsonl"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-c", SIGINT_DEFAULT_EXEC, *_cli(
+        "score", "--engine", "dask", "--workers", "1", "--model", str(tiny_model_dir), "-i", str(folder / "*.jsonl"),
+        "-o", str(out))], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    writer = _writer_of(fifo, proc)
+    try:
+        os.write(writer, b'{"text": "a plain text about chess"}\n' * 50)
+        deadline = time.monotonic() + 60
+        while not list(out.glob(".a.scores.jsonl.*.tmp")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(out.glob(".a.scores.jsonl.*.tmp")), "the worker made no temp file"
+        (os.killpg if group else os.kill)(proc.pid, signum)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        os.close(writer)
+    assert list(out.iterdir()) == [], stderr
+    assert proc.returncode == code, stderr
+    assert stderr.decode().strip() == said
 
 
 def test_worker_killed_mid_run_loses_and_duplicates_nothing(client, tmp_path):

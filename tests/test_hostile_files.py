@@ -344,6 +344,8 @@ def test_compare_refuses_a_hostile_score_with_its_line(runner, tmp_path, score, 
     (["--data", "{data},weight=nan"], "weight must be a number above 0"),
     (["--threshold-shrinkage", "nan"], "'nan' is not a finite number"),
     (["--C", "inf"], "'inf' is not a finite number"),
+    (["--word-ngrams", "1,9"], "expected 1 <= low <= high <= 8"),  # what a model file may declare (memory)
+    (["--char-ngrams", "2,64"], "expected 1 <= low <= high <= 8"),
 ])
 def test_extreme_numbers_are_refused_before_training(runner, tiny_data, tmp_path, command, extra, what):
     out = ["--output", str(tmp_path / "model")] if command == "train" else []
@@ -351,6 +353,13 @@ def test_extreme_numbers_are_refused_before_training(runner, tiny_data, tmp_path
     result = runner.invoke(main, args)
     assert result.exit_code == 2 and what in result.stderr, result.output
     assert not (tmp_path / "model").exists()
+
+
+def test_an_ngram_range_a_model_file_may_not_declare_is_not_fitted(tiny_data):
+    """QAVectorizer(char_ngram_range=(1, 64)) was fitted (and its model saved) though a model file may not declare it."""
+    dataset = lm.load_dataset(tiny_data, require="categories")
+    with pytest.raises(ValueError, match="char_ngram_range must be two whole numbers 1 <= low <= high <= 8"):
+        lm.QAVectorizer(char_ngram_range=(1, 64)).fit(dataset.pairs)
 
 
 def test_a_fit_the_loader_would_refuse_is_never_saved_or_reported(tiny_data):

@@ -382,6 +382,22 @@ def _huge_hashes_npz(arrays: dict) -> bytes:
     return buffer.getvalue()
 
 
+def _npz_with_a_second(arrays: dict, name: str) -> bytes:
+    """An .npz holding array ``name`` twice, the second copy zeroed (which one a reader takes is no rule)."""
+    import io
+    import warnings
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate name it is asked to write
+        for member, array in [*arrays.items(), (name, np.zeros_like(arrays[name]))]:
+            data = io.BytesIO()
+            np.lib.format.write_array(data, array)
+            archive.writestr(f"{member}.npy", data.getvalue())
+    return buffer.getvalue()
+
+
 def _break(model: Path, how: str) -> None:
     meta, vocab, arrays = _parts(model)
     if how == "no params":
@@ -405,9 +421,29 @@ def _break(model: Path, how: str) -> None:
         arrays["intercept"] = arrays["intercept"][:3]
     elif how == "coef nan":
         arrays["coef"] = np.full_like(arrays["coef"], np.nan)
+    elif how.startswith("idf "):  # a zero idf made NaN scores (written as NaN, never flagged); negative flipped verdicts
+        arrays["idf_0"][:3] = {"idf zero": 0.0, "idf negative": -5.0, "idf huge": 1e300}[how]
+    elif how == "coef beyond float32":  # finite, but logits of inf - inf
+        arrays["coef"] = arrays["coef"].astype(np.float64)
+        arrays["coef"][:2] = [[1e300], [-1e300]]
     elif how == "huge declared size":
         _forge(model, arrays=_huge_hashes_npz(arrays))
         return
+    elif how in ("extra vectorizer key", "extra classifier key"):  # accepted by score/info/explain, not by lm.load
+        meta["params"][how.split()[1]]["evil"] = 1
+    elif how == "ngram range beyond training's":  # (1, 64) took GB per MB of text
+        meta["params"]["vectorizer"]["word_ngram_range"] = [1, 64]
+    elif how == "C a string":
+        meta["params"]["classifier"]["C"] = "abc"
+    elif how == "nb_power of an unknown field":
+        meta["params"]["classifier"]["nb_power"] = {"answer": 1}
+    elif how.startswith("format_version "):
+        meta["format_version"] = json.loads(how.split()[1])
+    elif how == "an array twice":
+        _forge(model, arrays=_npz_with_a_second(arrays, "coef"))
+        return
+    elif how == "hashes uint8":  # the leak check would match nothing
+        arrays["train_prompt_hashes"] = arrays["train_prompt_hashes"].astype(np.uint8)
     _forge(model, meta, vocab, arrays)
 
 
@@ -422,7 +458,21 @@ BROKEN = {
     "deep vocabulary": ("vocabulary.json", "nested too deeply"),
     "intercept shape": ("arrays.npz", "intercept"),
     "coef nan": ("arrays.npz", "NaN"),
+    "idf zero": ("arrays.npz", "'idf_0' holds values from 0 to", "outside [1, "),
+    "idf negative": ("arrays.npz", "'idf_0' holds values from -5 to"),
+    "idf huge": ("arrays.npz", "'idf_0' holds values from", "to 1e+300"),
+    "coef beyond float32": ("arrays.npz", "'coef' holds values from -1e+300 to 1e+300"),
     "huge declared size": ("arrays.npz", "train_prompt_hashes"),
+    "extra vectorizer key": ("model.json", "'params.vectorizer.evil' is not a parameter of the vectorizer"),
+    "extra classifier key": ("model.json", "'params.classifier.evil' is not a parameter of the classifier"),
+    "ngram range beyond training's": ("model.json", "'params.vectorizer.word_ngram_range'", "<= high <= 8"),
+    "C a string": ("model.json", "'params.classifier.C' must be a number above 0, got \"abc\""),
+    "nb_power of an unknown field": ("model.json", "'params.classifier.nb_power' must be"),
+    "format_version 0": ("model.json", "'format_version' must be a whole number from 1 to 2, got 0"),
+    "format_version -1": ("model.json", "'format_version' must be a whole number from 1 to 2, got -1"),
+    "format_version true": ("model.json", "'format_version' must be a whole number from 1 to 2, got true"),
+    "an array twice": ("arrays.npz", "holds an array more than once"),
+    "hashes uint8": ("arrays.npz", "'train_prompt_hashes' has dtype uint8, expected uint64"),
 }
 
 
@@ -432,8 +482,18 @@ def test_a_malformed_model_is_one_line_naming_file_and_problem(runner, tiny_mode
     _break(model, how)
     for command in (["score", "some text"], ["info"]):
         _refused(runner.invoke(main, [command[0], "--model", str(model), *command[1:]]), *BROKEN[how])
-    with pytest.raises(ModelFormatError, match=BROKEN[how][0]):
-        lm.load(model)
+    for load in (lm.load, lm.load_scorer):  # every load path: one verdict on a model
+        with pytest.raises(ModelFormatError, match=BROKEN[how][0]):
+            load(model)
+
+
+def test_a_score_that_is_not_a_number_is_refused_not_written(tiny_model_dir):
+    """The last guard behind the load checks: a NaN score (never flagged, and not JSON) never reaches an output."""
+    labels = lm.load_scorer(tiny_model_dir).label_set_
+    proba = np.full((2, len(labels.names)), 0.5)
+    proba[1, -1] = np.nan
+    with pytest.raises(ValueError, match="not a number"):
+        labels.results(proba, np.full(len(labels.names), 0.5))
 
 
 def test_a_deeply_nested_model_json_is_refused(runner, tiny_model_dir, tmp_path):
@@ -442,13 +502,17 @@ def test_a_deeply_nested_model_json_is_refused(runner, tiny_model_dir, tmp_path)
     _refused(runner.invoke(main, ["score", "--model", str(model), "some text"]), "model.json", "nested too deeply")
 
 
-def test_unknown_classifier_parameters_are_a_model_error(tiny_model_dir, tmp_path):
+def test_a_model_with_bad_params_is_refused_by_evaluate_as_by_score(runner, tiny_model_dir, tiny_eval_data,
+                                                                    tmp_path):
+    """evaluate (scikit-learn's load) said "damaged model (QAVectorizer.__init__() got an unexpected keyword
+    argument ...)" naming the directory, while score accepted the model: now both name model.json and the key."""
     model = shutil.copytree(tiny_model_dir, tmp_path / "m")
     meta, _, _ = _parts(model)
-    meta["params"]["classifier"]["bogus"] = 1
+    meta["params"]["vectorizer"]["bogus"] = 1
     _forge(model, meta)
-    with pytest.raises(ModelFormatError, match="damaged model"):
-        lm.load(model)
+    for args in (["evaluate", "--data", str(tiny_eval_data), "-q"], ["score", "some text"]):
+        _refused(runner.invoke(main, [args[0], "--model", str(model), *args[1:]]), "model.json",
+                 "'params.vectorizer.bogus' is not a parameter of the vectorizer")
 
 
 # ------------------------------------------------------------------------------------------ Python API

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import BEAVERTAILS_TEST
 
 import lite_moderation as lm
@@ -81,6 +82,6 @@ def test_score_file_rows_are_the_bytes_json_dumps_writes_of_each_verdict(tmp_pat
                                    ids=ids)
         assert by_arrays.getvalue() == by_rows.getvalue(), fmt
     with_nan = proba.copy()
-    with_nan[0, 0] = np.nan  # never a probability, but written as json.dumps would (NaN), through the dicts
-    assert RowWriter(io.StringIO(), "jsonl").write_scores(with_nan, cut_offs(scorer, message_mask(pairs))) == sum(
-        v["flagged"] for v in scorer.moderate(pairs))
+    with_nan[0, 0] = np.nan  # never a probability: refused, not written (NaN is not JSON, and never flagged)
+    with pytest.raises(ValueError, match="not a number"):
+        RowWriter(io.StringIO(), "jsonl").write_scores(with_nan, cut_offs(scorer, message_mask(pairs)))

@@ -108,9 +108,55 @@ def test_seeded_and_reproducible() -> None:
 def test_undefined_resamples_are_left_out_and_a_never_defined_metric_has_no_interval() -> None:
     assert interval(np.array([np.nan, 0.2, 0.4, np.nan])) == pytest.approx([0.205, 0.395])
     assert interval(np.array([np.nan, np.nan])) is None
-    y = np.zeros(20, dtype=bool)  # no positives: AUROC is undefined in every resample
+    y = np.zeros(20, dtype=bool)  # no positives: AUROC, recall (and, nothing flagged, precision and F1) undefined
     cis = metric_intervals(y, np.linspace(0, 1, 20)[:, None], np.zeros((20, 1), bool), np.arange(20))["unsafe"]
     assert cis["auroc"] is None and cis["fpr"] == [0.0, 0.0]
+    assert cis["recall"] is None and cis["precision"] is None and cis["f1"] is None
+
+
+def test_a_perfect_classifier_has_a_perfect_interval() -> None:
+    """Resamples that draw no unsafe row were counted as F1, precision and recall 0: a classifier right on all 50
+    rows (2 unsafe) got [0, 1]. Undefined there, they are left out, as AUPRC/AUROC's always were."""
+    y = np.arange(50) < 2
+    cis = metric_intervals(y, np.where(y, 0.9, 0.1)[:, None], y[:, None], np.arange(50))["unsafe"]
+    for name in BOOTSTRAP_METRICS:
+        assert cis[name] == ([0.0, 0.0] if name == "fpr" else [1.0, 1.0]), name
+
+
+def _sklearn_point(name: str, y: np.ndarray, pred: np.ndarray) -> float:
+    """scikit-learn's value with zero_division=np.nan (FPR: the recall of the negatives)."""
+    from sklearn.metrics import accuracy_score, precision_score, recall_score
+
+    score = {"f1": f1_score, "precision": precision_score, "recall": recall_score}.get(name)
+    if name == "fpr":
+        return recall_score(~y, pred, pos_label=True, zero_division=np.nan) if (~y).any() else np.nan
+    return accuracy_score(y, pred) if name == "accuracy" else score(y, pred, zero_division=np.nan)
+
+
+@pytest.mark.parametrize(("unsafe", "flagged"), [(0, 0), (0, 3), (20, 20), (20, 0), (5, 0)])
+def test_undefined_point_metrics_are_none_as_scikit_learns_zero_division_nan(unsafe, flagged) -> None:
+    """evaluate on an all-safe file printed recall 0.000 [0.000, 0.000], on an all-unsafe one fpr 0.000."""
+    y, pred = np.arange(20) < unsafe, np.arange(20) >= 20 - flagged
+    points = binary_metrics(y, np.where(pred, 0.9, 0.1), pred)
+    through_bootstrap = point_metrics(np.arange(20), y, verdicts=pred)
+    for name in ("f1", "precision", "recall", "fpr", "accuracy"):
+        expected = _sklearn_point(name, y, pred)
+        for ours in (points[name], through_bootstrap[name]):
+            assert (ours is None) if np.isnan(expected) else ours == pytest.approx(expected), (name, ours, expected)
+
+
+def test_macro_f1_averages_the_categories_whose_f1_is_defined() -> None:
+    rng = np.random.default_rng(3)
+    Y, P = rng.random((60, 4)) < 0.3, rng.random((60, 4)) < 0.3
+    Y[:, 2] = P[:, 2] = False  # no support and never predicted: undefined, not 0
+    metrics = category_metrics(Y, np.zeros((60, 4)), P, ["a", "b", "c", "d"])
+    assert metrics["per_category"]["c"]["f1"] is None and metrics["per_category"]["c"]["precision"] is None
+    expected = f1_score(Y, P, average="macro", zero_division=np.nan)
+    assert metrics["macro_f1"] == pytest.approx(expected)
+    ours = point_metrics(np.arange(60), Y[:, 0], verdicts=P[:, 0], categories_true=Y, categories_pred=P)
+    assert ours["macro_f1"] == pytest.approx(expected)
+    none = category_metrics(Y[:, 2:3], np.zeros((60, 1)), P[:, 2:3], ["c"])
+    assert none["macro_f1"] is None and none["micro_f1"] is None
 
 
 def test_paired_difference_uses_the_same_resamples() -> None:
