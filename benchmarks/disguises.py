@@ -1,12 +1,15 @@
 """Text a reader sees unchanged, a model does not: invisible characters and look-alike letters, both sides.
 
-    python benchmarks/disguises.py [--before REV]     # --before: REV's shipped models beside today's
+    python benchmarks/disguises.py [--before REV [--before-code]]
+        # --before: REV's shipped models beside today's, scored by today's code; with --before-code by REV's own
 
 Why this exists: a user's exploratory round found that a zero-width space between characters, fullwidth letters
 or soft hyphens inside words turned flagged requests into text no feature had seen (176 of AdvBench's first 200
 flagged by `default`; 0 of them with zero-width spaces). Since then the shipped models read text as a reader sees
 it (``lite_moderation/normalize.py``, ``normalize="visible"``: NFKC per character, invisible format characters
-removed, Cyrillic and Greek look-alikes of Latin letters made Latin).
+removed, Cyrillic and Greek look-alikes of Latin letters made Latin); since a second round, letters typed
+decomposed (a base letter and its combining marks, Unicode NFD, as macOS and some keyboards give them) are composed
+too: they are scored on the multilingual sets, where letters carry marks.
 
 Each set is scored as typed and in each disguise, at each model's default point: flagged share of harmful sets
 (recall) and of harmless ones (false-positive rate), as single messages (a prompt alone and a text alone are one
@@ -20,12 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from _common import SHARED_DATA, machine, write_results
-from model_speed import model_at
+from model_speed import model_at, package_at
 
 import lite_moderation as lm
 
@@ -48,17 +52,22 @@ DISGUISES: dict[str, Callable[[str], str]] = {
     "fullwidth letters": _fullwidth,
     "mathematical bold letters": _math_bold,
     "Cyrillic look-alike letters": lambda t: t.translate(LOOK_ALIKES),
+    "decomposed letters (NFD)": lambda t: unicodedata.normalize("NFD", t),
 }
 
 
-def _messages(path: Path, n: int) -> list[str]:
-    rows = [json.loads(line) for line in path.read_text().splitlines()[:n]]
-    return [r.get("text") or r["prompt"] for r in rows]
+def _rows(path: Path, n: int | None = None) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()[:n]]
+
+
+def _messages(path: Path, n: int | None = None) -> list[str]:
+    return [r.get("text") or r["prompt"] for r in _rows(path, n)]
 
 
 def sets() -> dict[str, tuple[str, list, np.ndarray | None]]:
     """name -> (shape, items as typed, unsafe flags; None: every item harmful or every one harmless by its name)."""
-    saferlhf = [json.loads(line) for line in (SHARED_DATA / "external" / "saferlhf_2000.jsonl").read_text().splitlines()]
+    saferlhf = _rows(SHARED_DATA / "external" / "saferlhf_2000.jsonl")
+    xsafety = _rows(SHARED_DATA / "messages" / "xsafety_heldout.jsonl")
     return {
         "AdvBench requests (harmful)": ("message", _messages(SHARED_DATA / "everyday" / "advbench_harmful_behaviors.jsonl",
                                                              520), None),
@@ -66,6 +75,10 @@ def sets() -> dict[str, tuple[str, list, np.ndarray | None]]:
                                         None),
         "SafeRLHF pairs": ("pair", [(r["prompt"], r["response"]) for r in saferlhf],
                            np.array([not r["is_safe"] for r in saferlhf])),
+        "MultiJail held-out requests, 10 languages (harmful)": (
+            "message", _messages(SHARED_DATA / "messages" / "multijail_heldout.jsonl"), None),
+        "XSafety held-out, 9 languages": ("message", [r["prompt"] for r in xsafety],
+                                          np.array([not r["is_safe"] for r in xsafety])),
     }
 
 
@@ -73,11 +86,12 @@ def disguised(shape: str, items: list, disguise: Callable[[str], str]) -> list:
     return [disguise(i) for i in items] if shape == "message" else [(p, disguise(r)) for p, r in items]
 
 
-def measure(models: dict[str, Path | str]) -> list[dict]:
+def measure(models: dict[str, object]) -> list[dict]:
+    """Every model (a scorer, or where today's code loads one) on every set in every disguise."""
     results = []
     data = sets()
     for label, where in models.items():
-        scorer = lm.load_scorer(where)
+        scorer = where if hasattr(where, "moderate") else lm.load_scorer(where)
         for set_name, (shape, items, unsafe) in data.items():
             for disguise_name, disguise in DISGUISES.items():
                 flagged = np.array([r["flagged"] for r in scorer.moderate(disguised(shape, items, disguise))])
@@ -95,7 +109,7 @@ def markdown(results: list[dict], command: str) -> str:
     lines = ["# Disguised text: invisible characters and look-alike letters, both sides", "",
              (f"`{command}` (see the script's docstring). Flagged share at each model's default point: recall of "
              "the harmful sets, false-positive rate of the harmless ones; SafeRLHF pairs (the disguise on the "
-             "response) read as recall / FPR."), ""]
+             "response) and XSafety (both labels) read as recall / FPR."), ""]
     models = list(dict.fromkeys(r["model"] for r in results))
     columns = list(dict.fromkeys((r["set"], r["shape"]) for r in results))
     header = " | ".join(f"{name} ({shape})" for name, shape in columns)
@@ -113,15 +127,21 @@ def markdown(results: list[dict], command: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", metavar="REV", help="also REV's shipped models (git show)")
+    parser.add_argument("--before-code", action="store_true",
+                        help="score REV's models with REV's own code (its package imported beside today's)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        models: dict[str, Path | str] = {}
+        old = package_at(args.before, Path(tmp) / "code") if args.before and args.before_code else None
+        models: dict[str, object] = {}
         for name in ("default", "fast", "beavertails"):
-            if args.before:
+            if old is not None:
+                models[f"{name} @ {args.before} (its code)"] = old.load_scorer(name)
+            elif args.before:
                 models[f"{name} @ {args.before}"] = model_at(args.before, name, Path(tmp) / name)
             models[name] = name
         results = measure(models)
-    command = "python benchmarks/disguises.py" + (f" --before {args.before}" if args.before else "")
+    command = "python benchmarks/disguises.py" + (f" --before {args.before}" if args.before else "") + (
+        " --before-code" if old is not None else "")
     write_results("disguises", [{"machine": machine(command)}, *results], markdown(results, command))
 
 
