@@ -183,7 +183,7 @@ def test_fail_on_flagged_fails_closed_on_a_rejected_row(runner, tiny_model_dir, 
 
 
 @pytest.mark.parametrize("suffix, body", [
-    (".jsonl", ('{"prompt": "q", "response": "marker0 marker0", "is_safe": "no"}\n'
+    (".jsonl", ('{"prompt": "q", "response": "marker0 marker0", "is_safe": "maybe"}\n'
                 '{"prompt": "q", "response": "garden", "category": {"bogus": true}}\n')),
     (".csv", "prompt,response,is_safe\nq,marker0 marker0,maybe\nq,garden,\n"),
 ])
@@ -199,7 +199,7 @@ def test_unused_label_fields_do_not_stop_a_row_from_being_scored(runner, tiny_mo
 
 
 def test_training_still_refuses_a_malformed_label(runner, tmp_path):
-    path = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "response": "r", "is_safe": "no"}])
+    path = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "response": "r", "is_safe": "maybe"}])
     result = runner.invoke(main, ["evaluate", "--data", str(path)])
     _refused(result, "bad.jsonl:1", "is_safe")
 
