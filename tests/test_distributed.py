@@ -266,14 +266,24 @@ def test_cli_dask_engine_reads_the_columns_the_user_names(client, tiny_model_dir
     assert "rows in: 82, scored: 81, rejected: 1" in result.stderr
 
 
-def test_cli_dask_engine_that_scores_no_row_exits_2_as_local_score(client, tiny_model_dir, tmp_path, runner):
-    """A wrong --text-column over a whole corpus looked like success: exit 0, and "-> None" for the file."""
+def _one_file_corpus(tmp_path: Path, body: str) -> Path:
+    """A corpus folder holding one file, x.jsonl, of ``body``."""
     folder = tmp_path / "in"
     folder.mkdir()
-    (folder / "x.jsonl").write_text('{"body": "hello"}\n{"body": "world"}\n')
-    result = runner.invoke(main, ["score", "--engine", "dask", "--scheduler", client.scheduler.address, "--model",
-                                  str(tiny_model_dir), "--input", str(folder / "*.jsonl"), "--output",
-                                  str(tmp_path / "out")])
+    (folder / "x.jsonl").write_text(body)
+    return folder
+
+
+def _dask_score(runner, client, model_dir: Path, folder: Path, out: Path, *options: str):
+    """``score --engine dask`` on the folder's .jsonl files, on the test cluster."""
+    return runner.invoke(main, ["score", "--engine", "dask", "--scheduler", client.scheduler.address, "--model",
+                                str(model_dir), "--input", str(folder / "*.jsonl"), "--output", str(out), *options])
+
+
+def test_cli_dask_engine_that_scores_no_row_exits_2_as_local_score(client, tiny_model_dir, tmp_path, runner):
+    """A wrong --text-column over a whole corpus looked like success: exit 0, and "-> None" for the file."""
+    folder = _one_file_corpus(tmp_path, '{"body": "hello"}\n{"body": "world"}\n')
+    result = _dask_score(runner, client, tiny_model_dir, folder, tmp_path / "out")
     local = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "--input", str(folder / "x.jsonl"),
                                  "--output", str(tmp_path / "x.scores.jsonl")])
     for run in (result, local):
@@ -285,12 +295,8 @@ def test_cli_dask_engine_that_scores_no_row_exits_2_as_local_score(client, tiny_
 
 
 def test_cli_dask_engine_reports_label_warnings_as_local_score(client, tiny_model_dir, tmp_path, runner):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "x.jsonl").write_text('{"text": "hello", "is_safe": "maybe"}\n{"text": "a chess game"}\n')
-    result = runner.invoke(main, ["score", "--engine", "dask", "--scheduler", client.scheduler.address, "--model",
-                                  str(tiny_model_dir), "--input", str(folder / "*.jsonl"), "--output",
-                                  str(tmp_path / "out"), "--quiet"])
+    folder = _one_file_corpus(tmp_path, '{"text": "hello", "is_safe": "maybe"}\n{"text": "a chess game"}\n')
+    result = _dask_score(runner, client, tiny_model_dir, folder, tmp_path / "out", "--quiet")
     assert result.exit_code == 0, result.output
     assert "warning: " in result.stderr and "x.jsonl:1: field 'is_safe'" in result.stderr
     assert re.search(r"scored: 2, rejected: 0, flagged: \d, label warnings: 1", result.stderr)
