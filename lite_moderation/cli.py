@@ -31,6 +31,7 @@ from .guard_suite import GUARD_SUITE
 from .guards import Terminated, check_outputs, signals_as_exceptions, silence_stdout
 from .hub import DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS, REVISION, SPLITS, DownloadError, download
 from .labels import label_set_of
+from .normalize import DEFAULT_NORMALIZATION
 from .output import (
     EXPLAIN_SUFFIX_FORMATS,
     FORMATS,
@@ -338,11 +339,13 @@ def recipe_options(command: Callable) -> Callable:
                           "lone_text=0.5)."),
         click.option("--min-df", type=click.IntRange(min=1), default=2, show_default=True,
                      help="Minimum number of documents a term must appear in."),
-        click.option("--normalize", type=click.Choice(["visible", "none"]), default="visible", show_default=True,
+        click.option("--normalize", type=click.Choice(["undisguised", "visible", "none"]),
+                     default=DEFAULT_NORMALIZATION, show_default=True,
                      help="Text normalisation before analysis, training and scoring alike: visible (the text as a "
                           "reader sees it: fullwidth and styled letters folded, invisible characters such as "
-                          "zero-width spaces removed, Cyrillic and Greek look-alikes inside Latin words made Latin) "
-                          "or none."),
+                          "zero-width spaces removed, Cyrillic and Greek look-alikes inside Latin words made Latin), "
+                          "undisguised (visible, and letters spaced out joined: 'k i l l', 'b.o.m.b'; leetspeak "
+                          "inside words read as letters: 'k1ll', 'h0w') or none."),
         click.option("--max-features", callback=_parse_max_features, default=None,
                      help="Cap on each vocabulary block (most frequent terms kept): a number for every block, or "
                           "FIELD=N[,FIELD=N] for some (*=N: the others; the shipped fast: *=15000,lone_text=50000)."),

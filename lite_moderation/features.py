@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.validation import check_is_fitted
 
-from .normalize import check_normalization, normalize_texts
+from .normalize import DEFAULT_NORMALIZATION, check_normalization, normalize_texts
 from .texts import (
     FIELDS,
     JOINT_SEPARATOR,
@@ -47,9 +47,10 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
         ``{field: cap}`` for the named fields' blocks ("*": the others; see :func:`texts.field_caps`).
     sublinear_tf : use 1 + log(tf), which keeps long texts from dominating.
     dtype : float dtype of the output matrix.
-    normalize : how texts are normalised before analysis: ``"visible"`` (as a reader sees them: compatibility
-        forms folded, invisible format characters removed, look-alike letters inside Latin words made Latin:
-        :mod:`lite_moderation.normalize`) or None (read as they are).
+    normalize : how texts are normalised before analysis: ``"undisguised"`` (as a reader reads them: compatibility
+        forms folded, invisible format characters removed, look-alike letters inside Latin words made Latin,
+        letters spaced out joined, leetspeak inside words read as letters: :mod:`lite_moderation.normalize`),
+        ``"visible"`` (the same without the last two) or None (read as they are).
     """
 
     def __init__(
@@ -62,7 +63,7 @@ class QAVectorizer(TransformerMixin, BaseEstimator):
         max_features: int | dict[str, int | None] | None = None,
         sublinear_tf: bool = True,
         dtype: type = np.float32,
-        normalize: str | None = "visible",
+        normalize: str | None = DEFAULT_NORMALIZATION,
     ) -> None:
         self.word_fields = word_fields
         self.word_ngram_range = word_ngram_range

@@ -25,6 +25,23 @@ The one rule, ``"visible"``:
 
 The table of step 1 is the running Python's Unicode database; a character assigned in a later Unicode version
 than it knows is kept as it is.
+
+The rule ``"undisguised"`` (the default since issue 20's eighth round) is ``"visible"`` and two more steps, for
+disguises typed in plain ASCII (``default`` flagged AdvBench at 0.89 as typed, 0.08 with a, e, i, o typed 4, 3, 1, 0
+and 0.00 with each word's letters dotted):
+
+4. letters spaced out ("k i l l", "b.o.m.b", "s-e-x") are joined: a run of single letters or digits, each apart from
+   the next by the same one separator (space, dot, hyphen, underscore, star, tilde), holding three letters or
+   more and, with spaces, four characters or more (so "r u a" and "n-i-1" stay); a leading "a" or "I" of a longer
+   run stays a word ("a b o m b" -> "a bomb"). A whole text spaced out with single spaces becomes one word: where
+   its words were is not in the text;
+5. leetspeak inside words ("k1ll", "h0w", "m4k3"): in a word (a run of ASCII letters, digits, @, $ and !) with one
+   or two of 0 1 3 4 5 7 @ $ ! between two letters, each of those is read as o i e a s t a s i. Not in words holding
+   2, 6, 8 or 9 (hashes, versions), of mixed case (identifiers, short links: "7KPWAdLF0R"), starting with @ or # or
+   after / # = \\ & % (handles, colours, URL parts), nor an e-mail address's name: "1st", "mp3", "covid19", "4x4"
+   and "US$5" stay. "1" reads "i": "he11o" is not recovered.
+
+Steps 4 and 5 read ASCII letters only, and a text holding neither (one scan of it) is returned as it is.
 """
 
 from __future__ import annotations
@@ -33,12 +50,16 @@ import functools
 import re
 import unicodedata
 
-__all__ = ["LOOK_ALIKES", "NORMALIZATIONS", "check_normalization", "normalize_texts", "normalized",
-           "normalized_positions"]
+import numpy as np
+
+__all__ = ["DEFAULT_NORMALIZATION", "LOOK_ALIKES", "NORMALIZATIONS", "check_normalization", "normalize_texts",
+           "normalized", "normalized_positions"]
 
 #: The text normalisations a model may declare (``QAVectorizer(normalize=...)``): None reads texts as they are
-#: (models saved before normalisation existed).
-NORMALIZATIONS = (None, "visible")
+#: (models saved before normalisation existed), "visible" steps 1-3 (models saved before "undisguised" existed).
+NORMALIZATIONS = (None, "visible", "undisguised")
+#: What a new model declares unless told otherwise.
+DEFAULT_NORMALIZATION = "undisguised"
 
 #: Cyrillic and Greek letters a reader takes for Latin ones: folded inside words that hold a Latin letter.
 LOOK_ALIKES = dict(zip(
@@ -111,10 +132,19 @@ def _fold_word(match: re.Match) -> str:
     return word.translate(_LOOK_ALIKE_TABLE) if _LATIN.search(word) else word
 
 
-def normalized(text: str, form: str | None = "visible") -> str:
-    """``text`` as a model with normalisation ``form`` reads it (ASCII text is returned as it is)."""
-    if form is None or text.isascii():
+def normalized(text: str, form: str | None = DEFAULT_NORMALIZATION) -> str:
+    """``text`` as a model with normalisation ``form`` reads it (the text itself when nothing changes)."""
+    if form is None:
         return text
+    if not text.isascii():
+        text = _visible(text)
+    if form == "undisguised" and _DISGUISE.search(text):
+        text = _undisguised(text)
+    return text
+
+
+def _visible(text: str) -> str:
+    """Steps 1-3 of a text that is not ASCII."""
     either, plane_0, step_2 = _changing()
     if not either.search(text):  # nothing steps 1 and 3 change: most non-ASCII text
         return text if unicodedata.is_normalized("NFC", text) else _composed(text)
@@ -169,22 +199,38 @@ def _fold_look_alikes(text: str, look_alike: re.Pattern) -> str:
 
 
 def normalize_texts(texts: list[str], form: str | None) -> list[str]:
-    """Every text of ``texts`` normalised (the list itself when ``form`` is None or every text is ASCII)."""
-    if form is None or all(map(str.isascii, texts)):
+    """Every text of ``texts`` normalised (the list itself when ``form`` is None or nothing changes)."""
+    if form is None:
         return texts
-    out = list(texts)
-    for i, text in enumerate(texts):
-        if not text.isascii():
-            out[i] = normalized(text, form)
+    out = texts
+    if not all(map(str.isascii, texts)):
+        out = [text if text.isascii() else _visible(text) for text in texts]
+    if form == "undisguised":
+        disguised = _disguised_indices(out)
+        if disguised:
+            out = list(out)
+            for i in disguised:
+                out[i] = _undisguised(out[i])
     return out
 
 
 def normalized_positions(text: str, form: str | None) -> tuple[str, list[int] | None]:
     """The normalised text and, for each of its characters plus its end, the position in ``text`` it came from
-    (None: the text is unchanged, positions are the same). Step 3 keeps lengths: steps 1 and 2 move positions."""
+    (None: the text is unchanged, positions are the same). Steps 3 and 5 keep lengths: steps 1, 2 and 4 move
+    positions."""
     folded = normalized(text, form)
     if folded is text or folded == text:
         return text, None
+    visible = normalized(text, "visible")
+    back = _visible_positions(text) if visible != text else list(range(len(text)))
+    joined = _SPACED_OUT.sub(_join_spaced, visible) if form == "undisguised" else visible
+    if joined != visible:
+        back = [back[i] for i in _kept(visible, joined)]
+    return folded, back + [len(text)]
+
+
+def _visible_positions(text: str) -> list[int]:
+    """For each character of steps 1-3 of ``text``, the position in ``text`` it came from."""
     table = _nfkc_table()
     step_1: list[str] = []
     back: list[int] = []
@@ -195,8 +241,17 @@ def normalized_positions(text: str, form: str | None) -> tuple[str, list[int] | 
     read = "".join(step_1)
     if not unicodedata.is_normalized("NFC", read):
         back = _composed_positions(read, back)
-    back.append(len(text))
-    return folded, back
+    return back
+
+
+def _kept(longer: str, shorter: str) -> list[int]:
+    """The positions in ``longer`` of the characters of ``shorter``, which step 4 made from it by dropping some."""
+    kept, j = [], 0
+    for i, char in enumerate(longer):
+        if j < len(shorter) and shorter[j] == char:
+            kept.append(i)
+            j += 1
+    return kept
 
 
 def _composed_positions(read: str, back: list[int]) -> list[int]:
@@ -211,3 +266,71 @@ def _composed_positions(read: str, back: list[int]) -> list[int]:
         out += back[start:end] if composed == match.group() else [back[start]] * len(composed)
         done = end
     return out + back[done:]
+
+
+# Steps 4 and 5 (``"undisguised"``): disguises typed in ASCII.
+_UNIT = "A-Za-z0-9@$!"
+_SEPARATORS = r" ._*~\-"
+_LEET_CHARS = "013457@$!"
+#: Step 4: a run of single characters apart by one repeated separator, not inside a word (nor "'s a C#").
+_SPACED_OUT = re.compile(rf"(?<![\w'’])[{_UNIT}]([{_SEPARATORS}])[{_UNIT}](?:\1[{_UNIT}])+(?![\w'’#+])")
+#: Step 5: one or two leet characters between two letters.
+_LEET_INSIDE = re.compile(rf"[A-Za-z][{_LEET_CHARS}]{{1,2}}[A-Za-z]")
+#: Either step's trace, found in one scan (most texts hold neither).
+_DISGUISE = re.compile(rf"[{_UNIT}]([{_SEPARATORS}])[{_UNIT}]\1[{_UNIT}]|{_LEET_INSIDE.pattern}")
+_LEET_TABLE = str.maketrans(_LEET_CHARS, "oieastasi")
+_WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@$!")
+_NOT_LEET_DIGITS = frozenset("2689")
+
+
+def _disguised_indices(texts: list[str]) -> list[int]:
+    """The indices of the texts holding a trace of step 4 or 5: one scan of them all, joined by newlines (neither
+    step's pattern spans one)."""
+    joined = "\n".join(texts)
+    found = [match.start() for match in _DISGUISE.finditer(joined)]
+    if not found:
+        return []
+    starts = np.cumsum([0] + [len(text) + 1 for text in texts[:-1]])
+    return sorted({int(i) - 1 for i in np.searchsorted(starts, found, side="right")})
+
+
+def _undisguised(text: str) -> str:
+    """Steps 4 and 5 of one text."""
+    text = _SPACED_OUT.sub(_join_spaced, text)
+    return _fold_leet(text) if _LEET_INSIDE.search(text) else text
+
+
+def _join_spaced(match: re.Match) -> str:
+    run, separator = match.group(), match.group(1)
+    chars = run.split(separator)
+    if sum(char.isalpha() for char in chars) < 3 or (separator == " " and len(chars) < 4):
+        return run  # "r u a", "n-i-1", "1.2.3"
+    if chars[0] in ("a", "A", "I") and len(chars) >= 4:
+        return chars[0] + separator + "".join(chars[1:])
+    return "".join(chars)
+
+
+def _fold_leet(text: str) -> str:
+    """Step 5: each word holding leet characters between letters, read as letters."""
+    out: list[str] = []
+    done = 0
+    for match in _LEET_INSIDE.finditer(text):
+        start, end = match.span()
+        if start < done:
+            continue
+        while start and text[start - 1] in _WORD_CHARS:
+            start -= 1
+        while end < len(text) and text[end] in _WORD_CHARS:
+            end += 1
+        word = text[start:end]
+        out += [text[done:start], word.translate(_LEET_TABLE) if _reads_as_leet(text, start, end) else word]
+        done = end
+    return "".join(out) + text[done:] if out else text
+
+
+def _reads_as_leet(text: str, start: int, end: int) -> bool:
+    word = text[start:end]
+    letters = "".join(char for char in word if char.isalpha())
+    typed_case = letters.islower() or letters.isupper() or (letters[0].isupper() and letters[1:].islower())
+    return (typed_case and _NOT_LEET_DIGITS.isdisjoint(word) and word[0] not in "@#"
+            and not (start and text[start - 1] in "/#=\\&%") and not ("@" in word and text[end:end + 1] == "."))
