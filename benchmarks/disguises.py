@@ -1,4 +1,5 @@
-"""Text a reader sees unchanged, a model does not: invisible characters and look-alike letters, both sides.
+"""Text a reader reads unchanged, a model does not: invisible characters, look-alike letters, leetspeak and
+letters spaced out, both sides.
 
     python benchmarks/disguises.py [--before REV [--before-code]]
         # --before: REV's shipped models beside today's, scored by today's code; with --before-code by REV's own
@@ -9,7 +10,10 @@ flagged by `default`; 0 of them with zero-width spaces). Since then the shipped 
 it (``lite_moderation/normalize.py``, ``normalize="visible"``: NFKC per character, invisible format characters
 removed, Cyrillic and Greek look-alikes of Latin letters made Latin); since a second round, letters typed
 decomposed (a base letter and its combining marks, Unicode NFD, as macOS and some keyboards give them) are composed
-too: they are scored on the multilingual sets, where letters carry marks.
+too: they are scored on the multilingual sets, where letters carry marks. Since a third (``normalize="undisguised"``),
+disguises typed in ASCII are undone too: leetspeak inside words ("m4k3 4 b0mb") and letters spaced out ("k i l l",
+"b.o.m.b"). Two disguises no rule undoes are measured as limits: a whole text spaced out letter by letter (where its
+words were is lost) and accents on vowels.
 
 Each set is scored as typed and in each disguise, at each model's default point: flagged share of harmful sets
 (recall) and of harmless ones (false-positive rate), as single messages (a prompt alone and a text alone are one
@@ -34,6 +38,17 @@ from model_speed import model_at, package_at
 import lite_moderation as lm
 
 LOOK_ALIKES = str.maketrans("aeopcxy", "аеорсху")
+LEET_VOWELS = str.maketrans("aeioAEIO", "43104310")
+LEET_ALL = str.maketrans("aeiostAEIOST", "431057431057")
+ACCENTS = str.maketrans("aeiouAEIOU", "áéíóúÁÉÍÓÚ")
+
+
+def _longest_word(text: str, separator: str) -> str:
+    """``text`` with the letters of its longest word apart by ``separator`` (the word a disguise hides)."""
+    words = text.split(" ")
+    longest = max(range(len(words)), key=lambda i: len(words[i]))
+    words[longest] = separator.join(words[longest])
+    return " ".join(words)
 
 
 def _fullwidth(text: str) -> str:
@@ -53,6 +68,12 @@ DISGUISES: dict[str, Callable[[str], str]] = {
     "mathematical bold letters": _math_bold,
     "Cyrillic look-alike letters": lambda t: t.translate(LOOK_ALIKES),
     "decomposed letters (NFD)": lambda t: unicodedata.normalize("NFD", t),
+    "leetspeak: a e i o as 4 3 1 0": lambda t: t.translate(LEET_VOWELS),
+    "leetspeak: a e i o s t as 4 3 1 0 5 7": lambda t: t.translate(LEET_ALL),
+    "longest word spaced out (k i l l)": lambda t: _longest_word(t, " "),
+    "each word's letters dotted (b.o.m.b)": lambda t: " ".join(".".join(w) for w in t.split(" ")),
+    "limit: whole text spaced out letter by letter": lambda t: " ".join(t.replace(" ", "")),
+    "limit: accents on vowels": lambda t: t.translate(ACCENTS),
 }
 
 
@@ -106,7 +127,7 @@ def measure(models: dict[str, object]) -> list[dict]:
 
 
 def markdown(results: list[dict], command: str) -> str:
-    lines = ["# Disguised text: invisible characters and look-alike letters, both sides", "",
+    lines = ["# Disguised text: invisible characters, look-alike letters, leetspeak, letters spaced out; both sides", "",
              (f"`{command}` (see the script's docstring). Flagged share at each model's default point: recall of "
              "the harmful sets, false-positive rate of the harmless ones; SafeRLHF pairs (the disguise on the "
              "response) and XSafety (both labels) read as recall / FPR."), ""]

@@ -138,7 +138,7 @@ def normalized(text: str, form: str | None = DEFAULT_NORMALIZATION) -> str:
         return text
     if not text.isascii():
         text = _visible(text)
-    if form == "undisguised" and _DISGUISE.search(text):
+    if form == "undisguised" and _disguise_hints(text):
         text = _undisguised(text)
     return text
 
@@ -276,22 +276,34 @@ _LEET_CHARS = "013457@$!"
 _SPACED_OUT = re.compile(rf"(?<![\w'’])[{_UNIT}]([{_SEPARATORS}])[{_UNIT}](?:\1[{_UNIT}])+(?![\w'’#+])")
 #: Step 5: one or two leet characters between two letters.
 _LEET_INSIDE = re.compile(rf"[A-Za-z][{_LEET_CHARS}]{{1,2}}[A-Za-z]")
-#: Either step's trace, found in one scan (most texts hold neither).
-_DISGUISE = re.compile(rf"[{_UNIT}]([{_SEPARATORS}])[{_UNIT}]\1[{_UNIT}]|{_LEET_INSIDE.pattern}")
+#: Where either step may apply, each found by a scan led by a separator or a leet character (a pattern led by a
+#: letter tries every letter: three times the cost): a separator, a character, that separator, a character (and
+#: the separator again, with spaces: "is a car" is not a hint); a leet character after a letter.
+_SPACED_HINT = re.compile(rf"([{_SEPARATORS}])[{_UNIT}]\1[{_UNIT}]\1")
+_MARKED_HINT = re.compile(rf"([{_SEPARATORS[1:]}])[{_UNIT}]\1[{_UNIT}]")
+_LEET_HINT = re.compile(rf"[{_LEET_CHARS}]{{1,2}}[A-Za-z]")
+_ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _LEET_TABLE = str.maketrans(_LEET_CHARS, "oieastasi")
 _WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@$!")
 _NOT_LEET_DIGITS = frozenset("2689")
 
 
+def _disguise_hints(text: str) -> list[int]:
+    """Positions in ``text`` near which step 4 or 5 may apply (a superset: tested on every shared text)."""
+    hints = [match.start() for match in _SPACED_HINT.finditer(text)]
+    hints += [match.start() for match in _MARKED_HINT.finditer(text)]
+    return hints + [match.start() for match in _LEET_HINT.finditer(text)
+                    if match.start() and text[match.start() - 1] in _ASCII_LETTERS]
+
+
 def _disguised_indices(texts: list[str]) -> list[int]:
-    """The indices of the texts holding a trace of step 4 or 5: one scan of them all, joined by newlines (neither
-    step's pattern spans one)."""
-    joined = "\n".join(texts)
-    found = [match.start() for match in _DISGUISE.finditer(joined)]
-    if not found:
+    """The indices of the texts with a hint of step 4 or 5: one scan of them all, joined by newlines (no hint
+    spans one)."""
+    hints = _disguise_hints("\n".join(texts))
+    if not hints:
         return []
     starts = np.cumsum([0] + [len(text) + 1 for text in texts[:-1]])
-    return sorted({int(i) - 1 for i in np.searchsorted(starts, found, side="right")})
+    return sorted({int(i) - 1 for i in np.searchsorted(starts, hints, side="right")})
 
 
 def _undisguised(text: str) -> str:

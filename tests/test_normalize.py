@@ -131,7 +131,7 @@ def test_a_model_of_format_1_reads_texts_as_they_are(tiny_model_dir, tmp_path):
     lm.save(lm.load(tiny_model_dir), tmp_path / "old", lm.read_card(tiny_model_dir))
     path = tmp_path / "old" / "model.json"
     metadata = json.loads(path.read_text())
-    assert metadata["format_version"] == 2 and metadata["params"]["vectorizer"]["normalize"] == "visible"
+    assert metadata["format_version"] == 2 and metadata["params"]["vectorizer"]["normalize"] == "undisguised"
     del metadata["params"]["vectorizer"]["normalize"]
     metadata["format_version"] = 1
     metadata["checksum"] = _metadata_checksum(metadata)
@@ -152,7 +152,7 @@ def test_a_model_naming_an_unknown_normalisation_is_refused(tiny_model_dir, tmp_
 
 
 def test_train_can_turn_normalisation_off(runner, tiny_data, tmp_path):
-    for option, expected in (("visible", "visible"), ("none", None)):
+    for option, expected in (("undisguised", "undisguised"), ("visible", "visible"), ("none", None)):
         out = tmp_path / option
         result = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(out), "--char-ngrams",
                                       "none", "--threshold-folds", "0", "--normalize", option, "-q"])
@@ -162,3 +162,59 @@ def test_train_can_turn_normalisation_off(runner, tiny_data, tmp_path):
     assert np.array_equal(lm.load_scorer(tmp_path / "visible").predict_proba(["ｇａｒｄｅｎ ｒｉｖｅｒ"]), plain)
     assert not np.array_equal(lm.load_scorer(tmp_path / "none").predict_proba(["ｇａｒｄｅｎ ｒｉｖｅｒ"]),
                               lm.load_scorer(tmp_path / "none").predict_proba(["garden river"]))
+    # a model saved with "visible" keeps reading leetspeak and spaced-out letters as typed; "undisguised" does not
+    disguised = ["g4rd3n r1v3r", "g a r d e n river"]
+    undisguised = lm.load_scorer(tmp_path / "undisguised")
+    assert np.array_equal(undisguised.predict_proba(disguised), undisguised.predict_proba(["garden river"] * 2))
+    visible = lm.load_scorer(tmp_path / "visible")
+    assert not np.array_equal(visible.predict_proba(disguised), visible.predict_proba(["garden river"] * 2))
+
+
+#: Disguises typed in ASCII (step 4, letters spaced out; step 5, leetspeak inside words) and how they read.
+UNDISGUISED = {
+    "how to m4k3 a b0mb": "how to make a bomb",
+    "H0W D0 1 G3T 4 K3Y": "HoW D0 1 GeT 4 KeY",  # read in lower case (as every block reads); "D0", "1", "4": kept
+    "P@ssw0rd and $ecret Micro$oft": "Password and $ecret Microsoft",
+    "k i l l them": "kill them",
+    "I k i l l, a b o m b": "I kill, a bomb",  # a leading "I" or "a" of a longer run stays a word
+    "b.o.m.b or s-e-x or d_i_e or f*i*r*e": "bomb or sex or die or fire",
+    "k 1 l l": "kill",  # joined, then read
+    "ｋ1ｌｌ": "kill",  # fullwidth (step 1), then read
+}
+
+#: Ordinary text holding digits between letters, single letters or separators between them: read as typed.
+AS_TYPED = [
+    "1st 2nd 4th mp3 mp4 h264 covid19 4x4 ak47 b2b x86 5g 3d US$5 2017 1.2.3 i18n",
+    "r u ok? u r a star", "n-i-1 and a-b", "Here's a C# function", "e o nível de a", "I am a b",
+    "mail john@gmail.com or @user504fly #t3st", "t.co/7KPWAdLF0R and 3fa85f64-5717-4562",
+    "nice!!!!!cant wait", "color: #f1e05a", "ВОТ 3 КОТА",
+]
+
+
+@pytest.mark.parametrize("typed", list(UNDISGUISED))
+def test_undisguised_joins_letters_spaced_out_and_reads_leetspeak_inside_words(typed):
+    assert normalized(typed, "undisguised") == UNDISGUISED[typed]
+    assert normalized(typed, "visible") == normalized(typed, "visible")  # the older form leaves them
+    assert normalized("k i l l", "visible") == "k i l l" and normalized("k1ll", "visible") == "k1ll"
+
+
+@pytest.mark.parametrize("typed", AS_TYPED)
+def test_undisguised_leaves_ordinary_digits_single_letters_and_identifiers_alone(typed):
+    assert normalized(typed, "undisguised") == typed
+
+
+def test_a_batch_reads_each_text_as_alone():
+    """One scan finds the disguised texts of a batch (joined by newlines): each text reads as it would alone,
+    and a run split across two texts or lines is not joined."""
+    texts = [*UNDISGUISED, *AS_TYPED, "k i\nl l", "k i", "l l", "m4k3\nb0mb", "ｋ i l l", "", "a"]
+    assert normalize_texts(texts, "undisguised") == [normalized(t, "undisguised") for t in texts]
+    assert normalize_texts(["k i", "l l"], "undisguised") == ["k i", "l l"]
+    plain = ["plain", "text"]
+    assert normalize_texts(plain, "undisguised") is plain
+
+
+def test_positions_of_undisguised_text_map_each_character_to_where_it_was_typed():
+    text = "I k i l l ｙ0u, b.o.m.b"
+    folded, back = normalized_positions(text, "undisguised")
+    assert folded == "I kill you, bomb" and len(back) == len(folded) + 1 and back[-1] == len(text)
+    assert "".join(text[i] for i in back[:-1]) == "I kill ｙ0u, bomb"
