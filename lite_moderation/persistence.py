@@ -55,8 +55,10 @@ __all__ = [
 ]
 
 FORMAT_NAME = "lite-moderation-model"
-#: 2: the vectorizer's ``normalize`` parameter (a model of format 1 has none: texts read as they are).
-FORMAT_VERSION = 2
+#: 2: the vectorizer's ``normalize`` parameter (a model of format 1 has none: texts read as they are); 3: its form
+#: "undisguised" (a reader of format 2 refuses such a model with "upgrade" instead of a field error). A model is
+#: saved in the lowest format that holds it (:func:`needed_format`), so older readers still read the others.
+FORMAT_VERSION = 3
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL_DIR = MODELS_DIR / "default"
 #: Shipped models by name (``--model fast``): "default" and "fast" are trained on BeaverTails plus everyday text
@@ -92,7 +94,7 @@ def save(model: ModerationClassifier, path: str | os.PathLike, card: dict | None
     files = {VOCABULARY_FILE: _canonical_json(vocabulary), ARRAYS_FILE: _npz_bytes(arrays)}
     metadata = {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": max(2, needed_format(model.vectorizer_.normalize)),  # 2 records the key, even null
         "labels": list(model.labels_),
         **_label_descriptions_entry(model),
         "thresholds": [float(t) for t in model.thresholds_],
@@ -454,7 +456,16 @@ def read_metadata(directory: Path) -> dict:
     if metadata.get("checksum") != _metadata_checksum(metadata):
         raise ModelFormatError(f"{meta_path}: checksum mismatch, the file was edited or damaged")
     check_metadata(metadata, meta_path, (VOCABULARY_FILE, ARRAYS_FILE))
+    normalize = metadata["params"]["vectorizer"].get("normalize")
+    if version < needed_format(normalize):
+        raise ModelFormatError(f"{meta_path}: params.vectorizer.normalize {json.dumps(normalize)} needs format version "
+                               f"{needed_format(normalize)}, the file says {version}; the model is damaged: retrain it")
     return metadata
+
+
+def needed_format(normalize: str | None) -> int:
+    """The lowest format version that reads texts with the normalisation ``normalize``."""
+    return {"undisguised": 3, "visible": 2}.get(normalize, 1)
 
 
 def _verified_bytes(directory: Path, name: str, metadata: dict) -> bytearray:

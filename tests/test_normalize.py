@@ -131,7 +131,7 @@ def test_a_model_of_format_1_reads_texts_as_they_are(tiny_model_dir, tmp_path):
     lm.save(lm.load(tiny_model_dir), tmp_path / "old", lm.read_card(tiny_model_dir))
     path = tmp_path / "old" / "model.json"
     metadata = json.loads(path.read_text())
-    assert metadata["format_version"] == 2 and metadata["params"]["vectorizer"]["normalize"] == "undisguised"
+    assert metadata["format_version"] == 3 and metadata["params"]["vectorizer"]["normalize"] == "undisguised"
     del metadata["params"]["vectorizer"]["normalize"]
     metadata["format_version"] = 1
     metadata["checksum"] = _metadata_checksum(metadata)

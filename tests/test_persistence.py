@@ -16,7 +16,7 @@ import pytest
 
 import lite_moderation as lm
 from lite_moderation.cli import main
-from lite_moderation.persistence import FORMAT_VERSION, ModelFormatError
+from lite_moderation.persistence import FORMAT_VERSION, ModelFormatError, _metadata_checksum
 
 
 @pytest.fixture
@@ -139,6 +139,23 @@ def test_newer_format_version_is_refused(model_copy, runner):
     data["format_version"] = FORMAT_VERSION + 1
     meta.write_text(json.dumps(data))
     _assert_cli_reports(model_copy, runner, "newer", "upgrade")
+
+
+def test_a_model_is_saved_in_the_lowest_format_that_holds_its_normalisation(tiny_model_dir, tmp_path, runner):
+    """Format 3 added the normalisation "undisguised": a model declaring an older one stays readable by readers of
+    format 2, and a file claiming format 2 with "undisguised" is refused (a reader of format 2 would not know it)."""
+    model = lm.load(tiny_model_dir)
+    for form, version in (("undisguised", 3), ("visible", 2), (None, 2)):
+        model.vectorizer_.normalize = form
+        lm.save(model, tmp_path / str(form), lm.read_card(tiny_model_dir))
+        assert json.loads((tmp_path / str(form) / "model.json").read_text())["format_version"] == version
+        assert lm.load_scorer(tmp_path / str(form)).normalize == form
+    meta = tmp_path / "undisguised" / "model.json"
+    data = json.loads(meta.read_text())
+    data["format_version"] = 2
+    data["checksum"] = _metadata_checksum(data)
+    meta.write_text(json.dumps(data))
+    _assert_cli_reports(tmp_path / "undisguised", runner, "normalize", "needs format version 3")
 
 
 def test_missing_vocabulary_file(model_copy, runner):
