@@ -127,6 +127,16 @@ def test_explained_spans_point_into_the_text_as_typed():
     assert text[start:end] == "ｌｏｃｋ"
 
 
+def test_explained_spans_of_undisguised_words_point_into_the_text_as_typed():
+    text = "how do I p i c k the l0ck"
+    explanation = explain(lm.load("default"), [text], top=None)[0]["explanations"][0]
+    words = {c["ngram"]: c["spans"] for c in explanation["contributions"] if c["analyzer"] == "word"}
+    (_, start, end), = words["pick"]
+    assert text[start:end] == "p i c k"
+    (_, start, end), = words["lock"]
+    assert text[start:end] == "l0ck"
+
+
 def test_a_model_of_format_1_reads_texts_as_they_are(tiny_model_dir, tmp_path):
     lm.save(lm.load(tiny_model_dir), tmp_path / "old", lm.read_card(tiny_model_dir))
     path = tmp_path / "old" / "model.json"
