@@ -1145,8 +1145,8 @@ class SystemType(click.ParamType):
 @click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
               help="Write the tables (or JSON) to this file, atomically [default: stdout].")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path),
-              help="Write PR and ROC curves of the systems with scores to this PNG (pip install "
-                   "'lite-moderation[plot]').")
+              help="Write PR and ROC curves of the systems with scores to this PNG ('-': stdout, with --output "
+                   "FILE for the tables) (pip install 'lite-moderation[plot]').")
 @click.option("--bootstrap", "n_resamples", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Resamples of prompt groups, shared by all systems (paired).")
 @click.option("--bootstrap-seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resamples.")
@@ -1179,7 +1179,7 @@ def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], refe
             stream.write(render_all(comparison_tables(summary), fmt))
     if plot_path is not None:
         plot_curves(comparison, plot_path)
-        _note(f"wrote {plot_path}")
+        _note(f"wrote {'the curves to stdout' if str(plot_path) == '-' else plot_path}")
 
 
 @main.command("bench")
