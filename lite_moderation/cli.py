@@ -1019,15 +1019,10 @@ def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabul
     """Cross-validate the training recipe, folds grouped by prompt (or --data FILE,group=COLUMN); metrics on
     out-of-fold predictions of the first --data source's rows (the other sources sit in every training fold)."""
     from .evaluation import cross_validate_repeats
-    from .sources import TrainingSet, source_columns
     from .stats import repeat_summary
 
-    if len(sources) == 1 and shapes == ("pair",):  # is_safe-only data can be cross-validated too
-        dataset = _load_labelled(sources[0].path, on_error, columns=source_columns(sources[0], columns),
-                                 max_record_bytes=max_record_bytes)
-        training_set = TrainingSet.from_dataset(dataset)
-    else:
-        training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from, columns, max_record_bytes)
+    # as train reads them: one source too keeps its rows=, weight=, shapes= and category= (is_safe alone included)
+    training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from, columns, max_record_bytes)
     _check_training_set(training_set, "--folds", folds)
     seeds = list(range(seed, seed + repeats))
     with _label_warnings_reported():
