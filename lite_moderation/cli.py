@@ -1019,15 +1019,10 @@ def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabul
     """Cross-validate the training recipe, folds grouped by prompt (or --data FILE,group=COLUMN); metrics on
     out-of-fold predictions of the first --data source's rows (the other sources sit in every training fold)."""
     from .evaluation import cross_validate_repeats
-    from .sources import TrainingSet, source_columns
     from .stats import repeat_summary
 
-    if len(sources) == 1 and shapes == ("pair",):  # is_safe-only data can be cross-validated too
-        dataset = _load_labelled(sources[0].path, on_error, columns=source_columns(sources[0], columns),
-                                 max_record_bytes=max_record_bytes)
-        training_set = TrainingSet.from_dataset(dataset)
-    else:
-        training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from, columns, max_record_bytes)
+    # as train reads them: one source too keeps its rows=, weight=, shapes= and category= (is_safe alone included)
+    training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from, columns, max_record_bytes)
     _check_training_set(training_set, "--folds", folds)
     seeds = list(range(seed, seed + repeats))
     with _label_warnings_reported():
@@ -1145,8 +1140,8 @@ class SystemType(click.ParamType):
 @click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
               help="Write the tables (or JSON) to this file, atomically [default: stdout].")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path),
-              help="Write PR and ROC curves of the systems with scores to this PNG (pip install "
-                   "'lite-moderation[plot]').")
+              help="Write PR and ROC curves of the systems with scores to this PNG ('-': stdout, with --output "
+                   "FILE for the tables) (pip install 'lite-moderation[plot]').")
 @click.option("--bootstrap", "n_resamples", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Resamples of prompt groups, shared by all systems (paired).")
 @click.option("--bootstrap-seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resamples.")
@@ -1179,7 +1174,7 @@ def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], refe
             stream.write(render_all(comparison_tables(summary), fmt))
     if plot_path is not None:
         plot_curves(comparison, plot_path)
-        _note(f"wrote {plot_path}")
+        _note(f"wrote {'the curves to stdout' if str(plot_path) == '-' else plot_path}")
 
 
 @main.command("bench")

@@ -60,6 +60,8 @@ def _refuse_shared_outputs(kwargs: dict) -> None:
     on_stdout = [f"{option} -" for option, path in given if str(path) == "-"]
     if "json_path" in kwargs and str(kwargs["json_path"]) != "-":
         on_stdout.append("the metrics table")  # evaluate and cv print the metrics unless --json - does
+    if "plot_path" in kwargs and kwargs.get("output_path") is None:
+        on_stdout.append("the comparison tables")  # compare prints them unless --output names a file
     if len(on_stdout) > 1:
         raise OutputError(f"{' and '.join(on_stdout)} would {'both' if len(on_stdout) == 2 else 'all'} write to "
                           "stdout, one after the other in one stream; give each output but one a file of its own")

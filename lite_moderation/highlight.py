@@ -96,11 +96,19 @@ def _terminal_piece(piece: str, contribution: dict | None, color: bool) -> str:
     return f"[{piece}]" if up else f"{{{piece}}}"
 
 
+def _state(entry: dict) -> str:
+    """A label's verdict in words. A flagged item names its categories at their cut-off, else the nearest one
+    (``LabelSet.decide``): that one is named, but below its cut-off, so not "flagged"."""
+    if not entry["flagged"]:
+        return "not flagged"
+    return "flagged" if entry["score"] >= entry["threshold"] else "nearest: named, below its cut-off"
+
+
 def _label_lines(entry: dict, top: int) -> list[str]:
     shown = entry["contributions"][:top]
     hidden = len(entry["contributions"]) - len(shown) + entry["rest"]["count"]
     hidden_sum = sum(c["contribution"] for c in entry["contributions"][top:]) + entry["rest"]["contribution"]
-    state = "flagged" if entry["flagged"] else "not flagged"
+    state = _state(entry)
     lines = [(f"  {short_name(entry['label'])}: score {entry['score']:.3f}, cut-off {entry['threshold']:.3f} ({state});"
              f" logit {entry['logit']:+.3f} = intercept {entry['intercept']:+.3f}"
              f" + {len(shown) + hidden} n-gram terms")]
@@ -200,7 +208,7 @@ def _html_label(entry: dict, top: int) -> str:
         f"<td class=num>{c['tfidf']:.3f}</td><td>{html.escape(_where(c['spans']))}</td></tr>" for c in shown)
     if hidden:
         rows += f"<tr><td class=num>{hidden_sum:+.4f}</td><td colspan=5>from {hidden} weaker terms</td></tr>"
-    state = "flagged" if entry["flagged"] else "not flagged"
+    state = _state(entry)
     return (f"<div><b>{html.escape(short_name(entry['label']))}</b>: score {entry['score']:.3f}, cut-off "
             f"{entry['threshold']:.3f} ({state}); logit {entry['logit']:+.4f} = intercept {entry['intercept']:+.4f} + "
             f"the terms below</div><table><tr><th>contribution</th><th>block</th><th>n-gram</th><th>weight</th>"

@@ -498,7 +498,13 @@ def format_detail(result: dict, thresholds: dict[str, float], reasons: list[str]
 
 
 def write_bytes(data: bytes, path: str | os.PathLike) -> None:
-    """Bytes (a PNG) to ``path`` through a temp file renamed into place, like :func:`atomic_text_writer`."""
+    """Bytes (a PNG) to ``path`` through a temp file renamed into place, like :func:`atomic_text_writer`
+    ("-": stdout, as for every output)."""
+    if str(path) == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
     target = Path(os.path.realpath(path))
     if target.is_dir():
         raise OutputError(f"{path}: is a directory; give the path of a file to write")

@@ -180,6 +180,27 @@ def test_compare_reference_compares_each_system_with_it_only(runner) -> None:
     assert pairs == [("GuardReasoner-8B", "GuardReasoner-1B"), ("GuardReasoner-8B", "GuardReasoner-3B")]
 
 
+def test_plot_dash_writes_the_png_to_stdout_and_nothing_else(tmp_path) -> None:
+    """`--plot -` wrote a file named '-'; "-" is stdout for every output of the CLI, so the PNG goes there."""
+    tables = tmp_path / "cmp.txt"
+    proc = subprocess.run([sys.executable, "-m", "lite_moderation", "compare", "--data", str(XSTEST),
+                           *_systems_args("GuardReasoner-8B"), "--bootstrap", "10", "-o", str(tables), "--plot", "-"],
+                          cwd=tmp_path, capture_output=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout[:8] == b"\x89PNG\r\n\x1a\n" and proc.stdout.endswith(b"IEND\xaeB`\x82")  # one whole PNG
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp.txt"]  # no file named '-'
+    assert "GuardReasoner-8B" in tables.read_text()
+
+
+def test_plot_dash_beside_the_tables_on_stdout_is_refused(runner, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(main, ["compare", "--data", str(XSTEST), *_systems_args("GuardReasoner-8B"),
+                                  "--bootstrap", "10", "--plot", "-"])
+    _assert_clean_failure(result, "--plot - and the comparison tables would both write to stdout",
+                          "give each output")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_plot_without_matplotlib_says_which_extra_to_install(tmp_path) -> None:
     png = tmp_path / "c.png"
     snippet = ("import sys\nsys.modules['matplotlib'] = None\nfrom lite_moderation.cli import main\n"

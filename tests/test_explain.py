@@ -28,7 +28,7 @@ from lite_moderation.features import QAVectorizer
 from lite_moderation.highlight import segments
 from lite_moderation.model import ModerationClassifier
 from lite_moderation.server import make_app, make_server
-from lite_moderation.taxonomy import CATEGORIES, LABELS
+from lite_moderation.taxonomy import CATEGORIES, LABELS, short_name
 from lite_moderation.texts import message_mask
 from lite_moderation.thresholds import cut_offs
 
@@ -227,6 +227,31 @@ def test_cli_explain_text_marks_ngrams_plainly_when_not_a_terminal(runner):
     assert "\x1b[" not in result.stdout
     assert "[once]" in result.stdout and "(marked: [toward unsafe], {toward safe})" in result.stdout
     assert "unsafe: score" in result.stdout and "weaker terms" in result.stdout
+
+
+def test_cli_explain_calls_a_category_below_its_cut_off_the_nearest_not_flagged(runner, tmp_path):
+    """A flagged item names at least one category: those at their cut-off, else the nearest one. The text (and HTML)
+    report said "(flagged)" of that nearest one too, below its cut-off. --threshold 0.001 flags a harmless note whose
+    categories all stay below their cut-offs."""
+    args = ["explain", "--threshold", "0.001", "--top", "1", "I love this recipe, thanks for sharing it with me"]
+    result = runner.invoke(main, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    verdict = json.loads(result.stdout)[0]
+    unsafe, *named = verdict["explanations"]
+    assert verdict["flagged"] and unsafe["score"] >= unsafe["threshold"]
+    assert len(named) == 1 and named[0]["flagged"] and named[0]["score"] < named[0]["threshold"]  # the case
+    nearest = short_name(named[0]["label"])
+    result = runner.invoke(main, [*args, "--format", "text"])
+    assert result.exit_code == 0, result.output
+    states = {line.split(":")[0].strip(): line for line in result.stdout.splitlines() if ": score " in line}
+    assert states.keys() == {"unsafe", nearest}
+    assert "(flagged);" in states["unsafe"]
+    assert "(nearest: named, below its cut-off)" in states[nearest] and "(flagged)" not in states[nearest]
+    report = tmp_path / "report.html"
+    result = runner.invoke(main, [*args, "--output", str(report)])
+    assert result.exit_code == 0, result.output
+    page = report.read_text()
+    assert page.count("(flagged)") == 1 and page.count("(nearest: named, below its cut-off)") == 1
 
 
 def test_cli_explain_input_file_top_and_skipped_rows(runner, tmp_path):

@@ -287,6 +287,42 @@ def test_cv_predictions_are_one_line_per_primary_row(runner, two_sources, tmp_pa
     assert true_positives == pytest.approx(metrics["unsafe"]["recall"] * sum(truth))
 
 
+#: A small, fast recipe for the CLI tests of one source.
+_QUICK = ["--char-ngrams", "none", "--min-df", "1", "--threshold-folds", "2", "--seed", "3", "-q"]
+
+
+def test_cv_on_one_source_reads_its_options_as_train_does(runner, tmp_path):
+    """cv --data FILE,rows=N with one source and the default shapes cross-validated every row of FILE at weight 1
+    (a source's options were read only with several): it must cross-validate the N rows train samples, weighed as
+    train weighs them, so its figures are train --cv-folds' on the same --data."""
+    data = write_jsonl(tmp_path / "data.jsonl", synthetic_records(240))
+    spec = f"{data},rows=90,weight=0.05"
+    result = runner.invoke(main, ["cv", "--data", spec, "--folds", "3", "--bootstrap", "0", "--json", "-", *_QUICK])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["n"] == 90
+    out = tmp_path / "model"
+    result = runner.invoke(main, ["train", "--data", spec, "--cv-folds", "3", "--output", str(out), *_QUICK])
+    assert result.exit_code == 0, result.output
+    card_cv = json.loads((out / "model.json").read_text())["card"]["metrics"]["cv"]
+    assert card_cv["n"] == 90
+    assert (card_cv["unsafe"], card_cv["categories"]) == (metrics["unsafe"], metrics["categories"])
+
+
+@pytest.mark.parametrize(("rows", "message"), [
+    (synthetic_records(60), "category=hate_speech: its rows have categories of their own"),
+    ([{"text": f"garden walk {i}", "is_safe": i % 3 > 0} for i in range(60)], "not one of the model's categories"),
+], ids=["categorised", "is_safe only"])
+def test_cv_on_one_source_refuses_a_category_as_train_does(runner, tmp_path, rows, message):
+    """category= on the first source was silently dropped by cv with one source; train refuses it (it names the
+    category of a further source labelled only is_safe), and so must cv."""
+    spec = f"{write_jsonl(tmp_path / 'data.jsonl', rows)},category=hate_speech"
+    for command in (["train", "--output", str(tmp_path / "model")], ["cv", "--folds", "2", "--bootstrap", "0"]):
+        result = runner.invoke(main, [*command, "--data", spec, *_QUICK])
+        assert result.exit_code == 2, (command, result.output)
+        assert message in result.stderr and "Traceback" not in result.output
+
+
 def test_everyday_files_train_as_extra_sources_on_real_data():
     """The shared everyday file trains as a safe source; the BeaverTails-Evaluation prompts keep categories."""
     ts = build_training_set([SourceSpec(str(BEAVERTAILS_TEST)),
