@@ -18,9 +18,9 @@ import pytest
 
 import lite_moderation as lm
 from lite_moderation.explain import explain
-from lite_moderation.highlight import segments
+from lite_moderation.highlight import _state, segments
 from lite_moderation.server import make_app, make_server
-from lite_moderation.taxonomy import CATEGORIES
+from lite_moderation.taxonomy import CATEGORIES, short_name
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -85,6 +85,15 @@ def _submit(driver, prompt: str, response: str) -> str:
     return verdict.get_attribute("data-state")
 
 
+def _bar_text(verdict: dict, category: str) -> str:
+    """A category's name on the page: its short name, and for a named one its state in the words of explain's
+    reports (``highlight._state``), which the page's script mirrors."""
+    if not verdict["categories"][category]:
+        return short_name(category)
+    entry = next(e for e in verdict["explanations"] if e["label"] == category)
+    return f"{short_name(category)} ({_state(entry)})"
+
+
 def test_the_page_shows_the_verdict_bars_and_highlights_of_the_model(driver, url):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -102,7 +111,7 @@ def test_the_page_shows_the_verdict_bars_and_highlights_of_the_model(driver, url
 
     bars = driver.find_elements(By.CSS_SELECTOR, "#bars [data-category]")
     assert [b.get_attribute("data-category") for b in bars] == list(CATEGORIES)
-    assert [b.text.endswith("(flagged)") for b in bars] == [expected["categories"][c] for c in CATEGORIES]
+    assert [b.text for b in bars] == [_bar_text(expected, c) for c in CATEGORIES]
 
     unsafe = expected["explanations"][0]["contributions"]
     for source, text in (("prompt", PROMPT), ("response", RESPONSE)):
@@ -118,6 +127,26 @@ def test_the_page_shows_the_verdict_bars_and_highlights_of_the_model(driver, url
     WebDriverWait(driver, WAIT).until(
         lambda d: d.find_element(By.ID, "verdict").get_attribute("data-state") == "ok")
     assert f"cut-off {scorer.operating_points_['strict']:.3f}" in driver.find_element(By.ID, "verdict").text
+
+
+def test_the_page_calls_a_category_below_its_cut_off_the_nearest_not_flagged(driver, url):
+    """A flagged item names at least one category: those at their cut-off, else the nearest one. The page said
+    "(flagged)" of that nearest one too, below its cut-off (as explain's reports did before 1896d76). The harmless
+    cactus pair is flagged at the default point with no category at its cut-off."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    expected = explain(lm.load_scorer(), [(PROMPT, RESPONSE)])[0]
+    _, *named = expected["explanations"]
+    assert expected["flagged"] and len(named) == 1 and named[0]["score"] < named[0]["threshold"]  # the case
+    nearest = named[0]["label"]
+    driver.get(url)
+    WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#point option"))
+    assert _submit(driver, PROMPT, RESPONSE) == "flagged"
+    bars = {b.get_attribute("data-category"): b.text for b in driver.find_elements(By.CSS_SELECTOR, "#bars [data-category]")}
+    assert bars[nearest] == f"{short_name(nearest)} (nearest: named, below its cut-off)"
+    assert [c for c, text in bars.items() if text != short_name(c)] == [nearest]  # no other category is named
+    assert not any("(flagged)" in text for text in bars.values())
 
 
 def test_the_page_refuses_an_empty_input_and_takes_a_text_alone(driver, url):
