@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import click
 
+from .labels import label_state
 from .taxonomy import short_name
 from .terminal import printable
 from .texts import single_message
@@ -97,11 +98,8 @@ def _terminal_piece(piece: str, contribution: dict | None, color: bool) -> str:
 
 
 def _state(entry: dict) -> str:
-    """A label's verdict in words. A flagged item names its categories at their cut-off, else the nearest one
-    (``LabelSet.decide``): that one is named, but below its cut-off, so not "flagged"."""
-    if not entry["flagged"]:
-        return "not flagged"
-    return "flagged" if entry["score"] >= entry["threshold"] else "nearest: named, below its cut-off"
+    """A label's explanation's state in words (:func:`labels.label_state`: "flagged" only at its cut-off)."""
+    return label_state(entry["flagged"], entry["score"], entry["threshold"])
 
 
 def _label_lines(entry: dict, top: int) -> list[str]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["DEFAULT_FLAG", "IS_SAFE", "LabelSet", "label_set_of", "label_set_of_columns"]
+__all__ = ["DEFAULT_FLAG", "IS_SAFE", "LabelSet", "label_set_of", "label_set_of_columns", "label_state"]
 
 #: The name of a derived (or is_safe) flag head; the JSON verdict's ``unsafe_score`` is this head's score.
 DEFAULT_FLAG = "unsafe"
@@ -182,6 +182,14 @@ class LabelSet:
         """What ``info``, the card and ``/v1/models`` show: names, flag head, descriptions."""
         return {"categories": list(self.categories), "flag": self.flag,
                 "descriptions": {k: self.descriptions[k] for k in self.names if k in self.descriptions}}
+
+
+def label_state(named: bool, score: float, cut_off: float) -> str:
+    """A label's state in a verdict, in words for people. A flagged item names its categories at their cut-off,
+    else the nearest one (:meth:`LabelSet.decide`): that one is named, but below its cut-off, so not "flagged"."""
+    if not named:
+        return "not flagged"
+    return "flagged" if score >= cut_off else "nearest: named, below its cut-off"
 
 
 def check_label_names(names: Sequence[object]) -> str | None:

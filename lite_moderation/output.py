@@ -23,7 +23,7 @@ from typing import BinaryIO, TextIO
 
 import numpy as np
 
-from .labels import LabelSet
+from .labels import LabelSet, label_state
 from .taxonomy import BEAVERTAILS, short_name
 from .terminal import printable
 
@@ -482,7 +482,8 @@ def format_table_row(row: dict, index: int) -> str:
 
 def format_detail(result: dict, thresholds: dict[str, float], reasons: list[str] | None = None) -> str:
     """A full report of one item: verdict, unsafe score (with the strongest ``reasons`` of a flagged one) and
-    every category's score and threshold (``thresholds``: by label name, the flag head last)."""
+    every category's score and threshold (``thresholds``: by label name, the flag head last); a named category's
+    flag says whether it reached its threshold or is the nearest one, named below it (:func:`label_state`)."""
     out = io.StringIO()
     verdict = "FLAGGED (unsafe)" if result["flagged"] else "not flagged (safe)"
     out.write(f"verdict: {verdict}\nunsafe score: {result['unsafe_score']:.3f}"
@@ -492,8 +493,9 @@ def format_detail(result: dict, thresholds: dict[str, float], reasons: list[str]
     out.write("\n")
     out.write(f"{'category':<34} {'score':>6} {'thresh':>6}  flag\n")
     for name in result["categories"]:
-        mark = "yes" if result["categories"][name] else ""
-        out.write(f"{short_name(name):<34} {result['category_scores'][name]:>6.3f} {thresholds[name]:>6.3f}  {mark}\n")
+        score, named = result["category_scores"][name], result["categories"][name]
+        mark = label_state(named, score, thresholds[name]) if named else ""
+        out.write(f"{short_name(name):<34} {score:>6.3f} {thresholds[name]:>6.3f}  {mark}\n")
     return out.getvalue()
 
 

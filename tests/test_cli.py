@@ -47,6 +47,27 @@ def test_score_text_on_shipped_model_prints_verdict_and_all_categories(runner):
     assert "violence" in result.stdout and "self_harm" in result.stdout
 
 
+def test_score_detail_calls_a_category_below_its_cut_off_the_nearest_not_flagged(runner):
+    """A flagged item names at least one category: those at their cut-off, else the nearest one. The one-item
+    report said "yes" in its flag column of that nearest one too, beside a score below the cut-off it shows.
+    --threshold 0.001 flags a harmless note whose categories all stay below their cut-offs."""
+    args = ["score", "--threshold", "0.001", "I love this recipe, thanks for sharing it with me"]
+    result = runner.invoke(main, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    [verdict] = json.loads(result.stdout)
+    named = [c for c, on in verdict["categories"].items() if on]
+    assert verdict["flagged"] and len(named) == 1  # the case: flagged, one category named ...
+    result = runner.invoke(main, [*args, "--format", "table"])
+    assert result.exit_code == 0, result.output
+    rows = {line[:34].strip(): line[34:].split(maxsplit=2) for line in result.stdout.splitlines()
+            if line[:34].strip() in map(short_name, CATEGORIES)}
+    assert len(rows) == len(CATEGORIES)
+    score, cut_off, *state = rows[short_name(named[0])]
+    assert float(score) < float(cut_off)  # ... below its cut-off, as the report shows it
+    assert state == ["nearest: named, below its cut-off"]
+    assert [c for c, (_, _, *mark) in rows.items() if mark] == [short_name(named[0])]
+
+
 def test_score_pair_json_has_the_documented_shape(runner):
     result = runner.invoke(main, ["score", "--prompt", "what is a cat", "--response", "a small animal",
                                   "--format", "json"])
