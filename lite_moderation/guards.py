@@ -27,6 +27,7 @@ def check_outputs(command: Callable) -> Callable:
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         _refuse_shared_outputs(kwargs)
+        _refuse_bytes_on_terminal(kwargs)
         inputs = _input_paths(kwargs)
         if kwargs.get("output_dir") is not None:
             target = check_model_target(kwargs["output_dir"], kwargs.get("overwrite", False))
@@ -67,6 +68,21 @@ def _refuse_shared_outputs(kwargs: dict) -> None:
                           "stdout, one after the other in one stream; give each output but one a file of its own")
     if on_stdout:
         _refuse_stdout_as(files, on_stdout[0])
+
+
+def _refuse_bytes_on_terminal(kwargs: dict) -> None:
+    """``compare --plot -`` on a terminal would print a PNG's bytes on the screen: garbage, and control bytes
+    the terminal obeys. Binary output belongs in a file or a pipe."""
+    if str(kwargs.get("plot_path")) == "-" and _stdout_is_terminal():
+        raise OutputError("--plot -: stdout is a terminal, and the PNG is binary; redirect stdout to a file or a "
+                          "pipe (> curves.png), or give --plot a file name")
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # no stdout, or a closed one
+        return False
 
 
 def _refuse_stdout_as(files: list[tuple[str, Path]], what: str) -> None:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import pty
 import re
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -199,6 +202,42 @@ def test_plot_dash_beside_the_tables_on_stdout_is_refused(runner, tmp_path, monk
     _assert_clean_failure(result, "--plot - and the comparison tables would both write to stdout",
                           "give each output")
     assert list(tmp_path.iterdir()) == []
+
+
+def _on_terminal(args: list[str], cwd: Path, stderr: Path) -> tuple[int, bytes]:
+    """Run the CLI with its stdout on a pseudo-terminal (read as it comes: a PNG would fill its buffer); its exit
+    code and what the terminal received."""
+    leader, follower = pty.openpty()
+    with stderr.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "lite_moderation", *args], stdin=subprocess.DEVNULL,
+                                stdout=follower, stderr=err, cwd=cwd)
+    os.close(follower)
+    screen = b""
+    try:
+        while select.select([leader], [], [], 120)[0]:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the command ended and closed the terminal
+                break
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        os.close(leader)
+    return proc.wait(timeout=120), screen
+
+
+def test_plot_dash_on_a_terminal_is_refused(tmp_path) -> None:
+    """`--plot -` with stdout on a terminal printed the PNG's bytes on the screen (garbage and control bytes the
+    terminal obeys): refused before any work, the tables' file not written either."""
+    work = tmp_path / "work"
+    work.mkdir()
+    code, screen = _on_terminal(["compare", "--data", str(XSTEST), *_systems_args("GuardReasoner-8B"),
+                                 "--bootstrap", "10", "-o", "cmp.txt", "--plot", "-"], work, tmp_path / "stderr")
+    stderr = (tmp_path / "stderr").read_text()
+    assert code == 2, stderr
+    assert "--plot -: stdout is a terminal" in stderr and "redirect stdout" in stderr and "Traceback" not in stderr
+    assert b"PNG" not in screen and list(work.iterdir()) == []
 
 
 def test_plot_without_matplotlib_says_which_extra_to_install(tmp_path) -> None:
