@@ -37,11 +37,19 @@ def check_outputs(command: Callable) -> Callable:
         for option in ("json", "predictions", "plot"):
             if kwargs.get(f"{option}_path") is not None:
                 check_output_file(kwargs[f"{option}_path"], inputs, f"--{option}")
-        if "output_dir" not in kwargs and str(kwargs.get("output_path") or "-") == "-":
+        if _writes_to_stdout(kwargs):
             _refuse_stdout_as_input(inputs)
         return command(**kwargs)
 
     return wrapper
+
+
+def _writes_to_stdout(kwargs: dict) -> bool:
+    """Whether an output goes to stdout: --output by default (a model directory never), or any output given as
+    "-" (``compare -o t.txt --plot - >> data.jsonl`` appended the PNG to its input)."""
+    if "output_dir" not in kwargs and str(kwargs.get("output_path") or "-") == "-":
+        return True
+    return any(str(kwargs.get(f"{name}_path")) == "-" for name in _FILE_OUTPUTS)
 
 
 #: The options naming an output file (``<name>_path``); "-" is stdout.

@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -238,6 +239,25 @@ def test_plot_dash_on_a_terminal_is_refused(tmp_path) -> None:
     assert code == 2, stderr
     assert "--plot -: stdout is a terminal" in stderr and "redirect stdout" in stderr and "Traceback" not in stderr
     assert b"PNG" not in screen and list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize("option", ["--data", "--system"])
+def test_plot_dash_with_stdout_on_an_input_is_refused(tmp_path, option) -> None:
+    """`compare -o t.txt --plot - >> INPUT`: stdout was checked against the inputs only when the tables went
+    there, so the PNG was appended to an input file (`score -i data.jsonl >> data.jsonl` is refused)."""
+    data, peers = tmp_path / "xstest.jsonl", tmp_path / "peers.jsonl"
+    shutil.copyfile(XSTEST, data)
+    shutil.copyfile(PEERS, peers)
+    target = data if option == "--data" else peers
+    before = target.read_bytes()
+    with open(target, "ab") as stdout:
+        proc = subprocess.run([sys.executable, "-m", "lite_moderation", "compare", "--data", str(data),
+                               "--system", f"GuardReasoner-8B={peers}", "--bootstrap", "10", "-o", "cmp.txt",
+                               "--plot", "-"], stdout=stdout, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                              timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert f"stdout is the file given as {option} {target}" in proc.stderr and "Traceback" not in proc.stderr
+    assert target.read_bytes() == before and not (tmp_path / "cmp.txt").exists()
 
 
 def test_plot_without_matplotlib_says_which_extra_to_install(tmp_path) -> None:
