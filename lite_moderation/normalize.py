@@ -26,22 +26,25 @@ The one rule, ``"visible"``:
 The table of step 1 is the running Python's Unicode database; a character assigned in a later Unicode version
 than it knows is kept as it is.
 
-The rule ``"undisguised"`` (the default since issue 20's eighth round) is ``"visible"`` and two more steps, for
-disguises typed in plain ASCII (``default`` flagged AdvBench at 0.89 as typed, 0.08 with a, e, i, o typed 4, 3, 1, 0
-and 0.00 with each word's letters dotted):
+The rule ``"undisguised"`` (the default for models trained since 2026-12-07's third disguise round) is
+``"visible"`` and three more steps, for disguises a reader reads through (``default`` flagged AdvBench at 0.89 as
+typed, 0.08 with a, e, i, o typed 4, 3, 1, 0, 0.00 with each word's letters dotted, 0.04 with accents on its vowels):
 
-4. letters spaced out ("k i l l", "b.o.m.b", "s-e-x") are joined: a run of single letters or digits, each apart from
+4. marks are taken off Latin letters ("bómb", "Mädchen" read "bomb", "Madchen"): a letter whose canonical
+   decomposition is an ASCII letter and combining marks becomes that letter (one for one; other scripts and
+   letters such as "ø" or "ß" stay). Text in languages written with marks reads without them, in training too;
+5. letters spaced out ("k i l l", "b.o.m.b", "s-e-x") are joined: a run of single letters or digits, each apart from
    the next by the same one separator (space, dot, hyphen, underscore, star, tilde), holding three letters or
    more and, with spaces, four characters or more (so "r u a" and "n-i-1" stay); a leading "a" or "I" of a longer
    run stays a word ("a b o m b" -> "a bomb"). A whole text spaced out with single spaces becomes one word: where
    its words were is not in the text;
-5. leetspeak inside words ("k1ll", "h0w", "m4k3"): in a word (a run of ASCII letters, digits, @, $ and !) with one
+6. leetspeak inside words ("k1ll", "h0w", "m4k3"): in a word (a run of ASCII letters, digits, @, $ and !) with one
    or two of 0 1 3 4 5 7 @ $ ! between two letters, each of those is read as o i e a s t a s i. Not in words holding
    2, 6, 8 or 9 (hashes, versions), of mixed case (identifiers, short links: "7KPWAdLF0R"), starting with @ or # or
    after / # = \\ & % (handles, colours, URL parts), nor an e-mail address's name: "1st", "mp3", "covid19", "4x4"
    and "US$5" stay. "1" reads "i": "he11o" is not recovered.
 
-Steps 4 and 5 read ASCII letters only, and a text holding neither (one scan of it) is returned as it is.
+Steps 5 and 6 read ASCII letters only, and a text holding neither (one scan of it) is returned as it is.
 """
 
 from __future__ import annotations
@@ -137,10 +140,16 @@ def normalized(text: str, form: str | None = DEFAULT_NORMALIZATION) -> str:
     if form is None:
         return text
     if not text.isascii():
-        text = _visible(text)
+        text = _steps_beyond_ascii(text, form)
     if form == "undisguised" and _disguise_hints(text):
         text = _undisguised(text)
     return text
+
+
+def _steps_beyond_ascii(text: str, form: str) -> str:
+    """Steps 1-3 and, for "undisguised", step 4: the steps that change only text holding non-ASCII characters."""
+    text = _visible(text)
+    return _without_marks(text) if form == "undisguised" else text
 
 
 def _visible(text: str) -> str:
@@ -204,7 +213,7 @@ def normalize_texts(texts: list[str], form: str | None) -> list[str]:
         return texts
     out = texts
     if not all(map(str.isascii, texts)):
-        out = [text if text.isascii() else _visible(text) for text in texts]
+        out = [text if text.isascii() else _steps_beyond_ascii(text, form) for text in texts]
     if form == "undisguised":
         disguised = _disguised_indices(out)
         if disguised:
@@ -223,6 +232,8 @@ def normalized_positions(text: str, form: str | None) -> tuple[str, list[int] | 
         return text, None
     visible = normalized(text, "visible")
     back = _visible_positions(text) if visible != text else list(range(len(text)))
+    if form == "undisguised":  # step 4 keeps lengths; step 5 drops separators
+        visible = _without_marks(visible)
     joined = _SPACED_OUT.sub(_join_spaced, visible) if form == "undisguised" else visible
     if joined != visible:
         back = [back[i] for i in _kept(visible, joined)]
@@ -268,7 +279,27 @@ def _composed_positions(read: str, back: list[int]) -> list[int]:
     return out + back[done:]
 
 
-# Steps 4 and 5 (``"undisguised"``): disguises typed in ASCII.
+# Steps 4-6 (``"undisguised"``).
+@functools.cache
+def _base_letters() -> tuple[dict[int, str], re.Pattern]:
+    """{code point: its ASCII base letter} of every Latin letter with marks (step 4), and a pattern finding one."""
+    table = {}
+    for start, stop in ((0xC0, 0x250), (0x1E00, 0x1F00)):
+        for code in range(start, stop):
+            parts = unicodedata.normalize("NFD", chr(code))
+            if len(parts) > 1 and parts[0].isascii() and parts[0].isalpha() and all(map(unicodedata.combining,
+                                                                                        parts[1:])):
+                table[code] = parts[0]
+    return table, re.compile(_char_class(sorted(table)))
+
+
+def _without_marks(text: str) -> str:
+    """Step 4: Latin letters with marks as their base letters (the text itself when it holds none)."""
+    table, pattern = _base_letters()
+    return pattern.sub(lambda match: table[ord(match.group())], text) if pattern.search(text) else text
+
+
+
 _UNIT = "A-Za-z0-9@$!"
 _SEPARATORS = r" ._*~\-"
 _LEET_CHARS = "013457@$!"

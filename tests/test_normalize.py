@@ -25,6 +25,10 @@ ADVBENCH = SHARED_DATA / "everyday" / "advbench_harmful_behaviors.jsonl"
 MULTIJAIL = SHARED_DATA / "messages" / "multijail_heldout.jsonl"
 
 
+def normalized_visible(text: str) -> str:
+    return normalized(text, "visible")
+
+
 def _fullwidth(text: str) -> str:
     return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else "\u3000" if c == " " else c for c in text)
 
@@ -46,16 +50,16 @@ DISGUISES = {
 
 
 def test_the_rule_folds_compatibility_forms_and_drops_invisible_characters():
-    assert normalized("ｆｕｌｌ\u3000ｗｉｄｔｈ") == "full width"
-    assert normalized("𝐛𝐨𝐥𝐝 ﬁne ①") == "bold fine 1"
-    assert normalized("in\u200bvis\u00adi\u200dble\u202e\ufeff") == "invisible"
-    assert normalized("naïve café 東京 привет") == "naïve café 東京 привет"  # already plain: unchanged
-    assert normalized("раураl сору а file") == "paypal copy a file"  # Latin text typed with look-alikes
-    assert normalized("привет, мир: ок") == "привет, мир: ок"  # Russian text stays Russian
-    assert normalized("Привет, how are уou") == "Привет, how are you"  # in mixed text, mixed words only
-    assert normalized("ΑΘΗΝΑ") == "ΑΘΗΝΑ"
+    assert normalized_visible("ｆｕｌｌ\u3000ｗｉｄｔｈ") == "full width"
+    assert normalized_visible("𝐛𝐨𝐥𝐝 ﬁne ①") == "bold fine 1"
+    assert normalized_visible("in\u200bvis\u00adi\u200dble\u202e\ufeff") == "invisible"
+    assert normalized_visible("naïve café 東京 привет") == "naïve café 東京 привет"  # already plain: unchanged
+    assert normalized_visible("раураl сору а file") == "paypal copy a file"  # Latin text typed with look-alikes
+    assert normalized_visible("привет, мир: ок") == "привет, мир: ок"  # Russian text stays Russian
+    assert normalized_visible("Привет, how are уou") == "Привет, how are you"  # in mixed text, mixed words only
+    assert normalized_visible("ΑΘΗΝΑ") == "ΑΘΗΝΑ"
     ascii_text = "plain ascii"
-    assert normalized(ascii_text) is ascii_text and normalized("ｘ", None) == "ｘ"
+    assert normalized_visible(ascii_text) is ascii_text and normalized("ｘ", None) == "ｘ"
     texts = ["a", "b"]
     assert normalize_texts(texts, "visible") is texts
 
@@ -70,9 +74,11 @@ def test_positions_map_each_character_back_to_the_text_as_typed():
 
 def test_decomposed_letters_read_as_the_composed_ones():
     for text in ["Tôi muốn biết", "café crème", "한국어 문장", "Ёлка й", "বাংলা ভাষা কোন", "e\u0301\u0302"]:
-        assert normalized(unicodedata.normalize("NFD", text)) == normalized(text) == unicodedata.normalize("NFC", text)
+        assert normalized_visible(unicodedata.normalize("NFD", text)) == normalized_visible(text) == unicodedata.normalize(
+            "NFC", text)
+        assert normalized(unicodedata.normalize("NFD", text)) == normalized(text)  # and without marks (step 4)
     composed = "caf\u00e9 ok"
-    assert normalized(composed) is composed  # already composed: unchanged, not copied
+    assert normalized_visible(composed) is composed  # already composed: unchanged, not copied
 
 
 def test_positions_of_decomposed_text_map_each_letter_to_where_it_was_typed():
@@ -190,12 +196,15 @@ UNDISGUISED = {
     "b.o.m.b or s-e-x or d_i_e or f*i*r*e": "bomb or sex or die or fire",
     "k 1 l l": "kill",  # joined, then read
     "ｋ1ｌｌ": "kill",  # fullwidth (step 1), then read
+    "Hów tó mákè á bómb": "How to make a bomb",  # marks off Latin letters (step 4)
+    "k í l l and Mädchen, Tôi muốn": "kill and Madchen, Toi muon",
+    "हिन्दी, привет, øre, straße": "हिन्दी, привет, øre, straße",  # other scripts and letters without a base: kept
 }
 
 #: Ordinary text holding digits between letters, single letters or separators between them: read as typed.
 AS_TYPED = [
     "1st 2nd 4th mp3 mp4 h264 covid19 4x4 ak47 b2b x86 5g 3d US$5 2017 1.2.3 i18n",
-    "r u ok? u r a star", "n-i-1 and a-b", "Here's a C# function", "e o nível de a", "I am a b",
+    "r u ok? u r a star", "n-i-1 and a-b", "Here's a C# function", "e o nivel de a", "x y z ф", "I am a b",
     "mail john@gmail.com or @user504fly #t3st", "t.co/7KPWAdLF0R and 3fa85f64-5717-4562",
     "nice!!!!!cant wait", "color: #f1e05a", "ВОТ 3 КОТА",
 ]
@@ -204,8 +213,8 @@ AS_TYPED = [
 @pytest.mark.parametrize("typed", list(UNDISGUISED))
 def test_undisguised_joins_letters_spaced_out_and_reads_leetspeak_inside_words(typed):
     assert normalized(typed, "undisguised") == UNDISGUISED[typed]
-    assert normalized(typed, "visible") == normalized(typed, "visible")  # the older form leaves them
-    assert normalized("k i l l", "visible") == "k i l l" and normalized("k1ll", "visible") == "k1ll"
+    if typed.isascii():  # the older form leaves ASCII disguises as typed
+        assert normalized(typed, "visible") == typed
 
 
 @pytest.mark.parametrize("typed", AS_TYPED)
