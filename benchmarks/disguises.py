@@ -11,9 +11,9 @@ it (``lite_moderation/normalize.py``, ``normalize="visible"``: NFKC per characte
 removed, Cyrillic and Greek look-alikes of Latin letters made Latin); since a second round, letters typed
 decomposed (a base letter and its combining marks, Unicode NFD, as macOS and some keyboards give them) are composed
 too: they are scored on the multilingual sets, where letters carry marks. Since a third (``normalize="undisguised"``),
-disguises typed in ASCII are undone too: leetspeak inside words ("m4k3 4 b0mb") and letters spaced out ("k i l l",
-"b.o.m.b"). Two disguises no rule undoes are measured as limits: a whole text spaced out letter by letter (where its
-words were is lost) and accents on vowels.
+marks are taken off Latin letters ("bómb"), and disguises typed in ASCII are undone too: letters spaced out ("k i l l",
+"b.o.m.b") and leetspeak inside words ("m4k3 4 b0mb"). A disguise no rule undoes is measured as a limit: a whole text
+spaced out letter by letter (where its words were is lost).
 
 Each set is scored as typed and in each disguise, at each model's default point: flagged share of harmful sets
 (recall) and of harmless ones (false-positive rate), as single messages (a prompt alone and a text alone are one
@@ -73,7 +73,7 @@ DISGUISES: dict[str, Callable[[str], str]] = {
     "longest word spaced out (k i l l)": lambda t: _longest_word(t, " "),
     "each word's letters dotted (b.o.m.b)": lambda t: " ".join(".".join(w) for w in t.split(" ")),
     "limit: whole text spaced out letter by letter": lambda t: " ".join(t.replace(" ", "")),
-    "limit: accents on vowels": lambda t: t.translate(ACCENTS),
+    "accents on vowels (bómb)": lambda t: t.translate(ACCENTS),
 }
 
 
