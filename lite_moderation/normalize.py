@@ -35,8 +35,8 @@ typed, 0.08 with a, e, i, o typed 4, 3, 1, 0, 0.00 with each word's letters dott
    letters such as "ø" or "ß" stay). Text in languages written with marks reads without them, in training too;
 5. letters spaced out ("k i l l", "b.o.m.b", "s-e-x") are joined: a run of single letters or digits, each apart from
    the next by the same one separator (space, dot, hyphen, underscore, star, tilde), holding three letters or
-   more and, with spaces, four characters or more (so "r u a" and "n-i-1" stay); a leading "a" or "I" of a longer
-   run stays a word ("a b o m b" -> "a bomb"). A whole text spaced out with single spaces becomes one word: where
+   more and, with spaces, four characters or more (so "r u a" and "n-i-1" stay), or two or three letters set apart
+   by double spaces ("h o w  t o"); a leading "a" or "I" of a longer run stays a word ("a b o m b" -> "a bomb"). A whole text spaced out with single spaces becomes one word: where
    its words were is not in the text;
 6. leetspeak inside words ("k1ll", "h0w", "m4k3"): in a word (a run of ASCII letters, digits, @, $ and !) with one
    or two of 0 1 3 4 5 7 @ $ ! between two letters, each of those is read as o i e a s t a s i. Not in words holding
@@ -304,7 +304,7 @@ _UNIT = "A-Za-z0-9@$!"
 _SEPARATORS = r" ._*~\-"
 _LEET_CHARS = "013457@$!"
 #: Step 4: a run of single characters apart by one repeated separator, not inside a word (nor "'s a C#").
-_SPACED_OUT = re.compile(rf"(?<![\w'’])[{_UNIT}]([{_SEPARATORS}])[{_UNIT}](?:\1[{_UNIT}])+(?![\w'’#+])")
+_SPACED_OUT = re.compile(rf"(?<![\w'’])[{_UNIT}]([{_SEPARATORS}])[{_UNIT}](?:\1[{_UNIT}])*(?![\w'’#+])")
 #: Step 5: one or two leet characters between two letters.
 _LEET_INSIDE = re.compile(rf"[A-Za-z][{_LEET_CHARS}]{{1,2}}[A-Za-z]")
 #: Where either step may apply, each found by a scan led by a separator or a leet character (a pattern led by a
@@ -313,6 +313,8 @@ _LEET_INSIDE = re.compile(rf"[A-Za-z][{_LEET_CHARS}]{{1,2}}[A-Za-z]")
 _SPACED_HINT = re.compile(rf"([{_SEPARATORS}])[{_UNIT}]\1[{_UNIT}]\1")
 _MARKED_HINT = re.compile(rf"([{_SEPARATORS[1:]}])[{_UNIT}]\1[{_UNIT}]")
 _LEET_HINT = re.compile(rf"[{_LEET_CHARS}]{{1,2}}[A-Za-z]")
+#: A run of two characters beside a double space (looked for only in a text holding one).
+_APART_HINT = re.compile(rf"  [{_UNIT}] [{_UNIT}]|[{_UNIT}] [{_UNIT}]  ")
 _ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _LEET_TABLE = str.maketrans(_LEET_CHARS, "oieastasi")
 _WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@$!")
@@ -323,6 +325,8 @@ def _disguise_hints(text: str) -> list[int]:
     """Positions in ``text`` near which step 4 or 5 may apply (a superset: tested on every shared text)."""
     hints = [match.start() for match in _SPACED_HINT.finditer(text)]
     hints += [match.start() for match in _MARKED_HINT.finditer(text)]
+    if "  " in text:
+        hints += [match.start() for match in _APART_HINT.finditer(text)]
     return hints + [match.start() for match in _LEET_HINT.finditer(text)
                     if match.start() and text[match.start() - 1] in _ASCII_LETTERS]
 
@@ -346,11 +350,25 @@ def _undisguised(text: str) -> str:
 def _join_spaced(match: re.Match) -> str:
     run, separator = match.group(), match.group(1)
     chars = run.split(separator)
-    if sum(char.isalpha() for char in chars) < 3 or (separator == " " and len(chars) < 4):
-        return run  # "r u a", "n-i-1", "1.2.3"
+    letters = sum(char.isalpha() for char in chars)
+    if separator == " " and len(chars) < 4:  # "r u a": words of one letter, unless set apart by double spaces
+        if letters < 2 or not _set_apart(match):
+            return run
+    elif letters < 3 or len(chars) < 3:
+        return run  # "n-i-1", "1.2.3", "e.g"
     if chars[0] in ("a", "A", "I") and len(chars) >= 4:
         return chars[0] + separator + "".join(chars[1:])
     return "".join(chars)
+
+
+def _set_apart(match: re.Match) -> bool:
+    """Whether a run of letters spaced out has a double space on one side and, on the other, one too, a line's
+    edge or a punctuation mark: "h o w  t o  m a k e" spaces out words of two and three letters."""
+    text, start, end = match.string, match.start(), match.end()
+    before, after = text[max(start - 2, 0):start], text[end:end + 2]
+    left = start == 0 or before == "  " or before.endswith("\n")
+    right = end == len(text) or after == "  " or after[:1] in "\n.,!?;:"
+    return left and right and "  " in (before, after)
 
 
 def _fold_leet(text: str) -> str:
