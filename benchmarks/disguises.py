@@ -72,6 +72,7 @@ DISGUISES: dict[str, Callable[[str], str]] = {
     "leetspeak: a e i o s t as 4 3 1 0 5 7": lambda t: t.translate(LEET_ALL),
     "longest word spaced out (k i l l)": lambda t: _longest_word(t, " "),
     "each word's letters dotted (b.o.m.b)": lambda t: " ".join(".".join(w) for w in t.split(" ")),
+    "each word's letters spaced out, words two spaces apart": lambda t: "  ".join(" ".join(w) for w in t.split(" ")),
     "limit: whole text spaced out letter by letter": lambda t: " ".join(t.replace(" ", "")),
     "accents on vowels (bómb)": lambda t: t.translate(ACCENTS),
 }
