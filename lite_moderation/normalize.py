@@ -256,7 +256,7 @@ def _visible_positions(text: str) -> list[int]:
 
 
 def _kept(longer: str, shorter: str) -> list[int]:
-    """The positions in ``longer`` of the characters of ``shorter``, which step 4 made from it by dropping some."""
+    """The positions in ``longer`` of the characters of ``shorter``, which step 5 made from it by dropping some."""
     kept, j = [], 0
     for i, char in enumerate(longer):
         if j < len(shorter) and shorter[j] == char:
@@ -303,36 +303,34 @@ def _without_marks(text: str) -> str:
 _UNIT = "A-Za-z0-9@$!"
 _SEPARATORS = r" ._*~\-"
 _LEET_CHARS = "013457@$!"
-#: Step 4: a run of single characters apart by one repeated separator, not inside a word (nor "'s a C#").
+#: Step 5: a run of single characters apart by one repeated separator, not inside a word (nor "'s a C#").
 _SPACED_OUT = re.compile(rf"(?<![\w'’])[{_UNIT}]([{_SEPARATORS}])[{_UNIT}](?:\1[{_UNIT}])*(?![\w'’#+])")
-#: Step 5: one or two leet characters between two letters.
+#: Step 6: one or two leet characters between two letters.
 _LEET_INSIDE = re.compile(rf"[A-Za-z][{_LEET_CHARS}]{{1,2}}[A-Za-z]")
-#: Where either step may apply, each found by a scan led by a separator or a leet character (a pattern led by a
-#: letter tries every letter: three times the cost): a separator, a character, that separator, a character (and
-#: the separator again, with spaces: "is a car" is not a hint); a leet character after a letter.
-_SPACED_HINT = re.compile(rf"([{_SEPARATORS}])[{_UNIT}]\1[{_UNIT}]\1")
+#: Where step 5 or 6 may apply, each found by a scan led by a literal or a rare character (a pattern led by a letter
+#: tries every letter: several times the cost): two characters spaced out by single spaces (" X Y "; "is a car" is
+#: not a hint), or by another separator ("-e-x"); two characters beside a double space (looked for only in a text
+#: holding one); a leet character after a letter, before a letter (with one more leet character between).
+_SPACED_HINT = re.compile(rf" [{_UNIT}] [{_UNIT}] ")
 _MARKED_HINT = re.compile(rf"([{_SEPARATORS[1:]}])[{_UNIT}]\1[{_UNIT}]")
-_LEET_HINT = re.compile(rf"[{_LEET_CHARS}]{{1,2}}[A-Za-z]")
-#: A run of two characters beside a double space (looked for only in a text holding one).
-_APART_HINT = re.compile(rf"  [{_UNIT}] [{_UNIT}]|[{_UNIT}] [{_UNIT}]  ")
-_ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_APART_HINT = re.compile(rf"  (?:(?=[{_UNIT}] [{_UNIT}])|(?<=[{_UNIT}] [{_UNIT}]  ))")
+_LEET_HINT = re.compile(rf"[{_LEET_CHARS}](?<=[A-Za-z][{_LEET_CHARS}])[{_LEET_CHARS}]?[A-Za-z]")
 _LEET_TABLE = str.maketrans(_LEET_CHARS, "oieastasi")
 _WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@$!")
 _NOT_LEET_DIGITS = frozenset("2689")
 
 
 def _disguise_hints(text: str) -> list[int]:
-    """Positions in ``text`` near which step 4 or 5 may apply (a superset: tested on every shared text)."""
+    """Positions in ``text`` near which step 5 or 6 may apply (a superset: tested on every shared text)."""
     hints = [match.start() for match in _SPACED_HINT.finditer(text)]
     hints += [match.start() for match in _MARKED_HINT.finditer(text)]
     if "  " in text:
         hints += [match.start() for match in _APART_HINT.finditer(text)]
-    return hints + [match.start() for match in _LEET_HINT.finditer(text)
-                    if match.start() and text[match.start() - 1] in _ASCII_LETTERS]
+    return hints + [match.start() for match in _LEET_HINT.finditer(text)]
 
 
 def _disguised_indices(texts: list[str]) -> list[int]:
-    """The indices of the texts with a hint of step 4 or 5: one scan of them all, joined by newlines (no hint
+    """The indices of the texts with a hint of step 5 or 6: one scan of them all, joined by newlines (no hint
     spans one)."""
     hints = _disguise_hints("\n".join(texts))
     if not hints:
@@ -342,7 +340,7 @@ def _disguised_indices(texts: list[str]) -> list[int]:
 
 
 def _undisguised(text: str) -> str:
-    """Steps 4 and 5 of one text."""
+    """Steps 5 and 6 of one text."""
     text = _SPACED_OUT.sub(_join_spaced, text)
     return _fold_leet(text) if _LEET_INSIDE.search(text) else text
 
@@ -372,7 +370,7 @@ def _set_apart(match: re.Match) -> bool:
 
 
 def _fold_leet(text: str) -> str:
-    """Step 5: each word holding leet characters between letters, read as letters."""
+    """Step 6: each word holding leet characters between letters, read as letters."""
     out: list[str] = []
     done = 0
     for match in _LEET_INSIDE.finditer(text):
