@@ -141,8 +141,10 @@ def normalized(text: str, form: str | None = DEFAULT_NORMALIZATION) -> str:
         return text
     if not text.isascii():
         text = _steps_beyond_ascii(text, form)
-    if form == "undisguised" and _disguise_hints(text):
-        text = _undisguised(text)
+    if form == "undisguised":
+        spaced, leet = _disguise_hints(text)
+        if spaced or leet:
+            text = _undisguised(text, bool(spaced))
     return text
 
 
@@ -215,11 +217,11 @@ def normalize_texts(texts: list[str], form: str | None) -> list[str]:
     if not all(map(str.isascii, texts)):
         out = [text if text.isascii() else _steps_beyond_ascii(text, form) for text in texts]
     if form == "undisguised":
-        disguised = _disguised_indices(out)
-        if disguised:
+        spaced, leet = _disguised_indices(out)
+        if spaced or leet:
             out = list(out)
-            for i in disguised:
-                out[i] = _undisguised(out[i])
+            for i in sorted(spaced | leet):
+                out[i] = _undisguised(out[i], i in spaced)
     return out
 
 
@@ -305,12 +307,11 @@ _SEPARATORS = r" ._*~\-"
 _LEET_CHARS = "013457@$!"
 #: Step 5: a run of single characters apart by one repeated separator, not inside a word (nor "'s a C#").
 _SPACED_OUT = re.compile(rf"(?<![\w'’])[{_UNIT}]([{_SEPARATORS}])[{_UNIT}](?:\1[{_UNIT}])*(?![\w'’#+])")
-#: Step 6: one or two leet characters between two letters.
-_LEET_INSIDE = re.compile(rf"[A-Za-z][{_LEET_CHARS}]{{1,2}}[A-Za-z]")
 #: Where step 5 or 6 may apply, each found by a scan led by a literal or a rare character (a pattern led by a letter
 #: tries every letter: several times the cost): two characters spaced out by single spaces (" X Y "; "is a car" is
 #: not a hint), or by another separator ("-e-x"); two characters beside a double space (looked for only in a text
-#: holding one); a leet character after a letter, before a letter (with one more leet character between).
+#: holding one); for step 6 (the rule itself), a leet character after a letter, before a letter (with one more
+#: leet character between).
 _SPACED_HINT = re.compile(rf" [{_UNIT}] [{_UNIT}] ")
 _MARKED_HINT = re.compile(rf"([{_SEPARATORS[1:]}])[{_UNIT}]\1[{_UNIT}]")
 _APART_HINT = re.compile(rf"  (?:(?=[{_UNIT}] [{_UNIT}])|(?<=[{_UNIT}] [{_UNIT}]  ))")
@@ -320,29 +321,31 @@ _WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _NOT_LEET_DIGITS = frozenset("2689")
 
 
-def _disguise_hints(text: str) -> list[int]:
-    """Positions in ``text`` near which step 5 or 6 may apply (a superset: tested on every shared text)."""
-    hints = [match.start() for match in _SPACED_HINT.finditer(text)]
-    hints += [match.start() for match in _MARKED_HINT.finditer(text)]
+def _disguise_hints(text: str) -> tuple[list[int], list[int]]:
+    """Positions in ``text`` near which step 5 may apply (a superset: tested on every shared text) and where step 6
+    does."""
+    spaced = [match.start() for match in _SPACED_HINT.finditer(text)]
+    spaced += [match.start() for match in _MARKED_HINT.finditer(text)]
     if "  " in text:
-        hints += [match.start() for match in _APART_HINT.finditer(text)]
-    return hints + [match.start() for match in _LEET_HINT.finditer(text)]
+        spaced += [match.start() for match in _APART_HINT.finditer(text)]
+    return spaced, [match.start() for match in _LEET_HINT.finditer(text)]
 
 
-def _disguised_indices(texts: list[str]) -> list[int]:
-    """The indices of the texts with a hint of step 5 or 6: one scan of them all, joined by newlines (no hint
-    spans one)."""
+def _disguised_indices(texts: list[str]) -> tuple[set[int], set[int]]:
+    """The indices of the texts with a hint of step 5, and of step 6: one scan of them all, joined by newlines (no
+    hint spans one)."""
     hints = _disguise_hints("\n".join(texts))
-    if not hints:
-        return []
+    if not (hints[0] or hints[1]):
+        return set(), set()
     starts = np.cumsum([0] + [len(text) + 1 for text in texts[:-1]])
-    return sorted({int(i) - 1 for i in np.searchsorted(starts, hints, side="right")})
+    return tuple({int(i) - 1 for i in np.searchsorted(starts, found, side="right")} for found in hints)
 
 
-def _undisguised(text: str) -> str:
-    """Steps 5 and 6 of one text."""
-    text = _SPACED_OUT.sub(_join_spaced, text)
-    return _fold_leet(text) if _LEET_INSIDE.search(text) else text
+def _undisguised(text: str, spaced: bool = True) -> str:
+    """Steps 5 (where hinted: ``spaced``; joining may make leetspeak, "k 1 l l") and 6 of one text."""
+    if spaced:
+        text = _SPACED_OUT.sub(_join_spaced, text)
+    return _fold_leet(text)
 
 
 def _join_spaced(match: re.Match) -> str:
@@ -373,8 +376,8 @@ def _fold_leet(text: str) -> str:
     """Step 6: each word holding leet characters between letters, read as letters."""
     out: list[str] = []
     done = 0
-    for match in _LEET_INSIDE.finditer(text):
-        start, end = match.span()
+    for match in _LEET_HINT.finditer(text):
+        start, end = match.start() - 1, match.end()  # from the letter before
         if start < done:
             continue
         while start and text[start - 1] in _WORD_CHARS:
