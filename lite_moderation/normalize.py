@@ -307,14 +307,13 @@ _SEPARATORS = r" ._*~\-"
 _LEET_CHARS = "013457@$!"
 #: Step 5: a run of single characters apart by one repeated separator, not inside a word (nor "'s a C#").
 _SPACED_OUT = re.compile(rf"(?<![\w'’])[{_UNIT}]([{_SEPARATORS}])[{_UNIT}](?:\1[{_UNIT}])*(?![\w'’#+])")
-#: Where step 5 or 6 may apply, each found by a scan led by a literal or a rare character (a pattern led by a letter
-#: tries every letter: several times the cost): two characters spaced out by single spaces (" X Y "; "is a car" is
-#: not a hint), or by another separator ("-e-x"); two characters beside a double space (looked for only in a text
-#: holding one); for step 6 (the rule itself), a leet character after a letter, before a letter (with one more
-#: leet character between).
-_SPACED_HINT = re.compile(rf" [{_UNIT}] [{_UNIT}] ")
+#: Where step 5 or 6 may apply, each found by a scan led by a literal or a rare character (a pattern led by a letter,
+#: or an alternation led by several, tries every character: several times the cost): two characters spaced out by
+#: single spaces (" X Y "; "is a car" is not a hint) or beside a double space; two spaced out by another separator
+#: ("-e-x"); for step 6 (the rule itself), a leet character after a letter, before a letter (with one more leet
+#: character between).
+_SPACED_HINT = re.compile(rf" (?:[{_UNIT}] [{_UNIT}] | (?=[{_UNIT}] [{_UNIT}])| (?<=[{_UNIT}] [{_UNIT}]  ))")
 _MARKED_HINT = re.compile(rf"([{_SEPARATORS[1:]}])[{_UNIT}]\1[{_UNIT}]")
-_APART_HINT = re.compile(rf"  (?:(?=[{_UNIT}] [{_UNIT}])|(?<=[{_UNIT}] [{_UNIT}]  ))")
 _LEET_HINT = re.compile(rf"[{_LEET_CHARS}](?<=[A-Za-z][{_LEET_CHARS}])[{_LEET_CHARS}]?[A-Za-z]")
 _LEET_TABLE = str.maketrans(_LEET_CHARS, "oieastasi")
 _WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@$!")
@@ -326,8 +325,6 @@ def _disguise_hints(text: str) -> tuple[list[int], list[int]]:
     does."""
     spaced = [match.start() for match in _SPACED_HINT.finditer(text)]
     spaced += [match.start() for match in _MARKED_HINT.finditer(text)]
-    if "  " in text:
-        spaced += [match.start() for match in _APART_HINT.finditer(text)]
     return spaced, [match.start() for match in _LEET_HINT.finditer(text)]
 
 
