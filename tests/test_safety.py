@@ -468,9 +468,9 @@ BROKEN = {
     "ngram range beyond training's": ("model.json", "'params.vectorizer.word_ngram_range'", "<= high <= 8"),
     "C a string": ("model.json", "'params.classifier.C' must be a number above 0, got \"abc\""),
     "nb_power of an unknown field": ("model.json", "'params.classifier.nb_power' must be"),
-    "format_version 0": ("model.json", "'format_version' must be a whole number from 1 to 2, got 0"),
-    "format_version -1": ("model.json", "'format_version' must be a whole number from 1 to 2, got -1"),
-    "format_version true": ("model.json", "'format_version' must be a whole number from 1 to 2, got true"),
+    "format_version 0": ("model.json", "'format_version' must be a whole number from 1 to 3, got 0"),
+    "format_version -1": ("model.json", "'format_version' must be a whole number from 1 to 3, got -1"),
+    "format_version true": ("model.json", "'format_version' must be a whole number from 1 to 3, got true"),
     "an array twice": ("arrays.npz", "holds an array more than once"),
     "hashes uint8": ("arrays.npz", "'train_prompt_hashes' has dtype uint8, expected uint64"),
 }
