@@ -7,6 +7,7 @@ import inspect
 import json
 import os
 import random
+import select
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -197,3 +198,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     sorts its own collection the same way, so all workers agree on the order (xdist requires it).
     """
     items.sort(key=lambda item: item.get_closest_marker("starts_first") is None)
+
+
+def read_terminal(leader: int, timeout: float) -> bytes:
+    """All a command wrote to the pseudo-terminal ``leader`` (read as it comes, so that it never blocks on a full
+    buffer) until the command closes it or ``timeout`` seconds pass with nothing; ``leader`` is closed."""
+    out = b""
+    try:
+        while select.select([leader], [], [], timeout)[0]:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the command ended and closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(leader)
+    return out

@@ -9,14 +9,13 @@ import json
 import os
 import pty
 import re
-import select
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA, XSTEST, write_jsonl
+from conftest import SHARED_DATA, XSTEST, read_terminal, write_jsonl
 
 from lite_moderation.cli import main
 from lite_moderation.compare import System, compare_systems, read_system
@@ -213,18 +212,7 @@ def _on_terminal(args: list[str], cwd: Path, stderr: Path) -> tuple[int, bytes]:
         proc = subprocess.Popen([sys.executable, "-m", "lite_moderation", *args], stdin=subprocess.DEVNULL,
                                 stdout=follower, stderr=err, cwd=cwd)
     os.close(follower)
-    screen = b""
-    try:
-        while select.select([leader], [], [], 120)[0]:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the command ended and closed the terminal
-                break
-            if not chunk:
-                break
-            screen += chunk
-    finally:
-        os.close(leader)
+    screen = read_terminal(leader, 120)
     return proc.wait(timeout=120), screen
 
 

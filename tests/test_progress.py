@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import pty
 import re
-import select
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import synthetic_records, write_jsonl
+from conftest import read_terminal, synthetic_records, write_jsonl
 
 from lite_moderation.cli import main
 
@@ -26,22 +25,8 @@ def _run_on_terminal(args: list[str], code: str = _DEFAULT, cwd: Path | None = N
     proc = subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.DEVNULL, stdout=follower,
                             stderr=follower, cwd=cwd)
     os.close(follower)
-    out = b""
-    try:
-        while True:
-            ready, _, _ = select.select([leader], [], [], 300)
-            if not ready:
-                break
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the command ended and closed the terminal
-                break
-            if not chunk:
-                break
-            out += chunk
-    finally:
-        os.close(leader)
-        assert proc.wait(timeout=300) == 0, out.decode(errors="replace")
+    out = read_terminal(leader, 300)
+    assert proc.wait(timeout=300) == 0, out.decode(errors="replace")
     return out.decode()
 
 
