@@ -469,7 +469,8 @@ def _categories_json(names: tuple[str, ...], decided: np.ndarray) -> list[str]:
 
 
 def format_table_row(row: dict, index: int) -> str:
-    """One line for humans: verdict, unsafe score, and the flagged categories with their scores."""
+    """One line for humans: verdict, unsafe score, and the categories the verdict names (at their cut-off, or the
+    nearest one of a flagged item) with their scores."""
     where = f"line {row['line']}" if "line" in row else f"#{index + 1}"
     verdict = "FLAGGED" if row["flagged"] else "ok"
     flagged = sorted(
