@@ -35,7 +35,7 @@ from .data import DEFAULT_MAX_RECORD_BYTES, Columns, DataError, DataWarning, rec
 from .labels import LabelSet
 from .output import OutputError, make_temp_file, remove_stale_temps
 from .persistence import METADATA_FILE, ModelFormatError, load_scorer, read_card, read_metadata
-from .scoring import CHUNK_SIZE, NothingScoredError, score_file
+from .scoring import CHUNK_SIZE, NothingScoredError, WorkerDiedError, score_file
 
 if TYPE_CHECKING:
     from .fast import FastScorer
@@ -492,7 +492,7 @@ def score_corpus(inputs: str | os.PathLike | Sequence[str | os.PathLike], output
     if client is None and (scheduler is not None or workers is not None):
         try:
             with dask_client(scheduler, workers) as own_client:
-                return CorpusSummary(_gather_in_order(own_client, tasks, on_file))
+                return CorpusSummary(_gather_in_order(own_client, tasks, outputs, on_file))
         except BaseException:  # Ctrl-C, SIGTERM, an error: the cluster is down, its workers' temps are stale now
             if scheduler is None:
                 for output in outputs:
@@ -504,22 +504,35 @@ def score_corpus(inputs: str | os.PathLike | Sequence[str | os.PathLike], output
         with contextlib.suppress(ValueError):
             client = default_client()
     if client is not None:
-        return CorpusSummary(_gather_in_order(client, tasks, on_file))
+        return CorpusSummary(_gather_in_order(client, tasks, outputs, on_file))
     results = list(dask.compute(*tasks))
     for summary in results if on_file is not None else []:
         on_file(summary)
     return CorpusSummary(results)
 
 
-def _gather_in_order(client: Any, tasks: list[Any], on_file: Callable[[FileSummary], None] | None) -> list:
-    from distributed import as_completed
+def _gather_in_order(client: Any, tasks: list[Any], outputs: list[Path],
+                     on_file: Callable[[FileSummary], None] | None) -> list:
+    """The tasks' summaries in order; Dask giving up on a file whose workers kept dying is a :class:`WorkerDiedError`
+    naming it (not a traceback of Dask's ``KilledWorker``)."""
+    from distributed import KilledWorker, as_completed
 
     futures = client.compute(tasks)
-    if on_file is not None:
-        for future in as_completed(futures):
-            if future.status == "finished":
-                on_file(future.result())
-    return client.gather(futures)
+    try:
+        if on_file is not None:
+            for future in as_completed(futures):
+                if future.status == "finished":
+                    on_file(future.result())
+        return client.gather(futures)
+    except KilledWorker as killed:
+        output = dict(zip((task.key for task in tasks), outputs)).get(killed.task)
+        if output is not None:
+            remove_stale_temps(output)  # the dead worker's half-written file, if it ran on this machine
+        what = f"wrote {output}" if output is not None else f"ran the task {killed.task} (the model's loading)"
+        raise WorkerDiedError(
+            f"every Dask worker that {what} died (killed, e.g. by "
+            "the out-of-memory killer), so Dask gave up on it and the run stopped: files already finished are "
+            "written, the others are not; run again, with more memory per worker or fewer workers") from None
 
 
 #: Options of a local cluster's scheduler: its HTTP server on a free port of 127.0.0.1 (see ``dask_client``).

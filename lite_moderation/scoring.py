@@ -129,17 +129,18 @@ def _parallel_probas(model: ModerationClassifier | FastScorer, chunks: Iterator[
 class WorkerDiedError(RuntimeError):
     """A scoring worker process died (killed by a signal, e.g. the out-of-memory killer): its rows are lost."""
 
-    def __init__(self, line: int) -> None:
-        super().__init__(f"a scoring worker process died (killed by a signal, e.g. the out-of-memory killer) while "
-                         f"rows up to line {line} were being scored, so the run stopped (an --output file is not "
-                         f"written): run again, with fewer --jobs if memory is short")
+
+def _died_at(line: int) -> WorkerDiedError:
+    return WorkerDiedError(f"a scoring worker process died (killed by a signal, e.g. the out-of-memory killer) while "
+                           f"rows up to line {line} were being scored, so the run stopped (an --output file is not "
+                           f"written): run again, with fewer --jobs if memory is short")
 
 
 def _submit(pool: ProcessPoolExecutor, chunk: list[Record]) -> Future:
     try:
         return pool.submit(_worker_proba, [r.pair for r in chunk])
     except BrokenProcessPool:
-        raise WorkerDiedError(chunk[0].line) from None
+        raise _died_at(chunk[0].line) from None
 
 
 def _next_result(pending: collections.deque) -> tuple[list[Record], np.ndarray]:
@@ -147,7 +148,7 @@ def _next_result(pending: collections.deque) -> tuple[list[Record], np.ndarray]:
     try:
         return chunk, future.result()
     except BrokenProcessPool:
-        raise WorkerDiedError(chunk[-1].line) from None
+        raise _died_at(chunk[-1].line) from None
 
 
 def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.PathLike,

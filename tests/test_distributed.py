@@ -15,9 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import dask
 import dask.bag as db
 import dask.dataframe as dd
 import pandas as pd
@@ -30,7 +32,7 @@ from lite_moderation import distributed as dist
 from lite_moderation.cli import main
 from lite_moderation.data import Columns, DataError
 from lite_moderation.output import OutputError
-from lite_moderation.scoring import score_file
+from lite_moderation.scoring import WorkerDiedError, score_file
 from lite_moderation.taxonomy import CATEGORIES, short_name
 
 # A file with bad rows: invalid JSON, empty text, a number as prompt, a record without text, invalid UTF-8.
@@ -438,11 +440,41 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(client, tmp_path):
     client.wait_for_workers(2, timeout=60)
 
 
-def _first_busy_worker(client: Client, keys: list, timeout: float = 60.0) -> str:
-    """The address of a worker running one of ``keys`` (polls the scheduler; no timing assumption)."""
+def test_a_file_whose_workers_keep_dying_stops_the_run_with_one_error_naming_it(tmp_path):
+    """Dask gives up on a task once its workers have died its allowed number of times (here once): the run ends with
+    a WorkerDiedError naming the file (the CLI's one-line message), not Dask's KilledWorker, and no temp file is
+    left beside it."""
+    source = write_jsonl(tmp_path / "shard.jsonl", synthetic_records(20000, seed=40))
+    out = tmp_path / "out"
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            dist.score_corpus([source], out, None, client=dying)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            raised.append(exc)
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
+            processes=True, n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+            scheduler_kwargs=dist.LOCAL_SCHEDULER_OPTIONS) as cluster, Client(cluster) as dying:
+        thread = threading.Thread(target=run)
+        thread.start()
+        pids = dying.run(os.getpid)
+        worker = _first_busy_worker(dying, "lite-moderation-score-")  # a file's task, past the model's loading
+        os.kill(pids[worker], signal.SIGKILL)
+        thread.join(timeout=120)
+    assert len(raised) == 1 and isinstance(raised[0], WorkerDiedError), raised
+    assert "shard.scores.jsonl" in str(raised[0]) and "died" in str(raised[0])
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def _first_busy_worker(client: Client, keys: list | str, timeout: float = 60.0) -> str:
+    """The address of a worker running one of ``keys`` (or a key starting with that string; polls the scheduler, no
+    timing assumption)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        busy = [worker for worker, running in client.processing().items() if set(running) & set(keys)]
+        busy = [worker for worker, running in client.processing().items()
+                if (set(running) & set(keys) if isinstance(keys, list) else any(k.startswith(keys) for k in running))]
         if busy:
             return busy[0]
         time.sleep(0.02)
