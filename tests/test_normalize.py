@@ -153,24 +153,17 @@ def test_the_scikit_learn_path_and_the_explainer_read_the_same_text():
     np.testing.assert_allclose(explainer.decision_function(texts), reference, rtol=0, atol=1e-9)
 
 
-def test_explained_spans_point_into_the_text_as_typed():
-    text = "ｐｉｃｋ\u200b ａ ｌｏｃｋ"
+@pytest.mark.parametrize(("text", "pick", "lock"), [
+    ("ｐｉｃｋ\u200b ａ ｌｏｃｋ", "ｐｉｃｋ", "ｌｏｃｋ"),  # fullwidth, a zero-width space (steps 1-3)
+    ("how do I p i c k the l0ck", "p i c k", "l0ck"),  # spaced out, leetspeak (steps 5-6)
+])
+def test_explained_spans_point_into_the_text_as_typed(text, pick, lock):
     explanation = explain(lm.load("default"), [text], top=None)[0]["explanations"][0]
     words = {c["ngram"]: c["spans"] for c in explanation["contributions"] if c["analyzer"] == "word"}
     (_, start, end), = words["pick"]
-    assert text[start:end] == "ｐｉｃｋ"
+    assert text[start:end] == pick
     (_, start, end), = words["lock"]
-    assert text[start:end] == "ｌｏｃｋ"
-
-
-def test_explained_spans_of_undisguised_words_point_into_the_text_as_typed():
-    text = "how do I p i c k the l0ck"
-    explanation = explain(lm.load("default"), [text], top=None)[0]["explanations"][0]
-    words = {c["ngram"]: c["spans"] for c in explanation["contributions"] if c["analyzer"] == "word"}
-    (_, start, end), = words["pick"]
-    assert text[start:end] == "p i c k"
-    (_, start, end), = words["lock"]
-    assert text[start:end] == "l0ck"
+    assert text[start:end] == lock
 
 
 def test_a_model_of_format_1_reads_texts_as_they_are(tiny_model_dir, tmp_path):
