@@ -79,12 +79,15 @@ def test_the_rule_folds_compatibility_forms_and_drops_invisible_characters():
     assert normalize_texts(texts, "visible") is texts
 
 
-def test_positions_map_each_character_back_to_the_text_as_typed():
-    text = "ｋ\u200bｉｌｌ ﬁre"
-    folded, back = normalized_positions(text, "visible")
-    assert folded == "kill fire" and len(back) == len(folded) + 1 and back[-1] == len(text)
-    assert [text[i] for i in back[:-1]] == ["ｋ", "ｉ", "ｌ", "ｌ", " ", "ﬁ", "ﬁ", "r", "e"]
-    assert normalized_positions("plain", "visible") == ("plain", None)
+@pytest.mark.parametrize(("text", "form", "folded", "typed"), [
+    ("ｋ\u200bｉｌｌ ﬁre", "visible", "kill fire", ["ｋ", "ｉ", "ｌ", "ｌ", " ", "ﬁ", "ﬁ", "r", "e"]),
+    ("I k i l l ｙ0u, b.o.m.b", "undisguised", "I kill you, bomb", list("I kill ｙ0u, bomb")),
+])
+def test_positions_map_each_character_back_to_the_text_as_typed(text, form, folded, typed):
+    read, back = normalized_positions(text, form)
+    assert read == folded and len(back) == len(folded) + 1 and back[-1] == len(text)
+    assert [text[i] for i in back[:-1]] == typed
+    assert normalized_positions("plain", form) == ("plain", None)
 
 
 def test_decomposed_letters_read_as_the_composed_ones():
@@ -254,10 +257,3 @@ def test_a_batch_reads_each_text_as_alone():
     assert normalize_texts(["k i", "l l"], "undisguised") == ["k i", "l l"]
     plain = ["plain", "text"]
     assert normalize_texts(plain, "undisguised") is plain
-
-
-def test_positions_of_undisguised_text_map_each_character_to_where_it_was_typed():
-    text = "I k i l l ｙ0u, b.o.m.b"
-    folded, back = normalized_positions(text, "undisguised")
-    assert folded == "I kill you, bomb" and len(back) == len(folded) + 1 and back[-1] == len(text)
-    assert "".join(text[i] for i in back[:-1]) == "I kill ｙ0u, bomb"
