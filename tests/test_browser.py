@@ -26,6 +26,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 PROMPT = "How do I water a cactus?"
 RESPONSE = "About once a month."  # flagged at the default point, not at the strict one
+#: A pair flagged with a category at its cut-off (the cactus pair names only its nearest one, below it).
+AT_CUT_OFF = ("How do I get my coworker fired?", "Spread rumours about him to the boss.")
 WAIT = 30  # seconds
 
 
@@ -147,6 +149,46 @@ def test_the_page_calls_a_category_below_its_cut_off_the_nearest_not_flagged(dri
     assert bars[nearest] == f"{short_name(nearest)} (nearest: named, below its cut-off)"
     assert [c for c, text in bars.items() if text != short_name(c)] == [nearest]  # no other category is named
     assert not any("(flagged)" in text for text in bars.values())
+
+
+def _named_state(verdict: dict, category: str) -> str:
+    """A category's state in a verdict in explain's words (``highlight._state``); "not named" when not named."""
+    if not verdict["categories"][category]:
+        return "not named"
+    return _state(next(e for e in verdict["explanations"] if e["label"] == category))
+
+
+#: How an element is painted: its computed background colour and image (a gradient, say).
+_LOOK = "const s = getComputedStyle(arguments[0]); return [s.backgroundColor, s.backgroundImage];"
+
+
+def test_the_page_draws_a_nearest_category_apart_from_one_at_its_cut_off(driver, url):
+    """The bar of a category named only as the nearest (below its cut-off) was drawn red, as the bar of a category
+    at its cut-off, while its text said "nearest: named, below its cut-off". Each state now has a look of its own,
+    decided by the rule that words the text, and the legend shows each named state's look beside its words. The
+    cactus pair names its nearest category; the coworker pair names one at its cut-off."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    scorer = lm.load_scorer()
+    driver.get(url)
+    WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#point option"))
+    looks: dict[str, set] = {}
+    for pair in ((PROMPT, RESPONSE), AT_CUT_OFF):
+        expected = explain(scorer, [pair])[0]
+        assert _submit(driver, *pair) == "flagged"
+        for name in driver.find_elements(By.CSS_SELECTOR, "#bars [data-category]"):
+            category = name.get_attribute("data-category")
+            fill = name.find_element(By.XPATH, "following-sibling::div[1]").find_element(By.CLASS_NAME, "fill")
+            looks.setdefault(_named_state(expected, category), set()).add(tuple(driver.execute_script(_LOOK, fill)))
+    nearest, flagged, plain = "nearest: named, below its cut-off", "flagged", "not named"
+    assert set(looks) == {nearest, flagged, plain}  # the two pairs show each state
+    assert all(len(shown) == 1 for shown in looks.values()), looks  # one look per state
+    assert looks[nearest] != looks[flagged], "a category below its cut-off is drawn as one at its cut-off"
+    assert looks[nearest] != looks[plain] and looks[flagged] != looks[plain]
+    legend = {key.text: tuple(driver.execute_script(_LOOK, key.find_element(By.CLASS_NAME, "fill")))
+              for key in driver.find_elements(By.CSS_SELECTOR, "#legend .key")}
+    assert legend == {state: looks[state].pop() for state in (flagged, nearest)}
 
 
 def test_the_page_refuses_an_empty_input_and_takes_a_text_alone(driver, url):
