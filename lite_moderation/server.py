@@ -141,7 +141,7 @@ class ModerationApp:
         self.allowed_origins = checked_origins(allowed_origins)
         self.max_explain_chars = DEFAULT_MAX_EXPLAIN_CHARS
         self.max_explain_bytes = DEFAULT_MAX_EXPLAIN_BYTES
-        self._model_entry = _model_entry(model, self.model_name)
+        self._model_entry = _model_entry(model, self.model_name, self.threshold)
         self.explainer, self._unexplainable = _explainer_of(model)
         try_it_page()
         self._routes: dict[str, dict[str, Callable[[dict], tuple[dict, int]]]] = {
@@ -688,8 +688,10 @@ def _model_name(model: ModerationClassifier | FastScorer) -> str:
     return f"lite-moderation-{Path(path).name}" if path else "lite-moderation"
 
 
-def _model_entry(model: ModerationClassifier | FastScorer, name: str) -> dict:
-    """The /v1/models entry: OpenAI's fields plus the model card (no file-system path)."""
+def _model_entry(model: ModerationClassifier | FastScorer, name: str, threshold: float | str | None) -> dict:
+    """The /v1/models entry: OpenAI's fields, the server's ``threshold`` (its unsafe cut-off for a request that
+    names none, as checked at start-up: a probability, an operating point's name, or None for the model's own
+    cut-offs) and the model card (no file-system path)."""
     card = {**getattr(model, "card_", {}), "labels": list(model.labels_),
             "thresholds": dict(zip(model.labels_, map(float, model.thresholds_))),
             "operating_points": dict(getattr(model, "operating_points_", {}))}
@@ -699,7 +701,8 @@ def _model_entry(model: ModerationClassifier | FastScorer, name: str) -> dict:
         card["message_operating_points"] = message_cut[1]
     path = getattr(model, "path_", None)
     created = int(os.stat(Path(path) / "model.json").st_mtime) if path else 0
-    return {"id": name, "object": "model", "created": created, "owned_by": "lite-moderation", "card": card}
+    return {"id": name, "object": "model", "created": created, "owned_by": "lite-moderation", "threshold": threshold,
+            "card": card}
 
 
 def _loggable_path(path: str, routes: dict) -> str:

@@ -8,10 +8,13 @@ that a failure.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import os
 import shutil
 import threading
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +24,7 @@ from lite_moderation.explain import explain
 from lite_moderation.highlight import _state, segments
 from lite_moderation.server import make_app, make_server
 from lite_moderation.taxonomy import CATEGORIES, short_name
+from lite_moderation.thresholds import CUT_OFF_SHAPES, resolve_threshold
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -60,15 +64,24 @@ def driver():
     browser.quit()
 
 
-@pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    server = make_server(make_app(lm.load_scorer()), "127.0.0.1", 0, threads=2, read_timeout=5)
+@contextlib.contextmanager
+def _serving(**app_options) -> Iterator[str]:
+    """The real server on 127.0.0.1 (a free port) around the shipped model, with ``make_app``'s options: its URL."""
+    server = make_server(make_app(lm.load_scorer(), **app_options), "127.0.0.1", 0, threads=2, read_timeout=5)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/"
-    server.shutdown()
-    server.server_close()
-    thread.join(WAIT)
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(WAIT)
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with _serving() as address:
+        yield address
 
 
 def _submit(driver, prompt: str, response: str) -> str:
@@ -104,7 +117,9 @@ def test_the_page_shows_the_verdict_bars_and_highlights_of_the_model(driver, url
     WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#point option"))
     scorer = lm.load_scorer()
     points = Select(driver.find_element(By.ID, "point"))
-    assert [o.get_attribute("value") for o in points.options] == list(scorer.operating_points_)
+    # first and chosen: the server's own cut-off (here the model's), sent as no cut-off; then the named points
+    assert [o.get_attribute("value") for o in points.options] == ["", *scorer.operating_points_]
+    assert points.first_selected_option.text.startswith("server's: the model's own (")
 
     expected = explain(scorer, [(PROMPT, RESPONSE)])[0]
     assert expected["flagged"]  # a known false flag at the default point, not at the strict one
@@ -189,6 +204,39 @@ def test_the_page_draws_a_nearest_category_apart_from_one_at_its_cut_off(driver,
     legend = {key.text: tuple(driver.execute_script(_LOOK, key.find_element(By.CLASS_NAME, "fill")))
               for key in driver.find_elements(By.CSS_SELECTOR, "#legend .key")}
     assert legend == {state: looks[state].pop() for state in (flagged, nearest)}
+
+
+@pytest.mark.parametrize("threshold", ["strict", 0.5])
+def test_the_page_judges_at_the_servers_cut_off_unless_a_point_is_picked(driver, threshold):
+    """A server started with a cut-off of its own (``serve --threshold``, LITE_MODERATION_THRESHOLD) judged its own
+    page's requests at the model's first operating point: the page sent that point with every request. The cactus
+    pair, not flagged by such a server's /v1/moderations, read FLAGGED on its page. The page now sends no cut-off
+    until one is picked, and its first choice shows the cut-off the server applies."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    scorer = lm.load_scorer()
+    pair_cut, message_cut = (resolve_threshold(threshold, scorer, shape) for shape in CUT_OFF_SHAPES)
+    with _serving(threshold=threshold) as address:
+        request = urllib.request.Request(f"{address}v1/moderations", method="POST",
+                                         data=json.dumps({"input": [{"prompt": PROMPT, "response": RESPONSE}]}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=WAIT) as reply:
+            [served] = json.loads(reply.read())["results"]
+        assert not served["flagged"]  # the case: flagged at the model's default point only
+        driver.get(address)
+        WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#point option"))
+        assert _submit(driver, PROMPT, RESPONSE) == "ok"  # as the server's /v1/moderations answers
+        assert f"cut-off {pair_cut:.3f}" in driver.find_element(By.ID, "verdict").text
+        points = Select(driver.find_element(By.ID, "point"))
+        assert [o.get_attribute("value") for o in points.options] == ["", *scorer.operating_points_]
+        first = points.first_selected_option
+        assert first.get_attribute("value") == "" and first.text.startswith("server's")
+        assert f"{pair_cut:.3f}" in first.text and f"{message_cut:.3f}" in first.text
+        points.select_by_value("default")  # a named point is still the user's to pick
+        WebDriverWait(driver, WAIT).until(
+            lambda d: d.find_element(By.ID, "verdict").get_attribute("data-state") == "flagged")
+        assert f"cut-off {scorer.operating_points_['default']:.3f}" in driver.find_element(By.ID, "verdict").text
 
 
 def test_the_page_refuses_an_empty_input_and_takes_a_text_alone(driver, url):

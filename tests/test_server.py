@@ -226,6 +226,16 @@ def test_models_lists_the_model_and_its_card(port):
     assert call(port, "GET", "/v1/models/lite-moderation-default")[2] == entry
 
 
+@pytest.mark.parametrize("threshold", [None, "strict", 0.5])
+def test_models_says_the_cut_off_the_server_applies(start, threshold):
+    """The entry's ``threshold`` is the server's own unsafe cut-off (``serve --threshold``), applied to a request
+    that names none: what the try-it page uses by default. null: the model's own cut-offs."""
+    port = start(threshold=threshold).server_port
+    [entry] = call(port, "GET", "/v1/models")[2]["data"]
+    assert entry["threshold"] == threshold and type(entry["threshold"]) is type(threshold)
+    assert call(port, "GET", "/v1/models/lite-moderation-default")[2] == entry
+
+
 # ------------------------------------------------------------------------------------------------ limits and bad input
 
 
@@ -405,6 +415,7 @@ def test_requests_are_logged_without_their_text(port, caplog):
 def test_create_app_reads_the_model_from_the_environment(monkeypatch, model):
     monkeypatch.setenv(MODEL_ENV, str(DEFAULT_MODEL_DIR))
     monkeypatch.setenv("LITE_MODERATION_MAX_BATCH", "3")
+    monkeypatch.setenv("LITE_MODERATION_THRESHOLD", "0.5")
     app = create_app()
     assert app.max_batch == 3 and app.model_name == "lite-moderation-default"
     server = make_server(app, "127.0.0.1", 0, threads=2)
@@ -412,6 +423,7 @@ def test_create_app_reads_the_model_from_the_environment(monkeypatch, model):
     thread.start()
     try:
         assert len(moderate(server.server_port, {"input": TEXTS})["results"]) == 2
+        assert call(server.server_port, "GET", "/v1/models")[2]["data"][0]["threshold"] == 0.5  # a number
         assert call(server.server_port, "POST", "/v1/moderations", {"input": ["a"] * 4})[0] == 400
     finally:
         server.shutdown()
