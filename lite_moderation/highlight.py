@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import click
 
-from .labels import label_state
+from .labels import FLAGGED, NEAREST, label_state
 from .taxonomy import short_name
 from .terminal import printable
 from .texts import single_message
@@ -134,7 +134,12 @@ table{border-collapse:collapse;font-size:.85em;margin:.4em 0} td,th{padding:.1em
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .bars{display:grid;grid-template-columns:14em 1fr 4em;gap:.1em .5em;font-size:.8em;align-items:center}
 .bar{position:relative;height:.8em;background:#eee} .fill{height:100%;background:#999}
-.fill.on{background:#c62828} .cut{position:absolute;top:-.15em;bottom:-.15em;width:2px;background:#222}
+.fill[data-state=flagged]{background:#c62828}
+.fill[data-state=nearest]{background:repeating-linear-gradient(135deg,#ef6c00 0 .3em,#ffb74d .3em .6em)}
+.fill[data-state=named]{background:#fff;box-shadow:inset 0 0 0 2px #c62828}
+.cut{position:absolute;top:-.15em;bottom:-.15em;width:2px;background:#222}
+.legend{font-size:.8em;color:#444;margin:.3em 0} .legend .key{margin-left:.8em}
+.legend .fill{display:inline-block;width:1.8em;height:.8em;vertical-align:-.05em;margin-right:.3em}
 """
 
 
@@ -186,14 +191,41 @@ def _html_piece(piece: str, contribution: dict | None, peak: float) -> str:
             f"{html.escape(piece)}</mark>")
 
 
+#: The look of a named category's bar (its fill's data-state, as on the try-it page), by the words of its state
+#: from :func:`_state`, the rule that words it in the label's lines: one rule for both. The legend shows them.
+_NAMED_LOOKS = {FLAGGED: "flagged", NEAREST: "nearest"}
+#: A category named but not explained (``--label`` did not ask for it) has no entry, so nothing says which of the
+#: two it is: its bar is drawn named, as neither, (look, words).
+_UNEXPLAINED = ("named", "named, not explained here")
+
+
+def _bar_look(explanation: dict, name: str) -> tuple[str, str] | None:
+    """(look, words) of category ``name``'s bar; None for a category not named (a plain bar)."""
+    if not explanation["categories"][name]:
+        return None
+    entry = _label_entry(explanation, name)
+    if entry is None:
+        return _UNEXPLAINED
+    words = _state(entry)
+    return _NAMED_LOOKS[words], words
+
+
 def _html_bars(explanation: dict) -> str:
-    rows = []
+    rows, drawn = [], set()
     for name in explanation["category_scores"]:
         score = explanation["category_scores"][name]
-        on = explanation["categories"][name]
-        rows.append(f"<span>{html.escape(short_name(name))}</span><div class=bar><div class='fill{' on' if on else ''}' "
+        look = _bar_look(explanation, name)
+        drawn.add(look)
+        state = f" data-state={look[0]}" if look else ""
+        rows.append(f"<span>{html.escape(short_name(name))}</span><div class=bar><div class=fill{state} "
                     f"style='width:{100 * score:.1f}%'></div></div><span>{score:.3f}</span>")
-    return f"<details><summary>{len(rows)} category scores</summary><div class=bars>" + "".join(rows) + "</div></details>"
+    # the legend: the two named states always (as on the page), the unexplained one where a bar has it
+    shown = [(look, words) for words, look in _NAMED_LOOKS.items()] + [_UNEXPLAINED] * (_UNEXPLAINED in drawn)
+    keys = "".join(f"<span class=key><span class=fill data-state={look}></span>{html.escape(words)}</span>"
+                   for look, words in shown)
+    legend = f"<div class=legend>Named by a flagged verdict:{keys}</div>" if rows else ""
+    return (f"<details><summary>{len(rows)} category scores</summary>{legend}<div class=bars>" + "".join(rows)
+            + "</div></details>")
 
 
 def _html_label(entry: dict, top: int) -> str:

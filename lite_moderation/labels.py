@@ -184,12 +184,17 @@ class LabelSet:
                 "descriptions": {k: self.descriptions[k] for k in self.names if k in self.descriptions}}
 
 
+#: The two states of a named label in words (:func:`label_state`): at its cut-off, or the nearest one, named
+#: below it. The views that draw a state (the HTML report's bars) key their looks by these.
+FLAGGED, NEAREST = "flagged", "nearest: named, below its cut-off"
+
+
 def label_state(named: bool, score: float, cut_off: float) -> str:
     """A label's state in a verdict, in words for people. A flagged item names its categories at their cut-off,
     else the nearest one (:meth:`LabelSet.decide`): that one is named, but below its cut-off, so not "flagged"."""
     if not named:
         return "not flagged"
-    return "flagged" if score >= cut_off else "nearest: named, below its cut-off"
+    return FLAGGED if score >= cut_off else NEAREST
 
 
 def check_label_names(names: Sequence[object]) -> str | None:

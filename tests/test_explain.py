@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import threading
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -252,6 +253,129 @@ def test_cli_explain_calls_a_category_below_its_cut_off_the_nearest_not_flagged(
     assert result.exit_code == 0, result.output
     page = report.read_text()
     assert page.count("(flagged)") == 1 and page.count("(nearest: named, below its cut-off)") == 1
+
+
+class _Page(HTMLParser):
+    """A page's elements in order, each {"tag", "attrs", "up" (its open ancestors), "text"}, and its stylesheet's
+    rules as (selector, declarations), enough to read which rules reach an element."""
+
+    VOID = frozenset({"meta", "br", "hr", "img", "input", "link", "wbr"})
+
+    def __init__(self, page: str):
+        super().__init__()
+        self.open: list[dict] = []
+        self.elements: list[dict] = []
+        self.feed(page)
+        style = "".join(e["text"] for e in self.elements if e["tag"] == "style")
+        self.rules = [(selector.strip(), body) for selectors, body in re.findall(r"([^{}]+)\{([^{}]*)\}", style)
+                      for selector in selectors.split(",")]
+
+    def handle_starttag(self, tag, attrs):
+        element = {"tag": tag, "attrs": {k: v or "" for k, v in attrs}, "up": list(self.open), "text": ""}
+        self.elements.append(element)
+        if tag not in self.VOID:
+            self.open.append(element)
+
+    def handle_endtag(self, tag):
+        while self.open and self.open.pop()["tag"] != tag:
+            pass
+
+    def handle_data(self, data):
+        for element in self.open:
+            element["text"] += data
+
+    @staticmethod
+    def _compound_matches(compound: str, element: dict) -> bool:
+        parts = re.fullmatch(r"([a-z0-9]*)((?:\.[\w-]+|\[[\w-]+=[\w-]+\])*)", compound)
+        assert parts, f"a selector this test cannot read: {compound!r}"
+        tag, rest = parts.groups()
+        classes = element["attrs"].get("class", "").split()
+        return (not tag or element["tag"] == tag) and all(
+            (name in classes) if kind == "." else element["attrs"].get(name) == value
+            for kind, name, value in re.findall(r"(\.|\[)([\w-]+)(?:=([\w-]+)\])?", rest))
+
+    def look(self, element: dict) -> str:
+        """The ``background`` that wins for ``element`` (by specificity, then order; an inline style above all)."""
+        found = []
+        for order, (selector, body) in enumerate(self.rules):
+            *ancestors, last = selector.split()
+            if not self._compound_matches(last, element):
+                continue
+            up = iter(reversed(element["up"]))
+            if not all(any(self._compound_matches(a, e) for e in up) for a in reversed(ancestors)):
+                continue
+            weight = sum(len(re.findall(r"\.|\[", c)) * 10 + bool(re.match(r"[a-z]", c)) for c in selector.split())
+            found += [((weight, order), value.strip()) for name, value in re.findall(r"([\w-]+)\s*:([^;]+)", body)
+                      if name.startswith("background")]
+        inline = re.findall(r"(background[\w-]*)\s*:([^;]+)", element["attrs"].get("style", ""))
+        found += [((10_000, 0), value.strip()) for _, value in inline]
+        return max(found)[1] if found else "none"
+
+
+NEAREST_WORDS = "nearest: named, below its cut-off"
+
+
+def test_cli_explain_html_report_draws_a_nearest_category_apart_from_one_at_its_cut_off(runner, tmp_path):
+    """The report's bar of a category named only as the nearest (below its cut-off) was drawn red ("fill on"), as
+    the bar of a category at its cut-off, while its words said "nearest: named, below its cut-off" (the try-it page
+    had the same fault, 27fd705). Each state now has a look of its own, from the rule that words it, and a legend
+    by the bars shows each named state's look beside its words. --threshold 0.001 flags a harmless note whose one
+    named category is below its cut-off, and a pair with a category at its cut-off. With --label unsafe a named
+    category is not explained, so its state is not known: its bar is drawn named, as neither."""
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"text": "I love this recipe, thanks for sharing it with me"}) + "\n"
+                    + json.dumps({"prompt": "How do I get my coworker fired?",
+                                  "response": "Spread rumours about him to the boss."}) + "\n")
+    args = ["explain", "--threshold", "0.001", "--top", "1", "--input", str(data)]
+    result = runner.invoke(main, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    states = []  # per row: {short name: its state}, from the scores and cut-offs of the JSON
+    for verdict in json.loads(result.stdout):
+        named = {e["label"]: e for e in verdict["explanations"][1:]}
+        assert verdict["flagged"] and named.keys() == {c for c, on in verdict["categories"].items() if on}
+        states.append({short_name(c): "not named" if c not in named else
+                       "flagged" if named[c]["score"] >= named[c]["threshold"] else NEAREST_WORDS
+                       for c in verdict["categories"]})
+    assert [sorted(set(row.values())) for row in states] == [[NEAREST_WORDS, "not named"], ["flagged", "not named"]]
+
+    def report(*options: str) -> tuple[list[dict], list[dict]]:
+        """Per item of the report, its bars {short name: look} and its legend {words: its swatch's look}."""
+        out = tmp_path / "report.html"
+        result = runner.invoke(main, [*args, *options, "--output", str(out)])
+        assert result.exit_code == 0, result.output
+        page = _Page(out.read_text())
+        items = [e for e in page.elements if "item" in e["attrs"].get("class", "").split()]
+        bars: list[dict] = [{} for _ in items]
+        legends: list[dict] = [{} for _ in items]
+        for i, element in enumerate(page.elements):
+            classes = {c for e in element["up"] for c in e["attrs"].get("class", "").split()}
+            item = next(n for n, e in enumerate(items) if e in element["up"]) if "item" in classes else None
+            if "fill" in element["attrs"].get("class", "").split():
+                if "bars" in classes:
+                    name, bar = page.elements[i - 2: i]
+                    assert name["tag"] == "span" and "bar" in bar["attrs"]["class"] and bar in element["up"]
+                    bars[item][name["text"]] = page.look(element)
+                elif "legend" in classes:
+                    key = element["up"][-1]
+                    legends[item][key["text"].strip()] = page.look(element)
+        return bars, legends
+
+    bars, legends = report()
+    looks: dict[str, set] = {}
+    for row, shown in zip(states, bars):
+        assert shown.keys() == row.keys()
+        for name, look in shown.items():
+            looks.setdefault(row[name], set()).add(look)
+    assert all(len(shown) == 1 for shown in looks.values()), looks  # one look per state
+    nearest, flagged, plain = (looks[state].pop() for state in (NEAREST_WORDS, "flagged", "not named"))
+    assert nearest != flagged, "a category below its cut-off is drawn as one at its cut-off"
+    assert len({nearest, flagged, plain}) == 3
+    assert legends == [{"flagged": flagged, NEAREST_WORDS: nearest}] * 2  # the legend shows the looks drawn
+
+    bars, legends = report("--label", "unsafe")
+    unexplained = {look for row, shown in zip(states, bars) for name, look in shown.items() if row[name] != "not named"}
+    assert len(unexplained) == 1 and unexplained.isdisjoint({nearest, flagged, plain}), unexplained
+    assert legends == [{"flagged": flagged, NEAREST_WORDS: nearest, "named, not explained here": unexplained.pop()}] * 2
 
 
 def test_cli_explain_input_file_top_and_skipped_rows(runner, tmp_path):
