@@ -13,6 +13,9 @@ without it, every entry point raises :class:`DaskMissingError` saying ``pip inst
 - Row accounting per file and in total: rows_in == scored + rejected.
 - A run on a local cluster of its own that is stopped (Ctrl-C, SIGTERM, an error) removes the temp files its
   killed workers left (only those provably theirs: :func:`lite_moderation.output.remove_stale_temps`).
+- A run on a cluster that is not its own (``scheduler``, ``client``, the current client) that is stopped tells its
+  tasks so and waits for them (:func:`_stop_run`): Dask cannot interrupt a running task, and one that was merely
+  cancelled would finish its file and put it in place after the run had ended.
 """
 
 from __future__ import annotations
@@ -413,12 +416,18 @@ def score_files(inputs: str | os.PathLike | Sequence[str | os.PathLike], output_
                        input_format=input_format, max_record_bytes=max_record_bytes, columns=columns)[0]
 
 
+#: Prefixes of a corpus run's Dask names: its tasks are ``lite-moderation-score-<output file name>-<run id>``, and the
+#: Event that stops them (:func:`_stop_run`) is ``lite-moderation-stop-<run id>``.
+TASK_PREFIX, STOP_PREFIX = "lite-moderation-score-", "lite-moderation-stop-"
+
+
 def _file_tasks(inputs: str | os.PathLike | Sequence[str | os.PathLike], output_dir: str | os.PathLike,
                 model: ModelPayload | str | os.PathLike | None, *, fmt: str = "jsonl", on_error: str = "skip",
                 threshold: float | str | None = None, input_format: str = "auto",
                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-                columns: Columns | None = None) -> tuple[list[Any], list[Path]]:
-    """:func:`score_files`' tasks and the output file each writes."""
+                columns: Columns | None = None, stoppable: bool = False) -> tuple[list[Any], list[Path], str | None]:
+    """:func:`score_files`' tasks, the output file each writes, and the name of the Dask Event that stops them
+    (``stoppable``: the tasks check it, which needs a distributed cluster; else None)."""
     if fmt not in OUTPUT_FORMATS:
         raise ValueError(f"output format must be one of {OUTPUT_FORMATS} for a corpus, got {fmt!r}")
     if on_error not in ("fail", "skip"):
@@ -429,12 +438,14 @@ def _file_tasks(inputs: str | os.PathLike | Sequence[str | os.PathLike], output_
     node = _model_node(_as_payload(model))
     _check_writable_dir(Path(output_dir))
     task = dask.delayed(_score_file_task, pure=False)
+    run = uuid.uuid4().hex[:16]  # one per run; the output names are distinct (_outputs), so the task keys are too
+    stop = f"{STOP_PREFIX}{run}" if stoppable else None
     tasks = [
-        task(node, str(path), str(out), fmt, on_error, threshold, input_format, max_record_bytes, columns,
-             dask_key_name=f"lite-moderation-score-{out.name}-{uuid.uuid4().hex[:8]}")
+        task(node, str(path), str(out), fmt, on_error, threshold, input_format, max_record_bytes, columns, stop,
+             dask_key_name=f"{TASK_PREFIX}{out.name}-{run}")
         for path, out in zip(paths, outputs)
     ]
-    return tasks, outputs
+    return tasks, outputs, stop
 
 
 def _check_writable_dir(directory: Path) -> None:
@@ -451,12 +462,17 @@ def _check_writable_dir(directory: Path) -> None:
 
 def _score_file_task(payload: ModelPayload, input_path: str, output_path: str, fmt: str, on_error: str,
                      threshold: float | str | None, input_format: str,
-                     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, columns: Columns | None = None) -> FileSummary:
-    """One input file -> one output file (atomic), on a worker."""
+                     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, columns: Columns | None = None,
+                     stop: str | None = None) -> FileSummary:
+    """One input file -> one output file (atomic), on a worker; ``stop`` names the Event of a stopped run."""
+    checkpoint = _stop_checkpoint(stop, output_path)
+    if checkpoint is not None:
+        checkpoint()  # started after the run was stopped: not even the model is loaded
     model = model_from_payload(payload)
     try:  # a retried task's stale temp is removed by the atomic writer (only provably ours: output.remove_stale_temps)
         summary = score_file(model, input_path, output_path, fmt, on_error=on_error, threshold=threshold,
-                             input_format=input_format, max_record_bytes=max_record_bytes, columns=columns)
+                             input_format=input_format, max_record_bytes=max_record_bytes, columns=columns,
+                             checkpoint=checkpoint)
     except NothingScoredError as nothing:  # every row rejected: no output file, each row still accounted for
         summary, output_path = nothing.summary, None
     except DataError as exc:
@@ -469,6 +485,26 @@ def _score_file_task(payload: ModelPayload, input_path: str, output_path: str, f
     return FileSummary(input_path, output_path, summary.rows_in, summary.scored, summary.flagged,
                        summary.rejected, dict(reasons), summary.errors[:MAX_EXAMPLES],
                        label_warnings=len(summary.warnings), warnings=summary.warnings[:MAX_EXAMPLES])
+
+
+class RunStopped(RuntimeError):
+    """Raised by a task of a corpus run that was stopped: its file is not written (and its temp file is removed)."""
+
+
+def _stop_checkpoint(stop: str | None, output_path: str) -> Callable[[], None] | None:
+    """What a task calls after each chunk and before it puts its file in place: raises :class:`RunStopped` once the
+    run's Dask Event ``stop`` is set (one call to the scheduler per chunk of rows); None if the run cannot be stopped."""
+    if stop is None:
+        return None
+    from distributed import Event
+
+    event = Event(stop)  # the worker's client
+
+    def checkpoint() -> None:
+        if event.is_set():
+            raise RunStopped(f"{output_path}: not written, the run was stopped")
+
+    return checkpoint
 
 
 def _reason(error: DataError) -> str:
@@ -488,23 +524,27 @@ def score_corpus(inputs: str | os.PathLike | Sequence[str | os.PathLike], output
     scheduler. ``on_file`` gets each file's summary as it finishes; ``options`` go to :func:`score_files`.
     """
     dask = _require_dask()
-    tasks, outputs = _file_tasks(inputs, output_dir, model, **options)
-    if client is None and (scheduler is not None or workers is not None):
+    own = client is None and (scheduler is not None or workers is not None)
+    if client is None and not own:
+        from distributed import default_client
+
+        with contextlib.suppress(ValueError):
+            client = default_client()
+    # A cluster that is not the run's own lives on after it: a stopped run must stop its tasks there (_stop_run). A
+    # local cluster of its own is torn down instead, its workers killed; dask.compute has no cluster to ask.
+    tasks, outputs, stop = _file_tasks(inputs, output_dir, model, stoppable=scheduler is not None or client is not None,
+                                       **options)
+    if own:
         try:
             with dask_client(scheduler, workers) as own_client:
-                return CorpusSummary(_gather_in_order(own_client, tasks, outputs, on_file))
+                return CorpusSummary(_gather_in_order(own_client, tasks, outputs, on_file, stop))
         except BaseException:  # Ctrl-C, SIGTERM, an error: the cluster is down, its workers' temps are stale now
             if scheduler is None:
                 for output in outputs:
                     remove_stale_temps(output)
             raise
-    if client is None:
-        from distributed import default_client
-
-        with contextlib.suppress(ValueError):
-            client = default_client()
     if client is not None:
-        return CorpusSummary(_gather_in_order(client, tasks, outputs, on_file))
+        return CorpusSummary(_gather_in_order(client, tasks, outputs, on_file, stop))
     results = list(dask.compute(*tasks))
     for summary in results if on_file is not None else []:
         on_file(summary)
@@ -512,12 +552,49 @@ def score_corpus(inputs: str | os.PathLike | Sequence[str | os.PathLike], output
 
 
 def _gather_in_order(client: Any, tasks: list[Any], outputs: list[Path],
-                     on_file: Callable[[FileSummary], None] | None) -> list:
+                     on_file: Callable[[FileSummary], None] | None, stop: str | None = None) -> list:
     """The tasks' summaries in order; Dask giving up on a file whose workers kept dying is a :class:`WorkerDiedError`
-    naming it (not a traceback of Dask's ``KilledWorker``)."""
+    naming it (not a traceback of Dask's ``KilledWorker``). A run that ends early (Ctrl-C, SIGTERM, an error) is
+    stopped through ``stop`` (:func:`_stop_run`) before the exception goes on."""
+    futures = None
+    try:
+        futures = client.compute(tasks)
+        return _gather(client, futures, tasks, outputs, on_file)
+    except BaseException:
+        if stop is not None:
+            _stop_run(client, stop, futures)
+        raise
+
+
+#: Seconds a stopped run waits for its running tasks to end (each ends after the chunk of rows it is scoring).
+STOP_TIMEOUT = 60.0
+
+
+def _stop_run(client: Any, stop: str, futures: list[Any] | None, timeout: float = STOP_TIMEOUT) -> None:
+    """Stop a run's tasks on a cluster that lives on after it, and wait until they have ended.
+
+    Releasing (cancelling) the futures is not enough: Dask then forgets the tasks, but cannot interrupt one that is
+    running, which went on to put its file in place after the command had exited. So the Dask Event ``stop`` is set:
+    each task checks it after each chunk and before it renames its temp file, and once it is set raises
+    :class:`RunStopped`, its temp file removed. Waiting for the futures means that when this returns no file of the
+    run is being written. If the wait is cut short (``timeout``, a second Ctrl-C) or ``futures`` were never made, the
+    Event stays set on the scheduler, so a task still running writes nothing when it goes on; else it is cleared (the
+    scheduler forgets it). A scheduler that cannot be reached is not asked: the run is ending anyway.
+    """
+    from distributed import Event, wait
+
+    event = Event(stop, client=client)
+    with contextlib.suppress(Exception):  # the exception that stopped the run is the one to report
+        event.set()
+        if futures is not None:
+            wait(futures, timeout=timeout)
+            event.clear()
+
+
+def _gather(client: Any, futures: list[Any], tasks: list[Any], outputs: list[Path],
+            on_file: Callable[[FileSummary], None] | None) -> list:
     from distributed import KilledWorker, as_completed
 
-    futures = client.compute(tasks)
     try:
         if on_file is not None:
             for future in as_completed(futures):

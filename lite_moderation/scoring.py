@@ -7,7 +7,7 @@ import itertools
 import multiprocessing
 import os
 import signal
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -156,14 +156,17 @@ def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.Pa
                fmt: str = "jsonl", on_error: str = "skip", threshold: float | str | None = None,
                input_format: str = "auto", progress: bool = False, jobs: int = 1,
                chunk_size: int = CHUNK_SIZE, columns: Columns | None = None,
-               max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> ScoreSummary:
+               max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+               checkpoint: Callable[[], None] | None = None) -> ScoreSummary:
     """Score every record of ``input_path`` into ``output_path`` (atomic; None or "-" = stdout).
 
     Bad records raise (``on_error="fail"``) or land in ``summary.errors`` (``"skip"``); labels are not
     read, and a malformed one lands in ``summary.warnings`` with its row still scored. Each output row
     carries the input ``line`` so skipped rows never shift the alignment. ``jobs`` worker processes score
     chunks in parallel; output order is still input order. ``columns`` names the records' text fields when
-    they are not the standard ones.
+    they are not the standard ones. ``checkpoint`` is called after each chunk and once more just before the output
+    file is put in place: an exception it raises stops the run (how a stopped Dask run ends its tasks), and like
+    any error leaves the old file (or none) and no temp file.
     """
     summary = ScoreSummary()
     records = read_records(input_path, on_error=on_error, errors=summary.errors, fmt=input_format, require="text",
@@ -181,9 +184,13 @@ def score_file(model: ModerationClassifier | FastScorer, input_path: str | os.Pa
                                                    [r.line for r in chunk], items, [r.id for r in chunk])
             summary.scored += len(chunk)
             bar.update(len(chunk))
+            if checkpoint is not None:
+                checkpoint()
         writer.close()
         if summary.rejected and not summary.scored:  # raised inside the writer: an --output file is kept as it was
             raise NothingScoredError(summary)
+        if checkpoint is not None:  # the last word before the temp file is renamed into place
+            checkpoint()
     return summary
 
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dask
@@ -25,7 +26,7 @@ import dask.dataframe as dd
 import pandas as pd
 import pytest
 from conftest import synthetic_records, write_jsonl
-from distributed import Client, LocalCluster
+from distributed import Client, Event, LocalCluster
 
 import lite_moderation as lm
 from lite_moderation import distributed as dist
@@ -416,6 +417,59 @@ def test_a_signal_to_a_dask_run_leaves_no_temp_file_and_its_exit_code(tiny_model
     assert list(out.iterdir()) == [], stderr
     assert proc.returncode == code, stderr
     assert stderr.decode().strip() == said
+
+
+@pytest.mark.parametrize(("signum", "code", "said"), [
+    (signal.SIGINT, 130, "interrupted"),
+    (signal.SIGTERM, 143, "terminated"),
+])
+def test_a_signal_to_a_run_on_a_running_cluster_stops_its_files(client, tiny_model_dir, tmp_path, signum, code, said):
+    """--scheduler: the cluster is not the command's and lives on. The worker writing a file when the signal came went
+    on, and put the file in place after the command had exited; now the command stops its tasks and waits for them:
+    no output file, no temp file, and the exit code and one-line message of a stopped run."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    fifo = folder / "a.jsonl"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-c", SIGINT_DEFAULT_EXEC, *_cli(
+        "score", "--engine", "dask", "--scheduler", client.scheduler.address, "--model", str(tiny_model_dir), "-i",
+        str(folder / "*.jsonl"), "-o", str(out))], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    temps = ".a.scores.jsonl.*.tmp"
+    writer = _writer_of(fifo, proc)  # the worker waits on the FIFO for rows: it is mid-file, its temp file open
+    try:
+        os.write(writer, b'{"text": "a plain text about chess"}\n' * 50)
+        _wait_for(lambda: list(out.glob(temps)), "the worker made no temp file")
+        key = _running_key(client, "lite-moderation-score-a.scores.jsonl-")
+        stop = Event(f"lite-moderation-stop-{key.rsplit('-', 1)[1]}", client=client)
+        os.kill(proc.pid, signum)  # the command alone: the cluster's processes are not its own
+        _wait_for(lambda: proc.poll() is not None or stop.is_set(), "the command neither stopped its run nor exited")
+    finally:
+        os.close(writer)  # the end of the file: the worker finishes it, unless told the run was stopped
+    _, stderr = proc.communicate(timeout=120)
+    _wait_for(lambda: not list(out.glob(temps)), "the temp file stayed")  # the task is over: renamed or removed
+    assert list(out.iterdir()) == [], stderr
+    assert proc.returncode == code, stderr
+    assert stderr.decode().strip() == said
+
+
+def _wait_for(condition: Callable[[], object], failure: str, timeout: float = 120.0) -> None:
+    """Poll ``condition`` until it holds (no timing assumption: the timeout only ends a test that would hang)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(failure)
+        time.sleep(0.05)
+
+
+def _running_key(client: Client, prefix: str, timeout: float = 60.0) -> str:
+    """The key, starting with ``prefix``, of a task a worker of ``client``'s cluster is running (polls the scheduler)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        keys = [key for running in client.processing().values() for key in running if key.startswith(prefix)]
+        if keys:
+            return keys[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no worker runs a task {prefix}...")
 
 
 def test_worker_killed_mid_run_loses_and_duplicates_nothing(client, tmp_path):

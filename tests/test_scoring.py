@@ -85,3 +85,27 @@ def test_score_file_rows_are_the_bytes_json_dumps_writes_of_each_verdict(tmp_pat
     with_nan[0, 0] = np.nan  # never a probability: refused, not written (NaN is not JSON, and never flagged)
     with pytest.raises(ValueError, match="not a number"):
         RowWriter(io.StringIO(), "jsonl").write_scores(with_nan, cut_offs(scorer, message_mask(pairs)))
+
+
+@pytest.mark.parametrize("stop_at", [2, 4])  # after the second of 3 chunks; just before the file is put in place
+def test_a_checkpoint_that_raises_stops_score_file_and_keeps_the_old_output(tmp_path, tiny_model_dir, tiny_data,
+                                                                              stop_at):
+    """How a stopped Dask run ends a task mid-file: the checkpoint's exception goes on, nothing is put in place."""
+    model = lm.load(tiny_model_dir)
+    out = tmp_path / "out.jsonl"
+    out.write_text("old\n")
+    calls = []
+
+    def checkpoint() -> None:
+        calls.append(len(calls) + 1)
+        if len(calls) == stop_at:
+            raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        score_file(model, tiny_data, out, "jsonl", chunk_size=100, checkpoint=checkpoint)  # 240 rows: 3 chunks
+    assert calls == list(range(1, stop_at + 1))
+    assert out.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]  # no temp file left
+    calls.clear()
+    score_file(model, tiny_data, out, "jsonl", chunk_size=100, checkpoint=lambda: calls.append(0))
+    assert len(calls) == 4 and len(_rows(out)) == 240
