@@ -15,6 +15,11 @@ marks are taken off Latin letters ("bómb"), and disguises typed in ASCII are un
 "b.o.m.b") and leetspeak inside words ("m4k3 4 b0mb"). A disguise no rule undoes is measured as a limit: a whole text
 spaced out letter by letter (where its words were is lost).
 
+Not a disguise but the same kind of question (since the seventh round of issue 20): the same message typed with
+or without its final punctuation ("ending: ..." rows: removed, a question mark, a full stop). Users type both,
+and the shipped models weigh a final "?" (a character n-gram): how far does a verdict move with it? Do-Not-Answer
+and HateCheck held-out are measured since then too (both labels each), where it moves most.
+
 Each set is scored as typed and in each disguise, at each model's default point: flagged share of harmful sets
 (recall) and of harmless ones (false-positive rate), as single messages (a prompt alone and a text alone are one
 verdict: one shape) and as pairs (the disguise on the response of SafeRLHF's pairs, whose labels judge the
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 import unicodedata
 from collections.abc import Callable
@@ -60,6 +66,19 @@ def _math_bold(text: str) -> str:
                    else c for c in text)
 
 
+#: Sentence punctuation and spaces at the end of a text (Latin and CJK marks).
+FINAL_PUNCTUATION = re.compile(r"[\s.?!。？！]+$")
+
+
+def _ending(mark: str) -> Callable[[str], str]:
+    """The text with its final punctuation replaced by ``mark`` (a text of punctuation alone stays as it is)."""
+    def ended(text: str) -> str:
+        body = FINAL_PUNCTUATION.sub("", text)
+        return body + mark if body else text
+
+    return ended
+
+
 DISGUISES: dict[str, Callable[[str], str]] = {
     "as typed": lambda t: t,
     "zero-width space between characters": lambda t: "\u200b".join(t),
@@ -75,6 +94,9 @@ DISGUISES: dict[str, Callable[[str], str]] = {
     "each word's letters spaced out, words two spaces apart": lambda t: "  ".join(" ".join(w) for w in t.split(" ")),
     "limit: whole text spaced out letter by letter": lambda t: " ".join(t.replace(" ", "")),
     "accents on vowels (bómb)": lambda t: t.translate(ACCENTS),
+    "ending: final punctuation removed": _ending(""),
+    "ending: a question mark at the end": _ending("?"),
+    "ending: a full stop at the end": _ending("."),
 }
 
 
@@ -90,6 +112,8 @@ def sets() -> dict[str, tuple[str, list, np.ndarray | None]]:
     """name -> (shape, items as typed, unsafe flags; None: every item harmful or every one harmless by its name)."""
     saferlhf = _rows(SHARED_DATA / "external" / "saferlhf_2000.jsonl")
     xsafety = _rows(SHARED_DATA / "messages" / "xsafety_heldout.jsonl")
+    do_not_answer = _rows(SHARED_DATA / "messages" / "do_not_answer_heldout.jsonl")
+    hatecheck = _rows(SHARED_DATA / "messages" / "hatecheck_heldout.jsonl")
     return {
         "AdvBench requests (harmful)": ("message", _messages(SHARED_DATA / "everyday" / "advbench_harmful_behaviors.jsonl",
                                                              520), None),
@@ -101,6 +125,8 @@ def sets() -> dict[str, tuple[str, list, np.ndarray | None]]:
             "message", _messages(SHARED_DATA / "messages" / "multijail_heldout.jsonl"), None),
         "XSafety held-out, 9 languages": ("message", [r["prompt"] for r in xsafety],
                                           np.array([not r["is_safe"] for r in xsafety])),
+        **{name: ("message", [r["prompt"] for r in rows], np.array([not r["is_safe"] for r in rows]))
+           for name, rows in (("Do-Not-Answer held-out", do_not_answer), ("HateCheck held-out", hatecheck))},
     }
 
 

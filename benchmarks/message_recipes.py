@@ -65,6 +65,13 @@ Variants:
   that weight, in their prompt's group (the recipe leaves their flag label unknown). Why: blatant short requests
   are what the smoke set misses and Do-Not-Answer holds;
 - ``evaluation_700_weight_2``: the shipped message side with BeaverTails-Evaluation's 700 harmful requests weighed 2;
+- ``endings_swapped_0.5``, ``endings_all_0.33``: the shipped message side plus, for every training message, a copy
+  ending otherwise (final punctuation removed, a "?" or a "."; :func:`ending_copies`): one other ending picked by a
+  hash of the text at 0.5 of the row's weight, or every other ending at 0.33 each, in the row's group. Why: the
+  shipped models weigh a message's final "?" (a character n-gram), so the same request typed without it, or with a
+  full stop, moved: the copies make the ending carry no label. (The copies also count for the vocabulary's
+  ``min_df`` here, as every harness row does.) Since these variants, each variant newly measured is also read in
+  each ending form (:func:`endings_measured`);
 - ``fast``, ``fast_nb_power_0.5``: the shipped ``fast`` model's message side (word block only, 15,000 terms), without
   and with Naive-Bayes weighting.
 (The character weight is 1 in all but the ``char_weight_*`` variants.)
@@ -89,6 +96,7 @@ import dataclasses
 import functools
 import itertools
 import json
+import re
 import shlex
 import time
 import zlib
@@ -109,7 +117,7 @@ from lite_moderation.sources import build_training_set, chatterbot_turns, parse_
 
 MESSAGES = SHARED_DATA / "messages"
 SMOKE = ROOT / "benchmarks" / "data" / "smoke_messages.jsonl"
-_BASE = {"red_team_weight": 1.0, "unsafe_prompts_weight": 0.0, "forms_weight": 0.0, "clean": "", "overrides": (), "extra_weight": 0.0, "extra_languages": "*", "max_features": 50000, "char_weight": 1.0, "nb_power": 0.0, "characters": True,
+_BASE = {"red_team_weight": 1.0, "unsafe_prompts_weight": 0.0, "forms_weight": 0.0, "clean": "", "overrides": (), "extra_weight": 0.0, "extra_languages": "*", "endings": "", "endings_weight": 0.0, "max_features": 50000, "char_weight": 1.0, "nb_power": 0.0, "characters": True,
          "c": 4.0, "word_ngrams": 2, "max_df": 1.0}
 _FAST = {**_BASE, "max_features": 15000, "characters": False}
 #: The shipped default's message side since the sixth round (``chatterbot_all_turns_1_nb_power_0.5``).
@@ -152,6 +160,8 @@ VARIANTS = {
     "unsafe_red_team_prompts_0.5": {**_SHIPPED, "unsafe_prompts_weight": 0.5},
     "unsafe_red_team_prompts_1": {**_SHIPPED, "unsafe_prompts_weight": 1.0},
     "evaluation_700_weight_2": {**_SHIPPED, "overrides": (("evaluation_700", (("weight", 2.0),)),)},
+    "endings_swapped_0.5": {**_SHIPPED, "endings": "one", "endings_weight": 0.5},
+    "endings_all_0.33": {**_SHIPPED, "endings": "all", "endings_weight": 0.33},
     "fast": _FAST,
     "fast_nb_power_0.5": {**_FAST, "nb_power": 0.5},
     "fast_30k_nb_power_0.5": {**_FAST, "nb_power": 0.5, "max_features": 30000},
@@ -162,7 +172,8 @@ VARIANTS = {
 
 
 #: A variant's settings that choose the training rows (:func:`message_rows`); the others go to :func:`fit`.
-ROW_SETTINGS = ("red_team_weight", "unsafe_prompts_weight", "forms_weight", "overrides", "extra_weight", "extra_languages")
+ROW_SETTINGS = ("red_team_weight", "unsafe_prompts_weight", "forms_weight", "overrides", "extra_weight", "extra_languages",
+                "endings", "endings_weight")
 
 
 def split_settings(settings: dict) -> tuple[dict, dict]:
@@ -204,7 +215,8 @@ REQUEST_SOURCES = ("30k_test", "evaluation_700", "forbidden_questions", "do_not_
 @functools.lru_cache(maxsize=4)
 def message_rows(red_team_weight: float = 1.0, unsafe_prompts_weight: float = 0.0, forms_weight: float = 0.0,
                  overrides: tuple = (),
-                 extra_weight: float = 0.0, extra_languages: str = "*") -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                 extra_weight: float = 0.0, extra_languages: str = "*", endings: str = "",
+                 endings_weight: float = 0.0) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Texts, unsafe labels, weights, groups, which rows are not added instruction forms, each row's source
     (its index in the recipe's sources) of the training set's single messages, and which rows are BeaverTails
     prompts labelled harmless only because every answer was safe (their label is in doubt)."""
@@ -246,7 +258,43 @@ def message_rows(red_team_weight: float = 1.0, unsafe_prompts_weight: float = 0.
         original = np.concatenate([original, np.zeros(len(more), bool)])
         sources = np.concatenate([sources, np.full(len(more), -1)])
         doubtful = np.concatenate([doubtful, np.zeros(len(more), bool)])
+    if endings:
+        extra, ended = ending_copies(texts, endings)
+        texts = texts + ended
+        y, groups = np.concatenate([y, y[extra]]), np.concatenate([groups, groups[extra]])
+        w = np.concatenate([w, w[extra] * endings_weight])
+        original = np.concatenate([original, np.zeros(len(extra), bool)])
+        sources = np.concatenate([sources, sources[extra]])
+        doubtful = np.concatenate([doubtful, doubtful[extra]])
     return texts, y, w, groups, original, sources, doubtful
+
+
+#: How a message may end (``ENDING_FORMS``): as typed, its final punctuation removed, "?", "." (a text of
+#: punctuation alone stays as typed).
+FINAL_PUNCTUATION = re.compile(r"[\s.?!。？！]+$")
+ENDINGS = ("", "?", ".")
+
+
+def ended(text: str, mark: str) -> str:
+    body = FINAL_PUNCTUATION.sub("", text)
+    return body + mark if body else text
+
+
+ENDING_FORMS = {"as typed": lambda t: t, "no final punctuation": lambda t: ended(t, ""),
+                "final ?": lambda t: ended(t, "?"), "final .": lambda t: ended(t, ".")}
+
+
+def ending_copies(texts: list[str], endings: str) -> tuple[np.ndarray, list[str]]:
+    """Copies of ``texts`` ending otherwise (:data:`ENDINGS`): one of the other endings each (``"one"``, picked by
+    a hash of the text), or every other (``"all"``); the index of each copy's text, and the copies."""
+    extra, copies = [], []
+    for i, text in enumerate(texts):
+        others = [ended(text, mark) for mark in ENDINGS if ended(text, mark) != text]
+        if endings == "one" and others:
+            others = [others[zlib.crc32(text.encode()) % len(others)]]
+        extra += [i] * len(others)
+        copies += others
+    return np.array(extra, dtype=np.intp), copies
 
 
 def unsafe_red_team_prompts(ts, pairs: list[tuple[str, str]]) -> tuple[list[str], np.ndarray]:
@@ -417,9 +465,29 @@ def measure(name: str) -> dict:
     result["cut_flagging_5pct_of_safe_training"] = {"cut_off": round(np_cut, 4), **{
         f"fpr {n}": round(float((s >= np_cut).mean()), 4) for n, s in harmless.items()}, **{
         f"recall {n}": round(float((s >= np_cut).mean()), 4) for n, s in harmful.items()}}
+    result["endings"] = endings_measured(score, {"own cut-off": cut, "every harmless FPR <= 0.05": fpr_ok})
     result["seconds"] = round(time.time() - start)
     print(json.dumps(result), flush=True)
     return result
+
+
+def endings_measured(score, cuts: dict[str, float]) -> dict:
+    """Each harmless and harmful set, and HateCheck's held-out rows (both labels), in each ending form
+    (:data:`ENDING_FORMS`), at each of ``cuts``: FPR and recall."""
+    sets = [(f"fpr {n}", *messages_of(p), False) for n, p in HARMLESS]
+    sets += [(f"recall {n}", *messages_of(p), True) for n, p, _ in HARMFUL]
+    hatecheck, hateful = messages_of(MESSAGES / "hatecheck_heldout.jsonl")
+    out: dict = {name: {} for name in cuts}
+    for form, change in ENDING_FORMS.items():
+        scores = {key: (score([change(t) for t in items]), unsafe, harmful) for key, items, unsafe, harmful in sets}
+        hate_scores = score([change(t) for t in hatecheck])
+        for name, cut in cuts.items():
+            row = {key: round(float(((s[unsafe] if harmful else s) >= cut).mean()), 4)
+                   for key, (s, unsafe, harmful) in scores.items()}
+            row["fpr hatecheck_heldout"] = round(float((hate_scores[~hateful] >= cut).mean()), 4)
+            row["recall hatecheck_heldout"] = round(float((hate_scores[hateful] >= cut).mean()), 4)
+            out[name][form] = row
+    return out
 
 
 def _cell(values: dict, key: str) -> str:
@@ -464,6 +532,24 @@ def markdown(results: list[dict]) -> str:
         for r in rule:
             at = r["cut_flagging_5pct_of_safe_training"]
             lines.append(f"| {r['variant']} | {at['cut_off']:.3f} | " + " | ".join(f"{at[k]:.3f}" for k in keys) + " |")
+    ending = [r for r in results if "endings" in r]
+    if ending:
+        cut_names = list(ending[0]["endings"])
+        keys = list(ending[0]["endings"][cut_names[0]]["as typed"])
+        lines += ["", "The same messages ending otherwise (final punctuation removed, a final \"?\" or \".\"; variants",
+                  "measured since the seventh round), at the variant's own cut-off and at the one keeping every harmless",
+                  "set at FPR <= 0.05 as typed (chosen on the evaluation sets); `worst` is the highest FPR or lowest recall",
+                  "over the four forms:", "",
+                  "| variant | cut-off | ending | " + " | ".join(keys) + " |", "|---|---|---|" + "---:|" * len(keys)]
+        for r in ending:
+            for cut_name in cut_names:
+                forms = r["endings"][cut_name]
+                for form, row in forms.items():
+                    lines.append(f"| {r['variant']} | {cut_name} | {form} | "
+                                 + " | ".join(f"{row[k]:.3f}" for k in keys) + " |")
+                worst = [max(f[k] for f in forms.values()) if k.startswith("fpr") else min(f[k] for f in forms.values())
+                         for k in keys]
+                lines.append(f"| {r['variant']} | {cut_name} | worst | " + " | ".join(f"{v:.3f}" for v in worst) + " |")
     return "\n".join(lines) + "\n"
 
 
