@@ -254,8 +254,9 @@ class ModerationApp:
     def _moderations(self, environ: dict) -> tuple[dict, int]:
         request = _parse_json(self._read_body(environ))
         items = parse_moderation_request(request, self.max_batch)
+        cut = request_threshold(request, self.model, self.threshold)
         labels = label_set_of(self.model)
-        results = [_openai_result(r, labels) for r in self._scorer().moderate(items, threshold=self.threshold)]
+        results = [_openai_result(r, labels) for r in self._scorer().moderate(items, threshold=cut)]
         return {"id": f"modr-{uuid.uuid4().hex}", "model": self.model_name, "results": results}, len(items)
 
     def _scorer(self) -> ModerationClassifier | FastScorer:
@@ -496,11 +497,18 @@ def explain_options(request: dict, model: object, threshold: float | str | None)
         asked = resolve_labels(labels, label_set_of(model)) if labels else None
     except ValueError as exc:
         raise ApiError(400, str(exc), param="labels") from None
+    return {"labels": asked, "top": top, "threshold": request_threshold(request, model, threshold)}
+
+
+def request_threshold(request: dict, model: object, threshold: float | str | None) -> float | str | None:
+    """The unsafe cut-off a request (/v1/moderations, /v1/explain) is judged at: its ``threshold`` (a probability
+    or one of the model's operating points; an extension of OpenAI's API), else (absent or null) the server's."""
+    if request.get("threshold") is None:
+        return threshold
     try:
-        cut = checked_threshold(request["threshold"], model) if request.get("threshold") is not None else threshold
+        return checked_threshold(request["threshold"], model)
     except ValueError as exc:
         raise ApiError(400, str(exc), param="threshold") from None
-    return {"labels": asked, "top": top, "threshold": cut}
 
 
 def _check_explain_size(items: list, limit: int) -> None:

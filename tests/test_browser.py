@@ -239,6 +239,55 @@ def test_the_page_judges_at_the_servers_cut_off_unless_a_point_is_picked(driver,
         assert f"cut-off {scorer.operating_points_['default']:.3f}" in driver.find_element(By.ID, "verdict").text
 
 
+#: Characters outside the Basic Multilingual Plane (emoji; mathematical styled letters, which the normaliser folds to
+#: plain ones) before and inside the marked terms: one code point each in Python, two UTF-16 code units in JavaScript.
+#: Each with a term of its last field that is marked whole: (the marked piece, its n-gram).
+ASTRAL = [("\U0001f600\U0001f600 \U0001d412\U0001d428 how do I water a cactus?", "", ("water", "water")),
+          ("\U0001f600 \U0001d407\U0001d422! \U0001d421\U0001d428\U0001d430 do I water a cactus?",
+           "\U0001f335\U0001f335 \U0001d468\U0001d483\U0001d490\U0001d496\U0001d495 once a month.", ("once", "once"))]
+
+
+def _explained(address: str, prompt: str, response: str) -> dict:
+    """The server's /v1/explain answer for what the page sends: its spans are offsets in code points."""
+    request = urllib.request.Request(f"{address}v1/explain", method="POST",
+                                     data=json.dumps({"input": [{"prompt": prompt, "response": response}],
+                                                      "top": 60}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=WAIT) as reply:
+        return json.loads(reply.read())["results"][0]
+
+
+#: A field's marks as JSON, [text, n-gram] each: a mark cut inside a surrogate pair reads as its lone surrogate
+#: (escaped by JSON.stringify), where selenium's own reading of such a text fails in the driver.
+_MARKS = ("return JSON.stringify([...document.querySelectorAll(`#highlighted .field[data-source=${arguments[0]}] mark`)]"
+          ".map((m) => [m.textContent, m.dataset.ngram]));")
+
+
+@pytest.mark.parametrize("item", ASTRAL, ids=["message", "pair"])
+def test_the_page_marks_the_terms_where_they_are_after_emoji_and_styled_letters(driver, url, item):
+    """The server's spans count code points (Python's characters); the page sliced the text in UTF-16 code units,
+    so each character outside the BMP before a term moved its mark one unit left: "how do" after two emoji marked
+    half an emoji and " how ". The marked pieces are now the text the API's spans give, sliced in Python."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    prompt, response, whole = item
+    explained = _explained(url, prompt, response)
+    unsafe = explained["explanations"][0]["contributions"]
+    fields = [("response", prompt)] if not response else [("prompt", prompt), ("response", response)]
+    driver.get(url)
+    WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#point option"))
+    assert _submit(driver, prompt, response) == ("flagged" if explained["flagged"] else "ok")
+    for source, text in fields:
+        assert any(ord(ch) > 0xFFFF for ch in text)  # the case: astral characters in the field
+        marks = [tuple(mark) for mark in json.loads(driver.execute_script(_MARKS, source))]
+        spans = {c["ngram"]: [text[start:end] for src, start, end in c["spans"] if src == source] for c in unsafe}
+        assert marks and all(any(piece in sliced for sliced in spans[ngram]) for piece, ngram in marks), marks
+        assert marks == [(piece, c["ngram"]) for piece, c in segments(text, source, unsafe) if c is not None]
+        assert driver.find_element(By.CSS_SELECTOR, f"#highlighted .field[data-source={source}]").text == text
+    assert whole in marks  # e.g. "water", not "I wat"
+
+
 def test_the_page_refuses_an_empty_input_and_takes_a_text_alone(driver, url):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -542,6 +542,43 @@ def test_strict_threshold_flags_only_scores_above_the_strict_cut(start, model):
         assert strict["flagged"] == (strict["unsafe_score"] >= cut)
 
 
+def test_moderations_honours_a_threshold_in_the_request_as_explain_does(start, model):
+    """``threshold`` in a /v1/moderations body was ignored: {"input": "hello there", "threshold": 0.001} came back
+    not flagged, while /v1/explain judged the same body at 0.001. Both now judge a request at its own cut-off (a
+    probability or an operating point's name), and at the server's when it names none or null."""
+    port = start(threshold="strict").server_port  # the server's own cut-off: the model's strict point
+    pair = [{"prompt": PAIR["prompt"], "response": "About once a month."}]  # flagged at default, not at strict
+
+    def verdicts(body: dict) -> list[tuple[bool, float]]:
+        answers = [call(port, "POST", path, body) for path in ("/v1/moderations", "/v1/explain")]
+        assert [status for status, _, _ in answers] == [200, 200], answers
+        return [(r["flagged"], r["unsafe_score"]) for _, _, answer in answers for r in answer["results"]]
+
+    [(plain, score), explained] = verdicts({"input": "hello there"})
+    assert not plain and 0.001 < score < model.operating_points_["strict"] and explained == (plain, score)
+    assert verdicts({"input": "hello there", "threshold": 0.001}) == [(True, score)] * 2
+    assert model.moderate(["hello there"], threshold=0.001)[0]["flagged"]
+    [(at_server, _), _] = verdicts({"input": pair, "threshold": None})
+    assert not at_server and verdicts({"input": pair}) == verdicts({"input": pair, "threshold": None})
+    [(at_default, _), same] = verdicts({"input": pair, "threshold": "default", "model": "omni-moderation-latest"})
+    assert at_default and same[0]
+    from openai import OpenAI  # as docs/serve.md shows it: the SDK sends the field in extra_body
+
+    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=GUARD)
+    assert client.moderations.create(input="hello there", extra_body={"threshold": 0.001}).results[0].flagged
+
+
+@pytest.mark.parametrize("threshold", ["lax", "0.5", 1.5, -0.1, True, [0.5], {"cut": 0.5}])
+def test_a_bad_threshold_is_refused_by_moderations_as_by_explain(port, threshold):
+    """The same check and the same 400 (param "threshold") on both endpoints."""
+    body = {"input": TEXTS[0], "threshold": threshold}
+    replies = [call(port, "POST", path, body) for path in ("/v1/moderations", "/v1/explain")]
+    assert [status for status, _, _ in replies] == [400, 400], replies
+    errors = [answer["error"] for _, _, answer in replies]
+    assert errors[0] == errors[1] and errors[0]["param"] == "threshold", errors
+    assert "operating point" in errors[0]["message"]
+
+
 def test_unknown_operating_point_is_refused_at_start_up(model):
     with pytest.raises(ValueError, match="unknown operating point 'lenient'"):
         make_app(model, threshold="lenient")
