@@ -8,6 +8,7 @@ predictions of the training data only, never on the data being evaluated.
 from __future__ import annotations
 
 import numbers
+import reprlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -158,7 +159,7 @@ def resolve_threshold(threshold: float | str | None, model: object, shape: str =
     points = shape_thresholds(model, shape)[1]
     if threshold not in points:
         known = ", ".join(sorted(points)) or "none (trained by an older version: retrain it)"
-        raise ValueError(f"unknown operating point {threshold!r}: this model has {known}")
+        raise ValueError(f"unknown operating point {reprlib.repr(threshold)}: this model has {known}")
     return points[threshold]
 
 
@@ -201,5 +202,6 @@ def cut_offs(model: object, messages: np.ndarray, threshold: float | str | None 
 
 def _probability(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
-        raise ValueError(f"threshold must be a probability between 0 and 1 or an operating point name, got {value!r}")
+        raise ValueError("threshold must be a probability between 0 and 1 or an operating point name, got "
+                         f"{reprlib.repr(value)}")  # clipped: a value sent to the server may be a megabyte
     return float(value)

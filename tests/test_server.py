@@ -579,6 +579,14 @@ def test_a_bad_threshold_is_refused_by_moderations_as_by_explain(port, threshold
     assert "operating point" in errors[0]["message"]
 
 
+@pytest.mark.parametrize("threshold", ["x" * 200_000, [0.5] * 50_000])
+def test_a_huge_bad_threshold_is_not_echoed_whole(port, threshold):
+    """The 400 names the bad value clipped: a request near the body limit does not get an answer as large."""
+    status, _, answer = call(port, "POST", "/v1/moderations", {"input": TEXTS[0], "threshold": threshold})
+    assert status == 400 and answer["error"]["param"] == "threshold"
+    assert len(answer["error"]["message"]) < 300, len(answer["error"]["message"])
+
+
 def test_unknown_operating_point_is_refused_at_start_up(model):
     with pytest.raises(ValueError, match="unknown operating point 'lenient'"):
         make_app(model, threshold="lenient")
