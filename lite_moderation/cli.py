@@ -447,6 +447,32 @@ def main() -> None:
     """Moderate text and question-answer pairs on CPU with TF-IDF + linear models (BeaverTails labels)."""
 
 
+def stdin_as_input(command: Callable) -> Callable:
+    """The one place where ``score`` takes stdin as its input without ``--input -``: ``score -``, and
+    ``echo hi | lite-moderation score`` (nothing to score but what is piped in) both become ``--input -``.
+
+    Decided before ``@check_outputs`` (this wraps it), so every way stdin becomes the input is checked alike:
+    ``score -o data.jsonl < data.jsonl`` is refused as ``score -i - -o data.jsonl < data.jsonl`` is, before
+    the output file is touched."""
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        texts, no_pair = kwargs["texts"], kwargs["prompt"] is None and kwargs["response"] is None
+        if kwargs["input_path"] is None and (texts == ("-",) or not texts and no_pair and _stdin_is_piped()):
+            kwargs.update(texts=(), input_path="-")
+        return command(**kwargs)
+
+    return wrapper
+
+
+def _stdin_is_piped() -> bool:
+    """Whether stdin holds something to read: a pipe or a file, not a terminal (nor closed)."""
+    try:
+        return not sys.stdin.isatty()
+    except (AttributeError, ValueError):  # no stdin, or a closed one
+        return False
+
+
 @main.command()
 @click.argument("texts", nargs=-1)
 @click.option("--prompt", help="Prompt of a question-answer pair; alone, a prompt alone (a user message).")
@@ -477,6 +503,7 @@ def main() -> None:
 @quiet_option
 @functools.partial(column_options, fields=("text", "prompt", "response", "id"))
 @_friendly_errors
+@stdin_as_input
 @check_outputs
 def score(texts: tuple[str, ...], prompt: str | None, response: str | None, input_path: str | None,
           input_format: str, output_path: Path | None, fmt: str | None, threshold: float | str | None,
@@ -490,10 +517,6 @@ def score(texts: tuple[str, ...], prompt: str | None, response: str | None, inpu
     With --engine dask, --input is a glob ('corpus/*.jsonl.gz') and --output a directory that receives
     OUT/<input stem>.scores.<format> per input file, each written atomically.
     """
-    if texts == ("-",) and input_path is None:  # `score -`: stdin, as `--input -`
-        texts, input_path = (), "-"
-    elif not texts and prompt is None and response is None and input_path is None and not sys.stdin.isatty():
-        input_path = "-"  # `echo hi | lite-moderation score`: nothing to score but what is piped in
     if not columns.is_standard and input_path is None:
         raise click.UsageError("--text-column, --prompt-column, --response-column and --id-column name fields of "
                                "--input records")

@@ -112,8 +112,10 @@ def _input_paths(kwargs: dict) -> dict[str, list]:
         "--data": [kwargs.get("data_path"), *(spec.path for spec in kwargs.get("sources") or ())],
         "--system": [path for _, path in kwargs.get("systems") or ()],
     }
-    for option, paths in inputs.items():  # "-" reads stdin, which may be redirected from a file
-        inputs[option] = [_STDIN if str(path) == "-" and Path(_STDIN).exists() else path for path in paths]
+    for option, paths in list(inputs.items()):  # "-" reads stdin, which may be redirected from a file
+        inputs[option] = [path for path in paths if str(path) != "-"]
+        if any(str(path) == "-" for path in paths) and Path(_STDIN).exists():
+            inputs[f"{option} - (stdin)"] = [_STDIN]
     if "model_path" in kwargs:
         model = resolve_model_path(kwargs["model_path"])
         inputs["--model"] = [model / name for name in ("model.json", "vocabulary.json", "arrays.npz")]
@@ -121,6 +123,11 @@ def _input_paths(kwargs: dict) -> dict[str, list]:
 
 
 _STDIN = "/dev/stdin"
+
+
+def _named(option: str, path: object) -> str:
+    """An input as a message names it: ``--input data.jsonl``, or ``--input - (stdin)`` (not /dev/stdin)."""
+    return option if str(path) == _STDIN else f"{option} {path}"
 
 
 def _refuse_stdout_as_input(inputs: dict[str, list]) -> None:
@@ -133,7 +140,7 @@ def _refuse_stdout_as_input(inputs: dict[str, list]) -> None:
         for path in paths:
             if path is not None and str(path) != "-" and Path(path).exists() \
                     and os.path.samestat(out, os.stat(path)):
-                raise OutputError(f"stdout is the file given as {option} {path}; redirect the output elsewhere")
+                raise OutputError(f"stdout is the file given as {_named(option, path)}; redirect the output elsewhere")
 
 
 def _refuse_inputs_inside(target: Path, inputs: dict[str, list]) -> None:
@@ -143,7 +150,8 @@ def _refuse_inputs_inside(target: Path, inputs: dict[str, list]) -> None:
     for option, paths in inputs.items():
         for path in paths:
             if path is not None and str(path) != "-" and _inside(Path(path), target):
-                raise OutputError(f"--output {target}: holds {option} {path}; replacing it would delete that input")
+                raise OutputError(f"--output {target}: holds {_named(option, path)}; replacing it would delete that "
+                                  "input")
 
 
 def _inside(path: Path, directory: Path) -> bool:
