@@ -35,6 +35,7 @@ from .normalize import DEFAULT_NORMALIZATION
 from .output import (
     EXPLAIN_SUFFIX_FORMATS,
     FORMATS,
+    TABLE_SUFFIX_FORMATS,
     OutputError,
     RowWriter,
     atomic_text_writer,
@@ -228,7 +229,8 @@ class ThresholdType(click.ParamType):
 
 predictions_option = click.option(
     "--predictions", "predictions_path", type=click.Path(path_type=Path),
-    help="Write one JSONL line per evaluated row: row, line, prompt group, the 15 scores and the verdicts.")
+    help="Write one JSONL line per evaluated row: row, line, prompt group, the 15 scores and the verdicts (a name "
+         "saying another format, p.json or p.csv, is refused).")
 
 bootstrap_options = [
     click.option("--bootstrap", "n_resamples", type=click.IntRange(min=0), default=1000, show_default=True,
@@ -967,7 +969,8 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels", colu
 @main.command("evaluate")
 @click.option("--data", "--input", "-i", "data_path", required=True, type=click.Path(path_type=Path),
               help="Labelled file: is_safe and/or the 14 categories.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON (- for stdout).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path),
+              help="Write the metrics as JSON (- for stdout); a name saying another format (m.csv) is refused.")
 @predictions_option
 @threshold_option
 @metrics_output_options
@@ -1025,7 +1028,8 @@ def _warn_on_leak(model, keys: list[str], quiet: bool = False) -> None:
 @click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run the CV with fold seeds SEED..SEED+R-1 and report each metric's mean and standard deviation "
                    "(intervals and --predictions are of the first, SEED).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON (- for stdout).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path),
+              help="Write the metrics as JSON (- for stdout); a name saying another format (m.csv) is refused.")
 @predictions_option
 @cv_threshold_option
 @metrics_output_options
@@ -1135,6 +1139,16 @@ def _repeat_lines(repeats: dict) -> list[str]:
     return lines
 
 
+#: The formats of compare's and bench's tables.
+TABLE_FORMATS = ("text", "markdown", "latex", "csv", "json")
+
+
+def _table_format(output_path: Path | None, fmt: str | None) -> str:
+    """compare's and bench's tables: the suffix of --output decides, by score's rule (a contradicting --format and
+    a suffix no format has are refused)."""
+    return output_format(output_path, fmt, "text", TABLE_SUFFIX_FORMATS)
+
+
 class SystemType(click.ParamType):
     """``NAME=PREDICTIONS``: a system's name and its per-row predictions file."""
 
@@ -1157,11 +1171,12 @@ class SystemType(click.ParamType):
                    "(\"flagged\" or NAME: true/false) and/or a score (\"scores\": {\"unsafe\": x}, \"score\", "
                    "\"unsafe_score\", or NAME: a number). `evaluate`/`cv --predictions` write this.")
 @click.option("--reference", default=None, help="Compare every system with this one only [default: every pair].")
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "latex", "csv", "json"]), default="text",
-              show_default=True, help="How the comparison is printed: text, Markdown or LaTeX (booktabs) tables, "
-                                      "CSV, or JSON.")
+@click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS), default=None,
+              help="How the comparison is printed: text, Markdown or LaTeX (booktabs) tables, CSV, or JSON [default: "
+                   "from --output's suffix, else text].")
 @click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
-              help="Write the tables (or JSON) to this file, atomically [default: stdout].")
+              help="Write the tables (or JSON) to this file, atomically [default: stdout]; .txt, .md, .tex, .csv or "
+                   ".json sets the format, and .gz or .xz after it compresses it.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path),
               help="Write PR and ROC curves of the systems with scores to this PNG ('-': stdout, with --output "
                    "FILE for the tables) (pip install 'lite-moderation[plot]').")
@@ -1173,7 +1188,7 @@ class SystemType(click.ParamType):
 @click.option("--quiet", "-q", is_flag=True, help="No notes on stderr (warnings and errors still).")
 @_friendly_errors
 @check_outputs
-def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], reference: str | None, fmt: str,
+def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], reference: str | None, fmt: str | None,
                     output_path: Path | None, plot_path: Path | None, n_resamples: int, bootstrap_seed: int,
                     on_error: str, max_record_bytes: int, quiet: bool) -> None:
     """Systems' per-row predictions side by side on the rows they all cover: unsafe-head metrics with 95%
@@ -1182,6 +1197,7 @@ def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], refe
     from .stats import Bootstrap
     from .tables import render_all
 
+    fmt = _table_format(output_path, fmt)
     if plot_path is not None:
         check_plotting()
     dataset = _load_labelled(data_path, on_error, max_record_bytes=max_record_bytes)
@@ -1219,10 +1235,12 @@ def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], refe
               help="Refuse a downloaded file larger than this many bytes.")
 @click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
               help="Give up on one file's download after this many seconds (a later run resumes).")
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "latex", "csv", "json"]), default="text",
-              show_default=True, help="How the table is printed: text, Markdown or LaTeX (booktabs), CSV, or JSON.")
+@click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS), default=None,
+              help="How the table is printed: text, Markdown or LaTeX (booktabs), CSV, or JSON [default: from "
+                   "--output's suffix, else text].")
 @click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
-              help="Write the tables (or JSON) to this file, atomically [default: stdout].")
+              help="Write the tables (or JSON) to this file, atomically [default: stdout]; .txt, .md, .tex, .csv or "
+                   ".json sets the format, and .gz or .xz after it compresses it.")
 @click.option("--predictions", "predictions_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Write SET.jsonl (the set's rows in this toolkit's format) and SET.MODEL.jsonl (per-row "
                    "predictions) here, for `compare --data SET.jsonl --system MODEL=SET.MODEL.jsonl`.")
@@ -1234,7 +1252,7 @@ def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], refe
 @_friendly_errors
 @check_outputs
 def bench_command(model_names: tuple[str | Path, ...], suite_name: str, set_names: tuple[str, ...],
-                  data_dir: Path | None, cache_dir: Path | None, max_bytes: int, max_time: float, fmt: str,
+                  data_dir: Path | None, cache_dir: Path | None, max_bytes: int, max_time: float, fmt: str | None,
                   output_path: Path | None, predictions_dir: Path | None, threshold: float | str | None,
                   n_resamples: int, bootstrap_seed: int, quiet: bool) -> None:
     """The guard-benchmark table: each model's F1 on the harmful class per set of the suite (95% bootstrap
@@ -1245,6 +1263,7 @@ def bench_command(model_names: tuple[str | Path, ...], suite_name: str, set_name
     from .stats import Bootstrap
     from .tables import render_all
 
+    fmt = _table_format(output_path, fmt)
     suite = load_suite(suite_name)
     sets, missing, errors = gather_sets(suite, available(suite, set_names), data_dir, cache_dir, not quiet,
                                         max_bytes, max_time)

@@ -15,14 +15,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .output import OutputError, check_output_file, same_path
+from .output import KNOWN_SUFFIX_FORMATS, OutputError, check_output_file, output_format, same_path
 from .persistence import check_model_target, resolve_model_path
 
 __all__ = ["Terminated", "check_outputs", "signals_as_exceptions", "silence_stdout"]
 
 
 def check_outputs(command: Callable) -> Callable:
-    """Refuse, before any work, every output path that would replace an input or something not ours."""
+    """Refuse, before any work, every output path that would replace an input or something not ours, and an
+    output of one format under a name that says another (``--json m.csv``)."""
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
@@ -34,9 +35,10 @@ def check_outputs(command: Callable) -> Callable:
             _refuse_inputs_inside(target, inputs)
         if kwargs.get("output_path") is not None and kwargs.get("engine") != "dask":
             check_output_file(kwargs["output_path"], inputs, "--output")
-        for option in ("json", "predictions", "plot"):
+        for option, fmt in _ONE_FORMAT.items():
             if kwargs.get(f"{option}_path") is not None:
                 check_output_file(kwargs[f"{option}_path"], inputs, f"--{option}")
+                output_format(kwargs[f"{option}_path"], fmt, fmt, KNOWN_SUFFIX_FORMATS, only=f"--{option}")
         if _writes_to_stdout(kwargs):
             _refuse_stdout_as_input(inputs)
         return command(**kwargs)
@@ -52,6 +54,9 @@ def _writes_to_stdout(kwargs: dict) -> bool:
     return any(str(kwargs.get(f"{name}_path")) == "-" for name in _FILE_OUTPUTS)
 
 
+#: The outputs of one format (``<name>_path``: evaluate's and cv's metrics and predictions, compare's curves):
+#: a name whose suffix says another format is refused, by score's rule (``output.output_format``).
+_ONE_FORMAT = {"json": "json", "predictions": "jsonl", "plot": "png"}
 #: The options naming an output file (``<name>_path``); "-" is stdout.
 _FILE_OUTPUTS = ("output", "json", "predictions", "plot")
 

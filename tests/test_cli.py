@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import shutil
@@ -252,6 +253,39 @@ def test_two_outputs_on_one_path_are_refused_before_any_work(runner, tmp_path, c
                                   *(o.format(d=d) for o in outputs)])
     _assert_clean_failure(result, message.format(d=d), "give each output")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["evaluate", "cv"])
+@pytest.mark.parametrize("outputs, message", [
+    (["--json", "{d}/m.csv"], "--json {d}/m.csv: the suffix says csv, but --json writes json only; give it a .json name"),
+    (["--json", "{d}/m.jsonl"], "--json {d}/m.jsonl: the suffix says jsonl, but --json writes json only"),
+    (["--predictions", "{d}/p.csv"], ("--predictions {d}/p.csv: the suffix says csv, but --predictions writes jsonl "
+                                      "only; give it a .jsonl name")),
+    (["--predictions", "{d}/p.json"], "--predictions {d}/p.json: the suffix says json, but --predictions writes jsonl"),
+], ids=["json as csv", "json as jsonl", "predictions as csv", "predictions as json"])
+def test_an_output_of_one_format_named_as_another_is_refused_before_any_work(runner, tmp_path, command, outputs,
+                                                                            message):
+    """evaluate --json m.csv and --predictions p.csv wrote JSON and JSONL under a .csv name."""
+    d = str(tmp_path)
+    result = runner.invoke(main, [command, "--data", str(tmp_path / "not-read-yet.jsonl"), "-q",
+                                  *(o.format(d=d) for o in outputs)])
+    _assert_clean_failure(result, message.format(d=d))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_metrics_and_predictions_under_names_that_say_their_format_or_none(runner, tiny_model_dir, tiny_eval_data,
+                                                                          tmp_path):
+    """The refusal is of a name that says another format only: .json.gz, .ndjson and names without a suffix are
+    written."""
+    metrics, predictions = tmp_path / "m.json.gz", tmp_path / "p.ndjson"
+    result = runner.invoke(main, ["evaluate", "--model", str(tiny_model_dir), "--data", str(tiny_eval_data),
+                                  "--bootstrap", "0", "--json", str(metrics), "--predictions", str(predictions)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(gzip.decompress(metrics.read_bytes()))["n"] == 90 and len(_jsonl(predictions.read_text())) == 90
+    result = runner.invoke(main, ["evaluate", "--model", str(tiny_model_dir), "--data", str(tiny_eval_data),
+                                  "--bootstrap", "0", "--json", str(tmp_path / "metrics")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "metrics").read_text())["n"] == 90
 
 
 def test_stdout_redirected_to_an_output_file_is_refused(tiny_model_dir, tiny_eval_data, tmp_path):
