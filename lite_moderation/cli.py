@@ -1320,19 +1320,49 @@ def _own_weights_text(source: dict) -> str:
     return text + (f", unsafe rows are {source['category']}" if source.get("category") else "")
 
 
+def _source_id(source: dict, name: str | None) -> str:
+    """How a training source is identified: its sha256, its package's version, or that it has neither (stdin is
+    read once, not hashed)."""
+    if source.get("sha256"):
+        return f"sha256 {source['sha256']}"
+    if source.get("package"):
+        return source["package"]
+    return "not hashed" if name == "-" else "sha256 not recorded"
+
+
+def _training_lines(card: dict) -> list[str]:
+    """The card's training data: what is known of it, and plainly what is not (a model saved from Python without
+    the card ``lm.train`` returns has none; a file read from stdin has no name and no sha256)."""
+    data = card.get("training_data") or {}
+    if not data:
+        return ["training data: not recorded (no model card: saved from Python without the card lm.train returns)"
+                if not card.get("recipe") else "training data: not recorded"]
+    sources = data.get("sources") or [{}]
+    name = data.get("file")
+    parts = [f"{data[key]} {what}" for key, what in (("rows", "rows"), ("distinct_prompts", "prompts"))
+             if data.get(key) is not None]
+    parts.append(_source_id({**sources[0], "sha256": data.get("sha256")}, name))
+    where = "stdin" if name == "-" else name or "a file not named in the card"
+    grouped = f", folds grouped by {data['grouped_by']}" if data.get("grouped_by") else ""
+    return [
+        f"trained on: {where} ({', '.join(parts)}{_own_weights_text(sources[0])}{grouped})",
+        *(f"  also: {'stdin' if s['name'] == '-' else s['name']} (weight {s['weight']:g}{_own_weights_text(s)}, "
+          f"{s['training_rows']} training rows, {_source_id(s, s['name'])}, "
+          f"license {s.get('license') or 'unknown'})" for s in data.get("sources", [])[1:]),
+        *([f"input shapes trained: {', '.join(data['shapes'])}"] if "shapes" in data else []),
+    ]
+
+
 def _card_lines(card: dict) -> list[str]:
-    data = card.get("training_data", {})
+    command = (card.get("recipe") or {}).get("command")
     lines = [
         f"model: {card['path']} ({card['size_bytes'] / 1e6:.2f} MB, format version {card['format_version']})",
-        (f"trained on: {data.get('file')} ({data.get('rows')} rows, {data.get('distinct_prompts')} prompts, "
-        f"sha256 {data.get('sha256')}{_own_weights_text((data.get('sources') or [{}])[0])}"
-        f"{', folds grouped by ' + data['grouped_by'] if data.get('grouped_by') else ''})"),
-        *(f"  also: {s['name']} (weight {s['weight']:g}{_own_weights_text(s)}, {s['training_rows']} training rows, "
-          f"{s['sha256'] or s['package']}, license {s['license']})" for s in data.get("sources", [])[1:]),
-        *([f"input shapes trained: {', '.join(data['shapes'])}"] if "shapes" in data else []),
-        f"recipe: {card.get('recipe', {}).get('command', '')}",
+        *_training_lines(card),
+        f"recipe: {command}" if command else "recipe: not recorded (the estimator's parameters: info --json, "
+                                             "under params)",
         _labels_line(card["label_set"]),
-        f"license: {card.get('license', '')}",
+        f"license: {card['license']}" if card.get("license") else "license: not recorded (check the training "
+                                                                  "data's terms)",
     ]
     lines += [f"note: {note}" for note in card.get("notes", [])]
     cv = card.get("metrics", {}).get("cv")

@@ -393,6 +393,33 @@ def test_info_text(runner, tiny_model_dir):
     assert "unsafe operating points (--threshold NAME): default " in result.stdout and ", strict " in result.stdout
 
 
+def test_info_on_a_model_saved_from_python_says_what_is_not_recorded(runner, tmp_path, tiny_model_dir):
+    """docs/python.md's `lm.save(est, "my-model")` saves no card: info printed "trained on: None (None rows, None
+    prompts, sha256 None)" and empty recipe and license lines."""
+    target = lm.save(lm.load(tiny_model_dir), tmp_path / "my-model")
+    result = runner.invoke(main, ["info", "--model", str(target)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "None" not in result.stdout and not [line for line in lines if line.rstrip().endswith(":")]
+    assert lines[1] == "training data: not recorded (no model card: saved from Python without the card lm.train returns)"
+    assert lines[2] == "recipe: not recorded (the estimator's parameters: info --json, under params)"
+    assert "license: not recorded (check the training data's terms)" in lines
+
+
+def test_info_on_a_model_trained_from_stdin_names_stdin_and_no_sha256(tmp_path, tiny_data):
+    out = tmp_path / "m"
+    with open(tiny_data, "rb") as stdin:
+        proc = subprocess.run([sys.executable, "-m", "lite_moderation", "train", "--data", "-", "--output", str(out),
+                               "--char-ngrams", "none", "--min-df", "1", "--threshold-folds", "0", "-q"],
+                              stdin=stdin, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    info = subprocess.run([sys.executable, "-m", "lite_moderation", "info", "--model", str(out)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert info.returncode == 0, info.stderr
+    assert info.stdout.splitlines()[1] == "trained on: stdin (240 rows, 12 prompts, not hashed)"
+    assert "None" not in info.stdout
+
+
 def test_missing_model_directory_fails_cleanly(runner, tmp_path):
     result = runner.invoke(main, ["score", "--model", str(tmp_path / "nope"), "text"])
     _assert_clean_failure(result, "no such model directory")
