@@ -35,6 +35,7 @@ from .normalize import DEFAULT_NORMALIZATION
 from .output import (
     EXPLAIN_SUFFIX_FORMATS,
     FORMATS,
+    TABLE_SUFFIX_FORMATS,
     OutputError,
     RowWriter,
     atomic_text_writer,
@@ -228,7 +229,8 @@ class ThresholdType(click.ParamType):
 
 predictions_option = click.option(
     "--predictions", "predictions_path", type=click.Path(path_type=Path),
-    help="Write one JSONL line per evaluated row: row, line, prompt group, the 15 scores and the verdicts.")
+    help="Write one JSONL line per evaluated row: row, line, prompt group, the 15 scores and the verdicts (a name "
+         "saying another format, p.json or p.csv, is refused).")
 
 bootstrap_options = [
     click.option("--bootstrap", "n_resamples", type=click.IntRange(min=0), default=1000, show_default=True,
@@ -447,6 +449,32 @@ def main() -> None:
     """Moderate text and question-answer pairs on CPU with TF-IDF + linear models (BeaverTails labels)."""
 
 
+def stdin_as_input(command: Callable) -> Callable:
+    """The one place where ``score`` takes stdin as its input without ``--input -``: ``score -``, and
+    ``echo hi | lite-moderation score`` (nothing to score but what is piped in) both become ``--input -``.
+
+    Decided before ``@check_outputs`` (this wraps it), so every way stdin becomes the input is checked alike:
+    ``score -o data.jsonl < data.jsonl`` is refused as ``score -i - -o data.jsonl < data.jsonl`` is, before
+    the output file is touched."""
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        texts, no_pair = kwargs["texts"], kwargs["prompt"] is None and kwargs["response"] is None
+        if kwargs["input_path"] is None and (texts == ("-",) or not texts and no_pair and _stdin_is_piped()):
+            kwargs.update(texts=(), input_path="-")
+        return command(**kwargs)
+
+    return wrapper
+
+
+def _stdin_is_piped() -> bool:
+    """Whether stdin holds something to read: a pipe or a file, not a terminal (nor closed)."""
+    try:
+        return not sys.stdin.isatty()
+    except (AttributeError, ValueError):  # no stdin, or a closed one
+        return False
+
+
 @main.command()
 @click.argument("texts", nargs=-1)
 @click.option("--prompt", help="Prompt of a question-answer pair; alone, a prompt alone (a user message).")
@@ -477,6 +505,7 @@ def main() -> None:
 @quiet_option
 @functools.partial(column_options, fields=("text", "prompt", "response", "id"))
 @_friendly_errors
+@stdin_as_input
 @check_outputs
 def score(texts: tuple[str, ...], prompt: str | None, response: str | None, input_path: str | None,
           input_format: str, output_path: Path | None, fmt: str | None, threshold: float | str | None,
@@ -490,10 +519,6 @@ def score(texts: tuple[str, ...], prompt: str | None, response: str | None, inpu
     With --engine dask, --input is a glob ('corpus/*.jsonl.gz') and --output a directory that receives
     OUT/<input stem>.scores.<format> per input file, each written atomically.
     """
-    if texts == ("-",) and input_path is None:  # `score -`: stdin, as `--input -`
-        texts, input_path = (), "-"
-    elif not texts and prompt is None and response is None and input_path is None and not sys.stdin.isatty():
-        input_path = "-"  # `echo hi | lite-moderation score`: nothing to score but what is piped in
     if not columns.is_standard and input_path is None:
         raise click.UsageError("--text-column, --prompt-column, --response-column and --id-column name fields of "
                                "--input records")
@@ -944,7 +969,8 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels", colu
 @main.command("evaluate")
 @click.option("--data", "--input", "-i", "data_path", required=True, type=click.Path(path_type=Path),
               help="Labelled file: is_safe and/or the 14 categories.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON (- for stdout).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path),
+              help="Write the metrics as JSON (- for stdout); a name saying another format (m.csv) is refused.")
 @predictions_option
 @threshold_option
 @metrics_output_options
@@ -1002,7 +1028,8 @@ def _warn_on_leak(model, keys: list[str], quiet: bool = False) -> None:
 @click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run the CV with fold seeds SEED..SEED+R-1 and report each metric's mean and standard deviation "
                    "(intervals and --predictions are of the first, SEED).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the metrics as JSON (- for stdout).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path),
+              help="Write the metrics as JSON (- for stdout); a name saying another format (m.csv) is refused.")
 @predictions_option
 @cv_threshold_option
 @metrics_output_options
@@ -1112,6 +1139,16 @@ def _repeat_lines(repeats: dict) -> list[str]:
     return lines
 
 
+#: The formats of compare's and bench's tables.
+TABLE_FORMATS = ("text", "markdown", "latex", "csv", "json")
+
+
+def _table_format(output_path: Path | None, fmt: str | None) -> str:
+    """compare's and bench's tables: the suffix of --output decides, by score's rule (a contradicting --format and
+    a suffix no format has are refused)."""
+    return output_format(output_path, fmt, "text", TABLE_SUFFIX_FORMATS)
+
+
 class SystemType(click.ParamType):
     """``NAME=PREDICTIONS``: a system's name and its per-row predictions file."""
 
@@ -1134,11 +1171,12 @@ class SystemType(click.ParamType):
                    "(\"flagged\" or NAME: true/false) and/or a score (\"scores\": {\"unsafe\": x}, \"score\", "
                    "\"unsafe_score\", or NAME: a number). `evaluate`/`cv --predictions` write this.")
 @click.option("--reference", default=None, help="Compare every system with this one only [default: every pair].")
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "latex", "csv", "json"]), default="text",
-              show_default=True, help="How the comparison is printed: text, Markdown or LaTeX (booktabs) tables, "
-                                      "CSV, or JSON.")
+@click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS), default=None,
+              help="How the comparison is printed: text, Markdown or LaTeX (booktabs) tables, CSV, or JSON [default: "
+                   "from --output's suffix, else text].")
 @click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
-              help="Write the tables (or JSON) to this file, atomically [default: stdout].")
+              help="Write the tables (or JSON) to this file, atomically [default: stdout]; .txt, .md, .tex, .csv or "
+                   ".json sets the format, and .gz or .xz after it compresses it.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path),
               help="Write PR and ROC curves of the systems with scores to this PNG ('-': stdout, with --output "
                    "FILE for the tables) (pip install 'lite-moderation[plot]').")
@@ -1150,7 +1188,7 @@ class SystemType(click.ParamType):
 @click.option("--quiet", "-q", is_flag=True, help="No notes on stderr (warnings and errors still).")
 @_friendly_errors
 @check_outputs
-def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], reference: str | None, fmt: str,
+def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], reference: str | None, fmt: str | None,
                     output_path: Path | None, plot_path: Path | None, n_resamples: int, bootstrap_seed: int,
                     on_error: str, max_record_bytes: int, quiet: bool) -> None:
     """Systems' per-row predictions side by side on the rows they all cover: unsafe-head metrics with 95%
@@ -1159,6 +1197,7 @@ def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], refe
     from .stats import Bootstrap
     from .tables import render_all
 
+    fmt = _table_format(output_path, fmt)
     if plot_path is not None:
         check_plotting()
     dataset = _load_labelled(data_path, on_error, max_record_bytes=max_record_bytes)
@@ -1196,10 +1235,12 @@ def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], refe
               help="Refuse a downloaded file larger than this many bytes.")
 @click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
               help="Give up on one file's download after this many seconds (a later run resumes).")
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "latex", "csv", "json"]), default="text",
-              show_default=True, help="How the table is printed: text, Markdown or LaTeX (booktabs), CSV, or JSON.")
+@click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS), default=None,
+              help="How the table is printed: text, Markdown or LaTeX (booktabs), CSV, or JSON [default: from "
+                   "--output's suffix, else text].")
 @click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
-              help="Write the tables (or JSON) to this file, atomically [default: stdout].")
+              help="Write the tables (or JSON) to this file, atomically [default: stdout]; .txt, .md, .tex, .csv or "
+                   ".json sets the format, and .gz or .xz after it compresses it.")
 @click.option("--predictions", "predictions_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Write SET.jsonl (the set's rows in this toolkit's format) and SET.MODEL.jsonl (per-row "
                    "predictions) here, for `compare --data SET.jsonl --system MODEL=SET.MODEL.jsonl`.")
@@ -1211,7 +1252,7 @@ def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], refe
 @_friendly_errors
 @check_outputs
 def bench_command(model_names: tuple[str | Path, ...], suite_name: str, set_names: tuple[str, ...],
-                  data_dir: Path | None, cache_dir: Path | None, max_bytes: int, max_time: float, fmt: str,
+                  data_dir: Path | None, cache_dir: Path | None, max_bytes: int, max_time: float, fmt: str | None,
                   output_path: Path | None, predictions_dir: Path | None, threshold: float | str | None,
                   n_resamples: int, bootstrap_seed: int, quiet: bool) -> None:
     """The guard-benchmark table: each model's F1 on the harmful class per set of the suite (95% bootstrap
@@ -1222,6 +1263,7 @@ def bench_command(model_names: tuple[str | Path, ...], suite_name: str, set_name
     from .stats import Bootstrap
     from .tables import render_all
 
+    fmt = _table_format(output_path, fmt)
     suite = load_suite(suite_name)
     sets, missing, errors = gather_sets(suite, available(suite, set_names), data_dir, cache_dir, not quiet,
                                         max_bytes, max_time)
@@ -1278,19 +1320,49 @@ def _own_weights_text(source: dict) -> str:
     return text + (f", unsafe rows are {source['category']}" if source.get("category") else "")
 
 
+def _source_id(source: dict, name: str | None) -> str:
+    """How a training source is identified: its sha256, its package's version, or that it has neither (stdin is
+    read once, not hashed)."""
+    if source.get("sha256"):
+        return f"sha256 {source['sha256']}"
+    if source.get("package"):
+        return source["package"]
+    return "not hashed" if name == "-" else "sha256 not recorded"
+
+
+def _training_lines(card: dict) -> list[str]:
+    """The card's training data: what is known of it, and plainly what is not (a model saved from Python without
+    the card ``lm.train`` returns has none; a file read from stdin has no name and no sha256)."""
+    data = card.get("training_data") or {}
+    if not data:
+        return ["training data: not recorded (no model card: saved from Python without the card lm.train returns)"
+                if not card.get("recipe") else "training data: not recorded"]
+    sources = data.get("sources") or [{}]
+    name = data.get("file")
+    parts = [f"{data[key]} {what}" for key, what in (("rows", "rows"), ("distinct_prompts", "prompts"))
+             if data.get(key) is not None]
+    parts.append(_source_id({**sources[0], "sha256": data.get("sha256")}, name))
+    where = "stdin" if name == "-" else name or "a file not named in the card"
+    grouped = f", folds grouped by {data['grouped_by']}" if data.get("grouped_by") else ""
+    return [
+        f"trained on: {where} ({', '.join(parts)}{_own_weights_text(sources[0])}{grouped})",
+        *(f"  also: {'stdin' if s['name'] == '-' else s['name']} (weight {s['weight']:g}{_own_weights_text(s)}, "
+          f"{s['training_rows']} training rows, {_source_id(s, s['name'])}, "
+          f"license {s.get('license') or 'unknown'})" for s in data.get("sources", [])[1:]),
+        *([f"input shapes trained: {', '.join(data['shapes'])}"] if "shapes" in data else []),
+    ]
+
+
 def _card_lines(card: dict) -> list[str]:
-    data = card.get("training_data", {})
+    command = (card.get("recipe") or {}).get("command")
     lines = [
         f"model: {card['path']} ({card['size_bytes'] / 1e6:.2f} MB, format version {card['format_version']})",
-        (f"trained on: {data.get('file')} ({data.get('rows')} rows, {data.get('distinct_prompts')} prompts, "
-        f"sha256 {data.get('sha256')}{_own_weights_text((data.get('sources') or [{}])[0])}"
-        f"{', folds grouped by ' + data['grouped_by'] if data.get('grouped_by') else ''})"),
-        *(f"  also: {s['name']} (weight {s['weight']:g}{_own_weights_text(s)}, {s['training_rows']} training rows, "
-          f"{s['sha256'] or s['package']}, license {s['license']})" for s in data.get("sources", [])[1:]),
-        *([f"input shapes trained: {', '.join(data['shapes'])}"] if "shapes" in data else []),
-        f"recipe: {card.get('recipe', {}).get('command', '')}",
+        *_training_lines(card),
+        f"recipe: {command}" if command else "recipe: not recorded (the estimator's parameters: info --json, "
+                                             "under params)",
         _labels_line(card["label_set"]),
-        f"license: {card.get('license', '')}",
+        f"license: {card['license']}" if card.get("license") else "license: not recorded (check the training "
+                                                                  "data's terms)",
     ]
     lines += [f"note: {note}" for note in card.get("notes", [])]
     cv = card.get("metrics", {}).get("cv")

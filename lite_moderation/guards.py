@@ -15,14 +15,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .output import OutputError, check_output_file, same_path
+from .output import KNOWN_SUFFIX_FORMATS, OutputError, check_output_file, output_format, same_path
 from .persistence import check_model_target, resolve_model_path
 
 __all__ = ["Terminated", "check_outputs", "signals_as_exceptions", "silence_stdout"]
 
 
 def check_outputs(command: Callable) -> Callable:
-    """Refuse, before any work, every output path that would replace an input or something not ours."""
+    """Refuse, before any work, every output path that would replace an input or something not ours, and an
+    output of one format under a name that says another (``--json m.csv``)."""
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
@@ -34,9 +35,10 @@ def check_outputs(command: Callable) -> Callable:
             _refuse_inputs_inside(target, inputs)
         if kwargs.get("output_path") is not None and kwargs.get("engine") != "dask":
             check_output_file(kwargs["output_path"], inputs, "--output")
-        for option in ("json", "predictions", "plot"):
+        for option, fmt in _ONE_FORMAT.items():
             if kwargs.get(f"{option}_path") is not None:
                 check_output_file(kwargs[f"{option}_path"], inputs, f"--{option}")
+                output_format(kwargs[f"{option}_path"], fmt, fmt, KNOWN_SUFFIX_FORMATS, only=f"--{option}")
         if _writes_to_stdout(kwargs):
             _refuse_stdout_as_input(inputs)
         return command(**kwargs)
@@ -52,6 +54,9 @@ def _writes_to_stdout(kwargs: dict) -> bool:
     return any(str(kwargs.get(f"{name}_path")) == "-" for name in _FILE_OUTPUTS)
 
 
+#: The outputs of one format (``<name>_path``: evaluate's and cv's metrics and predictions, compare's curves):
+#: a name whose suffix says another format is refused, by score's rule (``output.output_format``).
+_ONE_FORMAT = {"json": "json", "predictions": "jsonl", "plot": "png"}
 #: The options naming an output file (``<name>_path``); "-" is stdout.
 _FILE_OUTPUTS = ("output", "json", "predictions", "plot")
 
@@ -112,8 +117,10 @@ def _input_paths(kwargs: dict) -> dict[str, list]:
         "--data": [kwargs.get("data_path"), *(spec.path for spec in kwargs.get("sources") or ())],
         "--system": [path for _, path in kwargs.get("systems") or ()],
     }
-    for option, paths in inputs.items():  # "-" reads stdin, which may be redirected from a file
-        inputs[option] = [_STDIN if str(path) == "-" and Path(_STDIN).exists() else path for path in paths]
+    for option, paths in list(inputs.items()):  # "-" reads stdin, which may be redirected from a file
+        inputs[option] = [path for path in paths if str(path) != "-"]
+        if any(str(path) == "-" for path in paths) and Path(_STDIN).exists():
+            inputs[f"{option} - (stdin)"] = [_STDIN]
     if "model_path" in kwargs:
         model = resolve_model_path(kwargs["model_path"])
         inputs["--model"] = [model / name for name in ("model.json", "vocabulary.json", "arrays.npz")]
@@ -121,6 +128,11 @@ def _input_paths(kwargs: dict) -> dict[str, list]:
 
 
 _STDIN = "/dev/stdin"
+
+
+def _named(option: str, path: object) -> str:
+    """An input as a message names it: ``--input data.jsonl``, or ``--input - (stdin)`` (not /dev/stdin)."""
+    return option if str(path) == _STDIN else f"{option} {path}"
 
 
 def _refuse_stdout_as_input(inputs: dict[str, list]) -> None:
@@ -133,7 +145,7 @@ def _refuse_stdout_as_input(inputs: dict[str, list]) -> None:
         for path in paths:
             if path is not None and str(path) != "-" and Path(path).exists() \
                     and os.path.samestat(out, os.stat(path)):
-                raise OutputError(f"stdout is the file given as {option} {path}; redirect the output elsewhere")
+                raise OutputError(f"stdout is the file given as {_named(option, path)}; redirect the output elsewhere")
 
 
 def _refuse_inputs_inside(target: Path, inputs: dict[str, list]) -> None:
@@ -143,7 +155,8 @@ def _refuse_inputs_inside(target: Path, inputs: dict[str, list]) -> None:
     for option, paths in inputs.items():
         for path in paths:
             if path is not None and str(path) != "-" and _inside(Path(path), target):
-                raise OutputError(f"--output {target}: holds {option} {path}; replacing it would delete that input")
+                raise OutputError(f"--output {target}: holds {_named(option, path)}; replacing it would delete that "
+                                  "input")
 
 
 def _inside(path: Path, directory: Path) -> bool:

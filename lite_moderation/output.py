@@ -42,6 +42,13 @@ SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv"
 #: Explain output formats by file suffix (before any compression suffix: report.html.gz is gzipped HTML).
 EXPLAIN_SUFFIX_FORMATS = {".html": "html", ".htm": "html", ".txt": "text", ".jsonl": "jsonl", ".ndjson": "jsonl",
                           ".json": "json"}
+#: Table output formats (``compare``, ``bench --output``) by file suffix (before any compression suffix).
+TABLE_SUFFIX_FORMATS = {".txt": "text", ".md": "markdown", ".markdown": "markdown", ".tex": "latex", ".csv": "csv",
+                        ".json": "json"}
+#: What any suffix this toolkit reads or writes says, for an output of one format only (``--json`` metrics: JSON;
+#: ``--predictions``: JSONL; ``--plot``: PNG): a name saying another format is refused (see :func:`output_format`).
+KNOWN_SUFFIX_FORMATS = {**SUFFIX_FORMATS, **EXPLAIN_SUFFIX_FORMATS, **TABLE_SUFFIX_FORMATS, ".png": "png",
+                        ".pdf": "pdf", ".svg": "svg", ".jpg": "jpeg", ".jpeg": "jpeg"}
 #: Compression by the last suffix.
 COMPRESSIONS = {".gz": "gzip", ".xz": "xz"}
 _TEMP_SUFFIX = ".tmp"
@@ -60,9 +67,13 @@ def split_suffix(path: str | os.PathLike,
 
 
 def output_format(path: str | os.PathLike | None, fmt: str | None, default: str,
-                  formats: dict[str, str] = SUFFIX_FORMATS) -> str:
-    """The output format for ``path``: its suffix decides (``formats``: score's or explain's), under any
-    compression suffix; a different explicit ``fmt`` is refused, and so is a suffix no format has."""
+                  formats: dict[str, str] = SUFFIX_FORMATS, only: str | None = None) -> str:
+    """The output format for ``path``: its suffix decides (``formats``: score's, explain's or the tables'), under
+    any compression suffix; a different explicit ``fmt`` is refused, and so is a suffix no format has.
+
+    ``only``: the option of an output that has one format, ``fmt`` (``--json``: json), checked by the same rule
+    against every suffix a format has (``KNOWN_SUFFIX_FORMATS``): ``--json m.csv`` is refused, ``--json m.out``
+    is not (its name claims no other format)."""
     suffix_fmt = None if path is None or str(path) == "-" else split_suffix(path, formats)[0]
     if suffix_fmt is None and fmt is None and path is not None and str(path) != "-":
         name = Path(path).name.lower()
@@ -72,6 +83,10 @@ def output_format(path: str | os.PathLike | None, fmt: str | None, default: str,
             raise OutputError(f"{path}: unknown output suffix {suffix!r}: name the file {known} (optionally .gz or "
                               f".xz), or give --format")
     if fmt and suffix_fmt and fmt != suffix_fmt:
+        if only:
+            suffix = next(s for s, f in formats.items() if f == fmt)
+            raise OutputError(f"{only} {path}: the suffix says {suffix_fmt}, but {only} writes {fmt} only; "
+                              f"give it a {suffix} name")
         raise OutputError(f"{path}: the suffix says {suffix_fmt} but --format is {fmt}; "
                           f"drop --format or rename the output")
     return fmt or suffix_fmt or default

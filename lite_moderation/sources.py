@@ -87,7 +87,11 @@ MAX_WEIGHT = 1e6
 
 #: A source's weights of some of its rows when they differ from ``weight`` (None: its weight); see SourceSpec.
 OWN_WEIGHTS = ("pair_weight", "prompt_alone_weight")
-_OPTION = re.compile(rf"^(weight|{'|'.join(OWN_WEIGHTS)}|rows|shapes|category|group)=(.+)$")
+#: The options of a source, after its file name: ``FILE,weight=0.3,rows=1000``.
+SOURCE_OPTIONS = ("weight", *OWN_WEIGHTS, "rows", "shapes", "category", "group")
+_OPTION = re.compile(rf"^({'|'.join(SOURCE_OPTIONS)})=(.+)$")
+#: A part after a comma that reads as an option, known or not (``weigth=0.3``).
+_OPTION_LIKE = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)=")
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,7 @@ def parse_source(text: str) -> SourceSpec:
     path = ",".join(parts)
     if not path:
         raise ValueError(f"{text!r}: no file name before the options")
+    _refuse_unknown_options(text, parts)
     try:
         weight = float(options.get("weight", 1.0))
         own = {option: float(options[option]) for option in OWN_WEIGHTS if option in options}
@@ -181,6 +186,34 @@ def parse_source(text: str) -> SourceSpec:
     shapes = tuple(options["shapes"].split("+")) if "shapes" in options else None
     return SourceSpec(path, weight, rows, shapes, **own, category=options.get("category"),
                       group=options.get("group"))
+
+
+def _refuse_unknown_options(text: str, parts: list[str]) -> None:
+    """A trailing ``,key=value`` that is no option (``comments.csv,weigth=0.3``) is a misspelt option, not part of
+    the file name, unless the whole name is a file (a name may hold commas): refused naming the options, instead of
+    a "no such file" that hides the typo. When the name without it is no file either, the message says both."""
+    def exists(name: str) -> bool:
+        return name in PACKAGE_SOURCES or Path(name).exists()
+
+    if exists(",".join(parts)):
+        return
+    rest, unknown = list(parts), []
+    while len(rest) > 1 and (like := _OPTION_LIKE.match(rest[-1].strip())):
+        rest.pop()
+        if like.group(1) not in SOURCE_OPTIONS:
+            unknown.insert(0, like.group(1))
+        if exists(",".join(rest)):
+            break
+    if not unknown:
+        return
+    import difflib
+
+    named = ", ".join(repr(key) + "".join(f" (did you mean {close!r}?)" for close in
+                                          difflib.get_close_matches(key, SOURCE_OPTIONS, n=1)) for key in unknown)
+    file = ",".join(rest)
+    found = "" if exists(file) else f"; or, if {','.join(parts)!r} is one file name: no such file"
+    raise ValueError(f"{text!r}: unknown option{'s' if len(unknown) > 1 else ''} {named} after the file name {file!r}; "
+                     f"the options are {', '.join(SOURCE_OPTIONS)}{found}")
 
 
 def _package_module(source: str, module: str, pin: str, also: tuple[str, ...] = ()) -> Any:

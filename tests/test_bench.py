@@ -244,6 +244,20 @@ def test_a_made_file_named_like_a_pinned_set_gets_no_published_row(runner, tmp_p
     assert json.loads(result.stdout)["published"] == []
 
 
+def test_the_output_suffix_decides_the_format_as_for_score(runner, tmp_path) -> None:
+    """`bench -o b.json` wrote the plain-text tables; a --format the suffix contradicts is refused, before any
+    work."""
+    manifest = _write_suite(tmp_path, {"saferlhf": ("response", _response_set(20, 0))})
+    args = ["bench", "--suite", str(manifest), "--data-dir", str(tmp_path), "--model", "fast", "--bootstrap", "20",
+            "-q"]
+    result = runner.invoke(main, [*args, "-o", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "b.json").read_text())["published"] == []
+    _assert_clean_failure(runner.invoke(main, [*args, "-o", str(tmp_path / "b.csv"), "--format", "json"]),
+                          "b.csv: the suffix says csv but --format is json")
+    assert not (tmp_path / "b.csv").exists()
+
+
 #: One bad record of each kind, with the field and the words its error names.
 BAD_RECORDS = [
     ({"input": "no markers at all", "output": "harmful"}, "input", "does not start with"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import shutil
@@ -254,6 +255,39 @@ def test_two_outputs_on_one_path_are_refused_before_any_work(runner, tmp_path, c
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", ["evaluate", "cv"])
+@pytest.mark.parametrize("outputs, message", [
+    (["--json", "{d}/m.csv"], "--json {d}/m.csv: the suffix says csv, but --json writes json only; give it a .json name"),
+    (["--json", "{d}/m.jsonl"], "--json {d}/m.jsonl: the suffix says jsonl, but --json writes json only"),
+    (["--predictions", "{d}/p.csv"], ("--predictions {d}/p.csv: the suffix says csv, but --predictions writes jsonl "
+                                      "only; give it a .jsonl name")),
+    (["--predictions", "{d}/p.json"], "--predictions {d}/p.json: the suffix says json, but --predictions writes jsonl"),
+], ids=["json as csv", "json as jsonl", "predictions as csv", "predictions as json"])
+def test_an_output_of_one_format_named_as_another_is_refused_before_any_work(runner, tmp_path, command, outputs,
+                                                                            message):
+    """evaluate --json m.csv and --predictions p.csv wrote JSON and JSONL under a .csv name."""
+    d = str(tmp_path)
+    result = runner.invoke(main, [command, "--data", str(tmp_path / "not-read-yet.jsonl"), "-q",
+                                  *(o.format(d=d) for o in outputs)])
+    _assert_clean_failure(result, message.format(d=d))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_metrics_and_predictions_under_names_that_say_their_format_or_none(runner, tiny_model_dir, tiny_eval_data,
+                                                                          tmp_path):
+    """The refusal is of a name that says another format only: .json.gz, .ndjson and names without a suffix are
+    written."""
+    metrics, predictions = tmp_path / "m.json.gz", tmp_path / "p.ndjson"
+    result = runner.invoke(main, ["evaluate", "--model", str(tiny_model_dir), "--data", str(tiny_eval_data),
+                                  "--bootstrap", "0", "--json", str(metrics), "--predictions", str(predictions)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(gzip.decompress(metrics.read_bytes()))["n"] == 90 and len(_jsonl(predictions.read_text())) == 90
+    result = runner.invoke(main, ["evaluate", "--model", str(tiny_model_dir), "--data", str(tiny_eval_data),
+                                  "--bootstrap", "0", "--json", str(tmp_path / "metrics")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "metrics").read_text())["n"] == 90
+
+
 def test_stdout_redirected_to_an_output_file_is_refused(tiny_model_dir, tiny_eval_data, tmp_path):
     """evaluate --json m.json > m.json: the table printed to stdout would go to the file --json then replaces."""
     out = tmp_path / "m.json"
@@ -357,6 +391,33 @@ def test_info_text(runner, tiny_model_dir):
     assert result.exit_code == 0, result.output
     assert "tiny_train.jsonl" in result.stdout and "thresholds:" in result.stdout
     assert "unsafe operating points (--threshold NAME): default " in result.stdout and ", strict " in result.stdout
+
+
+def test_info_on_a_model_saved_from_python_says_what_is_not_recorded(runner, tmp_path, tiny_model_dir):
+    """docs/python.md's `lm.save(est, "my-model")` saves no card: info printed "trained on: None (None rows, None
+    prompts, sha256 None)" and empty recipe and license lines."""
+    target = lm.save(lm.load(tiny_model_dir), tmp_path / "my-model")
+    result = runner.invoke(main, ["info", "--model", str(target)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "None" not in result.stdout and not [line for line in lines if line.rstrip().endswith(":")]
+    assert lines[1] == "training data: not recorded (no model card: saved from Python without the card lm.train returns)"
+    assert lines[2] == "recipe: not recorded (the estimator's parameters: info --json, under params)"
+    assert "license: not recorded (check the training data's terms)" in lines
+
+
+def test_info_on_a_model_trained_from_stdin_names_stdin_and_no_sha256(tmp_path, tiny_data):
+    out = tmp_path / "m"
+    with open(tiny_data, "rb") as stdin:
+        proc = subprocess.run([sys.executable, "-m", "lite_moderation", "train", "--data", "-", "--output", str(out),
+                               "--char-ngrams", "none", "--min-df", "1", "--threshold-folds", "0", "-q"],
+                              stdin=stdin, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    info = subprocess.run([sys.executable, "-m", "lite_moderation", "info", "--model", str(out)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert info.returncode == 0, info.stderr
+    assert info.stdout.splitlines()[1] == "trained on: stdin (240 rows, 12 prompts, not hashed)"
+    assert "None" not in info.stdout
 
 
 def test_missing_model_directory_fails_cleanly(runner, tmp_path):

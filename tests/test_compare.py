@@ -143,6 +143,34 @@ def test_compare_table_formats(runner, fmt) -> None:
         assert rows[0][0] == "system" and [r[0] for r in rows[1:]] == ["GuardReasoner-1B", "GuardReasoner-8B"]
 
 
+@pytest.mark.parametrize(("name", "fmt"), [("cmp.json", "json"), ("cmp.csv", "csv"), ("cmp.md", "markdown"),
+                                         ("cmp.tex", "latex"), ("cmp.txt", "text")])
+def test_compare_output_suffix_decides_the_format(runner, tmp_path, name, fmt) -> None:
+    """`compare -o cmp.json` (.csv, .md) wrote the plain-text table whatever the name said."""
+    args = ["compare", "--data", str(XSTEST), *_systems_args("GuardReasoner-8B"), "--bootstrap", "50", "-q"]
+    printed = runner.invoke(main, [*args, "--format", fmt])
+    assert printed.exit_code == 0, printed.output
+    result = runner.invoke(main, [*args, "-o", str(tmp_path / name)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / name).read_text() == printed.stdout
+    if fmt == "json":
+        assert json.loads(printed.stdout)["rows_compared"] == 446
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["-o", "{d}/cmp.csv", "--format", "json"], "{d}/cmp.csv: the suffix says csv but --format is json"),
+    (["-o", "{d}/cmp.out"], "{d}/cmp.out: unknown output suffix '.out'"),
+    (["-o", "{d}/cmp.txt", "--plot", "{d}/curves.pdf"], ("--plot {d}/curves.pdf: the suffix says pdf, but --plot "
+                                                         "writes png only")),
+], ids=["format contradicts suffix", "unknown suffix", "plot not png"])
+def test_compare_refuses_an_output_name_that_says_another_format(runner, tmp_path, options, message) -> None:
+    d = str(tmp_path)
+    result = runner.invoke(main, ["compare", "--data", str(XSTEST), *_systems_args("GuardReasoner-8B"),
+                                  "--bootstrap", "10", *(o.format(d=d) for o in options)])
+    _assert_clean_failure(result, message.format(d=d))
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(("lines", "fragments"), [
     (['{"row": 0, "flagged": true}', "not json"], ["preds.jsonl:2:", "not valid JSON"]),
     (['{"flagged": true}'], ["preds.jsonl:1:", "field 'row'"]),

@@ -133,6 +133,32 @@ def test_score_refuses_its_input_as_output_also_through_links(runner, tiny_model
     assert scored_input.read_bytes() == before
 
 
+@pytest.mark.parametrize("stdin_as", [[], ["-"], ["-i", "-"]], ids=["piped", "dash", "input dash"])
+def test_score_refuses_stdin_redirected_from_its_output_however_stdin_became_the_input(tiny_model_dir, scored_input,
+                                                                                       stdin_as):
+    """`score -o X < X` (and `score - -o X < X`) replaced X with its own scores, exit 0: only `-i -` was checked."""
+    before = scored_input.read_bytes()
+    with open(scored_input, "rb") as stdin:
+        proc = subprocess.run([sys.executable, "-m", "lite_moderation", "score", "--model", str(tiny_model_dir), "-q",
+                               *stdin_as, "-o", str(scored_input)], stdin=stdin, capture_output=True, text=True,
+                              timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert f"--output {scored_input}: is also given as --input - (stdin)" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert scored_input.read_bytes() == before
+
+
+def test_score_refuses_stdout_appended_to_the_file_stdin_is_read_from(tiny_model_dir, scored_input):
+    """`score < X >> X` would grow its input while reading it."""
+    before = scored_input.read_bytes()
+    with open(scored_input, "rb") as stdin, open(scored_input, "ab") as stdout:
+        proc = subprocess.run([sys.executable, "-m", "lite_moderation", "score", "--model", str(tiny_model_dir), "-q"],
+                              stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "stdout is the file given as --input - (stdin); redirect the output elsewhere" in proc.stderr
+    assert scored_input.read_bytes() == before
+
+
 def test_score_refuses_an_existing_directory_before_scoring(runner, tiny_model_dir, scored_input, tmp_path):
     result = runner.invoke(main, ["score", "--model", str(tiny_model_dir), "-i", str(scored_input),
                                   "-o", str(tmp_path), "-q"])

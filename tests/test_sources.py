@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -267,6 +268,37 @@ def test_train_cli_rejects_a_bad_source_or_shape(runner, tiny_data, tmp_path):
     result = runner.invoke(main, ["train", "--data", str(tiny_data), "--shapes", "prompt", "--output",
                                   str(tmp_path / "m")])
     assert result.exit_code == 2 and "pair" in result.output
+
+
+@pytest.mark.parametrize("command", ["train", "cv"])
+def test_a_misspelt_source_option_is_named_not_reported_as_a_missing_file(runner, tiny_data, tmp_path, command):
+    """`--data comments.csv,weigth=0.3` said "comments.csv,weigth=0.3: no such file"."""
+    data = shutil.copy(tiny_data, tmp_path / "comments.jsonl")
+    out = ["--output", str(tmp_path / "m")] if command == "train" else []
+    for source, file in ((f"{data},weigth=0.3", data), ("pkg:chitchat-dataset,weigth=0.3", "pkg:chitchat-dataset")):
+        result = runner.invoke(main, [command, "--data", source, *out, "-q"])
+        assert result.exit_code == 2, result.output
+        assert (f"unknown option 'weigth' (did you mean 'weight'?) after the file name '{file}'; the options are weight, "
+                "pair_weight, prompt_alone_weight, rows, shapes, category, group") in result.stderr
+        assert "no such file" not in result.stderr
+    result = runner.invoke(main, [command, "--data", f"{data},rows=50,Weight=2,rowz=1", *out, "-q"])
+    assert result.exit_code == 2 and "unknown options 'Weight' (did you mean 'weight'?), 'rowz'" in result.stderr
+    missing = tmp_path / "absent.jsonl"
+    result = runner.invoke(main, [command, "--data", f"{missing},weigth=0.3", *out, "-q"])  # neither is a file
+    assert result.exit_code == 2 and "unknown option 'weigth'" in result.stderr
+    assert f"or, if '{missing},weigth=0.3' is one file name: no such file" in result.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_file_whose_name_holds_a_comma_and_an_equals_sign_is_still_read(runner, tiny_data, tmp_path):
+    """Only a trailing part that is not a real file is taken for a misspelt option."""
+    data = shutil.copy(tiny_data, tmp_path / "run,lr=0.1.jsonl")
+    assert parse_source(str(data)) == SourceSpec(str(data))
+    assert parse_source(f"{data},weight=0.5") == SourceSpec(str(data), 0.5)
+    result = runner.invoke(main, ["train", "--data", f"{data},rows=100", "--output", str(tmp_path / "m"),
+                                  "--char-ngrams", "none", "--min-df", "1", "--threshold-folds", "0", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["card"]["training_data"]["rows"] == 100
 
 
 def test_cv_predictions_are_one_line_per_primary_row(runner, two_sources, tmp_path):
