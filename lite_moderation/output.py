@@ -308,7 +308,10 @@ def write_predictions(path: str | os.PathLike, proba: np.ndarray, cut_offs: np.n
     The verdict (``flagged``, ``categories``) of (n, k+1) ``proba`` at (n, k+1) or (k+1,) ``cut_offs`` is
     :meth:`LabelSet.decide`'s, the one ``score``, ``moderate()`` and the server give: categories only on a
     flagged row, and a flagged row names at least one."""
-    flagged, named = labels.decide(np.asarray(proba), np.asarray(cut_offs))
+    cut_offs = np.asarray(cut_offs)
+    if cut_offs.dtype == bool:  # the decisions this took before it took the cut-offs: refused, not misread
+        raise TypeError("write_predictions takes the rows' cut-offs (probabilities), not decisions")
+    flagged, named = labels.decide(np.asarray(proba), cut_offs)
     with atomic_text_writer(path) as fh:
         for i, (scores, flag, categories) in enumerate(zip(proba, flagged, named)):
             row = {"row": i, "line": int(lines[i]), "group": int(groups[i])}
