@@ -322,7 +322,7 @@ def peer_comparison() -> dict:
     for name in SHIPPED:
         model = load(name)
         for point in ("default", "strict"):
-            _, proba, predicted = evaluate_rows(model, dataset, threshold=point)
+            _, proba, predicted, _ = evaluate_rows(model, dataset, threshold=point)
             ours.append(System(f"{name} ({point})", np.arange(len(dataset)), proba[:, -1], predicted[:, -1],
                                source=f"lite_moderation shipped model {name}, --threshold {point}"))
     theirs = [read_system(PEERS, name, dataset) for name in PEER_NAMES]

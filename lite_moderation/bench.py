@@ -170,7 +170,7 @@ def run_bench(models: Sequence[tuple[str, object]], sets: Sequence[BenchSet], su
         for name, model in models:
             if on_cell is not None:
                 on_cell(spec.name, name)
-            metrics, proba, predicted = evaluate_rows(model, dataset, threshold=threshold)
+            metrics, proba, predicted, cuts = evaluate_rows(model, dataset, threshold=threshold)
             y = dataset.unsafe_labels()
             drawn = metric_samples(counts, group_of_row, y, proba[:, -1], predicted[:, -1])
             samples[spec.name, name] = drawn["f1"]
@@ -181,7 +181,7 @@ def run_bench(models: Sequence[tuple[str, object]], sets: Sequence[BenchSet], su
                             "seen_prompts": count_seen_prompts(model, keys),
                             "distinct_prompts": len({" ".join(k.split()).lower() for k in keys})})
             if predictions_dir is not None:
-                write_predictions(predictions_dir / f"{spec.name}.{name}.jsonl", proba, predicted, dataset.lines,
+                write_predictions(predictions_dir / f"{spec.name}.{name}.jsonl", proba, cuts, dataset.lines,
                                   groups, labels=label_set_of(model))
     scored = [s.spec for s in sets]
     return {

@@ -996,13 +996,13 @@ def evaluate_command(data_path: Path, json_path: Path | None, predictions_path: 
     dataset = _load_labelled(data_path, on_error, columns=columns,
                              labels=model.label_set_ if columns.own_labels else None, max_record_bytes=max_record_bytes)
     _warn_on_leak(model, group_keys(dataset.pairs), quiet)
-    metrics, proba, predicted = evaluate_rows(model, dataset, threshold=threshold)
+    metrics, proba, predicted, cuts = evaluate_rows(model, dataset, threshold=threshold)
     groups = prompt_groups(dataset.pairs)
-    if predictions_path is not None:
-        write_predictions(predictions_path, proba, predicted, dataset.lines, groups, labels=model.label_set_)
+    if predictions_path is not None:  # the verdicts score gives: the same rule
+        write_predictions(predictions_path, proba, cuts, dataset.lines, groups, labels=model.label_set_)
     categories = dataset.categories if "categories" in metrics else None
     metrics = _with_intervals(metrics, dataset.unsafe_labels(), proba, predicted, groups, categories,
-                              n_resamples, bootstrap_seed)
+                              n_resamples, bootstrap_seed, reported=model.label_set_.decide(proba, cuts)[1])
     _emit_metrics(metrics, json_path, table_format)
 
 
@@ -1056,28 +1056,30 @@ def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabul
         runs = cross_validate_repeats(training_set, folds, seeds, estimator=_estimator_from_options(recipe),
                                       progress=not quiet, threshold=threshold)
     result, primary = runs[0], training_set.primary
-    if predictions_path is not None:
-        write_predictions(predictions_path, result.proba, result.predicted, training_set.line_of_row[primary],
+    if predictions_path is not None:  # the verdicts score would give with each row's fold model
+        write_predictions(predictions_path, result.proba, result.cut_offs, training_set.line_of_row[primary],
                           training_set.groups[primary], result.fold_of_row, labels=training_set.labels)
     target = training_set.Y[primary]
     metrics = _with_intervals(result.metrics, target[:, -1], result.proba, result.predicted,
                               training_set.groups[primary], target[:, :-1] if training_set.has_categories else None,
-                              n_resamples, bootstrap_seed, training_set.grouped_by)
+                              n_resamples, bootstrap_seed, training_set.grouped_by,
+                              reported=training_set.labels.decide(result.proba, result.cut_offs)[1])
     if repeats > 1:
         metrics["repeats"] = repeat_summary([run.metrics for run in runs], seeds)
     _emit_metrics(metrics, json_path, table_format)
 
 
 def _with_intervals(metrics: dict, unsafe_true, proba, predicted, groups, categories, n_resamples: int,
-                    seed: int, grouped_by: str = "prompt") -> dict:
+                    seed: int, grouped_by: str = "prompt", reported=None) -> dict:
     """``metrics`` with the bootstrap's ``"ci"`` objects (unchanged when ``n_resamples`` is 0), resampling the
-    groups the folds kept together (``grouped_by``: "prompt" or a group column)."""
+    groups the folds kept together (``grouped_by``: "prompt" or a group column); ``reported``: the (n, k)
+    categories as reported (``LabelSet.decide``), for the interval of their macro-F1."""
     if not n_resamples:
         return metrics
     from .stats import Bootstrap, metric_intervals, with_intervals
 
     bootstrap = Bootstrap(n_resamples, seed)
-    intervals = metric_intervals(unsafe_true, proba, predicted, groups, categories, bootstrap)
+    intervals = metric_intervals(unsafe_true, proba, predicted, groups, categories, bootstrap, reported)
     return with_intervals(metrics, intervals, bootstrap.describe(len(set(groups.tolist())), grouped_by))
 
 
@@ -1113,14 +1115,12 @@ def _print_metrics(metrics: dict, err: bool = False) -> None:
         boot = metrics["bootstrap"]
         lines.append(f"  {boot['level']:.0%} CI: " + "  ".join(f"{k} {_fmt_ci(ci[k])}" for k in unsafe_keys))
     if "categories" in metrics:
-        cats = metrics["categories"]
-        macro_ci = f" {_fmt_ci(cats['ci']['macro_f1'])}" if "ci" in cats else ""
-        lines.append(f"categories: macro-F1 {_fmt(cats['macro_f1']).strip()}{macro_ci}  "
-                     f"micro-F1 {_fmt(cats['micro_f1']).strip()}")
-        lines.append(f"  {'category':<32} {'f1':>6} {'prec':>6} {'recall':>6} {'auprc':>6} {'support':>7}")
-        for name, m in cats["per_category"].items():
-            lines.append(f"  {short_name(name):<32} {_fmt(m['f1']):>6} {_fmt(m['precision']):>6} "
-                         f"{_fmt(m['recall']):>6} {_fmt(m['auprc']):>6} {m['support']:>7}")
+        lines += _category_lines(metrics["categories"], "categories, each head at its own cut-off")
+    if "reported_categories" in metrics:
+        from .tables import REPORTED_NOTE
+
+        lines += _category_lines(metrics["reported_categories"], "categories as reported")
+        lines.append(REPORTED_NOTE)
     if ci:
         boot = metrics["bootstrap"]
         lines.append(f"CI: {boot['method']}, {boot['resamples']} resamples, seed {boot['seed']}, "
@@ -1130,12 +1130,28 @@ def _print_metrics(metrics: dict, err: bool = False) -> None:
     click.echo("\n".join(lines), err=err)
 
 
+def _category_lines(cats: dict, title: str) -> list[str]:
+    """One category part of the metrics (``categories`` or ``reported_categories``) as text lines."""
+    macro_ci = f" {_fmt_ci(cats['ci']['macro_f1'])}" if "ci" in cats else ""
+    scores = all("auprc" in m for m in cats["per_category"].values())  # decisions alone have no AUPRC
+    header = f"  {'category':<32} {'f1':>6} {'prec':>6} {'recall':>6}" + (f" {'auprc':>6}" if scores else "")
+    lines = [f"{title}: macro-F1 {_fmt(cats['macro_f1']).strip()}{macro_ci}  micro-F1 {_fmt(cats['micro_f1']).strip()}",
+             f"{header} {'support':>7}"]
+    for name, m in cats["per_category"].items():
+        auprc = f" {_fmt(m['auprc']):>6}" if scores else ""
+        lines.append(f"  {short_name(name):<32} {_fmt(m['f1']):>6} {_fmt(m['precision']):>6} "
+                     f"{_fmt(m['recall']):>6}{auprc} {m['support']:>7}")
+    return lines
+
+
 def _repeat_lines(repeats: dict) -> list[str]:
     seeds = repeats["seeds"]
     lines = [f"over {len(seeds)} fold seeds ({seeds[0]}..{seeds[-1]}), mean ± sd:"]
     for part, values in repeats["mean"].items():
         sd = repeats["std"][part]
-        lines.append(f"  {part}: " + "  ".join(f"{k} {v:.3f} ± {sd[k]:.3f}" for k, v in values.items()))
+        name = {"categories": "categories, each head at its own cut-off",
+                "reported_categories": "categories as reported"}.get(part, part)
+        lines.append(f"  {name}: " + "  ".join(f"{k} {v:.3f} ± {sd[k]:.3f}" for k, v in values.items()))
     return lines
 
 

@@ -29,22 +29,27 @@ def count_seen_prompts(model: ModerationClassifier, prompts: Sequence[str]) -> i
 
 
 def evaluate(model: ModerationClassifier, dataset: Dataset, threshold: float | str | None = None) -> dict:
-    """Metrics of ``model`` on labelled ``dataset`` (categories included when the data has them).
+    """Metrics of ``model`` on labelled ``dataset`` (categories included when the data has them: each head at its
+    own cut-off, and as reported, see :mod:`lite_moderation.metrics`).
 
     ``threshold`` overrides the unsafe head's tuned threshold (a probability or an operating point's name).
     """
     return evaluate_rows(model, dataset, threshold)[0]
 
 
-def evaluate_rows(model: ModerationClassifier, dataset: Dataset,
-                  threshold: float | str | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
-    """:func:`evaluate`'s metrics, with the (n, 15) probabilities and decisions they were computed from."""
+def evaluate_rows(model: ModerationClassifier, dataset: Dataset, threshold: float | str | None = None
+                  ) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`evaluate`'s metrics, with the (n, k+1) probabilities, each head's decisions (its score at its
+    cut-off) and the rows' (n, k+1) cut-offs they were computed from. The verdicts users get are
+    ``label_set_of(model).decide(proba, cut_offs)``, as ``score`` and ``moderate()`` decide them."""
     labels = label_set_of(model)
     categories = _comparable_categories(labels, dataset)
     proba = model._label_proba(dataset.pairs)
-    predicted = proba >= _row_cut_offs(model, dataset.pairs, threshold)
-    metrics = moderation_metrics(dataset.unsafe_labels(), proba, predicted, categories, labels.categories)
-    return metrics, proba, predicted
+    cuts = _row_cut_offs(model, dataset.pairs, threshold)
+    predicted = proba >= cuts
+    metrics = moderation_metrics(dataset.unsafe_labels(), proba, predicted, categories, labels.categories,
+                                 reported_categories=labels.decide(proba, cuts)[1])
+    return metrics, proba, predicted, cuts
 
 
 def _comparable_categories(labels: LabelSet, dataset: Dataset) -> np.ndarray | None:
@@ -82,10 +87,13 @@ class CVResult:
     """Out-of-fold predictions of a cross-validation (primary rows only), and their metrics."""
 
     metrics: dict
-    proba: np.ndarray      # (n, 15) out-of-fold probabilities
-    predicted: np.ndarray  # (n, 15) decisions, each row at its own fold model's thresholds
+    proba: np.ndarray      # (n, k+1) out-of-fold probabilities
+    predicted: np.ndarray  # (n, k+1) each head's decision, each row at its own fold model's thresholds
     fold_of_row: np.ndarray
     operating_points: list[dict]  # per fold, its model's named unsafe cut-offs ("default", "strict")
+    #: (n, k+1) each row's cut-offs (its fold model's, ``threshold`` applied): the verdicts users would get are
+    #: ``labels.decide(proba, cut_offs)``.
+    cut_offs: np.ndarray
 
 
 def cross_validate(data: Dataset | TrainingSet, n_folds: int = 5, seed: int = 0,
@@ -109,7 +117,7 @@ def cross_validate(data: Dataset | TrainingSet, n_folds: int = 5, seed: int = 0,
     evaluated = np.flatnonzero(training_set.primary)
     target = training_set.Y[evaluated]
     proba = np.zeros(target.shape)
-    predicted = np.zeros(target.shape, dtype=bool)
+    cuts = np.zeros(target.shape)
     fold_of_row = np.zeros(len(evaluated), dtype=np.int64)
     operating_points = []
     folds = grouped_folds(None, n_folds, seed, groups=training_set.groups[evaluated])
@@ -120,14 +128,18 @@ def cross_validate(data: Dataset | TrainingSet, n_folds: int = 5, seed: int = 0,
             pairs, Y = training_set.subset(train)
             model = clone(estimator).fit(pairs, Y, **training_set.fit_params(train))
             check_fitted(model)  # NaN cut-offs would report garbage metrics as if they were real
-            proba[test] = model._label_proba(training_set.subset(held_out)[0])
-            predicted[test] = proba[test] >= _row_cut_offs(model, training_set.subset(held_out)[0], threshold)
+            items = training_set.subset(held_out)[0]
+            proba[test] = model._label_proba(items)
+            cuts[test] = _row_cut_offs(model, items, threshold)
             fold_of_row[test] = k
             operating_points.append(dict(model.operating_points_))
             bar.update()
+    predicted = proba >= cuts
     categories = target[:, :-1] if training_set.has_categories else None
-    metrics = moderation_metrics(target[:, -1], proba, predicted, categories, training_set.labels.categories)
-    return CVResult(metrics, proba, predicted, fold_of_row, operating_points)
+    labels = training_set.labels
+    metrics = moderation_metrics(target[:, -1], proba, predicted, categories, labels.categories,
+                                 reported_categories=labels.decide(proba, cuts)[1])
+    return CVResult(metrics, proba, predicted, fold_of_row, operating_points, cuts)
 
 
 def cross_validate_repeats(data: Dataset | TrainingSet, n_folds: int = 5, seeds: Sequence[int] = (0,),

@@ -1,11 +1,20 @@
 """The metrics published moderators report, in the one JSON shape benchmarks and checks read.
 
-Shape (``categories`` only when the data has the 14 categories)::
+Shape (the category parts only when the data has the model's categories)::
 
     {"n": int,
      "unsafe": {"f1", "precision", "recall", "fpr", "accuracy", "auprc", "auroc"},
      "categories": {"macro_f1", "micro_f1",
-                    "per_category": {NAME: {"f1", "precision", "recall", "auprc", "support"}}}}
+                    "per_category": {NAME: {"f1", "precision", "recall", "auprc", "support"}}},
+     "reported_categories": {"macro_f1", "micro_f1",
+                             "per_category": {NAME: {"f1", "precision", "recall", "support"}}}}
+
+Two measures of the categories, of two different decisions. ``categories``: each category head on its own, at its
+own cut-off, on every row (what a model card records of its cross-validation: how good each head is).
+``reported_categories``: the categories as a verdict reports them (``score``, ``moderate()``, the server), by
+:meth:`lite_moderation.labels.LabelSet.decide`: only on flagged items, and a flagged item names at least one (the
+nearest when none is at its cut-off); there is no AUPRC, as the scores are the same. The ``unsafe`` part is the same
+decision in both: ``flagged`` is the flag head at its cut-off.
 
 A metric with nothing to count is undefined, not 0, and reported as None (null in JSON, n/a in tables): recall
 without a positive row, precision without a flagged one, FPR without a negative, F1 without either, AUPRC
@@ -87,10 +96,11 @@ def binary_metrics(y_true: np.ndarray, scores: np.ndarray, y_pred: np.ndarray) -
     }
 
 
-def category_metrics(Y_true: np.ndarray, scores: np.ndarray, Y_pred: np.ndarray,
+def category_metrics(Y_true: np.ndarray, scores: np.ndarray | None, Y_pred: np.ndarray,
                      names: Sequence[str] = CATEGORIES) -> dict:
     """Per-category F1/precision/recall/AUPRC/support plus macro and micro F1 over the categories ``names``
-    (the columns of the arrays; default the BeaverTails 14); macro-F1 over the categories whose F1 is defined."""
+    (the columns of the arrays; default the BeaverTails 14); macro-F1 over the categories whose F1 is defined.
+    Without ``scores`` (None), no AUPRC: the metrics of decisions alone."""
     Y_true = np.asarray(Y_true, dtype=bool)
     Y_pred = np.asarray(Y_pred, dtype=bool)
     per_category = {}
@@ -102,7 +112,7 @@ def category_metrics(Y_true: np.ndarray, scores: np.ndarray, Y_pred: np.ndarray,
             "f1": _f1(tp, fp, fn),
             "precision": _ratio(tp, tp + fp),
             "recall": _ratio(tp, tp + fn),
-            "auprc": _auprc(Y_true[:, j], scores[:, j]),
+            **({} if scores is None else {"auprc": _auprc(Y_true[:, j], scores[:, j])}),
             "support": int(Y_true[:, j].sum()),
         }
     f1s = np.array([np.nan if m["f1"] is None else m["f1"] for m in per_category.values()])
@@ -119,11 +129,14 @@ def moderation_metrics(
     predicted: np.ndarray,
     categories_true: np.ndarray | None = None,
     category_names: Sequence[str] = CATEGORIES,
+    reported_categories: np.ndarray | None = None,
 ) -> dict:
     """All metrics of a model's (n, k+1) scores and decisions against the truth.
 
-    ``categories_true`` is the (n, k) category truth (columns named ``category_names``), or None for data
-    labelled only safe/unsafe.
+    ``predicted`` holds each head's own decision (its score at its cut-off): the ``unsafe`` and ``categories``
+    parts. ``categories_true`` is the (n, k) category truth (columns named ``category_names``), or None for data
+    labelled only safe/unsafe. ``reported_categories``, the (n, k) categories a verdict reports
+    (:meth:`~lite_moderation.labels.LabelSet.decide`), adds the ``reported_categories`` part (see the module).
     """
     proba = np.asarray(proba)
     predicted = np.asarray(predicted, dtype=bool)
@@ -136,4 +149,7 @@ def moderation_metrics(
         if n_cat:
             result["categories"] = category_metrics(categories_true, proba[:, :n_cat], predicted[:, :n_cat],
                                                     category_names)
+            if reported_categories is not None:
+                result["reported_categories"] = category_metrics(categories_true, None, reported_categories,
+                                                                 category_names)
     return result

@@ -315,18 +315,26 @@ def write_json(obj: object, path: str | os.PathLike | None) -> None:
         fh.write("\n")
 
 
-def write_predictions(path: str | os.PathLike, proba: object, predicted: object, lines: object, groups: object,
-                      folds: object = None, labels: LabelSet = BEAVERTAILS) -> None:
+def write_predictions(path: str | os.PathLike, proba: np.ndarray, cut_offs: np.ndarray, lines: object,
+                      groups: object, folds: object = None, labels: LabelSet = BEAVERTAILS) -> None:
     """Per-row predictions (JSONL, atomically): row index, input line, prompt group, fold (out-of-fold runs),
-    every label's score and the verdicts, so a result can be recomputed or compared with another system's rows."""
+    every label's score and the verdict, so a result can be recomputed or compared with another system's rows.
+
+    The verdict (``flagged``, ``categories``) of (n, k+1) ``proba`` at (n, k+1) or (k+1,) ``cut_offs`` is
+    :meth:`LabelSet.decide`'s, the one ``score``, ``moderate()`` and the server give: categories only on a
+    flagged row, and a flagged row names at least one."""
+    cut_offs = np.asarray(cut_offs)
+    if cut_offs.dtype == bool:  # the decisions this took before it took the cut-offs: refused, not misread
+        raise TypeError("write_predictions takes the rows' cut-offs (probabilities), not decisions")
+    flagged, named = labels.decide(np.asarray(proba), cut_offs)
     with atomic_text_writer(path) as fh:
-        for i, (scores, flags) in enumerate(zip(proba, predicted)):
+        for i, (scores, flag, categories) in enumerate(zip(proba, flagged, named)):
             row = {"row": i, "line": int(lines[i]), "group": int(groups[i])}
             if folds is not None:
                 row["fold"] = int(folds[i])
-            row["flagged"] = bool(flags[-1])
+            row["flagged"] = bool(flag)
             row["scores"] = dict(zip(labels.names, map(float, scores)))
-            row["categories"] = [c for c, flag in zip(labels.categories, flags[:-1]) if flag]
+            row["categories"] = [c for c, on in zip(labels.categories, categories) if on]
             fh.write(json.dumps(row) + "\n")
 
 

@@ -148,11 +148,13 @@ def interval(samples: np.ndarray, level: float = 0.95) -> list[float] | None:
 
 
 def metric_intervals(unsafe_true: np.ndarray, proba: np.ndarray, predicted: np.ndarray, groups: np.ndarray,
-                     categories_true: np.ndarray | None = None, bootstrap: Bootstrap | None = None) -> dict:
+                     categories_true: np.ndarray | None = None, bootstrap: Bootstrap | None = None,
+                     reported_categories: np.ndarray | None = None) -> dict:
     """95% (``bootstrap.level``) intervals of a model's metrics, in the shape of ``moderation_metrics``:
-    ``{"unsafe": {metric: [low, high]}, "categories": {"macro_f1": [low, high]}}``.
+    ``{"unsafe": {metric: [low, high]}, "categories": {"macro_f1": [low, high]}}``, and
+    ``"reported_categories": {"macro_f1": [low, high]}`` given the (n, k) categories as reported.
 
-    ``proba``/``predicted`` are the (n, 15) scores and decisions; ``groups`` the rows' prompt groups.
+    ``proba``/``predicted`` are the (n, k+1) scores and each head's decisions; ``groups`` the rows' prompt groups.
     """
     bootstrap = bootstrap or DEFAULT_BOOTSTRAP
     proba, predicted = np.asarray(proba), np.asarray(predicted, dtype=bool)
@@ -163,6 +165,10 @@ def metric_intervals(unsafe_true: np.ndarray, proba: np.ndarray, predicted: np.n
     result = {"unsafe": {name: interval(samples[name], bootstrap.level) for name in BOOTSTRAP_METRICS}}
     if has_categories:
         result["categories"] = {"macro_f1": interval(samples["macro_f1"], bootstrap.level)}
+    if has_categories and reported_categories is not None:  # the same resamples
+        reported_samples = _macro_f1_samples(counts, group_of_row, np.asarray(categories_true, dtype=bool),
+                                             np.asarray(reported_categories, dtype=bool))
+        result["reported_categories"] = {"macro_f1": interval(reported_samples, bootstrap.level)}
     return result
 
 
@@ -207,7 +213,8 @@ def point_metrics(group_of_row: np.ndarray, unsafe_true: np.ndarray, **arrays: n
 def repeat_summary(runs: Sequence[dict], seeds: Sequence[int]) -> dict:
     """Mean and standard deviation (ddof 1; 0 for one run) of each metric over runs of ``moderation_metrics``
     (cross-validations with different fold seeds), in its shape: ``{"seeds", "mean": {...}, "std": {...}}``."""
-    parts = {"unsafe": BOOTSTRAP_METRICS, "categories": ("macro_f1", "micro_f1")}
+    parts = {"unsafe": BOOTSTRAP_METRICS, "categories": ("macro_f1", "micro_f1"),
+             "reported_categories": ("macro_f1", "micro_f1")}
     mean: dict = {}
     std: dict = {}
     for part, names in parts.items():

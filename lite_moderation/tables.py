@@ -12,13 +12,17 @@ from dataclasses import dataclass, field
 
 from .taxonomy import short_name
 
-__all__ = ["TABLE_FORMATS", "Table", "format_ci", "latex_escape", "metrics_tables", "render", "render_all",
-           "render_table", "repeats_table"]
+__all__ = ["REPORTED_NOTE", "TABLE_FORMATS", "Table", "format_ci", "latex_escape", "metrics_tables", "render",
+           "render_all", "render_table", "repeats_table"]
 
 TABLE_FORMATS = ("text", "markdown", "latex", "csv")
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+#: What tells the two category measures apart, under their tables.
+REPORTED_NOTE = ("As reported: the categories score returns, named only on flagged rows and at least one on each. "
+                 "Each head at its own cut-off: on every row, as a model card records them.")
 
 #: Unsafe-head metrics in table order, with their column names.
 UNSAFE_COLUMNS = (("f1", "F1"), ("precision", "precision"), ("recall", "recall"), ("fpr", "FPR"),
@@ -131,13 +135,25 @@ def metrics_tables(metrics: dict, title: str = "") -> list[Table]:
     rows = [[short_name(c), format_ci(per[c]["f1"]), format_ci(per[c]["precision"]), format_ci(per[c]["recall"]),
              format_ci(per[c]["auprc"]), str(per[c]["support"])] for c in per]
     tables.append(Table(["category", "F1", "precision", "recall", "AUPRC", "support"], rows,
-                        f"{caption}harm categories: macro-F1 {macro}, micro-F1 {format_ci(cats['micro_f1'])}"))
+                        f"{caption}harm categories, each head at its own cut-off: macro-F1 {macro}, "
+                        f"micro-F1 {format_ci(cats['micro_f1'])}"))
+    if "reported_categories" not in metrics:
+        return tables
+    reported = metrics["reported_categories"]
+    macro = format_ci(reported["macro_f1"], reported.get("ci", {}).get("macro_f1"))
+    per = reported["per_category"]
+    rows = [[short_name(c), format_ci(per[c]["f1"]), format_ci(per[c]["precision"]), format_ci(per[c]["recall"]),
+             str(per[c]["support"])] for c in per]
+    tables.append(Table(["category", "F1", "precision", "recall", "support"], rows,
+                        f"{caption}harm categories as reported: macro-F1 {macro}, "
+                        f"micro-F1 {format_ci(reported['micro_f1'])}", [REPORTED_NOTE]))
     return tables
 
 
 def repeats_table(repeats: dict) -> Table:
     """Mean and standard deviation of each metric over cross-validations with different fold seeds."""
-    rows = [[f"{'unsafe ' if part == 'unsafe' else ''}{name}", f"{value:.3f}", f"{repeats['std'][part][name]:.3f}"]
+    prefix = {"unsafe": "unsafe ", "reported_categories": "reported "}
+    rows = [[f"{prefix.get(part, '')}{name}", f"{value:.3f}", f"{repeats['std'][part][name]:.3f}"]
             for part, values in repeats["mean"].items() for name, value in values.items()]
     seeds = repeats["seeds"]
     return Table(["metric", "mean", "sd"], rows, f"over {len(seeds)} fold seeds ({seeds[0]}..{seeds[-1]})")

@@ -23,6 +23,12 @@ BEAVERTAILS_LICENSE = (
 
 DEFAULT_THRESHOLD_SHRINKAGE = 50.0
 
+#: The parts of a cross-validation's metrics a model card records (``metrics.cv``): the flag head and each category
+#: head at its own cut-off, i.e. how good each head is. The categories as reported (``reported_categories``: only on
+#: flagged items, at least one on each) are ``cv``'s and ``evaluate``'s, not recorded: the cards of the shipped models
+#: are rebuilt byte for byte, and what a card records keeps its meaning.
+CARD_CV_METRICS = ("n", "unsafe", "categories")
+
 #: Named recipes: parameter overrides of the default recipe. "accurate" is the default and the shipped
 #: model (best CV quality); "fast" drops the response's character n-grams, for faster scoring at a small
 #: cost in quality (measured numbers: README, benchmarks/results/speed.md and train_scale.md).
@@ -88,7 +94,8 @@ def train(data: Dataset | TrainingSet, estimator: ModerationClassifier | None = 
     cv_metrics = None
     if cv_folds:
         cv = cross_validate(training_set, cv_folds, seed, estimator=estimator, progress=progress)
-        cv_metrics = {"folds": cv_folds, "seed": seed, "grouped_by": training_set.grouped_by, **cv.metrics}
+        cv_metrics = {"folds": cv_folds, "seed": seed, "grouped_by": training_set.grouped_by,
+                      **{k: v for k, v in cv.metrics.items() if k in CARD_CV_METRICS}}
         if len(training_set.sources) > 1:
             cv_metrics["evaluated_on"] = training_set.sources[0]["name"]
     from .model import with_labels

@@ -95,6 +95,30 @@ def test_bench_reproduces_evaluate_exactly_on_the_real_files(runner, tmp_path) -
 
 
 @needs_guard_files
+def test_bench_predictions_are_scores_verdicts_on_the_rows_it_writes(runner, tmp_path) -> None:
+    """bench --predictions wrote each head at its own cut-off (flagged rows naming no category, categories on
+    unflagged rows); its files hold what score returns for the same rows."""
+    result = runner.invoke(main, ["bench", "--data-dir", str(GUARD_DIR), "--model", "fast", "--set",
+                                  "xstest-response-harmful", "--bootstrap", "20", "--format", "json",
+                                  "--predictions", str(tmp_path / "pred"), "-q"])
+    assert result.exit_code == 0, result.output
+    scored = tmp_path / "scored.jsonl"
+    result = runner.invoke(main, ["score", "--model", "fast", "-i", str(tmp_path / "pred" /
+                                                                      "xstest-response-harmful.jsonl"),
+                                  "-o", str(scored)])
+    assert result.exit_code == 0, result.output
+    written = [json.loads(line) for line in
+               (tmp_path / "pred" / "xstest-response-harmful.fast.jsonl").read_text().splitlines()]
+    expected = [json.loads(line) for line in scored.read_text().splitlines()]
+    assert len(written) == len(expected) == 446
+    differ = [w["row"] for w, s in zip(written, expected)
+              if (w["line"], w["flagged"], w["categories"], w["scores"])
+              != (s["line"], s["flagged"], [c for c, on in s["categories"].items() if on],
+                  {**s["category_scores"], "unsafe": s["unsafe_score"]})]
+    assert not differ, f"{len(differ)} of {len(expected)} rows differ from score's verdict (first {differ[:5]})"
+
+
+@needs_guard_files
 def test_the_leak_check_marks_the_sets_a_model_was_trained_on(runner) -> None:
     result = runner.invoke(main, ["bench", "--data-dir", str(GUARD_DIR), "--model", "beavertails", "--set",
                                   "beavertails-30k-test", "--set", "xstest-response-harmful", "--bootstrap", "20",

@@ -358,7 +358,7 @@ def test_evaluate_tables_and_no_bootstrap(runner, tiny_model_dir, tiny_eval_data
     result = runner.invoke(main, [*base, "--format", "latex"])
     assert result.exit_code == 0, result.output
     _assert_compile_shaped(result.stdout)
-    assert result.stdout.count(r"\begin{table}") == 2 and "95" in result.stdout
+    assert result.stdout.count(r"\begin{table}") == 3 and "95" in result.stdout  # unsafe, categories twice
     result = runner.invoke(main, [*base, "--format", "markdown"])
     assert result.exit_code == 0 and "| F1 | 0." in result.stdout and "macro-F1" in result.stdout
     result = runner.invoke(main, [*base, "--bootstrap", "0", "--json", "-"])
