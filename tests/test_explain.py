@@ -120,6 +120,7 @@ def test_verdict_and_threshold_match_moderate():
             assert got["flagged"] == want["flagged"] and got["categories"] == want["categories"]
             assert got["unsafe_score"] == pytest.approx(want["unsafe_score"], abs=1e-12)
             assert got["explanations"][0]["threshold"] == pytest.approx(cut)
+            assert got["unsafe_threshold"] == pytest.approx(cut)
 
 
 def test_labels_by_short_name_and_unknown_ones_refused():
@@ -376,6 +377,33 @@ def test_cli_explain_html_report_draws_a_nearest_category_apart_from_one_at_its_
     unexplained = {look for row, shown in zip(states, bars) for name, look in shown.items() if row[name] != "not named"}
     assert len(unexplained) == 1 and unexplained.isdisjoint({nearest, flagged, plain}), unexplained
     assert legends == [{"flagged": flagged, NEAREST_WORDS: nearest, "named, not explained here": unexplained.pop()}] * 2
+
+
+@pytest.mark.parametrize("fmt", ["text", "html"])
+def test_cli_explain_header_shows_the_flag_heads_cut_off_whatever_labels_are_explained(runner, fmt):
+    """`explain "hi" --label violence` headed its report `unsafe 0.013 (cut-off 0.199)`: violence's cut-off (the first
+    label explained) beside the unsafe score; unsafe's, for a message, was 0.392 (a user's round). The header shows
+    the flag head's score and the cut-off its verdict was decided with: a message's or a pair's, at --threshold."""
+    header = re.compile(r"unsafe (\d\.\d{3}) \(cut-off (\d\.\d{3})\)")
+    scorer = lm.load_scorer()
+    items = {"A short note about the weather.": ["A short note about the weather."],
+             PAIR: ["--prompt", PAIR[0], "--response", PAIR[1]]}
+    shown = set()
+    for item, given in items.items():
+        for point in (None, "strict", 0.7):
+            args = [*given, "--top", "0", *(["--threshold", str(point)] if point is not None else [])]
+            result = runner.invoke(main, ["explain", *args, "--label", "unsafe", "--label", "violence", "--format",
+                                          "json"])
+            assert result.exit_code == 0, result.output
+            [verdict] = json.loads(result.stdout)
+            unsafe, violence = verdict["explanations"]
+            cut = cut_offs(scorer, message_mask([item]), point)[0, -1]  # the item's shape's unsafe cut-off
+            assert unsafe["threshold"] == pytest.approx(cut) and violence["threshold"] != pytest.approx(cut)
+            result = runner.invoke(main, ["explain", *args, "--label", "violence", "--format", fmt])
+            assert result.exit_code == 0, result.output
+            assert header.findall(result.stdout) == [(f"{verdict['unsafe_score']:.3f}", f"{cut:.3f}")]
+            shown.add(f"{cut:.3f}")
+    assert len(shown) == 5  # the message's and the pair's cut-offs differ at the default and strict points; then 0.7
 
 
 def test_cli_explain_input_file_top_and_skipped_rows(runner, tmp_path):
