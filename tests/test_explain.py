@@ -480,6 +480,32 @@ def test_cli_explain_rows_carry_the_input_id_as_scores_rows_do(runner, tiny_mode
     assert [head.get("id") for head in heads["explain"]] == (["a7", "", "12"] if suffix == "csv" else ["a7", None, 12])
 
 
+def test_cli_explain_takes_the_column_options_its_error_names(runner, tiny_model_dir, tmp_path):
+    """`explain -i comments.csv` said "name another with --text-column or --prompt-column", and explain had neither
+    option: "No such option '--text-column'" (a user's round). It takes score's column options."""
+    comments = tmp_path / "comments.csv"
+    comments.write_text("id,comment\n1,hello there\n2,the garden\n")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"question": PAIR[0], "answer": PAIR[1]}) + "\n")
+    base = ["explain", "--model", str(tiny_model_dir), "--format", "jsonl", "--top", "3", "-q"]
+    refused = runner.invoke(main, [*base, "-i", str(comments)])
+    assert refused.exit_code == 2 and "name another with --text-column or --prompt-column" in refused.stderr
+    for path, options, alone in [
+        (comments, ["--text-column", "comment"], [["hello there"], ["the garden"]]),
+        (pairs, ["--prompt-column", "question", "--response-column", "answer"], [["--prompt", PAIR[0], "--response",
+                                                                                  PAIR[1]]]),
+    ]:
+        result = runner.invoke(main, [*base, "-i", str(path), *options])
+        assert result.exit_code == 0, result.output
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [row["line"] for row in rows] == ([2, 3] if path == comments else [1])
+        for row, item in zip(rows, alone, strict=True):
+            expected = runner.invoke(main, [*base, *item])
+            assert {k: v for k, v in row.items() if k not in ("line", "id")} == json.loads(expected.stdout)
+    outside = runner.invoke(main, [*base, "--text-column", "comment", "hello there"])
+    assert outside.exit_code == 2 and "--text-column" in outside.stderr and "--input records" in outside.stderr
+
+
 def test_cli_explain_refuses_bad_usage(runner):
     assert runner.invoke(main, ["explain"]).exit_code == 2
     bad = runner.invoke(main, ["explain", "--label", "nope", "some text"])
