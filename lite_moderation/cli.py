@@ -490,10 +490,7 @@ def score(texts: tuple[str, ...], prompt: str | None, response: str | None, inpu
     With --engine dask, --input is a glob ('corpus/*.jsonl.gz') and --output a directory that receives
     OUT/<input stem>.scores.<format> per input file, each written atomically.
     """
-    if texts == ("-",) and input_path is None:  # `score -`: stdin, as `--input -`
-        texts, input_path = (), "-"
-    elif not texts and prompt is None and response is None and input_path is None and not sys.stdin.isatty():
-        input_path = "-"  # `echo hi | lite-moderation score`: nothing to score but what is piped in
+    texts, input_path = stdin_input_of(texts, prompt, response, input_path)
     if not columns.is_standard and input_path is None:
         raise click.UsageError("--text-column, --prompt-column, --response-column and --id-column name fields of "
                                "--input records")
@@ -526,6 +523,30 @@ def score(texts: tuple[str, ...], prompt: str | None, response: str | None, inpu
         raise InputError("stdout was closed before every row was written, so --fail-on-flagged cannot pass "
                          "the rest") from None
     _gate(fail_on_flagged, flagged, rejected)
+
+
+def stdin_input_of(texts: tuple[str, ...], prompt: str | None, response: str | None,
+                   input_path: str | None) -> tuple[tuple[str, ...], str | None]:
+    """(texts, input_path) with stdin as the input where it is meant (score's rule, explain's too): ``CMD -``, as
+    ``--input -``; or nothing to read named while stdin is piped (``echo hi | lite-moderation score``)."""
+    if texts == ("-",) and input_path is None:  # `score -`: stdin, as `--input -`
+        return (), "-"
+    if not texts and prompt is None and response is None and input_path is None and not sys.stdin.isatty():
+        return texts, "-"  # `echo hi | lite-moderation score`: nothing to score but what is piped in
+    return texts, input_path
+
+
+def stdin_input(command: Callable) -> Callable:
+    """Choose stdin as the input by :func:`stdin_input_of` before the command's output checks (``check_outputs``,
+    below this), so that they see it: ``explain -o in.jsonl < in.jsonl`` is refused as ``--input -`` is."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs["texts"], kwargs["input_path"] = stdin_input_of(kwargs["texts"], kwargs["prompt"], kwargs["response"],
+                                                               kwargs["input_path"])
+        return command(*args, **kwargs)
+
+    return wrapper
 
 
 def _gate(fail_on_flagged: bool, flagged: int, rejected: int) -> None:
@@ -642,7 +663,9 @@ EXPLAIN_FORMATS = ("text", "jsonl", "json", "html")
 @click.argument("texts", nargs=-1)
 @click.option("--prompt", help="Prompt of a question-answer pair; alone, a prompt alone (a user message).")
 @click.option("--response", help="Response of a question-answer pair; alone, a text alone (as a TEXTS argument).")
-@click.option("--input", "-i", "input_path", help="File of records to explain, or - for stdin.")
+@click.option("--input", "-i", "input_path",
+              help="File of records to explain, or - for stdin (as `explain -`, or text piped in with nothing else "
+                   "to explain).")
 @click.option("--input-format", type=click.Choice(list(INPUT_FORMATS)), default="auto",
               show_default=True, help="Format of --input (auto: from the suffix, or sniffed for stdin).")
 @click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
@@ -664,6 +687,7 @@ EXPLAIN_FORMATS = ("text", "jsonl", "json", "html")
 @quiet_option
 @functools.partial(column_options, fields=("text", "prompt", "response", "id"))
 @_friendly_errors
+@stdin_input
 @check_outputs
 def explain_command(texts: tuple[str, ...], prompt: str | None, response: str | None, input_path: str | None,
                     input_format: str, output_path: Path | None, fmt: str | None, top: int | None,

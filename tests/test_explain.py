@@ -506,6 +506,38 @@ def test_cli_explain_takes_the_column_options_its_error_names(runner, tiny_model
     assert outside.exit_code == 2 and "--text-column" in outside.stderr and "--input records" in outside.stderr
 
 
+def _explain_process(model: Path, *args: str, stdin) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lite_moderation", "explain", "--model", str(model), *args],
+                          stdin=stdin if not isinstance(stdin, str) else None,
+                          input=stdin if isinstance(stdin, str) else None, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def test_cli_explain_reads_stdin_as_score_does(tiny_model_dir, tmp_path):
+    """`explain -` explained the text "-", and text piped to `explain` was refused ("give exactly one of"), while
+    `score -` and `... | score` read stdin (a user's round). explain reads it by score's rule, and the output checks
+    see it: an --output that is the file on stdin is refused, as with `--input -`."""
+    text = "a walk by the garden and the river\n"
+    runs = {args: _explain_process(tiny_model_dir, "--format", "jsonl", *args, stdin=text)
+            for args in ((), ("-",), ("--input", "-"))}
+    assert all(run.returncode == 0 for run in runs.values()), {a: r.stderr for a, r in runs.items()}
+    assert runs[()].stdout == runs[("-",)].stdout == runs[("--input", "-")].stdout
+    [row] = [json.loads(line) for line in runs[()].stdout.splitlines()]
+    scored = subprocess.run([sys.executable, "-m", "lite_moderation", "score", "--model", str(tiny_model_dir)],
+                            input=text, capture_output=True, text=True, timeout=300, check=False)
+    assert row["line"] == 1 and row["unsafe_score"] == json.loads(scored.stdout)["unsafe_score"]
+    marked = {text[start:end] for e in row["explanations"] for c in e["contributions"] for _, start, end in c["spans"]}
+    assert {"garden", "river"} <= marked  # the piped text was explained, not "-"
+
+    records = tmp_path / "in.jsonl"
+    records.write_text(json.dumps({"text": "hello there"}) + "\n")
+    for args in ((), ("-",)):
+        with open(records) as stdin:
+            clash = _explain_process(tiny_model_dir, *args, "--output", str(records), stdin=stdin)
+        assert clash.returncode == 2 and "is also given as --input" in clash.stderr, clash.stderr
+        assert records.read_text() == json.dumps({"text": "hello there"}) + "\n"
+
+
 def test_cli_explain_refuses_bad_usage(runner):
     assert runner.invoke(main, ["explain"]).exit_code == 2
     bad = runner.invoke(main, ["explain", "--label", "nope", "some text"])
