@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import pty
 import re
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BEAVERTAILS_TEST, synthetic_records
+from conftest import BEAVERTAILS_TEST, read_terminal, synthetic_records
 
 import lite_moderation as lm
 from lite_moderation.cli import main
@@ -536,6 +538,20 @@ def test_cli_explain_reads_stdin_as_score_does(tiny_model_dir, tmp_path):
             clash = _explain_process(tiny_model_dir, *args, "--output", str(records), stdin=stdin)
         assert clash.returncode == 2 and "is also given as --input" in clash.stderr, clash.stderr
         assert records.read_text() == json.dumps({"text": "hello there"}) + "\n"
+
+
+@pytest.mark.parametrize("args", [("-",), ("--input", "-")], ids=["dash", "input dash"])
+def test_cli_explain_reads_text_typed_on_the_terminal_it_prints_to(tiny_model_dir, args):
+    """With stdin and stdout on one terminal, `explain -` (as `score -i -`) was refused: "stdout is the file given as
+    --input /dev/stdin", as if the report would grow its input; a terminal is no file. What is typed is explained."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "lite_moderation", "explain", "--model", str(tiny_model_dir), *args],
+                            stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    os.write(leader, b"a walk by the garden\n\x04")  # a line, then end of input
+    screen = read_terminal(leader, 120).decode(errors="replace")
+    assert proc.wait(timeout=120) == 0, screen
+    assert "stdout is the file" not in screen and re.search(r"line 1 +(ok|FLAGGED) +unsafe \d\.\d{3} \(cut-off", screen), screen
 
 
 def test_cli_explain_refuses_bad_usage(runner):
