@@ -450,8 +450,8 @@ def main() -> None:
 
 
 def stdin_as_input(command: Callable) -> Callable:
-    """The one place where ``score`` takes stdin as its input without ``--input -``: ``score -``, and
-    ``echo hi | lite-moderation score`` (nothing to score but what is piped in) both become ``--input -``.
+    """The one place where ``score`` and ``explain`` take stdin as their input without ``--input -``: ``score -``,
+    and ``echo hi | lite-moderation score`` (nothing to score but what is piped in) both become ``--input -``.
 
     Decided before ``@check_outputs`` (this wraps it), so every way stdin becomes the input is checked alike:
     ``score -o data.jsonl < data.jsonl`` is refused as ``score -i - -o data.jsonl < data.jsonl`` is, before
@@ -667,7 +667,9 @@ EXPLAIN_FORMATS = ("text", "jsonl", "json", "html")
 @click.argument("texts", nargs=-1)
 @click.option("--prompt", help="Prompt of a question-answer pair; alone, a prompt alone (a user message).")
 @click.option("--response", help="Response of a question-answer pair; alone, a text alone (as a TEXTS argument).")
-@click.option("--input", "-i", "input_path", help="File of records to explain, or - for stdin.")
+@click.option("--input", "-i", "input_path",
+              help="File of records to explain, or - for stdin (as `explain -`, or text piped in with nothing else "
+                   "to explain).")
 @click.option("--input-format", type=click.Choice(list(INPUT_FORMATS)), default="auto",
               show_default=True, help="Format of --input (auto: from the suffix, or sniffed for stdin).")
 @click.option("--output", "-o", "output_path", type=click.Path(path_type=Path),
@@ -687,8 +689,9 @@ EXPLAIN_FORMATS = ("text", "jsonl", "json", "html")
 @max_record_option
 @model_option
 @quiet_option
-@functools.partial(column_options, fields=("id",))
+@functools.partial(column_options, fields=("text", "prompt", "response", "id"))
 @_friendly_errors
+@stdin_as_input
 @check_outputs
 def explain_command(texts: tuple[str, ...], prompt: str | None, response: str | None, input_path: str | None,
                     input_format: str, output_path: Path | None, fmt: str | None, top: int | None,
@@ -704,7 +707,8 @@ def explain_command(texts: tuple[str, ...], prompt: str | None, response: str | 
     if sources != 1:
         raise click.UsageError("give exactly one of: TEXTS, --prompt/--response, or --input FILE")
     if not columns.is_standard and input_path is None:
-        raise click.UsageError("--id-column names a field of --input records")
+        raise click.UsageError("--text-column, --prompt-column, --response-column and --id-column name fields of "
+                               "--input records")
     fmt = _explain_format(output_path, fmt)
     explainer = Explainer.load(model_path)
     asked = resolve_labels(labels, explainer.label_set_) if labels else None
@@ -1202,11 +1206,12 @@ class SystemType(click.ParamType):
 @on_error_option("fail")
 @max_record_option
 @click.option("--quiet", "-q", is_flag=True, help="No notes on stderr (warnings and errors still).")
+@functools.partial(column_options, fields=("text", "prompt", "response"))
 @_friendly_errors
 @check_outputs
 def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], reference: str | None, fmt: str | None,
                     output_path: Path | None, plot_path: Path | None, n_resamples: int, bootstrap_seed: int,
-                    on_error: str, max_record_bytes: int, quiet: bool) -> None:
+                    on_error: str, max_record_bytes: int, quiet: bool, columns: Columns) -> None:
     """Systems' per-row predictions side by side on the rows they all cover: unsafe-head metrics with 95%
     confidence intervals, paired bootstrap intervals of the differences, McNemar's exact test on verdicts."""
     from .compare import check_plotting, compare_systems, comparison_tables, plot_curves, read_system
@@ -1216,7 +1221,7 @@ def compare_command(data_path: Path, systems: tuple[tuple[str, Path], ...], refe
     fmt = _table_format(output_path, fmt)
     if plot_path is not None:
         check_plotting()
-    dataset = _load_labelled(data_path, on_error, max_record_bytes=max_record_bytes)
+    dataset = _load_labelled(data_path, on_error, columns=columns, max_record_bytes=max_record_bytes)
     read = [read_system(path, name, dataset, max_record_bytes) for name, path in systems]
     comparison = compare_systems(dataset, read, Bootstrap(n_resamples, bootstrap_seed), reference=reference)
     summary = comparison.summary

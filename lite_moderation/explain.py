@@ -333,7 +333,9 @@ class Explainer:
         """One explanation per item of X (texts or (prompt, response) pairs, as ``moderate`` takes).
 
         Each is the item's verdict (``moderate``'s fields: ``flagged``, ``unsafe_score``, ``categories``,
-        ``category_scores``) plus ``explanations``: for each asked label (``labels``, full or short names;
+        ``category_scores``), ``unsafe_threshold`` (the flag head's cut-off that ``flagged`` was decided with: the
+        item's shape's, a message's or a pair's, at ``threshold``, whichever labels are explained) plus
+        ``explanations``: for each asked label (``labels``, full or short names;
         default: the flag head, then the flagged categories by score), ``{"label", "score", "threshold", "flagged",
         "logit", "intercept", "contributions", "rest"}``. ``contributions`` are the n-gram terms, strongest
         (largest absolute contribution) first, each ``{"field", "analyzer", "ngram", "spans", "tfidf",
@@ -361,6 +363,7 @@ class Explainer:
         logits = terms.logits
         proba = sigmoid(logits)
         verdict = self.label_set_.results(proba[None, :], cuts)[0]
+        verdict["unsafe_threshold"] = float(cuts[-1])  # the flag head's cut-off, the one ``flagged`` was decided with
         flags = [*verdict["categories"].values(), verdict["flagged"]]
         names = asked if asked is not None else _default_labels(verdict, self.label_set_)
         verdict["explanations"] = [

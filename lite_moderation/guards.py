@@ -10,6 +10,7 @@ import contextlib
 import functools
 import os
 import signal
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -136,10 +137,13 @@ def _named(option: str, path: object) -> str:
 
 
 def _refuse_stdout_as_input(inputs: dict[str, list]) -> None:
-    """``score -i data.jsonl >> data.jsonl`` would grow the input while reading it."""
+    """``score -i data.jsonl >> data.jsonl`` would grow the input while reading it. Only a file grows: a terminal
+    that is both stdin and stdout (``explain -`` typed at a prompt) is read and written, as with no ``-``."""
     try:
         out = os.fstat(sys.stdout.fileno())
     except (OSError, ValueError):  # no real stdout (captured, closed)
+        return
+    if not stat.S_ISREG(out.st_mode):
         return
     for option, paths in inputs.items():
         for path in paths:

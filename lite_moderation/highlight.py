@@ -24,9 +24,20 @@ __all__ = ["html_report", "segments", "text_report"]
 DEFAULT_MARKED = 8
 
 
-def _label_entry(explanation: dict, label: str | None = None) -> dict | None:
-    """The explanation of ``label`` (default: the first, the flag head unless other labels were asked)."""
-    return next((e for e in explanation["explanations"] if label is None or e["label"] == label), None)
+def _label_entry(explanation: dict, label: str) -> dict | None:
+    """The explanation of ``label``, None when it was not explained."""
+    return next((e for e in explanation["explanations"] if e["label"] == label), None)
+
+
+def _headline(explanation: dict) -> str:
+    """The verdict's score and cut-off: the flag head's, as ``flagged`` was decided (``unsafe_threshold``: the item's
+    shape's cut-off at the threshold asked), whichever labels are explained (the first may be a category)."""
+    return f"unsafe {explanation['unsafe_score']:.3f} (cut-off {explanation['unsafe_threshold']:.3f})"
+
+
+def _marking(explanation: dict) -> list[dict]:
+    """The contributions marked in the input: the first label explained (the flag head unless others were asked)."""
+    return explanation["explanations"][0]["contributions"] if explanation["explanations"] else []
 
 
 def segments(text: str, source: str, contributions: Sequence[dict], k: int = DEFAULT_MARKED
@@ -71,11 +82,9 @@ def text_report(explanation: dict, item: tuple[str, str], title: str, color: boo
     (a pipe, a file), they are put in [brackets] and {braces}. The input's control characters are shown
     escaped (``\x1b``, ``\n``), never sent to the terminal.
     """
-    unsafe = _label_entry(explanation)
     verdict = "FLAGGED" if explanation["flagged"] else "ok"
-    cut = f" (cut-off {unsafe['threshold']:.3f})" if unsafe else ""
-    lines = [f"{title}  {verdict}  unsafe {explanation['unsafe_score']:.3f}{cut}"]
-    marking = (unsafe or explanation["explanations"][0])["contributions"] if explanation["explanations"] else []
+    lines = [f"{title}  {verdict}  {_headline(explanation)}"]
+    marking = _marking(explanation)
     for name, source, text in _item_texts(item):
         marked = "".join(_terminal_piece(piece, c, color) for piece, c in segments(text, source, marking))
         lines.append(f"  {name + ':':<10}{marked}")
@@ -163,13 +172,11 @@ def html_report(explanations: Iterable[tuple[dict, tuple[str, str], str]], title
 
 
 def _html_item(explanation: dict, item: tuple[str, str], title: str, top: int) -> str:
-    unsafe = _label_entry(explanation)
     flagged = explanation["flagged"]
-    cut = f" (cut-off {unsafe['threshold']:.3f})" if unsafe else ""
     parts = [(f"<div class=item><div><b>{html.escape(title)}</b> "
              f"<span class='verdict {'flagged' if flagged else 'ok'}'>{'FLAGGED' if flagged else 'ok'}</span> "
-             f"unsafe {explanation['unsafe_score']:.3f}{cut}</div>")]
-    marking = (unsafe or explanation["explanations"][0])["contributions"] if explanation["explanations"] else []
+             f"{html.escape(_headline(explanation))}</div>")]
+    marking = _marking(explanation)
     peak = max((abs(c["contribution"]) for c in marking[:DEFAULT_MARKED]), default=1.0) or 1.0
     for name, source, text in _item_texts(item):
         pieces = "".join(_html_piece(piece, c, peak) for piece, c in segments(text, source, marking))

@@ -117,6 +117,36 @@ def test_evaluate_reports_what_an_all_safe_or_all_unsafe_file_cannot_measure_as_
         assert metrics[undefined] is None and metrics["ci"][undefined] is None and metrics["auroc"] is None
 
 
+def test_compare_data_in_fields_of_its_own_takes_the_column_options_its_error_names(runner, tmp_path) -> None:
+    """`compare --data comments.csv` said "name another with --text-column or --prompt-column", options compare did
+    not have (a user's round). It takes score's text column options; its prompts still group the bootstrap."""
+    rows = [{"prompt": f"question {i % 7}", "response": f"answer {i}", "is_safe": i % 3 != 0} for i in range(42)]
+    standard = write_jsonl(tmp_path / "standard.jsonl", rows)
+    own = tmp_path / "own.csv"
+    with open(own, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["question", "answer", "is_safe"])
+        writer.writerows([r["prompt"], r["response"], r["is_safe"]] for r in rows)
+    predictions = write_jsonl(tmp_path / "pred.jsonl", [{"row": i, "flagged": i % 2 == 0, "score": (i % 5) / 5}
+                                                         for i in range(42)])
+    args = ["--system", f"x={predictions}", "--format", "json", "--bootstrap", "200", "-q"]
+    refused = runner.invoke(main, ["compare", "--data", str(own), *args])
+    _assert_clean_failure(refused, "name another with --text-column or --prompt-column")
+    expected = runner.invoke(main, ["compare", "--data", str(standard), *args])
+    assert expected.exit_code == 0, expected.output
+    for options in (["--prompt-column", "question", "--response-column", "answer"], ["--prompt-column", "question"]):
+        result = runner.invoke(main, ["compare", "--data", str(own), *options, *args])
+        assert result.exit_code == 0, result.output
+        summary, want = json.loads(result.stdout), json.loads(expected.stdout)
+        assert summary.pop("data") == str(own) and want.pop("data") == str(standard)
+        assert summary == want  # the same rows, labels and prompt groups
+    single = tmp_path / "single.csv"
+    single.write_text("comment,is_safe\n" + "".join(f"text {i},{i % 3 != 0}\n" for i in range(42)))
+    result = runner.invoke(main, ["compare", "--data", str(single), "--text-column", "comment", *args])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows_compared"] == 42
+
+
 def test_compare_on_the_rows_all_systems_cover(tmp_path) -> None:
     dataset = load_dataset(XSTEST)
     peers = [json.loads(line) for line in PEERS.read_text().splitlines()]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import pty
 import re
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BEAVERTAILS_TEST, synthetic_records
+from conftest import BEAVERTAILS_TEST, read_terminal, synthetic_records
 
 import lite_moderation as lm
 from lite_moderation.cli import main
@@ -120,6 +122,7 @@ def test_verdict_and_threshold_match_moderate():
             assert got["flagged"] == want["flagged"] and got["categories"] == want["categories"]
             assert got["unsafe_score"] == pytest.approx(want["unsafe_score"], abs=1e-12)
             assert got["explanations"][0]["threshold"] == pytest.approx(cut)
+            assert got["unsafe_threshold"] == pytest.approx(cut)
 
 
 def test_labels_by_short_name_and_unknown_ones_refused():
@@ -378,6 +381,33 @@ def test_cli_explain_html_report_draws_a_nearest_category_apart_from_one_at_its_
     assert legends == [{"flagged": flagged, NEAREST_WORDS: nearest, "named, not explained here": unexplained.pop()}] * 2
 
 
+@pytest.mark.parametrize("fmt", ["text", "html"])
+def test_cli_explain_header_shows_the_flag_heads_cut_off_whatever_labels_are_explained(runner, fmt):
+    """`explain "hi" --label violence` headed its report `unsafe 0.013 (cut-off 0.199)`: violence's cut-off (the first
+    label explained) beside the unsafe score; unsafe's, for a message, was 0.392 (a user's round). The header shows
+    the flag head's score and the cut-off its verdict was decided with: a message's or a pair's, at --threshold."""
+    header = re.compile(r"unsafe (\d\.\d{3}) \(cut-off (\d\.\d{3})\)")
+    scorer = lm.load_scorer()
+    items = {"A short note about the weather.": ["A short note about the weather."],
+             PAIR: ["--prompt", PAIR[0], "--response", PAIR[1]]}
+    shown = set()
+    for item, given in items.items():
+        for point in (None, "strict", 0.7):
+            args = [*given, "--top", "0", *(["--threshold", str(point)] if point is not None else [])]
+            result = runner.invoke(main, ["explain", *args, "--label", "unsafe", "--label", "violence", "--format",
+                                          "json"])
+            assert result.exit_code == 0, result.output
+            [verdict] = json.loads(result.stdout)
+            unsafe, violence = verdict["explanations"]
+            cut = cut_offs(scorer, message_mask([item]), point)[0, -1]  # the item's shape's unsafe cut-off
+            assert unsafe["threshold"] == pytest.approx(cut) and violence["threshold"] != pytest.approx(cut)
+            result = runner.invoke(main, ["explain", *args, "--label", "violence", "--format", fmt])
+            assert result.exit_code == 0, result.output
+            assert header.findall(result.stdout) == [(f"{verdict['unsafe_score']:.3f}", f"{cut:.3f}")]
+            shown.add(f"{cut:.3f}")
+    assert len(shown) == 5  # the message's and the pair's cut-offs differ at the default and strict points; then 0.7
+
+
 def test_cli_explain_input_file_top_and_skipped_rows(runner, tmp_path):
     data = tmp_path / "in.jsonl"
     data.write_text(json.dumps({"text": "A short note about the weather."}) + "\nnot json\n"
@@ -450,6 +480,78 @@ def test_cli_explain_rows_carry_the_input_id_as_scores_rows_do(runner, tiny_mode
         heads[command] = [{k: row[k] for k in ("line", "id") if k in row} for row in rows]
     assert heads["explain"] == heads["score"]
     assert [head.get("id") for head in heads["explain"]] == (["a7", "", "12"] if suffix == "csv" else ["a7", None, 12])
+
+
+def test_cli_explain_takes_the_column_options_its_error_names(runner, tiny_model_dir, tmp_path):
+    """`explain -i comments.csv` said "name another with --text-column or --prompt-column", and explain had neither
+    option: "No such option '--text-column'" (a user's round). It takes score's column options."""
+    comments = tmp_path / "comments.csv"
+    comments.write_text("id,comment\n1,hello there\n2,the garden\n")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"question": PAIR[0], "answer": PAIR[1]}) + "\n")
+    base = ["explain", "--model", str(tiny_model_dir), "--format", "jsonl", "--top", "3", "-q"]
+    refused = runner.invoke(main, [*base, "-i", str(comments)])
+    assert refused.exit_code == 2 and "name another with --text-column or --prompt-column" in refused.stderr
+    for path, options, alone in [
+        (comments, ["--text-column", "comment"], [["hello there"], ["the garden"]]),
+        (pairs, ["--prompt-column", "question", "--response-column", "answer"], [["--prompt", PAIR[0], "--response",
+                                                                                  PAIR[1]]]),
+    ]:
+        result = runner.invoke(main, [*base, "-i", str(path), *options])
+        assert result.exit_code == 0, result.output
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [row["line"] for row in rows] == ([2, 3] if path == comments else [1])
+        for row, item in zip(rows, alone, strict=True):
+            expected = runner.invoke(main, [*base, *item])
+            assert {k: v for k, v in row.items() if k not in ("line", "id")} == json.loads(expected.stdout)
+    outside = runner.invoke(main, [*base, "--text-column", "comment", "hello there"])
+    assert outside.exit_code == 2 and "--text-column" in outside.stderr and "--input records" in outside.stderr
+
+
+def _explain_process(model: Path, *args: str, stdin) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lite_moderation", "explain", "--model", str(model), *args],
+                          stdin=stdin if not isinstance(stdin, str) else None,
+                          input=stdin if isinstance(stdin, str) else None, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def test_cli_explain_reads_stdin_as_score_does(tiny_model_dir, tmp_path):
+    """`explain -` explained the text "-", and text piped to `explain` was refused ("give exactly one of"), while
+    `score -` and `... | score` read stdin (a user's round). explain reads it by score's rule, and the output checks
+    see it: an --output that is the file on stdin is refused, as with `--input -`."""
+    text = "a walk by the garden and the river\n"
+    runs = {args: _explain_process(tiny_model_dir, "--format", "jsonl", *args, stdin=text)
+            for args in ((), ("-",), ("--input", "-"))}
+    assert all(run.returncode == 0 for run in runs.values()), {a: r.stderr for a, r in runs.items()}
+    assert runs[()].stdout == runs[("-",)].stdout == runs[("--input", "-")].stdout
+    [row] = [json.loads(line) for line in runs[()].stdout.splitlines()]
+    scored = subprocess.run([sys.executable, "-m", "lite_moderation", "score", "--model", str(tiny_model_dir)],
+                            input=text, capture_output=True, text=True, timeout=300, check=False)
+    assert row["line"] == 1 and row["unsafe_score"] == json.loads(scored.stdout)["unsafe_score"]
+    marked = {text[start:end] for e in row["explanations"] for c in e["contributions"] for _, start, end in c["spans"]}
+    assert {"garden", "river"} <= marked  # the piped text was explained, not "-"
+
+    records = tmp_path / "in.jsonl"
+    records.write_text(json.dumps({"text": "hello there"}) + "\n")
+    for args in ((), ("-",)):
+        with open(records) as stdin:
+            clash = _explain_process(tiny_model_dir, *args, "--output", str(records), stdin=stdin)
+        assert clash.returncode == 2 and "is also given as --input" in clash.stderr, clash.stderr
+        assert records.read_text() == json.dumps({"text": "hello there"}) + "\n"
+
+
+@pytest.mark.parametrize("args", [("-",), ("--input", "-")], ids=["dash", "input dash"])
+def test_cli_explain_reads_text_typed_on_the_terminal_it_prints_to(tiny_model_dir, args):
+    """With stdin and stdout on one terminal, `explain -` (as `score -i -`) was refused: "stdout is the file given as
+    --input /dev/stdin", as if the report would grow its input; a terminal is no file. What is typed is explained."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "lite_moderation", "explain", "--model", str(tiny_model_dir), *args],
+                            stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    os.write(leader, b"a walk by the garden\n\x04")  # a line, then end of input
+    screen = read_terminal(leader, 120).decode(errors="replace")
+    assert proc.wait(timeout=120) == 0, screen
+    assert "stdout is the file" not in screen and re.search(r"line 1 +(ok|FLAGGED) +unsafe \d\.\d{3} \(cut-off", screen), screen
 
 
 def test_cli_explain_refuses_bad_usage(runner):
