@@ -1427,16 +1427,30 @@ def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
             del bad[n]
 
 
+#: TSV has no quoting (the IANA text/tab-separated-values rule, as cut and awk read it): a cell is every character
+#: between two tabs, quotes included, and a row is one line. Why: a message that starts with a quoted word
+#: (``"quoted" start``) is ordinary text in a TSV file, and CSV's quoting refused it, or read a quote opened in one
+#: row as running on over the next rows, swallowing them.
+_TSV_QUOTING = csv.QUOTE_NONE
+
+
+def _csv_reader(lines: _CsvLines, delimiter: str) -> Iterator[list[str]]:
+    """csv's reader of CSV (quoted cells, in strict mode) or of TSV (no quoting: :data:`_TSV_QUOTING`)."""
+    quoting = _TSV_QUOTING if delimiter == "\t" else csv.QUOTE_MINIMAL
+    return csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True)
+
+
 def _csv_rows(lines: _CsvLines, source: _Source,
               delimiter: str) -> Iterator[tuple[int, list[int], list[str] | _Bad | _Blank]]:
     """Rows: the line each starts on, its lines, and its cells, a _Blank for a blank line (a row of empty cells,
     such as ",", is a row: its text is empty), or a _Bad for a row csv cannot read
     (an unclosed quote, a quoted cell followed by more than a delimiter, a stray carriage return, a field over
-    the record limit): that row is dropped and reading resumes on the line after its first.
+    the record limit): that row is dropped and reading resumes on the line after its first. TSV (``delimiter``
+    a tab) has no quoting: its rows are lines, and a quote is text.
 
     Why csv's strict mode: its lenient one reads ``"first`` up to the next row's opening quote and on past it
     (``first\n2,second row"``), so an unclosed quote silently swallowed the row after it."""
-    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    reader = _csv_reader(lines, delimiter)
     while True:
         lines.next_row()
         try:
@@ -1444,24 +1458,27 @@ def _csv_rows(lines: _CsvLines, source: _Source,
         except StopIteration:
             return
         except csv.Error as exc:
-            row = _csv_bad_row(exc, [n for n, _ in lines.taken], source.max_record_bytes)
+            row = _csv_bad_row(exc, [n for n, _ in lines.taken], source.max_record_bytes, delimiter)
         if not lines.taken:  # csv's error came before it read a line: nothing more to read
             return
         numbers = [n for n, _ in lines.taken]
         if isinstance(row, _Bad):
             yield numbers[0], numbers[:1], row
             lines.resume_after_first()
-            reader = csv.reader(lines, delimiter=delimiter, strict=True)
+            reader = _csv_reader(lines, delimiter)
         elif len(lines.taken) == 1 and _is_blank(lines.taken[0][1]):
             yield numbers[0], numbers, _Blank(numbers[0])
         else:
             yield numbers[0], numbers, row
 
 
-def _csv_bad_row(exc: csv.Error, numbers: list[int], limit: int) -> _Bad:
+def _csv_bad_row(exc: csv.Error, numbers: list[int], limit: int, delimiter: str = ",") -> _Bad:
     """What is wrong with a row csv could not read (read over the lines ``numbers``), and how to fix it."""
     message = str(exc).split(" - ")[0]  # without csv's advice to programmers (universal-newline mode)
+    kind = "TSV" if delimiter == "\t" else "CSV"
     if "field larger than field limit" in message:
+        if kind == "TSV":  # no quoting: no quote is ever left open
+            return _Bad(None, f"longer than the record limit ({limit} bytes)")
         return _Bad(None, f"longer than the record limit ({limit} bytes), or a quote opened here is never closed",
                     _QUOTE_HINT)
     if "unexpected end of data" in message:
@@ -1472,8 +1489,8 @@ def _csv_bad_row(exc: csv.Error, numbers: list[int], limit: int) -> _Bad:
     if "expected after" in message:
         return _Bad(None, "a quoted cell's closing quote (\") is followed by more than a delimiter", _QUOTE_HINT)
     if "new-line character seen in unquoted field" in message:
-        return _Bad(None, "not valid CSV: a carriage return (CR) inside an unquoted cell")
-    return _Bad(None, f"not valid CSV: {message}")
+        return _Bad(None, f"not valid {kind}: a carriage return (CR) inside an unquoted cell")
+    return _Bad(None, f"not valid {kind}: {message}")
 
 
 # ------------------------------------------------------------------------------------------------- arrays
