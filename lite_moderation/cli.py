@@ -24,7 +24,16 @@ import click
 from click.core import ParameterSource
 
 from . import __version__, exits
-from .data import DEFAULT_MAX_RECORD_BYTES, FIX_HINT, JSON_FILE_RECORDS, Columns, DataError, load_dataset, skipped_rows
+from .data import (
+    DEFAULT_MAX_RECORD_BYTES,
+    FIX_HINT,
+    JSON_FILE_RECORDS,
+    ClassNameWarning,
+    Columns,
+    DataError,
+    load_dataset,
+    skipped_rows,
+)
 from .data import FORMATS as INPUT_FORMATS
 from .explain import table_reasons
 from .guard_suite import GUARD_SUITE
@@ -406,7 +415,8 @@ _COLUMN_OPTIONS = (
     ("--response-column", "response", ("Field or column holding the response of a pair, read whenever present "
                                        "[default: response].")),
     ("--label-column", "label", ("Field or column holding one class name per row: one head per class but "
-                                 "--safe-class (multi-class).")),
+                                 "--safe-class (multi-class). A name is read as written, trimmed of the spaces "
+                                 "around it; names that differ only by case stay apart, with a warning.")),
     ("--label-columns", "labels", ("Comma-separated boolean fields or columns, one head each (multi-label); one "
                                    "alone is a binary target; is_safe among them is the flag head.")),
     ("--safe-class", "safe_class", "The --label-column class that means nothing flagged (e.g. ok)."),
@@ -852,8 +862,9 @@ def _load_sources(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], seed
 
     errors: list[DataError] = []
     try:
-        training_set = build_training_set(sources, shapes, seed=seed, on_error=on_error, errors=errors,
-                                          columns=columns, max_record_bytes=max_record_bytes)
+        with _class_name_warnings_reported():
+            training_set = build_training_set(sources, shapes, seed=seed, on_error=on_error, errors=errors,
+                                              columns=columns, max_record_bytes=max_record_bytes)
     finally:  # also when no row was left: the skipped rows say why
         _report_skipped(errors)
     training_set.vocabulary_from = vocabulary_from
@@ -934,11 +945,30 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels", colu
                    labels: Any = None, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES):
     errors: list[DataError] = []
     try:
-        dataset = load_dataset(data_path, on_error=on_error, errors=errors, require=require, columns=columns,
-                               labels=labels, max_record_bytes=max_record_bytes)
+        with _class_name_warnings_reported():
+            dataset = load_dataset(data_path, on_error=on_error, errors=errors, require=require, columns=columns,
+                                   labels=labels, max_record_bytes=max_record_bytes)
     finally:  # also when no row was left: the skipped rows say why
         _report_skipped(errors)
     return dataset
+
+
+@contextlib.contextmanager
+def _class_name_warnings_reported() -> Iterator[None]:
+    """The data's :class:`~lite_moderation.data.ClassNameWarning` (class names that differ only by case) as a
+    ``warning:`` line on stderr, like the CLI's other warnings, not in Python's warning format; other Python
+    warnings are let through as they were."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ClassNameWarning)
+        try:
+            yield
+        finally:
+            ours = [w for w in caught if issubclass(w.category, ClassNameWarning)]
+            others = [w for w in caught if not issubclass(w.category, ClassNameWarning)]
+    for warning in ours:
+        _note(f"warning: {warning.message}")
+    for warning in others:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 @main.command("evaluate")

@@ -20,6 +20,7 @@ import lzma
 import os
 import re
 import sys
+import warnings
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -32,7 +33,8 @@ from .labels import DEFAULT_FLAG, IS_SAFE, LabelSet, label_set_of_columns
 from .taxonomy import BEAVERTAILS, CATEGORIES
 
 __all__ = [
-    "DEFAULT_MAX_RECORD_BYTES", "Columns", "DataError", "DataWarning", "Dataset", "OverlongLine", "Record",
+    "DEFAULT_MAX_RECORD_BYTES", "ClassNameWarning", "Columns", "DataError", "DataWarning", "Dataset", "OverlongLine",
+    "Record",
     "bounded_lines", "load_dataset", "parse_json_array", "parse_json_text", "read_records", "record_from_object",
     "sha256_file", "skipped_rows",
 ]
@@ -198,6 +200,12 @@ class Dataset:
 
 class DataWarning(DataError):
     """A problem that did not stop a record from being used (e.g. a malformed label when scoring)."""
+
+
+class ClassNameWarning(UserWarning):
+    """Classes of a class column whose names differ only by case ("Spam", "spam"): they stay separate classes (the
+    data's labels are the user's), and this warning names each and where it first occurs, so that a typo is fixed
+    in the data rather than trained on."""
 
 
 def skipped_rows(errors: Iterable[DataError]) -> int:
@@ -446,6 +454,7 @@ def load_dataset(
     unlabelled: Record | None = None  # the first record without the user's label columns
     display = _display(path)
     known = _known_classes(labels, columns)
+    first_of_class: dict[str, Record] = {}  # each class name's first record, to say where a near-duplicate is
     for rec in read_records(path, on_error=on_error, errors=errors, require=require, columns=columns,
                             max_record_bytes=max_record_bytes):
         if known is not None and rec.target not in known:
@@ -467,6 +476,8 @@ def load_dataset(
         groups.append(rec.group)
         if rec.target is None and unlabelled is None:
             unlabelled = rec
+        if isinstance(rec.target, str) and rec.target not in first_of_class:
+            first_of_class[rec.target] = rec
     if not pairs:
         skipped = skipped_rows(errors[errors_before:]) if errors is not None else 0
         raise DataError(display, message=f"no valid records ({skipped} skipped as bad)")
@@ -475,6 +486,8 @@ def load_dataset(
         if unlabelled is not None:
             raise unlabelled.error(display, "is_safe", "this row has is_safe but not the label column(s) "
                                    f"{list(columns.label_fields())} other rows have", "Label every row the same way.")
+        if columns.label is not None and labels is None:
+            _warn_of_cased_classes(first_of_class, columns.label, display)
         try:
             label_set, categories, unsafe = _own_labels(targets, columns, labels, display)
         except ValueError as exc:  # names a label set cannot have (LabelSet's rule), found in the data
@@ -508,6 +521,35 @@ def _columns(columns: Columns | None, names: dict[str, Any]) -> Columns | None:
         raise TypeError("give columns= or column keywords, not both")
     columns = Columns(**given) if given else columns
     return None if columns is None or columns.is_standard else columns
+
+
+def _warn_of_cased_classes(first_of_class: dict[str, Record], field: str, display: str) -> None:
+    """A :class:`ClassNameWarning` naming the class names that differ only by case, each with where it first
+    occurs (they stay separate classes: whether "Spam" and "spam" are one is the data's author's to say)."""
+    by_folded: dict[str, list[str]] = collections.defaultdict(list)
+    for name in first_of_class:
+        by_folded[name.casefold()].append(name)
+    clashes = [sorted(names, key=lambda n: _record_order(first_of_class[n])) for names in by_folded.values()
+               if len(names) > 1]
+    if not clashes:
+        return
+    clashes.sort(key=lambda names: _record_order(first_of_class[names[0]]))
+
+    def where(name: str) -> str:
+        return f"{_describe_cell(name)} first at {first_of_class[name].error(display, field, '').location}"
+
+    shown = "; ".join(", ".join(map(where, names)) for names in clashes[:5])
+    more = f"; and {len(clashes) - 5} more such groups" if len(clashes) > 5 else ""
+    message = str(DataError(
+        display, field=field, message=f"class names that differ only by case are separate classes: {shown}{more}",
+        hint="If they mean one class, spell it one way in the data (a class name is read as written, only trimmed "
+             "of the spaces around it)"))
+    warnings.warn(message, ClassNameWarning, stacklevel=3)
+
+
+def _record_order(record: Record) -> int:
+    """Where a record is in its file: its line (a .json array's record: the line it starts on)."""
+    return record.start_line if record.start_line is not None else record.line
 
 
 def _known_classes(labels: LabelSet | None, columns: Columns | None) -> set[str] | None:
