@@ -1340,7 +1340,7 @@ def _csv_columns(header: list[str], source: _Source, require: str, line: int) ->
     if id_name in raw_names:
         target["id"] = raw_names.index(id_name)
     elif id_name != "id":
-        raise missing(id_name, f"'{_column_label(id_name)}' (named as the id column)")
+        raise missing(id_name, f"{_column_label(id_name)} (named as the id column)")
     if columns is not None and columns.group is not None:
         if columns.group not in raw_names:
             raise missing(columns.group, f"{_column_label(columns.group)} (named as the group column: group= of "

@@ -229,3 +229,13 @@ def test_a_header_naming_a_read_column_twice_is_refused_and_a_named_column_wins(
         _texts(path)
     path.write_text("id,text,comment\n1,first cell,second cell\n")
     assert _texts(path, text="comment")[0] == [(2, "second cell")]
+
+
+def test_a_missing_id_column_is_named_once_quoted(runner, tmp_path):
+    """A user test: `--id-column nope` on a CSV without it said `missing column ''nope''` (quoted twice)."""
+    path = tmp_path / "in.csv"
+    path.write_text("id,text\n1,a note about tea\n")
+    result = runner.invoke(main, ["score", "--model", "fast", "-i", str(path), "--id-column", "nope"])
+    assert result.exit_code == 2
+    assert f"{path}:1: field 'nope': missing column 'nope' (named as the id column); found columns: 'id', 'text'" \
+        in result.stderr, result.stderr
