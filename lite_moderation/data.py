@@ -78,6 +78,17 @@ _SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv
                    ".txt": "text"}
 _COMPRESSIONS = {".gz": "gzip", ".xz": "xz"}
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "xz"))
+#: Compressions and archives the reader does not open, told by their first bytes (whatever the file's name): the
+#: name of each, and the command that decompresses it. Why: read as text, they were "not valid UTF-8".
+_UNREAD_MAGIC = (
+    (re.compile(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)"), "bzip2", "bunzip2 -k FILE"),
+    (re.compile(rb"PK(\x03\x04|\x05\x06)"), "zip", "unzip FILE"),
+    (re.compile(rb"\x28\xb5\x2f\xfd"), "zstd", "zstd -d FILE"),
+    (re.compile(rb"\x04\x22\x4d\x18"), "lz4", "lz4 -d FILE"),
+    (re.compile(rb"7z\xbc\xaf\x27\x1c"), "7z", "7z x FILE"),
+)
+_UTF8_HINT = ("The file must be UTF-8: convert one in another encoding first, e.g. iconv -f latin1 -t utf-8 FILE > NEW "
+              "(Latin-1; -f cp1252 for Windows text)")
 _READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
 
 
@@ -675,6 +686,18 @@ def _sniff_compression(raw: IO[bytes]) -> str | None:
     return next((c for magic, c in _MAGIC if head.startswith(magic)), None)
 
 
+def _check_not_compressed(raw: IO[bytes], source: _Source) -> None:
+    """Refuse a stream compressed in a way the reader does not open (:data:`_UNREAD_MAGIC`), naming it and how to
+    decompress it, rather than read its bytes as lines of text."""
+    peek = getattr(raw, "peek", None)
+    head = peek(16)[:16] if peek else b""
+    for magic, kind, command in _UNREAD_MAGIC:
+        if magic.match(head):
+            raise source.fatal(f"the {'input' if source.path is None else 'file'} is {kind}-compressed, which is not "
+                               "read: compressed input is read from .gz (gzip) and .xz (xz) files",
+                               hint=f"Decompress it first, e.g. {command}, or recompress it with gzip or xz")
+
+
 @contextlib.contextmanager
 def _open_stream(source: _Source) -> Iterator[IO[bytes]]:
     """Open the (possibly compressed) byte stream; never close stdin."""
@@ -687,6 +710,8 @@ def _open_stream(source: _Source) -> Iterator[IO[bytes]]:
             except OSError as exc:
                 raise source.fatal(f"cannot open: {exc.strerror or exc}") from None
         compression = source.compression or _sniff_compression(raw)
+        if compression is None:
+            _check_not_compressed(raw, source)
         if compression == "gzip":
             yield stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
         elif compression == "xz":
@@ -704,6 +729,7 @@ def _drive(items: Iterable[Record | DataError | _Blank], source: _Source, on_err
     blank lines alone are none) is an error."""
     seen = 0
     blank: list[int] = []  # the first and last line of a run of blank lines not yet reported
+    advised = False  # whether a line that is not UTF-8 has had the encoding advice (given once per file)
     for item in items:
         if isinstance(item, _Blank):
             if blank and item.line == blank[1] + 1:
@@ -722,6 +748,10 @@ def _drive(items: Iterable[Record | DataError | _Blank], source: _Source, on_err
             continue
         seen += 1
         if isinstance(item, DataError):
+            if item.hint == _UTF8_HINT:
+                if advised:
+                    item = DataError(item.path, item.line, item.field, item.message, None, item.element, item.rows)
+                advised = True
             _settle(item, on_error, errors)
             continue
         yield item
@@ -892,8 +922,13 @@ def _decode(raw: bytes, n: int) -> str:
         raise _Bad(None, raw.message)
     text, offset = _try_decode(raw, n)
     if offset is not None:
-        raise _Bad(None, f"not valid UTF-8 (byte offset {offset})")
+        raise _not_utf8(offset)
     return text
+
+
+def _not_utf8(offset: int) -> _Bad:
+    """A line that is not UTF-8, and how to convert a file in another encoding (given once per file: :func:`_drive`)."""
+    return _Bad(None, f"not valid UTF-8 (byte offset {offset})", _UTF8_HINT)
 
 
 def _strip_newline(text: str) -> str:
@@ -948,7 +983,7 @@ def _json_items(stream: IO[bytes], source: _Source, require: str) -> Iterator[Re
     try:
         text = data[skip:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise source.fatal(f"not valid UTF-8 (byte offset {exc.start + skip})") from None
+        raise source.fatal(f"not valid UTF-8 (byte offset {exc.start + skip})", hint=_UTF8_HINT) from None
     if not text.strip():
         return
     try:
@@ -1234,16 +1269,16 @@ def _set_csv_field_limit(limit: int) -> None:
     csv.field_size_limit(limit)
 
 
-def _csv_text(lines: Iterable[tuple[int, bytes]], bad: dict[int, str]) -> Iterator[tuple[int, str]]:
+def _csv_text(lines: Iterable[tuple[int, bytes]], bad: dict[int, _Bad]) -> Iterator[tuple[int, str]]:
     """(line, decoded text) for csv.reader; undecodable or overlong lines are noted in ``bad`` (line -> problem)."""
     for n, raw in lines:
         if isinstance(raw, OverlongLine):
-            bad[n] = raw.message
+            bad[n] = _Bad(None, raw.message)
             yield n, "-\n"  # a stand-in row, so the dropped line is reported, never lost as a blank one
             continue
         text, offset = _try_decode(raw, n)
         if offset is not None:
-            bad[n] = f"not valid UTF-8 (byte offset {offset})"
+            bad[n] = _not_utf8(offset)
         yield n, text
 
 
@@ -1434,7 +1469,7 @@ def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
                require: str, delimiter: str = ",") -> Iterator[Record | DataError | _Blank]:
     """CSV (or TSV) rows as records; a record's line is the physical line its row starts on (header = 1)."""
     _set_csv_field_limit(source.max_record_bytes)
-    bad: dict[int, str] = {}
+    bad: dict[int, _Bad] = {}
     rows = _csv_rows(_CsvLines(_csv_text(lines, bad)), source, delimiter)
     header = next(rows, None)
     while header is not None and isinstance(header[2], _Blank):  # blank lines before the header
@@ -1447,7 +1482,8 @@ def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
         raise source.fatal(f"header: {header_row.message}", header_start)
     if bad:
         line = min(bad)
-        raise source.fatal(f"header: {bad[line]}", line)
+        raise source.fatal(f"header: {bad[line].message}", line, hint=bad[line].hint if bad[line].hint != _FIX_HINT
+                           else None)
     cols = _csv_columns(header_row, source, require, header_start)
     for start, row_lines, row in rows:
         if isinstance(row, _Blank):
@@ -1458,7 +1494,7 @@ def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
             if isinstance(row, _Bad):
                 raise row
             if lines_bad:
-                raise _Bad(None, bad[lines_bad[0]])
+                raise bad[lines_bad[0]]
             notes: list[_Bad] = []
             record = _csv_record(row, cols, require, start, notes)
             yield from (source.warning(start, note) for note in notes)
