@@ -404,7 +404,24 @@ def _estimator_from_options(options: dict, verbose: int = 0):
             params[range_key] = given[option]
             if option == "char_ngrams":
                 params.setdefault("char_fields", ("response",))
-    return default_estimator(verbose=verbose, preset=options["preset"], **params)
+    estimator = default_estimator(verbose=verbose, preset=options["preset"], **params)
+    if not estimator.vectorizer.word_fields and not estimator.vectorizer.char_fields:
+        raise click.UsageError(f"{_features_off(given, options['preset'])} leave no features to train on: keep word "
+                               "n-grams (--word-ngrams 1,2) or character n-grams (--char-ngrams 2,5)")
+    return estimator
+
+
+def _features_off(given: dict, preset: str) -> str:
+    """The options that turned off the word and the character n-grams, as the user gave them (the library's own
+    message names its QAVectorizer, which the user never named)."""
+    causes = []
+    for option, fields in (("word_ngrams", "word_fields"), ("char_ngrams", "char_fields")):
+        if option in given:
+            causes.append(f"--{option.replace('_', '-')} none")
+        else:
+            kind = "word" if option == "word_ngrams" else "character"
+            causes.append(f"--preset {preset} (which has no {kind} n-grams)")
+    return " and ".join(causes)
 
 
 #: The column options (train, cv, evaluate): option, Columns field, help.
@@ -841,9 +858,9 @@ def train_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], voca
     (--label-column with --safe-class, or --label-columns); name your text fields with --text-column or
     --prompt-column/--response-column.
     """
+    estimator = _estimator_from_options(recipe)  # before the data is read: the options may not make a recipe
     training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from, columns, max_record_bytes)
     _check_training_set(training_set, "--cv-folds", cv_folds)
-    estimator = _estimator_from_options(recipe)
     command = _training_command(sources, shapes, vocabulary_from, cv_folds, seed, recipe, columns)
     with _label_warnings_reported():
         model, card = train(training_set, estimator, cv_folds=cv_folds, seed=seed,
@@ -1051,13 +1068,14 @@ def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabul
     from .evaluation import cross_validate_repeats
     from .stats import repeat_summary
 
+    estimator = _estimator_from_options(recipe)  # before the data is read: the options may not make a recipe
     # as train reads them: one source too keeps its rows=, weight=, shapes= and category= (is_safe alone included)
     training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from, columns, max_record_bytes)
     _check_training_set(training_set, "--folds", folds)
     seeds = list(range(seed, seed + repeats))
     with _label_warnings_reported():
-        runs = cross_validate_repeats(training_set, folds, seeds, estimator=_estimator_from_options(recipe),
-                                      progress=not quiet, threshold=threshold)
+        runs = cross_validate_repeats(training_set, folds, seeds, estimator=estimator, progress=not quiet,
+                                      threshold=threshold)
     result, primary = runs[0], training_set.primary
     if predictions_path is not None:
         write_predictions(predictions_path, result.proba, result.predicted, training_set.line_of_row[primary],
