@@ -454,6 +454,7 @@ def column_options(command: Callable, fields: tuple[str, ...] | None = None) -> 
         given = {field: kwargs.pop(f"column_{field}") for _, field, _ in chosen}
         if given.get("labels") is not None:
             given["labels"] = tuple(n.strip() for n in given["labels"].split(",") if n.strip())
+        _check_label_options(given)
         try:
             kwargs["columns"] = Columns(**given)
         except ValueError as exc:
@@ -463,6 +464,21 @@ def column_options(command: Callable, fields: tuple[str, ...] | None = None) -> 
     for option, field, help_text in reversed(chosen):
         wrapper = click.option(option, f"column_{field}", default=None, metavar="NAME", help=help_text)(wrapper)
     return wrapper
+
+
+def _check_label_options(given: dict) -> None:
+    """The label options' own rules (:class:`~lite_moderation.data.Columns` checks them too), told in the CLI's
+    flags: Columns' messages name its Python fields (label, labels, safe_class), which the CLI user never typed."""
+    if given.get("label") is not None and given.get("labels") is not None:
+        raise click.UsageError("--label-column (one class per row) and --label-columns (boolean columns) are two ways "
+                               "to label rows: give one")
+    if given.get("safe_class") is not None and given.get("label") is None:
+        raise click.UsageError("--safe-class names a class of the --label-column column: give --label-column too")
+    labels = given.get("labels")
+    if labels is not None and not labels:
+        raise click.UsageError("--label-columns names no column: give comma-separated column names")
+    if labels is not None and len(set(labels)) != len(labels):
+        raise click.UsageError(f"--label-columns must name distinct columns, got {list(labels)!r}")
 
 
 # ------------------------------------------------------------------------------------------------ commands

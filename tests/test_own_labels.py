@@ -338,3 +338,23 @@ def test_class_names_that_differ_only_by_case_stay_apart_and_are_warned_of_where
     assert "trimmed of the spaces around it" in warning  # ... and the warning says so
     with pytest.warns(UserWarning, match="'Spam' first at line 4, 'spam' first at line 8"):
         load_dataset(path, text_column="comment", label_column="label", safe_class="ok")
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--label-column", "label", "--label-columns", "spam,ok"],
+     "--label-column (one class per row) and --label-columns (boolean columns) are two ways to label rows: give one"),
+    (["--safe-class", "ok"], "--safe-class names a class of the --label-column column: give --label-column too"),
+    (["--label-columns", "spam,spam"], "--label-columns must name distinct columns, got ['spam', 'spam']"),
+], ids=["class and boolean columns", "a safe class alone", "a column twice"])
+@pytest.mark.parametrize("command", ["train", "cv", "evaluate"])
+def test_label_options_that_do_not_go_together_are_named_by_their_flags(comments_csv, tmp_path, command, options,
+                                                                        message):
+    """A user test: both kinds of label columns said `name one class column (label) or boolean columns (labels)`,
+    Python's parameter names; the CLI names its flags (Python's Columns keeps its own names)."""
+    output = ["--output", str(tmp_path / "m")] if command == "train" else []
+    result = CliRunner().invoke(main, [command, "--data", str(comments_csv), "--text-column", "comment", *output,
+                                       *options])
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert "safe_class" not in result.stderr and "(label" not in result.stderr
+    with pytest.raises(ValueError, match=r"name one class column \(label\) or boolean columns \(labels\)"):
+        Columns(label="label", labels=("spam", "ok"))
