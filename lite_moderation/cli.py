@@ -437,8 +437,8 @@ _COLUMN_OPTIONS = (
     ("--label-columns", "labels", ("Comma-separated boolean fields or columns, one head each (multi-label); one "
                                    "alone is a binary target; is_safe among them is the flag head.")),
     ("--safe-class", "safe_class", "The --label-column class that means nothing flagged (e.g. ok)."),
-    ("--id-column", "id", ("Field or column whose value each output row carries as its id [default: id, when "
-                          "present].")),
+    ("--id-column", "id", ("Field or column whose value each output row carries as its id (null or empty: no id) "
+                          "[default: id, when present].")),
 )
 #: The column options of the commands that read labelled data.
 _LABELLED_FIELDS = ("text", "prompt", "response", "label", "labels", "safe_class")

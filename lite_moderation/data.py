@@ -1155,10 +1155,16 @@ def _group_value(value: Any, field: str, present: bool) -> str:
     return _string(value, field) if isinstance(value, str) else str(value)
 
 
-def _id_value(value: Any, field: str, present: bool) -> str | int:
-    """An id is a string or a whole number (kept as it is, so output rows join back to the input)."""
+def _id_value(value: Any, field: str, present: bool) -> str | int | None:
+    """An id is a string or a whole number (kept as it is, so output rows join back to the input).
+
+    Null or "" is no id, in every format (an empty CSV cell is "": :func:`_csv_record`): the row is scored as one
+    without the field, and its output row has no id (no "id" key; an empty cell in CSV output). Why: a CSV id column
+    with gaps was read, and the same rows as JSONL (pandas writes a gap as null) were refused."""
     if not present:
         raise _Bad(field, "missing", f"Every record needs the id field '{field}' you named.")
+    if value is None or value == "":
+        return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise _Bad(field, f"expected a string or whole-number id, got {json_type(value)}")
     return _string(value, field) if isinstance(value, str) else value
@@ -1430,7 +1436,7 @@ def _csv_record(row: list[str], cols: _CsvColumns, require: str, line: int, note
     record = _csv_record_fields(row, cols, require, line, notes)
     if cols.group is not None:
         record = replace(record, group=_group_value(row[cols.group].strip(), cols.group_name, True))
-    return record if cols.id is None else replace(record, id=row[cols.id])
+    return record if cols.id is None else replace(record, id=row[cols.id] or None)  # "": no id (_id_value)
 
 
 def _csv_record_fields(row: list[str], cols: _CsvColumns, require: str, line: int,

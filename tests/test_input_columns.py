@@ -239,3 +239,21 @@ def test_a_missing_id_column_is_named_once_quoted(runner, tmp_path):
     assert result.exit_code == 2
     assert f"{path}:1: field 'nope': missing column 'nope' (named as the id column); found columns: 'id', 'text'" \
         in result.stderr, result.stderr
+
+
+def test_a_null_or_empty_id_is_no_id_in_jsonl_as_in_csv(runner, tmp_path):
+    """A user test: `{"id": null}` rejected its row, while an empty CSV id cell was read (as the id ""). Either is a
+    row without an id, in both formats: scored, its output row without an "id" (an empty id cell in CSV output)."""
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text('{"id": null, "text": "a note about tea"}\n{"id": "", "text": "a walk in the park"}\n'
+                     '{"id": 3, "text": "a cup of coffee"}\n')
+    table = tmp_path / "in.csv"
+    table.write_text("id,text\n,a note about tea\n\"\",a walk in the park\n3,a cup of coffee\n")
+    for path, first, id_3, options in ((jsonl, 1, 3, []), (table, 2, "3", []), (jsonl, 1, 3, ["--id-column", "id"])):
+        result = runner.invoke(main, ["score", "--model", "fast", "-i", str(path), "--format", "jsonl", *options])
+        assert result.exit_code == 0 and "skipped: 0" in result.stderr, result.stderr
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [(row["line"], row.get("id", "no id")) for row in rows] == \
+            [(first, "no id"), (first + 1, "no id"), (first + 2, id_3)]
+        assert [r.id for r in lm.read_records(path, columns=Columns(id=options[1]) if options else None)] == \
+            [None, None, id_3]
