@@ -24,7 +24,16 @@ import click
 from click.core import ParameterSource
 
 from . import __version__, exits
-from .data import DEFAULT_MAX_RECORD_BYTES, FIX_HINT, JSON_FILE_RECORDS, Columns, DataError, load_dataset, skipped_rows
+from .data import (
+    DEFAULT_MAX_RECORD_BYTES,
+    FIX_HINT,
+    JSON_FILE_RECORDS,
+    ClassNameWarning,
+    Columns,
+    DataError,
+    load_dataset,
+    skipped_rows,
+)
 from .data import FORMATS as INPUT_FORMATS
 from .explain import table_reasons
 from .guard_suite import GUARD_SUITE
@@ -397,7 +406,24 @@ def _estimator_from_options(options: dict, verbose: int = 0):
             params[range_key] = given[option]
             if option == "char_ngrams":
                 params.setdefault("char_fields", ("response",))
-    return default_estimator(verbose=verbose, preset=options["preset"], **params)
+    estimator = default_estimator(verbose=verbose, preset=options["preset"], **params)
+    if not estimator.vectorizer.word_fields and not estimator.vectorizer.char_fields:
+        raise click.UsageError(f"{_features_off(given, options['preset'])} leave no features to train on: keep word "
+                               "n-grams (--word-ngrams 1,2) or character n-grams (--char-ngrams 2,5)")
+    return estimator
+
+
+def _features_off(given: dict, preset: str) -> str:
+    """The options that turned off the word and the character n-grams, as the user gave them (the library's own
+    message names its QAVectorizer, which the user never named)."""
+    causes = []
+    for option, fields in (("word_ngrams", "word_fields"), ("char_ngrams", "char_fields")):
+        if option in given:
+            causes.append(f"--{option.replace('_', '-')} none")
+        else:
+            kind = "word" if option == "word_ngrams" else "character"
+            causes.append(f"--preset {preset} (which has no {kind} n-grams)")
+    return " and ".join(causes)
 
 
 #: The column options (train, cv, evaluate): option, Columns field, help.
@@ -408,12 +434,13 @@ _COLUMN_OPTIONS = (
     ("--response-column", "response", ("Field or column holding the response of a pair, read whenever present "
                                        "[default: response].")),
     ("--label-column", "label", ("Field or column holding one class name per row: one head per class but "
-                                 "--safe-class (multi-class).")),
+                                 "--safe-class (multi-class). A name is read as written, trimmed of the spaces "
+                                 "around it; names that differ only by case stay apart, with a warning.")),
     ("--label-columns", "labels", ("Comma-separated boolean fields or columns, one head each (multi-label); one "
                                    "alone is a binary target; is_safe among them is the flag head.")),
     ("--safe-class", "safe_class", "The --label-column class that means nothing flagged (e.g. ok)."),
-    ("--id-column", "id", ("Field or column whose value each output row carries as its id [default: id, when "
-                          "present].")),
+    ("--id-column", "id", ("Field or column whose value each output row carries as its id (null or empty: no id) "
+                          "[default: id, when present].")),
 )
 #: The column options of the commands that read labelled data.
 _LABELLED_FIELDS = ("text", "prompt", "response", "label", "labels", "safe_class")
@@ -429,6 +456,7 @@ def column_options(command: Callable, fields: tuple[str, ...] | None = None) -> 
         given = {field: kwargs.pop(f"column_{field}") for _, field, _ in chosen}
         if given.get("labels") is not None:
             given["labels"] = tuple(n.strip() for n in given["labels"].split(",") if n.strip())
+        _check_label_options(given)
         try:
             kwargs["columns"] = Columns(**given)
         except ValueError as exc:
@@ -438,6 +466,21 @@ def column_options(command: Callable, fields: tuple[str, ...] | None = None) -> 
     for option, field, help_text in reversed(chosen):
         wrapper = click.option(option, f"column_{field}", default=None, metavar="NAME", help=help_text)(wrapper)
     return wrapper
+
+
+def _check_label_options(given: dict) -> None:
+    """The label options' own rules (:class:`~lite_moderation.data.Columns` checks them too), told in the CLI's
+    flags: Columns' messages name its Python fields (label, labels, safe_class), which the CLI user never typed."""
+    if given.get("label") is not None and given.get("labels") is not None:
+        raise click.UsageError("--label-column (one class per row) and --label-columns (boolean columns) are two ways "
+                               "to label rows: give one")
+    if given.get("safe_class") is not None and given.get("label") is None:
+        raise click.UsageError("--safe-class names a class of the --label-column column: give --label-column too")
+    labels = given.get("labels")
+    if labels is not None and not labels:
+        raise click.UsageError("--label-columns names no column: give comma-separated column names")
+    if labels is not None and len(set(labels)) != len(labels):
+        raise click.UsageError(f"--label-columns must name distinct columns, got {list(labels)!r}")
 
 
 # ------------------------------------------------------------------------------------------------ commands
@@ -860,9 +903,9 @@ def train_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], voca
     (--label-column with --safe-class, or --label-columns); name your text fields with --text-column or
     --prompt-column/--response-column.
     """
+    estimator = _estimator_from_options(recipe)  # before the data is read: the options may not make a recipe
     training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from, columns, max_record_bytes)
     _check_training_set(training_set, "--cv-folds", cv_folds)
-    estimator = _estimator_from_options(recipe)
     command = _training_command(sources, shapes, vocabulary_from, cv_folds, seed, recipe, columns)
     with _label_warnings_reported():
         model, card = train(training_set, estimator, cv_folds=cv_folds, seed=seed,
@@ -881,8 +924,9 @@ def _load_sources(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], seed
 
     errors: list[DataError] = []
     try:
-        training_set = build_training_set(sources, shapes, seed=seed, on_error=on_error, errors=errors,
-                                          columns=columns, max_record_bytes=max_record_bytes)
+        with _class_name_warnings_reported():
+            training_set = build_training_set(sources, shapes, seed=seed, on_error=on_error, errors=errors,
+                                              columns=columns, max_record_bytes=max_record_bytes)
     finally:  # also when no row was left: the skipped rows say why
         _report_skipped(errors)
     training_set.vocabulary_from = vocabulary_from
@@ -963,11 +1007,30 @@ def _load_labelled(data_path: Path, on_error: str, require: str = "labels", colu
                    labels: Any = None, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES):
     errors: list[DataError] = []
     try:
-        dataset = load_dataset(data_path, on_error=on_error, errors=errors, require=require, columns=columns,
-                               labels=labels, max_record_bytes=max_record_bytes)
+        with _class_name_warnings_reported():
+            dataset = load_dataset(data_path, on_error=on_error, errors=errors, require=require, columns=columns,
+                                   labels=labels, max_record_bytes=max_record_bytes)
     finally:  # also when no row was left: the skipped rows say why
         _report_skipped(errors)
     return dataset
+
+
+@contextlib.contextmanager
+def _class_name_warnings_reported() -> Iterator[None]:
+    """The data's :class:`~lite_moderation.data.ClassNameWarning` (class names that differ only by case) as a
+    ``warning:`` line on stderr, like the CLI's other warnings, not in Python's warning format; other Python
+    warnings are let through as they were."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ClassNameWarning)
+        try:
+            yield
+        finally:
+            ours = [w for w in caught if issubclass(w.category, ClassNameWarning)]
+            others = [w for w in caught if not issubclass(w.category, ClassNameWarning)]
+    for warning in ours:
+        _note(f"warning: {warning.message}")
+    for warning in others:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 @main.command("evaluate")
@@ -1052,13 +1115,14 @@ def cv_command(sources: tuple[SourceSpec, ...], shapes: tuple[str, ...], vocabul
     from .evaluation import cross_validate_repeats
     from .stats import repeat_summary
 
+    estimator = _estimator_from_options(recipe)  # before the data is read: the options may not make a recipe
     # as train reads them: one source too keeps its rows=, weight=, shapes= and category= (is_safe alone included)
     training_set = _load_sources(sources, shapes, seed, on_error, vocabulary_from, columns, max_record_bytes)
     _check_training_set(training_set, "--folds", folds)
     seeds = list(range(seed, seed + repeats))
     with _label_warnings_reported():
-        runs = cross_validate_repeats(training_set, folds, seeds, estimator=_estimator_from_options(recipe),
-                                      progress=not quiet, threshold=threshold)
+        runs = cross_validate_repeats(training_set, folds, seeds, estimator=estimator, progress=not quiet,
+                                      threshold=threshold)
     result, primary = runs[0], training_set.primary
     if predictions_path is not None:  # the verdicts score would give with each row's fold model
         write_predictions(predictions_path, result.proba, result.cut_offs, training_set.line_of_row[primary],

@@ -20,6 +20,7 @@ import lzma
 import os
 import re
 import sys
+import warnings
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -32,7 +33,8 @@ from .labels import DEFAULT_FLAG, IS_SAFE, LabelSet, label_set_of_columns
 from .taxonomy import BEAVERTAILS, CATEGORIES
 
 __all__ = [
-    "DEFAULT_MAX_RECORD_BYTES", "Columns", "DataError", "DataWarning", "Dataset", "OverlongLine", "Record",
+    "DEFAULT_MAX_RECORD_BYTES", "ClassNameWarning", "Columns", "DataError", "DataWarning", "Dataset", "OverlongLine",
+    "Record",
     "bounded_lines", "load_dataset", "parse_json_array", "parse_json_text", "read_records", "record_from_object",
     "sha256_file", "skipped_rows",
 ]
@@ -76,6 +78,17 @@ _SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv
                    ".txt": "text"}
 _COMPRESSIONS = {".gz": "gzip", ".xz": "xz"}
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "xz"))
+#: Compressions and archives the reader does not open, told by their first bytes (whatever the file's name): the
+#: name of each, and the command that decompresses it. Why: read as text, they were "not valid UTF-8".
+_UNREAD_MAGIC = (
+    (re.compile(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)"), "bzip2", "bunzip2 -k FILE"),
+    (re.compile(rb"PK(\x03\x04|\x05\x06)"), "zip", "unzip FILE"),
+    (re.compile(rb"\x28\xb5\x2f\xfd"), "zstd", "zstd -d FILE"),
+    (re.compile(rb"\x04\x22\x4d\x18"), "lz4", "lz4 -d FILE"),
+    (re.compile(rb"7z\xbc\xaf\x27\x1c"), "7z", "7z x FILE"),
+)
+_UTF8_HINT = ("The file must be UTF-8: convert one in another encoding first, e.g. iconv -f latin1 -t utf-8 FILE > NEW "
+              "(Latin-1; -f cp1252 for Windows text)")
 _READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
 
 
@@ -198,6 +211,12 @@ class Dataset:
 
 class DataWarning(DataError):
     """A problem that did not stop a record from being used (e.g. a malformed label when scoring)."""
+
+
+class ClassNameWarning(UserWarning):
+    """Classes of a class column whose names differ only by case ("Spam", "spam"): they stay separate classes (the
+    data's labels are the user's), and this warning names each and where it first occurs, so that a typo is fixed
+    in the data rather than trained on."""
 
 
 def skipped_rows(errors: Iterable[DataError]) -> int:
@@ -446,6 +465,7 @@ def load_dataset(
     unlabelled: Record | None = None  # the first record without the user's label columns
     display = _display(path)
     known = _known_classes(labels, columns)
+    first_of_class: dict[str, Record] = {}  # each class name's first record, to say where a near-duplicate is
     for rec in read_records(path, on_error=on_error, errors=errors, require=require, columns=columns,
                             max_record_bytes=max_record_bytes):
         if known is not None and rec.target not in known:
@@ -467,6 +487,8 @@ def load_dataset(
         groups.append(rec.group)
         if rec.target is None and unlabelled is None:
             unlabelled = rec
+        if isinstance(rec.target, str) and rec.target not in first_of_class:
+            first_of_class[rec.target] = rec
     if not pairs:
         skipped = skipped_rows(errors[errors_before:]) if errors is not None else 0
         raise DataError(display, message=f"no valid records ({skipped} skipped as bad)")
@@ -475,6 +497,8 @@ def load_dataset(
         if unlabelled is not None:
             raise unlabelled.error(display, "is_safe", "this row has is_safe but not the label column(s) "
                                    f"{list(columns.label_fields())} other rows have", "Label every row the same way.")
+        if columns.label is not None and labels is None:
+            _warn_of_cased_classes(first_of_class, columns.label, display)
         try:
             label_set, categories, unsafe = _own_labels(targets, columns, labels, display)
         except ValueError as exc:  # names a label set cannot have (LabelSet's rule), found in the data
@@ -508,6 +532,35 @@ def _columns(columns: Columns | None, names: dict[str, Any]) -> Columns | None:
         raise TypeError("give columns= or column keywords, not both")
     columns = Columns(**given) if given else columns
     return None if columns is None or columns.is_standard else columns
+
+
+def _warn_of_cased_classes(first_of_class: dict[str, Record], field: str, display: str) -> None:
+    """A :class:`ClassNameWarning` naming the class names that differ only by case, each with where it first
+    occurs (they stay separate classes: whether "Spam" and "spam" are one is the data's author's to say)."""
+    by_folded: dict[str, list[str]] = collections.defaultdict(list)
+    for name in first_of_class:
+        by_folded[name.casefold()].append(name)
+    clashes = [sorted(names, key=lambda n: _record_order(first_of_class[n])) for names in by_folded.values()
+               if len(names) > 1]
+    if not clashes:
+        return
+    clashes.sort(key=lambda names: _record_order(first_of_class[names[0]]))
+
+    def where(name: str) -> str:
+        return f"{_describe_cell(name)} first at {first_of_class[name].error(display, field, '').location}"
+
+    shown = "; ".join(", ".join(map(where, names)) for names in clashes[:5])
+    more = f"; and {len(clashes) - 5} more such groups" if len(clashes) > 5 else ""
+    message = str(DataError(
+        display, field=field, message=f"class names that differ only by case are separate classes: {shown}{more}",
+        hint="If they mean one class, spell it one way in the data (a class name is read as written, only trimmed "
+             "of the spaces around it)"))
+    warnings.warn(message, ClassNameWarning, stacklevel=3)
+
+
+def _record_order(record: Record) -> int:
+    """Where a record is in its file: its line (a .json array's record: the line it starts on)."""
+    return record.start_line if record.start_line is not None else record.line
 
 
 def _known_classes(labels: LabelSet | None, columns: Columns | None) -> set[str] | None:
@@ -633,6 +686,18 @@ def _sniff_compression(raw: IO[bytes]) -> str | None:
     return next((c for magic, c in _MAGIC if head.startswith(magic)), None)
 
 
+def _check_not_compressed(raw: IO[bytes], source: _Source) -> None:
+    """Refuse a stream compressed in a way the reader does not open (:data:`_UNREAD_MAGIC`), naming it and how to
+    decompress it, rather than read its bytes as lines of text."""
+    peek = getattr(raw, "peek", None)
+    head = peek(16)[:16] if peek else b""
+    for magic, kind, command in _UNREAD_MAGIC:
+        if magic.match(head):
+            raise source.fatal(f"the {'input' if source.path is None else 'file'} is {kind}-compressed, which is not "
+                               "read: compressed input is read from .gz (gzip) and .xz (xz) files",
+                               hint=f"Decompress it first, e.g. {command}, or recompress it with gzip or xz")
+
+
 @contextlib.contextmanager
 def _open_stream(source: _Source) -> Iterator[IO[bytes]]:
     """Open the (possibly compressed) byte stream; never close stdin."""
@@ -645,6 +710,8 @@ def _open_stream(source: _Source) -> Iterator[IO[bytes]]:
             except OSError as exc:
                 raise source.fatal(f"cannot open: {exc.strerror or exc}") from None
         compression = source.compression or _sniff_compression(raw)
+        if compression is None:
+            _check_not_compressed(raw, source)
         if compression == "gzip":
             yield stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
         elif compression == "xz":
@@ -662,6 +729,7 @@ def _drive(items: Iterable[Record | DataError | _Blank], source: _Source, on_err
     blank lines alone are none) is an error."""
     seen = 0
     blank: list[int] = []  # the first and last line of a run of blank lines not yet reported
+    advised = False  # whether a line that is not UTF-8 has had the encoding advice (given once per file)
     for item in items:
         if isinstance(item, _Blank):
             if blank and item.line == blank[1] + 1:
@@ -680,6 +748,10 @@ def _drive(items: Iterable[Record | DataError | _Blank], source: _Source, on_err
             continue
         seen += 1
         if isinstance(item, DataError):
+            if item.hint == _UTF8_HINT:
+                if advised:
+                    item = DataError(item.path, item.line, item.field, item.message, None, item.element, item.rows)
+                advised = True
             _settle(item, on_error, errors)
             continue
         yield item
@@ -850,8 +922,13 @@ def _decode(raw: bytes, n: int) -> str:
         raise _Bad(None, raw.message)
     text, offset = _try_decode(raw, n)
     if offset is not None:
-        raise _Bad(None, f"not valid UTF-8 (byte offset {offset})")
+        raise _not_utf8(offset)
     return text
+
+
+def _not_utf8(offset: int) -> _Bad:
+    """A line that is not UTF-8, and how to convert a file in another encoding (given once per file: :func:`_drive`)."""
+    return _Bad(None, f"not valid UTF-8 (byte offset {offset})", _UTF8_HINT)
 
 
 def _strip_newline(text: str) -> str:
@@ -906,7 +983,7 @@ def _json_items(stream: IO[bytes], source: _Source, require: str) -> Iterator[Re
     try:
         text = data[skip:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise source.fatal(f"not valid UTF-8 (byte offset {exc.start + skip})") from None
+        raise source.fatal(f"not valid UTF-8 (byte offset {exc.start + skip})", hint=_UTF8_HINT) from None
     if not text.strip():
         return
     try:
@@ -1078,10 +1155,16 @@ def _group_value(value: Any, field: str, present: bool) -> str:
     return _string(value, field) if isinstance(value, str) else str(value)
 
 
-def _id_value(value: Any, field: str, present: bool) -> str | int:
-    """An id is a string or a whole number (kept as it is, so output rows join back to the input)."""
+def _id_value(value: Any, field: str, present: bool) -> str | int | None:
+    """An id is a string or a whole number (kept as it is, so output rows join back to the input).
+
+    Null or "" is no id, in every format (an empty CSV cell is "": :func:`_csv_record`): the row is scored as one
+    without the field, and its output row has no id (no "id" key; an empty cell in CSV output). Why: a CSV id column
+    with gaps was read, and the same rows as JSONL (pandas writes a gap as null) were refused."""
     if not present:
         raise _Bad(field, "missing", f"Every record needs the id field '{field}' you named.")
+    if value is None or value == "":
+        return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise _Bad(field, f"expected a string or whole-number id, got {json_type(value)}")
     return _string(value, field) if isinstance(value, str) else value
@@ -1192,16 +1275,16 @@ def _set_csv_field_limit(limit: int) -> None:
     csv.field_size_limit(limit)
 
 
-def _csv_text(lines: Iterable[tuple[int, bytes]], bad: dict[int, str]) -> Iterator[tuple[int, str]]:
+def _csv_text(lines: Iterable[tuple[int, bytes]], bad: dict[int, _Bad]) -> Iterator[tuple[int, str]]:
     """(line, decoded text) for csv.reader; undecodable or overlong lines are noted in ``bad`` (line -> problem)."""
     for n, raw in lines:
         if isinstance(raw, OverlongLine):
-            bad[n] = raw.message
+            bad[n] = _Bad(None, raw.message)
             yield n, "-\n"  # a stand-in row, so the dropped line is reported, never lost as a blank one
             continue
         text, offset = _try_decode(raw, n)
         if offset is not None:
-            bad[n] = f"not valid UTF-8 (byte offset {offset})"
+            bad[n] = _not_utf8(offset)
         yield n, text
 
 
@@ -1298,7 +1381,7 @@ def _csv_columns(header: list[str], source: _Source, require: str, line: int) ->
     if id_name in raw_names:
         target["id"] = raw_names.index(id_name)
     elif id_name != "id":
-        raise missing(id_name, f"'{_column_label(id_name)}' (named as the id column)")
+        raise missing(id_name, f"{_column_label(id_name)} (named as the id column)")
     if columns is not None and columns.group is not None:
         if columns.group not in raw_names:
             raise missing(columns.group, f"{_column_label(columns.group)} (named as the group column: group= of "
@@ -1353,7 +1436,7 @@ def _csv_record(row: list[str], cols: _CsvColumns, require: str, line: int, note
     record = _csv_record_fields(row, cols, require, line, notes)
     if cols.group is not None:
         record = replace(record, group=_group_value(row[cols.group].strip(), cols.group_name, True))
-    return record if cols.id is None else replace(record, id=row[cols.id])
+    return record if cols.id is None else replace(record, id=row[cols.id] or None)  # "": no id (_id_value)
 
 
 def _csv_record_fields(row: list[str], cols: _CsvColumns, require: str, line: int,
@@ -1392,7 +1475,7 @@ def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
                require: str, delimiter: str = ",") -> Iterator[Record | DataError | _Blank]:
     """CSV (or TSV) rows as records; a record's line is the physical line its row starts on (header = 1)."""
     _set_csv_field_limit(source.max_record_bytes)
-    bad: dict[int, str] = {}
+    bad: dict[int, _Bad] = {}
     rows = _csv_rows(_CsvLines(_csv_text(lines, bad)), source, delimiter)
     header = next(rows, None)
     while header is not None and isinstance(header[2], _Blank):  # blank lines before the header
@@ -1405,7 +1488,8 @@ def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
         raise source.fatal(f"header: {header_row.message}", header_start)
     if bad:
         line = min(bad)
-        raise source.fatal(f"header: {bad[line]}", line)
+        raise source.fatal(f"header: {bad[line].message}", line, hint=bad[line].hint if bad[line].hint != _FIX_HINT
+                           else None)
     cols = _csv_columns(header_row, source, require, header_start)
     for start, row_lines, row in rows:
         if isinstance(row, _Blank):
@@ -1416,7 +1500,7 @@ def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
             if isinstance(row, _Bad):
                 raise row
             if lines_bad:
-                raise _Bad(None, bad[lines_bad[0]])
+                raise bad[lines_bad[0]]
             notes: list[_Bad] = []
             record = _csv_record(row, cols, require, start, notes)
             yield from (source.warning(start, note) for note in notes)
@@ -1427,16 +1511,30 @@ def _csv_items(lines: Iterable[tuple[int, bytes]], source: _Source,
             del bad[n]
 
 
+#: TSV has no quoting (the IANA text/tab-separated-values rule, as cut and awk read it): a cell is every character
+#: between two tabs, quotes included, and a row is one line. Why: a message that starts with a quoted word
+#: (``"quoted" start``) is ordinary text in a TSV file, and CSV's quoting refused it, or read a quote opened in one
+#: row as running on over the next rows, swallowing them.
+_TSV_QUOTING = csv.QUOTE_NONE
+
+
+def _csv_reader(lines: _CsvLines, delimiter: str) -> Iterator[list[str]]:
+    """csv's reader of CSV (quoted cells, in strict mode) or of TSV (no quoting: :data:`_TSV_QUOTING`)."""
+    quoting = _TSV_QUOTING if delimiter == "\t" else csv.QUOTE_MINIMAL
+    return csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True)
+
+
 def _csv_rows(lines: _CsvLines, source: _Source,
               delimiter: str) -> Iterator[tuple[int, list[int], list[str] | _Bad | _Blank]]:
     """Rows: the line each starts on, its lines, and its cells, a _Blank for a blank line (a row of empty cells,
     such as ",", is a row: its text is empty), or a _Bad for a row csv cannot read
     (an unclosed quote, a quoted cell followed by more than a delimiter, a stray carriage return, a field over
-    the record limit): that row is dropped and reading resumes on the line after its first.
+    the record limit): that row is dropped and reading resumes on the line after its first. TSV (``delimiter``
+    a tab) has no quoting: its rows are lines, and a quote is text.
 
     Why csv's strict mode: its lenient one reads ``"first`` up to the next row's opening quote and on past it
     (``first\n2,second row"``), so an unclosed quote silently swallowed the row after it."""
-    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    reader = _csv_reader(lines, delimiter)
     while True:
         lines.next_row()
         try:
@@ -1444,24 +1542,27 @@ def _csv_rows(lines: _CsvLines, source: _Source,
         except StopIteration:
             return
         except csv.Error as exc:
-            row = _csv_bad_row(exc, [n for n, _ in lines.taken], source.max_record_bytes)
+            row = _csv_bad_row(exc, [n for n, _ in lines.taken], source.max_record_bytes, delimiter)
         if not lines.taken:  # csv's error came before it read a line: nothing more to read
             return
         numbers = [n for n, _ in lines.taken]
         if isinstance(row, _Bad):
             yield numbers[0], numbers[:1], row
             lines.resume_after_first()
-            reader = csv.reader(lines, delimiter=delimiter, strict=True)
+            reader = _csv_reader(lines, delimiter)
         elif len(lines.taken) == 1 and _is_blank(lines.taken[0][1]):
             yield numbers[0], numbers, _Blank(numbers[0])
         else:
             yield numbers[0], numbers, row
 
 
-def _csv_bad_row(exc: csv.Error, numbers: list[int], limit: int) -> _Bad:
+def _csv_bad_row(exc: csv.Error, numbers: list[int], limit: int, delimiter: str = ",") -> _Bad:
     """What is wrong with a row csv could not read (read over the lines ``numbers``), and how to fix it."""
     message = str(exc).split(" - ")[0]  # without csv's advice to programmers (universal-newline mode)
+    kind = "TSV" if delimiter == "\t" else "CSV"
     if "field larger than field limit" in message:
+        if kind == "TSV":  # no quoting: no quote is ever left open
+            return _Bad(None, f"longer than the record limit ({limit} bytes)")
         return _Bad(None, f"longer than the record limit ({limit} bytes), or a quote opened here is never closed",
                     _QUOTE_HINT)
     if "unexpected end of data" in message:
@@ -1472,8 +1573,8 @@ def _csv_bad_row(exc: csv.Error, numbers: list[int], limit: int) -> _Bad:
     if "expected after" in message:
         return _Bad(None, "a quoted cell's closing quote (\") is followed by more than a delimiter", _QUOTE_HINT)
     if "new-line character seen in unquoted field" in message:
-        return _Bad(None, "not valid CSV: a carriage return (CR) inside an unquoted cell")
-    return _Bad(None, f"not valid CSV: {message}")
+        return _Bad(None, f"not valid {kind}: a carriage return (CR) inside an unquoted cell")
+    return _Bad(None, f"not valid {kind}: {message}")
 
 
 # ------------------------------------------------------------------------------------------------- arrays

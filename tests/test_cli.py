@@ -217,6 +217,20 @@ def test_score_needs_exactly_one_input_source(runner):
 # ------------------------------------------------------------------------------------------ train / evaluate / cv
 
 
+@pytest.mark.parametrize("command", ["train", "cv"])
+@pytest.mark.parametrize("options, named", [
+    (["--word-ngrams", "none", "--char-ngrams", "none"], ["--word-ngrams none", "--char-ngrams none"]),
+    (["--preset", "fast", "--word-ngrams", "none"], ["--word-ngrams none", "--preset fast", "--char-ngrams"]),
+], ids=["both off", "fast without words"])
+def test_turning_off_every_feature_names_the_options_to_change(runner, tiny_data, tmp_path, command, options, named):
+    """A user test: `--word-ngrams none --char-ngrams none` said `QAVectorizer needs at least one word or char field`,
+    naming a class of the library, not the options the user gave."""
+    output = ["--output", str(tmp_path / "m")] if command == "train" else []
+    result = runner.invoke(main, [command, "--data", str(tiny_data), *output, *options])
+    _assert_clean_failure(result, *named)
+    assert "QAVectorizer" not in result.stderr and not (tmp_path / "m").exists()
+
+
 def test_train_then_evaluate_writes_exact_metrics_shape(runner, tiny_data, tiny_eval_data, tmp_path):
     model_dir = tmp_path / "model"
     result = runner.invoke(main, ["train", "--data", str(tiny_data), "--output", str(model_dir),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import bz2
 import csv
 import gzip
 import io
 import json
 import lzma
 import pickle
+import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +121,68 @@ def test_non_utf8_in_csv_and_text(tmp_path):
     txt = tmp_path / "d.txt"
     txt.write_bytes(b"first\n\xc3\n")
     assert one_error(txt).line == 2
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("in.txt", b"a note\ncaf\xe9 au lait\n"),
+    ("in.jsonl", b'{"text": "a note"}\n{"text": "caf\xe9 au lait"}\n'),
+    ("in.csv", b"id,text\n1,caf\xe9 au lait\n"),
+    ("in.json", b'[{"text": "caf\xe9 au lait"}]'),
+], ids=["text", "jsonl", "csv", "json"])
+def test_a_latin1_file_is_told_to_be_utf8_and_how_to_convert_it(runner, tmp_path, name, content):
+    """A user test: Latin-1 input got `not valid UTF-8 (byte offset N)` and no advice (UTF-16 got a hint)."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    for on_error in ("fail", "skip"):
+        result = runner.invoke(main, ["score", "--model", "fast", "-i", str(path), "--on-error", on_error])
+        a_row_is_good = on_error == "skip" and name in ("in.txt", "in.jsonl")
+        assert result.exit_code == (0 if a_row_is_good else 2), result.stderr
+        assert "not valid UTF-8 (byte offset" in result.stderr
+        assert "must be UTF-8" in result.stderr and "iconv -f latin1 -t utf-8" in result.stderr, result.stderr
+
+
+def test_the_encoding_advice_is_given_once_per_file(tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"caf\xe9\nna\xefve\nfine\n")
+    errors: list[DataError] = []
+    assert [r.line for r in read_records(path, on_error="skip", errors=errors)] == [3]
+    assert ["iconv" in (e.hint or "") for e in errors] == [True, False]
+
+
+def _zip_bytes(text: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("in.jsonl", text)
+    return buffer.getvalue()
+
+
+def _zstd_bytes(text: bytes) -> bytes:
+    """One zstd frame holding ``text`` as a raw block (``zstd -d`` reads it; the standard library has no zstd)."""
+    return b"\x28\xb5\x2f\xfd" + bytes([0x20, len(text)]) + ((len(text) << 3) | 1).to_bytes(3, "little") + text
+
+
+@pytest.mark.parametrize(("kind", "suffix", "compress", "advice"), [
+    ("bzip2", ".bz2", bz2.compress, "bunzip2 -k"),
+    ("zip", ".zip", _zip_bytes, "unzip"),
+    ("zstd", ".zst", _zstd_bytes, "zstd -d"),
+])
+def test_a_compression_the_reader_does_not_open_is_named_with_how_to_decompress(runner, tmp_path, kind, suffix,
+                                                                                compress, advice):
+    """A user test: a .bz2 file was read as text, `not valid UTF-8 (byte offset N)`. Told by its magic bytes, under
+    any name and on stdin: which compression it is, which ones are read (.gz, .xz), and how to decompress it."""
+    data = compress(b'{"text": "a note about tea"}\n')
+    reports = []
+    for name in (f"in.jsonl{suffix}", "in.jsonl"):
+        path = tmp_path / name
+        path.write_bytes(data)
+        result = runner.invoke(main, ["score", "--model", "fast", "-i", str(path)])
+        reports.append((result.exit_code, result.stderr))
+    piped = subprocess.run([sys.executable, "-m", "lite_moderation", "score", "--model", "fast", "-i", "-"],
+                           input=data, capture_output=True, timeout=300, check=False)  # a real stdin, as sniffed
+    reports.append((piped.returncode, piped.stderr.decode()))
+    for exit_code, stderr in reports:
+        assert exit_code == 2 and "UTF-8" not in stderr, stderr
+        assert f"{kind}-compressed" in stderr and ".gz" in stderr and ".xz" in stderr and advice in stderr, stderr
 
 
 def test_bom_is_tolerated(tmp_path):

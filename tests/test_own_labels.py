@@ -314,3 +314,47 @@ def test_an_is_safe_column_is_the_flag_head_in_python_as_in_the_cli(tmp_path, na
     assert model.labels_ == (["spam", "unsafe"] if "spam" in names else ["unsafe"])
     np.testing.assert_array_equal(as_label_matrix(Y, list(names)), dataset.y)
     assert [v["flagged"] for v in model.moderate(["garden tea today", "coupon winner click now"])] == [False, True]
+
+
+def test_class_names_that_differ_only_by_case_stay_apart_and_are_warned_of_where_each_first_occurs(tmp_path):
+    """A user test: "Spam" and "spam" in a --label-column became two categories without a word (the user's labels
+    are theirs: they are not merged), while "ok " became "ok" (a class is trimmed of the spaces around it)."""
+    path = tmp_path / "cased.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["comment", "label"])
+        for i, row in enumerate(_rows()):
+            label = {(0, "spam"): "Spam", (1, "ok"): "ok "}.get((i // 4 % 2, row["label"]), row["label"])
+            writer.writerow([row["comment"], label])  # row i is on line i + 2: "Spam" first on 4, "spam" on 8
+    out = tmp_path / "m"
+    trained = CliRunner().invoke(main, ["train", "--data", str(path), "--text-column", "comment", "--label-column",
+                                        "label", "--safe-class", "ok", "--min-df", "1", "--threshold-folds", "0",
+                                        "-q", "--output", str(out)])
+    assert trained.exit_code == 0, trained.stderr
+    assert lm.read_card(out)["label_set"]["categories"] == ["Spam", "insult", "spam", "toxic"]  # not merged
+    [warning] = [line for line in trained.stderr.splitlines() if line.startswith("warning:")]
+    assert f"{path}: field 'label': class names that differ only by case" in warning
+    assert "'Spam' first at line 4, 'spam' first at line 8" in warning and "'ok'" not in warning  # 'ok ' is 'ok' ...
+    assert "trimmed of the spaces around it" in warning  # ... and the warning says so
+    with pytest.warns(UserWarning, match="'Spam' first at line 4, 'spam' first at line 8"):
+        load_dataset(path, text_column="comment", label_column="label", safe_class="ok")
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--label-column", "label", "--label-columns", "spam,ok"],
+     "--label-column (one class per row) and --label-columns (boolean columns) are two ways to label rows: give one"),
+    (["--safe-class", "ok"], "--safe-class names a class of the --label-column column: give --label-column too"),
+    (["--label-columns", "spam,spam"], "--label-columns must name distinct columns, got ['spam', 'spam']"),
+], ids=["class and boolean columns", "a safe class alone", "a column twice"])
+@pytest.mark.parametrize("command", ["train", "cv", "evaluate"])
+def test_label_options_that_do_not_go_together_are_named_by_their_flags(comments_csv, tmp_path, command, options,
+                                                                        message):
+    """A user test: both kinds of label columns said `name one class column (label) or boolean columns (labels)`,
+    Python's parameter names; the CLI names its flags (Python's Columns keeps its own names)."""
+    output = ["--output", str(tmp_path / "m")] if command == "train" else []
+    result = CliRunner().invoke(main, [command, "--data", str(comments_csv), "--text-column", "comment", *output,
+                                       *options])
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert "safe_class" not in result.stderr and "(label" not in result.stderr
+    with pytest.raises(ValueError, match=r"name one class column \(label\) or boolean columns \(labels\)"):
+        Columns(label="label", labels=("spam", "ok"))
