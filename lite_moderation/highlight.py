@@ -13,12 +13,12 @@ from collections.abc import Iterable, Sequence
 
 import click
 
-from .labels import FLAGGED, NEAREST, label_state
+from .labels import DEFAULT_FLAG, FLAGGED, NEAREST, label_state
 from .taxonomy import short_name
 from .terminal import printable
 from .texts import single_message
 
-__all__ = ["html_report", "segments", "text_report"]
+__all__ = ["html_report", "marked_words", "segments", "text_report"]
 
 #: Contributions marked in the text of each item.
 DEFAULT_MARKED = 8
@@ -35,9 +35,23 @@ def _headline(explanation: dict) -> str:
     return f"unsafe {explanation['unsafe_score']:.3f} (cut-off {explanation['unsafe_threshold']:.3f})"
 
 
+def _marked(explanation: dict) -> dict | None:
+    """The label whose n-grams are marked in the input: the first label explained (the flag head unless others were
+    asked), None when none was. The one rule of what is marked, and of the words that say so."""
+    return explanation["explanations"][0] if explanation["explanations"] else None
+
+
 def _marking(explanation: dict) -> list[dict]:
-    """The contributions marked in the input: the first label explained (the flag head unless others were asked)."""
-    return explanation["explanations"][0]["contributions"] if explanation["explanations"] else []
+    """The contributions marked in the input: those of the :func:`_marked` label."""
+    marked = _marked(explanation)
+    return marked["contributions"] if marked is not None else []
+
+
+def marked_words(label: str) -> tuple[str, str]:
+    """The two directions of a marked label's n-grams in words: toward the label, and away from it (the flag head
+    ``unsafe``: toward safe). The try-it page's script words them so (``markedWords``)."""
+    name = short_name(label)
+    return f"toward {name}", "toward safe" if label == DEFAULT_FLAG else f"away from {name}"
 
 
 def segments(text: str, source: str, contributions: Sequence[dict], k: int = DEFAULT_MARKED
@@ -78,9 +92,9 @@ def _item_texts(item: tuple[str, str]) -> list[tuple[str, str, str]]:
 def text_report(explanation: dict, item: tuple[str, str], title: str, color: bool, top: int = 10) -> str:
     """One item for a terminal: verdict, the input with its strongest n-grams marked, each label's terms.
 
-    With ``color``, n-grams pushing toward unsafe are red and those pushing toward safe green; without
-    (a pipe, a file), they are put in [brackets] and {braces}. The input's control characters are shown
-    escaped (``\x1b``, ``\n``), never sent to the terminal.
+    With ``color``, n-grams pushing toward the marked label (the first explained) are red and those pushing away
+    from it green; without (a pipe, a file), they are put in [brackets] and {braces}. The input's control
+    characters are shown escaped (``\x1b``, ``\n``), never sent to the terminal.
     """
     verdict = "FLAGGED" if explanation["flagged"] else "ok"
     lines = [f"{title}  {verdict}  {_headline(explanation)}"]
@@ -89,7 +103,8 @@ def text_report(explanation: dict, item: tuple[str, str], title: str, color: boo
         marked = "".join(_terminal_piece(piece, c, color) for piece, c in segments(text, source, marking))
         lines.append(f"  {name + ':':<10}{marked}")
     if not color and marking:
-        lines.append("  (marked: [toward unsafe], {toward safe})")
+        toward, away = marked_words(_marked(explanation)["label"])
+        lines.append(f"  (marked: [{toward}], {{{away}}})")
     for entry in explanation["explanations"]:
         lines += _label_lines(entry, top)
     return "\n".join(lines) + "\n"
@@ -155,20 +170,33 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 def html_report(explanations: Iterable[tuple[dict, tuple[str, str], str]], title: str, model_name: str,
                 top: int = 10) -> str:
     """A self-contained HTML page (inline style, no script, no external asset) of (explanation, item, title)."""
-    body = [f"<h1>{html.escape(title)}</h1>",
-            (f"<p>Model: {html.escape(model_name)}. Marked: the strongest n-grams of the unsafe score "
-            f"(<mark class=up style='--a:.5'>toward unsafe</mark>, <mark class=down style='--a:.5'>toward safe</mark>)."
-            f" Each logit is its intercept plus the contributions listed (weight x tf-idf), exactly.</p>")]
-    count = 0
+    items, marked = [], []
     for explanation, item, item_title in explanations:
-        body.append(_html_item(explanation, item, item_title, top))
-        count += 1
-    if not count:
-        body.append("<p>No rows.</p>")
+        items.append(_html_item(explanation, item, item_title, top))
+        entry = _marked(explanation)
+        if entry is not None and entry["label"] not in marked:
+            marked.append(entry["label"])
+    body = [f"<h1>{html.escape(title)}</h1>",
+            (f"<p>Model: {html.escape(model_name)}.{_html_marked(marked)} Each logit is its intercept plus the "
+             f"contributions listed (weight x tf-idf), exactly.</p>"), *(items or ["<p>No rows.</p>"])]
     return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
             "<meta name=viewport content='width=device-width,initial-scale=1'>"
             f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
+
+
+def _html_marked(labels: list[str]) -> str:
+    """The intro's words on the marks: the label whose n-grams are marked (:func:`_marked`), as the items have it
+    (one label for every item from the CLI; a caller's mix is named as a list)."""
+    if not labels:
+        return ""
+    if len(labels) == 1:
+        (toward, away), whose = marked_words(labels[0]), f"the {short_name(labels[0])} score"
+    else:
+        toward, away = "toward the label", "away from it"
+        whose = f"each item's first label explained ({', '.join(map(short_name, labels))})"
+    return (f" Marked: the strongest n-grams of {html.escape(whose)} (<mark class=up style='--a:.5'>"
+            f"{html.escape(toward)}</mark>, <mark class=down style='--a:.5'>{html.escape(away)}</mark>).")
 
 
 def _html_item(explanation: dict, item: tuple[str, str], title: str, top: int) -> str:

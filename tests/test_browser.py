@@ -16,15 +16,21 @@ import shutil
 import threading
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
+from click.testing import CliRunner
 
 import lite_moderation as lm
+from lite_moderation.cli import main
 from lite_moderation.explain import explain
 from lite_moderation.highlight import _state, segments
+from lite_moderation.labels import LabelSet
 from lite_moderation.server import make_app, make_server
 from lite_moderation.taxonomy import CATEGORIES, short_name
 from lite_moderation.thresholds import CUT_OFF_SHAPES, resolve_threshold
+from lite_moderation.training import default_estimator
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -65,9 +71,10 @@ def driver():
 
 
 @contextlib.contextmanager
-def _serving(**app_options) -> Iterator[str]:
-    """The real server on 127.0.0.1 (a free port) around the shipped model, with ``make_app``'s options: its URL."""
-    server = make_server(make_app(lm.load_scorer(), **app_options), "127.0.0.1", 0, threads=2, read_timeout=5)
+def _serving(model: Path | None = None, **app_options) -> Iterator[str]:
+    """The real server on 127.0.0.1 (a free port) around ``model`` (default: the shipped one), with ``make_app``'s
+    options: its URL."""
+    server = make_server(make_app(lm.load_scorer(model), **app_options), "127.0.0.1", 0, threads=2, read_timeout=5)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -324,3 +331,87 @@ def test_the_page_works_under_its_content_security_policy(driver, url):
     injected = ("const s = document.createElement('script'); s.textContent = 'window.injected = 1;'; "
                 "document.head.appendChild(s); return window.injected === undefined;")
     assert driver.execute_script(injected)  # an inline script the page does not ship is refused
+
+
+#: Made-up words standing for the classes of a user's own labels (harmless: only the plumbing is tested).
+OWN_WORDS = {"spam": "coupon winner click", "insult": "dolt nitwit", "ok": "garden tea"}
+SPAM_TEXT, PLAIN_TEXT = "coupon winner click here now", "garden tea later"
+
+
+def _own_rows(n: int = 48) -> list[tuple[str, str]]:
+    """(text, class) rows: the class's words with a few fillers, the classes in turn."""
+    rng = np.random.default_rng(0)
+    fillers = ["today", "again", "please", "maybe", "really", "here"]
+    rows = []
+    for i in range(n):
+        label = list(OWN_WORDS)[i % len(OWN_WORDS)]
+        words = [*OWN_WORDS[label].split(), *rng.choice(fillers, 2)]
+        rng.shuffle(words)
+        rows.append((" ".join(words) + f" {i}", label))
+    return rows
+
+
+@pytest.fixture(scope="module", params=["binary", "categories"])
+def own_model(request, tmp_path_factory) -> tuple[Path, str]:
+    """A small model trained on labels of its own, and its flag head's name: ``train --label-columns spam`` (one
+    boolean column: the flag head ``spam``, no categories), or in Python categories spam and insult under a flag
+    head named ``flag``."""
+    out = tmp_path_factory.mktemp("own") / "model"
+    rows = _own_rows()
+    if request.param == "binary":
+        data = out.parent / "spam.csv"
+        data.write_text("comment,spam\n" + "".join(f"{text},{label == 'spam'}\n" for text, label in rows),
+                        encoding="utf-8")
+        trained = CliRunner().invoke(main, ["train", "--data", str(data), "--text-column", "comment", "--label-columns",
+                                            "spam", "--min-df", "1", "--threshold-folds", "3", "-q", "--output",
+                                            str(out)])
+        assert trained.exit_code == 0, trained.output
+        return out, "spam"
+    Y = np.array([[label == "spam", label == "insult", label != "ok"] for _, label in rows])
+    model = default_estimator(min_df=1, threshold_folds=3, labels=LabelSet(("spam", "insult"), "flag"))
+    lm.save(model.fit([text for text, _ in rows], Y), out)
+    return out, "flag"
+
+
+def test_the_page_names_the_flag_head_of_a_model_trained_on_its_own_labels(driver, own_model):
+    """The page read the flag head as ``unsafe``: ``card.thresholds.unsafe`` and the explanation labelled "unsafe".
+    For a model whose flag head has another name (``train --label-columns spam``: the flag head is ``spam``) the page
+    read "Could not read the model: Cannot read properties of undefined (reading 'toFixed')", offered no cut-off, and
+    a submitted message gave "Error: Cannot read properties of undefined (reading 'threshold')", no verdict. The page
+    now takes the flag head's name from the model's labels (the last one) and its cut-off from the verdict's
+    ``unsafe_threshold``, and words the verdict, the cut-offs and the marks with the model's own names."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    model, flag = own_model
+    scorer = lm.load_scorer(model)
+    assert scorer.labels_[-1] == flag != "unsafe"  # the case: a flag head of another name
+    categories = list(scorer.labels_[:-1])
+    with _serving(model) as address:
+        driver.get(address)
+        WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#point option")
+                                          or d.find_element(By.ID, "model").text.startswith("Could not"))
+        assert driver.find_element(By.ID, "model").text == f"Model lite-moderation-{model.name}. " + (
+            "Every score is exactly its intercept plus one contribution per n-gram (weight x tf-idf).")
+        driver.get_log("browser")  # start from an empty console
+        points = Select(driver.find_element(By.ID, "point"))
+        assert [o.get_attribute("value") for o in points.options] == ["", *scorer.operating_points_]
+        own_cut = float(scorer.thresholds_[-1])
+        assert points.first_selected_option.text.startswith(f"server's: the model's own ({flag} >= {own_cut:.3f}")
+        for text, state in ((SPAM_TEXT, "flagged"), (PLAIN_TEXT, "ok")):
+            expected = _explained(address, "", text)
+            assert expected["flagged"] == (state == "flagged")  # the words are the classes
+            assert _submit(driver, "", text) == state
+            verdict = driver.find_element(By.ID, "verdict").text
+            assert verdict == (f"{'FLAGGED' if expected['flagged'] else 'not flagged'}: {flag} "
+                               f"{expected['unsafe_score']:.3f} (cut-off {expected['unsafe_threshold']:.3f})")
+            entry = next(e for e in expected["explanations"] if e["label"] == flag)
+            marks = driver.find_elements(By.CSS_SELECTOR, "#highlighted .field[data-source=response] mark")
+            want = [(piece, c["ngram"]) for piece, c in segments(text, "response", entry["contributions"]) if c]
+            assert want and [(m.text, m.get_attribute("data-ngram")) for m in marks] == want
+            bars = driver.find_elements(By.CSS_SELECTOR, "#bars [data-category]")
+            assert [b.get_attribute("data-category") for b in bars] == categories
+            shown = driver.find_element(By.TAG_NAME, "body").text.lower()  # the titles are drawn in capitals
+            assert f"strongest n-grams of the {flag} score" in shown and f"strongest terms of the {flag} score" in shown
+            assert "unsafe" not in shown  # the model's own names throughout
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []

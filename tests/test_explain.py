@@ -438,6 +438,34 @@ def test_cli_explain_html_report_is_self_contained_and_written_atomically(runner
     assert clash.exit_code == 2 and "suffix says html" in clash.stderr
 
 
+@pytest.mark.parametrize("labels, marked, away", [
+    ([], "unsafe", "toward safe"),
+    (["--label", "violence", "--label", "unsafe"], "violence", "away from violence"),
+], ids=["default", "violence first"])
+def test_cli_explain_html_report_says_which_labels_ngrams_are_marked(runner, tmp_path, labels, marked, away):
+    """The report's intro said "Marked: the strongest n-grams of the unsafe score" whatever was marked: the marks are
+    the first label explained's, violence's with `--label violence` (the text report's "(marked: [toward unsafe],
+    {toward safe})" too). Both now name the label the marks are of, from the rule that picks them."""
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"prompt": PAIR[0], "response": PAIR[1]}) + "\n")
+    out = tmp_path / "report.html"
+    result = runner.invoke(main, ["explain", *labels, "--input", str(data), "--output", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    intro = re.sub(r"<[^>]+>", "", re.search(r"<p>Model:.*?</p>", page, re.DOTALL).group())
+    assert f"Marked: the strongest n-grams of the {marked} score (toward {marked}, {away})." in intro, intro
+    [verdict] = json.loads(runner.invoke(main, ["explain", *labels, "--input", str(data), "--format", "json"]).stdout)
+    first = verdict["explanations"][0]
+    assert short_name(first["label"]) == marked
+    want = [(piece, c["ngram"]) for source, text in (("prompt", PAIR[0]), ("response", PAIR[1]))
+            for piece, c in segments(text, source, first["contributions"]) if c is not None]
+    shown = re.findall(r"<mark class=(?:up|down) style='--a:[\d.]+' title=\"[^\"]*? (&#x27;.*?&#x27;|&quot;.*?&quot;) "
+                       r"[-+][\d.]+\">(.*?)</mark>", page)
+    assert shown and [piece for _, piece in shown] == [piece for piece, _ in want]
+    text = runner.invoke(main, ["explain", *labels, "--input", str(data), "--format", "text"]).stdout
+    assert f"(marked: [toward {marked}], {{{away}}})" in text  # the text report's words, by the same rule
+
+
 @pytest.mark.parametrize("name, opener, starts", [
     ("r.html.gz", "gzip", "<!DOCTYPE html>"), ("r.json.xz", "lzma", "[\n  {"), ("r.txt.gz", "gzip", "line 1  "),
     ("r.ndjson.xz", "lzma", '{"line": 1, '),
