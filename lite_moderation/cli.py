@@ -1464,7 +1464,8 @@ def _card_lines(card: dict) -> list[str]:
     for title, thresholds, points in shapes:
         lines.append(f"{title}thresholds: " + ", ".join(f"{short_name(k)} {v:.3f}" for k, v in thresholds.items()))
         if points:
-            lines.append(f"{title}unsafe operating points (--threshold NAME): "
+            flag = short_name(list(thresholds)[-1])  # the flag head: the last label ("unsafe", or a model's own)
+            lines.append(f"{title}{flag} operating points (--threshold NAME): "
                          + ", ".join(f"{name} {value:.3f}" for name, value in points.items()))
     return lines
 

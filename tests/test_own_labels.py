@@ -358,3 +358,15 @@ def test_label_options_that_do_not_go_together_are_named_by_their_flags(comments
     assert "safe_class" not in result.stderr and "(label" not in result.stderr
     with pytest.raises(ValueError, match=r"name one class column \(label\) or boolean columns \(labels\)"):
         Columns(label="label", labels=("spam", "ok"))
+
+
+def test_info_names_the_operating_points_of_a_models_own_flag_head(tmp_path):
+    """A model of one boolean column has that column as its flag head: info names its operating points so."""
+    data = _multi_label_csv(tmp_path / "multi.csv")
+    model = tmp_path / "m"
+    trained = CliRunner().invoke(main, ["train", "--data", str(data), "--text-column", "comment", "--label-columns",
+                                        "spam", "--min-df", "1", "-q", "--output", str(model)])
+    assert trained.exit_code == 0, trained.stderr
+    shown = _cli("info", "--model", str(model)).stdout
+    assert "spam operating points (--threshold NAME)" in shown, shown
+    assert "unsafe" not in shown.split("thresholds:")[-1], shown
