@@ -35,8 +35,8 @@ from .taxonomy import BEAVERTAILS, CATEGORIES
 __all__ = [
     "DEFAULT_MAX_RECORD_BYTES", "ClassNameWarning", "Columns", "DataError", "DataWarning", "Dataset", "OverlongLine",
     "Record",
-    "bounded_lines", "load_dataset", "parse_json_array", "parse_json_text", "read_records", "record_from_object",
-    "sha256_file", "skipped_rows",
+    "bounded_lines", "file_bytes", "file_lines", "load_dataset", "parse_json_array", "parse_json_text",
+    "read_records", "record_from_object", "sha256_file", "skipped_rows",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -718,6 +718,28 @@ def _open_stream(source: _Source) -> Iterator[IO[bytes]]:
             yield stack.enter_context(lzma.LZMAFile(raw, "rb"))
         else:
             yield raw
+
+
+def file_lines(path: PathLike, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, raw bytes) of a file read as the data readers read one, for the package's readers of
+    other line files (``compare``'s predictions): ``.gz`` and ``.xz`` decompressed (told by the name or the first
+    bytes), another compression refused with how to decompress it, a UTF-16 file refused with how to convert it, a
+    line over ``max_record_bytes`` an :class:`OverlongLine`; a file that is missing or cannot be read is a
+    :class:`DataError`."""
+    source = replace(_resolve(path, "auto"), max_record_bytes=max_record_bytes)
+    with _open_stream(source) as stream:
+        yield from _raw_lines(stream, source)
+
+
+def file_bytes(path: PathLike) -> bytes:
+    """The whole of a file read as the data readers read one (decompressed or refused as :func:`file_lines` says),
+    for a reader of one JSON document (the guard suite's sets)."""
+    source = _resolve(path, "auto")
+    with _open_stream(source) as stream:
+        try:
+            return stream.read()
+        except _READ_ERRORS as exc:
+            raise source.fatal(f"cannot read the file: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------- iteration
