@@ -18,7 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DEFAULT_MAX_RECORD_BYTES, DataError, Dataset, OverlongLine, file_lines, parse_json_text
+from .data import (
+    DEFAULT_MAX_RECORD_BYTES,
+    DataError,
+    Dataset,
+    OverlongLine,
+    file_lines,
+    not_utf8_error,
+    parse_json_text,
+)
 from .model import prompt_groups
 from .stats import (
     BOOTSTRAP_METRICS,
@@ -172,7 +180,7 @@ def _parse_json_line(raw: bytes, path: str, line_no: int) -> object:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(path, line_no, None, f"not valid UTF-8 (byte offset {exc.start})") from None
+        raise not_utf8_error(path, raw, exc.start, line_no) from None
     if isinstance(raw, OverlongLine):  # dropped unread
         raise DataError(path, line_no, None, raw.message)
     if not text.strip():

@@ -35,8 +35,8 @@ from .taxonomy import BEAVERTAILS, CATEGORIES
 __all__ = [
     "DEFAULT_MAX_RECORD_BYTES", "ClassNameWarning", "Columns", "DataError", "DataWarning", "Dataset", "OverlongLine",
     "Record",
-    "bounded_lines", "file_bytes", "file_lines", "load_dataset", "parse_json_array", "parse_json_text",
-    "read_records", "record_from_object", "sha256_file", "skipped_rows",
+    "bounded_lines", "file_bytes", "file_lines", "load_dataset", "not_utf8_error", "parse_json_array",
+    "parse_json_text", "read_records", "record_from_object", "sha256_file", "skipped_rows",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -953,6 +953,16 @@ def _not_utf8(offset: int) -> _Bad:
     return _Bad(None, f"not valid UTF-8 (byte offset {offset})", _UTF8_HINT)
 
 
+def not_utf8_error(path: PathLike, raw: bytes, offset: int, line: int = 1) -> DataError:
+    """The error of bytes that are not UTF-8 at ``offset`` into ``raw`` (one line, or a whole file read at once,
+    starting on ``line``), in the words of every reader (:func:`_not_utf8`: the data files, ``compare``'s predictions,
+    the guard suite's sets): the line the byte is on, its byte offset in that line, and how to convert a file in
+    another encoding."""
+    start = raw.rfind(b"\n", 0, offset) + 1
+    bad = _not_utf8(offset - start)
+    return DataError(str(path), line + raw.count(b"\n", 0, start), None, bad.message, bad.hint)
+
+
 def _strip_newline(text: str) -> str:
     return text.removesuffix("\n").removesuffix("\r")
 
@@ -1005,7 +1015,7 @@ def _json_items(stream: IO[bytes], source: _Source, require: str) -> Iterator[Re
     try:
         text = data[skip:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise source.fatal(f"not valid UTF-8 (byte offset {exc.start + skip})", hint=_UTF8_HINT) from None
+        raise not_utf8_error(source.display, data, exc.start + skip) from None
     if not text.strip():
         return
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError, Dataset, file_bytes, parse_json_array, sha256_file
+from .data import DataError, Dataset, file_bytes, not_utf8_error, parse_json_array, sha256_file
 from .hub import cache_dir, fetch
 from .labels import LabelSet
 
@@ -259,7 +259,7 @@ def _json_list(path: Path) -> list[tuple[int, object]]:
     try:
         elements = parse_json_array(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
-        raise DataError(str(path), message=f"not valid UTF-8 (byte offset {exc.start})", hint=_FORMAT_HINT) from None
+        raise not_utf8_error(path, data, exc.start + len(data) - len(exc.object)) from None  # object: after a BOM
     except json.JSONDecodeError as exc:
         raise DataError(str(path), message=f"not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})",
                         hint=_FORMAT_HINT) from None

@@ -251,6 +251,16 @@ def test_compare_reads_gzipped_predictions_and_names_a_compression_it_does_not(r
     assert "UTF-8" not in result.stderr
 
 
+def test_latin1_predictions_are_told_where_and_how_to_convert_them(runner, tmp_path) -> None:
+    """A user test: a Latin-1 prediction file got `p.jsonl:2: not valid UTF-8 (byte offset 41)` and none of the advice
+    a Latin-1 data file gets; now the same words, by the same function, with its file and line."""
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"row": 0, "flagged": true}\n{"row": 1, "flagged": false, "note": "caf\xe9"}\n')
+    result = runner.invoke(main, ["compare", "--data", str(XSTEST), "--system", f"x={path}"])
+    _assert_clean_failure(result, f"{path}:2: not valid UTF-8 (byte offset 41)", "must be UTF-8",
+                          "iconv -f latin1 -t utf-8 FILE > NEW")
+
+
 def test_compare_usage_errors(runner, tmp_path) -> None:
     result = runner.invoke(main, ["compare", "--data", str(XSTEST), "--system", str(PEERS)])
     assert result.exit_code == 2 and "NAME=PREDICTIONS" in result.output
