@@ -1375,7 +1375,8 @@ def _csv_target(names: list[str], columns: Columns | None, missing: Any) -> dict
     index = {name: i for i, name in reversed(list(enumerate(names)))}
     absent = [n for n in wanted if n not in index]
     if absent:
-        raise missing(absent[0], f"{_name_keys(absent)} (named as a label column)")
+        raise missing(absent[0], f"{_name_keys(absent)} (named as a label column)",
+                      "--label-column" if columns.label is not None else "--label-columns")
     return {"target": tuple(index[n] for n in wanted), "target_names": tuple(wanted),
             "target_is_class": columns.label is not None}
 
@@ -1393,8 +1394,14 @@ def _csv_columns(header: list[str], source: _Source, require: str, line: int) ->
     index = {name: i for i, name in reversed(list(enumerate(names)))}
     found = ", ".join(_column_label(n) for n in raw_names[:20]) + (" ..." if len(raw_names) > 20 else "")
 
-    def missing(field: str, what: str) -> DataError:
-        return source.fatal(f"missing column {what}; found columns: {found}", line, field, _CSV_COLUMNS_HINT)
+    def missing(field: str, what: str, option: str | None = None, without: str = "") -> DataError:
+        """``option``: the option that named the missing column. Its hint is not the header's layout (the file has
+        a header, without that column) but the option's rule, and what leaving it out does (``without``)."""
+        several = option == "--label-columns"
+        hint = _CSV_COLUMNS_HINT if option is None else \
+            f"{option} names {'columns' if several else 'a column'} of the header as spelled there (case " \
+            f"included): give it {'columns' if several else 'one'} of those found{without}."
+        return source.fatal(f"missing column {what}; found columns: {found}", line, field, hint)
 
     for name in {"prompt", "response", "text", "is_safe", "category", *CATEGORIES} & set(names):
         if names.count(name) > 1:  # which one holds the data? csv would silently read the first
@@ -1406,18 +1413,21 @@ def _csv_columns(header: list[str], source: _Source, require: str, line: int) ->
     if text_field is None:
         named = source.columns.text_fields() if source.columns is not None else {}
         if named:
-            raise missing(next(iter(named)), f"{_name_keys(list(named))} (named as the text column)")
+            raise missing(next(iter(named)), f"{_name_keys(list(named))} (named as the text column)",
+                          "--text-column" if source.columns.text is not None else "--prompt-column")
         raise missing("prompt", "'prompt' (or 'text'); name another with --text-column or --prompt-column")
     target = _csv_target(raw_names, source.columns, missing)
     id_name = columns.id if columns is not None and columns.id is not None else "id"
     if id_name in raw_names:
         target["id"] = raw_names.index(id_name)
     elif id_name != "id":
-        raise missing(id_name, f"{_column_label(id_name)} (named as the id column)")
+        raise missing(id_name, f"{_column_label(id_name)} (named as the id column)", "--id-column",
+                      ", or leave it out (an 'id' column is then read when there is one)")
     if columns is not None and columns.group is not None:
         if columns.group not in raw_names:
             raise missing(columns.group, f"{_column_label(columns.group)} (named as the group column: group= of "
-                                         "its --data)")
+                                         "its --data)", "group= of --data", ", or leave it out (rows are then "
+                                         "grouped by their prompt)")
         target.update(group=raw_names.index(columns.group), group_name=columns.group)
     category_cols = None
     if "category" not in index:

@@ -241,6 +241,32 @@ def test_a_missing_id_column_is_named_once_quoted(runner, tmp_path):
         in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("command, option", [
+    (["score", "--model", "fast", "-i", "{path}", "--text-column", "Comment", "--id-column", "nope"], "--id-column"),
+    (["score", "--model", "fast", "-i", "{path}", "--text-column", "nope"], "--text-column"),
+    (["cv", "--folds", "2", "--data", "{path},group=nope", "--text-column", "Comment", "--label-columns", "toxic"],
+     "group= of --data"),
+    (["train", "--data", "{path}", "--text-column", "Comment", "--label-column", "nope", "--output", "{dir}/m"],
+     "--label-column"),
+    (["train", "--data", "{path}", "--text-column", "Comment", "--label-columns", "nope,other", "--output",
+      "{dir}/m"], "--label-columns"),
+], ids=["id", "text", "group", "class", "labels"])
+def test_a_missing_named_column_is_told_by_the_option_that_named_it(runner, tmp_path, command, option):
+    """A user test: `--id-column nope` (or group=nope, a text or label column) on a CSV with a header ended with
+    "The first row must be a header: prompt,response[,...]", which does not fit: the file has a header, without the
+    column named. The hint names the option and the columns the header has."""
+    path = tmp_path / "in.csv"
+    path.write_text("ID,Comment,toxic\n1,a note about tea,0\n2,a walk in the park,1\n")
+    result = runner.invoke(main, [arg.format(path=path, dir=tmp_path) for arg in command])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"{path}:1: field 'nope': missing column 'nope'" in result.stderr, result.stderr
+    assert "found columns: 'ID', 'Comment', 'toxic'" in result.stderr
+    assert "first row must be a header" not in result.stderr
+    assert f"{option} names" in result.stderr and "as spelled there (case included)" in result.stderr
+    without_a_text_column = runner.invoke(main, ["score", "--model", "fast", "-i", str(path)])  # not named: a header
+    assert "The first row must be a header: prompt,response" in without_a_text_column.stderr
+
+
 def test_a_null_or_empty_id_is_no_id_in_jsonl_as_in_csv(runner, tmp_path):
     """A user test: `{"id": null}` rejected its row, while an empty CSV id cell was read (as the id ""). Either is a
     row without an id, in both formats: scored, its output row without an "id" (an empty id cell in CSV output)."""
