@@ -1412,8 +1412,9 @@ def _csv_columns(header: list[str], source: _Source, require: str, line: int) ->
     text_field = "prompt" if "prompt" in index else "text" if "text" in index else None
     if text_field is None:
         named = source.columns.text_fields() if source.columns is not None else {}
-        if named:
-            raise missing(next(iter(named)), f"{_name_keys(list(named))} (named as the text column)",
+        if named:  # the text or prompt column (first): the response column is not needed (a prompt alone is read)
+            name = next(iter(named))
+            raise missing(name, f"{_column_label(name)} (named as the text column)",
                           "--text-column" if source.columns.text is not None else "--prompt-column")
         raise missing("prompt", "'prompt' (or 'text'); name another with --text-column or --prompt-column")
     target = _csv_target(raw_names, source.columns, missing)

@@ -267,6 +267,17 @@ def test_a_missing_named_column_is_told_by_the_option_that_named_it(runner, tmp_
     assert "The first row must be a header: prompt,response" in without_a_text_column.stderr
 
 
+def test_a_missing_prompt_column_is_the_one_named_missing(runner, tmp_path):
+    """A user test: `--prompt-column nope` on a CSV with a response column said `missing column 'nope', 'response'`:
+    the response column was there (and is not needed: a prompt alone is read)."""
+    path = tmp_path / "in.csv"
+    path.write_text("question,response\na question about tea,an answer about tea\n")
+    result = runner.invoke(main, ["score", "--model", "fast", "-i", str(path), "--prompt-column", "nope"])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:1: field 'nope': missing column 'nope' (named as the text column); found columns: 'question', " \
+           "'response'" in result.stderr, result.stderr
+
+
 def test_a_null_or_empty_id_is_no_id_in_jsonl_as_in_csv(runner, tmp_path):
     """A user test: `{"id": null}` rejected its row, while an empty CSV id cell was read (as the id ""). Either is a
     row without an id, in both formats: scored, its output row without an "id" (an empty id cell in CSV output)."""
