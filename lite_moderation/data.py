@@ -1190,12 +1190,15 @@ def _group_value(value: Any, field: str, present: bool) -> str:
 def _id_value(value: Any, field: str, present: bool) -> str | int | None:
     """An id is a string or a whole number (kept as it is, so output rows join back to the input).
 
-    Null or "" is no id, in every format (an empty CSV cell is "": :func:`_csv_record`): the row is scored as one
-    without the field, and its output row has no id (no "id" key; an empty cell in CSV output). Why: a CSV id column
-    with gaps was read, and the same rows as JSONL (pandas writes a gap as null) were refused."""
+    Null, "" or a string of whitespace alone is no id, in every format (an empty CSV cell is "", read here too:
+    :func:`_csv_record`): the row is scored as one without the field, and its output row has no id (no "id" key; an
+    empty cell in CSV output). Why: a CSV id column with gaps was read, and the same rows as JSONL (pandas writes a
+    gap as null) were refused; a cell of spaces is a gap as an empty one is, as it is for a label, a class or a group
+    in this module, and kept it would be an id that a CSV output cell shows as empty and no one can tell apart. An
+    id with other characters is kept as it is, its spaces included."""
     if not present:
         raise _Bad(field, "missing", f"Every record needs the id field '{field}' you named.")
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise _Bad(field, f"expected a string or whole-number id, got {json_type(value)}")
@@ -1296,7 +1299,8 @@ class _CsvColumns:
     target: tuple[int, ...] | None = None  # the user's label column(s) (see Columns)
     target_names: tuple[str, ...] = ()
     target_is_class: bool = False
-    id: int | None = None  # the id column (Columns.id, default "id" when the header has it)
+    id: int | None = None  # the id column (Columns.id, default "id" when the header has it), named ``id_name``
+    id_name: str = ""
     group: int | None = None  # the group column (Columns.group), named ``group_name``
     group_name: str = ""
 
@@ -1420,7 +1424,7 @@ def _csv_columns(header: list[str], source: _Source, require: str, line: int) ->
     target = _csv_target(raw_names, source.columns, missing)
     id_name = columns.id if columns is not None and columns.id is not None else "id"
     if id_name in raw_names:
-        target["id"] = raw_names.index(id_name)
+        target.update(id=raw_names.index(id_name), id_name=id_name)
     elif id_name != "id":
         raise missing(id_name, f"{_column_label(id_name)} (named as the id column)", "--id-column",
                       ", or leave it out (an 'id' column is then read when there is one)")
@@ -1479,7 +1483,7 @@ def _csv_record(row: list[str], cols: _CsvColumns, require: str, line: int, note
     record = _csv_record_fields(row, cols, require, line, notes)
     if cols.group is not None:
         record = replace(record, group=_group_value(row[cols.group].strip(), cols.group_name, True))
-    return record if cols.id is None else replace(record, id=row[cols.id] or None)  # "": no id (_id_value)
+    return record if cols.id is None else replace(record, id=_id_value(row[cols.id], cols.id_name, True))
 
 
 def _csv_record_fields(row: list[str], cols: _CsvColumns, require: str, line: int,

@@ -5,6 +5,7 @@ nothing leaves an existing output file as it was.
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -294,3 +295,29 @@ def test_a_null_or_empty_id_is_no_id_in_jsonl_as_in_csv(runner, tmp_path):
             [(first, "no id"), (first + 1, "no id"), (first + 2, id_3)]
         assert [r.id for r in lm.read_records(path, columns=Columns(id=options[1]) if options else None)] == \
             [None, None, id_3]
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv", "tsv"])
+def test_an_id_of_whitespace_alone_is_no_id_and_other_ids_keep_their_spaces(runner, tmp_path, suffix):
+    """A user test: `{"id": " "}` and a CSV cell of spaces were kept as ids, while null and an empty cell are no id:
+    a CSV output row then showed a cell of spaces no one could tell from a gap. Whitespace alone is no id, as an
+    empty cell is (and as it is for a label or a class); an id with other characters is kept as it is."""
+    path = tmp_path / f"in.{suffix}"
+    ids = [" ", "\t ", " a7 ", "b 8"]
+    texts = ["a note about tea", "a walk in the park", "a cup of coffee", "the garden"]
+    if suffix == "jsonl":
+        path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(ids, texts)))
+    else:
+        sep = "," if suffix == "csv" else "\t"
+        ids[1] = "  "  # a TSV cell cannot hold a tab
+        path.write_text(f"id{sep}text\n" + "".join(f"{i}{sep}{t}\n" for i, t in zip(ids, texts)))
+    for options in ([], ["--id-column", "id"]):
+        result = runner.invoke(main, ["score", "--model", "fast", "-i", str(path), "--format", "jsonl", *options])
+        assert result.exit_code == 0 and "skipped: 0" in result.stderr, result.stderr
+        assert [json.loads(line).get("id", "no id") for line in result.stdout.splitlines()] == \
+            ["no id", "no id", " a7 ", "b 8"]
+    out = tmp_path / "out.csv"
+    result = runner.invoke(main, ["score", "--model", "fast", "-i", str(path), "--output", str(out)])
+    assert result.exit_code == 0, result.stderr
+    with open(out, newline="", encoding="utf-8") as fh:
+        assert [row["id"] for row in csv.DictReader(fh)] == ["", "", " a7 ", "b 8"]
