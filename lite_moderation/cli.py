@@ -439,7 +439,7 @@ _COLUMN_OPTIONS = (
     ("--label-columns", "labels", ("Comma-separated boolean fields or columns, one head each (multi-label); one "
                                    "alone is a binary target; is_safe among them is the flag head.")),
     ("--safe-class", "safe_class", "The --label-column class that means nothing flagged (e.g. ok)."),
-    ("--id-column", "id", ("Field or column whose value each output row carries as its id (null or empty: no id) "
+    ("--id-column", "id", ("Field or column whose value each output row carries as its id (null, empty or all spaces: no id) "
                           "[default: id, when present].")),
 )
 #: The column options of the commands that read labelled data.

@@ -18,7 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DEFAULT_MAX_RECORD_BYTES, DataError, Dataset, OverlongLine, bounded_lines, parse_json_text
+from .data import (
+    DEFAULT_MAX_RECORD_BYTES,
+    DataError,
+    Dataset,
+    OverlongLine,
+    file_lines,
+    not_utf8_error,
+    parse_json_text,
+)
 from .model import prompt_groups
 from .stats import (
     BOOTSTRAP_METRICS,
@@ -137,26 +145,27 @@ def read_system(path: str | os.PathLike, name: str, dataset: Dataset | None = No
     ``"unsafe_score"``, ``"score"``, or ``NAME: number``). Every line must carry the same kinds; a row may
     appear once. With ``dataset``, rows past its end are refused, and so is a ``"line"`` field that is not
     the row's line in the data file (predictions made on another file). A line longer than
-    ``max_record_bytes``, not UTF-8, or not JSON (too deeply nested included) is refused with its line.
+    ``max_record_bytes``, not UTF-8, or not JSON (too deeply nested included) is refused with its line. The file
+    is opened as data files are (:func:`~lite_moderation.data.file_lines`): ``.gz``/``.xz`` read (``--predictions
+    p.jsonl.gz`` writes gzip), another compression refused with how to decompress it.
     """
     path = str(path)
     rows, scores, verdicts = [], [], []
     seen: dict[int, int] = {}
     n_rows = None if dataset is None else len(dataset)
-    with open(path, "rb") as fh:
-        for line_no, raw in enumerate(bounded_lines(fh, max_record_bytes), 1):
-            obj = _parse_json_line(raw, path, line_no)
-            if obj is _BLANK:
-                continue
-            row, score, verdict = _parse_line(obj, name, path, line_no, n_rows)
-            if row in seen:
-                raise DataError(path, line_no, "row", f"row {row} appears again (first on line {seen[row]})")
-            seen[row] = line_no
-            _check_data_line(obj, row, dataset, path, line_no)
-            _check_same_kinds(scores, verdicts, score, verdict, path, line_no)
-            rows.append(row)
-            scores.append(score)
-            verdicts.append(verdict)
+    for line_no, raw in file_lines(path, max_record_bytes):  # .gz/.xz as --predictions writes them
+        obj = _parse_json_line(raw, path, line_no)
+        if obj is _BLANK:
+            continue
+        row, score, verdict = _parse_line(obj, name, path, line_no, n_rows)
+        if row in seen:
+            raise DataError(path, line_no, "row", f"row {row} appears again (first on line {seen[row]})")
+        seen[row] = line_no
+        _check_data_line(obj, row, dataset, path, line_no)
+        _check_same_kinds(scores, verdicts, score, verdict, path, line_no)
+        rows.append(row)
+        scores.append(score)
+        verdicts.append(verdict)
     if not rows:
         raise DataError(path, None, None, "no predictions in the file", FORMAT_HINT)
     return System(name, np.array(rows), None if scores[0] is None else np.array(scores, dtype=np.float64),
@@ -171,7 +180,7 @@ def _parse_json_line(raw: bytes, path: str, line_no: int) -> object:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(path, line_no, None, f"not valid UTF-8 (byte offset {exc.start})") from None
+        raise not_utf8_error(path, raw, exc.start, line_no) from None
     if isinstance(raw, OverlongLine):  # dropped unread
         raise DataError(path, line_no, None, raw.message)
     if not text.strip():

@@ -35,8 +35,8 @@ from .taxonomy import BEAVERTAILS, CATEGORIES
 __all__ = [
     "DEFAULT_MAX_RECORD_BYTES", "ClassNameWarning", "Columns", "DataError", "DataWarning", "Dataset", "OverlongLine",
     "Record",
-    "bounded_lines", "load_dataset", "parse_json_array", "parse_json_text", "read_records", "record_from_object",
-    "sha256_file", "skipped_rows",
+    "bounded_lines", "file_bytes", "file_lines", "load_dataset", "not_utf8_error", "parse_json_array",
+    "parse_json_text", "read_records", "record_from_object", "sha256_file", "skipped_rows",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -720,6 +720,28 @@ def _open_stream(source: _Source) -> Iterator[IO[bytes]]:
             yield raw
 
 
+def file_lines(path: PathLike, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, raw bytes) of a file read as the data readers read one, for the package's readers of
+    other line files (``compare``'s predictions): ``.gz`` and ``.xz`` decompressed (told by the name or the first
+    bytes), another compression refused with how to decompress it, a UTF-16 file refused with how to convert it, a
+    line over ``max_record_bytes`` an :class:`OverlongLine`; a file that is missing or cannot be read is a
+    :class:`DataError`."""
+    source = replace(_resolve(path, "auto"), max_record_bytes=max_record_bytes)
+    with _open_stream(source) as stream:
+        yield from _raw_lines(stream, source)
+
+
+def file_bytes(path: PathLike) -> bytes:
+    """The whole of a file read as the data readers read one (decompressed or refused as :func:`file_lines` says),
+    for a reader of one JSON document (the guard suite's sets)."""
+    source = _resolve(path, "auto")
+    with _open_stream(source) as stream:
+        try:
+            return stream.read()
+        except _READ_ERRORS as exc:
+            raise source.fatal(f"cannot read the file: {exc}") from None
+
+
 # ---------------------------------------------------------------------------------------------- iteration
 
 
@@ -931,6 +953,16 @@ def _not_utf8(offset: int) -> _Bad:
     return _Bad(None, f"not valid UTF-8 (byte offset {offset})", _UTF8_HINT)
 
 
+def not_utf8_error(path: PathLike, raw: bytes, offset: int, line: int = 1) -> DataError:
+    """The error of bytes that are not UTF-8 at ``offset`` into ``raw`` (one line, or a whole file read at once,
+    starting on ``line``), in the words of every reader (:func:`_not_utf8`: the data files, ``compare``'s predictions,
+    the guard suite's sets): the line the byte is on, its byte offset in that line, and how to convert a file in
+    another encoding."""
+    start = raw.rfind(b"\n", 0, offset) + 1
+    bad = _not_utf8(offset - start)
+    return DataError(str(path), line + raw.count(b"\n", 0, start), None, bad.message, bad.hint)
+
+
 def _strip_newline(text: str) -> str:
     return text.removesuffix("\n").removesuffix("\r")
 
@@ -983,7 +1015,7 @@ def _json_items(stream: IO[bytes], source: _Source, require: str) -> Iterator[Re
     try:
         text = data[skip:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise source.fatal(f"not valid UTF-8 (byte offset {exc.start + skip})", hint=_UTF8_HINT) from None
+        raise not_utf8_error(source.display, data, exc.start + skip) from None
     if not text.strip():
         return
     try:
@@ -1158,12 +1190,15 @@ def _group_value(value: Any, field: str, present: bool) -> str:
 def _id_value(value: Any, field: str, present: bool) -> str | int | None:
     """An id is a string or a whole number (kept as it is, so output rows join back to the input).
 
-    Null or "" is no id, in every format (an empty CSV cell is "": :func:`_csv_record`): the row is scored as one
-    without the field, and its output row has no id (no "id" key; an empty cell in CSV output). Why: a CSV id column
-    with gaps was read, and the same rows as JSONL (pandas writes a gap as null) were refused."""
+    Null, "" or a string of whitespace alone is no id, in every format (an empty CSV cell is "", read here too:
+    :func:`_csv_record`): the row is scored as one without the field, and its output row has no id (no "id" key; an
+    empty cell in CSV output). Why: a CSV id column with gaps was read, and the same rows as JSONL (pandas writes a
+    gap as null) were refused; a cell of spaces is a gap as an empty one is, as it is for a label, a class or a group
+    in this module, and kept it would be an id that a CSV output cell shows as empty and no one can tell apart. An
+    id with other characters is kept as it is, its spaces included."""
     if not present:
         raise _Bad(field, "missing", f"Every record needs the id field '{field}' you named.")
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise _Bad(field, f"expected a string or whole-number id, got {json_type(value)}")
@@ -1264,7 +1299,8 @@ class _CsvColumns:
     target: tuple[int, ...] | None = None  # the user's label column(s) (see Columns)
     target_names: tuple[str, ...] = ()
     target_is_class: bool = False
-    id: int | None = None  # the id column (Columns.id, default "id" when the header has it)
+    id: int | None = None  # the id column (Columns.id, default "id" when the header has it), named ``id_name``
+    id_name: str = ""
     group: int | None = None  # the group column (Columns.group), named ``group_name``
     group_name: str = ""
 
@@ -1343,7 +1379,8 @@ def _csv_target(names: list[str], columns: Columns | None, missing: Any) -> dict
     index = {name: i for i, name in reversed(list(enumerate(names)))}
     absent = [n for n in wanted if n not in index]
     if absent:
-        raise missing(absent[0], f"{_name_keys(absent)} (named as a label column)")
+        raise missing(absent[0], f"{_name_keys(absent)} (named as a label column)",
+                      "--label-column" if columns.label is not None else "--label-columns")
     return {"target": tuple(index[n] for n in wanted), "target_names": tuple(wanted),
             "target_is_class": columns.label is not None}
 
@@ -1361,8 +1398,14 @@ def _csv_columns(header: list[str], source: _Source, require: str, line: int) ->
     index = {name: i for i, name in reversed(list(enumerate(names)))}
     found = ", ".join(_column_label(n) for n in raw_names[:20]) + (" ..." if len(raw_names) > 20 else "")
 
-    def missing(field: str, what: str) -> DataError:
-        return source.fatal(f"missing column {what}; found columns: {found}", line, field, _CSV_COLUMNS_HINT)
+    def missing(field: str, what: str, option: str | None = None, without: str = "") -> DataError:
+        """``option``: the option that named the missing column. Its hint is not the header's layout (the file has
+        a header, without that column) but the option's rule, and what leaving it out does (``without``)."""
+        several = option == "--label-columns"
+        hint = _CSV_COLUMNS_HINT if option is None else \
+            f"{option} names {'columns' if several else 'a column'} of the header as spelled there (case " \
+            f"included): give it {'columns' if several else 'one'} of those found{without}."
+        return source.fatal(f"missing column {what}; found columns: {found}", line, field, hint)
 
     for name in {"prompt", "response", "text", "is_safe", "category", *CATEGORIES} & set(names):
         if names.count(name) > 1:  # which one holds the data? csv would silently read the first
@@ -1373,19 +1416,23 @@ def _csv_columns(header: list[str], source: _Source, require: str, line: int) ->
     text_field = "prompt" if "prompt" in index else "text" if "text" in index else None
     if text_field is None:
         named = source.columns.text_fields() if source.columns is not None else {}
-        if named:
-            raise missing(next(iter(named)), f"{_name_keys(list(named))} (named as the text column)")
+        if named:  # the text or prompt column (first): the response column is not needed (a prompt alone is read)
+            name = next(iter(named))
+            raise missing(name, f"{_column_label(name)} (named as the text column)",
+                          "--text-column" if source.columns.text is not None else "--prompt-column")
         raise missing("prompt", "'prompt' (or 'text'); name another with --text-column or --prompt-column")
     target = _csv_target(raw_names, source.columns, missing)
     id_name = columns.id if columns is not None and columns.id is not None else "id"
     if id_name in raw_names:
-        target["id"] = raw_names.index(id_name)
+        target.update(id=raw_names.index(id_name), id_name=id_name)
     elif id_name != "id":
-        raise missing(id_name, f"{_column_label(id_name)} (named as the id column)")
+        raise missing(id_name, f"{_column_label(id_name)} (named as the id column)", "--id-column",
+                      ", or leave it out (an 'id' column is then read when there is one)")
     if columns is not None and columns.group is not None:
         if columns.group not in raw_names:
             raise missing(columns.group, f"{_column_label(columns.group)} (named as the group column: group= of "
-                                         "its --data)")
+                                         "its --data)", "group= of --data", ", or leave it out (rows are then "
+                                         "grouped by their prompt)")
         target.update(group=raw_names.index(columns.group), group_name=columns.group)
     category_cols = None
     if "category" not in index:
@@ -1436,7 +1483,7 @@ def _csv_record(row: list[str], cols: _CsvColumns, require: str, line: int, note
     record = _csv_record_fields(row, cols, require, line, notes)
     if cols.group is not None:
         record = replace(record, group=_group_value(row[cols.group].strip(), cols.group_name, True))
-    return record if cols.id is None else replace(record, id=row[cols.id] or None)  # "": no id (_id_value)
+    return record if cols.id is None else replace(record, id=_id_value(row[cols.id], cols.id_name, True))
 
 
 def _csv_record_fields(row: list[str], cols: _CsvColumns, require: str, line: int,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError, Dataset, parse_json_array, sha256_file
+from .data import DataError, Dataset, file_bytes, not_utf8_error, parse_json_array, sha256_file
 from .hub import cache_dir, fetch
 from .labels import LabelSet
 
@@ -255,10 +255,11 @@ def read_suite_file(path: Path, spec: SuiteFile) -> tuple[Dataset | None, list[D
 
 def _json_list(path: Path) -> list[tuple[int, object]]:
     """(line it starts on, record) of each element of the file's JSON list."""
+    data = file_bytes(path)  # .gz/.xz read, another compression refused, as for any data file
     try:
-        elements = parse_json_array(Path(path).read_bytes().decode("utf-8-sig"))
+        elements = parse_json_array(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
-        raise DataError(str(path), message=f"not valid UTF-8 (byte offset {exc.start})", hint=_FORMAT_HINT) from None
+        raise not_utf8_error(path, data, exc.start + len(data) - len(exc.object)) from None  # object: after a BOM
     except json.JSONDecodeError as exc:
         raise DataError(str(path), message=f"not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})",
                         hint=_FORMAT_HINT) from None

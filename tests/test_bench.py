@@ -4,7 +4,9 @@ an HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import hashlib
 import http.server
 import io
@@ -347,6 +349,48 @@ def test_a_file_that_is_not_a_json_list_is_refused(runner, tmp_path, body, words
     (tmp_path / "prompts.json").write_bytes(body)
     result = runner.invoke(main, ["bench", "--suite", str(manifest), "--data-dir", str(tmp_path), "--model", "fast"])
     _assert_clean_failure(result, str(tmp_path / "prompts.json"), words)
+
+
+def test_a_latin1_set_file_is_told_where_and_how_to_convert_it(runner, tmp_path) -> None:
+    """A user test: a Latin-1 set file got `prompts.json: not valid UTF-8 (byte offset N)` (N into the file) and GuardReasoner's record
+    format as its hint; now the data files' advice (by the same function), with the line the byte is on."""
+    manifest = _write_suite(tmp_path, {"prompts": ("prompt", _prompt_set(3))})
+    body = (tmp_path / "prompts.json").read_bytes().replace(b"garden number 1", b"caf\xe9 number 1")
+    lines = body.split(b"\n")
+    line, offset = next((n, text.index(b"\xe9")) for n, text in enumerate(lines, 1) if b"\xe9" in text)
+    pins = json.loads(manifest.read_text())
+    pins["files"][0]["sha256"] = hashlib.sha256(body).hexdigest()
+    manifest.write_text(json.dumps(pins))
+    (tmp_path / "prompts.json").write_bytes(body)
+    result = runner.invoke(main, ["bench", "--suite", str(manifest), "--data-dir", str(tmp_path), "--model", "fast"])
+    _assert_clean_failure(result, f"{tmp_path / 'prompts.json'}:{line}: not valid UTF-8 (byte offset {offset})",
+                          "must be UTF-8", "iconv -f latin1 -t utf-8 FILE > NEW")
+    assert "GuardReasoner's format" not in result.stderr
+
+
+def test_a_compressed_set_file_is_read_as_data_files_are(runner, tmp_path) -> None:
+    """A pinned .json.gz was read as text, "not valid UTF-8 (byte offset 1)", and so was a .bz2 one: the sets are
+    opened as data files are, .gz and .xz read, another compression named with how to decompress it."""
+    manifest = _write_suite(tmp_path, {"prompts": ("prompt", _prompt_set(9))})
+    args = ["bench", "--suite", str(manifest), "--data-dir", str(tmp_path), "--model", "fast", "--format", "json",
+            "--bootstrap", "20", "-q"]
+    expected = runner.invoke(main, args)
+    assert expected.exit_code == 0, expected.output
+    body = (tmp_path / "prompts.json").read_bytes()
+    pins = json.loads(manifest.read_text())
+    for suffix, compress in ((".gz", gzip.compress), (".bz2", bz2.compress)):
+        data = compress(body)
+        (tmp_path / f"prompts.json{suffix}").write_bytes(data)
+        pins["files"][0].update(file=f"data/prompts.json{suffix}", sha256=hashlib.sha256(data).hexdigest())
+        manifest.write_text(json.dumps(pins))
+        result = runner.invoke(main, args)
+        if suffix == ".gz":
+            assert result.exit_code == 0, result.output
+            assert json.loads(result.stdout)["results"] == json.loads(expected.stdout)["results"]
+        else:
+            _assert_clean_failure(result, f"{tmp_path / 'prompts.json.bz2'}: the file is bzip2-compressed",
+                                  "bunzip2 -k")
+            assert "UTF-8" not in result.stderr and "not valid JSON" not in result.stderr
 
 
 def test_predictions_never_replace_an_input_file(runner, tmp_path) -> None:

@@ -3,9 +3,12 @@ the real CLI through click's runner on real files (the shared XSTest rows and Gu
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import io
 import json
+import lzma
 import os
 import pty
 import re
@@ -217,6 +220,45 @@ def test_compare_refuses_malformed_predictions_with_file_and_line(runner, tmp_pa
     path.write_text("\n".join(lines) + "\n")
     result = runner.invoke(main, ["compare", "--data", str(XSTEST), "--system", f"x={path}"])
     _assert_clean_failure(result, *fragments)
+
+
+def test_compare_reads_gzipped_predictions_and_names_a_compression_it_does_not(runner, tmp_path) -> None:
+    """A user test: `evaluate --predictions p.jsonl.gz` writes gzip, which `compare` read as text (`p.jsonl.gz:1: not
+    valid UTF-8 (byte offset 1)`), and a .bz2 file was "not valid UTF-8" too. Prediction files are opened as data
+    files are: .gz and .xz read, another compression named with how to decompress it."""
+    written = tmp_path / "fast.jsonl.gz"
+    result = runner.invoke(main, ["evaluate", "--model", "fast", "--data", str(XSTEST), "--bootstrap", "0",
+                                  "--predictions", str(written)])
+    assert result.exit_code == 0, result.output
+    assert written.read_bytes()[:2] == b"\x1f\x8b"  # gzip, as its name says
+    plain = tmp_path / "fast.jsonl"
+    plain.write_bytes(gzip.decompress(written.read_bytes()))
+    peers_xz = tmp_path / "peers.jsonl.xz"
+    peers_xz.write_bytes(lzma.compress(PEERS.read_bytes()))
+    args = ["compare", "--data", str(XSTEST), "--bootstrap", "20", "--format", "json", "-q"]
+    expected = runner.invoke(main, [*args, "--system", f"fast={plain}", *_systems_args("GuardReasoner-8B")])
+    assert expected.exit_code == 0, expected.output
+    result = runner.invoke(main, [*args, "--system", f"fast={written}", "--system", f"GuardReasoner-8B={peers_xz}"])
+    assert result.exit_code == 0, result.output
+    summaries = [json.loads(r.stdout) for r in (result, expected)]
+    for summary in summaries:
+        assert [s.pop("source") for s in summary["systems"]]  # the files' names differ, nothing else
+    assert summaries[0] == summaries[1] and summaries[0]["rows_compared"] == 446
+    bzipped = tmp_path / "peers.jsonl.bz2"
+    bzipped.write_bytes(bz2.compress(PEERS.read_bytes()))
+    result = runner.invoke(main, [*args, "--system", f"GuardReasoner-8B={bzipped}"])
+    _assert_clean_failure(result, f"{bzipped}: the file is bzip2-compressed", ".gz (gzip) and .xz (xz)", "bunzip2 -k")
+    assert "UTF-8" not in result.stderr
+
+
+def test_latin1_predictions_are_told_where_and_how_to_convert_them(runner, tmp_path) -> None:
+    """A user test: a Latin-1 prediction file got `p.jsonl:2: not valid UTF-8 (byte offset 41)` and none of the advice
+    a Latin-1 data file gets; now the same words, by the same function, with its file and line."""
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"row": 0, "flagged": true}\n{"row": 1, "flagged": false, "note": "caf\xe9"}\n')
+    result = runner.invoke(main, ["compare", "--data", str(XSTEST), "--system", f"x={path}"])
+    _assert_clean_failure(result, f"{path}:2: not valid UTF-8 (byte offset 41)", "must be UTF-8",
+                          "iconv -f latin1 -t utf-8 FILE > NEW")
 
 
 def test_compare_usage_errors(runner, tmp_path) -> None:

@@ -141,6 +141,16 @@ def test_a_latin1_file_is_told_to_be_utf8_and_how_to_convert_it(runner, tmp_path
         assert "must be UTF-8" in result.stderr and "iconv -f latin1 -t utf-8" in result.stderr, result.stderr
 
 
+def test_a_json_file_that_is_not_utf8_names_the_line_of_the_byte(runner, tmp_path):
+    """A .json file is read whole; its error gave the byte's offset into the file, `in.json: not valid UTF-8 (byte
+    offset 35)`: now the line, and the offset in it, as every line reader says (one function)."""
+    path = tmp_path / "in.json"
+    path.write_bytes(b'[{"text": "a note"},\n {"text": "caf\xe9"}]')
+    result = runner.invoke(main, ["score", "--model", "fast", "-i", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:2: not valid UTF-8 (byte offset 14)" in result.stderr and "iconv -f latin1" in result.stderr
+
+
 def test_the_encoding_advice_is_given_once_per_file(tmp_path):
     path = tmp_path / "in.txt"
     path.write_bytes(b"caf\xe9\nna\xefve\nfine\n")

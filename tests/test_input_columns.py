@@ -5,6 +5,7 @@ nothing leaves an existing output file as it was.
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -241,6 +242,43 @@ def test_a_missing_id_column_is_named_once_quoted(runner, tmp_path):
         in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("command, option", [
+    (["score", "--model", "fast", "-i", "{path}", "--text-column", "Comment", "--id-column", "nope"], "--id-column"),
+    (["score", "--model", "fast", "-i", "{path}", "--text-column", "nope"], "--text-column"),
+    (["cv", "--folds", "2", "--data", "{path},group=nope", "--text-column", "Comment", "--label-columns", "toxic"],
+     "group= of --data"),
+    (["train", "--data", "{path}", "--text-column", "Comment", "--label-column", "nope", "--output", "{dir}/m"],
+     "--label-column"),
+    (["train", "--data", "{path}", "--text-column", "Comment", "--label-columns", "nope,other", "--output",
+      "{dir}/m"], "--label-columns"),
+], ids=["id", "text", "group", "class", "labels"])
+def test_a_missing_named_column_is_told_by_the_option_that_named_it(runner, tmp_path, command, option):
+    """A user test: `--id-column nope` (or group=nope, a text or label column) on a CSV with a header ended with
+    "The first row must be a header: prompt,response[,...]", which does not fit: the file has a header, without the
+    column named. The hint names the option and the columns the header has."""
+    path = tmp_path / "in.csv"
+    path.write_text("ID,Comment,toxic\n1,a note about tea,0\n2,a walk in the park,1\n")
+    result = runner.invoke(main, [arg.format(path=path, dir=tmp_path) for arg in command])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"{path}:1: field 'nope': missing column 'nope'" in result.stderr, result.stderr
+    assert "found columns: 'ID', 'Comment', 'toxic'" in result.stderr
+    assert "first row must be a header" not in result.stderr
+    assert f"{option} names" in result.stderr and "as spelled there (case included)" in result.stderr
+    without_a_text_column = runner.invoke(main, ["score", "--model", "fast", "-i", str(path)])  # not named: a header
+    assert "The first row must be a header: prompt,response" in without_a_text_column.stderr
+
+
+def test_a_missing_prompt_column_is_the_one_named_missing(runner, tmp_path):
+    """A user test: `--prompt-column nope` on a CSV with a response column said `missing column 'nope', 'response'`:
+    the response column was there (and is not needed: a prompt alone is read)."""
+    path = tmp_path / "in.csv"
+    path.write_text("question,response\na question about tea,an answer about tea\n")
+    result = runner.invoke(main, ["score", "--model", "fast", "-i", str(path), "--prompt-column", "nope"])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:1: field 'nope': missing column 'nope' (named as the text column); found columns: 'question', " \
+           "'response'" in result.stderr, result.stderr
+
+
 def test_a_null_or_empty_id_is_no_id_in_jsonl_as_in_csv(runner, tmp_path):
     """A user test: `{"id": null}` rejected its row, while an empty CSV id cell was read (as the id ""). Either is a
     row without an id, in both formats: scored, its output row without an "id" (an empty id cell in CSV output)."""
@@ -257,3 +295,29 @@ def test_a_null_or_empty_id_is_no_id_in_jsonl_as_in_csv(runner, tmp_path):
             [(first, "no id"), (first + 1, "no id"), (first + 2, id_3)]
         assert [r.id for r in lm.read_records(path, columns=Columns(id=options[1]) if options else None)] == \
             [None, None, id_3]
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv", "tsv"])
+def test_an_id_of_whitespace_alone_is_no_id_and_other_ids_keep_their_spaces(runner, tmp_path, suffix):
+    """A user test: `{"id": " "}` and a CSV cell of spaces were kept as ids, while null and an empty cell are no id:
+    a CSV output row then showed a cell of spaces no one could tell from a gap. Whitespace alone is no id, as an
+    empty cell is (and as it is for a label or a class); an id with other characters is kept as it is."""
+    path = tmp_path / f"in.{suffix}"
+    ids = [" ", "\t ", " a7 ", "b 8"]
+    texts = ["a note about tea", "a walk in the park", "a cup of coffee", "the garden"]
+    if suffix == "jsonl":
+        path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(ids, texts)))
+    else:
+        sep = "," if suffix == "csv" else "\t"
+        ids[1] = "  "  # a TSV cell cannot hold a tab
+        path.write_text(f"id{sep}text\n" + "".join(f"{i}{sep}{t}\n" for i, t in zip(ids, texts)))
+    for options in ([], ["--id-column", "id"]):
+        result = runner.invoke(main, ["score", "--model", "fast", "-i", str(path), "--format", "jsonl", *options])
+        assert result.exit_code == 0 and "skipped: 0" in result.stderr, result.stderr
+        assert [json.loads(line).get("id", "no id") for line in result.stdout.splitlines()] == \
+            ["no id", "no id", " a7 ", "b 8"]
+    out = tmp_path / "out.csv"
+    result = runner.invoke(main, ["score", "--model", "fast", "-i", str(path), "--output", str(out)])
+    assert result.exit_code == 0, result.stderr
+    with open(out, newline="", encoding="utf-8") as fh:
+        assert [row["id"] for row in csv.DictReader(fh)] == ["", "", " a7 ", "b 8"]
