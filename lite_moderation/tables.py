@@ -118,6 +118,18 @@ def _bootstrap_note(metrics: dict) -> list[str]:
              f"seed {info['seed']}, {info['groups']} groups).")]
 
 
+_CATEGORY_HEADERS = {"f1": "F1", "precision": "precision", "recall": "recall", "auprc": "AUPRC"}
+
+
+def _category_table(cats: dict, keys: tuple[str, ...], caption: str, notes: list[str] | None = None) -> Table:
+    """One row per category (``keys`` of each, then its support), macro- and micro-F1 in the caption."""
+    macro = format_ci(cats["macro_f1"], cats.get("ci", {}).get("macro_f1"))
+    per = cats["per_category"]
+    rows = [[short_name(c), *(format_ci(per[c][k]) for k in keys), str(per[c]["support"])] for c in per]
+    return Table(["category", *(_CATEGORY_HEADERS[k] for k in keys), "support"], rows,
+                 f"{caption} macro-F1 {macro}, micro-F1 {format_ci(cats['micro_f1'])}", notes or [])
+
+
 def metrics_tables(metrics: dict, title: str = "") -> list[Table]:
     """The tables of a ``moderation_metrics`` result (with ``"ci"`` where given): the unsafe head's metrics,
     then, with categories, macro/micro-F1 and one row per category."""
@@ -129,16 +141,12 @@ def metrics_tables(metrics: dict, title: str = "") -> list[Table]:
                     f"{caption}unsafe-response detection, {metrics['n']} rows", _bootstrap_note(metrics))]
     if "categories" not in metrics:
         return tables
-    cats = metrics["categories"]
-    macro = format_ci(cats["macro_f1"], cats.get("ci", {}).get("macro_f1"))
-    per = cats["per_category"]
-    rows = [[short_name(c), format_ci(per[c]["f1"]), format_ci(per[c]["precision"]), format_ci(per[c]["recall"]),
-             format_ci(per[c]["auprc"]), str(per[c]["support"])] for c in per]
-    tables.append(Table(["category", "F1", "precision", "recall", "AUPRC", "support"], rows,
-                        f"{caption}harm categories, each head at its own cut-off: macro-F1 {macro}, "
-                        f"micro-F1 {format_ci(cats['micro_f1'])}"))
-    if "reported_categories" not in metrics:
-        return tables
+    tables.append(_category_table(metrics["categories"], ("f1", "precision", "recall", "auprc"),
+                                  f"{caption}harm categories, each head at its own cut-off:"))
+    if "reported_categories" in metrics:
+        tables.append(_category_table(metrics["reported_categories"], ("f1", "precision", "recall"),
+                                      f"{caption}harm categories as reported:", [REPORTED_NOTE]))
+    return tables
     reported = metrics["reported_categories"]
     macro = format_ci(reported["macro_f1"], reported.get("ci", {}).get("macro_f1"))
     per = reported["per_category"]
