@@ -4,10 +4,15 @@ Why Dask: data teams already run it, and it brings scheduling, retries on worker
 clusters, so this module only says what one task does. Dask is an optional extra, imported lazily:
 without it, every entry point raises :class:`DaskMissingError` saying ``pip install 'lite-moderation[dask]'``.
 
-- The model travels as the bytes of its own files (a :class:`ModelPayload`), one graph key per model, so
-  each worker receives it once, not once per task. A worker writes the files to a temp dir and rebuilds
-  the model with :func:`lite_moderation.load_scorer` (checksums verified, no pickle), cached per process by the
-  model's checksum.
+- The model travels as the bytes of its own files (a :class:`ModelPayload`). On a distributed cluster they are
+  not in the task graph (the shipped model's 15 MiB made every run warn "Sending large graph"): a worker plugin
+  (:class:`lite_moderation._model_plugin.ModelPlugin`, registered once per model) hands them to every worker, those
+  that join or restart later included, and the tasks carry only the model's checksum. Scattered data would not
+  do: a worker that dies takes its copy along and Dask cannot compute it again, so the death of the last worker
+  holding it cancelled the run instead of retrying its file. Without a cluster (``dask.compute`` on threads or
+  processes) the bytes are one graph key, passed to each task. A worker writes the files to a temp dir and
+  rebuilds the model with :func:`lite_moderation.load_scorer` (checksums verified, no pickle), cached per process
+  by the model's checksum.
 - Each input file is one task that writes one output file through a temp file renamed into place: a task
   retried after a worker died never leaves half a file or duplicated rows.
 - Row accounting per file and in total: rows_in == scored + rejected.
@@ -114,6 +119,38 @@ _MODELS_LOCK = threading.Lock()
 LOAD_COUNTS: Counter[str] = Counter()
 
 
+#: The payloads the cluster's :class:`~lite_moderation._model_plugin.ModelPlugin` handed to this process, by checksum.
+_SHIPPED: dict[str, ModelPayload] = {}
+#: Prefix of the names of those plugins (and of the graph key of a task's handle on a shipped model).
+SHIPPED_PREFIX = "lite-moderation-model-"
+
+
+@dataclass(frozen=True)
+class _ShippedModel:
+    """A task's handle on a model shipped to the workers by a plugin: its checksum, not its bytes."""
+
+    checksum: str
+
+
+def _receive_payload(payload: ModelPayload) -> None:
+    """What the plugin does on each worker: keep the bytes, to be rebuilt into the model by the first task."""
+    with _MODELS_LOCK:
+        _SHIPPED[payload.checksum] = payload
+
+
+def _model_of(model: ModelPayload | _ShippedModel) -> FastScorer:
+    """The model a task was given: its bytes, or the handle on the bytes shipped to this worker."""
+    if isinstance(model, ModelPayload):
+        return model_from_payload(model)
+    with _MODELS_LOCK:
+        payload = _SHIPPED.get(model.checksum)
+    if payload is None:
+        raise RuntimeError(
+            f"the model {model.checksum[:16]} was shipped to the workers of the Dask client current when the task "
+            "graph was built, and this process is not one of them: compute the graph on that client")
+    return model_from_payload(payload)
+
+
 def model_from_payload(payload: ModelPayload) -> FastScorer:
     """The model of ``payload``, rebuilt once per process and then served from a cache keyed by checksum."""
     with _MODELS_LOCK:
@@ -150,10 +187,34 @@ def _as_payload(model: ModelPayload | str | os.PathLike | None) -> ModelPayload:
     return model if isinstance(model, ModelPayload) else model_payload(model)
 
 
-def _model_node(payload: ModelPayload) -> Any:
-    """One graph key holding the payload: Dask sends it to each worker once and tasks share it."""
+def _model_node(payload: ModelPayload, client: Any = None) -> Any:
+    """The model's graph key, which the tasks take as their model: on ``client``'s cluster a handle on the payload,
+    which a worker plugin ships to every worker (the bytes stay out of the graph); else (no cluster) the payload."""
     dask = _require_dask()
-    return dask.delayed(payload, name=f"lite-moderation-model-{payload.checksum[:16]}", traverse=False)
+    if client is None:
+        return dask.delayed(payload, name=f"{SHIPPED_PREFIX}{payload.checksum[:16]}", traverse=False)
+    from ._model_plugin import ModelPlugin
+
+    client.register_plugin(ModelPlugin(payload))  # returns once every current worker has the bytes
+    return dask.delayed(_ShippedModel(payload.checksum), name=f"{SHIPPED_PREFIX}ref-{payload.checksum[:16]}",
+                        traverse=False)
+
+
+def _computing_client() -> Any:
+    """The distributed client that ``.compute()`` would run a graph on now, else None: a local scheduler, or an
+    asynchronous client (which ``.compute()`` does not run on)."""
+    _require_dask()
+    import dask.base
+    from distributed import get_client
+
+    try:
+        client = get_client()
+    except ValueError:  # no client
+        return None
+    if client.asynchronous:
+        return None
+    scheduler = dask.base.get_scheduler()  # the client's get method, unless the config names another scheduler
+    return client if getattr(scheduler, "__self__", None) is client else None
 
 
 # ------------------------------------------------------------------------------------------ bags and frames
@@ -170,13 +231,13 @@ def score_bag(bag: Any, model: ModelPayload | str | os.PathLike | None = None, *
     """
     if on_error not in ("fail", "mark"):
         raise ValueError(f"on_error must be 'fail' or 'mark', got {on_error!r}")
-    node = _model_node(_as_payload(model))
+    node = _model_node(_as_payload(model), _computing_client())
     return bag.map_partitions(_score_bag_partition, node, threshold, on_error, chunk_size)
 
 
-def _score_bag_partition(items: Iterable, payload: ModelPayload, threshold: float | str | None, on_error: str,
-                         chunk_size: int) -> list[dict]:
-    model = model_from_payload(payload)
+def _score_bag_partition(items: Iterable, payload: ModelPayload | _ShippedModel, threshold: float | str | None,
+                         on_error: str, chunk_size: int) -> list[dict]:
+    model = _model_of(payload)
     rows: list[dict] = []
     iterator = iter(items)
     position = 0
@@ -245,7 +306,7 @@ def score_dataframe(df: Any, model: ModelPayload | str | os.PathLike | None = No
     if clashes:
         raise ValueError(f"the dataframe already has score columns {clashes}: rename them first")
     meta = _frame_meta(df._meta, score_columns)
-    node = _model_node(payload)
+    node = _model_node(payload, _computing_client())
     return df.map_partitions(_score_frame, node, threshold, fields, meta=meta)
 
 
@@ -260,10 +321,11 @@ def _frame_meta(meta: Any, score_columns: tuple[str, ...]) -> Any:
     return out
 
 
-def _score_frame(frame: Any, payload: ModelPayload, threshold: float | str | None, fields: tuple[str, ...]) -> Any:
+def _score_frame(frame: Any, payload: ModelPayload | _ShippedModel, threshold: float | str | None,
+                 fields: tuple[str, ...]) -> Any:
     import numpy as np
 
-    model = model_from_payload(payload)
+    model = _model_of(payload)
     pairs = [_frame_pair(frame, row, fields) for row in range(len(frame))]
     proba_rows = model.moderate(pairs, threshold=threshold) if pairs else []
     out = frame.copy()
@@ -412,8 +474,9 @@ def score_files(inputs: str | os.PathLike | Sequence[str | os.PathLike], output_
     directory is made, and checked to be writable, here, before any work.
     ``columns`` names the text (and id) fields of the files, as for :func:`~lite_moderation.scoring.score_file`.
     """
-    return _file_tasks(inputs, output_dir, model, fmt=fmt, on_error=on_error, threshold=threshold,
-                       input_format=input_format, max_record_bytes=max_record_bytes, columns=columns)[0]
+    make_tasks, _, _ = _file_tasks(inputs, output_dir, model, fmt=fmt, on_error=on_error, threshold=threshold,
+                                   input_format=input_format, max_record_bytes=max_record_bytes, columns=columns)
+    return make_tasks(_computing_client())
 
 
 #: Prefixes of a corpus run's Dask names: its tasks are ``lite-moderation-score-<output file name>-<run id>``, and the
@@ -425,9 +488,12 @@ def _file_tasks(inputs: str | os.PathLike | Sequence[str | os.PathLike], output_
                 model: ModelPayload | str | os.PathLike | None, *, fmt: str = "jsonl", on_error: str = "skip",
                 threshold: float | str | None = None, input_format: str = "auto",
                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-                columns: Columns | None = None, stoppable: bool = False) -> tuple[list[Any], list[Path], str | None]:
-    """:func:`score_files`' tasks, the output file each writes, and the name of the Dask Event that stops them
-    (``stoppable``: the tasks check it, which needs a distributed cluster; else None)."""
+                columns: Columns | None = None,
+                stoppable: bool = False) -> tuple[Callable[[Any], list[Any]], list[Path], str | None]:
+    """:func:`score_files`' tasks, made by the function returned once inputs, outputs and model are checked (it takes
+    the client whose cluster will run them, or None: see :func:`_model_node`), the output file each writes, and the
+    name of the Dask Event that stops them (``stoppable``: the tasks check it, which needs a distributed cluster;
+    else None)."""
     if fmt not in OUTPUT_FORMATS:
         raise ValueError(f"output format must be one of {OUTPUT_FORMATS} for a corpus, got {fmt!r}")
     if on_error not in ("fail", "skip"):
@@ -435,17 +501,21 @@ def _file_tasks(inputs: str | os.PathLike | Sequence[str | os.PathLike], output_
     dask = _require_dask()
     paths = [path.absolute() for path in resolve_inputs(inputs)]  # workers may run in another directory
     outputs = _outputs(paths, Path(output_dir).absolute(), fmt)
-    node = _model_node(_as_payload(model))
+    payload = _as_payload(model)
     _check_writable_dir(Path(output_dir))
     task = dask.delayed(_score_file_task, pure=False)
     run = uuid.uuid4().hex[:16]  # one per run; the output names are distinct (_outputs), so the task keys are too
     stop = f"{STOP_PREFIX}{run}" if stoppable else None
-    tasks = [
-        task(node, str(path), str(out), fmt, on_error, threshold, input_format, max_record_bytes, columns, stop,
-             dask_key_name=f"{TASK_PREFIX}{out.name}-{run}")
-        for path, out in zip(paths, outputs)
-    ]
-    return tasks, outputs, stop
+
+    def make_tasks(client: Any) -> list[Any]:
+        node = _model_node(payload, client)
+        return [
+            task(node, str(path), str(out), fmt, on_error, threshold, input_format, max_record_bytes, columns, stop,
+                 dask_key_name=f"{TASK_PREFIX}{out.name}-{run}")
+            for path, out in zip(paths, outputs)
+        ]
+
+    return make_tasks, outputs, stop
 
 
 def _check_writable_dir(directory: Path) -> None:
@@ -460,7 +530,7 @@ def _check_writable_dir(directory: Path) -> None:
         raise OutputError(f"{directory}: cannot write the score files there ({exc.strerror or exc})") from None
 
 
-def _score_file_task(payload: ModelPayload, input_path: str, output_path: str, fmt: str, on_error: str,
+def _score_file_task(payload: ModelPayload | _ShippedModel, input_path: str, output_path: str, fmt: str, on_error: str,
                      threshold: float | str | None, input_format: str,
                      max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, columns: Columns | None = None,
                      stop: str | None = None) -> FileSummary:
@@ -468,7 +538,7 @@ def _score_file_task(payload: ModelPayload, input_path: str, output_path: str, f
     checkpoint = _stop_checkpoint(stop, output_path)
     if checkpoint is not None:
         checkpoint()  # started after the run was stopped: not even the model is loaded
-    model = model_from_payload(payload)
+    model = _model_of(payload)
     try:  # a retried task's stale temp is removed by the atomic writer (only provably ours: output.remove_stale_temps)
         summary = score_file(model, input_path, output_path, fmt, on_error=on_error, threshold=threshold,
                              input_format=input_format, max_record_bytes=max_record_bytes, columns=columns,
@@ -532,20 +602,20 @@ def score_corpus(inputs: str | os.PathLike | Sequence[str | os.PathLike], output
             client = default_client()
     # A cluster that is not the run's own lives on after it: a stopped run must stop its tasks there (_stop_run). A
     # local cluster of its own is torn down instead, its workers killed; dask.compute has no cluster to ask.
-    tasks, outputs, stop = _file_tasks(inputs, output_dir, model, stoppable=scheduler is not None or client is not None,
-                                       **options)
+    make_tasks, outputs, stop = _file_tasks(inputs, output_dir, model,
+                                            stoppable=scheduler is not None or client is not None, **options)
     if own:
         try:
             with dask_client(scheduler, workers) as own_client:
-                return CorpusSummary(_gather_in_order(own_client, tasks, outputs, on_file, stop))
+                return CorpusSummary(_gather_in_order(own_client, make_tasks(own_client), outputs, on_file, stop))
         except BaseException:  # Ctrl-C, SIGTERM, an error: the cluster is down, its workers' temps are stale now
             if scheduler is None:
                 for output in outputs:
                     remove_stale_temps(output)
             raise
     if client is not None:
-        return CorpusSummary(_gather_in_order(client, tasks, outputs, on_file, stop))
-    results = list(dask.compute(*tasks))
+        return CorpusSummary(_gather_in_order(client, make_tasks(client), outputs, on_file, stop))
+    results = list(dask.compute(*make_tasks(None)))
     for summary in results if on_file is not None else []:
         on_file(summary)
     return CorpusSummary(results)
@@ -605,7 +675,7 @@ def _gather(client: Any, futures: list[Any], tasks: list[Any], outputs: list[Pat
         output = dict(zip((task.key for task in tasks), outputs)).get(killed.task)
         if output is not None:
             remove_stale_temps(output)  # the dead worker's half-written file, if it ran on this machine
-        what = f"wrote {output}" if output is not None else f"ran the task {killed.task} (the model's loading)"
+        what = f"wrote {output}" if output is not None else f"ran the task {killed.task}"
         raise WorkerDiedError(
             f"every Dask worker that {what} died (killed, e.g. by "
             "the out-of-memory killer), so Dask gave up on it and the run stopped: files already finished are "

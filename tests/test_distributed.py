@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -207,6 +208,42 @@ def test_dataframe_gets_score_columns_equal_to_moderate(client, tiny_model_dir):
         assert computed[f"{short_name(name)}_score"].tolist() == [v["category_scores"][name] for v in expected]
 
 
+@pytest.mark.parametrize("entry", ["corpus", "bag", "dataframe"])
+def test_the_shipped_model_reaches_the_workers_without_a_large_graph_warning(client, tmp_path, entry):
+    """The shipped model's 15 MiB were embedded in every task graph: each run printed distributed's "UserWarning:
+    Sending large graph of size 15.10 MiB" on stderr, among the command's own messages."""
+    records = synthetic_records(30, seed=50)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if entry == "corpus":
+            summary = dist.score_corpus([write_jsonl(tmp_path / "a.jsonl", records)], tmp_path / "out", None,
+                                        client=client)
+            rows = summary.scored
+        elif entry == "bag":
+            rows = len(dist.score_bag(db.from_sequence(records, npartitions=2), None).compute())
+        else:
+            frame = pd.DataFrame({"prompt": [r["prompt"] for r in records], "response": [r["response"] for r in records]})
+            rows = len(dist.score_dataframe(dd.from_pandas(frame, npartitions=2), None).compute())
+    assert rows == 30
+    assert [str(w.message) for w in caught if "large graph" in str(w.message)] == []
+
+
+def test_graphs_computed_without_a_cluster_carry_the_model_themselves(client, corpus, tiny_model_dir, tmp_path):
+    """Threads named by the config, although a client is current: ``.compute()`` runs here, where no worker plugin
+    hands over the model, so the graph holds its bytes."""
+    with dask.config.set(scheduler="threads"):
+        tasks = dist.score_files([corpus / "part-0.jsonl"], tmp_path / "out", tiny_model_dir)
+        bag = dist.score_bag(db.from_sequence(["a text about chess", "marker2 marker2"], npartitions=1),
+                             tiny_model_dir)
+        [summary], rows = dask.compute(tasks, bag)
+    model = lm.load(tiny_model_dir)
+    assert dist.output_path_for(corpus / "part-0.jsonl", tmp_path / "out").read_text() == _reference(
+        model, corpus / "part-0.jsonl", tmp_path)[0]
+    assert summary.scored == 300
+    assert [row["unsafe_score"] for row in rows] == [
+        v["unsafe_score"] for v in model.moderate(["a text about chess", "marker2 marker2"])]
+
+
 # --------------------------------------------------------------------------------------------- the CLI
 
 
@@ -372,10 +409,12 @@ SIGINT_DEFAULT_EXEC = ("import os, signal, sys; signal.signal(signal.SIGINT, sig
                        "os.execv(sys.argv[1], sys.argv[1:])")
 
 
-def _writer_of(fifo: Path, proc: subprocess.Popen) -> int:
-    """The write end of ``fifo``, once a worker opened it to read (polls: no timing assumption)."""
+def _writer_of(fifo: Path, proc: subprocess.Popen | threading.Thread) -> int:
+    """The write end of ``fifo``, once a worker opened it to read (polls: no timing assumption); ``proc`` runs the
+    command (or the library call) whose worker that is: once it has ended, none will."""
+    running = proc.is_alive if isinstance(proc, threading.Thread) else lambda: proc.poll() is None
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline and running():
         try:
             fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
         except OSError as exc:
@@ -385,7 +424,8 @@ def _writer_of(fifo: Path, proc: subprocess.Popen) -> int:
             continue
         os.set_blocking(fd, True)
         return fd
-    raise AssertionError(f"no worker opened the input: {proc.communicate()[1]}")
+    said = "" if isinstance(proc, threading.Thread) else proc.communicate()[1]
+    raise AssertionError(f"no worker opened the input: {said}")
 
 
 @pytest.mark.parametrize(("signum", "group", "code", "said"), [
@@ -492,6 +532,54 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(client, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         dist.output_path_for(p, tmp_path / "out").name for p in inputs)  # no temp files left behind
     client.wait_for_workers(2, timeout=60)
+
+
+def test_the_model_reaches_the_worker_that_replaces_a_dead_one_and_the_file_is_retried(tiny_model_dir, tmp_path):
+    """One worker, killed mid-file: its nanny starts another, which gets the model too (a worker plugin) and scores the
+    file again, and the file queued behind it. A model scattered to the workers (Dask's other way to keep data out of
+    the graph) dies with the last worker holding it: Dask cannot compute it again, so it cancels every task that needs
+    it instead of retrying them."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    fifo = folder / "a.jsonl"
+    os.mkfifo(fifo)  # the worker waits on it for rows: mid-file, as long as the test wants
+    queued = write_jsonl(folder / "b.jsonl", synthetic_records(40, seed=60))
+    row = b'{"text": "a plain text about chess"}\n'
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(dist.score_corpus([fifo, queued], out, tiny_model_dir, client=one))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(exc)
+
+    with LocalCluster(processes=True, n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+                      scheduler_kwargs=dist.LOCAL_SCHEDULER_OPTIONS) as cluster, Client(cluster) as one:
+        thread = threading.Thread(target=run)
+        thread.start()
+        writer = _writer_of(fifo, thread)
+        try:
+            os.write(writer, row * 50)
+            _wait_for(lambda: list(out.glob(".a.scores.jsonl.*.tmp")), "the worker made no temp file")
+            [(_, pid)] = one.run(os.getpid).items()
+            os.kill(pid, signal.SIGKILL)
+        finally:
+            os.close(writer)
+        _wait_for(lambda: set(one.run(os.getpid, on_error="ignore").values()) - {pid}, "no worker replaced the dead one")
+        try:
+            writer = _writer_of(fifo, thread)  # the retry reads the file from its start: these rows alone
+        except AssertionError:
+            raise AssertionError(f"the file was not retried: {outcome}") from None
+        try:
+            os.write(writer, row * 7)
+        finally:
+            os.close(writer)
+        thread.join(timeout=120)
+    assert len(outcome) == 1 and isinstance(outcome[0], dist.CorpusSummary), outcome
+    summary = outcome[0]
+    assert [(f.rows_in, f.scored, f.error) for f in summary.files] == [(7, 7, None), (40, 40, None)]
+    assert _lines_of(out / "a.scores.jsonl") == list(range(1, 8))
+    assert sorted(p.name for p in out.iterdir()) == ["a.scores.jsonl", "b.scores.jsonl"]  # no temp file left
 
 
 def test_a_file_whose_workers_keep_dying_stops_the_run_with_one_error_naming_it(tmp_path):
