@@ -885,7 +885,8 @@ def data_options(command: Callable) -> Callable:
               help="Also run grouped cross-validation first and record it in the model card (0: skip).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold shuffles and row samples.")
 @click.option("--license", "license_text", default=None,
-              help="License statement for the card [default: BeaverTails' terms plus each other source's license].")
+              help="License statement for the card [default: each source's recorded license (its records' `license` "
+                   "field, or BeaverTails' terms for BeaverTails' files); 'license unknown' when none is recorded].")
 @click.option("--overwrite", is_flag=True, help="Replace --output if it is an existing model.")
 @recipe_options
 @on_error_option("fail")

@@ -81,15 +81,25 @@ _BACKUP_NAME = "model"  # the replaced model, inside a temp dir until the new on
 # ------------------------------------------------------------------------------------------------ saving
 
 
+#: What :func:`read_card` adds to a card, from the model's metadata (they shadow a card field of the same name).
+#: :func:`save` drops them from the card it is given, so ``save(load(m), path, read_card(m))`` writes the card
+#: ``m`` stores, byte for byte, not a copy of the derived fields (the path of the model it was read from).
+DERIVED_CARD_KEYS = ("labels", "label_set", "thresholds", "operating_points", "message_thresholds",
+                     "message_operating_points", "params", "format_version", "path", "size_bytes")
+
+
 def save(model: ModerationClassifier, path: str | os.PathLike, card: dict | None = None, *,
          overwrite: bool = False) -> Path:
     """Write ``model`` to directory ``path`` atomically (built aside, then renamed into place).
 
     ``path`` must be new, an empty directory, or (with ``overwrite=True``) an existing model: anything
     else is refused (see :func:`check_model_target`). The bytes depend only on the model and the card,
-    so retraining with the same data and recipe reproduces the files exactly.
+    so retraining with the same data and recipe reproduces the files exactly. The fields :func:`read_card` adds
+    to a card (``DERIVED_CARD_KEYS``: labels, thresholds, params, path, ...) are the model's, not the card's: they
+    are not stored in it, so a card from ``read_card`` saves as the card it was read from.
     """
     target = check_model_target(path, overwrite)
+    card = {key: value for key, value in (card or {}).items() if key not in DERIVED_CARD_KEYS}
     vocabulary, arrays = _model_payload(model)
     files = {VOCABULARY_FILE: _canonical_json(vocabulary), ARRAYS_FILE: _npz_bytes(arrays)}
     metadata = {
@@ -102,7 +112,7 @@ def save(model: ModerationClassifier, path: str | os.PathLike, card: dict | None
         **_message_cut_offs_entry(model),
         **_target_entry(model),
         "params": _model_params(model),
-        "card": card or {},
+        "card": card,
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
         "file_sizes": {name: len(data) for name, data in files.items()},
     }
@@ -389,7 +399,8 @@ def _describe(model: object, directory: Path, metadata: dict) -> None:
 
 @_model_errors
 def read_card(path: str | os.PathLike | None = None) -> dict:
-    """The model card plus labels, thresholds, format version, path and size, once every file checked out."""
+    """The model card plus labels, thresholds, format version, path and size (``DERIVED_CARD_KEYS``, from the
+    model's metadata: :func:`save` does not store them in a card), once every file checked out."""
     directory, metadata, _, _ = _read_model(path)
     return {
         **metadata.get("card", {}),

@@ -166,10 +166,13 @@ def build_card(training_set: TrainingSet, cv_metrics: dict | None, license_text:
 
 
 def model_license(sources: list[dict], beavertails: bool = True) -> str:
-    """BeaverTails' terms (a model of its labels), plus the license of every other source the model was trained
-    on; a model of other labels lists every source's license."""
-    named = [f"{s['name']} ({s['license'] or 'license unknown: check the source'})" for s in sources]
-    if not beavertails:
+    """The license statement of a model: it follows the licenses its sources record. BeaverTails' terms (with
+    the license of every other source) when the first source is BeaverTails' data (its recorded license names
+    BeaverTails: the known BeaverTails files by sha256, or a ``license`` field that says so) and the model is one
+    of BeaverTails' labels (``beavertails``); otherwise every source with its own license, "license unknown"
+    when a source records none. A model is never given BeaverTails' terms for its labels' schema alone."""
+    named = [f"{_source_name(s)} ({s['license'] or 'license unknown: check the source'})" for s in sources]
+    if not (beavertails and sources and is_beavertails_source(sources[0])):
         return (f"Trained on: {'; '.join(named)}. The model is derived from that data and follows its terms. "
                 "The lite-moderation code is MIT-licensed.")
     others = named[1:]
@@ -178,9 +181,19 @@ def model_license(sources: list[dict], beavertails: bool = True) -> str:
     return f"{BEAVERTAILS_LICENSE} Also trained on: {'; '.join(others)}."
 
 
+def is_beavertails_source(source: dict) -> bool:
+    """Whether a card's source entry is BeaverTails' data: its recorded license says so (``sources.KNOWN_LICENSES``
+    gives the BeaverTails files theirs, e.g. "CC BY-NC 4.0 (BeaverTails 30k_test)")."""
+    return "beavertails" in (source.get("license") or "").lower()
+
+
+def _source_name(source: dict) -> str:
+    return "stdin" if source["name"] == "-" else source["name"]
+
+
 def _memorisation_note(sources: list[dict]) -> str:
     """Which files the model saw (every row, or a sample), so nobody evaluates it on them."""
-    seen = ", ".join(f"{s['name']} ({'every row' if s['rows_sampled'] >= s['rows_in_source'] else str(s['rows_sampled']) + ' sampled rows'})"
+    seen = ", ".join(f"{_source_name(s)} ({'every row' if s['rows_sampled'] >= s['rows_in_source'] else str(s['rows_sampled']) + ' sampled rows'})"
                      for s in sources)
     return (
         f"Trained on {seen}: evaluating this model on those rows measures memorisation, not quality. Its honest "

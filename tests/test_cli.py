@@ -6,6 +6,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -434,6 +435,61 @@ def test_info_on_a_model_trained_from_stdin_names_stdin_and_no_sha256(tmp_path, 
     assert info.returncode == 0, info.stderr
     assert info.stdout.splitlines()[1] == "trained on: stdin (240 rows, 12 prompts, not hashed)"
     assert "None" not in info.stdout
+
+
+def _license_line(out: Path) -> str:
+    info = subprocess.run([sys.executable, "-m", "lite_moderation", "info", "--model", str(out)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert info.returncode == 0, info.stderr
+    return next(line for line in info.stdout.splitlines() if line.startswith("license: "))
+
+
+def test_a_model_of_own_data_in_beavertails_format_carries_that_data_s_license(tmp_path):
+    """A user's own rows in BeaverTails' schema, each with "license": "CC0-1.0": `info` printed "license: Trained on
+    BeaverTails (PKU-Alignment), licensed CC BY-NC 4.0 ... non-commercial use": the statement was chosen from the
+    label set alone. It follows the first source's recorded license: BeaverTails' terms only for BeaverTails' data."""
+    data = write_jsonl(tmp_path / "mybt.jsonl", [{**r, "license": "CC0-1.0"} for r in synthetic_records(300, seed=3)])
+    out = tmp_path / "m"
+    proc = subprocess.run([sys.executable, "-m", "lite_moderation", "train", "--data", str(data), "--preset", "fast",
+                           "--threshold-folds", "2", "-o", str(out), "-q"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    line = _license_line(out)
+    assert "BeaverTails" not in line and "non-commercial" not in line
+    assert line == ("license: Trained on: mybt.jsonl (CC0-1.0). The model is derived from that data and follows its "
+                    "terms. The lite-moderation code is MIT-licensed.")
+    # the same rows with no license recorded: said unknown, not BeaverTails'; from stdin: named stdin, not "-"
+    bare = write_jsonl(tmp_path / "bare.jsonl", synthetic_records(300, seed=3))
+    for source, stdin, name in ((str(bare), None, "bare.jsonl"), ("-", bare, "stdin")):
+        with open(stdin or os.devnull, "rb") as fh:
+            proc = subprocess.run([sys.executable, "-m", "lite_moderation", "train", "--data", source, "--preset",
+                                   "fast", "--threshold-folds", "0", "-o", str(out), "--overwrite", "-q"],
+                                  stdin=fh, capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert _license_line(out) == (f"license: Trained on: {name} (license unknown: check the source). The model is "
+                                      "derived from that data and follows its terms. The lite-moderation code is "
+                                      "MIT-licensed.")
+        note = json.loads((out / "model.json").read_text())["card"]["notes"][0]
+        assert note.startswith(f"Trained on {name} (every row)")
+
+
+def test_a_model_of_beavertails_data_carries_beavertails_terms():
+    """The shipped BeaverTails files are recognised by sha256 (their rows carry no license field), so their
+    models keep BeaverTails' terms; the statement is the shipped cards' (rebuilt byte for byte)."""
+    from lite_moderation.sources import describe_source
+    from lite_moderation.training import BEAVERTAILS_LICENSE, model_license
+
+    first = describe_source(str(BEAVERTAILS_TEST), 3021, 3021, 3021)
+    assert first["license"] == "CC BY-NC 4.0 (BeaverTails 30k_test)"
+    assert model_license([first]) == BEAVERTAILS_LICENSE
+    other = {"name": "mine.jsonl", "license": None}
+    assert model_license([first, other]) == f"{BEAVERTAILS_LICENSE} Also trained on: mine.jsonl (license unknown: check the source)."
+    assert model_license([other, first]).startswith("Trained on: mine.jsonl (license unknown: check the source); "
+                                                    "30k_test.jsonl (CC BY-NC 4.0 (BeaverTails 30k_test)).")
+    for name in SHIPPED_MODELS:
+        card = lm.read_card(name)
+        sources = card["training_data"].get("sources") or [first]
+        assert model_license(sources) == card["license"]
 
 
 def test_missing_model_directory_fails_cleanly(runner, tmp_path):

@@ -330,3 +330,19 @@ def test_a_model_file_with_a_bad_target_or_given_params_is_refused_with_the_fiel
     for load in (lm.load, lm.load_scorer):
         with pytest.raises(ModelFormatError, match=f"'{named}'"):
             load(model_copy)
+
+
+def test_a_shipped_model_saved_with_its_read_card_round_trips_byte_for_byte(tmp_path):
+    """`lm.save(lm.load("fast"), path, lm.read_card("fast"))` stored read_card's derived fields (path, size_bytes,
+    thresholds, operating_points, params, labels, format_version) in the new card: its model.json differed."""
+    from lite_moderation.persistence import SHIPPED_MODELS
+
+    for name in ("beavertails", "fast", "default"):
+        card = lm.read_card(name)
+        out = lm.save(lm.load(name), tmp_path / name, card)
+        for f in sorted(SHIPPED_MODELS[name].iterdir()):
+            assert (out / f.name).read_bytes() == f.read_bytes(), (name, f.name)
+        from lite_moderation.persistence import DERIVED_CARD_KEYS
+
+        stored = json.loads((SHIPPED_MODELS[name] / "model.json").read_text(encoding="utf-8"))["card"]
+        assert set(card) - set(stored) <= set(DERIVED_CARD_KEYS)  # read_card adds only what save drops
