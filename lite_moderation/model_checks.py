@@ -23,7 +23,8 @@ from .labels import IS_SAFE, check_label_names
 from .normalize import NORMALIZATIONS
 from .texts import FIELDS, MAX_NGRAM, char_weights, field_caps, nb_powers, ngram_range
 
-__all__ = ["MAX_FILE_BYTES", "ModelFormatError", "check_metadata", "check_vocabulary", "load_arrays", "parse_json"]
+__all__ = ["MAX_FILE_BYTES", "ModelFormatError", "check_classifier_param", "check_metadata", "check_vocabulary",
+           "load_arrays", "parse_json"]
 
 #: The largest vocabulary or array file a model may have (the shipped ones are under 16 MB): a bigger file, or a
 #: bigger declared size, is refused before anything is read, so a hostile model cannot exhaust memory.
@@ -186,14 +187,15 @@ def _accepted_by(check: Callable[[Any], object]) -> Callable[[Any], bool]:
 
 
 #: Every ``ModerationClassifier`` parameter a model file saves (``params.classifier``), with its rule: what ``fit``
-#: accepts. A model saved before a parameter existed lacks it (its default applies); any other key is refused, so
-#: every load path (scoring-only or scikit-learn) accepts the same files.
+#: accepts (it checks its parameters by this table, :func:`check_classifier_param`, as the loader does). A model saved
+#: before a parameter existed lacks it (its default applies); any other key is refused, so every load path
+#: (scoring-only or scikit-learn) accepts the same files.
 CLASSIFIER_PARAMS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "C": (lambda v: _real(v) and v > 0, "a number above 0"),
     "class_weight": (lambda v: v is None or v == "balanced", 'null or "balanced"'),
     "threshold_folds": (lambda v: _whole(v) and v >= 0, "a whole number, 0 or above"),
     "threshold_shrinkage": (lambda v: _real(v) and v >= 0, "a number, 0 or above"),
-    "threshold_holdout": (lambda v: v is None or (_real(v) and 0 < v < 1), "null or a fraction between 0 and 1"),
+    "threshold_holdout": (lambda v: v is None or (_real(v) and 0 < v < 1), "a fraction between 0 and 1, or null"),
     "strict_beta": (lambda v: _real(v) and v > 0, "a number above 0"),
     "max_iter": (lambda v: _whole(v) and v >= 1, "a whole number above 0"),
     "tol": (lambda v: _real(v) and v > 0, "a number above 0"),
@@ -207,13 +209,23 @@ VECTORIZER_PARAMS = ("word_fields", "word_ngram_range", "char_fields", "char_ngr
                      "sublinear_tf", "dtype", "normalize")
 
 
+def check_classifier_param(key: str, value: Any) -> str | None:
+    """What is wrong with ``value`` as the classifier parameter ``key`` (``must be ...``), None when it is valid: the
+    one rule of each parameter, which ``fit`` and the loader apply. A numpy scalar counts as its Python value."""
+    valid, expected = CLASSIFIER_PARAMS[key]
+    if isinstance(value, np.generic):
+        value = value.item()
+    return None if valid(value) else f"must be {expected}"
+
+
 def _check_classifier(params: dict, path: Path) -> None:
     unknown = sorted(set(params) - set(CLASSIFIER_PARAMS))
     if unknown:
         raise _fail(path, f"params.classifier.{unknown[0]}", "is not a parameter of the classifier")
-    for key, (valid, expected) in CLASSIFIER_PARAMS.items():
-        if key in params and not valid(params[key]):
-            raise _fail(path, f"params.classifier.{key}", f"must be {expected}, got {_shown(params[key])}")
+    for key in CLASSIFIER_PARAMS:
+        problem = check_classifier_param(key, params[key]) if key in params else None
+        if problem:
+            raise _fail(path, f"params.classifier.{key}", f"{problem}, got {_shown(params[key])}")
 
 
 def _shown(value: Any) -> str:

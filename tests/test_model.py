@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -487,3 +488,30 @@ def test_a_label_matrix_gives_one_column_per_column_of_y_as_one_vs_rest(label_ma
 def test_label_names_that_cannot_name_the_columns_of_y_are_refused(labels, width, message):
     with pytest.raises(ValueError, match=message):
         as_label_matrix(np.zeros((3, width), dtype=int), labels)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"threshold_shrinkage": -1}, "threshold_shrinkage must be a number, 0 or above, got -1"),
+    ({"strict_beta": 0}, "strict_beta must be a number above 0, got 0"),
+    ({"strict_beta": -1}, "strict_beta must be a number above 0, got -1"),
+    ({"max_iter": 0}, "max_iter must be a whole number above 0, got 0"),
+    ({"threshold_holdout": 0}, "threshold_holdout must be a fraction between 0 and 1, or null, got 0"),
+    ({"C": float("nan")}, "C must be a number above 0, got nan"),
+    ({"tol": 0}, "tol must be a number above 0, got 0"),
+    ({"class_weight": {0: 1, 1: 2}}, 'class_weight must be null or "balanced"'),
+])
+def test_fit_refuses_a_parameter_the_loader_would_refuse_naming_it_and_its_range(xy, params, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        fast_estimator(**params).fit(*xy)
+
+
+def test_fit_takes_numpy_scalars_in_range_as_a_parameter_grid_gives_them(xy):
+    grid = {"max_iter": np.arange(500, 501), "strict_beta": np.linspace(0.5, 0.5, 1, dtype=np.float32)}
+    search = GridSearchCV(fast_estimator(), grid, cv=GroupKFold(2)).fit(*xy, groups=prompt_groups(xy[0]))
+    assert search.best_params_["max_iter"] == 500
+
+
+def test_a_fitted_model_with_parameters_at_the_edges_of_their_ranges_saves_and_loads(xy, tmp_path):
+    model = fast_estimator(threshold_shrinkage=0, max_iter=1, strict_beta=1e-3).fit(*xy)
+    lm.save(model, tmp_path / "m")
+    assert lm.load(tmp_path / "m").get_params()["strict_beta"] == 1e-3
