@@ -334,6 +334,9 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
              tuning_rows: object, vocabulary_rows: object, label_mask: object) -> ModerationClassifier:
         self.__dict__.pop("_fast_scorer_", None)
         self._check_params()
+        # X once as (prompt, response) tuples, whatever container it came in (an array, a Series with its own
+        # index, a DataFrame): every step below reads it by position. The same fields the steps read from X itself.
+        X = list(zip(*split_fields(X)))
         label_set, columns = resolve_targets(y, self.labels)
         Y = label_set.matrix(y, columns)
         if len(X) != len(Y):

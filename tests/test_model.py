@@ -515,3 +515,19 @@ def test_a_fitted_model_with_parameters_at_the_edges_of_their_ranges_saves_and_l
     model = fast_estimator(threshold_shrinkage=0, max_iter=1, strict_beta=1e-3).fit(*xy)
     lm.save(model, tmp_path / "m")
     assert lm.load(tmp_path / "m").get_params()["strict_beta"] == 1e-3
+
+
+@pytest.mark.parametrize("container", ["array", "frame", "series"])
+def test_vocabulary_rows_take_every_documented_input_container(xy, container):
+    import pandas as pd
+
+    X, Y = xy
+    mask = np.arange(len(X)) % 2 == 0
+    as_given = {"array": lambda: np.array(X, dtype=object),
+                "frame": lambda: pd.DataFrame(X, columns=["prompt", "response"], index=np.arange(len(X)) + 10),
+                "series": lambda: pd.Series([r for _, r in X], index=np.arange(len(X))[::-1])}[container]()
+    items = X if container != "series" else [r for _, r in X]
+    model = fast_estimator().fit(as_given, Y, vocabulary_rows=mask)
+    expected = fast_estimator().fit(items, Y, vocabulary_rows=mask)
+    assert model.vectorizer_.get_feature_names_out().tolist() == expected.vectorizer_.get_feature_names_out().tolist()
+    np.testing.assert_array_equal(model.coef_, expected.coef_)
