@@ -318,6 +318,9 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         (None when no message is tuned on: pairs' cut-offs then serve every input; a model of messages only
         keeps its cut-offs in ``thresholds_``).
 
+        An item of X with nothing to score (an empty or whitespace-only text, or a pair whose prompt and response
+        are both so) is refused (ValueError naming its index), as ``predict`` refuses it.
+
         Labels whose unsafe column has no positive row, or no negative one, are refused (ValueError); a
         category with one class only over all rows gets a :class:`LabelWarning` naming it. A parameter out of its
         range is refused too (ValueError naming it and its range), by the rule the loader checks a model file's
@@ -335,8 +338,9 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         self.__dict__.pop("_fast_scorer_", None)
         self._check_params()
         # X once as (prompt, response) tuples, whatever container it came in (an array, a Series with its own
-        # index, a DataFrame): every step below reads it by position. The same fields the steps read from X itself.
-        X = list(zip(*split_fields(X)))
+        # index, a DataFrame): every step below reads it by position. The same fields the steps read from X itself;
+        # an item with nothing to score is refused as predict refuses it (else cross-validation scores NaN folds)
+        X = list(zip(*split_fields(X, require_text=True)))
         label_set, columns = resolve_targets(y, self.labels)
         Y = label_set.matrix(y, columns)
         if len(X) != len(Y):

@@ -531,3 +531,12 @@ def test_vocabulary_rows_take_every_documented_input_container(xy, container):
     expected = fast_estimator().fit(items, Y, vocabulary_rows=mask)
     assert model.vectorizer_.get_feature_names_out().tolist() == expected.vectorizer_.get_feature_names_out().tolist()
     np.testing.assert_array_equal(model.coef_, expected.coef_)
+
+
+@pytest.mark.parametrize("blank", ["", "  \n", ("", " "), ("\t", "")])
+def test_fit_refuses_an_item_with_nothing_to_score_as_predict_does(xy, blank):
+    X, Y = xy
+    X = [*X[:3], blank, *X[4:]]
+    with pytest.raises(ValueError, match=r"X\[3\] .*nothing to score"):
+        fast_estimator().fit(X, Y)
+
