@@ -623,6 +623,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         """F1 of the flag head (what GridSearchCV maximises by default); ``y`` as fitted (or any shape the labels
         take, see :meth:`LabelSet.columns_of`). NaN when undefined (no unsafe row and none flagged), as
         scikit-learn's ``f1_score(..., zero_division=np.nan)``: the metrics' rule (:mod:`lite_moderation.metrics`)."""
+        check_is_fitted(self, "coef_")
         labels = label_set_of(self)
         width = 1 if np.ndim(y) == 1 else np.shape(y)[1]
         Y = labels.matrix(y, self.target_columns_ if width == len(self.target_columns_) else None)

@@ -50,11 +50,13 @@ def test_fit_learns_the_markers_and_sets_fitted_attributes(xy):
     assert [v["flagged"] for v in model.moderate(items)] == [True, False]
 
 
-def test_unfitted_model_raises_not_fitted():
+@pytest.mark.parametrize("method", ["predict_proba", "predict", "decision_function", "moderate", "score"])
+def test_unfitted_model_raises_not_fitted(method):
     from sklearn.exceptions import NotFittedError
 
+    args = (["x"], [1]) if method == "score" else (["x"],)
     with pytest.raises(NotFittedError):
-        lm.ModerationClassifier().predict_proba(["x"])
+        getattr(lm.ModerationClassifier(), method)(*args)
 
 
 def test_clone_and_params_round_trip():
