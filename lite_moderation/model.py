@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from .features import QAVectorizer
 from .labels import LabelSet, label_set_of, label_set_of_columns
 from .metrics import binary_metrics
+from .model_checks import CLASSIFIER_PARAMS, check_classifier_param
 from .progress import Progress
 from .taxonomy import BEAVERTAILS, sigmoid
 from .texts import char_weights, field_texts, group_keys, message_mask, nb_powers, scored_items, split_fields
@@ -317,8 +318,13 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         (None when no message is tuned on: pairs' cut-offs then serve every input; a model of messages only
         keeps its cut-offs in ``thresholds_``).
 
+        An item of X with nothing to score (an empty or whitespace-only text, or a pair whose prompt and response
+        are both so) is refused (ValueError naming its index), as ``predict`` refuses it.
+
         Labels whose unsafe column has no positive row, or no negative one, are refused (ValueError); a
-        category with one class only over all rows gets a :class:`LabelWarning` naming it.
+        category with one class only over all rows gets a :class:`LabelWarning` naming it. A parameter out of its
+        range is refused too (ValueError naming it and its range), by the rule the loader checks a model file's
+        value with (:data:`~lite_moderation.model_checks.CLASSIFIER_PARAMS`): what fits saves and loads back.
 
         BLAS runs on one thread while fitting: its results depend on its thread count (by one float32 ulp in
         the saved weights), so a fixed count makes a model rebuild byte for byte on any machine. Parallelism
@@ -330,6 +336,11 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
     def _fit(self, X: Sequence, y: object, groups: np.ndarray | None, sample_weight: object,
              tuning_rows: object, vocabulary_rows: object, label_mask: object) -> ModerationClassifier:
         self.__dict__.pop("_fast_scorer_", None)
+        self._check_params()
+        # X once as (prompt, response) tuples, whatever container it came in (an array, a Series with its own
+        # index, a DataFrame): every step below reads it by position. The same fields the steps read from X itself;
+        # an item with nothing to score is refused as predict refuses it (else cross-validation scores NaN folds)
+        X = list(zip(*split_fields(X, require_text=True)))
         label_set, columns = resolve_targets(y, self.labels)
         Y = label_set.matrix(y, columns)
         if len(X) != len(Y):
@@ -349,7 +360,6 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
             self.vectorizer_ = clone(self.vectorizer if self.vectorizer is not None else QAVectorizer())
             features = self._features(X, vocabulary_rows)
             scales = column_scales(self.vectorizer_, self.char_weight)
-            nb_powers(self.nb_power)  # refused before any fit, not in the first fold
             if (scales != 1.0).any():  # in place (the matrix is this fit's own), at a temporary the size of its data
                 features.data *= scales[features.indices]
             rows = _Rows(features, Y, weights, groups, tuning, known)
@@ -367,6 +377,20 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         self.train_prompt_hashes_ = np.unique(hash_prompts(group_keys(X)))
         self.n_features_in_ = 1
         return self
+
+    def _check_params(self) -> None:
+        """Every parameter a model file saves, by the loader's rule of it (:data:`CLASSIFIER_PARAMS`); a
+        ``numpy.random.RandomState`` is a ``random_state`` too, as in scikit-learn (such a model cannot be saved).
+        ``char_weight`` and ``nb_power`` are checked by their own functions, which are their rules in the table."""
+        char_weights(self.char_weight)
+        nb_powers(self.nb_power)
+        for key in CLASSIFIER_PARAMS:
+            value = getattr(self, key)
+            if key == "random_state" and isinstance(value, np.random.RandomState):
+                continue
+            problem = check_classifier_param(key, value)
+            if problem:
+                raise ValueError(f"{key} {problem}, got {value!r}")
 
     def _features(self, X: Sequence, vocabulary_rows: object) -> sp.csr_matrix:
         self._drop_unfilled_fields(X)
@@ -518,8 +542,6 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
                           ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
         """Weights fitted on all but a held-out fraction of the tuning rows' groups, and the held-out rows and
         their probabilities (what the thresholds are tuned on)."""
-        if not 0 < self.threshold_holdout < 1:
-            raise ValueError(f"threshold_holdout must be a fraction between 0 and 1, got {self.threshold_holdout!r}")
         tuning = np.flatnonzero(rows.tuning)
         splitter = GroupShuffleSplit(n_splits=1, test_size=self.threshold_holdout, random_state=self.random_state)
         _, held_out = next(splitter.split(tuning, groups=rows.groups[tuning]))
@@ -601,6 +623,7 @@ class ModerationClassifier(ClassifierMixin, BaseEstimator):
         """F1 of the flag head (what GridSearchCV maximises by default); ``y`` as fitted (or any shape the labels
         take, see :meth:`LabelSet.columns_of`). NaN when undefined (no unsafe row and none flagged), as
         scikit-learn's ``f1_score(..., zero_division=np.nan)``: the metrics' rule (:mod:`lite_moderation.metrics`)."""
+        check_is_fitted(self, "coef_")
         labels = label_set_of(self)
         width = 1 if np.ndim(y) == 1 else np.shape(y)[1]
         Y = labels.matrix(y, self.target_columns_ if width == len(self.target_columns_) else None)

@@ -23,7 +23,8 @@ from .labels import IS_SAFE, check_label_names
 from .normalize import NORMALIZATIONS
 from .texts import FIELDS, MAX_NGRAM, char_weights, field_caps, nb_powers, ngram_range
 
-__all__ = ["MAX_FILE_BYTES", "ModelFormatError", "check_metadata", "check_vocabulary", "load_arrays", "parse_json"]
+__all__ = ["DAMAGED_ADVICE", "MAX_FILE_BYTES", "ModelFormatError", "check_classifier_param", "check_metadata",
+           "check_vocabulary", "damaged", "load_arrays", "parse_json"]
 
 #: The largest vocabulary or array file a model may have (the shipped ones are under 16 MB): a bigger file, or a
 #: bigger declared size, is refused before anything is read, so a hostile model cannot exhaust memory.
@@ -40,18 +41,27 @@ class ModelFormatError(ValueError):
     """A model directory that is missing, damaged, or from an unsupported format version."""
 
 
+#: What to do about a damaged model file: every such error ends so (:func:`damaged`, the one place that adds it).
+DAMAGED_ADVICE = "the model is damaged: retrain or reinstall it"
+
+
+def damaged(where: object, problem: str) -> ModelFormatError:
+    """The error of a model file (or directory) ``where`` whose content is damaged: ``problem``, then the advice."""
+    return ModelFormatError(f"{where}: {problem}; {DAMAGED_ADVICE}")
+
+
 def parse_json(data: bytes, path: Path) -> Any:
     """JSON of a model file; corrupt, non-UTF-8 or too deeply nested content is a ModelFormatError."""
     try:
         return json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{path}: truncated or corrupt ({exc})") from None
+        raise damaged(path, f"truncated or corrupt ({exc})") from None
     except RecursionError:
-        raise ModelFormatError(f"{path}: corrupt (JSON nested too deeply)") from None
+        raise damaged(path, "corrupt (JSON nested too deeply)") from None
 
 
 def _fail(path: Path, key: str, problem: str) -> ModelFormatError:
-    return ModelFormatError(f"{path}: '{key}' {problem}; the model is damaged: retrain or reinstall it")
+    return damaged(path, f"'{key}' {problem}")
 
 
 def _kind(value: Any) -> str:
@@ -186,14 +196,15 @@ def _accepted_by(check: Callable[[Any], object]) -> Callable[[Any], bool]:
 
 
 #: Every ``ModerationClassifier`` parameter a model file saves (``params.classifier``), with its rule: what ``fit``
-#: accepts. A model saved before a parameter existed lacks it (its default applies); any other key is refused, so
-#: every load path (scoring-only or scikit-learn) accepts the same files.
+#: accepts (it checks its parameters by this table, :func:`check_classifier_param`, as the loader does). A model saved
+#: before a parameter existed lacks it (its default applies); any other key is refused, so every load path
+#: (scoring-only or scikit-learn) accepts the same files.
 CLASSIFIER_PARAMS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "C": (lambda v: _real(v) and v > 0, "a number above 0"),
     "class_weight": (lambda v: v is None or v == "balanced", 'null or "balanced"'),
     "threshold_folds": (lambda v: _whole(v) and v >= 0, "a whole number, 0 or above"),
     "threshold_shrinkage": (lambda v: _real(v) and v >= 0, "a number, 0 or above"),
-    "threshold_holdout": (lambda v: v is None or (_real(v) and 0 < v < 1), "null or a fraction between 0 and 1"),
+    "threshold_holdout": (lambda v: v is None or (_real(v) and 0 < v < 1), "a fraction between 0 and 1, or null"),
     "strict_beta": (lambda v: _real(v) and v > 0, "a number above 0"),
     "max_iter": (lambda v: _whole(v) and v >= 1, "a whole number above 0"),
     "tol": (lambda v: _real(v) and v > 0, "a number above 0"),
@@ -207,13 +218,23 @@ VECTORIZER_PARAMS = ("word_fields", "word_ngram_range", "char_fields", "char_ngr
                      "sublinear_tf", "dtype", "normalize")
 
 
+def check_classifier_param(key: str, value: Any) -> str | None:
+    """What is wrong with ``value`` as the classifier parameter ``key`` (``must be ...``), None when it is valid: the
+    one rule of each parameter, which ``fit`` and the loader apply. A numpy scalar counts as its Python value."""
+    valid, expected = CLASSIFIER_PARAMS[key]
+    if isinstance(value, np.generic):
+        value = value.item()
+    return None if valid(value) else f"must be {expected}"
+
+
 def _check_classifier(params: dict, path: Path) -> None:
     unknown = sorted(set(params) - set(CLASSIFIER_PARAMS))
     if unknown:
         raise _fail(path, f"params.classifier.{unknown[0]}", "is not a parameter of the classifier")
-    for key, (valid, expected) in CLASSIFIER_PARAMS.items():
-        if key in params and not valid(params[key]):
-            raise _fail(path, f"params.classifier.{key}", f"must be {expected}, got {_shown(params[key])}")
+    for key in CLASSIFIER_PARAMS:
+        problem = check_classifier_param(key, params[key]) if key in params else None
+        if problem:
+            raise _fail(path, f"params.classifier.{key}", f"{problem}, got {_shown(params[key])}")
 
 
 def _shown(value: Any) -> str:
@@ -306,34 +327,33 @@ def load_arrays(data: bytes, path: Path, expected: dict[str, ArraySpec]) -> dict
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
             if len(members) != len(archive.infolist()):  # a zip may hold a name twice: which one is read is no rule
-                raise ModelFormatError(f"{path}: holds an array more than once; the model is damaged: retrain or "
-                                       f"reinstall it")
+                raise damaged(path, "holds an array more than once")
             missing = sorted(set(expected) - set(members))
             if missing or set(members) - set(expected):
-                raise ModelFormatError(f"{path}: holds arrays {sorted(members)}, expected {sorted(expected)}")
+                raise damaged(path, f"holds arrays {sorted(members)}, expected {sorted(expected)}")
             return {name: _read_member(archive, members[name], path, name, expected[name]) for name in expected}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         if isinstance(exc, ModelFormatError):
             raise
-        raise ModelFormatError(f"{path}: unreadable ({exc})") from None
+        raise damaged(path, f"unreadable ({exc})") from None
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, name: str,
                  spec: ArraySpec) -> np.ndarray:
     if info.file_size > max(_SMALL_MEMBER, _MAX_INFLATION * info.compress_size):
-        raise ModelFormatError(f"{path}: array '{name}' declares {info.file_size} bytes from {info.compress_size} "
-                               f"compressed; refusing to inflate it")
+        raise damaged(path, f"array '{name}' declares {info.file_size} bytes from {info.compress_size} compressed, "
+                      f"refused (not inflated)")
     with archive.open(info) as fh:
         version = np.lib.format.read_magic(fh)
         if version not in ((1, 0), (2, 0)):
-            raise ModelFormatError(f"{path}: array '{name}' has .npy format version {version}, expected 1.0 or 2.0")
+            raise damaged(path, f"array '{name}' has .npy format version {version}, expected 1.0 or 2.0")
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         found, _fortran, dtype = reader(fh)
         header = fh.tell()
     _check_header(path, name, found, dtype, spec)
     if header + math.prod(found) * dtype.itemsize != info.file_size:
-        raise ModelFormatError(f"{path}: array '{name}' has {info.file_size - header} data bytes, its header "
-                               f"says shape {found} of {dtype}")
+        raise damaged(path, f"array '{name}' has {info.file_size - header} data bytes, its header says shape {found} "
+                      f"of {dtype}")
     with archive.open(info) as fh:
         array = np.lib.format.read_array(fh, allow_pickle=False)
     _check_values(path, name, array, spec)
@@ -345,19 +365,16 @@ def _check_values(path: Path, name: str, array: np.ndarray, spec: ArraySpec) -> 
     if spec.kind != "f":
         return
     if not np.isfinite(array).all():
-        raise ModelFormatError(f"{path}: array '{name}' holds NaN or infinite values; the model is damaged: retrain "
-                               f"or reinstall it")
+        raise damaged(path, f"array '{name}' holds NaN or infinite values")
     if array.size and (array.min() < spec.low or array.max() > spec.high):
-        raise ModelFormatError(f"{path}: array '{name}' holds values from {array.min():g} to {array.max():g}, outside "
-                               f"[{spec.low:g}, {spec.high:g}] (what training can give); the model is damaged: "
-                               f"retrain or reinstall it")
+        raise damaged(path, f"array '{name}' holds values from {array.min():g} to {array.max():g}, outside "
+                      f"[{spec.low:g}, {spec.high:g}] (what training can give)")
 
 
 def _check_header(path: Path, name: str, found: tuple, dtype: np.dtype, spec: ArraySpec) -> None:
     if dtype.kind != spec.kind or dtype.hasobject or dtype.itemsize not in spec.itemsizes:
-        raise ModelFormatError(f"{path}: array '{name}' has dtype {dtype}, expected {spec.dtype_name()}")
+        raise damaged(path, f"array '{name}' has dtype {dtype}, expected {spec.dtype_name()}")
     shape = spec.shape
     if len(found) != len(shape) or any(want is not None and got != want for got, want in zip(found, shape)):
         want = tuple("n" if s is None else s for s in shape)
-        raise ModelFormatError(f"{path}: array '{name}' has shape {found}, but the model's metadata and "
-                               f"vocabulary say {want}")
+        raise damaged(path, f"array '{name}' has shape {found}, but the model's metadata and vocabulary say {want}")

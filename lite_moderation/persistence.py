@@ -26,6 +26,7 @@ from .model_checks import (
     ModelFormatError,
     check_metadata,
     check_vocabulary,
+    damaged,
     expected_arrays,
     load_arrays,
     parse_json,
@@ -98,6 +99,9 @@ def save(model: ModerationClassifier, path: str | os.PathLike, card: dict | None
     to a card (``DERIVED_CARD_KEYS``: labels, thresholds, params, path, ...) are the model's, not the card's: they
     are not stored in it, so a card from ``read_card`` saves as the card it was read from.
     """
+    from sklearn.utils.validation import check_is_fitted  # here: loading a scorer must not import scikit-learn
+
+    check_is_fitted(model, "coef_", msg="save needs a fitted model: %(name)s is not fitted yet, call fit first")
     target = check_model_target(path, overwrite)
     card = {key: value for key, value in (card or {}).items() if key not in DERIVED_CARD_KEYS}
     vocabulary, arrays = _model_payload(model)
@@ -304,8 +308,7 @@ def _model_errors(loader: Callable) -> Callable:
             raise
         except (KeyError, TypeError, IndexError, AttributeError, ValueError, RecursionError, MemoryError) as exc:
             problem = f"missing {exc}" if isinstance(exc, KeyError) else str(exc) or "unusable content"
-            raise ModelFormatError(f"{path or DEFAULT_MODEL_DIR}: damaged model ({problem}); retrain or reinstall "
-                                   f"it") from None
+            raise damaged(path or DEFAULT_MODEL_DIR, f"unusable content ({problem})") from None
 
     return wrapper
 
@@ -457,20 +460,20 @@ def read_metadata(directory: Path) -> dict:
         raise ModelFormatError(f"{meta_path}: not a lite-moderation model file")
     version = metadata.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ModelFormatError(f"{meta_path}: 'format_version' must be a whole number from 1 to {FORMAT_VERSION}, got "
-                               f"{json.dumps(version)[:40]}; the model is damaged: retrain or reinstall it")
+        raise damaged(meta_path, f"'format_version' must be a whole number from 1 to {FORMAT_VERSION}, got "
+                      f"{json.dumps(version)[:40]}")
     if version > FORMAT_VERSION:
         raise ModelFormatError(
             f"{meta_path}: model format version {version!r} is newer than this lite-moderation reads "
             f"(up to {FORMAT_VERSION}); upgrade lite-moderation"
         )
     if metadata.get("checksum") != _metadata_checksum(metadata):
-        raise ModelFormatError(f"{meta_path}: checksum mismatch, the file was edited or damaged")
+        raise damaged(meta_path, "checksum mismatch, the file was edited or damaged")
     check_metadata(metadata, meta_path, (VOCABULARY_FILE, ARRAYS_FILE))
     normalize = metadata["params"]["vectorizer"].get("normalize")
     if version < needed_format(normalize):
-        raise ModelFormatError(f"{meta_path}: params.vectorizer.normalize {json.dumps(normalize)} needs format version "
-                               f"{needed_format(normalize)}, the file says {version}; the model is damaged: retrain it")
+        raise damaged(meta_path, f"params.vectorizer.normalize {json.dumps(normalize)} needs format version "
+                      f"{needed_format(normalize)}, the file says {version}")
     return metadata
 
 
@@ -487,7 +490,7 @@ def _verified_bytes(directory: Path, name: str, metadata: dict) -> bytearray:
     """
     file_path = directory / name
     if not file_path.is_file():
-        raise ModelFormatError(f"{file_path}: missing from the model directory")
+        raise damaged(file_path, "missing from the model directory")
     size = _checked_size(file_path, metadata.get("file_sizes", {}).get(name))
     data = bytearray(size)
     digest = hashlib.sha256()
@@ -499,7 +502,7 @@ def _verified_bytes(directory: Path, name: str, metadata: dict) -> bytearray:
         if filled != size or fh.read(1):
             raise ModelFormatError(f"{file_path}: changed while it was read; load the model again")
     if digest.hexdigest() != metadata["files"].get(name):
-        raise ModelFormatError(f"{file_path}: sha256 mismatch, the file is truncated, edited or damaged")
+        raise damaged(file_path, "sha256 mismatch, the file is truncated, edited or damaged")
     return data
 
 
@@ -508,11 +511,11 @@ def _checked_size(file_path: Path, declared: int | None) -> int:
     size = file_path.stat().st_size
     if declared is not None and size != declared:
         problem = "truncated" if size < declared else "larger than saved"
-        raise ModelFormatError(f"{file_path}: {size} bytes, but model.json says {declared}: the file is {problem}, "
-                               f"edited or damaged; retrain or reinstall the model")
+        raise damaged(file_path, f"{size} bytes, but model.json says {declared}: the file is {problem}, edited or "
+                      f"damaged")
     if size > MAX_FILE_BYTES:
-        raise ModelFormatError(f"{file_path}: {size} bytes, more than a model file may hold ({MAX_FILE_BYTES}); "
-                               f"the file is damaged or not part of a lite-moderation model")
+        raise damaged(file_path, f"{size} bytes, more than a model file may hold ({MAX_FILE_BYTES}), so not the "
+                      f"file saved")
     return size
 
 
@@ -529,7 +532,7 @@ def _vectorizer_params(saved: dict) -> dict:
 def _checked_specs(vec_params: dict, vocabulary: dict, directory: Path) -> list[tuple[str, str]]:
     specs = block_specs(vec_params["word_fields"], vec_params["char_fields"])
     if len(specs) != len(vocabulary["blocks"]):
-        raise ModelFormatError(f"{directory}: vocabulary has {len(vocabulary['blocks'])} blocks, expected {len(specs)}")
+        raise damaged(directory, f"vocabulary has {len(vocabulary['blocks'])} blocks, expected {len(specs)}")
     return specs
 
 
@@ -578,7 +581,7 @@ def _label_descriptions_entry(model: ModerationClassifier) -> dict:
 
 def _check_weights(coef: np.ndarray, n_terms: int, directory: Path) -> None:
     if coef.shape[0] != n_terms:
-        raise ModelFormatError(f"{directory}: weight matrix shape {coef.shape} does not match vocabulary")
+        raise damaged(directory, f"weight matrix shape {coef.shape} does not match vocabulary")
 
 
 def _rebuild(metadata: dict, vocabulary: dict, arrays: dict[str, np.ndarray],

@@ -655,13 +655,15 @@ class _Builder:
             prompt_labels[prompt] = prompt_labels.get(prompt, Y[i]) | Y[i]
             prompt_known[prompt] = prompt_known.get(prompt, known[i]) & known[i]
             first_row.setdefault(prompt, i)
-            if response and "text" in shapes:  # a copy, unless the pair itself is not shown
+            # a copy, unless the pair itself is not shown; none of a blank response (nothing to score: fit refuses it)
+            if response.strip() and "text" in shapes:
                 self._append(("", response), Y[i], k, spec.weight, group_of(i), False, dataset.lines[i],
                              pairs_shown, known[i])
         alone_weight = spec.weight if spec.prompt_alone_weight is None else spec.prompt_alone_weight
         for prompt, y in prompt_labels.items():
             i = first_row[prompt]
-            if prompt in given_alone:  # already a message of its own: a copy would count it twice
+            # already a message of its own (a copy would count it twice), or blank (nothing to score: fit refuses it)
+            if prompt in given_alone or not prompt.strip():
                 continue
             if "prompt" in shapes:
                 self._append((prompt, ""), y, k, alone_weight, group_of(i), False, dataset.lines[i],

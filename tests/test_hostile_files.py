@@ -363,12 +363,14 @@ def test_an_ngram_range_a_model_file_may_not_declare_is_not_fitted(tiny_data):
 
 
 def test_a_fit_the_loader_would_refuse_is_never_saved_or_reported(tiny_data):
-    """The Python API has no click types: the fit itself is checked (a NaN shrinkage gave NaN thresholds)."""
+    """The Python API has no click types: the fit itself is checked (a NaN shrinkage gave NaN thresholds), by the
+    loader's rule of the parameter."""
     dataset = lm.load_dataset(tiny_data, require="categories")
     estimator = lm.default_estimator(char_fields=(), min_df=1, threshold_folds=2, threshold_shrinkage=float("nan"))
-    with pytest.raises(ValueError, match="NaN or infinite"):
+    refused = "threshold_shrinkage must be a number, 0 or above, got nan"
+    with pytest.raises(ValueError, match=refused):
         lm.train(dataset, estimator)
-    with pytest.raises(ValueError, match="NaN or infinite"):
+    with pytest.raises(ValueError, match=refused):
         lm.cross_validate(dataset, 2, estimator=estimator)
 
 

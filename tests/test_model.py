@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -49,11 +50,13 @@ def test_fit_learns_the_markers_and_sets_fitted_attributes(xy):
     assert [v["flagged"] for v in model.moderate(items)] == [True, False]
 
 
-def test_unfitted_model_raises_not_fitted():
+@pytest.mark.parametrize("method", ["predict_proba", "predict", "decision_function", "moderate", "score"])
+def test_unfitted_model_raises_not_fitted(method):
     from sklearn.exceptions import NotFittedError
 
+    args = (["x"], [1]) if method == "score" else (["x"],)
     with pytest.raises(NotFittedError):
-        lm.ModerationClassifier().predict_proba(["x"])
+        getattr(lm.ModerationClassifier(), method)(*args)
 
 
 def test_clone_and_params_round_trip():
@@ -487,3 +490,55 @@ def test_a_label_matrix_gives_one_column_per_column_of_y_as_one_vs_rest(label_ma
 def test_label_names_that_cannot_name_the_columns_of_y_are_refused(labels, width, message):
     with pytest.raises(ValueError, match=message):
         as_label_matrix(np.zeros((3, width), dtype=int), labels)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"threshold_shrinkage": -1}, "threshold_shrinkage must be a number, 0 or above, got -1"),
+    ({"strict_beta": 0}, "strict_beta must be a number above 0, got 0"),
+    ({"strict_beta": -1}, "strict_beta must be a number above 0, got -1"),
+    ({"max_iter": 0}, "max_iter must be a whole number above 0, got 0"),
+    ({"threshold_holdout": 0}, "threshold_holdout must be a fraction between 0 and 1, or null, got 0"),
+    ({"C": float("nan")}, "C must be a number above 0, got nan"),
+    ({"tol": 0}, "tol must be a number above 0, got 0"),
+    ({"class_weight": {0: 1, 1: 2}}, 'class_weight must be null or "balanced"'),
+])
+def test_fit_refuses_a_parameter_the_loader_would_refuse_naming_it_and_its_range(xy, params, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        fast_estimator(**params).fit(*xy)
+
+
+def test_fit_takes_numpy_scalars_in_range_as_a_parameter_grid_gives_them(xy):
+    grid = {"max_iter": np.arange(500, 501), "strict_beta": np.linspace(0.5, 0.5, 1, dtype=np.float32)}
+    search = GridSearchCV(fast_estimator(), grid, cv=GroupKFold(2)).fit(*xy, groups=prompt_groups(xy[0]))
+    assert search.best_params_["max_iter"] == 500
+
+
+def test_a_fitted_model_with_parameters_at_the_edges_of_their_ranges_saves_and_loads(xy, tmp_path):
+    model = fast_estimator(threshold_shrinkage=0, max_iter=1, strict_beta=1e-3).fit(*xy)
+    lm.save(model, tmp_path / "m")
+    assert lm.load(tmp_path / "m").get_params()["strict_beta"] == 1e-3
+
+
+@pytest.mark.parametrize("container", ["array", "frame", "series"])
+def test_vocabulary_rows_take_every_documented_input_container(xy, container):
+    import pandas as pd
+
+    X, Y = xy
+    mask = np.arange(len(X)) % 2 == 0
+    as_given = {"array": lambda: np.array(X, dtype=object),
+                "frame": lambda: pd.DataFrame(X, columns=["prompt", "response"], index=np.arange(len(X)) + 10),
+                "series": lambda: pd.Series([r for _, r in X], index=np.arange(len(X))[::-1])}[container]()
+    items = X if container != "series" else [r for _, r in X]
+    model = fast_estimator().fit(as_given, Y, vocabulary_rows=mask)
+    expected = fast_estimator().fit(items, Y, vocabulary_rows=mask)
+    assert model.vectorizer_.get_feature_names_out().tolist() == expected.vectorizer_.get_feature_names_out().tolist()
+    np.testing.assert_array_equal(model.coef_, expected.coef_)
+
+
+@pytest.mark.parametrize("blank", ["", "  \n", ("", " "), ("\t", "")])
+def test_fit_refuses_an_item_with_nothing_to_score_as_predict_does(xy, blank):
+    X, Y = xy
+    X = [*X[:3], blank, *X[4:]]
+    with pytest.raises(ValueError, match=r"X\[3\] .*nothing to score"):
+        fast_estimator().fit(X, Y)
+

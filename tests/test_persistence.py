@@ -163,6 +163,47 @@ def test_missing_vocabulary_file(model_copy, runner):
     _assert_cli_reports(model_copy, runner, "vocabulary.json", "missing")
 
 
+def _truncate_metadata(model_dir: Path) -> None:
+    (model_dir / "model.json").write_bytes((model_dir / "model.json").read_bytes()[:200])
+
+
+def _edit_threshold(model_dir: Path) -> None:
+    data = json.loads((model_dir / "model.json").read_text())
+    data["thresholds"][0] = 0.01
+    (model_dir / "model.json").write_text(json.dumps(data))
+
+
+def _flip_a_vocabulary_byte(model_dir: Path) -> None:
+    data = bytearray((model_dir / "vocabulary.json").read_bytes())
+    data[len(data) // 2] ^= 1
+    (model_dir / "vocabulary.json").write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("damage", "problem"), [
+    (_truncate_metadata, "model.json: truncated or corrupt"),
+    (_edit_threshold, "model.json: checksum mismatch"),
+    (lambda d: (d / "vocabulary.json").unlink(), "vocabulary.json: missing from the model directory"),
+    (lambda d: (d / "arrays.npz").unlink(), "arrays.npz: missing from the model directory"),
+    (_flip_a_vocabulary_byte, "vocabulary.json: sha256 mismatch"),
+    (lambda d: (d / "arrays.npz").write_bytes((d / "arrays.npz").read_bytes()[:1000]), "arrays.npz: 1000 bytes"),
+])
+def test_every_damaged_model_file_ends_with_the_same_advice(model_copy, runner, damage, problem):
+    damage(model_copy)
+    for load in (lm.load, lm.load_scorer):
+        with pytest.raises(ModelFormatError, match="the model is damaged: retrain or reinstall it$") as caught:
+            load(model_copy)
+        assert problem in str(caught.value)
+    _assert_cli_reports(model_copy, runner, problem, "the model is damaged: retrain or reinstall it")
+
+
+def test_saving_an_unfitted_model_says_to_fit_it_first_and_writes_nothing(tmp_path):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError, match="save needs a fitted model: ModerationClassifier is not fitted yet"):
+        lm.save(lm.ModerationClassifier(), tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
 def test_not_a_model_directory(tmp_path, runner):
     _assert_cli_reports(tmp_path, runner, "not a lite-moderation model")
 

@@ -85,6 +85,16 @@ def test_red_team_prompts_are_not_made_texts_alone(tmp_path):
     assert not unsafe_prompts & {p[1] for p in ts.pairs if p[0] == ""} - {r["response"] for r in records}
 
 
+@pytest.mark.parametrize("shapes", [("pair", "text", "prompt"), ("pair", "text", "prompt_categories")])
+def test_a_pair_with_a_blank_field_makes_no_blank_copy_and_trains(tmp_path, shapes):
+    records = synthetic_records(60, seed=3)
+    records[0] = {**records[0], "prompt": "   "}
+    records[1] = {**records[1], "response": " \t"}
+    ts = build_training_set([SourceSpec(str(write_jsonl(tmp_path / "p.jsonl", records)))], shapes=shapes)
+    assert not [p for p in ts.pairs if not p[0].strip() and not p[1].strip()]
+    default_estimator(char_fields=(), min_df=1, threshold_folds=2).fit(ts.pairs, ts.Y, **ts.fit_params())
+
+
 def test_a_single_pair_source_builds_what_the_dataset_holds(tiny_data):
     ts = build_training_set([SourceSpec(str(tiny_data))])
     assert ts.primary.all() and (ts.weights == 1).all() and len(ts) == 240
